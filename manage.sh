@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The two commands of the README:
+#   ./manage.sh start [--config FILE]   set everything up, then run the node (DICOM 11112, HTTP 8181)
+#   ./manage.sh test                    set everything up, then run ruff, mypy and the whole test suite
+# Set-up is idempotent: Debian packages are installed only when missing (as root), the virtual
+# environment is created once at .venv and the pinned requirements are (re)applied.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+DEBIAN_PACKAGES=(dcmtk orthanc orthanc-dicomweb dicom3tools)
+
+install_debian_packages() {
+    local missing=()
+    for pkg in "${DEBIAN_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "installing Debian packages: ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    # Orthanc's package tries to start its service; the tests start their own instances.
+    $sudo env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -q "${missing[@]}" \
+        || { $sudo apt-get update -q && $sudo env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 \
+             apt-get install -y -q "${missing[@]}"; }
+    $sudo systemctl stop orthanc 2>/dev/null || $sudo service orthanc stop 2>/dev/null || true
+}
+
+install_python_packages() {
+    [ -x .venv/bin/python ] || python3 -m venv .venv
+    local stamp=.venv/.requirements.sha
+    local want
+    want=$(sha256sum requirements.txt | cut -d' ' -f1)
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        .venv/bin/pip install -q --upgrade pip
+        .venv/bin/pip install -q -r requirements.txt
+        echo "$want" > "$stamp"
+    fi
+}
+
+setup() {
+    install_debian_packages
+    install_python_packages
+}
+
+case "${1:-}" in
+    start)
+        shift
+        setup
+        exec .venv/bin/python -m node serve "$@"
+        ;;
+    test)
+        shift
+        setup
+        .venv/bin/ruff check .
+        .venv/bin/mypy
+        exec .venv/bin/python -m pytest -q "$@"
+        ;;
+    *)
+        echo "usage: $0 start [--config FILE] | test [pytest args]" >&2
+        exit 2
+        ;;
+esac

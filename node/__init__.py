@@ -1,0 +1,1 @@
+"""The DICOM node: configuration, index, storage, ingest, and the DICOM SCP/SCU."""

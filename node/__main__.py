@@ -1,0 +1,5 @@
+"""`python -m node ...`: the node's command line."""
+
+from node.cli import main
+
+raise SystemExit(main())

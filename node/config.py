@@ -1,0 +1,221 @@
+"""The node's configuration: one TOML file, every key with a default.
+
+Keys are checked strictly so that a typo in a hospital's `node.toml` stops the node at start-up
+with the key named, instead of silently running on a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from node.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class NodeSection:
+    ae_title: str = "VIEWNODE"
+    data_dir: str = "data"
+    # Overwrite an instance whose SOP Instance UID is already stored (default: keep the stored one).
+    overwrite_duplicates: bool = False
+
+
+@dataclass(frozen=True)
+class DicomSection:
+    bind: str = "0.0.0.0"
+    port: int = 11112
+    max_associations: int = 16
+    maximum_pdu_size: int = 262144
+    acse_timeout: float = 30.0
+    dimse_timeout: float = 60.0
+    network_timeout: float = 60.0
+    # Timeout of a whole outgoing query (C-ECHO/C-FIND) to one source node.
+    query_timeout: float = 10.0
+    # Timeout of a whole outgoing retrieval (C-MOVE/C-GET) from one source node.
+    retrieve_timeout: float = 600.0
+
+
+@dataclass(frozen=True)
+class HttpSection:
+    bind: str = "0.0.0.0"
+    port: int = 8181
+    max_body_bytes: int = 1048576
+
+
+@dataclass(frozen=True)
+class ApiSection:
+    servlet_authorization_header: str = ""
+    token_lifetime_seconds: int = 300
+    session_lifetime_seconds: int = 28800
+
+
+@dataclass(frozen=True)
+class DatabaseSection:
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class StorageSection:
+    # Empty: "<data_dir>/storage".
+    root: str = ""
+    # Flush each stored file and its directory to disk before answering (durability).
+    fsync: bool = True
+
+
+@dataclass(frozen=True)
+class RemoteNode:
+    ae_title: str
+    host: str
+    port: int
+    retrieve: Literal["C-MOVE", "C-GET"] = "C-MOVE"
+
+
+@dataclass(frozen=True)
+class MoveDestination:
+    ae_title: str
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class CloudSection:
+    aws_endpoint_url: str = ""
+    wasabi_endpoint_url: str = ""
+    gcs_endpoint_url: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    node: NodeSection = field(default_factory=NodeSection)
+    dicom: DicomSection = field(default_factory=DicomSection)
+    http: HttpSection = field(default_factory=HttpSection)
+    api: ApiSection = field(default_factory=ApiSection)
+    database: DatabaseSection = field(default_factory=DatabaseSection)
+    storage: StorageSection = field(default_factory=StorageSection)
+    cloud: CloudSection = field(default_factory=CloudSection)
+    source_nodes: tuple[RemoteNode, ...] = ()
+    move_destinations: tuple[MoveDestination, ...] = ()
+    # The folder the configuration file was read from: relative paths are resolved against it.
+    base_dir: Path = field(default_factory=Path.cwd)
+
+    @property
+    def data_dir(self) -> Path:
+        return (self.base_dir / self.node.data_dir).resolve()
+
+    @property
+    def storage_root(self) -> Path:
+        if self.storage.root:
+            return (self.base_dir / self.storage.root).resolve()
+        return self.data_dir / "storage"
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'index.sqlite'}"
+
+    def source_node(self, ae_title: str) -> RemoteNode:
+        """The configured source node with this AE title; ConfigError when there is none."""
+        for remote in self.source_nodes:
+            if remote.ae_title == ae_title:
+                return remote
+        raise ConfigError(f"unknown source node {ae_title!r}")
+
+    def move_destination(self, ae_title: str) -> MoveDestination | None:
+        for dest in self.move_destinations:
+            if dest.ae_title == ae_title:
+                return dest
+        return None
+
+
+def load_config(path: Path | str | None) -> Config:
+    """Read `path` (or return the defaults when None); ConfigError names any bad key."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"configuration file not found: {path}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    return config_from_dict(raw, base_dir=path.resolve().parent)
+
+
+def config_from_dict(raw: dict[str, Any], base_dir: Path | None = None) -> Config:
+    values: dict[str, Any] = {}
+    hints = typing.get_type_hints(Config)
+    for key, value in raw.items():
+        if key == "base_dir" or key not in hints:
+            raise ConfigError(f"unknown configuration section {key!r}")
+        values[key] = _convert(hints[key], value, key)
+    config = Config(**values, base_dir=base_dir or Path.cwd())
+    _validate(config)
+    return config
+
+
+def _convert(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table")
+        hints = typing.get_type_hints(hint)
+        known = {f.name for f in dataclasses.fields(hint)}
+        kwargs = {}
+        for key, item in value.items():
+            if key not in known:
+                raise ConfigError(f"unknown configuration key {where}.{key}")
+            kwargs[key] = _convert(hints[key], item, f"{where}.{key}")
+        try:
+            return hint(**kwargs)
+        except TypeError as exc:
+            missing = [
+                f.name
+                for f in dataclasses.fields(hint)
+                if f.name not in kwargs
+                and f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING
+            ]
+            raise ConfigError(f"{where}: missing key(s) {', '.join(missing)}") from exc
+    if origin is tuple:
+        (item_type, _) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected an array of tables ([[{where}]])")
+        return tuple(_convert(item_type, item, f"{where}[{i}]") for i, item in enumerate(value))
+    if origin is Literal:
+        allowed = typing.get_args(hint)
+        if value not in allowed:
+            raise ConfigError(f"{where}: must be one of {', '.join(map(str, allowed))}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is bool and not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true or false")
+    if hint is int and (not isinstance(value, int) or isinstance(value, bool)):
+        raise ConfigError(f"{where}: expected an integer")
+    if hint in (str, float) and not isinstance(value, hint):
+        raise ConfigError(f"{where}: expected a {hint.__name__}")
+    return value
+
+
+def _validate(config: Config) -> None:
+    for section, ae in [("node.ae_title", config.node.ae_title)] + [
+        (f"source_nodes[{i}].ae_title", n.ae_title) for i, n in enumerate(config.source_nodes)
+    ] + [(f"move_destinations[{i}].ae_title", d.ae_title)
+         for i, d in enumerate(config.move_destinations)]:
+        if not ae or len(ae) > 16 or ae != ae.strip() or "\\" in ae:
+            raise ConfigError(f"{section}: an AE title is 1 to 16 characters without spaces at "
+                              "either end or backslashes")
+    for name, port in (("dicom.port", config.dicom.port), ("http.port", config.http.port)):
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"{name}: must be between 0 and 65535")
+    titles = [n.ae_title for n in config.source_nodes]
+    if len(titles) != len(set(titles)):
+        raise ConfigError("source_nodes: each AE title may appear once")

@@ -1,0 +1,94 @@
+"""The node's Application Entity as an SCP: which services and transfer syntaxes it accepts."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from typing import Any
+
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, _config, evt
+from pynetdicom.presentation import AllStoragePresentationContexts
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
+from pynetdicom.transport import ThreadedAssociationServer
+
+from node.config import Config
+from node.dimse import find_scp, get_scp, move_scp, store_scp
+from node.dimse.sockets import install_tcp_nodelay
+from node.services import NodeServices
+
+log = logging.getLogger(__name__)
+
+QUERY_RETRIEVE_SOP_CLASSES = (
+    PatientRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelMove,
+    PatientRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelGet,
+)
+
+
+def configure_pynetdicom() -> None:
+    """Process-wide pynetdicom settings the node relies on for speed."""
+    install_tcp_nodelay()
+    # Received datasets go straight to a file (no decode); sent files go out without decoding.
+    _config.STORE_RECV_CHUNKED_DATASET = True
+    _config.STORE_SEND_CHUNKED_DATASET = True
+
+
+def build_ae(config: Config) -> AE:
+    ae = AE(ae_title=config.node.ae_title)
+    ae.maximum_associations = config.dicom.max_associations
+    ae.maximum_pdu_size = config.dicom.maximum_pdu_size
+    ae.acse_timeout = config.dicom.acse_timeout
+    ae.dimse_timeout = config.dicom.dimse_timeout
+    ae.network_timeout = config.dicom.network_timeout
+    ae.add_supported_context(Verification)
+    for context in AllStoragePresentationContexts:
+        ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+    for sop_class in QUERY_RETRIEVE_SOP_CLASSES:
+        ae.add_supported_context(sop_class)
+    return ae
+
+
+class DicomServer:
+    """The SCP, started in pynetdicom's threads beside the node's event loop."""
+
+    def __init__(self, services: NodeServices) -> None:
+        self.services = services
+        self.ae = build_ae(services.config)
+        self._server: ThreadedAssociationServer | None = None
+
+    def start(self) -> None:
+        configure_pynetdicom()
+        # pynetdicom writes received datasets with NamedTemporaryFile in the default temporary
+        # folder; pointing it at incoming/ keeps the final rename on one file system.
+        tempfile.tempdir = str(self.services.storage.incoming)
+        handlers: list[Any] = [(evt.EVT_C_ECHO, lambda event: 0x0000)]
+        for module in (store_scp, find_scp, move_scp, get_scp):
+            handlers.extend(module.handlers(self.services))
+        dicom = self.services.config.dicom
+        self._server = self.ae.start_server(
+            (dicom.bind, dicom.port), block=False, evt_handlers=handlers
+        )
+        log.info("DICOM SCP %s listening on %s:%d", self.ae.ae_title, dicom.bind, self.port)
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("DICOM server not started")
+        return int(self._server.server_address[1])
+
+    def stop(self) -> None:
+        """Stop accepting, let running associations finish, then close."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None

@@ -1,0 +1,1 @@
+"""The index: the database schema, its engine, the group-committing writer and the queries."""

@@ -1,0 +1,126 @@
+"""The one ingest path: every instance, whatever door it came in by, is stored through here.
+
+Order of work, chosen so that a crash at any point leaves nothing half done:
+1. the complete file is flushed in `incoming/` (the caller put it there);
+2. its header is read and validated;
+3. the index row is committed (group commit);
+4. the file is renamed into place.
+A crash between 3 and 4 is finished by `recover_incoming` at the next start; a crash before 3
+leaves only a file in `incoming/`, which recovery deletes (its sender never got a success).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from node.errors import InvalidInput
+from node.index.models import Instance
+from node.index.writer import AddOutcome, IndexWriter, StoredFile
+from node.instance_record import InstanceRecord, read_record
+from node.storage import Storage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    sop_uid: str
+    study_uid: str
+    outcome: AddOutcome
+    path: str
+
+
+class Ingestor:
+    def __init__(
+        self,
+        storage: Storage,
+        writer: IndexWriter,
+        loop: asyncio.AbstractEventLoop,
+        overwrite_duplicates: bool = False,
+    ) -> None:
+        self.storage = storage
+        self.writer = writer
+        self.loop = loop
+        self.overwrite_duplicates = overwrite_duplicates
+
+    async def ingest_incoming(self, incoming: Path, origin: str) -> IngestResult:
+        """Ingest a complete file already in incoming/ (consumed: placed or deleted)."""
+        try:
+            item = await asyncio.to_thread(self._prepare, incoming, origin)
+            outcome, path = await self.writer.add(item, self.overwrite_duplicates)
+            await asyncio.to_thread(self._finish, incoming, outcome, path)
+        except BaseException:
+            incoming.unlink(missing_ok=True)
+            raise
+        return self._result(item.record, outcome, path)
+
+    async def ingest_copy(self, source: Path, origin: str) -> IngestResult:
+        """Ingest a file from outside the storage; the source is left as it was."""
+        incoming = await asyncio.to_thread(self.storage.copy_to_incoming, source)
+        return await self.ingest_incoming(incoming, origin)
+
+    def ingest_incoming_blocking(self, incoming: Path, origin: str, timeout: float) -> IngestResult:
+        """The same as `ingest_incoming`, for pynetdicom's handler threads: the file work runs
+        in the calling thread, the index commit on the event loop."""
+        try:
+            item = self._prepare(incoming, origin)
+            future = asyncio.run_coroutine_threadsafe(
+                self.writer.add(item, self.overwrite_duplicates), self.loop
+            )
+            outcome, path = future.result(timeout)
+            self._finish(incoming, outcome, path)
+        except BaseException:
+            incoming.unlink(missing_ok=True)
+            raise
+        return self._result(item.record, outcome, path)
+
+    def _prepare(self, incoming: Path, origin: str) -> StoredFile:
+        record = read_record(incoming)
+        self.storage.flush_path(incoming)
+        relative = self.storage.relative_path(record.study_uid, record.sop_uid)
+        return StoredFile(record, relative, incoming.stat().st_size, origin)
+
+    def _finish(self, incoming: Path, outcome: AddOutcome, path: str) -> None:
+        if outcome is AddOutcome.DUPLICATE_KEPT:
+            incoming.unlink(missing_ok=True)
+        else:
+            self.storage.place(incoming, path)
+
+    @staticmethod
+    def _result(record: InstanceRecord, outcome: AddOutcome, path: str) -> IngestResult:
+        if outcome is not AddOutcome.ADDED:
+            log.warning("duplicate SOP Instance UID %s: %s", record.sop_uid, outcome.value)
+        return IngestResult(record.sop_uid, record.study_uid, outcome, path)
+
+
+async def recover_incoming(
+    storage: Storage, sessions: async_sessionmaker[AsyncSession]
+) -> tuple[int, int]:
+    """Finish or discard what a crash left in incoming/. Returns (placed, discarded)."""
+    placed = discarded = 0
+    for incoming in storage.incoming_files():
+        try:
+            record = read_record(incoming)
+        except InvalidInput:
+            record = None
+        path = None
+        if record is not None:
+            async with sessions() as session:
+                path = await session.scalar(
+                    select(Instance.path).where(Instance.sop_uid == record.sop_uid)
+                )
+        if path is not None and not storage.absolute(path).exists():
+            storage.place(incoming, path)
+            placed += 1
+        else:
+            incoming.unlink(missing_ok=True)
+            discarded += 1
+    if placed or discarded:
+        log.info("recovered incoming files: %d placed, %d discarded", placed, discarded)
+    return placed, discarded

@@ -1,0 +1,33 @@
+"""The node's shared services, handed to every door (DICOM handlers, HTTP routes, CLI commands)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from node.config import Config
+from node.index.writer import IndexWriter
+from node.ingest import Ingestor
+from node.storage import Storage
+
+T = TypeVar("T")
+
+
+@dataclass
+class NodeServices:
+    config: Config
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    storage: Storage
+    writer: IndexWriter
+    ingestor: Ingestor
+    loop: asyncio.AbstractEventLoop
+
+    def run_blocking(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run a coroutine on the node's event loop from a pynetdicom handler thread: handlers
+        reach the index this way, never through an engine of their own."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)

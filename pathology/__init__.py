@@ -1,0 +1,1 @@
+"""Digital pathology: slide readers, slide metadata, tiles, colour profiles, annotation layers."""
