@@ -1,0 +1,59 @@
+"""Session-scoped peers: each is started once per test session, on loopback.
+
+The session's topology: `orthanc` (a PACS and source node), `storescp` (a C-MOVE destination),
+and `node` (this project, serving), configured to know each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.peers import NodeProcess, OrthancProcess, StoreSCP, free_port
+
+
+@pytest.fixture(scope="session")
+def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("peers")
+
+
+@pytest.fixture(scope="session")
+def node_ports() -> tuple[int, int]:
+    """The DICOM and HTTP ports of the session's node, fixed before any peer starts."""
+    return free_port(), free_port()
+
+
+@pytest.fixture(scope="session")
+def orthanc(session_dir: Path, node_ports: tuple[int, int]) -> Iterator[OrthancProcess]:
+    peer = OrthancProcess(
+        session_dir / "orthanc", modalities={"VIEWNODE": ("VIEWNODE", "127.0.0.1", node_ports[0])}
+    ).start()
+    yield peer
+    peer.stop()
+
+
+@pytest.fixture(scope="session")
+def storescp(session_dir: Path) -> Iterator[StoreSCP]:
+    peer = StoreSCP(session_dir / "storescp-received").start()
+    yield peer
+    peer.stop()
+
+
+@pytest.fixture(scope="session")
+def node(
+    session_dir: Path, node_ports: tuple[int, int], orthanc: OrthancProcess, storescp: StoreSCP
+) -> Iterator[NodeProcess]:
+    """The node under test, with Orthanc as source node and storescp as a move destination."""
+    peer = NodeProcess(
+        session_dir / "node",
+        dicom_port=node_ports[0],
+        http_port=node_ports[1],
+        source_nodes=[{"ae_title": orthanc.ae_title, "host": "127.0.0.1",
+                       "port": orthanc.dicom_port, "retrieve": "C-MOVE"}],
+        move_destinations=[{"ae_title": storescp.ae_title, "host": "127.0.0.1",
+                            "port": storescp.port}],
+    ).start()
+    yield peer
+    peer.stop()

@@ -1,0 +1,253 @@
+"""Real peers for the tests: the node itself as a process, Orthanc, and DCMTK's storescp.
+
+Each is started on 127.0.0.1 with free ports and stopped by PID. DCMTK tools and Orthanc get
+TCP_NODELAY=1 so that they run at their best.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+PEER_ENV = {**os.environ, "TCP_NODELAY": "1"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 20.0, proc: subprocess.Popen[Any] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before port {port} opened")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on port {port} after {timeout} s")
+
+
+def dcmtk(tool: str, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    """Run a DCMTK tool; the caller checks returncode and output."""
+    return subprocess.run(
+        [tool, *args], env=PEER_ENV, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(str(value))
+
+
+@dataclass
+class NodeProcess:
+    """`python -m node serve` in a folder of its own."""
+
+    folder: Path
+    ae_title: str = "VIEWNODE"
+    dicom_port: int = field(default_factory=free_port)
+    http_port: int = field(default_factory=free_port)
+    api_key: str = "test-api-key-0123456789abcdef"
+    source_nodes: list[dict[str, Any]] = field(default_factory=list)
+    move_destinations: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, dict[str, Any]] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def config_path(self) -> Path:
+        return self.folder / "node.toml"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.folder / "data"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def write_config(self) -> None:
+        sections: dict[str, dict[str, Any]] = {
+            "node": {"ae_title": self.ae_title, "data_dir": "data"},
+            "dicom": {"bind": "127.0.0.1", "port": self.dicom_port, "query_timeout": 5.0},
+            "http": {"bind": "127.0.0.1", "port": self.http_port},
+            "api": {"servlet_authorization_header": self.api_key},
+        }
+        for name, values in self.extra.items():
+            sections.setdefault(name, {}).update(values)
+        lines = []
+        for name, values in sections.items():
+            lines.append(f"[{name}]")
+            lines += [f"{k} = {toml_value(v)}" for k, v in values.items()]
+        for table, entries in (
+            ("source_nodes", self.source_nodes),
+            ("move_destinations", self.move_destinations),
+        ):
+            for entry in entries:
+                lines.append(f"[[{table}]]")
+                lines += [f"{k} = {toml_value(v)}" for k, v in entry.items()]
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text("\n".join(lines) + "\n")
+
+    def cli(self, *args: str, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
+        """Run `python -m node ARGS --config <this node's config>`."""
+        return subprocess.run(
+            [sys.executable, "-m", "node", *args, "--config", str(self.config_path)],
+            cwd=REPO, capture_output=True, text=True, timeout=timeout, env=PEER_ENV,
+        )
+
+    def start(self) -> NodeProcess:
+        self.write_config()
+        log = (self.folder / "node.log").open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "node", "serve", "--config", str(self.config_path)],
+            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=PEER_ENV,
+        )
+        wait_for_port(self.dicom_port, proc=self.proc)
+        wait_for_port(self.http_port, proc=self.proc)
+        return self
+
+    def log_text(self) -> str:
+        return (self.folder / "node.log").read_text(errors="replace")
+
+    def is_running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+
+
+@dataclass
+class OrthancProcess:
+    """Orthanc with its DICOMweb plugin, as a PACS on loopback."""
+
+    folder: Path
+    ae_title: str = "ORTHANC"
+    dicom_port: int = field(default_factory=free_port)
+    http_port: int = field(default_factory=free_port)
+    modalities: dict[str, tuple[str, str, int]] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def start(self) -> OrthancProcess:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        config = {
+            "Name": "test-orthanc",
+            "StorageDirectory": str(self.folder / "storage"),
+            "IndexDirectory": str(self.folder / "index"),
+            "HttpPort": self.http_port,
+            "DicomPort": self.dicom_port,
+            "DicomAet": self.ae_title,
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "DicomCheckCalledAet": False,
+            "DicomAlwaysAllowEcho": True,
+            "DicomAlwaysAllowStore": True,
+            "DicomAlwaysAllowFind": True,
+            "DicomAlwaysAllowGet": True,
+            "DicomAlwaysAllowMove": True,
+            "DicomModalities": {k: list(v) for k, v in self.modalities.items()},
+            "SynchronousCMove": True,
+            "StableAge": 1,
+            "Plugins": ["/usr/share/orthanc/plugins/libOrthancDicomWeb.so"],
+            "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": True,
+                         "WadoRoot": "/wado"},
+        }
+        path = self.folder / "orthanc.json"
+        path.write_text(json.dumps(config, indent=2))
+        log = (self.folder / "orthanc.log").open("ab")
+        self.proc = subprocess.Popen(
+            ["Orthanc", str(path)], stdout=log, stderr=subprocess.STDOUT, env=PEER_ENV
+        )
+        wait_for_port(self.http_port, proc=self.proc, timeout=60)
+        wait_for_port(self.dicom_port, proc=self.proc, timeout=60)
+        return self
+
+    def upload(self, path: Path) -> dict[str, Any]:
+        request = urllib.request.Request(
+            f"{self.http_url}/instances", data=path.read_bytes(), method="POST",
+            headers={"Content-Type": "application/dicom"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            result: dict[str, Any] = json.loads(response.read())
+        return result
+
+    def get_json(self, route: str) -> Any:
+        with urllib.request.urlopen(f"{self.http_url}{route}", timeout=30) as response:
+            return json.loads(response.read())
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+@dataclass
+class StoreSCP:
+    """DCMTK storescp as a C-MOVE destination, writing what it receives to a folder."""
+
+    folder: Path
+    ae_title: str = "STORESCP"
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> StoreSCP:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        log = (self.folder.parent / f"{self.folder.name}.log").open("ab")
+        self.proc = subprocess.Popen(
+            ["storescp", "-aet", self.ae_title, "+xa", "-od", str(self.folder), str(self.port)],
+            stdout=log, stderr=subprocess.STDOUT, env=PEER_ENV,
+        )
+        wait_for_port(self.port, proc=self.proc)
+        return self
+
+    def received(self) -> list[Path]:
+        return sorted(p for p in self.folder.iterdir() if p.is_file())
+
+    def clear(self) -> None:
+        shutil.rmtree(self.folder)
+        self.folder.mkdir()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
