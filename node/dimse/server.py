@@ -53,7 +53,7 @@ def build_ae(config: Config) -> AE:
     ae.network_timeout = config.dicom.network_timeout
     ae.add_supported_context(Verification)
     for context in AllStoragePresentationContexts:
-        ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        ae.add_supported_context(str(context.abstract_syntax), ALL_TRANSFER_SYNTAXES)
     for sop_class in QUERY_RETRIEVE_SOP_CLASSES:
         ae.add_supported_context(sop_class)
     return ae
