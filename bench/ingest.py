@@ -1,0 +1,93 @@
+"""C-STORE ingest: storescu sends the same data set to the node, Orthanc, DCMTK storescp and a
+bare pynetdicom SCP, over one association and over four concurrent ones.
+
+    .venv/bin/python -m bench.ingest                      # 5,000 small + 2,000 CT (a few minutes)
+    .venv/bin/python -m bench.ingest --small 1000 --ct 300
+    .venv/bin/python -m bench.ingest --peers node,bare-pynetdicom --assocs 1
+
+Every run starts a fresh peer with empty storage; the time is storescu's wall time (from the
+start of the first process to the exit of the last), and the received count is checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.common import (
+    BarePeer,
+    NodePeer,
+    OrthancPeer,
+    Peer,
+    StoreSCPPeer,
+    fresh_folder,
+    print_table,
+    storescu,
+)
+from bench.dataset import StoreSet, store_set
+
+PEERS: dict[str, Callable[[Path], Peer]] = {
+    "storescp": lambda folder: StoreSCPPeer(folder),
+    "orthanc": lambda folder: OrthancPeer(folder),
+    "bare-pynetdicom": lambda folder: BarePeer(folder),
+    "node": lambda folder: NodePeer(folder),
+}
+
+
+def measure(name: str, data: StoreSet, assocs: int) -> float:
+    """Instances per second for one peer, one data set, 1 or 4 associations."""
+    folder = fresh_folder(f"ingest-{name}")
+    peer = PEERS[name](folder)
+    peer.start()
+    try:
+        folders = [data.root] if assocs == 1 else list(data.parts)
+        seconds = storescu(peer, folders)
+        received = peer.received()
+    finally:
+        peer.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+    if received != data.count:
+        raise RuntimeError(f"{name} holds {received} of {data.count} instances sent")
+    return data.count / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--small", type=int, default=5000, help="64x64 instances (0: skip)")
+    parser.add_argument("--ct", type=int, default=2000, help="512x512 CT instances (0: skip)")
+    parser.add_argument("--assocs", default="1,4", help="association counts to run: 1, 4 or 1,4")
+    parser.add_argument("--peers", default=",".join(PEERS), help="peers to run, comma-separated")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per cell; the best is kept")
+    args = parser.parse_args()
+    names = [n for n in args.peers.split(",") if n]
+    unknown = set(names) - set(PEERS)
+    if unknown:
+        parser.error(f"unknown peers: {', '.join(sorted(unknown))}")
+    assoc_counts = [int(a) for a in args.assocs.split(",")]
+    sets = [store_set(kind, n) for kind, n in (("small", args.small), ("ct", args.ct)) if n > 0]
+    rows = []
+    for data in sets:
+        mib = data.size_bytes / data.count / 2**20
+        for assocs in assoc_counts:
+            rates: dict[str, float] = {}
+            for name in names:
+                rates[name] = max(measure(name, data, assocs) for _ in range(args.repeat))
+                print(f"{data.kind} x{data.count} ({mib:.2f} MiB each), {assocs} assoc: "
+                      f"{name} {rates[name]:.0f}/s", flush=True)
+            row: list[object] = [f"{data.kind} x{data.count}", assocs]
+            row += [rates[n] for n in names]
+            node = rates.get("node")
+            row.append(node / rates["orthanc"] if node and "orthanc" in rates else "-")
+            row.append(node / rates["bare-pynetdicom"]
+                       if node and "bare-pynetdicom" in rates else "-")
+            rows.append(row)
+    print()
+    print_table(["data set", "assocs", *[f"{n} /s" for n in names], "node/orthanc",
+                 "node/bare"], rows)
+
+
+if __name__ == "__main__":
+    main()
