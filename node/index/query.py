@@ -1,0 +1,418 @@
+"""C-FIND matching over the index (PS3.4 C.2.2.2), as one SQL statement per query.
+
+The index keeps every attribute a query can ask for, so a C-FIND never opens a file. Matching
+keys become WHERE clauses (single value, universal, wildcard, list of UIDs, date/time ranges,
+case-insensitive person names); computed attributes (counts, ModalitiesInStudy) are correlated
+subqueries of the same statement, so the database does the whole job in one round trip.
+
+This module knows nothing of pynetdicom: keys arrive as keyword -> values, matches leave as
+keyword -> text.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncGenerator, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import Select, SQLColumnExpression, and_, exists, func, literal, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
+
+from node.errors import InvalidInput
+from node.index.models import Instance, Patient, Series, Study
+
+
+class Level(enum.IntEnum):
+    """Query/Retrieve levels, ordered from the top of the hierarchy down."""
+
+    PATIENT = 0
+    STUDY = 1
+    SERIES = 2
+    IMAGE = 3
+
+
+class Model(enum.Enum):
+    PATIENT_ROOT = "patient-root"
+    STUDY_ROOT = "study-root"
+
+
+# What a key's values are compared as: it decides wildcard, range and case rules.
+Kind = Literal["text", "name", "date", "time", "uid", "int", "count", "list"]
+
+# The unique key of each level (PS3.4 C.6.1.1 / C.6.2.1).
+UNIQUE_KEYS = {
+    Level.PATIENT: "PatientID",
+    Level.STUDY: "StudyInstanceUID",
+    Level.SERIES: "SeriesInstanceUID",
+    Level.IMAGE: "SOPInstanceUID",
+}
+
+# Keys answered with a fixed value rather than from a column.
+_CONSTANT_KEYS = {"InstanceAvailability": "ONLINE"}
+
+Expr = SQLColumnExpression[Any]
+AnySelect = Select[*tuple[Any, ...]]
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """One attribute the index can answer: where it lives and how it is matched."""
+
+    keyword: str
+    level: Level
+    kind: Kind
+    # The value returned; for computed attributes, built per dialect.
+    value: Callable[[str], Expr]
+    # What matching compares against, when it differs from the value (upper-cased names).
+    match: Callable[[], Expr] | None = None
+
+
+def _column(col: Any) -> Callable[[str], Expr]:
+    return lambda _dialect: col
+
+
+def _string_agg(col: Any, dialect: str) -> Expr:
+    """Distinct values joined by ',' (the caller turns them into a DICOM multi-value)."""
+    if dialect == "postgresql":
+        return func.string_agg(col.distinct(), literal(","))
+    return func.group_concat(col.distinct())
+
+
+def _count_study_series(_dialect: str) -> Expr:
+    s = aliased(Series)
+    return select(func.count(s.id)).where(s.study_pk == Study.id).correlate(Study).scalar_subquery()
+
+
+def _count_study_instances(_dialect: str) -> Expr:
+    s, i = aliased(Series), aliased(Instance)
+    return (
+        select(func.count(i.id)).join(s, i.series_pk == s.id)
+        .where(s.study_pk == Study.id).correlate(Study).scalar_subquery()
+    )
+
+
+def _count_series_instances(_dialect: str) -> Expr:
+    i = aliased(Instance)
+    return (
+        select(func.count(i.id)).where(i.series_pk == Series.id).correlate(Series)
+        .scalar_subquery()
+    )
+
+
+def _count_patient_studies(_dialect: str) -> Expr:
+    st = aliased(Study)
+    return (
+        select(func.count(st.id)).where(st.patient_pk == Patient.id).correlate(Patient)
+        .scalar_subquery()
+    )
+
+
+def _count_patient_series(_dialect: str) -> Expr:
+    st, s = aliased(Study), aliased(Series)
+    return (
+        select(func.count(s.id)).join(st, s.study_pk == st.id)
+        .where(st.patient_pk == Patient.id).correlate(Patient).scalar_subquery()
+    )
+
+
+def _count_patient_instances(_dialect: str) -> Expr:
+    st, s, i = aliased(Study), aliased(Series), aliased(Instance)
+    return (
+        select(func.count(i.id)).join(s, i.series_pk == s.id).join(st, s.study_pk == st.id)
+        .where(st.patient_pk == Patient.id).correlate(Patient).scalar_subquery()
+    )
+
+
+def _modalities_in_study(dialect: str) -> Expr:
+    s = aliased(Series)
+    return (
+        select(_string_agg(s.modality, dialect)).where(s.study_pk == Study.id, s.modality != "")
+        .correlate(Study).scalar_subquery()
+    )
+
+
+def _sop_classes_in_study(dialect: str) -> Expr:
+    s, i = aliased(Series), aliased(Instance)
+    return (
+        select(_string_agg(i.sop_class_uid, dialect)).join(s, i.series_pk == s.id)
+        .where(s.study_pk == Study.id).correlate(Study).scalar_subquery()
+    )
+
+
+_ATTRIBUTES = [
+    Attribute("PatientID", Level.PATIENT, "text", _column(Patient.patient_id)),
+    Attribute("IssuerOfPatientID", Level.PATIENT, "text", _column(Patient.issuer)),
+    Attribute("PatientName", Level.PATIENT, "name", _column(Patient.name),
+              lambda: Patient.name_search),
+    Attribute("PatientBirthDate", Level.PATIENT, "date", _column(Patient.birth_date)),
+    Attribute("PatientSex", Level.PATIENT, "text", _column(Patient.sex)),
+    Attribute("NumberOfPatientRelatedStudies", Level.PATIENT, "count", _count_patient_studies),
+    Attribute("NumberOfPatientRelatedSeries", Level.PATIENT, "count", _count_patient_series),
+    Attribute("NumberOfPatientRelatedInstances", Level.PATIENT, "count",
+              _count_patient_instances),
+    Attribute("StudyInstanceUID", Level.STUDY, "uid", _column(Study.study_uid)),
+    Attribute("StudyDate", Level.STUDY, "date", _column(Study.study_date)),
+    Attribute("StudyTime", Level.STUDY, "time", _column(Study.study_time)),
+    Attribute("AccessionNumber", Level.STUDY, "text", _column(Study.accession_number)),
+    Attribute("StudyID", Level.STUDY, "text", _column(Study.study_id)),
+    Attribute("StudyDescription", Level.STUDY, "text", _column(Study.description)),
+    Attribute("ReferringPhysicianName", Level.STUDY, "name", _column(Study.referring_physician),
+              lambda: func.upper(Study.referring_physician)),
+    Attribute("ModalitiesInStudy", Level.STUDY, "list", _modalities_in_study),
+    Attribute("SOPClassesInStudy", Level.STUDY, "list", _sop_classes_in_study),
+    Attribute("NumberOfStudyRelatedSeries", Level.STUDY, "count", _count_study_series),
+    Attribute("NumberOfStudyRelatedInstances", Level.STUDY, "count", _count_study_instances),
+    Attribute("SeriesInstanceUID", Level.SERIES, "uid", _column(Series.series_uid)),
+    Attribute("Modality", Level.SERIES, "text", _column(Series.modality)),
+    Attribute("SeriesNumber", Level.SERIES, "text", _column(Series.series_number)),
+    Attribute("SeriesDescription", Level.SERIES, "text", _column(Series.description)),
+    Attribute("BodyPartExamined", Level.SERIES, "text", _column(Series.body_part)),
+    Attribute("NumberOfSeriesRelatedInstances", Level.SERIES, "count", _count_series_instances),
+    Attribute("SOPInstanceUID", Level.IMAGE, "uid", _column(Instance.sop_uid)),
+    Attribute("SOPClassUID", Level.IMAGE, "uid", _column(Instance.sop_class_uid)),
+    Attribute("InstanceNumber", Level.IMAGE, "text", _column(Instance.instance_number)),
+    Attribute("NumberOfFrames", Level.IMAGE, "int", _column(Instance.number_of_frames)),
+    Attribute("ContainerIdentifier", Level.IMAGE, "text", _column(Instance.container_identifier)),
+    Attribute("AvailableTransferSyntaxUID", Level.IMAGE, "uid", _column(Instance.transfer_syntax)),
+]
+ATTRIBUTES: Mapping[str, Attribute] = {a.keyword: a for a in _ATTRIBUTES}
+
+
+@dataclass(frozen=True)
+class FindRequest:
+    """A C-FIND identifier reduced to what matching needs.
+
+    `keys` maps each requested keyword to its values: () is universal matching, one value is
+    single value / wildcard / range matching, several are list matching.
+    """
+
+    level: Level
+    model: Model
+    keys: Mapping[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class FindMatch:
+    """One response: keyword -> value (multi-values joined by backslash) and its character set."""
+
+    values: dict[str, str]
+    charset: str
+
+
+@dataclass(frozen=True)
+class StoredInstanceRef:
+    """What a retrieval needs to send one instance as it is stored."""
+
+    sop_class_uid: str
+    sop_uid: str
+    transfer_syntax: str
+    path: str
+
+
+def parse_level(value: str, model: Model) -> Level:
+    """The Query/Retrieve Level of an identifier; InvalidInput when missing or not allowed."""
+    text = value.strip().upper()
+    if not text:
+        raise InvalidInput("QueryRetrieveLevel is missing", field="QueryRetrieveLevel")
+    try:
+        level = Level[text]
+    except KeyError:
+        raise InvalidInput(f"unknown QueryRetrieveLevel {text!r}",
+                           field="QueryRetrieveLevel") from None
+    if model is Model.STUDY_ROOT and level is Level.PATIENT:
+        raise InvalidInput("PATIENT level is not part of the Study Root model",
+                           field="QueryRetrieveLevel")
+    return level
+
+
+def returned_keys(request: FindRequest) -> list[str]:
+    """Keys whose values come back: every requested key the index knows at or above the
+    query level, plus the unique keys of the level and the ones above it (within the model)."""
+    keys = [k for k in request.keys if k in ATTRIBUTES and ATTRIBUTES[k].level <= request.level]
+    top = Level.PATIENT if request.model is Model.PATIENT_ROOT else Level.STUDY
+    for level in Level:
+        if top <= level <= request.level and UNIQUE_KEYS[level] not in keys:
+            keys.append(UNIQUE_KEYS[level])
+    return keys
+
+
+def build_find(request: FindRequest, dialect: str) -> AnySelect:
+    """The one SELECT answering a C-FIND; result columns are labelled by keyword."""
+    keys = returned_keys(request)
+    columns: list[Any] = [ATTRIBUTES[k].value(dialect).label(k) for k in keys]
+    columns.append(_charset_column(request.level).label("_charset"))
+    stmt = _from_level(select(*columns), request.level)
+    return stmt.where(*_conditions(request.keys, request.level))
+
+
+def build_retrieve(level: Level, keys: Mapping[str, tuple[str, ...]]) -> AnySelect:
+    """The instances a C-MOVE/C-GET identifier names (same matching as C-FIND)."""
+    stmt: AnySelect = select(Instance.sop_class_uid, Instance.sop_uid,
+                               Instance.transfer_syntax, Instance.path)
+    stmt = _from_level(stmt, Level.IMAGE)
+    return stmt.where(*_conditions(keys, level)).order_by(Instance.series_pk, Instance.id)
+
+
+def check_retrieve_keys(level: Level, keys: Mapping[str, tuple[str, ...]]) -> None:
+    """A retrieval must name what it wants by the level's unique key: an empty one would move
+    the whole archive."""
+    unique = UNIQUE_KEYS[level]
+    values = keys.get(unique, ())
+    if not values or any(not v.strip() or "*" in v or "?" in v for v in values):
+        raise InvalidInput(f"{unique} must hold one or more values at {level.name} level",
+                           field=unique)
+
+
+async def stream_find(
+    sessions: async_sessionmaker[AsyncSession], request: FindRequest, batch_size: int = 256
+) -> AsyncGenerator[list[FindMatch], None]:
+    """The matches of a C-FIND, in batches, read from one streamed SELECT."""
+    async with sessions() as session:
+        dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+        result = await session.stream(build_find(request, dialect))
+        async for partition in result.partitions(batch_size):
+            yield [_match(row._mapping) for row in partition]
+
+
+async def find_instances(
+    sessions: async_sessionmaker[AsyncSession], level: Level,
+    keys: Mapping[str, tuple[str, ...]],
+) -> list[StoredInstanceRef]:
+    async with sessions() as session:
+        rows = (await session.execute(build_retrieve(level, keys))).all()
+    return [StoredInstanceRef(*row) for row in rows]
+
+
+def _match(row: Mapping[Any, Any]) -> FindMatch:
+    values: dict[str, str] = {}
+    for key, value in row.items():
+        if key == "_charset":
+            continue
+        kind = ATTRIBUTES[key].kind
+        if value is None:
+            values[key] = "0" if kind == "count" else ""
+        elif kind == "list":
+            values[key] = "\\".join(sorted(set(str(value).split(","))))
+        else:
+            values[key] = str(value)
+    return FindMatch(values, str(row.get("_charset") or ""))
+
+
+def _charset_column(level: Level) -> Expr:
+    if level is Level.PATIENT:
+        return Patient.charset
+    if level is Level.IMAGE:
+        return Instance.charset
+    return Study.charset
+
+
+def _from_level(stmt: AnySelect, level: Level) -> AnySelect:
+    if level is Level.PATIENT:
+        return stmt.select_from(Patient)
+    if level is Level.STUDY:
+        return stmt.select_from(Study).join(Patient, Study.patient_pk == Patient.id)
+    if level is Level.SERIES:
+        return (stmt.select_from(Series).join(Study, Series.study_pk == Study.id)
+                .join(Patient, Study.patient_pk == Patient.id))
+    return (stmt.select_from(Instance).join(Series, Instance.series_pk == Series.id)
+            .join(Study, Series.study_pk == Study.id)
+            .join(Patient, Study.patient_pk == Patient.id))
+
+
+def _conditions(keys: Mapping[str, tuple[str, ...]], level: Level) -> list[Expr]:
+    """WHERE clauses for the matching keys; keys below the level or unknown are not matched."""
+    conditions = []
+    for keyword, values in keys.items():
+        attribute = ATTRIBUTES.get(keyword)
+        if attribute is None or attribute.level > level or attribute.kind == "count":
+            continue
+        condition = _key_condition(attribute, values)
+        if condition is not None:
+            conditions.append(condition)
+    return conditions
+
+
+def _key_condition(attribute: Attribute, values: tuple[str, ...]) -> Expr | None:
+    if attribute.kind == "list":
+        return _modalities_condition(values) if attribute.keyword == "ModalitiesInStudy" else None
+    target = attribute.match() if attribute.match else attribute.value("")
+    if attribute.kind == "uid":
+        uids = [v.strip() for v in values if v.strip()]
+        if not uids or any(v == "*" for v in uids):
+            return None
+        return target == uids[0] if len(uids) == 1 else target.in_(uids)
+    return _any_of([_value_condition(attribute.kind, target, v) for v in values])
+
+
+def _modalities_condition(values: tuple[str, ...]) -> Expr | None:
+    """A study matches ModalitiesInStudy when one of its series has one of the modalities."""
+    s = aliased(Series)
+    condition = _any_of([_value_condition("text", s.modality, v) for v in values])
+    if condition is None:
+        return None
+    return exists().where(s.study_pk == Study.id, condition)
+
+
+def _any_of(conditions: list[Expr | None]) -> Expr | None:
+    """List matching: any value matches; one universal value makes the whole key universal."""
+    if not conditions or any(c is None for c in conditions):
+        return None
+    present = [c for c in conditions if c is not None]
+    return present[0] if len(present) == 1 else or_(*present)
+
+
+def _value_condition(kind: Kind, target: Expr, raw: str) -> Expr | None:
+    value = raw.strip()
+    if kind == "name":
+        value = value.upper()
+    if not value or set(value) == {"*"}:
+        return None
+    if kind in ("date", "time"):
+        if kind == "date":
+            value = value.replace(".", "")
+        if "-" in value:
+            return _range_condition(kind, target, value)
+    if kind == "int":
+        return target == int(value) if value.isdigit() else literal(False)
+    if "*" in value or "?" in value:
+        return _wildcard_condition(target, value)
+    return target == value
+
+
+def _range_condition(kind: Kind, target: Expr, value: str) -> Expr:
+    low, _, high = (part.strip() for part in value.partition("-"))
+    # A range never matches an empty value (PS3.4 C.2.2.2.5).
+    conditions = [target != ""]
+    if low:
+        conditions.append(target >= low)
+    if high:
+        # "1015" must include 10:15:59.999: compare times against the bound followed by a
+        # character above every digit and '.'.
+        conditions.append(target <= (high + "~" if kind == "time" else high))
+    return and_(*conditions)
+
+
+_LIKE_ESCAPE = "!"
+
+
+def _wildcard_condition(target: Expr, value: str) -> Expr:
+    """`*` and `?` as SQL LIKE; the literal prefix also becomes a range, so that an index on
+    the column is used (SQLite's LIKE cannot use a case-sensitive index on its own)."""
+    pattern = []
+    for char in value:
+        if char == "*":
+            pattern.append("%")
+        elif char == "?":
+            pattern.append("_")
+        elif char in (_LIKE_ESCAPE, "%", "_"):
+            pattern.append(_LIKE_ESCAPE + char)
+        else:
+            pattern.append(char)
+    condition = target.like("".join(pattern), escape=_LIKE_ESCAPE)
+    prefix = value[: min(i for i in (value.find("*"), value.find("?"), len(value)) if i >= 0)]
+    if not prefix:
+        return condition
+    upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    return and_(target >= prefix, target < upper, condition)
