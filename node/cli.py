@@ -10,7 +10,7 @@ import sys
 from node.errors import ConfigError, NodeError
 
 # Each module defines register(subparsers), which adds its parser and sets `func`.
-COMMANDS = ("serve",)
+COMMANDS = ("serve", "echo", "find", "retrieve")
 
 
 def build_parser() -> argparse.ArgumentParser:
