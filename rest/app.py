@@ -1,17 +1,51 @@
-"""The aiohttp application factory."""
+"""The aiohttp application factory: state, middlewares, and one route table per API family."""
 
 from __future__ import annotations
 
+import os
+import socket
+from collections.abc import AsyncIterator
+
 from aiohttp import web
 
+from node.config import Config
 from node.services import NodeServices
+from node.viewing import RetrievalRegistry, TokenIssuer
+from rest import multimonitor, obscurl, openapi, viewer_session
+from rest.middleware import errors_as_json, require_api_key, routing_headers
+from rest.state import API_KEY, INSTANCE_NAME, ISSUER, RETRIEVALS, SERVICES
 
-SERVICES = web.AppKey("services", NodeServices)
-API_KEY = web.AppKey("api_key", str)
+__all__ = ["API_KEY", "SERVICES", "create_app"]
+
+ROUTE_TABLES = (obscurl.routes, multimonitor.routes, viewer_session.routes, openapi.routes)
+
+
+def instance_name(config: Config) -> str:
+    """NODE_INSTANCE from the environment, else host and HTTP port (unique on one host)."""
+    return os.environ.get("NODE_INSTANCE") or f"{socket.gethostname()}:{config.http.port}"
+
+
+async def _retrievals(app: web.Application) -> AsyncIterator[None]:
+    yield
+    await app[RETRIEVALS].close()
 
 
 def create_app(services: NodeServices, api_key: str) -> web.Application:
-    app = web.Application(client_max_size=services.config.http.max_body_bytes)
+    if not api_key:
+        raise ValueError("api_key: the HTTP API needs a non-empty API key")
+    app = web.Application(
+        client_max_size=services.config.http.max_body_bytes,
+        # errors_as_json is outermost, so a refused key and a handler's error look alike.
+        middlewares=[errors_as_json, require_api_key],
+    )
+    retrievals = RetrievalRegistry(services)
     app[SERVICES] = services
     app[API_KEY] = api_key
+    app[RETRIEVALS] = retrievals
+    app[ISSUER] = TokenIssuer(services, retrievals)
+    app[INSTANCE_NAME] = instance_name(services.config)
+    app.cleanup_ctx.append(_retrievals)
+    app.on_response_prepare.append(routing_headers)
+    for table in ROUTE_TABLES:
+        app.add_routes(table)
     return app

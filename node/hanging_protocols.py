@@ -1,0 +1,179 @@
+"""Hanging protocols: a layout (rows x columns) and rules placing series in its cells.
+
+Protocols belong to a user, to a role, or to everyone (global). A viewing context uses the
+user's protocols when there are any, else the role's, else the global ones, as the spec says.
+A rule matches a series by modality, body part and description (with `*`/`?` wildcards, any
+case); the first matching rule decides the series' cell.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from node.errors import Conflict, InvalidInput, NotFound
+from node.index.viewing_models import HangingProtocol
+
+SCOPES = ("user", "role", "global")
+# Rule keys as written on the command line, and as stored / handed to the viewer.
+RULE_KEYS = {"modality": "modality", "body_part": "bodyPart", "description": "description"}
+MAX_CELLS_PER_SIDE = 8
+
+
+@dataclass(frozen=True)
+class Rule:
+    cell: int
+    modality: str = ""
+    body_part: str = ""
+    description: str = ""
+
+    def matches(self, modality: str, body_part: str, description: str) -> bool:
+        return (
+            _match(self.modality, modality)
+            and _match(self.body_part, body_part)
+            and _match(self.description, description)
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"cell": self.cell}
+        for key, value in (("modality", self.modality), ("bodyPart", self.body_part),
+                           ("description", self.description)):
+            if value:
+                data[key] = value
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Rule:
+        return cls(int(data["cell"]), str(data.get("modality", "")),
+                   str(data.get("bodyPart", "")), str(data.get("description", "")))
+
+
+@dataclass(frozen=True)
+class Protocol:
+    id: int
+    name: str
+    scope: str
+    owner: str
+    rows: int
+    columns: int
+    rules: tuple[Rule, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "scope": self.scope, "owner": self.owner,
+                "rows": self.rows, "columns": self.columns,
+                "rules": [rule.as_json() for rule in self.rules]}
+
+    def place(self, series: Sequence[tuple[str, str, str]]) -> dict[int, int]:
+        """Which cell each series (modality, body part, description) goes to, by index in
+        `series`; a series no rule matches gets no cell."""
+        placed: dict[int, int] = {}
+        for index, (modality, body_part, description) in enumerate(series):
+            for rule in self.rules:
+                if rule.matches(modality, body_part, description):
+                    placed[index] = rule.cell
+                    break
+        return placed
+
+
+def _match(pattern: str, value: str) -> bool:
+    return not pattern or fnmatch.fnmatchcase(value.upper(), pattern.upper())
+
+
+def parse_rule(text: str) -> Rule:
+    """`CELL:key=value[,key=value...]`, keys modality, body_part, description; CELL counts
+    from 1, row by row."""
+    cell_text, sep, criteria = text.partition(":")
+    if not sep or not cell_text.strip().isdigit():
+        raise InvalidInput(f"rule {text!r}: expected CELL:key=value[,key=value...]", "rule")
+    values: dict[str, str] = {}
+    for part in criteria.split(","):
+        key, eq, value = part.partition("=")
+        key = key.strip()
+        if not eq or key not in RULE_KEYS or not value.strip():
+            raise InvalidInput(
+                f"rule {text!r}: each criterion is key=value with key one of "
+                f"{', '.join(RULE_KEYS)}", "rule")
+        values[key] = value.strip()
+    return Rule(int(cell_text), **values)
+
+
+def _check(name: str, scope: str, owner: str, rows: int, columns: int,
+           rules: Sequence[Rule]) -> None:
+    if not name or len(name) > 64:
+        raise InvalidInput("a protocol name is 1 to 64 characters", "name")
+    if scope not in SCOPES:
+        raise InvalidInput(f"scope must be one of {', '.join(SCOPES)}", "scope")
+    if (scope == "global") != (owner == ""):
+        raise InvalidInput("a user or role protocol names its owner; a global one has none",
+                           "owner")
+    for label, value in (("rows", rows), ("columns", columns)):
+        if not 1 <= value <= MAX_CELLS_PER_SIDE:
+            raise InvalidInput(f"{label} must be between 1 and {MAX_CELLS_PER_SIDE}", label)
+    for rule in rules:
+        if not 1 <= rule.cell <= rows * columns:
+            raise InvalidInput(f"rule cell {rule.cell} is outside the {rows}x{columns} layout",
+                               "rule")
+
+
+async def add_protocol(
+    sessions: async_sessionmaker[AsyncSession], name: str, scope: str, owner: str, rows: int,
+    columns: int, rules: Sequence[Rule],
+) -> Protocol:
+    _check(name, scope, owner, rows, columns, rules)
+    row = HangingProtocol(name=name, scope=scope, owner=owner, rows=rows, columns=columns,
+                          rules=[rule.as_json() for rule in rules], created_at=datetime.now(UTC))
+    async with sessions() as session:
+        session.add(row)
+        try:
+            await session.commit()
+        except IntegrityError as exc:
+            raise Conflict(f"a {scope} protocol named {name!r} already exists") from exc
+    return _protocol(row)
+
+
+async def remove_protocol(
+    sessions: async_sessionmaker[AsyncSession], name: str, scope: str, owner: str
+) -> None:
+    async with sessions() as session:
+        result = await session.execute(delete(HangingProtocol).where(
+            HangingProtocol.name == name, HangingProtocol.scope == scope,
+            HangingProtocol.owner == owner))
+        await session.commit()
+    if getattr(result, "rowcount", 0) == 0:
+        raise NotFound(f"no {scope} protocol named {name!r}")
+
+
+async def list_protocols(sessions: async_sessionmaker[AsyncSession]) -> list[Protocol]:
+    async with sessions() as session:
+        rows = (await session.scalars(select(HangingProtocol).order_by(
+            HangingProtocol.scope, HangingProtocol.owner, HangingProtocol.name))).all()
+    return [_protocol(row) for row in rows]
+
+
+async def applicable_protocols(
+    session: AsyncSession, username: str, role: str
+) -> tuple[str | None, list[Protocol]]:
+    """The protocols a viewing context uses and where they came from: the user's, else the
+    role's, else the global ones; (None, []) when there are none at all."""
+    rows = (await session.scalars(select(HangingProtocol).where(or_(
+        (HangingProtocol.scope == "user") & (HangingProtocol.owner == username),
+        (HangingProtocol.scope == "role") & (HangingProtocol.owner == role),
+        HangingProtocol.scope == "global",
+    )).order_by(HangingProtocol.name))).all()
+    for scope in SCOPES:
+        chosen = [_protocol(row) for row in rows if row.scope == scope]
+        if chosen:
+            return scope, chosen
+    return None, []
+
+
+def _protocol(row: HangingProtocol) -> Protocol:
+    return Protocol(row.id, row.name, row.scope, row.owner, row.rows, row.columns,
+                    tuple(Rule.from_json(rule) for rule in row.rules))

@@ -1,0 +1,200 @@
+"""Study resolution: which studies a viewing request names, and where each of them is.
+
+The local index answers first. What it cannot answer is asked of the source nodes with C-FIND,
+all queries at once and each bounded by the query timeout, so a dead node costs at most that
+timeout and is reported rather than fatal. Remote queries are made only when they can add
+something: for study UIDs, only the UIDs missing locally; for an accession number or a patient,
+only when the index has no match, unless the request named its source nodes explicitly (then
+those nodes are always asked, which is how a caller asks for a complete history).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from pydicom.dataset import Dataset
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from node.config import Config, RemoteNode
+from node.dimse import scu
+from node.errors import InvalidInput
+from node.index.models import Patient, Study
+
+
+@dataclass(frozen=True)
+class StudyRequest:
+    """What a viewing request names; empty fields were not given."""
+
+    study_uids: tuple[str, ...] = ()
+    accession: str = ""
+    # With a patient ID too: True looks the accession number up across all patients (the
+    # multimonitor API), False among that patient's studies only (the obscurl API).
+    accession_any_patient: bool = True
+    patient_id: str = ""
+    # Issuer of Patient ID: a stored patient matches when its issuer is this one or unknown.
+    issuer: str = ""
+    history_list: tuple[str, ...] = ()
+    preload: tuple[str, ...] = ()
+
+    @property
+    def all_uids(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.study_uids + self.history_list + self.preload))
+
+    @property
+    def accession_across_patients(self) -> bool:
+        return bool(self.accession) and (self.accession_any_patient or not self.patient_id)
+
+
+@dataclass(frozen=True)
+class FoundStudy:
+    study_uid: str
+    patient_id: str
+    issuer: str
+    accession: str
+    study_date: str
+    description: str
+    # "" when the study is in the local index, else the AE title it can be retrieved from.
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class SourceFailure:
+    ae_title: str
+    message: str
+
+
+@dataclass
+class Findings:
+    """Everything resolution learnt, before it is arranged into what each monitor opens."""
+
+    by_uid: dict[str, FoundStudy] = field(default_factory=dict)
+    by_accession: list[FoundStudy] = field(default_factory=list)
+    history: list[FoundStudy] = field(default_factory=list)
+    asked: list[str] = field(default_factory=list)
+    answered: list[str] = field(default_factory=list)
+    failed: list[SourceFailure] = field(default_factory=list)
+
+    def sources_json(self) -> dict[str, object]:
+        return {"asked": self.asked, "answered": self.answered,
+                "failed": [{"aeTitle": f.ae_title, "message": f.message} for f in self.failed]}
+
+
+def select_sources(config: Config, names: Sequence[str]) -> tuple[RemoteNode, ...]:
+    """The source nodes a request names (all configured ones when it names none); an AE title
+    that is not configured is the caller's mistake."""
+    if not names:
+        return config.source_nodes
+    known = {remote.ae_title: remote for remote in config.source_nodes}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise InvalidInput(f"sourceNodes: not a configured source node: {', '.join(unknown)}",
+                           field="sourceNodes")
+    return tuple(known[name] for name in dict.fromkeys(names))
+
+
+def issuer_matches(wanted: str, stored: str) -> bool:
+    return not wanted or not stored or wanted == stored
+
+
+async def find_local(session: AsyncSession, request: StudyRequest) -> Findings:
+    """The local index's answer: one query per kind of key the request holds."""
+    findings = Findings()
+    columns = (Study.study_uid, Patient.patient_id, Patient.issuer, Study.accession_number,
+               Study.study_date, Study.description)
+    base = select(*columns).join(Patient, Study.patient_pk == Patient.id)
+    uids = request.all_uids
+    if uids:
+        for row in (await session.execute(base.where(Study.study_uid.in_(uids)))).all():
+            findings.by_uid[row[0]] = FoundStudy(*row)
+    if request.accession_across_patients:
+        rows = await session.execute(
+            base.where(Study.accession_number == request.accession)
+            .order_by(Study.study_date.desc(), Study.study_uid))
+        findings.by_accession = [FoundStudy(*row) for row in rows.all()]
+    if request.patient_id:
+        rows = await session.execute(
+            base.where(Patient.patient_id == request.patient_id)
+            .order_by(Study.study_date.desc(), Study.study_uid))
+        findings.history = [FoundStudy(*row) for row in rows.all()
+                            if issuer_matches(request.issuer, row[2])]
+    return findings
+
+
+async def find_remote(
+    config: Config, findings: Findings, request: StudyRequest,
+    sources: Sequence[RemoteNode], explicit: bool,
+) -> None:
+    """Complete `findings` from the source nodes, in place."""
+    if not sources:
+        return
+    queries: list[tuple[str, dict[str, str]]] = []
+    missing = [uid for uid in request.all_uids if uid not in findings.by_uid]
+    if missing:
+        queries.append(("uids", {"StudyInstanceUID": "\\".join(missing)}))
+    if request.accession_across_patients and (explicit or not findings.by_accession):
+        queries.append(("accession", {"AccessionNumber": request.accession}))
+    # The patient's query also answers "which of their studies has this accession number".
+    if request.patient_id and (explicit or not findings.history or (
+            request.accession and not request.accession_across_patients
+            and not any(s.accession == request.accession for s in findings.history))):
+        queries.append(("patient", {"PatientID": request.patient_id}))
+    if not queries:
+        return
+    findings.asked = [remote.ae_title for remote in sources]
+    order = {remote.ae_title: i for i, remote in enumerate(sources)}
+    results = await asyncio.gather(*(
+        scu.find(config, sources, "STUDY", keys, config.dicom.query_timeout)
+        for _, keys in queries
+    ))
+    answered: set[str] = set()
+    failures: dict[str, str] = {}
+    for (kind, _), result in zip(queries, results, strict=True):
+        answered.update(result.answered)
+        for failure in result.failed:
+            failures.setdefault(failure.ae_title, failure.message)
+        remote = _studies(result.matches, order)
+        if kind == "uids":
+            for study in remote:
+                if study.study_uid in missing:
+                    findings.by_uid.setdefault(study.study_uid, study)
+        elif kind == "accession":
+            findings.by_accession = _merge(findings.by_accession, (
+                s for s in remote if s.accession == request.accession))
+        else:
+            findings.history = _merge(findings.history, (
+                s for s in remote if s.patient_id == request.patient_id
+                and issuer_matches(request.issuer, s.issuer)))
+    findings.answered = [ae for ae in findings.asked if ae in answered and ae not in failures]
+    findings.failed = [SourceFailure(ae, msg) for ae, msg in failures.items()]
+
+
+def _studies(matches: Sequence[tuple[str, Dataset]], order: dict[str, int]) -> list[FoundStudy]:
+    """Remote matches as studies, one per UID, from the first source node in request order."""
+    best: dict[str, tuple[int, FoundStudy]] = {}
+    for ae_title, ds in matches:
+        uid = _text(ds, "StudyInstanceUID")
+        if not uid:
+            continue
+        rank = order.get(ae_title, len(order))
+        if uid in best and best[uid][0] <= rank:
+            continue
+        best[uid] = (rank, FoundStudy(
+            uid, _text(ds, "PatientID"), _text(ds, "IssuerOfPatientID"),
+            _text(ds, "AccessionNumber"), _text(ds, "StudyDate"), _text(ds, "StudyDescription"),
+            source=ae_title))
+    return [study for _, study in best.values()]
+
+
+def _merge(local: list[FoundStudy], remote: Iterable[FoundStudy]) -> list[FoundStudy]:
+    """Local studies win over remote copies of the same UID; newest first."""
+    known = {study.study_uid for study in local}
+    merged = local + [study for study in remote if study.study_uid not in known]
+    return sorted(merged, key=lambda s: (s.study_date, s.study_uid), reverse=True)
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword, "")
+    return str(value).strip() if value is not None else ""

@@ -1,0 +1,25 @@
+"""The audit trail: every token issued, redeemed, refused or revoked, in the database.
+
+This is the one record of which patient data a request named; logs only say that something
+happened (and to which context id), never for whom.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from node.index.viewing_models import AuditEvent
+
+
+def record(
+    session: AsyncSession, action: str, *, username: str = "", role: str = "",
+    context_pk: int | None = None, client_address: str = "", **detail: Any,
+) -> None:
+    """Add an audit row to the caller's transaction, so it commits with what it describes."""
+    session.add(AuditEvent(
+        at=datetime.now(UTC), action=action, username=username[:64], role=role[:64],
+        context_pk=context_pk, client_address=client_address[:64], detail=detail,
+    ))

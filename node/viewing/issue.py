@@ -1,0 +1,159 @@
+"""Issuing tokens: check the role, resolve the studies, store the viewing context(s).
+
+The token is handed back as soon as the studies are known (from the index, or from the source
+nodes' C-FIND answers or timeouts); retrieval of remote studies starts after the context is
+committed and runs in the background.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from node.errors import InvalidInput
+from node.hanging_protocols import applicable_protocols
+from node.index.viewing_models import ContextStudy, ViewingContext
+from node.resolve import Findings, StudyRequest, find_local, find_remote, select_sources
+from node.roles import get_role
+from node.services import NodeServices
+from node.viewing import arrange, audit
+from node.viewing.arrange import PURPOSE_PRIORITY, Arrangement
+from node.viewing.options import ViewingOptions
+from node.viewing.retrievals import RetrievalRegistry
+from node.viewing.tokens import digest, new_token
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IssueRequest:
+    username: str
+    role: str
+    studies: StudyRequest
+    options: ViewingOptions = field(default_factory=ViewingOptions)
+    sticky: str = ""
+    # Source nodes named by the request; empty: every configured one.
+    source_nodes: tuple[str, ...] = ()
+    client_address: str = ""
+
+    def request_json(self) -> dict[str, Any]:
+        s = self.studies
+        return {
+            "studyUID": list(s.study_uids), "accNum": s.accession or None,
+            "patientID": s.patient_id or None, "idIssuer": s.issuer or None,
+            "historyList": list(s.history_list), "fullPreloadStudy": list(s.preload),
+            "sourceNodes": list(self.source_nodes),
+        }
+
+
+class TokenIssuer:
+    def __init__(self, services: NodeServices, retrievals: RetrievalRegistry) -> None:
+        self._services = services
+        self._retrievals = retrievals
+
+    async def issue_single(self, request: IssueRequest) -> str:
+        """The obscurl API: one token."""
+        tokens = await self._issue(request, lambda f: [("single", arrange.single(
+            request.studies, f))])
+        return tokens[0]
+
+    async def issue_monitors(self, request: IssueRequest, monitors: int) -> list[str]:
+        """The multimonitor API: the primary monitor's token, and the secondary's for 2."""
+        if monitors not in (1, 2):
+            raise InvalidInput("numberOfMonitors must be 1 or 2", field="numberOfMonitors")
+        if not request.studies.patient_id:
+            raise InvalidInput("patientID is required", field="patientID")
+
+        def arrange_monitors(findings: Findings) -> list[tuple[str, Arrangement]]:
+            first = arrange.primary(request.studies, findings)
+            result = [("primary", first)]
+            if monitors == 2:
+                result.append(("secondary", arrange.secondary(first, findings)))
+            return result
+
+        return await self._issue(request, arrange_monitors)
+
+    async def _issue(
+        self, request: IssueRequest,
+        arranger: Callable[[Findings], list[tuple[str, Arrangement]]],
+    ) -> list[str]:
+        services = self._services
+        config = services.config
+        sources = select_sources(config, request.source_nodes)
+        async with services.sessions() as session:
+            role = await get_role(session, request.role)
+            if role is None:
+                raise InvalidInput(f"role: unknown role {request.role!r}", field="role")
+            scope, protocols = await applicable_protocols(session, request.username, role.name)
+            findings = await find_local(session, request.studies)
+        await find_remote(config, findings, request.studies, sources,
+                          explicit=bool(request.source_nodes))
+        arrangements = arranger(findings)
+
+        now = datetime.now(UTC)
+        expires = now + timedelta(seconds=config.api.token_lifetime_seconds)
+        tokens: list[str] = []
+        contexts: list[ViewingContext] = []
+        request_json = request.request_json()
+        for kind, arrangement in arrangements:
+            token = new_token()
+            tokens.append(token)
+            contexts.append(ViewingContext(
+                token_hash=digest(token), kind=kind, username=request.username,
+                role=role.name, display=arrangement.display, request=request_json,
+                options=request.options.as_json(), sources=findings.sources_json(),
+                hanging_protocols={"scope": scope,
+                                   "protocols": [p.as_json() for p in protocols]},
+                sticky=request.sticky, client_address=request.client_address,
+                created_at=now, expires_at=expires,
+                studies=[self._row(i, entry) for i, entry in enumerate(arrangement.entries)],
+            ))
+        async with services.sessions() as session:
+            session.add_all(contexts)
+            await session.flush()
+            for context, (kind, arrangement) in zip(contexts, arrangements, strict=True):
+                audit.record(
+                    session, "issue", username=request.username, role=role.name,
+                    context_pk=context.id, client_address=request.client_address,
+                    kind=kind, display=arrangement.display, request=request_json,
+                    studies=[e.study_uid for e in arrangement.entries if e.study is not None],
+                    notFound=[e.study_uid for e in arrangement.entries if e.study is None],
+                    failedSources=[f.ae_title for f in findings.failed],
+                )
+            await session.commit()
+        await self._start_retrievals(arrangements)
+        log.info("issued %d token(s): context(s) %s, %d source node(s) failed",
+                 len(tokens), ",".join(str(c.id) for c in contexts), len(findings.failed))
+        return tokens
+
+    def _row(self, position: int, entry: arrange.Entry) -> ContextStudy:
+        study = entry.study
+        if study is None:
+            state, source = "not-found", ""
+        elif study.source:
+            state, source = "pending", study.source
+        else:
+            state, source = self._retrievals.state(entry.study_uid) or "available", ""
+        return ContextStudy(
+            position=position, study_uid=entry.study_uid, purpose=entry.purpose,
+            preload=entry.preload, state=state, source=source,
+            patient_id=study.patient_id if study else "",
+            accession_number=study.accession if study else "",
+            study_date=study.study_date if study else "",
+            description=study.description if study else "",
+        )
+
+    async def _start_retrievals(self, arrangements: list[tuple[str, Arrangement]]) -> None:
+        remote = {node.ae_title: node for node in self._services.config.source_nodes}
+        entries = [e for _, a in arrangements for e in a.entries
+                   if e.study is not None and e.study.source in remote]
+        entries.sort(key=lambda e: (PURPOSE_PRIORITY.get(e.purpose, 9), not e.preload))
+        seen: set[str] = set()
+        for entry in entries:
+            if entry.study_uid in seen or entry.study is None:
+                continue
+            seen.add(entry.study_uid)
+            await self._retrievals.ensure(remote[entry.study.source], entry.study_uid)

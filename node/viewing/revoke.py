@@ -1,0 +1,51 @@
+"""Revoking tokens and viewer sessions (from the CLI): an operator's way to end access now."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select, update
+
+from node.errors import InvalidInput, NotFound
+from node.index.viewing_models import ViewerSession, ViewingContext
+from node.services import NodeServices
+from node.viewing import audit
+from node.viewing.tokens import digest, looks_like_token
+
+
+async def revoke_token(services: NodeServices, token: str) -> int:
+    """Revoke a token and every session opened with it. Returns the number of sessions ended."""
+    if not looks_like_token(token):
+        raise InvalidInput("a token is 64 lowercase hexadecimal characters", field="token")
+    now = datetime.now(UTC)
+    async with services.sessions() as session:
+        context = await session.scalar(
+            select(ViewingContext).where(ViewingContext.token_hash == digest(token)))
+        if context is None:
+            raise NotFound("no such token")
+        context.revoked_at = context.revoked_at or now
+        result = await session.execute(
+            update(ViewerSession)
+            .where(ViewerSession.context_pk == context.id, ViewerSession.revoked_at.is_(None))
+            .values(revoked_at=now))
+        ended = int(getattr(result, "rowcount", 0))
+        audit.record(session, "revoke", username=context.username, role=context.role,
+                     context_pk=context.id, client_address="cli", sessionsEnded=ended)
+        await session.commit()
+    return ended
+
+
+async def revoke_sessions(services: NodeServices, username: str) -> int:
+    """End every open session of a user. Returns how many were ended."""
+    now = datetime.now(UTC)
+    async with services.sessions() as session:
+        result = await session.execute(
+            update(ViewerSession)
+            .where(ViewerSession.username == username, ViewerSession.revoked_at.is_(None),
+                   ViewerSession.expires_at > now)
+            .values(revoked_at=now))
+        ended = int(getattr(result, "rowcount", 0))
+        audit.record(session, "revoke-sessions", username=username, client_address="cli",
+                     sessionsEnded=ended)
+        await session.commit()
+    return ended

@@ -1,0 +1,158 @@
+"""Redeeming a token for a viewer session, and what a session may then read.
+
+Redemption is one conditional UPDATE (not yet redeemed, not revoked, not expired): of two
+simultaneous redemptions of the same token exactly one wins, whatever the number of node
+instances sharing the database.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from node.errors import NotFound
+from node.index.viewing_models import ViewerSession, ViewingContext
+from node.roles import get_role
+from node.services import NodeServices
+from node.viewing import audit
+from node.viewing.options import ViewingOptions
+from node.viewing.tokens import digest, looks_like_token, new_token
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["ok", "unknown", "used", "expired", "revoked"]
+
+
+@dataclass(frozen=True)
+class Redemption:
+    outcome: Outcome
+    cookie: str = ""
+    context_pk: int | None = None
+    sticky: str = ""
+    max_age: int = 0
+
+
+def utc(moment: datetime) -> datetime:
+    """SQLite hands timestamps back without their zone; they were written in UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+async def redeem(services: NodeServices, token: str, client_address: str) -> Redemption:
+    if not looks_like_token(token):
+        return Redemption("unknown")
+    token_hash = digest(token)
+    now = datetime.now(UTC)
+    lifetime = services.config.api.session_lifetime_seconds
+    async with services.sessions() as session:
+        result = await session.execute(
+            update(ViewingContext)
+            .where(ViewingContext.token_hash == token_hash,
+                   ViewingContext.redeemed_at.is_(None),
+                   ViewingContext.revoked_at.is_(None),
+                   ViewingContext.expires_at > now)
+            .values(redeemed_at=now)
+        )
+        context = await session.scalar(
+            select(ViewingContext).where(ViewingContext.token_hash == token_hash))
+        if getattr(result, "rowcount", 0) != 1 or context is None:
+            outcome = _refusal(context, now)
+            if context is not None:
+                audit.record(session, "redeem-refused", username=context.username,
+                             role=context.role, context_pk=context.id,
+                             client_address=client_address, reason=outcome)
+                await session.commit()
+            log.info("token refused (%s)%s", outcome,
+                     f" for context {context.id}" if context is not None else "")
+            return Redemption(outcome)
+        cookie = new_token()
+        session.add(ViewerSession(
+            cookie_hash=digest(cookie), context_pk=context.id, username=context.username,
+            client_address=client_address[:64], created_at=now,
+            expires_at=now + timedelta(seconds=lifetime),
+        ))
+        audit.record(session, "redeem", username=context.username, role=context.role,
+                     context_pk=context.id, client_address=client_address,
+                     issuedTo=context.client_address)
+        await session.commit()
+    log.info("token redeemed: context %d", context.id)
+    return Redemption("ok", cookie, context.id, context.sticky, lifetime)
+
+
+def _refusal(context: ViewingContext | None, now: datetime) -> Outcome:
+    if context is None:
+        return "unknown"
+    if context.revoked_at is not None:
+        return "revoked"
+    if context.redeemed_at is not None:
+        return "used"
+    if utc(context.expires_at) <= now:
+        return "expired"
+    return "used"
+
+
+async def session_context(services: NodeServices, cookie: str | None) -> int | None:
+    """The context a session cookie gives access to, or None for no, an expired or a revoked
+    session."""
+    if not cookie or not looks_like_token(cookie):
+        return None
+    async with services.sessions() as session:
+        row = await session.scalar(select(ViewerSession.context_pk).where(
+            ViewerSession.cookie_hash == digest(cookie),
+            ViewerSession.revoked_at.is_(None),
+            ViewerSession.expires_at > datetime.now(UTC),
+        ))
+    return row
+
+
+async def context_json(services: NodeServices, context_pk: int) -> dict[str, Any]:
+    """The viewer's view of a context: what to open, each study's state, every option."""
+    async with services.sessions() as session:
+        context = await session.scalar(
+            select(ViewingContext).where(ViewingContext.id == context_pk)
+            .options(selectinload(ViewingContext.studies)))
+        if context is None:
+            raise NotFound("viewing context not found")
+        return await _as_json(session, context)
+
+
+async def _as_json(session: AsyncSession, context: ViewingContext) -> dict[str, Any]:
+    role = await get_role(session, context.role)
+    permissions = role.permissions if role else ()
+    options = context.options
+    anonymize = bool(options.get("anonymize"))
+    viewing = ViewingOptions(
+        anonymize=anonymize, hide_search=bool(options.get("hideSearch")),
+        hide_documents=bool(options.get("hideDocuments")),
+        hide_layers=bool(options.get("hideLayers")),
+    )
+    request = dict(context.request)
+    if anonymize:
+        request["patientID"] = None
+        request["idIssuer"] = None
+    studies = []
+    for row in context.studies:
+        studies.append({
+            "studyInstanceUID": row.study_uid, "purpose": row.purpose, "preload": row.preload,
+            "state": row.state, "source": row.source or None,
+            "patientID": None if anonymize else (row.patient_id or None),
+            "accessionNumber": row.accession_number or None,
+            "studyDate": row.study_date or None, "studyDescription": row.description or None,
+            "message": row.message or None,
+        })
+    return {
+        "monitor": context.kind, "display": context.display,
+        "username": context.username, "role": context.role,
+        "permissions": list(permissions), "features": viewing.features(permissions),
+        "request": request, "options": options, "sticky": context.sticky or None,
+        "studies": studies,
+        "notFound": all(s["state"] == "not-found" for s in studies),
+        "sources": context.sources, "hangingProtocols": context.hanging_protocols,
+        "createdAt": utc(context.created_at).isoformat(),
+        "expiresAt": utc(context.expires_at).isoformat(),
+    }

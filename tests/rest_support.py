@@ -1,0 +1,94 @@
+"""The HTTP app in-process over real services, for the tests/test_rest_* modules."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import ClientResponse
+from aiohttp.test_utils import TestClient, TestServer
+
+from node.config import config_from_dict
+from node.roles import add_role
+from node.runtime import open_services
+from node.services import NodeServices
+from rest.app import create_app
+from rest.state import RETRIEVALS
+from tests.factory import StudySpec, write_study
+from tests.peers import free_port
+
+API_KEY = "rest-test-key-0123456789"
+ROLE = "physician"
+
+
+@dataclass
+class Api:
+    client: TestClient[Any, Any]
+    services: NodeServices
+    folder: Path
+
+    async def get(self, path: str, params: Any = None, key: str | None = API_KEY,
+                  headers: dict[str, str] | None = None, **kwargs: Any) -> ClientResponse:
+        sent = dict(headers or {})
+        if key is not None:
+            sent["Authorization"] = key
+        return await self.client.get(path, params=params, headers=sent, **kwargs)
+
+    async def token(self, params: Any) -> str:
+        response = await self.get("/ngv/obscurl", params)
+        text = await response.text()
+        assert response.status == 200, text
+        return text
+
+    async def redeem(self, url_or_token: str) -> tuple[ClientResponse, str | None]:
+        """Open /ngv?q=TOKEN as a fresh browser would; the session cookie, if one was set."""
+        path = url_or_token if url_or_token.startswith("/") else f"/ngv?q={url_or_token}"
+        response = await self.client.get(path, allow_redirects=False)
+        morsel = response.cookies.get("ngv_session")
+        # Tests pass the cookie explicitly, so a request without it really has none.
+        self.client.session.cookie_jar.clear()
+        return response, morsel.value if morsel is not None else None
+
+    async def context(self, url_or_token: str) -> dict[str, Any]:
+        """Redeem, then make the viewer's data request with the session cookie."""
+        response, cookie = await self.redeem(url_or_token)
+        assert response.status == 302, await response.text()
+        assert cookie is not None
+        data = await self.client.get(
+            "/ngv/api/context", headers={"Cookie": f"ngv_session={cookie}"})
+        assert data.status == 200, await data.text()
+        result: dict[str, Any] = await data.json()
+        return result
+
+    async def ingest(self, spec: StudySpec) -> None:
+        folder = self.folder / "studies" / spec.study_uid
+        for path in write_study(folder, spec):
+            await self.services.ingestor.ingest_copy(path, "import")
+
+    async def retrievals_done(self) -> None:
+        await self.client.app[RETRIEVALS].wait_idle()
+
+
+@asynccontextmanager
+async def running_app(folder: Path, source_nodes: list[dict[str, Any]] | None = None,
+                      **sections: dict[str, Any]) -> AsyncIterator[Api]:
+    raw: dict[str, Any] = {
+        "node": {"ae_title": "VIEWNODE", "data_dir": "data"},
+        "dicom": {"bind": "127.0.0.1", "port": free_port(), "query_timeout": 3.0,
+                  "retrieve_timeout": 30.0},
+        "storage": {"fsync": False},
+    }
+    for name, values in sections.items():
+        raw.setdefault(name, {}).update(values)
+    if source_nodes:
+        raw["source_nodes"] = source_nodes
+    folder.mkdir(parents=True, exist_ok=True)
+    config = config_from_dict(raw, base_dir=folder)
+    async with open_services(config) as services:
+        await add_role(services.sessions, ROLE, ["search", "download", "documents"])
+        app = create_app(services, API_KEY)
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+            yield Api(client, services, folder)

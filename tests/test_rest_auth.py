@@ -1,0 +1,107 @@
+"""The API key, errors as JSON, the routing headers, and the OpenAPI document's honesty."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import pytest
+
+from rest.openapi import DOCUMENT
+from tests.factory import uid
+from tests.rest_support import API_KEY, ROLE, Api, running_app
+
+PARAMS = {"username": "janedoe", "role": ROLE, "studyUID": uid(4001)}
+
+
+@pytest.fixture(scope="module")
+async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
+    async with running_app(tmp_path_factory.mktemp("auth")) as api:
+        yield api
+
+
+@pytest.mark.parametrize("path", ["/ngv/obscurl", "/ngv/multimonitor-api"])
+async def test_missing_key_is_401_json(api: Api, path: str) -> None:
+    response = await api.get(path, PARAMS, key=None)
+    assert response.status == 401
+    assert "error" in await response.json()
+
+
+async def test_wrong_key_is_401(api: Api) -> None:
+    response = await api.get("/ngv/obscurl", PARAMS, key=API_KEY + "x")
+    assert response.status == 401
+
+
+async def test_key_in_another_header_is_401(api: Api) -> None:
+    response = await api.get("/ngv/obscurl", PARAMS, key=None, headers={"X-API-Key": API_KEY})
+    assert response.status == 401
+
+
+async def test_bearer_prefix_is_not_the_key(api: Api) -> None:
+    response = await api.get("/ngv/obscurl", PARAMS, key=f"Bearer {API_KEY}")
+    assert response.status == 401
+
+
+async def test_right_key_is_accepted(api: Api) -> None:
+    response = await api.get("/ngv/obscurl", PARAMS)
+    assert response.status == 200
+
+
+async def test_refusal_is_logged_without_the_key_or_query(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="rest.middleware")
+    sent = "wrong-key-that-must-not-be-logged"
+    await api.get("/ngv/obscurl", {**PARAMS, "patientID": "SECRET-PID"}, key=sent)
+    assert "401" in caplog.text and "wrong API key" in caplog.text
+    assert sent not in caplog.text and "SECRET-PID" not in caplog.text
+
+
+async def test_bad_input_is_400_json_not_a_trace(api: Api) -> None:
+    response = await api.get("/ngv/obscurl", {**PARAMS, "studyUID": "\x00"})
+    body = await response.json()
+    assert response.status == 400 and body["field"] == "studyUID"
+    assert "Traceback" not in await response.text()
+
+
+async def test_unknown_route_is_404_json(api: Api) -> None:
+    response = await api.get("/ngv/nothing-here")
+    assert response.status == 404
+    assert "error" in await response.json()
+
+
+async def test_wrong_method_is_405_json(api: Api) -> None:
+    response = await api.client.post("/ngv/obscurl", headers={"Authorization": API_KEY})
+    assert response.status == 405
+    assert "error" in await response.json()
+
+
+async def test_every_response_names_the_instance(api: Api) -> None:
+    for response in (await api.get("/ngv/obscurl", PARAMS), await api.get("/nope", key=None),
+                     await api.client.get("/api/openapi.json")):
+        assert response.headers.get("X-Node-Instance")
+
+
+async def test_openapi_document_is_public_json(api: Api) -> None:
+    response = await api.client.get("/api/openapi.json")
+    assert response.status == 200
+    assert (await response.json())["openapi"].startswith("3.")
+
+
+async def test_openapi_document_lists_exactly_the_routes(api: Api) -> None:
+    served = {
+        (route.resource.canonical, route.method.lower())
+        for route in api.client.app.router.routes()
+        if route.resource is not None and route.method != "HEAD"
+    }
+    documented = {(path, method) for path, item in DOCUMENT["paths"].items() for method in item}
+    assert served == documented
+
+
+async def test_openapi_parameters_match_what_obscurl_reads(api: Api) -> None:
+    names = {p["name"] for p in DOCUMENT["paths"]["/ngv/obscurl"]["get"]["parameters"]}
+    assert names == {
+        "username", "role", "studyUID", "accNum", "patientID", "historyList",
+        "fullPreloadStudy", "sticky", "anonymize", "hideSearch", "hideDocuments",
+        "hideLayers", "annotationVisibility", "containerIdentifier", "sourceNodes",
+    }
