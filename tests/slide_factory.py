@@ -9,6 +9,7 @@ from a real patient.
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 from collections.abc import Callable
@@ -67,7 +68,10 @@ def pyramid(spec: SlideSpec) -> list[np.ndarray]:
     return levels
 
 
+@functools.cache
 def srgb_profile() -> bytes:
+    """lcms stamps the creation time into the header: made once, so that every slide of a
+    session carries the same bytes."""
     return bytes(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
 
 
@@ -303,7 +307,7 @@ class SpecimenSpec:
     specimen_procedure: tuple[str, str, str] = ("65801008", "SCT", "Excision")
     body_site: tuple[str, str, str] = ("80248007", "SCT", "Left breast")
     block_identifier: str = "C231606-1426-A-1"
-    block_procedure: tuple[str, str, str] = ("434472006", "SCT", "Block sectioning")
+    block_procedure: tuple[str, str, str] = ("122459003", "SCT", "Dissection")
     slide_identifier: str = "C231606-1426-A-1-A"
     slide_alias: str = "A-1-A"
     stains: tuple[tuple[str, str, str], ...] = (
@@ -543,6 +547,27 @@ def _jpeg_frames(pixels: np.ndarray, tile: int, quality: int) -> list[bytes]:
             Image.fromarray(block).save(out, format="JPEG", quality=quality, subsampling=1)
             frames.append(out.getvalue())
     return frames
+
+
+# --- one of each ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SlideSet:
+    svs: Path
+    tiff: Path
+    ndpi: Path
+    dicom: DicomSlideFiles
+
+
+def write_slide_set(folder: Path, spec: SlideSpec = SlideSpec()) -> SlideSet:
+    folder.mkdir(parents=True, exist_ok=True)
+    return SlideSet(
+        svs=write_svs(folder / "slide.svs", spec),
+        tiff=write_tiled_tiff(folder / "slide.tiff", spec),
+        ndpi=write_ndpi(folder / "slide.ndpi", spec),
+        dicom=write_dicom_wsi(folder / "dicom", spec),
+    )
 
 
 # --- colour lookup tables ---------------------------------------------------------------------
