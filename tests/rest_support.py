@@ -11,14 +11,14 @@ from typing import Any
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
-from node.config import config_from_dict
+from node.config import Config, config_from_dict
 from node.roles import add_role
 from node.runtime import open_services
 from node.services import NodeServices
 from rest.app import create_app
 from rest.state import RETRIEVALS
 from tests.factory import StudySpec, write_study
-from tests.peers import free_port
+from tests.peers import free_port, toml_value
 
 API_KEY = "rest-test-key-0123456789"
 ROLE = "physician"
@@ -72,9 +72,8 @@ class Api:
         await self.client.app[RETRIEVALS].wait_idle()
 
 
-@asynccontextmanager
-async def running_app(folder: Path, source_nodes: list[dict[str, Any]] | None = None,
-                      **sections: dict[str, Any]) -> AsyncIterator[Api]:
+def config_dict(source_nodes: list[dict[str, Any]] | None = None,
+                **sections: dict[str, Any]) -> dict[str, Any]:
     raw: dict[str, Any] = {
         "node": {"ae_title": "VIEWNODE", "data_dir": "data"},
         "dicom": {"bind": "127.0.0.1", "port": free_port(), "query_timeout": 3.0,
@@ -85,8 +84,28 @@ async def running_app(folder: Path, source_nodes: list[dict[str, Any]] | None = 
         raw.setdefault(name, {}).update(values)
     if source_nodes:
         raw["source_nodes"] = source_nodes
+    return raw
+
+
+def write_config(folder: Path, **sections: dict[str, Any]) -> Path:
+    """A node.toml for the CLI commands, with the same settings running_app uses."""
+    lines = []
+    for name, values in config_dict(**sections).items():
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {toml_value(value)}" for key, value in values.items()]
     folder.mkdir(parents=True, exist_ok=True)
-    config = config_from_dict(raw, base_dir=folder)
+    path = folder / "node.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@asynccontextmanager
+async def running_app(folder: Path, source_nodes: list[dict[str, Any]] | None = None,
+                      config: Config | None = None,
+                      **sections: dict[str, Any]) -> AsyncIterator[Api]:
+    folder.mkdir(parents=True, exist_ok=True)
+    if config is None:
+        config = config_from_dict(config_dict(source_nodes, **sections), base_dir=folder)
     async with open_services(config) as services:
         await add_role(services.sessions, ROLE, ["search", "download", "documents"])
         app = create_app(services, API_KEY)
