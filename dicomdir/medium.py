@@ -1,0 +1,344 @@
+"""Laying out a medium from a selection of studies: DICOM files, DICOMDIR, PDI pages, viewer.
+
+Linear in the number of instances: each instance's header is read once (without pixel data),
+its leaf record built and its file placed; the DICOMDIR is encoded once at the end.
+
+Choices that make the same content give the same medium:
+- patients are grouped by (Patient ID, issuer); instances without a Patient ID are grouped by
+  name and birth date and get a generated ID (records.generated_patient_id);
+- when studies of one patient carry different names, the PATIENT record takes the name (and
+  the other patient keys) of the most recent study (by Study Date, Time, UID): the latest
+  registration is the likeliest to be corrected;
+- studies are ordered by date, time and UID; series by number then UID; instances by number
+  then UID; File IDs number them in that order;
+- empty Series/Instance Numbers get the next numbers after the largest one in use among their
+  siblings; an empty Study ID gets one derived from the Study Instance UID (the same on every
+  medium); other empty Type 1 keys are derived by records.fallback_value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+
+from dicomdir.content import BytesContent, MediumFile
+from dicomdir.file_ids import instance_file_id, numbered
+from dicomdir.iso import IsoImage, build_iso
+from dicomdir.pdi import (
+    PDI_FOLDER,
+    MediumSummary,
+    PatientSummary,
+    SeriesSummary,
+    StudySummary,
+    ViewerSummary,
+    index_page,
+    readme,
+    study_page,
+)
+from dicomdir.preview import render_preview
+from dicomdir.profiles import MediaProfile, select_profile
+from dicomdir.records import (
+    PATIENT_KEYS,
+    SERIES_KEYS,
+    STUDY_KEYS,
+    copy_keys,
+    generated_study_id,
+    leaf_keys,
+    leaf_record_type,
+    set_charset,
+)
+from dicomdir.selection import SelectedInstance, SelectedSeries, SelectedStudy, Selection
+from dicomdir.transcode import medium_content
+from dicomdir.viewer import VIEWER_FOLDER, ViewerSpec, autorun_inf, launchers, viewer_files
+from dicomdir.writer import DirectoryRecord, encode_dicomdir
+
+log = logging.getLogger(__name__)
+
+# Values above this many bytes stay in the file until asked for: an encapsulated document or a
+# waveform is not read just to build a directory record.
+_DEFER_SIZE = 64 * 1024
+
+
+@dataclass(frozen=True)
+class MediumOptions:
+    profile: str = "auto"
+    creator: str = "VIEWNODE"
+    viewer: ViewerSpec | None = None
+    previews: bool = True
+
+
+@dataclass
+class Medium:
+    """A laid-out medium; `close()` removes the work folder of decoded copies, if any."""
+
+    file_set_id: str
+    profile: MediaProfile
+    files: list[MediumFile]
+    image: IsoImage
+    summary: MediumSummary
+    work_dir: tempfile.TemporaryDirectory[str] | None = None
+
+    def close(self) -> None:
+        if self.work_dir is not None:
+            self.work_dir.cleanup()
+            self.work_dir = None
+
+    def __enter__(self) -> Medium:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def file_set_id(study_uids: Iterable[str]) -> str:
+    """DICOM_ and 10 hex digits of the studies' UIDs: 16 characters, valid as File-set ID
+    (CS) and ISO 9660 volume identifier, without patient data in a label others can see."""
+    digest = hashlib.sha1("\\".join(sorted(study_uids)).encode("ascii"), usedforsecurity=False)
+    return "DICOM_" + digest.hexdigest()[:10].upper()
+
+
+def _number(value: str) -> int | None:
+    try:
+        return int(float(value.strip()))
+    except (ValueError, AttributeError):
+        return None
+
+
+def _numbering(values: Sequence[str]) -> list[str]:
+    """Each value as is, the empty (or unparseable) ones numbered after the largest in use."""
+    parsed = [_number(v) for v in values]
+    following = itertools.count(max((n for n in parsed if n is not None), default=0) + 1)
+    return [v.strip() if n is not None else str(next(following)) for v, n in zip(
+        values, parsed, strict=True)]
+
+
+def _sort_key_number(value: str) -> tuple[int, int]:
+    n = _number(value)
+    return (0, n) if n is not None else (1, 0)
+
+
+def _charset(ds: Dataset) -> str | list[str] | None:
+    value = ds.get("SpecificCharacterSet")
+    if not value:
+        return None
+    return value if isinstance(value, str) else list(value)
+
+
+def _patient_key(study: SelectedStudy) -> tuple[str, ...]:
+    if study.patient_id:
+        return (study.patient_id, study.issuer)
+    return ("", study.issuer, study.patient_name, study.birth_date)
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword)
+    return "" if value is None else str(value)
+
+
+@dataclass
+class _Builder:
+    profile: MediaProfile
+    options: MediumOptions
+    work_dir: tempfile.TemporaryDirectory[str] | None = None
+    dicom_files: list[MediumFile] = field(default_factory=list)
+    pdi_files: list[MediumFile] = field(default_factory=list)
+    sop_uids: list[str] = field(default_factory=list)
+    reencoded: int = 0
+    studies: int = 0
+    previews: int = 0
+
+    def work_file(self) -> Path:
+        if self.work_dir is None:
+            self.work_dir = tempfile.TemporaryDirectory(prefix="medium-")
+        return Path(tempfile.mkstemp(suffix=".dcm", dir=self.work_dir.name)[1])
+
+    def patient(self, number: int, studies: list[SelectedStudy]
+                ) -> tuple[DirectoryRecord, PatientSummary]:
+        studies = sorted(studies, key=lambda s: (s.study_date, s.study_time, s.study_uid))
+        latest = len(studies) - 1
+        patient_header: list[Dataset] = []
+        records = []
+        summaries = []
+        for index, study in enumerate(studies):
+            record, study_summary = self.study(
+                number, index + 1, study,
+                patient_header.append if index == latest else None)
+            records.append(record)
+            summaries.append(study_summary)
+        header = patient_header[0]
+        keys, _ = copy_keys(header, PATIENT_KEYS)
+        set_charset(keys, _charset(header))
+        summary = PatientSummary(
+            name=_text(keys, "PatientName"), patient_id=_text(keys, "PatientID"),
+            birth_date=_text(keys, "PatientBirthDate"), sex=_text(keys, "PatientSex"),
+            studies=tuple(summaries),
+        )
+        return DirectoryRecord("PATIENT", keys, records), summary
+
+    def study(self, patient: int, number: int, study: SelectedStudy,
+              take_header: Callable[[Dataset], None] | None
+              ) -> tuple[DirectoryRecord, StudySummary]:
+        ordered = sorted(study.series,
+                         key=lambda s: (*_sort_key_number(s.series_number), s.series_uid))
+        series_numbers = _numbering([s.series_number for s in ordered])
+        study_id = study.study_id or generated_study_id(study.study_uid)
+        study_keys: Dataset | None = None
+        records = []
+        summaries = []
+        for index, (series, series_number) in enumerate(zip(ordered, series_numbers,
+                                                            strict=True)):
+            first_header: list[Dataset] = []
+            record, series_summary = self.series(
+                (patient, number, index + 1), series, series_number, first_header.append)
+            if study_keys is None:
+                header = first_header[0]
+                study_keys, _ = copy_keys(header, STUDY_KEYS, {"StudyID": study_id})
+                set_charset(study_keys, _charset(header))
+                if take_header is not None:
+                    take_header(header)
+            records.append(record)
+            summaries.append(series_summary)
+        assert study_keys is not None
+        self.studies += 1
+        page = numbered("STU", self.studies) + ".HTM"
+        summary = StudySummary(
+            page=page, date=_text(study_keys, "StudyDate"), time=_text(study_keys, "StudyTime"),
+            description=_text(study_keys, "StudyDescription"),
+            accession=_text(study_keys, "AccessionNumber"),
+            study_id=_text(study_keys, "StudyID"), series=tuple(summaries),
+        )
+        return DirectoryRecord("STUDY", study_keys, records), summary
+
+    def series(self, numbers: tuple[int, int, int], series: SelectedSeries, series_number: str,
+               take_header: Callable[[Dataset], None]
+               ) -> tuple[DirectoryRecord, SeriesSummary]:
+        ordered = sorted(series.instances,
+                         key=lambda i: (*_sort_key_number(i.instance_number), i.sop_uid))
+        instance_numbers = _numbering([i.instance_number for i in ordered])
+        series_keys: Dataset | None = None
+        leaves = []
+        for index, (instance, instance_number) in enumerate(zip(ordered, instance_numbers,
+                                                                strict=True)):
+            header = dcmread(instance.path, stop_before_pixels=True, defer_size=_DEFER_SIZE)
+            if series_keys is None:
+                series_keys, _ = copy_keys(header, SERIES_KEYS, {"SeriesNumber": series_number})
+                set_charset(series_keys, _charset(header))
+                take_header(header)
+            leaves.append(self.leaf(instance_file_id(*numbers, index + 1), instance, header,
+                                    instance_number))
+        assert series_keys is not None
+        record_types = tuple(dict.fromkeys(leaf.record_type for leaf in leaves))
+        preview = self.preview(ordered, leaves)
+        summary = SeriesSummary(
+            number=_text(series_keys, "SeriesNumber"), modality=_text(series_keys, "Modality"),
+            description=_text(series_keys, "SeriesDescription"), instances=len(leaves),
+            record_types=record_types, preview=preview,
+        )
+        return DirectoryRecord("SERIES", series_keys, leaves), summary
+
+    def leaf(self, file_id: tuple[str, ...], instance: SelectedInstance, header: Dataset,
+             instance_number: str) -> DirectoryRecord:
+        record_type = leaf_record_type(instance.sop_class_uid)
+        keys = leaf_keys(header, record_type, instance_number)
+        set_charset(keys, _charset(header))
+        content, syntax = medium_content(instance.path, instance.sop_uid,
+                                         instance.transfer_syntax, self.profile, self.work_file)
+        if syntax != instance.transfer_syntax:
+            self.reencoded += 1
+        self.sop_uids.append(instance.sop_uid)
+        self.dicom_files.append(MediumFile(file_id, content))
+        return DirectoryRecord(record_type, keys, file_id=file_id,
+                               sop_class_uid=instance.sop_class_uid,
+                               sop_instance_uid=instance.sop_uid, transfer_syntax_uid=syntax)
+
+    def preview(self, ordered: Sequence[SelectedInstance],
+                leaves: Sequence[DirectoryRecord]) -> str | None:
+        if not self.options.previews:
+            return None
+        images = [i for i, leaf in zip(ordered, leaves, strict=True)
+                  if leaf.record_type == "IMAGE"]
+        if not images:
+            return None
+        jpeg = render_preview(images[len(images) // 2].path)
+        if jpeg is None:
+            return None
+        self.previews += 1
+        name = numbered("SER", self.previews) + ".JPG"
+        self.pdi_files.append(MediumFile((PDI_FOLDER, name), BytesContent(jpeg)))
+        return name
+
+
+def build_medium(selection: Selection, options: MediumOptions) -> Medium:
+    """Lay out the medium of `selection` (blocking: run it in a worker thread)."""
+    if not selection.studies:
+        raise ValueError("a medium needs at least one study")
+    profile = select_profile(
+        options.profile,
+        (i.transfer_syntax for st in selection.studies for s in st.series for i in s.instances),
+    )
+    builder = _Builder(profile, options)
+    try:
+        return _build(selection, options, profile, builder)
+    except BaseException:
+        if builder.work_dir is not None:
+            builder.work_dir.cleanup()
+        raise
+
+
+def _build(selection: Selection, options: MediumOptions, profile: MediaProfile,
+           builder: _Builder) -> Medium:
+    groups: dict[tuple[str, ...], list[SelectedStudy]] = {}
+    for study in selection.studies:
+        groups.setdefault(_patient_key(study), []).append(study)
+    roots = []
+    patients = []
+    for number, key in enumerate(sorted(groups), start=1):
+        record, patient_summary = builder.patient(number, groups[key])
+        roots.append(record)
+        patients.append(patient_summary)
+    fs_id = file_set_id(s.study_uid for s in selection.studies)
+    dicomdir_uid = generate_uid(entropy_srcs=[fs_id, *sorted(builder.sop_uids)])
+    dicomdir = encode_dicomdir(roots, fs_id, dicomdir_uid)
+
+    extra: list[MediumFile] = []
+    viewer_summary = None
+    if options.viewer is not None:
+        launch = launchers(options.viewer)
+        extra.append(autorun_inf(fs_id, any(p == "Windows" for p, _ in launch)))
+        extra += [f for _, f in launch]
+        extra += viewer_files(options.viewer)
+        viewer_summary = ViewerSummary(VIEWER_FOLDER, tuple((p, f.path[-1]) for p, f in launch))
+    summary = MediumSummary(
+        file_set_id=fs_id, profile=profile, created=datetime.now().astimezone(),
+        creator=options.creator, patients=tuple(patients), instances=len(builder.sop_uids),
+        reencoded=builder.reencoded, viewer=viewer_summary,
+    )
+    pages = [
+        MediumFile((PDI_FOLDER, study.page), BytesContent(study_page(patient, study)))
+        for patient in patients for study in patient.studies
+    ]
+    files = [
+        MediumFile(("DICOMDIR",), BytesContent(dicomdir)),
+        MediumFile(("README.TXT",), BytesContent(readme(summary))),
+        MediumFile(("INDEX.HTM",), BytesContent(index_page(summary))),
+        *[f for f in extra if len(f.path) == 1],
+        *pages,
+        *builder.pdi_files,
+        *builder.dicom_files,
+        *[f for f in extra if len(f.path) > 1],
+    ]
+    image = build_iso(files, fs_id)
+    log.info("medium %s: %d instances, profile %s, %d bytes", fs_id, len(builder.sop_uids),
+             profile.name, image.size)
+    return Medium(fs_id, profile, files, image, summary, builder.work_dir)
+

@@ -1,0 +1,118 @@
+"""What goes on a medium, read from the index: studies, their series and instance files.
+
+One query per request, whatever the number of instances; the rows carry everything the layout
+needs except the directory record keys, which come from the files' headers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from node.index.models import Instance, Patient, Series, Study
+from node.storage import Storage
+
+
+@dataclass(frozen=True)
+class SelectedInstance:
+    sop_uid: str
+    sop_class_uid: str
+    instance_number: str
+    transfer_syntax: str
+    path: Path
+    size: int
+
+
+@dataclass(frozen=True)
+class SelectedSeries:
+    series_uid: str
+    series_number: str
+    modality: str
+    description: str
+    instances: tuple[SelectedInstance, ...]
+
+
+@dataclass(frozen=True)
+class SelectedStudy:
+    study_uid: str
+    study_date: str
+    study_time: str
+    study_id: str
+    patient_id: str
+    issuer: str
+    patient_name: str
+    birth_date: str
+    series: tuple[SelectedSeries, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(i.size for s in self.series for i in s.instances)
+
+
+@dataclass(frozen=True)
+class Selection:
+    studies: tuple[SelectedStudy, ...]
+    missing: tuple[str, ...]
+
+    @property
+    def stored_size(self) -> int:
+        return sum(s.size for s in self.studies)
+
+    @property
+    def instance_count(self) -> int:
+        return sum(len(s.instances) for st in self.studies for s in st.series)
+
+
+async def select_studies(
+    sessions: async_sessionmaker[AsyncSession], storage: Storage, study_uids: Sequence[str]
+) -> Selection:
+    """The indexed studies among `study_uids` (in the order asked), and the UIDs not indexed."""
+    wanted = list(dict.fromkeys(study_uids))
+    query = (
+        select(Study, Patient, Series, Instance)
+        .join(Patient, Study.patient_pk == Patient.id)
+        .join(Series, Series.study_pk == Study.id)
+        .join(Instance, Instance.series_pk == Series.id)
+        .where(Study.study_uid.in_(wanted))
+    )
+    async with sessions() as session:
+        rows = (await session.execute(query)).all()
+    studies: dict[str, tuple[Study, Patient]] = {}
+    series: dict[str, dict[str, tuple[Series, list[SelectedInstance]]]] = {}
+    for study, patient, series_row, instance in rows:
+        studies.setdefault(study.study_uid, (study, patient))
+        by_series = series.setdefault(study.study_uid, {})
+        entry = by_series.setdefault(series_row.series_uid, (series_row, []))
+        entry[1].append(SelectedInstance(
+            sop_uid=instance.sop_uid,
+            sop_class_uid=instance.sop_class_uid,
+            instance_number=instance.instance_number,
+            transfer_syntax=instance.transfer_syntax,
+            path=storage.absolute(instance.path),
+            size=instance.size,
+        ))
+    selected = []
+    for uid in wanted:
+        if uid not in studies:
+            continue
+        study, patient = studies[uid]
+        selected.append(SelectedStudy(
+            study_uid=uid,
+            study_date=study.study_date,
+            study_time=study.study_time,
+            study_id=study.study_id,
+            patient_id=patient.patient_id,
+            issuer=patient.issuer,
+            patient_name=patient.name,
+            birth_date=patient.birth_date,
+            series=tuple(
+                SelectedSeries(row.series_uid, row.series_number, row.modality,
+                               row.description, tuple(instances))
+                for row, instances in series[uid].values()
+            ),
+        ))
+    return Selection(tuple(selected), tuple(uid for uid in wanted if uid not in studies))
