@@ -90,6 +90,21 @@ class CloudSection:
 
 
 @dataclass(frozen=True)
+class MediaSection:
+    # A viewer folder copied to every exported medium (a Weasis portable distribution, say),
+    # relative to this file's folder; empty: none, and the medium's INDEX.HTM pages are the viewer.
+    viewer_dir: str = ""
+    # The viewer's executable for each platform, relative to viewer_dir; a launcher is written
+    # on the medium for each one that exists.
+    viewer_windows: str = "viewer-win32.exe"
+    viewer_macos: str = "viewer-mac.app"
+    viewer_linux: str = "viewer-linux.sh"
+    # The largest ISO image /webdv/getIso builds, in bytes (default: a single-layer DVD);
+    # larger requests are refused with 413.
+    max_iso_bytes: int = 4_700_372_992
+
+
+@dataclass(frozen=True)
 class Config:
     node: NodeSection = field(default_factory=NodeSection)
     dicom: DicomSection = field(default_factory=DicomSection)
@@ -98,6 +113,7 @@ class Config:
     database: DatabaseSection = field(default_factory=DatabaseSection)
     storage: StorageSection = field(default_factory=StorageSection)
     cloud: CloudSection = field(default_factory=CloudSection)
+    media: MediaSection = field(default_factory=MediaSection)
     source_nodes: tuple[RemoteNode, ...] = ()
     move_destinations: tuple[MoveDestination, ...] = ()
     # The folder the configuration file was read from: relative paths are resolved against it.
