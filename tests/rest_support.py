@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
 from node.config import Config, config_from_dict
+from node.errors import Conflict
 from node.roles import add_role
 from node.runtime import open_services
 from node.services import NodeServices
@@ -107,7 +109,9 @@ async def running_app(folder: Path, source_nodes: list[dict[str, Any]] | None = 
     if config is None:
         config = config_from_dict(config_dict(source_nodes, **sections), base_dir=folder)
     async with open_services(config) as services:
-        await add_role(services.sessions, ROLE, ["search", "download", "documents"])
+        # Instances sharing one database share its roles too.
+        with contextlib.suppress(Conflict):
+            await add_role(services.sessions, ROLE, ["search", "download", "documents"])
         app = create_app(services, API_KEY)
         async with TestClient(TestServer(app, host="127.0.0.1")) as client:
             yield Api(client, services, folder)
