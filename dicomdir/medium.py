@@ -61,6 +61,7 @@ from dicomdir.selection import SelectedInstance, SelectedSeries, SelectedStudy, 
 from dicomdir.transcode import medium_content
 from dicomdir.viewer import VIEWER_FOLDER, ViewerSpec, autorun_inf, launchers, viewer_files
 from dicomdir.writer import DirectoryRecord, encode_dicomdir
+from node.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,19 @@ class Medium:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def medium_options(config: Config, profile: str = "auto") -> MediumOptions:
+    """The options node.toml's [media] section gives a medium."""
+    viewer = None
+    if config.media.viewer_dir:
+        viewer = ViewerSpec(
+            folder=(config.base_dir / config.media.viewer_dir).resolve(),
+            windows=config.media.viewer_windows,
+            macos=config.media.viewer_macos,
+            linux=config.media.viewer_linux,
+        )
+    return MediumOptions(profile=profile, creator=config.node.ae_title, viewer=viewer)
 
 
 def file_set_id(study_uids: Iterable[str]) -> str:

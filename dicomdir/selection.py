@@ -6,6 +6,7 @@ needs except the directory record keys, which come from the files' headers.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +14,14 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from node.dimse import scu
+from node.errors import NodeError, NotFound
 from node.index.models import Instance, Patient, Series, Study
+from node.resolve import Findings, StudyRequest, find_remote
+from node.services import NodeServices
 from node.storage import Storage
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -116,3 +123,36 @@ async def select_studies(
             ),
         ))
     return Selection(tuple(selected), tuple(uid for uid in wanted if uid not in studies))
+
+
+async def retrieve_missing(services: NodeServices, study_uids: Sequence[str]) -> None:
+    """Retrieve the studies among `study_uids` that a source node has (found with one C-FIND
+    per node), so that a medium can hold studies the node had not stored yet. A source node
+    that is down or fails only leaves its studies missing: the caller reports what still is."""
+    if not study_uids or not services.config.source_nodes:
+        return
+    request = StudyRequest(study_uids=tuple(study_uids))
+    findings = Findings()
+    await find_remote(services.config, findings, request, services.config.source_nodes,
+                      explicit=False)
+    for uid in study_uids:
+        found = findings.by_uid.get(uid)
+        if found is None or not found.source:
+            continue
+        try:
+            await scu.retrieve(services, services.config.source_node(found.source), uid)
+        except NodeError as exc:
+            log.warning("retrieving study for a medium from %s failed: %s", found.source, exc)
+
+
+async def gather_studies(services: NodeServices, study_uids: Sequence[str]) -> Selection:
+    """The studies from the index, the missing ones retrieved first; NotFound names those
+    found neither in the index nor on a source node."""
+    selection = await select_studies(services.sessions, services.storage, study_uids)
+    if selection.missing:
+        await retrieve_missing(services, selection.missing)
+        selection = await select_studies(services.sessions, services.storage, study_uids)
+    if selection.missing:
+        raise NotFound("studies neither in the index nor on a source node: "
+                       + ", ".join(selection.missing))
+    return selection

@@ -11,13 +11,15 @@ from aiohttp import web
 from node.config import Config
 from node.services import NodeServices
 from node.viewing import RetrievalRegistry, TokenIssuer
-from rest import multimonitor, obscurl, openapi, viewer_session
+from rest import iso, lut, multimonitor, obscurl, openapi, slides, viewer_session
 from rest.middleware import errors_as_json, require_api_key, routing_headers
 from rest.state import API_KEY, INSTANCE_NAME, ISSUER, RETRIEVALS, SERVICES
 
 __all__ = ["API_KEY", "SERVICES", "create_app"]
 
-ROUTE_TABLES = (obscurl.routes, multimonitor.routes, viewer_session.routes, openapi.routes)
+ROUTE_TABLES = (obscurl.routes, multimonitor.routes, viewer_session.routes, openapi.routes,
+                iso.routes,
+                lut.routes, slides.routes)
 
 
 def instance_name(config: Config) -> str:
@@ -46,6 +48,7 @@ def create_app(services: NodeServices, api_key: str) -> web.Application:
     app[INSTANCE_NAME] = instance_name(services.config)
     app.cleanup_ctx.append(_retrievals)
     app.on_response_prepare.append(routing_headers)
+    slides.setup(app)
     for table in ROUTE_TABLES:
         app.add_routes(table)
     return app
