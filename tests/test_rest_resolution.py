@@ -144,7 +144,9 @@ async def test_anonymize_keeps_patient_ids_out_of_the_context(local: Api) -> Non
     context = await local.context(await local.token(
         {**BASE, "patientID": "PID-RES-A", "anonymize": "true"}))
     assert context["request"]["patientID"] is None
-    assert all(s["patientID"] is None for s in context["studies"])
+    assert all(s["patientID"] is None and s["accessionNumber"] is None
+               for s in context["studies"])
+    assert [s["studyInstanceUID"] for s in context["studies"]] == [A1.study_uid, A2.study_uid]
 
 
 # -- source nodes ---------------------------------------------------------------------------

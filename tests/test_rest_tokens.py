@@ -191,3 +191,25 @@ async def test_cli_ends_every_session_of_a_user(tmp_path_factory: pytest.TempPat
         statuses = [(await api.client.get(
             "/ngv/api/context", headers={"Cookie": f"ngv_session={c}"})).status for c in cookies]
         assert statuses == [401, 401, 200]
+
+
+async def test_cli_purges_contexts_nobody_can_use(
+    tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    folder = tmp_path_factory.mktemp("purge")
+    config_path = write_config(folder, api={"token_lifetime_seconds": 1,
+                                            "session_lifetime_seconds": 1})
+    async with running_app(folder, config=load_config(config_path)) as api:
+        await api.ingest(StudySpec(study_uid=STUDY, patient_id="PID-TOK"))
+        unused = await api.token(PARAMS)
+        await api.redeem(await api.token(PARAMS))
+        await asyncio.sleep(1.1)
+        fresh = await api.token(PARAMS)
+        out = await asyncio.to_thread(run_cli, "token", "purge", "--older-than-hours", "0",
+                                      "--config", str(config_path))
+        assert "2 viewing context(s) purged" in out
+        async with api.services.sessions() as session:
+            left = (await session.scalars(select(ViewingContext.token_hash))).all()
+            audited = (await session.scalars(select(AuditEvent.action))).all()
+        assert left == [digest(fresh)] and digest(unused) not in left
+        assert audited.count("issue") == 3

@@ -1,4 +1,5 @@
-"""`token revoke TOKEN` and `token revoke-sessions --user NAME`: end viewer access at once."""
+"""`token revoke TOKEN`, `token revoke-sessions --user NAME`: end viewer access at once;
+`token purge`: delete contexts nobody can use any more (the audit trail stays)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 from node.commands import add_config_argument
 from node.config import load_config
 from node.runtime import open_services
-from node.viewing import revoke_sessions, revoke_token
+from node.viewing import purge, revoke_sessions, revoke_token
 
 
 def register(sub: Any) -> None:
@@ -21,6 +22,10 @@ def register(sub: Any) -> None:
     sessions = actions.add_parser("revoke-sessions", help="end every session of a user")
     sessions.add_argument("--user", required=True)
     add_config_argument(sessions)
+    purging = actions.add_parser("purge", help="delete expired tokens and ended sessions")
+    purging.add_argument("--older-than-hours", type=float, default=24.0,
+                         help="keep what ended less than this long ago (default 24)")
+    add_config_argument(purging)
     parser.set_defaults(func=run)
 
 
@@ -33,7 +38,10 @@ async def _run(args: argparse.Namespace) -> int:
         if args.action == "revoke":
             ended = await revoke_token(services, args.token)
             print(f"token revoked; {ended} session(s) ended")
-        else:
+        elif args.action == "revoke-sessions":
             ended = await revoke_sessions(services, args.user)
             print(f"{ended} session(s) of {args.user} ended")
+        else:
+            deleted = await purge(services, args.older_than_hours * 3600)
+            print(f"{deleted} viewing context(s) purged")
     return 0

@@ -3,7 +3,7 @@
 from node.viewing.issue import IssueRequest, TokenIssuer
 from node.viewing.options import ViewingOptions
 from node.viewing.retrievals import RetrievalRegistry
-from node.viewing.revoke import revoke_sessions, revoke_token
+from node.viewing.revoke import purge, revoke_sessions, revoke_token
 from node.viewing.sessions import Redemption, context_json, redeem, session_context
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "TokenIssuer",
     "ViewingOptions",
     "context_json",
+    "purge",
     "redeem",
     "revoke_sessions",
     "revoke_token",

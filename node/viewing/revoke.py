@@ -1,13 +1,13 @@
-"""Revoking tokens and viewer sessions (from the CLI): an operator's way to end access now."""
+"""Revoking tokens and viewer sessions, and purging dead ones (from the CLI)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, exists, select, update
 
 from node.errors import InvalidInput, NotFound
-from node.index.viewing_models import ViewerSession, ViewingContext
+from node.index.viewing_models import ContextStudy, ViewerSession, ViewingContext
 from node.services import NodeServices
 from node.viewing import audit
 from node.viewing.tokens import digest, looks_like_token
@@ -49,3 +49,22 @@ async def revoke_sessions(services: NodeServices, username: str) -> int:
                      sessionsEnded=ended)
         await session.commit()
     return ended
+
+
+async def purge(services: NodeServices, older_than_seconds: float = 86400.0) -> int:
+    """Delete contexts that can no longer be used: the token's lifetime and every session of it
+    ended more than `older_than_seconds` ago. The audit trail stays. Returns how many."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=older_than_seconds)
+    live_session = exists().where(ViewerSession.context_pk == ViewingContext.id,
+                                  ViewerSession.expires_at > cutoff,
+                                  ViewerSession.revoked_at.is_(None))
+    async with services.sessions() as session:
+        dead = select(ViewingContext.id).where(ViewingContext.expires_at < cutoff, ~live_session)
+        ids = list((await session.scalars(dead)).all())
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            await session.execute(delete(ViewerSession).where(ViewerSession.context_pk.in_(chunk)))
+            await session.execute(delete(ContextStudy).where(ContextStudy.context_pk.in_(chunk)))
+            await session.execute(delete(ViewingContext).where(ViewingContext.id.in_(chunk)))
+        await session.commit()
+    return len(ids)

@@ -133,15 +133,15 @@ async def _as_json(session: AsyncSession, context: ViewingContext) -> dict[str, 
     )
     request = dict(context.request)
     if anonymize:
-        request["patientID"] = None
-        request["idIssuer"] = None
+        # Identifiers a viewer would show; the audit table keeps what was asked.
+        request.update(patientID=None, idIssuer=None, accNum=None)
     studies = []
     for row in context.studies:
         studies.append({
             "studyInstanceUID": row.study_uid, "purpose": row.purpose, "preload": row.preload,
             "state": row.state, "source": row.source or None,
             "patientID": None if anonymize else (row.patient_id or None),
-            "accessionNumber": row.accession_number or None,
+            "accessionNumber": None if anonymize else (row.accession_number or None),
             "studyDate": row.study_date or None, "studyDescription": row.description or None,
             "message": row.message or None,
         })
