@@ -53,7 +53,11 @@ def build_ae(config: Config) -> AE:
     ae.network_timeout = config.dicom.network_timeout
     ae.add_supported_context(Verification)
     for context in AllStoragePresentationContexts:
-        ae.add_supported_context(str(context.abstract_syntax), ALL_TRANSFER_SYNTAXES)
+        # Both roles: a C-GET requester proposes storage contexts with itself as SCP, and the
+        # node must accept that role to send the sub-operations back.
+        ae.add_supported_context(
+            str(context.abstract_syntax), ALL_TRANSFER_SYNTAXES, scu_role=True, scp_role=True
+        )
     for sop_class in QUERY_RETRIEVE_SOP_CLASSES:
         ae.add_supported_context(sop_class)
     return ae

@@ -416,3 +416,19 @@ def _wildcard_condition(target: Expr, value: str) -> Expr:
         return condition
     upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
     return and_(target >= prefix, target < upper, condition)
+
+
+
+async def stored_syntaxes_since(
+    sessions: async_sessionmaker[AsyncSession], after_id: int
+) -> list[tuple[str, str, int]]:
+    """The (SOP Class UID, transfer syntax) pairs of instances indexed after row `after_id`,
+    each with the highest row id seen: a cheap, incremental way to know what is stored."""
+    stmt = (
+        select(Instance.sop_class_uid, Instance.transfer_syntax, func.max(Instance.id))
+        .where(Instance.id > after_id)
+        .group_by(Instance.sop_class_uid, Instance.transfer_syntax)
+    )
+    async with sessions() as session:
+        rows = await session.execute(stmt)
+        return [(str(a), str(b), int(c)) for a, b, c in rows]
