@@ -157,7 +157,7 @@ def write_ndpi(path: Path, spec: SlideSpec = SlideSpec()) -> Path:
     NDPI is classic TIFF whose offsets overflow 32 bits: the first-IFD and next-IFD offsets are
     8 bytes, and each IFD is followed by the high 32 bits of every tag's offset. Everything here
     is small, so the high words are zero, but they must be there for the readers to agree."""
-    levels = [_pad_to_mcus(level) for level in pyramid(spec)]
+    levels = [pad_to_mcus(level) for level in pyramid(spec)]
     pages: list[tuple[bytes, int, int, float]] = []
     for index, level in enumerate(levels):
         pages.append((_jpeg(level, spec.quality, _restart_blocks(level.shape[1])),
@@ -169,7 +169,7 @@ def write_ndpi(path: Path, spec: SlideSpec = SlideSpec()) -> Path:
     return path
 
 
-def _pad_to_mcus(pixels: np.ndarray) -> np.ndarray:
+def pad_to_mcus(pixels: np.ndarray) -> np.ndarray:
     """Pad with white to whole 16x8 MCUs: openslide counts NDPI tiles per row by integer
     division, so a partial MCU column would shift every following row."""
     height, width = pixels.shape[:2]

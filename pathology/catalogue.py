@@ -1,0 +1,237 @@
+"""Which files make up the slide with a given containerIdentifier, and what is known about it.
+
+DICOM WSI slides are in the index already (Instance.container_identifier); other slides are
+registered here by `register_slide_file`, which the POST API calls for NDPI, MRXS, SVS and TIFF
+files. Slide metadata is read from the DICOM series the first time it is asked for and kept,
+beside what the POST API's JSON said; the two are merged on read, JSON winning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import pydicom
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from node.errors import Conflict, InvalidInput, NotFound
+from node.index.models import Instance, Series, Study
+from node.storage import Storage
+from pathology.metadata import SlideMetadata, from_dicom
+from pathology.models import SlideFile, SlideMetadataRecord
+from pathology.opening import open_slide
+from pathology.slide import SlideInfo
+
+WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
+MAX_IDENTIFIER = 64
+Sessions = async_sessionmaker[AsyncSession]
+
+
+@dataclass(frozen=True)
+class SlideSource:
+    container_identifier: str
+    kind: Literal["dicom", "file"]
+    paths: tuple[Path, ...]
+    # Changes whenever the files behind the slide change: part of every ETag.
+    version: str
+
+
+def check_container_identifier(value: str | None) -> str:
+    if value is None or not value.strip():
+        raise InvalidInput("containerIdentifier is mandatory", field="containerIdentifier")
+    value = value.strip()
+    if len(value) > MAX_IDENTIFIER or any(not c.isprintable() for c in value):
+        raise InvalidInput(
+            f"containerIdentifier must be at most {MAX_IDENTIFIER} printable characters",
+            field="containerIdentifier")
+    return value
+
+
+async def locate_slide(
+    sessions: Sessions, storage: Storage, container_identifier: str
+) -> SlideSource:
+    """The files of the slide: its DICOM WSI series if the index has one (the most recently
+    received, should a slide have been scanned twice), else its registered file."""
+    async with sessions() as session:
+        rows = (await session.execute(
+            select(Series.series_uid, Instance.sop_uid, Instance.path, Instance.size,
+                   Instance.received_at)
+            .join(Series, Instance.series_pk == Series.id)
+            .where(Instance.container_identifier == container_identifier,
+                   Instance.sop_class_uid == WSI_SOP_CLASS)
+        )).all()
+        file_row = None if rows else await session.get(SlideFile, container_identifier)
+    if rows:
+        latest = max(rows, key=lambda r: r.received_at).series_uid
+        series = sorted((r for r in rows if r.series_uid == latest), key=lambda r: r.sop_uid)
+        identity = "|".join(f"{r.sop_uid}:{r.size}" for r in series)
+        return SlideSource(
+            container_identifier, "dicom",
+            tuple(storage.absolute(r.path) for r in series),
+            hashlib.sha256(f"{latest}|{identity}".encode()).hexdigest()[:24],
+        )
+    if file_row is not None:
+        path = _absolute(storage, file_row.path)
+        try:
+            stat = path.stat()
+            stamp = f"{stat.st_size}:{stat.st_mtime_ns}"
+        except OSError:
+            stamp = "missing"
+        return SlideSource(
+            container_identifier, "file", (path,),
+            hashlib.sha256(f"{path}|{stamp}".encode()).hexdigest()[:24],
+        )
+    raise NotFound(f"no slide with containerIdentifier {container_identifier}")
+
+
+def _absolute(storage: Storage, path: str) -> Path:
+    candidate = Path(path)
+    return candidate if candidate.is_absolute() else storage.absolute(path)
+
+
+async def register_slide_file(
+    sessions: Sessions,
+    storage: Storage,
+    container_identifier: str,
+    path: str | Path,
+    *,
+    metadata: SlideMetadata | Mapping[str, Any] | None = None,
+    study_uid: str = "",
+    series_uid: str = "",
+    sop_uid: str = "",
+    accession_number: str = "",
+    replace: bool = False,
+) -> SlideInfo:
+    """Make a non-DICOM slide file servable under `container_identifier`.
+
+    The file is opened first, by content, so a file no reader accepts is refused here
+    (InvalidInput naming it) and never reaches a viewer. Registering the same file again
+    updates its record; another file under a registered identifier is a Conflict unless
+    `replace`. `metadata` is the POST API's instance JSON (or a SlideMetadata)."""
+    container_identifier = check_container_identifier(container_identifier)
+    absolute = _absolute(storage, str(path))
+    slide = await asyncio.to_thread(open_slide, [absolute])
+    try:
+        info = slide.info
+    finally:
+        slide.close()
+    if info.format == "dicom":
+        raise InvalidInput(f"{absolute.name}: DICOM slides enter through ingest, not as files")
+    now = datetime.now(UTC)
+    async with sessions() as session, session.begin():
+        row = await session.get(SlideFile, container_identifier)
+        if row is not None and row.path != str(path) and not replace:
+            raise Conflict(f"containerIdentifier {container_identifier} is already registered "
+                           "for another file")
+        if row is None:
+            row = SlideFile(container_identifier=container_identifier)
+            session.add(row)
+        row.path = str(path)
+        row.format = info.format
+        row.study_uid = study_uid
+        row.series_uid = series_uid
+        row.sop_uid = sop_uid
+        row.accession_number = accession_number
+        row.registered_at = now
+        if metadata is not None:
+            await _store_metadata(session, container_identifier, "json", _as_metadata(metadata),
+                                  str(path), now)
+    return info
+
+
+async def record_slide_metadata(
+    sessions: Sessions, container_identifier: str, metadata: SlideMetadata | Mapping[str, Any]
+) -> None:
+    """Keep what the POST API's JSON says about a slide (a DICOM one too): it wins over what
+    the DICOM series says, field by field."""
+    container_identifier = check_container_identifier(container_identifier)
+    async with sessions() as session, session.begin():
+        await _store_metadata(session, container_identifier, "json", _as_metadata(metadata),
+                              "", datetime.now(UTC))
+
+
+def _as_metadata(metadata: SlideMetadata | Mapping[str, Any]) -> SlideMetadata:
+    return metadata if isinstance(metadata, SlideMetadata) else SlideMetadata.from_json(metadata)
+
+
+_METADATA_FIELDS = [f.name for f in fields(SlideMetadata) if f.name != "container_identifier"]
+
+
+async def _store_metadata(session: AsyncSession, container_identifier: str, source: str,
+                          metadata: SlideMetadata, origin: str, now: datetime) -> None:
+    row = await session.get(SlideMetadataRecord, (container_identifier, source))
+    if row is None:
+        row = SlideMetadataRecord(container_identifier=container_identifier, source=source)
+        session.add(row)
+    for name in _METADATA_FIELDS:
+        setattr(row, name, getattr(metadata, name))
+    row.origin = origin
+    row.updated_at = now
+
+
+def _from_record(row: SlideMetadataRecord | None) -> SlideMetadata:
+    if row is None:
+        return SlideMetadata()
+    return SlideMetadata(
+        container_identifier=row.container_identifier,
+        **{name: getattr(row, name) for name in _METADATA_FIELDS},
+    )
+
+
+async def slide_metadata(sessions: Sessions, storage: Storage,
+                         container_identifier: str) -> SlideMetadata:
+    """Everything known about the slide, DICOM and JSON merged; NotFound when neither the
+    index, the registered files nor the JSON records know it."""
+    container_identifier = check_container_identifier(container_identifier)
+    async with sessions() as session:
+        json_row = await session.get(SlideMetadataRecord, (container_identifier, "json"))
+        dicom_row = await session.get(SlideMetadataRecord, (container_identifier, "dicom"))
+    try:
+        source: SlideSource | None = await locate_slide(sessions, storage, container_identifier)
+    except NotFound:
+        if json_row is None:
+            raise
+        source = None
+    dicom = _from_record(dicom_row)
+    if source is not None and source.kind == "dicom" and (
+        dicom_row is None or dicom_row.origin != source.version
+    ):
+        dicom = await asyncio.to_thread(_read_dicom_metadata, source.paths[0])
+        async with sessions() as session, session.begin():
+            await _store_metadata(session, container_identifier, "dicom", dicom,
+                                  source.version, datetime.now(UTC))
+    merged = dicom.overridden_by(_from_record(json_row))
+    return dataclasses.replace(merged, container_identifier=container_identifier)
+
+
+def _read_dicom_metadata(path: Path) -> SlideMetadata:
+    try:
+        dataset = pydicom.dcmread(path, stop_before_pixels=True)
+    except (OSError, pydicom.errors.InvalidDicomError) as exc:
+        raise InvalidInput(f"{path.name}: unreadable DICOM header ({exc})") from exc
+    return from_dicom(dataset)
+
+
+async def slides_of_case(sessions: Sessions, accession_number: str) -> list[str]:
+    """The containerIdentifiers of a case's slides, DICOM and registered files, sorted."""
+    async with sessions() as session:
+        dicom = (await session.execute(
+            select(Instance.container_identifier).distinct()
+            .join(Series, Instance.series_pk == Series.id)
+            .join(Study, Series.study_pk == Study.id)
+            .where(Study.accession_number == accession_number,
+                   Instance.sop_class_uid == WSI_SOP_CLASS,
+                   Instance.container_identifier != "")
+        )).scalars().all()
+        files = (await session.execute(
+            select(SlideFile.container_identifier)
+            .where(SlideFile.accession_number == accession_number)
+        )).scalars().all()
+    return sorted(set(dicom) | set(files))
