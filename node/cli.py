@@ -10,7 +10,8 @@ import sys
 from node.errors import ConfigError, NodeError
 
 # Each module defines register(subparsers), which adds its parser and sets `func`.
-COMMANDS = ("serve", "echo", "find", "retrieve", "role", "token", "protocol", "iso")
+COMMANDS = ("serve", "echo", "find", "retrieve", "role", "token", "protocol", "iso",
+            "mapping")
 
 
 def build_parser() -> argparse.ArgumentParser:

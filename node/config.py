@@ -90,6 +90,20 @@ class CloudSection:
 
 
 @dataclass(frozen=True)
+class SourcesSection:
+    """Fetching what the POST API names (files, buckets, WADO endpoints)."""
+
+    # Objects fetched at once per request.
+    fetch_concurrency: int = 8
+    # Further tries after a transient failure (5xx, connection lost, timeout).
+    fetch_retries: int = 3
+    # First pause before a retry; doubled each time.
+    retry_backoff_seconds: float = 0.5
+    # Timeout of a connection or of a read without data, per object.
+    fetch_timeout: float = 60.0
+
+
+@dataclass(frozen=True)
 class MediaSection:
     # A viewer folder copied to every exported medium (a Weasis portable distribution, say),
     # relative to this file's folder; empty: none, and the medium's INDEX.HTM pages are the viewer.
@@ -113,6 +127,7 @@ class Config:
     database: DatabaseSection = field(default_factory=DatabaseSection)
     storage: StorageSection = field(default_factory=StorageSection)
     cloud: CloudSection = field(default_factory=CloudSection)
+    sources: SourcesSection = field(default_factory=SourcesSection)
     media: MediaSection = field(default_factory=MediaSection)
     source_nodes: tuple[RemoteNode, ...] = ()
     move_destinations: tuple[MoveDestination, ...] = ()
@@ -232,6 +247,9 @@ def _validate(config: Config) -> None:
     for name, port in (("dicom.port", config.dicom.port), ("http.port", config.http.port)):
         if not 0 <= port <= 65535:
             raise ConfigError(f"{name}: must be between 0 and 65535")
+    if config.sources.fetch_concurrency < 1 or config.sources.fetch_retries < 0:
+        raise ConfigError("sources: fetch_concurrency must be at least 1 and fetch_retries "
+                          "at least 0")
     titles = [n.ae_title for n in config.source_nodes]
     if len(titles) != len(set(titles)):
         raise ConfigError("source_nodes: each AE title may appear once")

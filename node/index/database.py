@@ -8,6 +8,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 
+from node.index import mapping_models as mapping_models  # registers its table on Base
 from node.index import viewing_models as viewing_models  # registers its tables on Base
 from node.index.models import Base
 

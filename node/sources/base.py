@@ -1,0 +1,74 @@
+"""What every source is: something that lists objects and writes one object's bytes to a file.
+
+Sources know nothing of DICOM or of the index: the import pipeline turns what they fetch into
+instances and hands them to the one ingest path. Errors are values the pipeline can act on: a
+`TransientSourceError` is tried again with backoff, a `SourceError` fails that object (or, from
+`list_objects`, the whole source) with its message shown to the viewer. Messages never carry
+credentials.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from node.sources.request import InstanceEntry, SeriesEntry, StudyEntry
+
+
+class SourceError(Exception):
+    """Fetching failed in a way that another try would not fix (missing object, refused)."""
+
+
+class TransientSourceError(SourceError):
+    """Fetching failed in a way worth another try (5xx, connection lost, timeout)."""
+
+
+@dataclass(frozen=True)
+class SourceObject:
+    """One object to fetch, with the request's metadata for the instance it becomes."""
+
+    key: str
+    # Where it was named: a field path of the request body, or a file's host path in a folder.
+    where: str
+    # "dicom", "jpeg", "png", "bmp", "mp4", "pdf" or "slide".
+    kind: str = "dicom"
+    study: StudyEntry | None = None
+    series: SeriesEntry | None = None
+    instance: InstanceEntry | None = None
+    # UIDs as the source knows them (WADO) when the request did not list the instance.
+    study_uid: str = ""
+    series_uid: str = ""
+    sop_uid: str = ""
+    # Another instance of a listed one's series (a whole-slide level): the request's patient,
+    # study and series data apply, its SOP Instance UID does not.
+    sibling: bool = False
+
+
+class Source(ABC):
+    """A place instances come from. Used as `async with source:` around list and fetch."""
+
+    #: The storage type ("folder", "files", "aws-bucket", ...), for origins and messages.
+    label: str = ""
+
+    async def __aenter__(self) -> Source:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # Optional hooks: most sources need no client.
+    async def open(self) -> None:  # noqa: B027
+        """Make clients and sessions (once per request)."""
+
+    async def close(self) -> None:  # noqa: B027
+        """Release them."""
+
+    @abstractmethod
+    async def list_objects(self) -> list[SourceObject]:
+        """What this source holds for the request; SourceError when it cannot be listed."""
+
+    @abstractmethod
+    async def fetch(self, item: SourceObject, out: BinaryIO) -> None:
+        """Write the object's bytes to `out` (a fresh file; rewound by the caller on retry)."""

@@ -1,0 +1,233 @@
+"""One import: list every source, fetch each object (bounded, with retries), make it DICOM with
+the request's data, and hand it to the one ingest path.
+
+Every object ends as a success or as a failure with a message in the progress record; nothing a
+source does reaches the caller as an exception. A fetched object goes to `incoming/` first
+(same file system as the storage); what the ingest path then does with it is what it does with a
+C-STORE: validate, index in a group commit, rename into place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from node.config import Config
+from node.errors import InvalidInput
+from node.index.writer import AddOutcome
+from node.ingest import IngestResult
+from node.services import NodeServices
+from node.sources.base import Source, SourceError, SourceObject, TransientSourceError
+from node.sources.metadata import made_up_uid, request_attributes
+from node.sources.progress import ImportProgress
+from node.sources.request import SlideInfo
+from node.sources.rewrite import rewrite_file
+from node.sources.wrap import WRAPPED_KINDS, wrap
+from node.storage import Storage
+
+log = logging.getLogger(__name__)
+
+# A converter for non-DICOM slides (NDPI, MRXS, SVS, TIFF), provided by the pathology package:
+# (slide file, folder to write into, the request's attributes, its slide data) -> DICOM files.
+SlideConverter = Callable[[Path, Path, dict[str, str], SlideInfo], list[Path]]
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    concurrency: int = 8
+    retries: int = 3
+    backoff: float = 0.5
+    timeout: float = 60.0
+
+    @classmethod
+    def from_config(cls, config: Config) -> FetchPolicy:
+        s = config.sources
+        return cls(s.fetch_concurrency, s.fetch_retries, s.retry_backoff_seconds,
+                   s.fetch_timeout)
+
+
+def _study_uid(item: SourceObject) -> str:
+    return item.study.study_uid if item.study is not None else item.study_uid
+
+
+def _sop_uid(item: SourceObject) -> str:
+    if item.instance is not None and item.instance.sop_uid and not item.sibling:
+        return item.instance.sop_uid
+    return item.sop_uid
+
+
+class Importer:
+    def __init__(self, services: NodeServices, policy: FetchPolicy,
+                 slide_converter: SlideConverter | None = None) -> None:
+        self.services = services
+        self.policy = policy
+        self.slide_converter = slide_converter
+
+    async def run(self, sources: Sequence[Source], progress: ImportProgress) -> None:
+        """Import everything; returns when every object has succeeded or failed."""
+        limit = asyncio.Semaphore(self.policy.concurrency)
+        try:
+            async with AsyncExitStack() as stack:
+                listed = await asyncio.gather(
+                    *(self._list(stack, source, progress) for source in sources))
+                progress.set_state("fetching")
+                await asyncio.gather(*(
+                    self._one(limit, source, item, progress)
+                    for source, items in zip(sources, listed, strict=True) for item in items))
+        except asyncio.CancelledError:
+            progress.set_state("stopped")
+            raise
+        progress.set_state("done")
+
+    async def _list(self, stack: AsyncExitStack, source: Source, progress: ImportProgress
+                    ) -> list[SourceObject]:
+        try:
+            await stack.enter_async_context(source)
+        except SourceError as exc:
+            # The objects are known from the request: each is reported failed, with the reason.
+            items = await source.list_objects()
+            progress.add_total(len(items))
+            for item in items:
+                progress.fail(item.where, str(exc), _study_uid(item), _sop_uid(item))
+            return []
+        try:
+            items = await self._retrying(source.list_objects)
+        except SourceError as exc:
+            study = getattr(source, "study", None)
+            progress.add_total(1)
+            progress.fail(getattr(study, "where", source.label), str(exc),
+                          getattr(study, "study_uid", ""))
+            return []
+        progress.add_total(len(items))
+        skipped = int(getattr(source, "skipped", 0))
+        if skipped:
+            progress.skip(skipped)
+        return items
+
+    async def _retrying(self, call: Callable[[], Awaitable[list[SourceObject]]]
+                        ) -> list[SourceObject]:
+        attempt = 0
+        while True:
+            try:
+                return await call()
+            except TransientSourceError as exc:
+                if attempt >= self.policy.retries:
+                    raise SourceError(f"{exc} (after {attempt + 1} tries)") from None
+                await self._pause(attempt)
+                attempt += 1
+
+    async def _pause(self, attempt: int) -> None:
+        # Exponential backoff with jitter, so that parallel fetches do not retry in step.
+        await asyncio.sleep(self.policy.backoff * (2 ** attempt) * (0.5 + random.random()))
+
+    async def _one(self, limit: asyncio.Semaphore, source: Source, item: SourceObject,
+                   progress: ImportProgress) -> None:
+        async with limit:
+            try:
+                results = await self._import(source, item)
+            except (SourceError, InvalidInput) as exc:
+                progress.fail(item.where, str(exc), _study_uid(item), _sop_uid(item))
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # The exception's text may quote file contents (names): log the type only.
+                log.warning("import from %s: unexpected %s", source.label, type(exc).__name__)
+                progress.fail(item.where, f"internal error ({type(exc).__name__})",
+                              _study_uid(item), _sop_uid(item))
+                return
+        duplicate = all(r.outcome is not AddOutcome.ADDED for r in results)
+        progress.succeed(results[0].study_uid if results else _study_uid(item), duplicate)
+
+    async def _import(self, source: Source, item: SourceObject) -> list[IngestResult]:
+        fetched = await self._fetch(source, item)
+        try:
+            prepared = await asyncio.to_thread(self._prepare, self.services.storage, fetched,
+                                               item)
+        except BaseException:
+            fetched.unlink(missing_ok=True)
+            raise
+        if fetched not in prepared:
+            fetched.unlink(missing_ok=True)
+        origin = f"api:{source.label}"
+        results: list[IngestResult] = []
+        try:
+            for path in prepared:
+                # The ingest path consumes its file (placed, or deleted on failure).
+                results.append(await self.services.ingestor.ingest_incoming(path, origin))
+        finally:
+            for path in prepared[len(results) + 1:]:
+                path.unlink(missing_ok=True)
+        return results
+
+    async def _fetch(self, source: Source, item: SourceObject) -> Path:
+        storage = self.services.storage
+        attempt = 0
+        while True:
+            out, path = storage.new_incoming_file()
+            try:
+                with out:
+                    await source.fetch(item, out)
+                return path
+            except TransientSourceError as exc:
+                path.unlink(missing_ok=True)
+                if attempt >= self.policy.retries:
+                    raise SourceError(f"{exc} (after {attempt + 1} tries)") from None
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
+            await self._pause(attempt)
+            attempt += 1
+
+    def _prepare(self, storage: Storage, fetched: Path, item: SourceObject) -> list[Path]:
+        """The DICOM file(s) to ingest: the fetched file itself, or new files in incoming/."""
+        values = request_attributes(item)
+        if item.kind == "dicom":
+            if not values:
+                return [fetched]
+            out, path = storage.new_incoming_file()
+            try:
+                with out:
+                    changed = rewrite_file(fetched, out, values)
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
+            if not changed:
+                path.unlink(missing_ok=True)
+                return [fetched]
+            return [path]
+        values = self._complete(values, item)
+        if item.kind in WRAPPED_KINDS:
+            out, path = storage.new_incoming_file()
+            try:
+                with out, fetched.open("rb") as source:
+                    wrap(item.kind, source, out, values)
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
+            return [path]
+        if item.kind == "slide":
+            if self.slide_converter is None:
+                raise SourceError("non-DICOM slides (NDPI, MRXS, SVS, TIFF) cannot be opened: "
+                                  "no slide converter is installed")
+            slide = item.instance.slide if item.instance is not None else SlideInfo()
+            return self.slide_converter(fetched, storage.incoming, values, slide)
+        raise SourceError(f"unsupported kind of file: {item.kind}")
+
+    @staticmethod
+    def _complete(values: dict[str, str], item: SourceObject) -> dict[str, str]:
+        """UIDs and numbers for a file that has none of its own."""
+        study = values.get("StudyInstanceUID") or made_up_uid("study", item.where, item.key)
+        series = values.get("SeriesInstanceUID") or made_up_uid("series", study, item.where)
+        out = {**values, "StudyInstanceUID": study, "SeriesInstanceUID": series}
+        out.setdefault("SOPInstanceUID", made_up_uid("instance", series, item.where, item.key))
+        if item.series is not None:
+            out.setdefault("SeriesNumber", str(item.series.number))
+        if item.instance is not None:
+            out.setdefault("InstanceNumber", str(item.instance.number))
+        return out

@@ -1,0 +1,89 @@
+"""How far an import is: counts, and what failed and why, for the viewer to show.
+
+One record per request. It lives in memory while the import runs and is written into the
+viewing context (its `sources` JSON) by whoever owns the context, through `on_change`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+# A request can name thousands of instances; the context keeps the first failures in full.
+MAX_FAILURES = 500
+
+
+@dataclass
+class StudyCounts:
+    done: int = 0
+    failed: int = 0
+
+
+@dataclass
+class ImportProgress:
+    # "listing" -> "fetching" -> "done" (or "stopped" when the node shut down first).
+    state: str = "listing"
+    total: int = 0
+    done: int = 0
+    failed: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    failures: list[dict[str, str]] = field(default_factory=list)
+    more_failures: int = 0
+    studies: dict[str, StudyCounts] = field(default_factory=dict)
+    on_change: Callable[[ImportProgress], None] | None = field(default=None, repr=False)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("done", "stopped")
+
+    def add_total(self, count: int) -> None:
+        self.total += count
+        self._changed()
+
+    def skip(self, count: int = 1) -> None:
+        self.skipped += count
+        self._changed()
+
+    def succeed(self, study_uid: str, duplicate: bool = False) -> None:
+        self.done += 1
+        self.duplicates += int(duplicate)
+        self.studies.setdefault(study_uid, StudyCounts()).done += 1
+        self._changed()
+
+    def fail(self, where: str, message: str, study_uid: str = "", sop_uid: str = "",
+             counted: bool = True) -> None:
+        """One object failed (`counted`), or a whole source could not be listed (not counted
+        in `total`, so not in `failed` either)."""
+        if counted:
+            self.failed += 1
+            if study_uid:
+                self.studies.setdefault(study_uid, StudyCounts()).failed += 1
+        if len(self.failures) < MAX_FAILURES:
+            entry = {"where": where, "message": message}
+            if study_uid:
+                entry["studyInstanceUID"] = study_uid
+            if sop_uid:
+                entry["sopInstanceUID"] = sop_uid
+            self.failures.append(entry)
+        else:
+            self.more_failures += 1
+        self._changed()
+
+    def set_state(self, state: str) -> None:
+        self.state = state
+        self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change(self)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "state": self.state, "total": self.total, "done": self.done,
+            "failed": self.failed, "duplicates": self.duplicates, "skipped": self.skipped,
+            "failures": list(self.failures), "moreFailures": self.more_failures,
+            "studies": {uid: {"done": c.done, "failed": c.failed}
+                        for uid, c in self.studies.items()},
+        }

@@ -1,0 +1,495 @@
+"""The POST API's request body, checked field by field into typed values.
+
+Every error names the field by its path in the body (`studies[0].series[2].instances[0].file`),
+so that the caller can find it in a request of hundreds of instances. Unknown fields are refused
+too: a misspelt `studyInstanceUid` would otherwise open nothing, silently.
+
+Secrets (cloud keys, WADO headers) live only in `StorageSpec`, hidden from `repr`, and are left
+out of `OpenRequest.as_json()`, which is what the viewing context keeps.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from node.errors import InvalidInput
+from node.instance_record import is_valid_uid
+
+# mimeType -> what the file is; "slide" is a non-DICOM whole-slide image (NDPI, MRXS, SVS, TIFF).
+MIME_TYPES = {
+    "application/dicom": "dicom",
+    "image/jpeg": "jpeg",
+    "image/png": "png",
+    "image/bmp": "bmp",
+    "video/mp4": "mp4",
+    "application/pdf": "pdf",
+    "application/octet-stream": "slide",
+}
+S3_TYPES = ("aws-bucket", "wasabi-bucket")
+WADO_TYPES = ("wado-rs", "wado-uri")
+STORAGE_TYPES = (*S3_TYPES, "google-bucket", *WADO_TYPES)
+
+# The whole-slide fields of the spec's WSI examples (JSON name -> attribute of SlideInfo).
+SLIDE_FIELDS = {
+    "containerIdentifier": "container_identifier",
+    "specimenIdentifier": "specimen_identifier",
+    "specimenAlias": "specimen_alias",
+    "specimenProcedure": "specimen_procedure",
+    "specimenBodySite": "specimen_body_site",
+    "blockIdentifier": "block_identifier",
+    "blockAlias": "block_alias",
+    "blockProcedure": "block_procedure",
+    "slideIdentifier": "slide_identifier",
+    "slideAlias": "slide_alias",
+    "slideStainCode": "slide_stain_code",
+}
+
+MAX_NAME = 64
+MAX_FILE = 1024
+MAX_ITEMS = 10000
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
+_CS = re.compile(r"^[A-Z0-9_ ]{1,16}$")
+_TIME = re.compile(r"^([01][0-9]|2[0-3])([0-5][0-9]([0-5][0-9](\.[0-9]{1,6})?)?)?$")
+_REGION = re.compile(r"^[a-z0-9-]{2,32}$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
+
+
+@dataclass(frozen=True)
+class SlideInfo:
+    container_identifier: str = ""
+    specimen_identifier: str = ""
+    specimen_alias: str = ""
+    specimen_procedure: str = ""
+    specimen_body_site: str = ""
+    block_identifier: str = ""
+    block_alias: str = ""
+    block_procedure: str = ""
+    slide_identifier: str = ""
+    slide_alias: str = ""
+    slide_stain_code: str = ""
+
+    def as_json(self) -> dict[str, str]:
+        return {name: getattr(self, attr) for name, attr in SLIDE_FIELDS.items()
+                if getattr(self, attr)}
+
+
+@dataclass(frozen=True)
+class InstanceEntry:
+    where: str
+    sop_uid: str = ""
+    file: str = ""
+    mime_type: str = ""
+    slide: SlideInfo = field(default_factory=SlideInfo)
+    # Position in its series, from 1: the Instance Number of a wrapped file.
+    number: int = 1
+
+    @property
+    def kind(self) -> str:
+        """"dicom", "jpeg", "png", "bmp", "mp4", "pdf" or "slide"."""
+        return MIME_TYPES.get(self.mime_type, "dicom")
+
+
+@dataclass(frozen=True)
+class SeriesEntry:
+    where: str
+    series_uid: str
+    description: str = ""
+    modality: str = ""
+    instances: tuple[InstanceEntry, ...] = ()
+    # Position in its study, from 1: the Series Number of wrapped files.
+    number: int = 1
+
+
+@dataclass(frozen=True)
+class StorageSpec:
+    type: str
+    name: str
+    region: str = ""
+    url: str = ""
+    access_key: str = field(default="", repr=False)
+    secret_key: str = field(default="", repr=False)
+    # The decoded service-account key of a google-bucket.
+    service_account: dict[str, Any] = field(default_factory=dict, repr=False)
+    http_headers: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def secrets(self) -> list[str]:
+        """Every secret value of the request, for tests and redaction."""
+        values = [self.access_key, self.secret_key, *self.http_headers.values()]
+        values += [str(v) for k, v in self.service_account.items()
+                   if k in ("private_key", "private_key_id")]
+        return [v for v in values if v]
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type, "name": self.name}
+        if self.region:
+            out["region"] = self.region
+        if self.url:
+            out["url"] = self.url
+        if self.http_headers:
+            out["httpHeaders"] = sorted(self.http_headers)  # names only
+        return out
+
+
+@dataclass(frozen=True)
+class StudyEntry:
+    where: str
+    study_uid: str
+    storage: StorageSpec | None = None
+    patient_id: str = ""
+    patient_name: str = ""
+    birth_date: str = ""
+    sex: str = ""
+    accession: str = ""
+    study_date: str = ""
+    study_time: str = ""
+    description: str = ""
+    series: tuple[SeriesEntry, ...] = ()
+
+
+@dataclass(frozen=True)
+class OpenRequest:
+    username: str
+    role: str
+    studies: tuple[StudyEntry, ...] = ()
+    folder: str = ""
+    collapse_previews: bool = False
+
+    def secrets(self) -> list[str]:
+        return [s for study in self.studies if study.storage for s in study.storage.secrets()]
+
+    def as_json(self) -> dict[str, Any]:
+        """The request as understood, without any secret: what the viewing context keeps."""
+        out: dict[str, Any] = {"username": self.username, "role": self.role}
+        if self.folder:
+            out["folder"] = {"path": self.folder}
+        else:
+            out["studies"] = [_study_json(s) for s in self.studies]
+        out["openingParameters"] = {"collapsePreviews": self.collapse_previews}
+        return out
+
+
+def _drop_empty(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v not in ("", None, [], {})}
+
+
+def _study_json(study: StudyEntry) -> dict[str, Any]:
+    return _drop_empty({
+        "storage": study.storage.as_json() if study.storage else None,
+        "patientID": study.patient_id, "patientName": study.patient_name,
+        "patientBirthDate": study.birth_date, "patientSex": study.sex,
+        "studyInstanceUID": study.study_uid, "accessionNumber": study.accession,
+        "studyDate": study.study_date, "studyTime": study.study_time,
+        "studyDescription": study.description,
+        "series": [_drop_empty({
+            "seriesInstanceUID": s.series_uid, "seriesDescription": s.description,
+            "modality": s.modality,
+            "instances": [_drop_empty({
+                "sopInstanceUID": i.sop_uid, "file": i.file, "mimeType": i.mime_type,
+                **i.slide.as_json(),
+            }) for i in s.instances],
+        }) for s in study.series],
+    })
+
+
+class _Object:
+    """One JSON object being read: each read marks its key, `done` refuses the rest."""
+
+    def __init__(self, value: Any, where: str) -> None:
+        if not isinstance(value, dict):
+            raise InvalidInput(f"{where or 'body'}: must be a JSON object", field=where or None)
+        self.value = value
+        self.where = where
+        self.read: set[str] = set()
+
+    def at(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def has(self, key: str) -> bool:
+        return self.value.get(key) is not None
+
+    def raw(self, key: str) -> Any:
+        self.read.add(key)
+        return self.value.get(key)
+
+    def text(self, key: str, *, required: bool = False, max_length: int = MAX_NAME,
+             check: Callable[[str], str | None] | None = None, dicom: bool = True) -> str:
+        value = self.raw(key)
+        where = self.at(key)
+        if value is None:
+            if required:
+                raise InvalidInput(f"{where}: is required", field=where)
+            return ""
+        if not isinstance(value, str):
+            raise InvalidInput(f"{where}: must be a string", field=where)
+        if required and not value.strip():
+            raise InvalidInput(f"{where}: must not be empty", field=where)
+        if len(value) > max_length:
+            raise InvalidInput(f"{where}: at most {max_length} characters", field=where)
+        if not value.isprintable() or (dicom and "\\" in value):
+            raise InvalidInput(f"{where}: contains characters that are not allowed",
+                               field=where)
+        if check is not None and value:
+            problem = check(value)
+            if problem:
+                raise InvalidInput(f"{where}: {problem}", field=where)
+        return value
+
+    def uid(self, key: str, *, required: bool = False) -> str:
+        return self.text(key, required=required, check=_uid_problem)
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.raw(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise InvalidInput(f"{self.at(key)}: must be true or false", field=self.at(key))
+        return value
+
+    def items(self, key: str, *, required: bool) -> list[Any]:
+        value = self.raw(key)
+        where = self.at(key)
+        if value is None:
+            if required:
+                raise InvalidInput(f"{where}: is required", field=where)
+            return []
+        if not isinstance(value, list):
+            raise InvalidInput(f"{where}: must be a list", field=where)
+        if required and not value:
+            raise InvalidInput(f"{where}: must not be empty", field=where)
+        if len(value) > MAX_ITEMS:
+            raise InvalidInput(f"{where}: at most {MAX_ITEMS} items", field=where)
+        return value
+
+    def done(self) -> None:
+        for key in self.value:
+            if key not in self.read:
+                where = self.at(key)
+                raise InvalidInput(f"{where}: unknown field", field=where)
+
+
+def _uid_problem(value: str) -> str | None:
+    return None if is_valid_uid(value) else "not a valid DICOM UID"
+
+
+def _date_problem(value: str) -> str | None:
+    try:
+        datetime.strptime(value, "%Y%m%d")
+    except ValueError:
+        return "must be a date as YYYYMMDD"
+    return None if len(value) == 8 else "must be a date as YYYYMMDD"
+
+
+def _time_problem(value: str) -> str | None:
+    return None if _TIME.match(value) else "must be a time as HHMMSS[.FFFFFF]"
+
+
+def _sex_problem(value: str) -> str | None:
+    return None if value in ("M", "F", "O") else "must be M, F or O"
+
+
+def _cs_problem(value: str) -> str | None:
+    return None if _CS.match(value) else "must be upper-case letters, digits, '_' or ' '"
+
+
+def _name_problem(value: str) -> str | None:
+    groups = value.split("=")
+    if len(groups) > 3 or any(len(g) > 64 or g.count("^") > 4 for g in groups):
+        return "not a DICOM person name (at most 5 components and 64 characters per group)"
+    return None
+
+
+def parse_body(text: bytes | str) -> OpenRequest:
+    """Parse and check the raw body; InvalidInput for anything else than a valid request."""
+    try:
+        value = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"body: not valid JSON ({exc})", field="body") from exc
+    return parse_request(value)
+
+
+def parse_request(value: Any) -> OpenRequest:
+    body = _Object(value, "")
+    username = body.text("username", required=True, dicom=False)
+    role = body.text("role", required=True, dicom=False)
+    has_studies, has_folder = body.has("studies"), body.has("folder")
+    if has_studies == has_folder:
+        raise InvalidInput("exactly one of studies and folder is required", field="studies")
+    collapse = False
+    if body.has("openingParameters"):
+        opening = _Object(body.raw("openingParameters"), "openingParameters")
+        collapse = opening.boolean("collapsePreviews", False)
+        opening.done()
+    else:
+        body.raw("openingParameters")
+    folder = ""
+    studies: list[StudyEntry] = []
+    if has_folder:
+        spec = _Object(body.raw("folder"), "folder")
+        folder = spec.text("path", required=True, max_length=MAX_FILE, dicom=False)
+        spec.done()
+    else:
+        items = body.items("studies", required=True)
+        studies = [_study(item, f"studies[{i}]") for i, item in enumerate(items)]
+        _check_unique(studies)
+    body.done()
+    return OpenRequest(username, role, tuple(studies), folder, collapse)
+
+
+def _study(value: Any, where: str) -> StudyEntry:
+    obj = _Object(value, where)
+    storage = _storage(obj.raw("storage"), obj.at("storage")) if obj.has("storage") else None
+    obj.raw("storage")
+    kind = storage.type if storage else "local"
+    study = StudyEntry(
+        where=where,
+        study_uid=obj.uid("studyInstanceUID", required=True),
+        storage=storage,
+        patient_id=obj.text("patientID"),
+        patient_name=obj.text("patientName", max_length=3 * 64 + 2, check=_name_problem),
+        birth_date=obj.text("patientBirthDate", max_length=8, check=_date_problem),
+        sex=obj.text("patientSex", max_length=1, check=_sex_problem),
+        accession=obj.text("accessionNumber", max_length=16),
+        study_date=obj.text("studyDate", max_length=8, check=_date_problem),
+        study_time=obj.text("studyTime", max_length=13, check=_time_problem),
+        description=obj.text("studyDescription"),
+        series=tuple(
+            _series(item, f"{where}.series[{i}]", kind, i + 1)
+            for i, item in enumerate(obj.items("series", required=kind != "wado-rs"))
+        ),
+    )
+    obj.done()
+    return study
+
+
+def _series(value: Any, where: str, kind: str, number: int) -> SeriesEntry:
+    obj = _Object(value, where)
+    series = SeriesEntry(
+        where=where,
+        series_uid=obj.uid("seriesInstanceUID", required=True),
+        description=obj.text("seriesDescription"),
+        modality=obj.text("modality", max_length=16, check=_cs_problem),
+        instances=tuple(
+            _instance(item, f"{where}.instances[{i}]", kind, i + 1)
+            for i, item in enumerate(obj.items("instances", required=kind != "wado-rs"))
+        ),
+        number=number,
+    )
+    obj.done()
+    return series
+
+
+def _instance(value: Any, where: str, kind: str, number: int) -> InstanceEntry:
+    obj = _Object(value, where)
+    wado = kind in WADO_TYPES
+    sop_uid = obj.uid("sopInstanceUID", required=wado)
+    file = obj.text("file", required=not wado, max_length=MAX_FILE, dicom=False)
+    if wado and file:
+        raise InvalidInput(f"{obj.at('file')}: not used with {kind} (instances are named by "
+                           "sopInstanceUID)", field=obj.at("file"))
+    mime = obj.text("mimeType", required=not wado, dicom=False)
+    if mime and mime not in MIME_TYPES:
+        raise InvalidInput(
+            f"{obj.at('mimeType')}: unsupported mimeType {mime!r} (supported: "
+            f"{', '.join(MIME_TYPES)})", field=obj.at("mimeType"))
+    if wado and mime not in ("", "application/dicom"):
+        raise InvalidInput(f"{obj.at('mimeType')}: {kind} serves application/dicom only",
+                           field=obj.at("mimeType"))
+    slide = SlideInfo(**{attr: obj.text(name) for name, attr in SLIDE_FIELDS.items()})
+    obj.done()
+    return InstanceEntry(where, sop_uid, file, mime, slide, number)
+
+
+def _storage(value: Any, where: str) -> StorageSpec:
+    obj = _Object(value, where)
+    kind = obj.text("type", required=True, dicom=False)
+    if kind not in STORAGE_TYPES:
+        raise InvalidInput(f"{obj.at('type')}: unknown storage type {kind!r} (known: "
+                           f"{', '.join(STORAGE_TYPES)})", field=obj.at("type"))
+    if kind in WADO_TYPES:
+        name = obj.text("name", required=True, max_length=MAX_FILE, dicom=False)
+        spec = StorageSpec(kind, name, url=_url(obj), http_headers=_headers(obj))
+    else:
+        name = obj.text("name", required=True, max_length=222, dicom=False,
+                        check=lambda v: None if _BUCKET.match(v) else "not a bucket name")
+        if kind in S3_TYPES:
+            spec = StorageSpec(
+                kind, name,
+                region=obj.text("region", required=True, dicom=False,
+                                check=lambda v: None if _REGION.match(v) else "not a region"),
+                access_key=obj.text("accessKey", required=True, max_length=256, dicom=False),
+                secret_key=obj.text("secretAccessKey", required=True, max_length=256,
+                                    dicom=False),
+            )
+        else:
+            spec = StorageSpec(kind, name, service_account=_service_account(obj))
+    obj.done()
+    return spec
+
+
+def _url(obj: _Object) -> str:
+    url = obj.text("url", required=True, max_length=MAX_FILE, dicom=False)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInput(f"{obj.at('url')}: must be an http or https URL",
+                           field=obj.at("url"))
+    if parts.query or parts.fragment:
+        raise InvalidInput(f"{obj.at('url')}: must not carry a query or fragment",
+                           field=obj.at("url"))
+    return url
+
+
+def _headers(obj: _Object) -> dict[str, str]:
+    value = obj.raw("httpHeaders")
+    where = obj.at("httpHeaders")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{where}: must be an object of header names and values",
+                           field=where)
+    headers: dict[str, str] = {}
+    for name, text in value.items():
+        at = f"{where}.{name}"
+        if not _HEADER_NAME.match(name):
+            raise InvalidInput(f"{where}: not a valid header name", field=where)
+        if not isinstance(text, str) or len(text) > 8192 or any(c in text for c in "\r\n\x00"):
+            raise InvalidInput(f"{at}: must be a single-line string", field=at)
+        headers[name] = text
+    return headers
+
+
+def _service_account(obj: _Object) -> dict[str, Any]:
+    token = obj.text("token", required=True, max_length=65536, dicom=False)
+    where = obj.at("token")
+    try:
+        info = json.loads(base64.b64decode(token.strip(), validate=True))
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidInput(f"{where}: must be a base64-encoded service-account key (JSON)",
+                           field=where) from exc
+    if not isinstance(info, dict) or info.get("type") != "service_account":
+        raise InvalidInput(f"{where}: not a service-account key", field=where)
+    for key in ("client_email", "private_key"):
+        if not isinstance(info.get(key), str) or not info[key]:
+            raise InvalidInput(f"{where}: the service-account key has no {key}", field=where)
+    return info
+
+
+def _check_unique(studies: list[StudyEntry]) -> None:
+    """A SOP Instance UID names one instance: the same one twice would open one of them. (A
+    study or series may be named twice: its instances can come from several storages.)"""
+    seen: set[str] = set()
+    for study in studies:
+        for series in study.series:
+            for instance in series.instances:
+                if instance.sop_uid and instance.sop_uid in seen:
+                    where = f"{instance.where}.sopInstanceUID"
+                    raise InvalidInput(f"{where}: the same instance is named twice",
+                                       field=where)
+                seen.add(instance.sop_uid)

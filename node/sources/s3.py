@@ -1,0 +1,102 @@
+"""Objects of an S3 bucket (aws-bucket) or of a Wasabi bucket (wasabi-bucket, S3's API).
+
+boto3 runs in worker threads (its client is thread-safe); its own retries are off because the
+import pipeline retries with its own bound and backoff. botocore's loggers are held at WARNING:
+at DEBUG they print request headers, and the request's keys must never reach a log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, BinaryIO
+
+import boto3
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+from node.sources.base import Source, SourceError, SourceObject, TransientSourceError
+from node.sources.request import StorageSpec, StudyEntry
+
+for _name in ("boto3", "botocore", "s3transfer", "urllib3"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+_TRANSIENT_CODES = {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable",
+                    "Throttling", "ThrottlingException", "RequestTimeTooSkewed"}
+
+
+def endpoint_for(storage: StorageSpec, aws_endpoint: str, wasabi_endpoint: str) -> str | None:
+    """The configured override, else AWS's own (None: botocore picks it from the region) or
+    Wasabi's regional endpoint."""
+    if storage.type == "wasabi-bucket":
+        return wasabi_endpoint or f"https://s3.{storage.region}.wasabisys.com"
+    return aws_endpoint or None
+
+
+class S3Bucket(Source):
+    def __init__(self, study: StudyEntry, storage: StorageSpec, endpoint_url: str | None,
+                 timeout: float, concurrency: int) -> None:
+        self.label = storage.type
+        self.study = study
+        self.storage = storage
+        self.endpoint_url = endpoint_url
+        self.timeout = timeout
+        self.concurrency = concurrency
+        self._client: Any = None
+
+    async def open(self) -> None:
+        self._client = await asyncio.to_thread(self._make_client)
+
+    def _make_client(self) -> Any:
+        config = BotoConfig(
+            retries={"total_max_attempts": 1},
+            connect_timeout=min(self.timeout, 10.0),
+            read_timeout=self.timeout,
+            max_pool_connections=max(self.concurrency, 1),
+            signature_version="s3v4",
+            # A local or private endpoint (an IP address, a test server) has no per-bucket DNS.
+            s3={"addressing_style": "path" if self.endpoint_url else "auto"},
+        )
+        session = boto3.session.Session()
+        return session.client(
+            "s3", region_name=self.storage.region, endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.storage.access_key,
+            aws_secret_access_key=self.storage.secret_key, config=config,
+        )
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await asyncio.to_thread(client.close)
+
+    async def list_objects(self) -> list[SourceObject]:
+        return [
+            SourceObject(instance.file, f"{instance.where}.file", instance.kind, self.study,
+                         series, instance)
+            for series in self.study.series for instance in series.instances
+        ]
+
+    async def fetch(self, item: SourceObject, out: BinaryIO) -> None:
+        await asyncio.to_thread(self._download, item.key, out)
+
+    def _download(self, key: str, out: BinaryIO) -> None:
+        where = f"{self.storage.type} {self.storage.name}: {key}"
+        try:
+            response = self._client.get_object(Bucket=self.storage.name, Key=key)
+            body = response["Body"]
+            try:
+                for chunk in body.iter_chunks(1 << 20):
+                    out.write(chunk)
+            finally:
+                body.close()
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", "")) or "error"
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+            message = f"{where}: {code} (HTTP {status})" if status else f"{where}: {code}"
+            if status >= 500 or status == 429 or code in _TRANSIENT_CODES:
+                raise TransientSourceError(message) from None
+            raise SourceError(message) from None
+        except BotoCoreError as exc:
+            # Connection refused, timeouts, a stream cut short: worth another try.
+            raise TransientSourceError(f"{where}: {type(exc).__name__}") from None
