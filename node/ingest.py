@@ -67,13 +67,11 @@ class Ingestor:
 
     def ingest_incoming_blocking(self, incoming: Path, origin: str, timeout: float) -> IngestResult:
         """The same as `ingest_incoming`, for pynetdicom's handler threads: the file work runs
-        in the calling thread, the index commit on the event loop."""
+        in the calling thread, the index commit on the index writer's thread (no event loop hop:
+        with one association each instance waits for its own commit)."""
         try:
             item = self._prepare(incoming, origin)
-            future = asyncio.run_coroutine_threadsafe(
-                self.writer.add(item, self.overwrite_duplicates), self.loop
-            )
-            outcome, path = future.result(timeout)
+            outcome, path = self.writer.add_blocking(item, self.overwrite_duplicates, timeout)
             self._finish(incoming, outcome, path)
         except BaseException:
             incoming.unlink(missing_ok=True)
