@@ -58,26 +58,20 @@ def parse_cube(data: bytes) -> CubeLut:
     domain_min: Triple = (0.0, 0.0, 0.0)
     domain_max: Triple = (1.0, 1.0, 1.0)
     seen: set[str] = set()
-    # (line number, text) of every data row; parsed together afterwards, which is what makes a
-    # 65^3 table take a fraction of a second.
-    rows: list[tuple[int, str]] = []
-    last_line = 0
-    for number, raw in enumerate(text.splitlines(), start=1):
+    lines = text.splitlines()
+    data_start = len(lines)
+    for index, raw in enumerate(lines):
+        number = index + 1
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        last_line = number
         head = line.split(None, 1)[0]
         if _is_number(head):
             if not size:
                 raise CubeError("data row before LUT_3D_SIZE", number)
-            if len(rows) == size**3:
-                raise CubeError(f"more than {size}^3 = {size**3} data rows", number)
-            rows.append((number, line))
-            continue
+            data_start = index
+            break
         keyword = head.upper()
-        if rows:
-            raise CubeError(f"keyword {head} after the data rows", number)
         if keyword in seen:
             raise CubeError(f"{keyword} given twice", number)
         seen.add(keyword)
@@ -100,15 +94,29 @@ def parse_cube(data: bytes) -> CubeLut:
             raise CubeError(f"unknown keyword {head}", number)
     if not size:
         raise CubeError("LUT_3D_SIZE is missing")
-    if len(rows) != size**3:
-        raise CubeError(
-            f"LUT_3D_SIZE {size} (line {size_line}) needs {size**3} data rows, "
-            f"found {len(rows)}", last_line
-        )
     for channel in range(3):
         if not domain_min[channel] < domain_max[channel]:
             raise CubeError(f"DOMAIN_MIN must be below DOMAIN_MAX in every channel "
                             f"(channel {'RGB'[channel]})")
+    # Data rows are checked and converted together, not one by one: that is what makes a
+    # 65^3 table take a fraction of a second.
+    rows = [
+        (number, line)
+        for number, raw in enumerate(lines[data_start:], start=data_start + 1)
+        if (line := raw.strip()) and not line.startswith("#")
+    ]
+    for number, line in rows:
+        if not _is_number(line):
+            raise CubeError(f"keyword {line.split()[0]} after the data rows", number)
+    count = size**3
+    if len(rows) > count:
+        raise CubeError(f"more than {size}^3 = {count} data rows", rows[count][0])
+    if len(rows) < count:
+        last_line = rows[-1][0] if rows else len(lines)
+        raise CubeError(
+            f"LUT_3D_SIZE {size} (line {size_line}) needs {count} data rows, found {len(rows)}",
+            last_line,
+        )
     values = _data(rows)
     table = values.reshape(size, size, size, 3)
     return CubeLut(title, size, domain_min, domain_max, table)

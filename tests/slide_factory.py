@@ -575,22 +575,22 @@ def write_slide_set(folder: Path, spec: SlideSpec = SlideSpec()) -> SlideSet:
 
 def cube_text(
     size: int,
-    mapping: Callable[[float, float, float], tuple[float, float, float]],
+    mapping: Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, ...]],
     title: str = "test",
     domain: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None,
 ) -> str:
-    """A .cube file: red changes fastest, as the format requires."""
+    """A .cube file: red changes fastest, as the format requires. `mapping` gets the grid's
+    red, green and blue coordinates (0..1) as arrays and returns the output channels."""
     lines = [f'TITLE "{title}"', "# written by tests/slide_factory.py", f"LUT_3D_SIZE {size}"]
     if domain is not None:
         lines.append("DOMAIN_MIN " + " ".join(f"{v:g}" for v in domain[0]))
         lines.append("DOMAIN_MAX " + " ".join(f"{v:g}" for v in domain[1]))
-    step = 1 / (size - 1)
-    for b in range(size):
-        for g in range(size):
-            for r in range(size):
-                out = mapping(r * step, g * step, b * step)
-                lines.append(" ".join(f"{v:.6f}" for v in out))
-    return "\n".join(lines) + "\n"
+    steps = np.linspace(0.0, 1.0, size)
+    blue, green, red = np.meshgrid(steps, steps, steps, indexing="ij")
+    rows = np.stack(mapping(red.ravel(), green.ravel(), blue.ravel()), axis=-1)
+    out = io.StringIO()
+    np.savetxt(out, rows, fmt="%.6f")
+    return "\n".join(lines) + "\n" + out.getvalue()
 
 
 def identity_cube(size: int = 17) -> str:
