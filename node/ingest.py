@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from node.errors import InvalidInput
+from node.header_scan import read_record_fast
 from node.index.models import Instance
 from node.index.writer import AddOutcome, IndexWriter, StoredFile
 from node.instance_record import InstanceRecord, read_record
@@ -79,7 +80,7 @@ class Ingestor:
         return self._result(item.record, outcome, path)
 
     def _prepare(self, incoming: Path, origin: str) -> StoredFile:
-        record = read_record(incoming)
+        record = read_record_fast(incoming)
         self.storage.flush_path(incoming)
         relative = self.storage.relative_path(record.study_uid, record.sop_uid)
         return StoredFile(record, relative, incoming.stat().st_size, origin)
