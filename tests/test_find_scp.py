@@ -24,10 +24,13 @@ ALICE_MR = StudySpec(patient_id="FIND-001", patient_name="Qrdoe^Alice", study_ui
 MULLER_US = StudySpec(patient_id="FIND-003", patient_name="Qrmüller^Jörg", study_uid=uid(2004),
                       accession="FINDACC4", study_date="20230101", modality="US",
                       instances_per_series=1, charset="ISO_IR 192")
+YAMADA_MR = StudySpec(patient_id="FIND-004", patient_name="Qryamada^Tarou=山田^太郎=やまだ^たろう",
+                      study_uid=uid(2005), accession="FINDACC5", study_date="20220101",
+                      modality="MR", instances_per_series=1, charset="ISO_IR 192")
 BOB_CT = StudySpec(patient_id="FIND-002", patient_name="QRDOE^BOB", study_uid=uid(2003),
                    accession="FINDACC3", study_date="20240315", modality="CT", series=1,
                    instances_per_series=1)
-STUDIES = (ALICE_CT, ALICE_MR, BOB_CT, MULLER_US)
+STUDIES = (ALICE_CT, ALICE_MR, BOB_CT, MULLER_US, YAMADA_MR)
 
 _counter = itertools.count()
 
@@ -67,7 +70,7 @@ def test_patient_level_returns_each_patient_with_counts(find_node: NodeProcess,
                            "NumberOfPatientRelatedStudies", "NumberOfPatientRelatedSeries",
                            "NumberOfPatientRelatedInstances", model="-P")
     by_id = {str(ds.PatientID): ds for ds in responses}
-    assert sorted(by_id) == ["FIND-001", "FIND-002", "FIND-003"]
+    assert sorted(by_id) == ["FIND-001", "FIND-002", "FIND-003", "FIND-004"]
     alice = by_id["FIND-001"]
     assert str(alice.PatientName) == "Qrdoe^Alice"
     assert (alice.NumberOfPatientRelatedStudies, alice.NumberOfPatientRelatedSeries,
@@ -155,7 +158,7 @@ def test_person_names_match_case_insensitively(find_node: NodeProcess, tmp_path:
     ("date_range", "expected"),
     [
         ("20240201-20240229", [ALICE_MR]),
-        ("-20240131", [ALICE_CT, MULLER_US]),
+        ("-20240131", [ALICE_CT, MULLER_US, YAMADA_MR]),
         ("20240101-20240131", [ALICE_CT]),
         ("20240301-", [BOB_CT]),
         ("20240210", [ALICE_MR]),
@@ -179,11 +182,12 @@ def test_modalities_in_study_is_returned_and_matched(find_node: NodeProcess,
                                                      tmp_path: Path) -> None:
     responses, _ = findscu(find_node, tmp_path, "STUDY", "PatientID=FIND-*",
                            "ModalitiesInStudy=MR", "StudyInstanceUID")
-    assert values(responses, "StudyInstanceUID") == [ALICE_MR.study_uid]
+    assert values(responses, "StudyInstanceUID") == sorted([ALICE_MR.study_uid,
+                                                            YAMADA_MR.study_uid])
     assert responses[0].ModalitiesInStudy == "MR"
     responses, _ = findscu(find_node, tmp_path, "STUDY", "PatientID=FIND-*",
-                           "ModalitiesInStudy=MR\\US", "StudyInstanceUID")
-    assert values(responses, "StudyInstanceUID") == sorted([ALICE_MR.study_uid,
+                           "ModalitiesInStudy=CT\\US", "StudyInstanceUID")
+    assert values(responses, "StudyInstanceUID") == sorted([ALICE_CT.study_uid, BOB_CT.study_uid,
                                                             MULLER_US.study_uid])
 
 
@@ -211,3 +215,11 @@ def test_names_in_utf8_come_back_in_their_character_set(find_node: NodeProcess,
     assert values(responses, "StudyInstanceUID") == [MULLER_US.study_uid]
     assert responses[0].SpecificCharacterSet == "ISO_IR 192"
     assert str(responses[0].PatientName) == "Qrmüller^Jörg"
+
+
+def test_an_alphabetic_name_matches_a_name_with_ideographic_groups(find_node: NodeProcess,
+                                                                   tmp_path: Path) -> None:
+    responses, _ = findscu(find_node, tmp_path, "STUDY", "PatientName=QRYAMADA^TAROU",
+                           "StudyInstanceUID")
+    assert values(responses, "StudyInstanceUID") == [YAMADA_MR.study_uid]
+    assert str(responses[0].PatientName) == YAMADA_MR.patient_name

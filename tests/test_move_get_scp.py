@@ -57,10 +57,12 @@ def movescu(node: NodeProcess, destination: str, keys: list[str], model: str = "
     return run("movescu", node, model, "-aem", destination, keys=keys, succeed=succeed)
 
 
-def getscu(node: NodeProcess, folder: Path, keys: list[str], *options: str) -> list[Dataset]:
+def getscu(node: NodeProcess, folder: Path, keys: list[str], *options: str,
+           ) -> tuple[list[Dataset], str]:
+    """Run getscu; returns what it received and its log (it exits 0 even on a failure)."""
     folder.mkdir()
-    run("getscu", node, "-S", "-od", str(folder), *options, keys=keys)
-    return [dcmread(p) for p in sorted(folder.iterdir())]
+    log = run("getscu", node, "-S", "-od", str(folder), *options, keys=keys)
+    return [dcmread(p) for p in sorted(folder.iterdir())], log
 
 
 def sop_uids(datasets: list[Dataset]) -> list[str]:
@@ -153,7 +155,7 @@ def test_movescu_without_the_levels_unique_key_gets_a_failure(
 
 def test_getscu_retrieves_the_study(node: NodeProcess, sent: dict[str, Dataset],
                                     tmp_path: Path) -> None:
-    got = getscu(node, tmp_path / "get", study_keys())
+    got, _ = getscu(node, tmp_path / "get", study_keys())
     assert len(got) == len(sent)
     assert sop_uids(got) == sorted(sent)
 
@@ -163,8 +165,8 @@ def test_getscu_proposing_jpeg_gets_the_jpeg_file_as_stored_and_the_rest_too(
 ) -> None:
     # getscu +xy proposes JPEG Baseline first for every SOP class: the node must still pick an
     # uncompressed syntax for the CT files and JPEG for the secondary capture.
-    got = {str(ds.SOPInstanceUID): ds for ds in getscu(node, tmp_path / "get", study_keys(),
-                                                       "+xy")}
+    datasets, _ = getscu(node, tmp_path / "get", study_keys(), "+xy")
+    got = {str(ds.SOPInstanceUID): ds for ds in datasets}
     assert sorted(got) == sorted(sent)
     jpeg = got[JPEG_SOP]
     assert jpeg.file_meta.TransferSyntaxUID == JPEGBaseline8Bit
@@ -177,7 +179,7 @@ def test_getscu_proposing_jpeg_gets_the_jpeg_file_as_stored_and_the_rest_too(
 def test_getscu_without_jpeg_gets_the_jpeg_file_decompressed(
     node: NodeProcess, sent: dict[str, Dataset], tmp_path: Path
 ) -> None:
-    (got,) = getscu(node, tmp_path / "get", [
+    (got,), _ = getscu(node, tmp_path / "get", [
         "QueryRetrieveLevel=SERIES", f"StudyInstanceUID={STUDY.study_uid}",
         f"SeriesInstanceUID={JPEG_SERIES}",
     ])
@@ -188,7 +190,19 @@ def test_getscu_without_jpeg_gets_the_jpeg_file_decompressed(
 
 def test_getscu_for_an_unknown_study_gets_nothing(node: NodeProcess, sent: dict[str, Dataset],
                                                   tmp_path: Path) -> None:
-    got = getscu(node, tmp_path / "get",
-                 ["QueryRetrieveLevel=STUDY", f"StudyInstanceUID={uid(2199)}"])
+    got, log = getscu(node, tmp_path / "get",
+                      ["QueryRetrieveLevel=STUDY", f"StudyInstanceUID={uid(2199)}"])
+    assert "Received C-GET Response (Success)" in log
+    assert "Number of Completed Suboperations : 0" in log
+    assert got == []
+    node_still_serves(node)
+
+
+def test_getscu_without_the_levels_unique_key_gets_a_failure(
+    node: NodeProcess, sent: dict[str, Dataset], tmp_path: Path
+) -> None:
+    got, log = getscu(node, tmp_path / "get",
+                      ["QueryRetrieveLevel=SERIES", f"StudyInstanceUID={STUDY.study_uid}"])
+    assert "Received C-GET Response (Error: DataSetDoesNotMatchSOPClass)" in log
     assert got == []
     node_still_serves(node)

@@ -376,6 +376,15 @@ def _value_condition(kind: Kind, target: Expr, raw: str) -> Expr | None:
             return _range_condition(kind, target, value)
     if kind == "int":
         return target == int(value) if value.isdigit() else literal(False)
+    condition = _text_condition(target, value)
+    if kind == "name" and "=" not in value and not value.endswith("*"):
+        # A name given in one component group also matches a stored name that carries
+        # ideographic/phonetic groups after '=' (the alphabetic group comes first).
+        return or_(condition, _wildcard_condition(target, value + "=*"))
+    return condition
+
+
+def _text_condition(target: Expr, value: str) -> Expr:
     if "*" in value or "?" in value:
         return _wildcard_condition(target, value)
     return target == value
