@@ -15,6 +15,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import tifffile
@@ -40,7 +41,9 @@ class SlideSpec:
     mpp: float = 0.25
     magnification: int = 40
     quality: int = 90
-    with_icc: bool = True
+    # The embedded ICC profile: "srgb" (lcms's), "linear" (sRGB primaries, gamma 1.0: a
+    # profile whose transform to sRGB visibly brightens), or None.
+    icc: Literal["srgb", "linear"] | None = "srgb"
     label_colour: tuple[int, int, int] = (200, 30, 30)
     macro_colour: tuple[int, int, int] = (30, 200, 30)
 
@@ -75,6 +78,52 @@ def srgb_profile() -> bytes:
     return bytes(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
 
 
+def icc_profile(spec: SlideSpec) -> bytes | None:
+    if spec.icc == "srgb":
+        return srgb_profile()
+    if spec.icc == "linear":
+        return linear_rgb_profile()
+    return None
+
+
+def linear_rgb_profile() -> bytes:
+    """An ICC v2 matrix/TRC display profile with sRGB's primaries and a straight (gamma 1.0)
+    curve, written out field by field: lcms can only make sRGB, Lab and XYZ profiles itself."""
+
+    def s15(value: float) -> bytes:
+        return struct.pack(">i", round(value * 65536))
+
+    def xyz(x: float, y: float, z: float) -> bytes:
+        return b"XYZ \0\0\0\0" + s15(x) + s15(y) + s15(z)
+
+    description = b"linear sRGB (test)\0"
+    tags = [
+        (b"desc", b"desc\0\0\0\0" + struct.pack(">I", len(description)) + description
+         + b"\0" * 8 + b"\0" * 3 + b"\0" * 67),
+        (b"cprt", b"text\0\0\0\0no copyright, test data\0"),
+        (b"wtpt", xyz(0.9642, 1.0, 0.8249)),
+        (b"rXYZ", xyz(0.4361, 0.2225, 0.0139)),
+        (b"gXYZ", xyz(0.3851, 0.7169, 0.0971)),
+        (b"bXYZ", xyz(0.1431, 0.0606, 0.7141)),
+        (b"rTRC", b"curv\0\0\0\0" + struct.pack(">IH", 1, 256) + b"\0\0"),
+        (b"gTRC", b"curv\0\0\0\0" + struct.pack(">IH", 1, 256) + b"\0\0"),
+        (b"bTRC", b"curv\0\0\0\0" + struct.pack(">IH", 1, 256) + b"\0\0"),
+    ]
+    offset = 128 + 4 + 12 * len(tags)
+    table = struct.pack(">I", len(tags))
+    data = b""
+    for signature, body in tags:
+        body += b"\0" * (-len(body) % 4)
+        table += signature + struct.pack(">II", offset + len(data), len(body))
+        data += body
+    size = offset + len(data)
+    header = (struct.pack(">I", size) + b"\0" * 4 + struct.pack(">I", 0x02100000) + b"mntr"
+              + b"RGB XYZ " + struct.pack(">6H", 2024, 1, 5, 12, 0, 0) + b"acsp"
+              + b"\0" * 24 + struct.pack(">I", 0) + s15(0.9642) + s15(1.0) + s15(0.8249))
+    header += b"\0" * (128 - len(header))
+    return header + table + data
+
+
 def solid(width: int, height: int, colour: tuple[int, int, int]) -> np.ndarray:
     return np.full((height, width, 3), colour, dtype=np.uint8)
 
@@ -99,7 +148,7 @@ def write_svs(path: Path, spec: SlideSpec = SlideSpec()) -> Path:
     thumb = thumbnail_pixels(spec)
     with tifffile.TiffWriter(path) as tif:
         _write_tiled(tif, levels[0], spec, f"{w}x{h} [0,0 {w}x{h}] {tiles}{props}",
-                     icc=spec.with_icc)
+                     icc=icc_profile(spec))
         _write_stripped(tif, thumb, "jpeg", 0,
                         f"{w}x{h} -> {thumb.shape[1]}x{thumb.shape[0]} - {props}")
         for level in levels[1:]:
@@ -111,11 +160,11 @@ def write_svs(path: Path, spec: SlideSpec = SlideSpec()) -> Path:
 
 
 def _write_tiled(tif: tifffile.TiffWriter, pixels: np.ndarray, spec: SlideSpec, description: str,
-                 icc: bool = False) -> None:
+                 icc: bytes | None = None) -> None:
     tif.write(pixels, tile=(spec.tile, spec.tile), compression="jpeg",
               compressionargs={"level": spec.quality}, photometric="rgb", metadata=None,
               description=f"{DESCRIPTION_HEAD}\r\n{description}",
-              extratags=_icc_tag() if icc else None)
+              extratags=_icc_tag(icc) if icc else None)
 
 
 def _write_stripped(tif: tifffile.TiffWriter, pixels: np.ndarray, compression: str,
@@ -124,8 +173,7 @@ def _write_stripped(tif: tifffile.TiffWriter, pixels: np.ndarray, compression: s
               subfiletype=subfiletype, description=f"{DESCRIPTION_HEAD}\r\n{description}")
 
 
-def _icc_tag() -> list[tuple[int, str, int, bytes, bool]]:
-    icc = srgb_profile()
+def _icc_tag(icc: bytes) -> list[tuple[int, str, int, bytes, bool]]:
     return [(34675, "B", len(icc), icc, True)]
 
 
@@ -136,6 +184,7 @@ def write_tiled_tiff(path: Path, spec: SlideSpec = SlideSpec()) -> Path:
     """A plain pyramidal TIFF (one tiled IFD per level, resolution in centimetres), which
     openslide reads as generic-tiff: no vendor, no associated images."""
     pixels_per_cm = 10_000 / spec.mpp
+    icc = icc_profile(spec)
     with tifffile.TiffWriter(path) as tif:
         for index, level in enumerate(pyramid(spec)):
             per_cm = pixels_per_cm / spec.downsamples[index]
@@ -143,7 +192,7 @@ def write_tiled_tiff(path: Path, spec: SlideSpec = SlideSpec()) -> Path:
                       compressionargs={"level": spec.quality}, photometric="rgb",
                       metadata=None, resolution=(per_cm, per_cm), resolutionunit="CENTIMETER",
                       subfiletype=0 if index == 0 else 1,
-                      extratags=_icc_tag() if index == 0 and spec.with_icc else None)
+                      extratags=_icc_tag(icc) if index == 0 and icc else None)
     return path
 
 
@@ -335,7 +384,7 @@ def write_dicom_wsi(
     folder.mkdir(parents=True, exist_ok=True)
     files = DicomSlideFiles(study_uid or generate_uid(prefix=ROOT), generate_uid(prefix=ROOT))
     frame_of_reference = generate_uid(prefix=ROOT)
-    icc = srgb_profile() if spec.with_icc else None
+    icc = icc_profile(spec)
     number = 1
     for index, level in enumerate(pyramid(spec)):
         downsample = spec.downsamples[index]

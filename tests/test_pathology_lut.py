@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 from aiohttp import FormData
-from PIL import Image
+from PIL import Image, ImageCms
 
 from pathology.catalogue import register_slide_file
 from tests import slide_factory as factory
@@ -224,3 +224,62 @@ async def test_a_table_for_a_slide_not_yet_known_is_kept(api: Api) -> None:
     assert status == 200
     response = await api.get("/webdv/lut", params={"containerIdentifier": "ARRIVES-LATER-1"})
     assert response.status == 200
+
+
+# --- the scanner's ICC profile ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+async def linear_slides(
+    api: Api, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, str]:
+    """An SVS and a DICOM series whose ICC profile is linear-light sRGB: converting to sRGB
+    brightens every mid tone, so a skipped or doubled transform shows."""
+    folder = tmp_path_factory.mktemp("linear-icc")
+    spec = factory.SlideSpec(icc="linear")
+    svs = factory.write_svs(folder / "linear.svs", spec)
+    await register_slide_file(api.services.sessions, api.services.storage, "LINEAR-SVS", svs)
+    dicom = factory.write_dicom_wsi(
+        folder / "dicom", spec, factory.SpecimenSpec(container_identifier="LINEAR-DCM"))
+    for path in dicom.paths:
+        await api.services.ingestor.ingest_copy(path, "import")
+    return "LINEAR-SVS", "LINEAR-DCM"
+
+
+def to_srgb(pixels: np.ndarray) -> np.ndarray:
+    profile = ImageCms.ImageCmsProfile(io.BytesIO(factory.linear_rgb_profile()))
+    transform = ImageCms.buildTransform(profile, ImageCms.createProfile("sRGB"), "RGB", "RGB")
+    image = ImageCms.applyTransform(Image.fromarray(pixels.astype(np.uint8)), transform)
+    assert image is not None
+    return np.asarray(image).astype(int)
+
+
+async def test_icc_profile_is_converted_to_srgb_with_lut(
+    api: Api, linear_slides: tuple[str, str]
+) -> None:
+    for cid in linear_slides:
+        raw = await tile(api, cid)
+        managed = await tile(api, cid, lut=True)
+        expected = to_srgb(raw)
+        # A 33-point grid interpolates the curve: close everywhere, not bit-exact.
+        assert np.abs(managed - expected).mean() < 1.0, cid
+        assert np.abs(managed - expected).max() <= 6, cid
+        assert np.abs(managed - raw).mean() > 20, cid
+        info = await (await api.get(f"/webdv/slides/{cid}")).json()
+        assert info["iccProfile"] is True and info["colourManaged"] is True
+
+
+async def test_icc_and_cube_are_applied_in_order(
+    api: Api, linear_slides: tuple[str, str]
+) -> None:
+    cid = linear_slides[0]
+    raw = await tile(api, cid)
+    status, _ = await post_cube(api, cid, factory.swap_red_blue_cube(17))
+    assert status == 200
+    try:
+        managed = await tile(api, cid, lut=True)
+        expected = to_srgb(raw)[..., ::-1]
+        assert np.abs(managed - expected).mean() < 1.0
+    finally:
+        await api.client.delete("/webdv/lut", params={"containerIdentifier": cid},
+                                headers={"Authorization": API_KEY})
