@@ -1,7 +1,7 @@
 """JPEG previews for the IHE PDI pages: one small picture per series, from a middle instance.
 
-Uncompressed pixel data is read through a memory map with a stride, so a 50 MB frame costs a
-few hundred KB of reads; compressed frames are decoded with pydicom (Pillow for JPEG and JPEG
+Uncompressed pixel data is sampled row by row, so a 50 MB frame costs a few hundred KB of
+reads; compressed frames are decoded with pydicom (Pillow for JPEG and JPEG
 2000). A preview that cannot be made is left out (the pages say "no preview"), never an error.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import os
 import struct
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from PIL import Image
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
-from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 log = logging.getLogger(__name__)
 
@@ -45,40 +46,55 @@ def _render(path: Path, size: int) -> bytes | None:
     middle = frames // 2
     step = max(1, math.ceil(max(int(ds.Rows), int(ds.Columns)) / size))
     syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
-    frame = _mapped_frame(path, ds, syntax, pixel_start, middle)
-    if frame is None:
-        frame = pixel_array(path, index=middle)
-    small = np.ascontiguousarray(frame[::step, ::step])
+    small = _sampled_frame(path, ds, syntax, pixel_start, middle, step)
+    if small is None:
+        small = np.ascontiguousarray(pixel_array(path, index=middle)[::step, ::step])
     return _to_jpeg(small, ds)
 
 
-def _mapped_frame(
-    path: Path, ds: Dataset, syntax: str, pixel_start: int, index: int
+def _sampled_frame(
+    path: Path, ds: Dataset, syntax: str, pixel_start: int, index: int, step: int
 ) -> np.ndarray[Any, Any] | None:
-    """The frame as a strided view of a memory map, for native little-endian pixel data."""
-    if syntax not in (ExplicitVRLittleEndian, ImplicitVRLittleEndian) or UID(syntax).is_compressed:
+    """Every `step`-th pixel of every `step`-th row of the frame, read row by row, for native
+    little-endian pixel data (a memory map would count the pages read around each row)."""
+    if syntax not in (ExplicitVRLittleEndian, ImplicitVRLittleEndian):
         return None
     bits = int(ds.get("BitsAllocated", 0) or 0)
     if bits not in (8, 16, 32):
         return None
-    with path.open("rb") as source:
-        source.seek(pixel_start)
-        head = source.read(12)
-    if head[:4] != struct.pack("<HH", 0x7FE0, 0x0010):
-        return None
-    value_offset = pixel_start + (8 if syntax == ImplicitVRLittleEndian else 12)
-    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
-    dtype = np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
-    rows, columns = int(ds.Rows), int(ds.Columns)
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
-    frame_pixels = rows * columns * samples
-    mapped = np.memmap(path, dtype=dtype, mode="r", offset=value_offset + index * frame_pixels
-                       * dtype.itemsize, shape=(frame_pixels,))
-    if samples == 1:
-        return mapped.reshape(rows, columns)
-    if int(ds.get("PlanarConfiguration", 0) or 0) == 1:
-        return mapped.reshape(samples, rows, columns).transpose(1, 2, 0)
-    return mapped.reshape(rows, columns, samples)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if os.pread(fd, 4, pixel_start) != struct.pack("<HH", 0x7FE0, 0x0010):
+            return None
+        value_offset = pixel_start + (8 if syntax == ImplicitVRLittleEndian else 12)
+        signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+        dtype = np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
+        rows, columns = int(ds.Rows), int(ds.Columns)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        planar = samples > 1 and int(ds.get("PlanarConfiguration", 0) or 0) == 1
+        frame_start = value_offset + index * rows * columns * samples * dtype.itemsize
+
+        def row(offset: int, length: int) -> np.ndarray[Any, Any]:
+            data = os.pread(fd, length * dtype.itemsize, offset)
+            if len(data) != length * dtype.itemsize:
+                raise ValueError("pixel data is shorter than its attributes say")
+            return np.frombuffer(data, dtype=dtype)
+
+        lines = []
+        for r in range(0, rows, step):
+            if planar:
+                plane = rows * columns * dtype.itemsize
+                lines.append(np.stack([
+                    row(frame_start + s * plane + r * columns * dtype.itemsize, columns)[::step]
+                    for s in range(samples)], axis=-1))
+            else:
+                line = row(frame_start + r * columns * samples * dtype.itemsize,
+                           columns * samples)
+                lines.append(line.reshape(columns, samples)[::step] if samples > 1
+                             else line[::step])
+        return np.stack(lines)
+    finally:
+        os.close(fd)
 
 
 def _to_jpeg(pixels: np.ndarray[Any, Any], ds: Dataset) -> bytes:
