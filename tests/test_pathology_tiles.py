@@ -260,3 +260,45 @@ async def test_registering_a_file_that_is_not_a_slide_is_refused(
         await register_slide_file(api.services.sessions, api.services.storage, "FAKE-1", fake)
     response = await api.get("/webdv/slides/FAKE-1")
     assert response.status == 404
+
+
+async def test_reads_per_slide_are_bounded_and_identical_requests_render_once(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    import threading
+    import time
+
+    from pathology import slide_service
+
+    lock = threading.Lock()
+    running = 0
+    peak = 0
+    renders = 0
+    original = slide_service.render_tile
+
+    def counting_render(*args: object) -> bytes:
+        nonlocal running, peak, renders
+        with lock:
+            running += 1
+            renders += 1
+            peak = max(peak, running)
+        try:
+            time.sleep(0.02)
+            return original(*args)  # type: ignore[arg-type]
+        finally:
+            with lock:
+                running -= 1
+
+    monkeypatch.setattr(slide_service, "render_tile", counting_render)
+    service = api.client.app[SLIDES]
+    cid = FILE_IDS["tiff"]
+    paths = [f"/webdv/slides/{cid}/dz/9/{col}_{row}.png?q={n}"
+             for n in range(3) for col in range(2) for row in range(2)]
+    distinct = [f"/webdv/slides/{cid}/dz/10/{col}_{row}.png" for col in range(4)
+                for row in range(3)]
+    responses = await asyncio.gather(*(api.get(p) for p in distinct + paths))
+    assert all(r.status == 200 for r in responses)
+    assert 2 <= peak <= service.reads_per_slide
+    # 12 distinct full-resolution tiles and 4 distinct level-9 tiles asked three times each.
+    assert renders <= 12 + 4
