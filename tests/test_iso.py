@@ -41,15 +41,17 @@ from pydicom.uid import (
     JPEGBaseline8Bit,
 )
 
+from dicomdir.content import BytesContent, FileRange, MediumFile
 from dicomdir.file_ids import is_conformant_component
+from dicomdir.iso import FOUR_GIB, build_iso
 from dicomdir.medium import MediumOptions, build_medium
 from dicomdir.records import generated_study_id
 from dicomdir.selection import select_studies
 from node.config import load_config
 from node.runtime import open_services
-from tests.factory import StudySpec, make_instance, uid, write_jpeg_instance
+from tests.factory import StudySpec, make_instance, uid, write_jpeg_instance, write_study
 from tests.media_files import pdf_bytes
-from tests.peers import NodeProcess, dcmtk
+from tests.peers import NodeProcess, OrthancProcess, dcmtk
 
 STUDY_CT = uid(7001)
 STUDY_DOCS = uid(7002)
@@ -681,3 +683,46 @@ def test_empty_numbers_are_generated_the_same_way_each_time(tmp_path: Path) -> N
 def test_media_tools_are_installed() -> None:
     for tool in ("osirrox", "isoinfo", "dciodvfy", "dcmmkdir", "dcmdump"):
         assert shutil.which(tool), f"{tool} is missing: run ./manage.sh test to install it"
+
+
+def test_a_file_of_4_gib_or_more_is_stored_at_level_3(tmp_path: Path) -> None:
+    big = tmp_path / "big.bin"
+    with big.open("wb") as out:
+        out.truncate(FOUR_GIB + 4096)  # a hole: nothing is written
+    image = build_iso([MediumFile(("README.TXT",), BytesContent(b"hello\r\n")),
+                       MediumFile(("DATA", "BIG.BIN"), FileRange.whole(big)),
+                       MediumFile(("DATA", "TAIL.TXT"), BytesContent(b"tail"))], "LEVEL_3")
+    assert image.interchange_level == 3
+    iso = tmp_path / "level3.iso"
+    with iso.open("wb") as out:
+        # The big file is zeros: writing the other pieces at their offsets is the whole image.
+        for piece in image.pieces:
+            if not isinstance(piece.content, FileRange):
+                out.seek(piece.offset)
+                out.write(b"".join(piece.content.chunks()))
+        out.truncate(image.size)
+    listing = subprocess.run(["osirrox", "-indev", str(iso), "-find", "/", "-exec", "lsdl"],
+                             capture_output=True, text=True, timeout=60).stdout
+    sizes = {line.split()[-1].strip("'"): int(line.split()[4]) for line in listing.splitlines()
+             if line.startswith("-")}
+    assert sizes == {"/DATA/BIG.BIN": FOUR_GIB + 4096, "/DATA/TAIL.TXT": 4, "/README.TXT": 7}
+    extract(iso, tmp_path / "out")
+    assert (tmp_path / "out" / "DATA" / "TAIL.TXT").read_bytes() == b"tail"
+
+
+# -- retrieval from a source node ------------------------------------------------------------
+
+
+def test_a_study_only_on_a_source_node_is_retrieved_first(
+    node: NodeProcess, orthanc: OrthancProcess, tmp_path: Path
+) -> None:
+    remote = StudySpec(study_uid=uid(7020), patient_id="PID7020", instances_per_series=2)
+    for path in write_study(tmp_path / "remote", remote):
+        orthanc.upload(path)
+    answer = get(node, [("studyUID", remote.study_uid)])
+    assert answer.status == 200, answer.body[:300]
+    (tmp_path / "remote.iso").write_bytes(answer.body)
+    root = extract(tmp_path / "remote.iso", tmp_path / "remote-medium")
+    uids = {str(r.ReferencedSOPInstanceUIDInFile) for r in referenced(root).values()}
+    assert uids == {f"{remote.study_uid}.1.1", f"{remote.study_uid}.1.2"}
+    assert get(node, [("studyUID", UNKNOWN_STUDY)]).status == 404
