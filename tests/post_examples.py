@@ -15,7 +15,7 @@ EXAMPLES: dict[str, dict[str, Any]] = json.loads(
 GOOGLE_TOKEN_PLACEHOLDER = "[base64 encoded service account key]"
 
 
-def example(name: str, **storage: str) -> dict[str, Any]:
+def example(name: str, **storage: Any) -> dict[str, Any]:
     """A fresh copy of one example; `storage` replaces fields of every study's storage."""
     body = copy.deepcopy(EXAMPLES[name])
     for study in body.get("studies", []):

@@ -91,7 +91,7 @@ def test_a_symbolic_link_inside_the_mapped_folder_is_followed(layout: Path) -> N
 
 
 def test_a_missing_file_or_folder_is_refused_by_name(layout: Path) -> None:
-    with pytest.raises(InvalidInput, match="file not found: /storage/nothing.dcm"):
+    with pytest.raises(InvalidInput, match=r"file not found: /storage/nothing\.dcm"):
         table(layout).resolve("/storage/nothing.dcm", "file")
     with pytest.raises(InvalidInput, match="folder not found"):
         table(layout).resolve("/storage/studies/a/y.dcm", "folder.path", kind="folder")

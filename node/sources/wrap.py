@@ -231,6 +231,8 @@ def _video(source: BinaryIO, values: dict[str, str]) -> Dataset:
     ds.LossyImageCompression = "01"
     ds.LossyImageCompressionMethod = method
     ds.AcquisitionContextSequence = []
+    # No Anatomic Region Sequence: it is required when the region is known, and for a file
+    # converted from MP4 it is not (an empty sequence is not allowed either).
     ds.PatientOrientation = None
     source.seek(0)
     # Streamed from the file when written, never held in memory whole.
