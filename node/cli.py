@@ -10,8 +10,10 @@ import sys
 from node.errors import ConfigError, NodeError
 
 # Each module defines register(subparsers), which adds its parser and sets `func`.
-COMMANDS = ("serve", "echo", "find", "retrieve", "role", "token", "protocol", "iso",
-            "mapping")
+COMMANDS = (
+    "serve", "echo", "find", "retrieve", "role", "token", "protocol",
+    "import_files", "check", "mapping", "iso",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
