@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import delete, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from node.errors import Conflict, InvalidInput, NotFound
 from node.index.viewing_models import HangingProtocol
@@ -158,17 +158,20 @@ async def list_protocols(sessions: async_sessionmaker[AsyncSession]) -> list[Pro
 
 
 async def applicable_protocols(
-    session: AsyncSession, username: str, role: str
+    db: AsyncConnection | AsyncSession, username: str, role: str
 ) -> tuple[str | None, list[Protocol]]:
     """The protocols a viewing context uses and where they came from: the user's, else the
     role's, else the global ones; (None, []) when there are none at all."""
-    rows = (await session.scalars(select(HangingProtocol).where(or_(
-        (HangingProtocol.scope == "user") & (HangingProtocol.owner == username),
-        (HangingProtocol.scope == "role") & (HangingProtocol.owner == role),
-        HangingProtocol.scope == "global",
-    )).order_by(HangingProtocol.name))).all()
+    p = HangingProtocol
+    rows = (await db.execute(select(p.id, p.name, p.scope, p.owner, p.rows, p.columns, p.rules)
+                             .where(or_((p.scope == "user") & (p.owner == username),
+                                        (p.scope == "role") & (p.owner == role),
+                                        p.scope == "global"))
+                             .order_by(p.name))).all()
     for scope in SCOPES:
-        chosen = [_protocol(row) for row in rows if row.scope == scope]
+        chosen = [Protocol(r[0], r[1], r[2], r[3], r[4], r[5],
+                           tuple(Rule.from_json(rule) for rule in r[6]))
+                  for r in rows if r[2] == scope]
         if chosen:
             return scope, chosen
     return None, []

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from pydicom.dataset import Dataset
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from node.config import Config, RemoteNode
 from node.dimse import scu
@@ -99,7 +99,7 @@ def issuer_matches(wanted: str, stored: str) -> bool:
     return not wanted or not stored or wanted == stored
 
 
-async def find_local(session: AsyncSession, request: StudyRequest) -> Findings:
+async def find_local(db: AsyncConnection | AsyncSession, request: StudyRequest) -> Findings:
     """The local index's answer: one query per kind of key the request holds."""
     findings = Findings()
     columns = (Study.study_uid, Patient.patient_id, Patient.issuer, Study.accession_number,
@@ -107,15 +107,15 @@ async def find_local(session: AsyncSession, request: StudyRequest) -> Findings:
     base = select(*columns).join(Patient, Study.patient_pk == Patient.id)
     uids = request.all_uids
     if uids:
-        for row in (await session.execute(base.where(Study.study_uid.in_(uids)))).all():
+        for row in (await db.execute(base.where(Study.study_uid.in_(uids)))).all():
             findings.by_uid[row[0]] = FoundStudy(*row)
     if request.accession_across_patients:
-        rows = await session.execute(
+        rows = await db.execute(
             base.where(Study.accession_number == request.accession)
             .order_by(Study.study_date.desc(), Study.study_uid))
         findings.by_accession = [FoundStudy(*row) for row in rows.all()]
     if request.patient_id:
-        rows = await session.execute(
+        rows = await db.execute(
             base.where(Patient.patient_id == request.patient_id)
             .order_by(Study.study_date.desc(), Study.study_uid))
         findings.history = [FoundStudy(*row) for row in rows.all()

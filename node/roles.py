@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from node.errors import Conflict, InvalidInput, NotFound
 from node.index.viewing_models import Role
@@ -82,8 +82,8 @@ async def list_roles(sessions: async_sessionmaker[AsyncSession]) -> list[RoleInf
     return [RoleInfo(row.name, tuple(row.permissions)) for row in rows]
 
 
-async def get_role(session: AsyncSession, name: str) -> RoleInfo | None:
-    row = await session.get(Role, name)
+async def get_role(db: AsyncConnection | AsyncSession, name: str) -> RoleInfo | None:
+    row = (await db.execute(select(Role.name, Role.permissions).where(Role.name == name))).first()
     if row is None:
         return None
-    return RoleInfo(row.name, tuple(row.permissions))
+    return RoleInfo(row[0], tuple(row[1]))

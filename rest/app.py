@@ -27,8 +27,9 @@ def instance_name(config: Config) -> str:
     return os.environ.get("NODE_INSTANCE") or f"{socket.gethostname()}:{config.http.port}"
 
 
-async def _retrievals(app: web.Application) -> AsyncIterator[None]:
+async def _viewing(app: web.Application) -> AsyncIterator[None]:
     yield
+    await app[ISSUER].close()
     await app[RETRIEVALS].close()
 
 
@@ -46,7 +47,7 @@ def create_app(services: NodeServices, api_key: str) -> web.Application:
     app[RETRIEVALS] = retrievals
     app[ISSUER] = TokenIssuer(services, retrievals)
     app[INSTANCE_NAME] = instance_name(services.config)
-    app.cleanup_ctx.append(_retrievals)
+    app.cleanup_ctx.append(_viewing)
     app.on_response_prepare.append(routing_headers)
     slides.setup(app)
     for table in ROUTE_TABLES:

@@ -168,6 +168,130 @@ DOCUMENT: dict[str, Any] = {
 }
 
 
+def _path(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "description": description,
+            "schema": schema or {"type": "string"}}
+
+
+_SLIDE_ID = _path("slide_id", "The slide's containerIdentifier.")
+_IMAGE_FORMAT = _path("fmt", "Image format.", {"type": "string", "enum": ["jpeg", "jpg", "png"]})
+_CONTAINER = _text("containerIdentifier", "The slide (its barcode).", True)
+_IMAGE = {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+                      "image/png": {"schema": {"type": "string", "format": "binary"}}}}
+_JSON_OBJECT = {"content": {"application/json": {"schema": {"type": "object"}}}}
+_NOT_FOUND = {"description": "No such slide, study or file.",
+              "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_LUT_FLAG = {"name": "lut", "in": "query", "required": False,
+             "description": "1: apply the slide's colour chain (ICC profile, then its .cube).",
+             "schema": {"type": "string", "enum": ["0", "1", "true", "false", "yes", "no"]}}
+
+
+def _tile(summary: str) -> dict[str, Any]:
+    return {"get": {
+        "summary": summary, "security": [{"apiKey": []}],
+        "parameters": [_SLIDE_ID, _path("level", "DeepZoom level.", {"type": "integer"}),
+                       _path("col", "Tile column.", {"type": "integer"}),
+                       _path("row", "Tile row.", {"type": "integer"}), _IMAGE_FORMAT, _LUT_FLAG],
+        "responses": {"200": {"description": "The tile.", **_IMAGE},
+                      "304": {"description": "Not modified (If-None-Match)."},
+                      **_ERRORS, "404": _NOT_FOUND},
+    }}
+
+
+# Digital pathology and media routes (rest/slides.py, rest/lut.py, rest/iso.py).
+DOCUMENT["paths"].update({
+    "/webdv/getIso": {"get": {
+        "summary": "Studies as an ISO 9660 image (DICOM media, IHE PDI), streamed.",
+        "security": [{"apiKey": []}],
+        "parameters": [
+            {**_uids("studyUID", "Studies to put on the medium."), "required": True},
+            _text("profile", "Media application profile (default auto)."),
+        ],
+        "responses": {
+            "200": {"description": "The ISO image.", "content": {
+                "application/x-iso9660-image": {"schema": {"type": "string",
+                                                           "format": "binary"}}}},
+            **_ERRORS, "404": _NOT_FOUND,
+            "413": {"description": "The image would exceed media.max_iso_bytes.",
+                    **_JSON_OBJECT},
+        },
+    }},
+    "/webdv/lut": {
+        "post": {
+            "summary": "Store a slide's .cube colour table (raw body or multipart file).",
+            "security": [{"apiKey": []}], "parameters": [_CONTAINER],
+            "requestBody": {"required": True, "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                "multipart/form-data": {"schema": {"type": "object", "properties": {
+                    "file": {"type": "string", "format": "binary"}}}}}},
+            "responses": {"200": {"description": "Stored.", **_JSON_OBJECT}, **_ERRORS,
+                          "409": {"description": "The slide already has a .cube file.",
+                                  **_JSON_OBJECT}},
+        },
+        "get": {
+            "summary": "The slide's stored .cube file.",
+            "security": [{"apiKey": []}], "parameters": [_CONTAINER],
+            "responses": {"200": {"description": "The .cube file.", "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                **_ERRORS, "404": _NOT_FOUND},
+        },
+        "delete": {
+            "summary": "Remove the slide's .cube file.",
+            "security": [{"apiKey": []}], "parameters": [_CONTAINER],
+            "responses": {"200": {"description": "Removed.", **_JSON_OBJECT}, **_ERRORS,
+                          "404": _NOT_FOUND},
+        },
+    },
+    "/webdv/slides": {"get": {
+        "summary": "One slide's metadata by containerIdentifier, or a case's slides by accNum.",
+        "security": [{"apiKey": []}],
+        "parameters": [_text("containerIdentifier", "The slide."),
+                       _text("accNum", "The case.")],
+        "responses": {"200": {"description": "The slides.", **_JSON_OBJECT}, **_ERRORS,
+                      "404": _NOT_FOUND},
+    }},
+    "/webdv/slides/{slide_id}": {"get": {
+        "summary": "A slide's levels, tiles and DeepZoom layout.",
+        "security": [{"apiKey": []}], "parameters": [_SLIDE_ID],
+        "responses": {"200": {"description": "The description.", **_JSON_OBJECT}, **_ERRORS,
+                      "404": _NOT_FOUND},
+    }},
+    "/webdv/slides/{slide_id}/metadata": {"get": {
+        "summary": "A slide's specimen and preparation metadata.",
+        "security": [{"apiKey": []}], "parameters": [_SLIDE_ID],
+        "responses": {"200": {"description": "The metadata.", **_JSON_OBJECT}, **_ERRORS,
+                      "404": _NOT_FOUND},
+    }},
+    "/webdv/slides/{slide_id}/dz.dzi": {"get": {
+        "summary": "The DeepZoom descriptor.",
+        "security": [{"apiKey": []}], "parameters": [_SLIDE_ID],
+        "responses": {"200": {"description": "DZI XML.", "content": {
+            "application/xml": {"schema": {"type": "string"}}}}, **_ERRORS, "404": _NOT_FOUND},
+    }},
+    "/webdv/slides/{slide_id}/dz/{level}/{col}_{row}.{fmt}": _tile("A DeepZoom tile."),
+    "/webdv/slides/{slide_id}/dz_files/{level}/{col}_{row}.{fmt}": _tile(
+        "A DeepZoom tile (OpenSeadragon's path for dz.dzi)."),
+    "/webdv/slides/{slide_id}/thumbnail.{fmt}": {"get": {
+        "summary": "The slide's thumbnail.",
+        "security": [{"apiKey": []}],
+        "parameters": [_SLIDE_ID, _IMAGE_FORMAT,
+                       {"name": "size", "in": "query", "required": False,
+                        "description": "Longest side in pixels.",
+                        "schema": {"type": "integer", "default": 512}}],
+        "responses": {"200": {"description": "The thumbnail.", **_IMAGE}, **_ERRORS,
+                      "404": _NOT_FOUND},
+    }},
+    "/webdv/slides/{slide_id}/{name}.{fmt}": {"get": {
+        "summary": "The slide's label or macro image.",
+        "security": [{"apiKey": []}],
+        "parameters": [_SLIDE_ID, _path("name", "Which image.", {
+            "type": "string", "enum": ["label", "macro"]}), _IMAGE_FORMAT],
+        "responses": {"200": {"description": "The image.", **_IMAGE}, **_ERRORS,
+                      "404": _NOT_FOUND},
+    }},
+})
+
+
 @routes.get("/api/openapi.json", allow_head=False)
 @public
 async def openapi_document(request: web.Request) -> web.Response:

@@ -13,6 +13,7 @@ import pytest
 from node.config import load_config
 from node.errors import Conflict, InvalidInput
 from node.hanging_protocols import Protocol, Rule, add_protocol, parse_rule
+from node.viewing.catalogue import CATALOGUE_SECONDS
 from tests.factory import StudySpec, uid
 from tests.rest_support import ROLE, Api, running_app, write_config
 from tests.test_rest_tokens import run_cli
@@ -75,9 +76,12 @@ async def test_cli_adds_lists_and_removes_protocols(api: Api, config_path: Path)
     mine = [p for p in listed if p["name"] == "guest-chest"]
     assert mine and mine[0]["owner"] == "guest"
     assert mine[0]["rules"][1] == {"cell": 2, "bodyPart": "CHEST", "description": "*lat*"}
+    # Issuance sees protocol changes within CATALOGUE_SECONDS.
+    await asyncio.sleep(CATALOGUE_SECONDS)
     assert (await protocols_for(api, "bob", role="guest"))["scope"] == "role"
     await asyncio.to_thread(run_cli, "protocol", "remove", "guest-chest", "--role", "guest",
                             "--config", config)
+    await asyncio.sleep(CATALOGUE_SECONDS)
     assert (await protocols_for(api, "bob", role="guest"))["scope"] == "global"
 
 
@@ -117,6 +121,8 @@ async def test_role_cli_add_list_remove(api: Api, config_path: Path) -> None:
     assert "radiologist\tdownload,layers,search" in listing.splitlines()
     await api.token({"username": "u", "role": "radiologist", "studyUID": STUDY})
     await asyncio.to_thread(run_cli, "role", "remove", "radiologist", "--config", config)
+    # A removed role stops being accepted within CATALOGUE_SECONDS.
+    await asyncio.sleep(CATALOGUE_SECONDS)
     response = await api.get("/ngv/obscurl", {"username": "u", "role": "radiologist",
                                               "studyUID": STUDY})
     assert response.status == 400

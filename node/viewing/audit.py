@@ -14,6 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from node.index.viewing_models import AuditEvent
 
 
+def row(
+    action: str, *, username: str = "", role: str = "", client_address: str = "",
+    **detail: Any,
+) -> dict[str, Any]:
+    """An audit row's column values, for writers that insert rows in bulk."""
+    return {"at": datetime.now(UTC), "action": action, "username": username[:64],
+            "role": role[:64], "client_address": client_address[:64], "detail": detail}
+
+
 def record(
     session: AsyncSession, action: str, *, username: str = "", role: str = "",
     context_pk: int | None = None, client_address: str = "", **detail: Any,

@@ -14,16 +14,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from node.errors import InvalidInput
-from node.hanging_protocols import applicable_protocols
-from node.index.viewing_models import ContextStudy, ViewingContext
 from node.resolve import Findings, StudyRequest, find_local, find_remote, select_sources
-from node.roles import get_role
 from node.services import NodeServices
 from node.viewing import arrange, audit
 from node.viewing.arrange import PURPOSE_PRIORITY, Arrangement
+from node.viewing.catalogue import Catalogue
 from node.viewing.options import ViewingOptions
 from node.viewing.retrievals import RetrievalRegistry
 from node.viewing.tokens import digest, new_token
+from node.viewing.writer import ContextWriter, NewContext
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +52,11 @@ class TokenIssuer:
     def __init__(self, services: NodeServices, retrievals: RetrievalRegistry) -> None:
         self._services = services
         self._retrievals = retrievals
+        self._writer = ContextWriter(services.engine)
+        self._catalogue = Catalogue()
+
+    async def close(self) -> None:
+        await self._writer.close()
 
     async def issue_single(self, request: IssueRequest) -> str:
         """The obscurl API: one token."""
@@ -83,53 +87,50 @@ class TokenIssuer:
         services = self._services
         config = services.config
         sources = select_sources(config, request.source_nodes)
-        async with services.sessions() as session:
-            role = await get_role(session, request.role)
+        async with services.engine.connect() as conn:
+            role = await self._catalogue.role(conn, request.role)
             if role is None:
                 raise InvalidInput(f"role: unknown role {request.role!r}", field="role")
-            scope, protocols = await applicable_protocols(session, request.username, role.name)
-            findings = await find_local(session, request.studies)
+            scope, protocols = await self._catalogue.protocols(conn, request.username, role.name)
+            findings = await find_local(conn, request.studies)
         await find_remote(config, findings, request.studies, sources,
                           explicit=bool(request.source_nodes))
         arrangements = arranger(findings)
 
         now = datetime.now(UTC)
         expires = now + timedelta(seconds=config.api.token_lifetime_seconds)
-        tokens: list[str] = []
-        contexts: list[ViewingContext] = []
         request_json = request.request_json()
-        for kind, arrangement in arrangements:
-            token = new_token()
-            tokens.append(token)
-            contexts.append(ViewingContext(
-                token_hash=digest(token), kind=kind, username=request.username,
-                role=role.name, display=arrangement.display, request=request_json,
-                options=request.options.as_json(), sources=findings.sources_json(),
-                hanging_protocols={"scope": scope,
-                                   "protocols": [p.as_json() for p in protocols]},
-                sticky=request.sticky, client_address=request.client_address,
-                created_at=now, expires_at=expires,
+        common = {
+            "username": request.username, "role": role.name, "request": request_json,
+            "options": request.options.as_json(), "sources": findings.sources_json(),
+            "hanging_protocols": {"scope": scope,
+                                  "protocols": [p.as_json() for p in protocols]},
+            "sticky": request.sticky, "client_address": request.client_address,
+            "created_at": now, "expires_at": expires, "redeemed_at": None, "revoked_at": None,
+        }
+        tokens = [new_token() for _ in arrangements]
+        contexts = [
+            NewContext(
+                context={**common, "token_hash": digest(token), "kind": kind,
+                         "display": arrangement.display},
                 studies=[self._row(i, entry) for i, entry in enumerate(arrangement.entries)],
-            ))
-        async with services.sessions() as session:
-            session.add_all(contexts)
-            await session.flush()
-            for context, (kind, arrangement) in zip(contexts, arrangements, strict=True):
-                audit.record(
-                    session, "issue", username=request.username, role=role.name,
-                    context_pk=context.id, client_address=request.client_address,
-                    kind=kind, display=arrangement.display, request=request_json,
+                audit=audit.row(
+                    "issue", username=request.username, role=role.name,
+                    client_address=request.client_address, kind=kind,
+                    display=arrangement.display, request=request_json,
                     studies=[e.study_uid for e in arrangement.entries if e.study is not None],
                     notFound=[e.study_uid for e in arrangement.entries if e.study is None],
-                    failedSources=[f.ae_title for f in findings.failed],
-                )
-            await session.commit()
+                    failedSources=[f.ae_title for f in findings.failed]),
+            )
+            for token, (kind, arrangement) in zip(tokens, arrangements, strict=True)
+        ]
+        ids = await self._writer.write(contexts)
         await self._start_retrievals(arrangements)
         log.info("issued %d token(s): context(s) %s, %d source node(s) failed",
-                 len(tokens), ",".join(str(c.id) for c in contexts), len(findings.failed))
+                 len(tokens), ",".join(map(str, ids)), len(findings.failed))
         return tokens
 
-    def _row(self, position: int, entry: arrange.Entry) -> ContextStudy:
+    def _row(self, position: int, entry: arrange.Entry) -> dict[str, Any]:
         study = entry.study
         if study is None:
             state, source = "not-found", ""
@@ -137,14 +138,14 @@ class TokenIssuer:
             state, source = "pending", study.source
         else:
             state, source = self._retrievals.state(entry.study_uid) or "available", ""
-        return ContextStudy(
-            position=position, study_uid=entry.study_uid, purpose=entry.purpose,
-            preload=entry.preload, state=state, source=source,
-            patient_id=study.patient_id if study else "",
-            accession_number=study.accession if study else "",
-            study_date=study.study_date if study else "",
-            description=study.description if study else "",
-        )
+        return {
+            "position": position, "study_uid": entry.study_uid, "purpose": entry.purpose,
+            "preload": entry.preload, "state": state, "source": source,
+            "patient_id": study.patient_id if study else "",
+            "accession_number": study.accession if study else "",
+            "study_date": study.study_date if study else "",
+            "description": study.description if study else "", "message": "",
+        }
 
     async def _start_retrievals(self, arrangements: list[tuple[str, Arrangement]]) -> None:
         remote = {node.ae_title: node for node in self._services.config.source_nodes}

@@ -1,0 +1,119 @@
+"""Group commit for new viewing contexts: one task writes them all.
+
+Concurrent token requests each committing their own transaction queue up on the database's
+write lock (SQLite's busy handler sleeps between retries, so latency explodes under load) and
+pay one durable commit each. Here whatever arrives while a commit runs is written by the next
+one: three INSERT statements and one commit per batch, however many tokens it holds. A caller
+gets its context ids only once the commit is durable, so a token is never handed out before
+its context exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from node.index.viewing_models import AuditEvent, ContextStudy, ViewingContext
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 256
+
+
+@dataclass
+class NewContext:
+    """Column values of one context, its study rows and its audit row (without context ids)."""
+
+    context: dict[str, Any]
+    studies: list[dict[str, Any]] = field(default_factory=list)
+    audit: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Job:
+    contexts: list[NewContext]
+    future: asyncio.Future[list[int]]
+
+
+class ContextWriter:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def write(self, contexts: list[NewContext]) -> list[int]:
+        """Store the contexts (all or none); their ids, once durable."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="context-writer")
+        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Job(contexts, future))
+        return await future
+
+    async def close(self) -> None:
+        """Write what is queued, then stop."""
+        if self._task is None:
+            return
+        await self._queue.join()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            jobs = [await self._queue.get()]
+            while len(jobs) < MAX_BATCH and not self._queue.empty():
+                jobs.append(self._queue.get_nowait())
+            try:
+                await self._commit_batch(jobs)
+            finally:
+                for _ in jobs:
+                    self._queue.task_done()
+
+    async def _commit_batch(self, jobs: list[_Job]) -> None:
+        try:
+            ids = await self._insert([c for job in jobs for c in job.contexts])
+        except Exception:
+            if len(jobs) == 1:
+                log.exception("writing a viewing context failed")
+                _settle(jobs[0], exc=RuntimeError("the viewing context could not be stored"))
+                return
+            # One bad job must not fail the others: write each on its own.
+            for job in jobs:
+                await self._commit_batch([job])
+            return
+        start = 0
+        for job in jobs:
+            _settle(job, ids[start:start + len(job.contexts)])
+            start += len(job.contexts)
+
+    async def _insert(self, contexts: list[NewContext]) -> list[int]:
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                insert(ViewingContext).returning(ViewingContext.id,
+                                                 sort_by_parameter_order=True),
+                [c.context for c in contexts],
+            )
+            ids = [row[0] for row in result.all()]
+            studies = [{**row, "context_pk": pk}
+                       for pk, c in zip(ids, contexts, strict=True) for row in c.studies]
+            if studies:
+                await conn.execute(insert(ContextStudy), studies)
+            await conn.execute(insert(AuditEvent), [
+                {**c.audit, "context_pk": pk} for pk, c in zip(ids, contexts, strict=True)])
+        return ids
+
+
+def _settle(job: _Job, ids: list[int] | None = None, exc: BaseException | None = None) -> None:
+    if job.future.done():
+        return
+    if exc is not None:
+        job.future.set_exception(exc)
+    else:
+        job.future.set_result(ids or [])
