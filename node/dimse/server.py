@@ -23,6 +23,7 @@ from node.config import Config
 from node.dimse import find_scp, get_scp, move_scp, store_scp
 from node.dimse.reactor import install_event_driven_reactors
 from node.dimse.sockets import install_tcp_nodelay
+from node.dimse.speedups import install_speedups
 from node.services import NodeServices
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ def configure_pynetdicom() -> None:
     """Process-wide pynetdicom settings the node relies on for speed."""
     install_tcp_nodelay()
     install_event_driven_reactors()
+    install_speedups()
     # Received datasets go straight to a file (no decode); sent files go out without decoding.
     _config.STORE_RECV_CHUNKED_DATASET = True
     _config.STORE_SEND_CHUNKED_DATASET = True

@@ -1,0 +1,106 @@
+"""Two per-instance and per-association costs of pynetdicom 3.0.4, cut without changing a byte.
+
+- Chunked receive writes a File Meta Information header in front of every received dataset by
+  building a pydicom FileMetaDataset (each UID validated by regex) and encoding it: about a
+  tenth of a bare SCP's CPU per small instance. The header is a fixed layout of seven elements,
+  so it is written here from bytes, exactly as pydicom writes it (tests compare the two).
+- Every accepted association deep-copies the AE's supported presentation contexts (every
+  storage SOP class times every transfer syntax): ~0.15 s of CPU per association here. A copy
+  of each context with its own transfer syntax list is all negotiation needs (UIDs are
+  immutable strings).
+
+Like reactor.py, this applies only to the pynetdicom version it was written against.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import struct
+from typing import Any, BinaryIO
+
+import pynetdicom
+from pynetdicom import (
+    PYNETDICOM_IMPLEMENTATION_UID,
+    PYNETDICOM_IMPLEMENTATION_VERSION,
+    dimse_messages,
+    transport,
+)
+from pynetdicom.presentation import PresentationContext
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_VERSION = "3.0.4"
+
+_installed = False
+
+
+def _element(group: int, element: int, vr: bytes, value: bytes) -> bytes:
+    if vr == b"OB":
+        return struct.pack("<HH2sHI", group, element, vr, 0, len(value)) + value
+    return struct.pack("<HH2sH", group, element, vr, len(value)) + value
+
+
+def _uid(value: str) -> bytes:
+    raw = value.encode("ascii")
+    return raw + b"\x00" if len(raw) % 2 else raw
+
+
+def file_meta_bytes(
+    sop_class_uid: str,
+    sop_instance_uid: str,
+    transfer_syntax: str,
+    implementation_uid: str = PYNETDICOM_IMPLEMENTATION_UID,
+    implementation_version: str = PYNETDICOM_IMPLEMENTATION_VERSION,
+) -> bytes:
+    """Group 0002 as pydicom's write_file_meta_info writes pynetdicom's create_file_meta."""
+    version = implementation_version.encode("ascii")
+    if len(version) % 2:
+        version += b" "
+    body = b"".join((
+        _element(0x0002, 0x0001, b"OB", b"\x00\x01"),
+        _element(0x0002, 0x0002, b"UI", _uid(sop_class_uid)),
+        _element(0x0002, 0x0003, b"UI", _uid(sop_instance_uid)),
+        _element(0x0002, 0x0010, b"UI", _uid(transfer_syntax)),
+        _element(0x0002, 0x0012, b"UI", _uid(implementation_uid)),
+        _element(0x0002, 0x0013, b"SH", version),
+    ))
+    return _element(0x0002, 0x0000, b"UL", struct.pack("<I", len(body))) + body
+
+
+def _create_file_meta(
+    *, sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str
+) -> bytes:
+    return file_meta_bytes(sop_class_uid, sop_instance_uid, transfer_syntax)
+
+
+def _write_file_meta_info(fp: BinaryIO, file_meta: bytes) -> None:
+    fp.write(file_meta)
+
+
+def _copy_contexts(value: Any, memo: dict[int, Any] | None = None) -> Any:
+    if isinstance(value, list) and all(isinstance(cx, PresentationContext) for cx in value):
+        copies = []
+        for cx in value:
+            new = PresentationContext.__new__(PresentationContext)
+            new.__dict__.update(cx.__dict__)
+            new._transfer_syntax = list(cx._transfer_syntax)
+            copies.append(new)
+        return copies
+    return copy.deepcopy(value, memo)
+
+
+def install_speedups() -> bool:
+    """Install both (once); False when this pynetdicom is not the version they fit."""
+    global _installed
+    if _installed:
+        return True
+    if pynetdicom.__version__ != SUPPORTED_VERSION:
+        log.warning("pynetdicom %s: keeping its own file meta writing and context copies",
+                    pynetdicom.__version__)
+        return False
+    dimse_messages.create_file_meta = _create_file_meta  # type: ignore[assignment]
+    dimse_messages.write_file_meta_info = _write_file_meta_info  # type: ignore[assignment]
+    transport.deepcopy = _copy_contexts  # type: ignore[assignment]
+    _installed = True
+    return True

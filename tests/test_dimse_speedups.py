@@ -1,0 +1,43 @@
+"""pynetdicom hot-path replacements write exactly what pynetdicom would have written."""
+
+from __future__ import annotations
+
+import copy
+from io import BytesIO
+
+import pytest
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import UID
+from pynetdicom import ALL_TRANSFER_SYNTAXES, build_context
+from pynetdicom.dsutils import create_file_meta
+
+from node.dimse.speedups import _copy_contexts, file_meta_bytes
+
+
+@pytest.mark.parametrize(
+    ("sop_class", "sop_instance", "syntax"),
+    [
+        ("1.2.840.10008.5.1.4.1.1.2", "1.2.3.4.5", "1.2.840.10008.1.2.1"),
+        ("1.2.840.10008.5.1.4.1.1.4", "1.2.33.4.55", "1.2.840.10008.1.2"),
+        ("1.2.840.10008.5.1.4.1.1.7", "1.2.826.0.1.3680043.10.1011.9.1", "1.2.840.10008.1.2.4.50"),
+    ],
+)
+def test_file_meta_bytes_equal_pydicoms(sop_class: str, sop_instance: str, syntax: str) -> None:
+    expected = BytesIO()
+    write_file_meta_info(expected, create_file_meta(
+        sop_class_uid=UID(sop_class), sop_instance_uid=UID(sop_instance),
+        transfer_syntax=UID(syntax),
+    ))
+    assert file_meta_bytes(sop_class, sop_instance, syntax) == expected.getvalue()
+
+
+def test_context_copies_equal_deep_copies_and_are_independent() -> None:
+    contexts = [build_context("1.2.840.10008.5.1.4.1.1.2", ALL_TRANSFER_SYNTAXES),
+                build_context("1.2.840.10008.1.1")]
+    contexts[0].scp_role = True
+    copies = _copy_contexts(contexts)
+    assert copies == copy.deepcopy(contexts)
+    copies[0].transfer_syntax.append(UID("1.2.3"))
+    copies[1].context_id = 7
+    assert "1.2.3" not in contexts[0].transfer_syntax
+    assert contexts[1].context_id is None
