@@ -14,9 +14,13 @@ import sys
 import time
 from pathlib import Path
 
+import pydicom.data
 import pytest
+from pydicom import dcmread
 
-from tests.factory import StudySpec, make_instance, uid, write_study
+from node.errors import InvalidInput
+from node.file_completeness import check_complete
+from tests.factory import StudySpec, make_instance, uid, write_jpeg_instance, write_study
 from tests.peers import PEER_ENV, REPO, NodeProcess
 
 
@@ -172,3 +176,34 @@ def test_check_reports_a_file_whose_size_differs(cli_node: NodeProcess, tmp_path
     assert cli_node.cli("check").returncode == 0
     assert indexed_sop_uids(cli_node) == {files[1].stem}
     assert list((cli_node.data_dir / "quarantine").rglob("*.dcm"))
+
+
+def test_completeness_walk_rejects_cuts_and_accepts_every_encoding(tmp_path: Path) -> None:
+    """The walk `import` relies on: any cut inside the pixel data (native or encapsulated) is
+    refused, while whole files in every transfer syntax pass."""
+    native = tmp_path / "native.dcm"
+    make_instance(StudySpec(study_uid=uid(9500)), 0, 0).save_as(native, enforce_file_format=True)
+    jpeg = tmp_path / "jpeg.dcm"
+    write_jpeg_instance(jpeg, StudySpec(study_uid=uid(9501)))
+    whole = [native, jpeg] + [
+        Path(str(pydicom.data.get_testdata_file(name)))
+        for name in ("CT_small.dcm", "ExplVR_BigEnd.dcm", "image_dfl.dcm", "rtplan.dcm",
+                     "MR_small_RLE.dcm", "JPEG2000.dcm")
+    ]
+    for path in whole:
+        check_complete(path)
+
+    cut = tmp_path / "cut.dcm"
+    for path in (native, jpeg):
+        data = path.read_bytes()
+        pixels_start = len(data) - len(dcmread(path).PixelData)
+        for end in range(pixels_start - 4, len(data), 97):
+            cut.write_bytes(data[:end])
+            with pytest.raises(InvalidInput, match="truncated file"):
+                check_complete(cut)
+    cut.write_bytes(b"\0" * 128 + b"DICM")
+    with pytest.raises(InvalidInput):
+        check_complete(cut)
+    cut.write_text("plain text that is long enough to have a preamble " * 4)
+    with pytest.raises(InvalidInput, match="not a DICOM file"):
+        check_complete(cut)
