@@ -6,9 +6,10 @@ its leaf record built and its file placed; the DICOMDIR is encoded once at the e
 Choices that make the same content give the same medium:
 - patients are grouped by (Patient ID, issuer); instances without a Patient ID are grouped by
   name and birth date and get a generated ID (records.generated_patient_id);
-- when studies of one patient carry different names, the PATIENT record takes the name (and
-  the other patient keys) of the most recent study (by Study Date, Time, UID): the latest
-  registration is the likeliest to be corrected;
+- the PATIENT, STUDY, SERIES and IMAGE keys come from the index (no file is opened for them);
+  when instances of one Patient ID and issuer carry different names, the index keeps the first
+  name stored, and so does the PATIENT record; other records (SR DOCUMENT, ENCAP DOC,
+  PRESENTATION, ...) are built from their instance's header;
 - studies are ordered by date, time and UID; series by number then UID; instances by number
   then UID; File IDs number them in that order;
 - empty Series/Instance Numbers get the next numbers after the largest one in use among their
@@ -22,7 +23,7 @@ import hashlib
 import itertools
 import logging
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -52,10 +53,13 @@ from dicomdir.records import (
     SERIES_KEYS,
     STUDY_KEYS,
     copy_keys,
+    dataset_of,
     generated_study_id,
     leaf_keys,
     leaf_record_type,
+    missing_type1,
     set_charset,
+    stored_charset,
 )
 from dicomdir.selection import SelectedInstance, SelectedSeries, SelectedStudy, Selection
 from dicomdir.transcode import medium_content
@@ -129,11 +133,11 @@ def _number(value: str) -> int | None:
 
 
 def _numbering(values: Sequence[str]) -> list[str]:
-    """Each value as is, the empty (or unparseable) ones numbered after the largest in use."""
+    """Each number as an integer string, the empty (or unparseable) ones numbered after the
+    largest in use."""
     parsed = [_number(v) for v in values]
     following = itertools.count(max((n for n in parsed if n is not None), default=0) + 1)
-    return [v.strip() if n is not None else str(next(following)) for v, n in zip(
-        values, parsed, strict=True)]
+    return [str(n) if n is not None else str(next(following)) for n in parsed]
 
 
 def _sort_key_number(value: str) -> tuple[int, int]:
@@ -176,22 +180,19 @@ class _Builder:
             self.work_dir = tempfile.TemporaryDirectory(prefix="medium-")
         return Path(tempfile.mkstemp(suffix=".dcm", dir=self.work_dir.name)[1])
 
+    def header(self, instance: SelectedInstance) -> Dataset:
+        return dcmread(instance.path, stop_before_pixels=True, defer_size=_DEFER_SIZE)
+
     def patient(self, number: int, studies: list[SelectedStudy]
                 ) -> tuple[DirectoryRecord, PatientSummary]:
         studies = sorted(studies, key=lambda s: (s.study_date, s.study_time, s.study_uid))
-        latest = len(studies) - 1
-        patient_header: list[Dataset] = []
         records = []
         summaries = []
         for index, study in enumerate(studies):
-            record, study_summary = self.study(
-                number, index + 1, study,
-                patient_header.append if index == latest else None)
+            record, study_summary = self.study(number, index + 1, study)
             records.append(record)
             summaries.append(study_summary)
-        header = patient_header[0]
-        keys, _ = copy_keys(header, PATIENT_KEYS)
-        set_charset(keys, _charset(header))
+        keys = self.patient_keys(studies)
         summary = PatientSummary(
             name=_text(keys, "PatientName"), patient_id=_text(keys, "PatientID"),
             birth_date=_text(keys, "PatientBirthDate"), sex=_text(keys, "PatientSex"),
@@ -199,72 +200,99 @@ class _Builder:
         )
         return DirectoryRecord("PATIENT", keys, records), summary
 
-    def study(self, patient: int, number: int, study: SelectedStudy,
-              take_header: Callable[[Dataset], None] | None
+    def patient_keys(self, studies: list[SelectedStudy]) -> Dataset:
+        """From the index (one row per Patient ID and issuer, its values those first stored);
+        patients without an ID share that row, so theirs come from a header of their latest
+        study."""
+        latest = studies[-1]
+        if latest.patient_id:
+            source = dataset_of({
+                "PatientName": latest.patient_name, "PatientID": latest.patient_id,
+                "IssuerOfPatientID": latest.issuer, "PatientBirthDate": latest.birth_date,
+                "PatientSex": latest.sex})
+            charset = stored_charset(latest.patient_charset)
+        else:
+            source = self.header(latest.series[0].instances[0])
+            charset = _charset(source)
+        keys, _ = copy_keys(source, PATIENT_KEYS)
+        set_charset(keys, charset)
+        return keys
+
+    def study(self, patient: int, number: int, study: SelectedStudy
               ) -> tuple[DirectoryRecord, StudySummary]:
         ordered = sorted(study.series,
                          key=lambda s: (*_sort_key_number(s.series_number), s.series_uid))
         series_numbers = _numbering([s.series_number for s in ordered])
-        study_id = study.study_id or generated_study_id(study.study_uid)
-        study_keys: Dataset | None = None
         records = []
         summaries = []
         for index, (series, series_number) in enumerate(zip(ordered, series_numbers,
                                                             strict=True)):
-            first_header: list[Dataset] = []
             record, series_summary = self.series(
-                (patient, number, index + 1), series, series_number, first_header.append)
-            if study_keys is None:
-                header = first_header[0]
-                study_keys, _ = copy_keys(header, STUDY_KEYS, {"StudyID": study_id})
-                set_charset(study_keys, _charset(header))
-                if take_header is not None:
-                    take_header(header)
+                (patient, number, index + 1), series, series_number, study.charset)
             records.append(record)
             summaries.append(series_summary)
-        assert study_keys is not None
+        keys = self.study_keys(study, ordered[0].instances[0])
         self.studies += 1
         page = numbered("STU", self.studies) + ".HTM"
         summary = StudySummary(
-            page=page, date=_text(study_keys, "StudyDate"), time=_text(study_keys, "StudyTime"),
-            description=_text(study_keys, "StudyDescription"),
-            accession=_text(study_keys, "AccessionNumber"),
-            study_id=_text(study_keys, "StudyID"), series=tuple(summaries),
+            page=page, date=_text(keys, "StudyDate"), time=_text(keys, "StudyTime"),
+            description=_text(keys, "StudyDescription"),
+            accession=_text(keys, "AccessionNumber"),
+            study_id=_text(keys, "StudyID"), series=tuple(summaries),
         )
-        return DirectoryRecord("STUDY", study_keys, records), summary
+        return DirectoryRecord("STUDY", keys, records), summary
+
+    def study_keys(self, study: SelectedStudy, first: SelectedInstance) -> Dataset:
+        generated = {"StudyID": study.study_id or generated_study_id(study.study_uid)}
+        source = dataset_of({
+            "StudyDate": study.study_date, "StudyTime": study.study_time,
+            "StudyDescription": study.description, "StudyInstanceUID": study.study_uid,
+            "StudyID": study.study_id, "AccessionNumber": study.accession})
+        charset = stored_charset(study.charset)
+        if missing_type1(source, STUDY_KEYS, generated):
+            # A missing date or time is looked for in the instance's other dates.
+            source = self.header(first)
+            charset = _charset(source)
+        keys, _ = copy_keys(source, STUDY_KEYS, generated)
+        set_charset(keys, charset)
+        return keys
 
     def series(self, numbers: tuple[int, int, int], series: SelectedSeries, series_number: str,
-               take_header: Callable[[Dataset], None]
-               ) -> tuple[DirectoryRecord, SeriesSummary]:
+               charset: str) -> tuple[DirectoryRecord, SeriesSummary]:
         ordered = sorted(series.instances,
                          key=lambda i: (*_sort_key_number(i.instance_number), i.sop_uid))
         instance_numbers = _numbering([i.instance_number for i in ordered])
-        series_keys: Dataset | None = None
-        leaves = []
-        for index, (instance, instance_number) in enumerate(zip(ordered, instance_numbers,
-                                                                strict=True)):
-            header = dcmread(instance.path, stop_before_pixels=True, defer_size=_DEFER_SIZE)
-            if series_keys is None:
-                series_keys, _ = copy_keys(header, SERIES_KEYS, {"SeriesNumber": series_number})
-                set_charset(series_keys, _charset(header))
-                take_header(header)
-            leaves.append(self.leaf(instance_file_id(*numbers, index + 1), instance, header,
-                                    instance_number))
-        assert series_keys is not None
+        keys, _ = copy_keys(dataset_of({
+            "Modality": series.modality, "SeriesInstanceUID": series.series_uid,
+            "SeriesNumber": series_number, "SeriesDescription": series.description,
+        }), SERIES_KEYS)
+        set_charset(keys, stored_charset(charset))
+        leaves = [
+            self.leaf(instance_file_id(*numbers, index + 1), instance, number)
+            for index, (instance, number) in enumerate(zip(ordered, instance_numbers,
+                                                           strict=True))
+        ]
         record_types = tuple(dict.fromkeys(leaf.record_type for leaf in leaves))
         preview = self.preview(ordered, leaves)
         summary = SeriesSummary(
-            number=_text(series_keys, "SeriesNumber"), modality=_text(series_keys, "Modality"),
-            description=_text(series_keys, "SeriesDescription"), instances=len(leaves),
+            number=_text(keys, "SeriesNumber"), modality=_text(keys, "Modality"),
+            description=_text(keys, "SeriesDescription"), instances=len(leaves),
             record_types=record_types, preview=preview,
         )
-        return DirectoryRecord("SERIES", series_keys, leaves), summary
+        return DirectoryRecord("SERIES", keys, leaves), summary
 
-    def leaf(self, file_id: tuple[str, ...], instance: SelectedInstance, header: Dataset,
+    def leaf(self, file_id: tuple[str, ...], instance: SelectedInstance,
              instance_number: str) -> DirectoryRecord:
+        """An IMAGE record needs only the Instance Number, which the index has; other records
+        take their keys from the instance's header."""
         record_type = leaf_record_type(instance.sop_class_uid)
-        keys = leaf_keys(header, record_type, instance_number)
-        set_charset(keys, _charset(header))
+        if record_type == "IMAGE":
+            keys = Dataset()
+            keys.InstanceNumber = instance_number
+        else:
+            header = self.header(instance)
+            keys = leaf_keys(header, record_type, instance_number)
+            set_charset(keys, _charset(header))
         content, syntax = medium_content(instance.path, instance.sop_uid,
                                          instance.transfer_syntax, self.profile, self.work_file)
         if syntax != instance.transfer_syntax:

@@ -357,3 +357,31 @@ def set_charset(record: Dataset, source_charset: str | Sequence[str] | None) -> 
         )
     else:
         record.SpecificCharacterSet = UTF8_CHARSET
+
+
+def dataset_of(values: dict[str, str]) -> Dataset:
+    """The index's values of some keys as a dataset (empty ones left out), so that records can
+    be built from the index the same way as from a header."""
+    ds = Dataset()
+    for keyword, value in values.items():
+        if value:
+            setattr(ds, keyword, value)
+    return ds
+
+
+def missing_type1(ds: Dataset, keys: Sequence[Key], generated: Iterable[str] = ()) -> bool:
+    """Whether a Type 1 key is empty in `ds` and not supplied by the caller."""
+    supplied = set(generated)
+    return any(
+        key.type == 1 and key.keyword not in supplied
+        and is_empty(ds.data_element(key.keyword) if key.keyword in ds else None)
+        for key in keys
+    )
+
+
+def stored_charset(value: str) -> str | list[str] | None:
+    """A Specific Character Set as the index stores it (values joined by backslashes)."""
+    if not value:
+        return None
+    parts = value.split("\\")
+    return parts[0] if len(parts) == 1 else parts

@@ -1,7 +1,8 @@
 """What goes on a medium, read from the index: studies, their series and instance files.
 
-One query per request, whatever the number of instances; the rows carry everything the layout
-needs except the directory record keys, which come from the files' headers.
+One query per request, whatever the number of instances; the rows carry the keys of the
+PATIENT, STUDY, SERIES and IMAGE records, so that only other records (reports, documents,
+presentation states...) and gaps need the files' headers.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class SelectedInstance:
     sop_class_uid: str
     instance_number: str
     transfer_syntax: str
+    charset: str
     path: Path
     size: int
 
@@ -45,14 +47,22 @@ class SelectedSeries:
 
 @dataclass(frozen=True)
 class SelectedStudy:
+    """A study with the index's values of its keys (charsets as stored: values joined by
+    backslashes)."""
+
     study_uid: str
     study_date: str
     study_time: str
     study_id: str
+    description: str
+    accession: str
+    charset: str
     patient_id: str
     issuer: str
     patient_name: str
     birth_date: str
+    sex: str
+    patient_charset: str
     series: tuple[SelectedSeries, ...]
 
     @property
@@ -99,6 +109,7 @@ async def select_studies(
             sop_class_uid=instance.sop_class_uid,
             instance_number=instance.instance_number,
             transfer_syntax=instance.transfer_syntax,
+            charset=instance.charset,
             path=storage.absolute(instance.path),
             size=instance.size,
         ))
@@ -112,10 +123,15 @@ async def select_studies(
             study_date=study.study_date,
             study_time=study.study_time,
             study_id=study.study_id,
+            description=study.description,
+            accession=study.accession_number,
+            charset=study.charset,
             patient_id=patient.patient_id,
             issuer=patient.issuer,
             patient_name=patient.name,
             birth_date=patient.birth_date,
+            sex=patient.sex,
+            patient_charset=patient.charset,
             series=tuple(
                 SelectedSeries(row.series_uid, row.series_number, row.modality,
                                row.description, tuple(instances))

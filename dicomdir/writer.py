@@ -3,7 +3,10 @@
 pydicom's `FileSet.add` re-scans the whole tree per instance and re-encodes each file; here every
 record is encoded once, in depth-first order, and the offsets that link records (next sibling,
 first child, first/last root record) are patched into the encoded bytes afterwards: they are
-fixed-length UL values at fixed positions, so computing them needs no second encoding.
+fixed-length UL values at fixed positions, so computing them needs no second encoding. The
+record's own elements and plain ASCII keys are encoded here directly (pydicom's per-element
+machinery was most of the time for thousands of IMAGE records); sequences and text in other
+character sets go through pydicom.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset, write_file_meta_info
+from pydicom.multival import MultiValue
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian
 
 from dicomdir.file_ids import FileId, is_conformant_file_id
@@ -48,20 +53,63 @@ class DirectoryRecord:
             raise ValueError(f"file_id {'/'.join(self.file_id)!r} is not a conformant File ID")
 
 
-def _record_dataset(record: DirectoryRecord) -> Dataset:
-    ds = Dataset()
-    ds.OffsetOfTheNextDirectoryRecord = 0
-    ds.RecordInUseFlag = IN_USE
-    ds.OffsetOfReferencedLowerLevelDirectoryEntity = 0
-    ds.DirectoryRecordType = record.record_type
+# VRs whose explicit-VR header has a 2-byte length (PS3.5 7.1.2); the others have 2 reserved
+# bytes and a 4-byte length.
+_SHORT_LENGTH_VRS = frozenset({"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FL", "FD", "IS", "LO",
+                               "LT", "PN", "SH", "SL", "SS", "ST", "TM", "UI", "UL", "US"})
+# Key VRs written here directly when their values are ASCII; anything else (sequences, text in
+# another character set) is left to pydicom.
+_PLAIN_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST",
+                        "TM", "UI"})
+
+
+def _element(tag: int, vr: str, value: bytes) -> bytes:
+    if len(value) % 2:
+        value += b"\0" if vr == "UI" else b" "
+    group, element = tag >> 16, tag & 0xFFFF
+    if vr in _SHORT_LENGTH_VRS:
+        return struct.pack("<HH2sH", group, element, vr.encode("ascii"), len(value)) + value
+    return struct.pack("<HH2sHI", group, element, vr.encode("ascii"), 0, len(value)) + value
+
+
+def _plain_value(element: DataElement) -> bytes | None:
+    """The encoded value of a single-byte-text key, or None when pydicom must encode it."""
+    if element.VR not in _PLAIN_VRS:
+        return None
+    value = element.value
+    if value is None or value == "":
+        return b""
+    values = value if isinstance(value, MultiValue | list) else [value]
+    text = "\\".join(str(v) for v in values)
+    return text.encode("ascii") if text.isascii() else None
+
+
+def _encode_keys(keys: Dataset) -> bytes:
+    parts = []
+    for element in keys:
+        value = _plain_value(element)
+        if value is None:
+            return _encode(keys)
+        parts.append(_element(element.tag, element.VR, value))
+    return b"".join(parts)
+
+
+def _record_body(record: DirectoryRecord) -> bytes:
+    parts = [
+        _element(0x00041400, "UL", b"\0\0\0\0"),
+        _element(0x00041410, "US", struct.pack("<H", IN_USE)),
+        _element(0x00041420, "UL", b"\0\0\0\0"),
+        _element(0x00041430, "CS", record.record_type.encode("ascii")),
+    ]
     if record.file_id is not None:
-        ds.ReferencedFileID = list(record.file_id)
-        ds.ReferencedSOPClassUIDInFile = record.sop_class_uid
-        ds.ReferencedSOPInstanceUIDInFile = record.sop_instance_uid
-        ds.ReferencedTransferSyntaxUIDInFile = record.transfer_syntax_uid
-    for element in record.keys:
-        ds[element.tag] = element
-    return ds
+        parts += [
+            _element(0x00041500, "CS", "\\".join(record.file_id).encode("ascii")),
+            _element(0x00041510, "UI", record.sop_class_uid.encode("ascii")),
+            _element(0x00041511, "UI", record.sop_instance_uid.encode("ascii")),
+            _element(0x00041512, "UI", record.transfer_syntax_uid.encode("ascii")),
+        ]
+    parts.append(_encode_keys(record.keys))
+    return b"".join(parts)
 
 
 def _encode(ds: Dataset) -> bytes:
@@ -73,7 +121,7 @@ def _encode(ds: Dataset) -> bytes:
 
 
 def _encode_item(record: DirectoryRecord) -> bytearray:
-    body = _encode(_record_dataset(record))
+    body = _record_body(record)
     item = bytearray(_ITEM_TAG + struct.pack("<I", len(body)) + body)
     if item[8:12] != _NEXT_TAG or item[_LOWER_AT - 8:_LOWER_AT - 4] != _LOWER_TAG:
         raise AssertionError("directory record offsets are not where they were expected")
