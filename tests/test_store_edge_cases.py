@@ -185,13 +185,6 @@ def test_mixed_modalities_keep_their_pixel_data(node: NodeProcess, tmp_path: Pat
     assert us_row is not None and us_row[3] == 5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="node/dimse/server.py accepts ALL_TRANSFER_SYNTAXES in pynetdicom's order, which "
-    "starts with Implicit VR Little Endian; pynetdicom's acceptor takes the first of its own "
-    "list that the requestor proposed, so storescu's [Explicit LE, Explicit BE, Implicit LE] "
-    "context is accepted as Implicit and every Explicit VR file is converted on the way in",
-)
 def test_uncompressed_instances_keep_their_transfer_syntax(
     node: NodeProcess, tmp_path: Path
 ) -> None:

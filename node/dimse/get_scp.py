@@ -1,6 +1,6 @@
 """C-GET SCP: send the matching stored files back over the requester's own association.
 
-The requester proposes the storage contexts (with the SCP role for itself); get_negotiation picks
+The requester proposes the storage contexts (with the SCP role for itself); syntax_negotiation picks
 their transfer syntaxes. A file goes out as stored when its own syntax was accepted, converted
 (decompressed if need be) when an uncompressed one was, and fails as a sub-operation otherwise
 (the node does not compress).
@@ -16,7 +16,6 @@ from typing import Any
 from pynetdicom import evt
 from pynetdicom.events import Event
 
-from node.dimse.get_negotiation import install_get_syntax_negotiation
 from node.dimse.qr_identifier import (
     STATUS_CANCEL,
     STATUS_IDENTIFIER_MISMATCH,
@@ -25,6 +24,7 @@ from node.dimse.qr_identifier import (
     failure_status,
 )
 from node.dimse.retrieve import install_stored_file_sending, matching_files
+from node.dimse.syntax_negotiation import install_syntax_negotiation
 from node.errors import InvalidInput
 from node.index.query import stored_syntaxes_since
 from node.services import NodeServices
@@ -61,7 +61,7 @@ def handle_get(event: Event, services: NodeServices) -> Iterator[Any]:
 
 def handlers(services: NodeServices) -> list[tuple[Any, ...]]:
     install_stored_file_sending()
-    install_get_syntax_negotiation(
+    install_syntax_negotiation(
         lambda after: services.run_blocking(stored_syntaxes_since(services.sessions, after), 10.0)
     )
     return [(evt.EVT_C_GET, handle_get, [services])]

@@ -1,4 +1,10 @@
-"""Which transfer syntax the node accepts on a C-GET requester's storage contexts.
+"""Which transfer syntax the node accepts on storage contexts, as C-STORE SCP and as C-GET SCP.
+
+As a C-STORE SCP the node stores files as received, so it takes the requester's first proposed
+syntax that it supports: the requester knows its files, and pynetdicom's own rule (the acceptor's
+first supported syntax, Implicit VR Little Endian) would make senders convert every file.
+
+As a C-GET SCP:
 
 A C-GET requester proposes its storage contexts when it associates, before the node knows what
 it will send, usually one context per SOP class with several syntaxes (DCMTK's getscu +xy:
@@ -7,7 +13,6 @@ JPEG Baseline, then the uncompressed ones). pynetdicom would take the node's own
 taking the requester's first choice instead would make every uncompressed file of that SOP class
 undeliverable (the node does not compress). So the node picks, in the requester's order, a syntax
 its files of that SOP class are stored in, then an uncompressed one, then the requester's first.
-Contexts where the requester is not the storage SCP (plain C-STORE) are left as negotiated.
 """
 
 from __future__ import annotations
@@ -69,7 +74,7 @@ def choose_syntax(
 _cache: StoredSyntaxes | None = None
 
 
-def install_get_syntax_negotiation(load_since: LoadSince) -> None:
+def install_syntax_negotiation(load_since: LoadSince) -> None:
     """Wrap pynetdicom's acceptor negotiation (once per process; the source may be replaced)."""
     global _cache
     first = _cache is None
@@ -81,12 +86,31 @@ def install_get_syntax_negotiation(load_since: LoadSince) -> None:
     def negotiate(rq_contexts: list[PresentationContext], ac_contexts: list[PresentationContext],
                   roles: Any = None) -> tuple[list[PresentationContext], list[Any]]:
         result, reply_roles = original(rq_contexts, ac_contexts, roles)
+        _prefer_requester_order(result, rq_contexts, ac_contexts)
         get_contexts = [cx for cx in result if cx.result == 0x00 and cx.as_scu]
         if get_contexts and _cache is not None:
             _retune(get_contexts, rq_contexts, ac_contexts, _cache.pairs())
         return result, reply_roles
 
     acse.negotiate_as_acceptor = negotiate
+
+
+def _prefer_requester_order(
+    accepted: list[PresentationContext],
+    rq_contexts: list[PresentationContext],
+    ac_contexts: list[PresentationContext],
+) -> None:
+    """On contexts where the node only receives, accept the requester's first supported choice."""
+    proposed = {cx.context_id: cx for cx in rq_contexts}
+    supported = {cx.abstract_syntax: set(cx.transfer_syntax) for cx in ac_contexts}
+    for cx in accepted:
+        if cx.result != 0x00 or cx.as_scu or cx.context_id not in proposed:
+            continue
+        ours = supported.get(cx.abstract_syntax, set())
+        for ts in proposed[cx.context_id].transfer_syntax:
+            if ts in ours:
+                cx.transfer_syntax = [UID(ts)]
+                break
 
 
 def _retune(accepted: list[PresentationContext], rq_contexts: list[PresentationContext],
