@@ -11,7 +11,7 @@ from aiohttp import web
 from node.config import Config
 from node.services import NodeServices
 from node.viewing import RetrievalRegistry, TokenIssuer
-from rest import iso, lut, multimonitor, obscurl, openapi, slides, viewer_session
+from rest import iso, lut, multimonitor, obscurl, obscurl_post, openapi, slides, viewer_session
 from rest.middleware import errors_as_json, require_api_key, routing_headers
 from rest.state import API_KEY, INSTANCE_NAME, ISSUER, RETRIEVALS, SERVICES
 
@@ -19,7 +19,7 @@ __all__ = ["API_KEY", "SERVICES", "create_app"]
 
 ROUTE_TABLES = (obscurl.routes, multimonitor.routes, viewer_session.routes, openapi.routes,
                 iso.routes,
-                lut.routes, slides.routes)
+                lut.routes, slides.routes, obscurl_post.routes)
 
 
 def instance_name(config: Config) -> str:
@@ -50,6 +50,7 @@ def create_app(services: NodeServices, api_key: str) -> web.Application:
     app.cleanup_ctx.append(_viewing)
     app.on_response_prepare.append(routing_headers)
     slides.setup(app)
+    obscurl_post.setup(app)
     for table in ROUTE_TABLES:
         app.add_routes(table)
     return app

@@ -72,11 +72,11 @@ def storage_table(volume: Path) -> MappingTable:
     return MappingTable([StorageMapping("/storage", str(volume))])
 
 
-async def run_body(services: NodeServices, body: dict[str, Any], mappings: MappingTable,
-                   converter: Any = None) -> ImportProgress:
+async def run_body(services: NodeServices, body: dict[str, Any], mappings: MappingTable
+                   ) -> ImportProgress:
     plan = plan_import(parse_request(body), mappings, services.config)
     progress = ImportProgress()
-    await Importer(services, FetchPolicy.from_config(services.config), converter).run(
+    await Importer(services, FetchPolicy.from_config(services.config)).run(
         plan.sources, progress)
     return progress
 

@@ -105,7 +105,7 @@ async def test_a_dicom_slide_brings_the_other_instances_of_its_series(
         assert row.sop_class_uid == "1.2.840.10008.5.1.4.1.1.77.1.6"
 
 
-async def test_a_non_dicom_slide_without_a_converter_fails_with_a_reason(
+async def test_a_non_dicom_slide_without_a_slide_registry_fails_with_a_reason(
     services: NodeServices, tmp_path: Path
 ) -> None:
     volume = tmp_path / "volume"
@@ -115,35 +115,8 @@ async def test_a_non_dicom_slide_without_a_converter_fails_with_a_reason(
     assert (progress.done, progress.failed) == (0, 1)
     failure = progress.failures[0]
     assert failure["where"] == "studies[0].series[0].instances[0].file"
-    assert "no slide converter" in failure["message"]
+    assert "no slide registry" in failure["message"]
     assert failure["sopInstanceUID"] == "1.2.826.123.1.1.1"
-
-
-async def test_a_slide_converter_receives_the_slide_and_its_data(
-    services: NodeServices, tmp_path: Path
-) -> None:
-    volume = tmp_path / "volume"
-    (volume / "ndpi").mkdir(parents=True)
-    (volume / "ndpi/C231606-1426-A-1-A.ndpi").write_bytes(b"II*\x00slide")
-    seen: list[tuple[bytes, dict[str, str], str]] = []
-
-    def converter(source: Path, folder: Path, values: dict[str, str], slide: object
-                  ) -> list[Path]:
-        seen.append((source.read_bytes(), values, getattr(slide, "slide_stain_code", "")))
-        out = folder / "converted.dcm"
-        write_wsi_files(tmp_path / "made", levels=1)
-        ds = dcmread(tmp_path / "made/dicom/C231606-1426-A-1-A.dcm")
-        for keyword, value in values.items():
-            setattr(ds, keyword, value)
-        ds.save_as(out, enforce_file_format=True)
-        return [out]
-
-    progress = await run_body(services, example("non-dicom-wsi"), storage_table(volume),
-                              converter)
-    assert (progress.done, progress.failed) == (1, 0), progress.failures
-    assert seen[0][0] == b"II*\x00slide" and seen[0][2] == "H&E"
-    assert seen[0][1]["ContainerIdentifier"] == "C231606-1426-A-1-1"
-    assert (await indexed(services))["1.2.826.123.1.1.1"].patient_id == "PID-123"
 
 
 async def test_a_bad_file_fails_alone_and_the_others_are_indexed(

@@ -3,7 +3,7 @@ buckets, WADO-RS and WADO-URI endpoints. One module per kind behind `Source`; al
 the one ingest path through `Importer`."""
 
 from node.sources.base import Source, SourceError, SourceObject, TransientSourceError
-from node.sources.pipeline import FetchPolicy, Importer, SlideConverter
+from node.sources.pipeline import FetchPolicy, Importer, SlideRegistry
 from node.sources.plan import ImportPlan, plan_import
 from node.sources.progress import ImportProgress
 from node.sources.request import OpenRequest, parse_body, parse_request
@@ -14,7 +14,7 @@ __all__ = [
     "ImportProgress",
     "Importer",
     "OpenRequest",
-    "SlideConverter",
+    "SlideRegistry",
     "Source",
     "SourceError",
     "SourceObject",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
 from node.sources.request import InstanceEntry, SeriesEntry, StudyEntry
@@ -72,3 +73,8 @@ class Source(ABC):
     @abstractmethod
     async def fetch(self, item: SourceObject, out: BinaryIO) -> None:
         """Write the object's bytes to `out` (a fresh file; rewound by the caller on retry)."""
+
+    def local_path(self, item: SourceObject) -> Path | None:
+        """Where the object already is on this machine (checked), if it is: a slide file is
+        then served from there instead of being copied."""
+        return None

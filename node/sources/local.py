@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+from pathlib import Path
 from typing import BinaryIO
 
 from pydicom import dcmread
@@ -77,6 +78,9 @@ class LocalFiles(Source):
 
     async def fetch(self, item: SourceObject, out: BinaryIO) -> None:
         await asyncio.to_thread(_copy, self._locations[item.where], out)
+
+    def local_path(self, item: SourceObject) -> Path | None:
+        return self._locations[item.where].absolute
 
 
 def _copy(location: ResolvedPath, out: BinaryIO) -> None:

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from node.config import Config
-from node.errors import InvalidInput
+from node.errors import NodeError
 from node.index.writer import AddOutcome
 from node.ingest import IngestResult
 from node.services import NodeServices
@@ -32,9 +34,19 @@ from node.storage import Storage
 
 log = logging.getLogger(__name__)
 
-# A converter for non-DICOM slides (NDPI, MRXS, SVS, TIFF), provided by the pathology package:
-# (slide file, folder to write into, the request's attributes, its slide data) -> DICOM files.
-SlideConverter = Callable[[Path, Path, dict[str, str], SlideInfo], list[Path]]
+
+
+class SlideRegistry(Protocol):
+    """Where slides are made findable by containerIdentifier (the pathology package; node/
+    cannot import it, so the HTTP layer hands it in)."""
+
+    async def register_file(self, path: Path, attributes: dict[str, str], slide: SlideInfo
+                            ) -> None:
+        """A non-DICOM slide (NDPI, MRXS, SVS, TIFF) at `path`, kept there; `attributes` are
+        the request's DICOM attributes (UIDs, accession number). Refuses an unreadable file."""
+
+    async def record_metadata(self, slide: SlideInfo) -> None:
+        """The request's slide data for a DICOM slide (it wins over the DICOM's)."""
 
 
 @dataclass(frozen=True)
@@ -63,10 +75,11 @@ def _sop_uid(item: SourceObject) -> str:
 
 class Importer:
     def __init__(self, services: NodeServices, policy: FetchPolicy,
-                 slide_converter: SlideConverter | None = None) -> None:
+                 slides: SlideRegistry | None = None) -> None:
         self.services = services
         self.policy = policy
-        self.slide_converter = slide_converter
+        self.slides = slides
+        self._recorded_slides: set[str] = set()
 
     async def run(self, sources: Sequence[Source], progress: ImportProgress) -> None:
         """Import everything; returns when every object has succeeded or failed."""
@@ -130,7 +143,7 @@ class Importer:
         async with limit:
             try:
                 results = await self._import(source, item)
-            except (SourceError, InvalidInput) as exc:
+            except (SourceError, NodeError) as exc:
                 progress.fail(item.where, str(exc), _study_uid(item), _sop_uid(item))
                 return
             except asyncio.CancelledError:
@@ -141,10 +154,13 @@ class Importer:
                 progress.fail(item.where, f"internal error ({type(exc).__name__})",
                               _study_uid(item), _sop_uid(item))
                 return
-        duplicate = all(r.outcome is not AddOutcome.ADDED for r in results)
+        duplicate = bool(results) and all(r.outcome is not AddOutcome.ADDED for r in results)
         progress.succeed(results[0].study_uid if results else _study_uid(item), duplicate)
 
     async def _import(self, source: Source, item: SourceObject) -> list[IngestResult]:
+        if item.kind == "slide":
+            await self._slide_file(source, item)
+            return []
         fetched = await self._fetch(source, item)
         try:
             prepared = await asyncio.to_thread(self._prepare, self.services.storage, fetched,
@@ -163,7 +179,34 @@ class Importer:
         finally:
             for path in prepared[len(results) + 1:]:
                 path.unlink(missing_ok=True)
+        slide = item.instance.slide if item.instance is not None else None
+        if slide is not None and slide.container_identifier and self.slides is not None \
+                and slide.container_identifier not in self._recorded_slides:
+            self._recorded_slides.add(slide.container_identifier)
+            await self.slides.record_metadata(slide)
         return results
+
+    async def _slide_file(self, source: Source, item: SourceObject) -> None:
+        """A non-DICOM slide is served from its file: a local one where it is, a fetched one
+        from the storage."""
+        if self.slides is None or item.instance is None:
+            raise SourceError("non-DICOM slides (NDPI, MRXS, SVS, TIFF) cannot be opened: "
+                              "no slide registry is installed")
+        values = self._complete(request_attributes(item), item)
+        path = source.local_path(item)
+        if path is None:
+            fetched = await self._fetch(source, item)
+            # Beside incoming/ in the data folder (same file system), not under the DICOM
+            # storage root, whose every file is an indexed instance.
+            suffix = Path(item.key).suffix.lower()[:8]
+            path = (self.services.config.data_dir / "slides" / values["StudyInstanceUID"]
+                    / f"{values['SOPInstanceUID']}{suffix}")
+            try:
+                await asyncio.to_thread(_keep, self.services.storage, fetched, path)
+            except BaseException:
+                fetched.unlink(missing_ok=True)
+                raise
+        await self.slides.register_file(path, values, item.instance.slide)
 
     async def _fetch(self, source: Source, item: SourceObject) -> Path:
         storage = self.services.storage
@@ -211,12 +254,6 @@ class Importer:
                 path.unlink(missing_ok=True)
                 raise
             return [path]
-        if item.kind == "slide":
-            if self.slide_converter is None:
-                raise SourceError("non-DICOM slides (NDPI, MRXS, SVS, TIFF) cannot be opened: "
-                                  "no slide converter is installed")
-            slide = item.instance.slide if item.instance is not None else SlideInfo()
-            return self.slide_converter(fetched, storage.incoming, values, slide)
         raise SourceError(f"unsupported kind of file: {item.kind}")
 
     @staticmethod
@@ -231,3 +268,10 @@ class Importer:
         if item.instance is not None:
             out.setdefault("InstanceNumber", str(item.instance.number))
         return out
+
+
+def _keep(storage: Storage, fetched: Path, target: Path) -> None:
+    storage.flush_path(fetched)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(fetched, target)
+    storage.flush_path(target.parent)

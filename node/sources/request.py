@@ -403,6 +403,10 @@ def _instance(value: Any, where: str, kind: str, number: int) -> InstanceEntry:
         raise InvalidInput(f"{obj.at('mimeType')}: {kind} serves application/dicom only",
                            field=obj.at("mimeType"))
     slide = SlideInfo(**{attr: obj.text(name) for name, attr in SLIDE_FIELDS.items()})
+    if MIME_TYPES.get(mime) == "slide" and not slide.container_identifier:
+        # A non-DICOM slide is found again only by its identifier (the slide barcode).
+        where = obj.at("containerIdentifier")
+        raise InvalidInput(f"{where}: is required for a non-DICOM slide", field=where)
     obj.done()
     return InstanceEntry(where, sop_uid, file, mime, slide, number)
 

@@ -1,0 +1,247 @@
+"""The viewing context of a POST request, and its import running behind it.
+
+The token is handed back once the context is committed; the import then runs in the background
+and its progress is written into the context (`sources["import"]`, and each study's state), at
+most every `WRITE_INTERVAL` seconds and once at the end, so the viewer can show what is
+arriving and what failed. A folder's studies are only known from its files: their rows are
+added as they appear.
+
+Credentials of the request live only in the running import's sources (memory) and are gone
+when it ends; the context keeps the request without them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+
+from node.errors import InvalidInput
+from node.hanging_protocols import applicable_protocols
+from node.index.models import Patient, Study
+from node.index.viewing_models import ContextStudy, ViewingContext
+from node.roles import get_role
+from node.services import NodeServices
+from node.sources.pipeline import FetchPolicy, Importer, SlideRegistry
+from node.sources.plan import ImportPlan
+from node.sources.progress import ImportProgress
+from node.viewing import audit
+from node.viewing.options import ViewingOptions
+from node.viewing.tokens import digest, new_token
+
+log = logging.getLogger(__name__)
+
+WRITE_INTERVAL = 0.5
+
+
+async def check_role(services: NodeServices, name: str) -> None:
+    """Before any path is looked at: an unknown role is refused first."""
+    async with services.sessions() as session:
+        if await get_role(session, name) is None:
+            raise InvalidInput(f"role: unknown role {name!r}", field="role")
+
+
+def context_options(plan: ImportPlan) -> dict[str, Any]:
+    """The GET API's defaults, plus the POST's one opening parameter."""
+    return {**ViewingOptions().as_json(),
+            "collapsePreviews": plan.request.collapse_previews}
+
+
+async def issue_context(services: NodeServices, plan: ImportPlan, progress: ImportProgress,
+                        client_address: str = "") -> tuple[str, int]:
+    """Store the context of a checked request; (token, context id). The role must exist."""
+    request = plan.request
+    now = datetime.now(UTC)
+    lifetime = timedelta(seconds=services.config.api.token_lifetime_seconds)
+    token = new_token()
+    async with services.sessions() as session:
+        role = await get_role(session, request.role)
+        if role is None:
+            raise InvalidInput(f"role: unknown role {request.role!r}", field="role")
+        scope, protocols = await applicable_protocols(session, request.username, role.name)
+        request_json = request.as_json()
+        context = ViewingContext(
+            token_hash=digest(token), kind="single", username=request.username,
+            role=role.name, display="studies", request=request_json,
+            options=context_options(plan), sources={"import": progress.as_json()},
+            hanging_protocols={"scope": scope, "protocols": [p.as_json() for p in protocols]},
+            sticky="", client_address=client_address[:64], created_at=now,
+            expires_at=now + lifetime,
+            studies=[_study_row(position, uid, plan) for position, uid
+                     in enumerate(plan.study_uids)],
+        )
+        session.add(context)
+        await session.flush()
+        audit.record(session, "issue", username=request.username, role=role.name,
+                     context_pk=context.id, client_address=client_address, kind="post",
+                     request=request_json, studies=list(plan.study_uids))
+        await session.commit()
+        context_pk = context.id
+    log.info("issued a POST token: context %d, %d source(s)", context_pk, len(plan.sources))
+    return token, context_pk
+
+
+def _study_row(position: int, study_uid: str, plan: ImportPlan) -> ContextStudy:
+    entry = next((s for s in plan.request.studies if s.study_uid == study_uid), None)
+    return ContextStudy(
+        position=position, study_uid=study_uid, purpose="open", preload=False,
+        state="pending", source="",
+        patient_id=entry.patient_id if entry else "",
+        accession_number=entry.accession if entry else "",
+        study_date=entry.study_date if entry else "",
+        description=entry.description if entry else "",
+    )
+
+
+class ContextProgress:
+    """Writes an import's progress into its context, throttled."""
+
+    def __init__(self, services: NodeServices, context_pk: int) -> None:
+        self.services = services
+        self.context_pk = context_pk
+        self._pending: asyncio.TimerHandle | None = None
+        self._writing: asyncio.Task[None] | None = None
+        self._dirty = False
+
+    def attach(self, progress: ImportProgress) -> None:
+        progress.on_change = self._changed
+
+    def _changed(self, progress: ImportProgress) -> None:
+        self._dirty = True
+        if self._pending is None and not progress.finished:
+            loop = asyncio.get_running_loop()
+            self._pending = loop.call_later(WRITE_INTERVAL, self._start_write, progress)
+
+    def _start_write(self, progress: ImportProgress) -> None:
+        self._pending = None
+        if self._writing is None or self._writing.done():
+            self._writing = asyncio.create_task(self._write_logged(progress, final=False))
+        else:
+            # A write is still running: try again a little later.
+            self._changed(progress)
+
+    async def _write_logged(self, progress: ImportProgress, final: bool) -> None:
+        try:
+            await self.write(progress, final)
+        except Exception as exc:  # progress is best effort; the import goes on
+            log.warning("context %d: progress not written (%s)", self.context_pk,
+                        type(exc).__name__)
+
+    async def finish(self, progress: ImportProgress) -> None:
+        """The last write, after any running one."""
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+        if self._writing is not None:
+            with contextlib.suppress(Exception):
+                await self._writing
+        await self._write_logged(progress, final=True)
+
+    async def write(self, progress: ImportProgress, final: bool) -> None:
+        self._dirty = False
+        snapshot = progress.as_json()
+        async with self.services.sessions() as session:
+            await session.execute(
+                update(ViewingContext).where(ViewingContext.id == self.context_pk)
+                .values(sources={"import": snapshot}))
+            rows = {row.study_uid: row for row in (await session.scalars(
+                select(ContextStudy).where(ContextStudy.context_pk == self.context_pk))).all()}
+            described = await self._describe(session, set(progress.studies) | set(rows))
+            for study_uid in progress.studies:
+                if study_uid not in rows:
+                    row = ContextStudy(context_pk=self.context_pk, position=len(rows),
+                                       study_uid=study_uid, purpose="open", preload=False,
+                                       state="pending", source="")
+                    session.add(row)
+                    rows[study_uid] = row
+            for study_uid, row in rows.items():
+                row.state, row.message = _state(progress, study_uid, final)
+                info = described.get(study_uid)
+                if info is not None:
+                    (row.patient_id, row.accession_number, row.study_date,
+                     row.description) = info
+            await session.commit()
+
+    @staticmethod
+    async def _describe(session: Any, study_uids: set[str]
+                        ) -> dict[str, tuple[str, str, str, str]]:
+        """What the index says of the studies (after the request's data were applied)."""
+        if not study_uids:
+            return {}
+        result = await session.execute(
+            select(Study.study_uid, Patient.patient_id, Study.accession_number,
+                   Study.study_date, Study.description)
+            .join(Patient, Study.patient_pk == Patient.id)
+            .where(Study.study_uid.in_(sorted(study_uids))))
+        return {row[0]: (row[1], row[2], row[3], row[4]) for row in result.all()}
+
+
+def _state(progress: ImportProgress, study_uid: str, final: bool) -> tuple[str, str]:
+    counts = progress.studies.get(study_uid)
+    done = counts.done if counts else 0
+    failed = counts.failed if counts else 0
+    first_failure = next((f["message"] for f in progress.failures
+                          if f.get("studyInstanceUID") == study_uid), "")
+    if not final:
+        if progress.state == "stopped":
+            return "failed", "import stopped (node shutting down)"
+        return ("retrieving" if done or failed else "pending"), ""
+    if progress.state == "stopped":
+        return ("available" if done else "failed"), "import stopped (node shutting down)"
+    if done and failed:
+        return "available", f"{failed} of {done + failed} instances failed: {first_failure}"
+    if done:
+        return "available", ""
+    if failed:
+        return "failed", first_failure
+    return "not-found", "nothing was found for this study"
+
+
+class ImportJobs:
+    """The imports running in the background, so that shutdown can stop them cleanly."""
+
+    def __init__(self, services: NodeServices, slides: SlideRegistry | None = None) -> None:
+        self.services = services
+        self.slides = slides
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self, plan: ImportPlan, progress: ImportProgress, context_pk: int
+              ) -> asyncio.Task[None]:
+        writer = ContextProgress(self.services, context_pk)
+        writer.attach(progress)
+        task = asyncio.create_task(self._run(plan, progress, writer),
+                                   name=f"post-import-{context_pk}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _run(self, plan: ImportPlan, progress: ImportProgress,
+                   writer: ContextProgress) -> None:
+        importer = Importer(self.services, FetchPolicy.from_config(self.services.config),
+                            self.slides)
+        try:
+            await importer.run(plan.sources, progress)
+        except asyncio.CancelledError:
+            await asyncio.shield(writer.finish(progress))
+            raise
+        except Exception as exc:  # reported in the context, never lost silently
+            log.warning("context %d: import failed (%s)", writer.context_pk,
+                        type(exc).__name__)
+            progress.set_state("stopped")
+        await writer.finish(progress)
+        log.info("context %d: import done, %d of %d instances, %d failed", writer.context_pk,
+                 progress.done, progress.total, progress.failed)
+
+    async def close(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def wait_idle(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)

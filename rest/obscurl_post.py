@@ -1,0 +1,166 @@
+"""POST /ngv/v1/obscurl: the token that opens a folder, listed files, cloud objects or a WADO
+study.
+
+The body is checked whole and every local path is resolved through the storage mappings before
+anything is stored: a bad field or a refused path is 400 naming it, and nothing was read. Then
+the viewing context is committed, the token returned, and the import runs in the background,
+its progress written into the context for the viewer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from node.services import NodeServices
+from node.sources import ImportProgress, parse_body, plan_import
+from node.sources.opening import ImportJobs, check_role, issue_context
+from node.sources.request import (
+    MIME_TYPES,
+    SLIDE_FIELDS,
+    STORAGE_TYPES,
+    SlideInfo,
+)
+from node.storage_mapping import load_mappings
+from pathology.catalogue import record_slide_metadata, register_slide_file
+from rest.obscurl import client_address
+from rest.openapi import DOCUMENT, UID_PATTERN
+from rest.state import SERVICES
+
+routes = web.RouteTableDef()
+
+IMPORTS = web.AppKey("post_imports", ImportJobs)
+
+
+class PathologySlides:
+    """Slides made findable by containerIdentifier, through the pathology catalogue."""
+
+    def __init__(self, services: NodeServices) -> None:
+        self.services = services
+
+    async def register_file(self, path: Path, attributes: dict[str, str], slide: SlideInfo
+                            ) -> None:
+        await register_slide_file(
+            self.services.sessions, self.services.storage, slide.container_identifier, path,
+            metadata=slide.as_json(), study_uid=attributes.get("StudyInstanceUID", ""),
+            series_uid=attributes.get("SeriesInstanceUID", ""),
+            sop_uid=attributes.get("SOPInstanceUID", ""),
+            accession_number=attributes.get("AccessionNumber", ""))
+
+    async def record_metadata(self, slide: SlideInfo) -> None:
+        await record_slide_metadata(self.services.sessions, slide.container_identifier,
+                                    slide.as_json())
+
+
+def setup(app: web.Application) -> None:
+    services = app[SERVICES]
+    app[IMPORTS] = ImportJobs(services, PathologySlides(services))
+    app.cleanup_ctx.append(_imports)
+
+
+async def _imports(app: web.Application) -> AsyncIterator[None]:
+    yield
+    await app[IMPORTS].close()
+
+
+@routes.post("/ngv/v1/obscurl")
+async def post_obscurl(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    # read() refuses a body over http.max_body_bytes (413) before parsing it.
+    open_request = parse_body(await request.read())
+    await check_role(services, open_request.role)
+    mappings = await load_mappings(services.sessions)
+    plan = await asyncio.to_thread(plan_import, open_request, mappings, services.config)
+    progress = ImportProgress()
+    token, context_pk = await issue_context(services, plan, progress, client_address(request))
+    request.app[IMPORTS].start(plan, progress, context_pk)
+    return web.Response(text=token, content_type="text/plain",
+                        headers={"Cache-Control": "no-store"})
+
+
+def _string(description: str, max_length: int = 64, **extra: Any) -> dict[str, Any]:
+    return {"type": "string", "maxLength": max_length, "description": description, **extra}
+
+
+_UID = {"type": "string", "maxLength": 64, "pattern": UID_PATTERN}
+_DATE = {"type": "string", "pattern": "^[0-9]{8}$"}
+_INSTANCE = {
+    "type": "object", "additionalProperties": False,
+    "properties": {
+        "sopInstanceUID": _UID,
+        "file": _string("A host path (mapped by `python -m node mapping add`) or an object "
+                        "key of the bucket.", 1024),
+        "mimeType": {"type": "string", "enum": list(MIME_TYPES)},
+        **{name: _string("Digital pathology.") for name in SLIDE_FIELDS},
+    },
+}
+_SERIES = {
+    "type": "object", "additionalProperties": False, "required": ["seriesInstanceUID"],
+    "properties": {
+        "seriesInstanceUID": _UID, "seriesDescription": _string("Series Description."),
+        "modality": _string("Modality.", 16, pattern="^[A-Z0-9_ ]+$"),
+        "instances": {"type": "array", "items": _INSTANCE},
+    },
+}
+_STORAGE = {
+    "type": "object", "additionalProperties": False, "required": ["type", "name"],
+    "properties": {
+        "type": {"type": "string", "enum": list(STORAGE_TYPES)},
+        "name": _string("Bucket name, or a label for a WADO server.", 1024),
+        "region": _string("S3/Wasabi region."),
+        "accessKey": _string("S3/Wasabi access key (never stored nor logged).", 256),
+        "secretAccessKey": _string("S3/Wasabi secret key (never stored nor logged).", 256),
+        "token": _string("Google service-account key, base64 JSON (never stored nor logged).",
+                         65536),
+        "url": _string("WADO-RS base URL or WADO-URI URL.", 1024),
+        "httpHeaders": {"type": "object", "additionalProperties": {"type": "string"},
+                        "description": "Headers sent to the WADO server (never stored)."},
+    },
+}
+_STUDY = {
+    "type": "object", "additionalProperties": False, "required": ["studyInstanceUID"],
+    "properties": {
+        "storage": _STORAGE, "patientID": _string("Patient ID."),
+        "patientName": _string("Patient's Name (DICOM PN).", 194),
+        "patientBirthDate": _DATE, "patientSex": {"type": "string", "enum": ["M", "F", "O"]},
+        "studyInstanceUID": _UID, "accessionNumber": _string("Accession Number.", 16),
+        "studyDate": _DATE, "studyTime": _string("HHMMSS[.FFFFFF]", 13),
+        "studyDescription": _string("Study Description."),
+        "series": {"type": "array", "items": _SERIES},
+    },
+}
+DOCUMENT["paths"]["/ngv/v1/obscurl"] = {"post": {
+    "summary": "A token that opens a folder, files, cloud objects or a WADO study.",
+    "description": "Exactly one of `studies` and `folder`. Local paths are read only through "
+                   "the storage mappings. The token is returned once the request is checked; "
+                   "the import runs in the background and its progress is in the viewing "
+                   "context.",
+    "security": [{"apiKey": []}],
+    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "additionalProperties": False, "required": ["username", "role"],
+        "properties": {
+            "username": _string("Who asks."), "role": _string("An existing role."),
+            "folder": {"type": "object", "additionalProperties": False, "required": ["path"],
+                       "properties": {"path": _string("A mapped host folder.", 1024)}},
+            "studies": {"type": "array", "minItems": 1, "items": _STUDY},
+            "openingParameters": {"type": "object", "additionalProperties": False,
+                                  "properties": {"collapsePreviews": {"type": "boolean"}}},
+        },
+    }}}},
+    "responses": {
+        "200": {"description": "The token.", "content": {"text/plain": {"schema": {
+            "type": "string", "pattern": "^[0-9a-f]{64}$"}}}},
+        "400": {"description": "A field is missing or invalid, or a path is refused; `field` "
+                               "names it by its path in the body.",
+                "content": {"application/json": {"schema": {
+                    "$ref": "#/components/schemas/Error"}}}},
+        "401": {"description": "Missing or wrong API key.",
+                "content": {"application/json": {"schema": {
+                    "$ref": "#/components/schemas/Error"}}}},
+        "413": {"description": "The body is larger than http.max_body_bytes."},
+    },
+}}
