@@ -106,3 +106,11 @@ async def test_openapi_parameters_match_what_obscurl_reads(api: Api) -> None:
         "fullPreloadStudy", "sticky", "anonymize", "hideSearch", "hideDocuments",
         "hideLayers", "annotationVisibility", "containerIdentifier", "sourceNodes",
     }
+
+
+async def test_openapi_parameters_match_what_multimonitor_reads(api: Api) -> None:
+    names = {p["name"] for p in DOCUMENT["paths"]["/ngv/multimonitor-api"]["get"]["parameters"]}
+    assert names == {
+        "username", "role", "patientID", "numberOfMonitors", "idIssuer", "studyInstanceUID",
+        "accNum", "fullPreloadStudy", "sticky", "anonymize", "hideSearch", "sourceNodes",
+    }

@@ -126,7 +126,7 @@ class TokenIssuer:
         ]
         ids = await self._writer.write(contexts)
         await self._start_retrievals(arrangements)
-        log.info("issued %d token(s): context(s) %s, %d source node(s) failed",
+        log.debug("issued %d token(s): context(s) %s, %d source node(s) failed",
                  len(tokens), ",".join(map(str, ids)), len(findings.failed))
         return tokens
 
