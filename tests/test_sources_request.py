@@ -170,3 +170,9 @@ def test_the_kept_request_carries_no_secret() -> None:
         assert secret not in repr(request)
     assert "BEGIN PRIVATE KEY" not in json.dumps(parse_request(bodies[1]).as_json())
     assert private_key not in repr(parse_request(bodies[1]))
+
+
+def test_a_non_dicom_slide_needs_its_container_identifier() -> None:
+    body = example("non-dicom-wsi")
+    del body["studies"][0]["series"][0]["instances"][0]["containerIdentifier"]
+    assert refused(body).field == "studies[0].series[0].instances[0].containerIdentifier"
