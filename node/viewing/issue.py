@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from node.errors import InvalidInput
+from node.render.preload import StudyPreloader
 from node.resolve import Findings, StudyRequest, find_local, find_remote, select_sources
 from node.services import NodeServices
 from node.viewing import arrange, audit
@@ -54,9 +55,15 @@ class TokenIssuer:
         self._retrievals = retrievals
         self._writer = ContextWriter(services.engine)
         self._catalogue = Catalogue()
+        self._preloads = StudyPreloader(services)
 
     async def close(self) -> None:
         await self._writer.close()
+        await self._preloads.close()
+
+    async def preloads_done(self) -> None:
+        """Wait until no fullPreloadStudy preload runs (tests and benchmarks)."""
+        await self._preloads.wait_idle()
 
     async def issue_single(self, request: IssueRequest) -> str:
         """The obscurl API: one token."""
@@ -126,6 +133,7 @@ class TokenIssuer:
         ]
         ids = await self._writer.write(contexts)
         await self._start_retrievals(arrangements)
+        self._start_preloads(arrangements)
         log.debug("issued %d token(s): context(s) %s, %d source node(s) failed",
                  len(tokens), ",".join(map(str, ids)), len(findings.failed))
         return tokens
@@ -158,3 +166,12 @@ class TokenIssuer:
                 continue
             seen.add(entry.study_uid)
             await self._retrievals.ensure(remote[entry.study.source], entry.study_uid)
+
+    def _start_preloads(self, arrangements: list[tuple[str, Arrangement]]) -> None:
+        """fullPreloadStudy: render the studies' first images into the render cache, once
+        their retrieval (if any) has ended."""
+        for _, arrangement in arrangements:
+            for entry in arrangement.entries:
+                if entry.preload and entry.study is not None:
+                    self._preloads.schedule(entry.study_uid,
+                                            self._retrievals.running(entry.study_uid))

@@ -41,6 +41,10 @@ class RetrievalRegistry:
             return None
         return "retrieving" if study_uid in self._started else "pending"
 
+    def running(self, study_uid: str) -> asyncio.Task[None] | None:
+        """The study's retrieval while it runs (to wait for), else None."""
+        return self._running.get(study_uid)
+
     async def ensure(self, remote: RemoteNode, study_uid: str) -> None:
         """Have the study retrieved, after the contexts naming it were committed (so that the
         retrieval's final update reaches them)."""
