@@ -31,9 +31,18 @@ MAX_REGION_PIXELS = 4096 * 4096
 SCALE_TOLERANCE = 0.02
 
 
+# Whole stored JPEG tiles can make a tile up to this many times smaller, decoded at 1/2, 1/4
+# or 1/8 scale by libjpeg itself (DCT scaling), which is far cheaper than decoding and resizing.
+GRID_FACTORS = (1, 2, 4, 8)
+
+
 @dataclass(frozen=True)
 class TilePlan:
-    """Where one DeepZoom tile comes from: a region of a native level, scaled to `size`."""
+    """Where one DeepZoom tile comes from: a region of a native level, scaled to `size`.
+
+    When the native level's tile grid lines up with this tile (`grid_factor` f > 0), the tile
+    is also exactly f x f stored tiles starting at `first_tile`: with f = 1 it *is* a stored
+    tile (`native_tile`), which can be sent as stored."""
 
     native_level: int
     x: int
@@ -41,8 +50,15 @@ class TilePlan:
     width: int
     height: int
     size: tuple[int, int]
-    # The stored tile (col, row) this DeepZoom tile is exactly, when there is one.
-    native_tile: tuple[int, int] | None
+    grid_factor: int = 0
+    first_tile: tuple[int, int] = (0, 0)
+    # Columns and rows of stored tiles in the native level.
+    native_grid: tuple[int, int] = (0, 0)
+    tile_size: int = DEFAULT_TILE
+
+    @property
+    def native_tile(self) -> tuple[int, int] | None:
+        return self.first_tile if self.grid_factor == 1 else None
 
 
 @dataclass(frozen=True)
@@ -52,7 +68,9 @@ class DeepZoom:
     tile_size: int
     # Per DeepZoom level (0 = 1x1 pixel): (native level, that level's downsample).
     sources: tuple[tuple[int, float], ...]
-    native_match: tuple[bool, ...]
+    # Per DeepZoom level: f when each of its tiles is f x f stored tiles (f in GRID_FACTORS),
+    # 0 when the grids do not line up.
+    grid_factors: tuple[int, ...]
     # (width, height) of every native level.
     native_sizes: tuple[tuple[int, int], ...]
 
@@ -65,20 +83,20 @@ class DeepZoom:
             tile = DEFAULT_TILE
         max_level = math.ceil(math.log2(max(info.width, info.height, 1)))
         sources = []
-        matches = []
+        factors = []
         for level in range(max_level + 1):
             downsample = 2.0 ** (max_level - level)
             native = _best_native(info, downsample)
             native_downsample = info.levels[native].downsample
             lv = info.levels[native]
-            matches.append(
-                abs(native_downsample / downsample - 1) <= SCALE_TOLERANCE
-                and lv.tile_width == tile
-                and lv.tile_height == tile
-            )
+            ratio = downsample / native_downsample
+            factor = next((f for f in GRID_FACTORS
+                           if abs(ratio / f - 1) <= SCALE_TOLERANCE), 0)
+            aligned = lv.tile_width == tile and lv.tile_height == tile
+            factors.append(factor if aligned else 0)
             sources.append((native, native_downsample))
         sizes = tuple((lv.width, lv.height) for lv in info.levels)
-        return cls(info.width, info.height, tile, tuple(sources), tuple(matches), sizes)
+        return cls(info.width, info.height, tile, tuple(sources), tuple(factors), sizes)
 
     @property
     def level_count(self) -> int:
@@ -102,9 +120,12 @@ class DeepZoom:
         out_w = min(self.tile_size, level_w - col * self.tile_size)
         out_h = min(self.tile_size, level_h - row * self.tile_size)
         native, native_downsample = self.sources[level]
-        if self.native_match[level]:
+        grid_factor = self.grid_factors[level]
+        native_w, native_h = self.native_sizes[native]
+        native_grid = (math.ceil(native_w / self.tile_size), math.ceil(native_h / self.tile_size))
+        if grid_factor == 1:
             return TilePlan(native, col * self.tile_size, row * self.tile_size, out_w, out_h,
-                            (out_w, out_h), (col, row))
+                            (out_w, out_h), 1, (col, row), native_grid, self.tile_size)
         # Level-0 rectangle of the tile, into the native level's pixels.
         downsample = 2.0 ** (self.level_count - 1 - level)
         factor = downsample / native_downsample
@@ -112,10 +133,10 @@ class DeepZoom:
         y = int(row * self.tile_size * factor)
         # Rounding may reach a pixel past the level's edge: stop at the edge rather than
         # scale white padding into the last row or column.
-        native_w, native_h = self.native_sizes[native]
         width = max(1, min(math.ceil(out_w * factor), native_w - x))
         height = max(1, min(math.ceil(out_h * factor), native_h - y))
-        return TilePlan(native, x, y, width, height, (out_w, out_h), None)
+        return TilePlan(native, x, y, width, height, (out_w, out_h), grid_factor,
+                        (col * grid_factor, row * grid_factor), native_grid, self.tile_size)
 
     def dzi(self, tile_format: TileFormat = "jpeg") -> str:
         return (
@@ -142,17 +163,50 @@ def render_tile(
     colour: ImageFilter.Color3DLUT | None,
 ) -> bytes:
     """The tile's encoded bytes. Blocks: run it in a worker thread."""
-    if plan.native_tile is not None and tile_format == "jpeg" and colour is None:
-        stored = slide.read_encoded_tile(plan.native_level, *plan.native_tile)
+    stored_jpeg = plan.grid_factor > 0 and slide.info.levels[plan.native_level].jpeg_tiles
+    if stored_jpeg and plan.grid_factor == 1 and tile_format == "jpeg" and colour is None:
+        stored = slide.read_encoded_tile(plan.native_level, *plan.first_tile)
         if stored is not None:
             return stored
-    _check_region(slide, plan.width, plan.height)
-    image = slide.read_region(plan.native_level, plan.x, plan.y, plan.width, plan.height)
-    if image.size != plan.size:
-        image = image.resize(plan.size, Image.Resampling.BOX)
+    if stored_jpeg:
+        image = _from_stored_tiles(slide, plan)
+    else:
+        _check_region(slide, plan.width, plan.height)
+        image = slide.read_region(plan.native_level, plan.x, plan.y, plan.width, plan.height)
+        if image.size != plan.size:
+            image = image.resize(plan.size, Image.Resampling.BOX)
     if colour is not None:
         image = image.filter(colour)
     return encode(image, tile_format)
+
+
+def _from_stored_tiles(slide: Slide, plan: TilePlan) -> Image.Image:
+    """The tile from f x f stored JPEG tiles, each decoded straight to 1/f scale."""
+    factor = plan.grid_factor
+    step = plan.tile_size // factor
+    canvas = Image.new("RGB", plan.size, (255, 255, 255))
+    first_col, first_row = plan.first_tile
+    cols, rows = plan.native_grid
+    for j in range(factor):
+        for i in range(factor):
+            col, row = first_col + i, first_row + j
+            if col >= cols or row >= rows:
+                continue
+            data = slide.read_encoded_tile(plan.native_level, col, row)
+            if data is None:
+                raise InvalidInput(f"{slide.source.name}: tile {col}_{row} of level "
+                                   f"{plan.native_level} is not stored as JPEG")
+            stored = Image.open(io.BytesIO(data))
+            if factor > 1:
+                stored.draft("RGB", (max(1, stored.width // factor),
+                                     max(1, stored.height // factor)))
+            tile = stored.convert("RGB")
+            if tile.width * factor > plan.tile_size or tile.height * factor > plan.tile_size:
+                # A decoder without DCT scaling: scale the ordinary way.
+                tile = tile.resize((-(-tile.width // factor), -(-tile.height // factor)),
+                                   Image.Resampling.BOX)
+            canvas.paste(tile, (i * step, j * step))
+    return canvas
 
 
 def encode(image: Image.Image, tile_format: TileFormat, quality: int = JPEG_QUALITY) -> bytes:

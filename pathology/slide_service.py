@@ -28,7 +28,15 @@ from node.storage import Storage
 from pathology.catalogue import Sessions, SlideSource, locate_slide
 from pathology.colour import bake
 from pathology.cube import parse_cube
-from pathology.deepzoom import MEDIA_TYPES, DeepZoom, TileFormat, encode, render_tile, thumbnail
+from pathology.deepzoom import (
+    MEDIA_TYPES,
+    DeepZoom,
+    TileFormat,
+    TilePlan,
+    encode,
+    render_tile,
+    thumbnail,
+)
 from pathology.luts import load_lut, lut_digest
 from pathology.opening import open_slide
 from pathology.slide import AssociatedName, Slide
@@ -220,6 +228,14 @@ class SlideService:
             if if_none_match is not None and etag in _etags(if_none_match):
                 return Tile(etag, media_type, None, managed)
             body = self.cache.get(etag)
+            if body is None and not managed and tile_format == "jpeg" and _whole_stored(
+                entry.slide, plan
+            ):
+                # A whole stored JPEG tile is one small positioned read: cheaper on the loop
+                # than the hop to a worker thread and back.
+                body = entry.slide.read_encoded_tile(plan.native_level, *plan.first_tile)
+                if body is not None:
+                    self.cache.put(etag, body)
             if body is None:
                 lut = colour.lut if colour is not None else None
                 body = await self._once(etag, entry, render_tile, entry.slide, plan,
@@ -279,6 +295,14 @@ class SlideService:
 
                 body = await self._once(etag, entry, render)
             return Tile(etag, MEDIA_TYPES[tile_format], body, False)
+
+
+def _whole_stored(slide: Slide, plan: TilePlan) -> bool:
+    """The tile is a stored JPEG tile sent as it is, not one the reader crops at the edge
+    (cropping decodes and re-encodes: that belongs in a worker thread)."""
+    if plan.native_tile is None or not slide.info.levels[plan.native_level].jpeg_tiles:
+        return False
+    return plan.size == (plan.tile_size, plan.tile_size)
 
 
 def _colour_key(digest: str | None, icc: bytes | None) -> str:

@@ -51,11 +51,13 @@ class SlideSpec:
 def base_pixels(spec: SlideSpec) -> np.ndarray:
     """Smooth gradients under a checkerboard of 50-pixel squares: every tile differs from its
     neighbours and every channel carries its own signal, so a swapped or misplaced tile shows."""
-    yy, xx = np.mgrid[0 : spec.height, 0 : spec.width]
-    red = xx * 255 // max(spec.width - 1, 1)
-    green = yy * 255 // max(spec.height - 1, 1)
-    blue = ((xx // 50 + yy // 50) % 2) * 180 + 40
-    return np.stack([red, green, blue], axis=-1).astype(np.uint8)
+    xx = np.arange(spec.width, dtype=np.int64)[np.newaxis, :]
+    yy = np.arange(spec.height, dtype=np.int64)[:, np.newaxis]
+    pixels = np.empty((spec.height, spec.width, 3), dtype=np.uint8)
+    pixels[..., 0] = xx * 255 // max(spec.width - 1, 1)
+    pixels[..., 1] = yy * 255 // max(spec.height - 1, 1)
+    pixels[..., 2] = ((xx // 50 + yy // 50) % 2) * 180 + 40
+    return pixels
 
 
 def pyramid(spec: SlideSpec) -> list[np.ndarray]:
