@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -16,8 +15,6 @@ from node.config import config_from_dict
 from tests.factory import uid
 from tests.peers import REPO, free_port, wait_for_port
 from tests.rest_support import API_KEY, ROLE, Api, config_dict, running_app
-
-pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
 
 PARAMS = {"username": "janedoe", "role": ROLE, "studyUID": uid(9501)}
 
