@@ -150,6 +150,19 @@ class EventDrivenDUL(dul.DULServiceProvider):
             self.state_machine.do_action(event)
 
 
+class _Checkpoint(threading.Event):
+    """The association's pause checkpoint: a user thread that clears it (to send a request
+    itself) then spins until the loop is parked on it, so clearing must wake the loop."""
+
+    def __init__(self, wake: Callable[[], None]) -> None:
+        super().__init__()
+        self._wake = wake
+
+    def clear(self) -> None:
+        super().clear()
+        self._wake()
+
+
 _original_assoc_init = association.Association.__init__
 
 
@@ -158,6 +171,10 @@ def _assoc_init(self: Any, *args: Any, **kwargs: Any) -> None:
     self._wakeup = threading.Event()
     self.dimse.msg_queue = _WakingQueue(self._wakeup.set)
     self.dul.to_user_queue = _WakingQueue(self._wakeup.set)
+    checkpoint = _Checkpoint(self._wakeup.set)
+    if self._reactor_checkpoint.is_set():
+        checkpoint.set()
+    self._reactor_checkpoint = checkpoint
 
 
 def _assoc_run_reactor(self: Any) -> None:
