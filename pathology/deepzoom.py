@@ -13,9 +13,10 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from node.errors import InvalidInput, NotFound
+from pathology.colour import ColourTable
 from pathology.slide import Slide, SlideInfo
 
 TileFormat = Literal["jpeg", "png"]
@@ -160,7 +161,7 @@ def render_tile(
     slide: Slide,
     plan: TilePlan,
     tile_format: TileFormat,
-    colour: ImageFilter.Color3DLUT | None,
+    colour: ColourTable | None,
 ) -> bytes:
     """The tile's encoded bytes. Blocks: run it in a worker thread."""
     stored_jpeg = plan.grid_factor > 0 and slide.info.levels[plan.native_level].jpeg_tiles
@@ -176,7 +177,7 @@ def render_tile(
         if image.size != plan.size:
             image = image.resize(plan.size, Image.Resampling.BOX)
     if colour is not None:
-        image = image.filter(colour)
+        image = colour.apply(image)
     return encode(image, tile_format)
 
 

@@ -21,12 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from PIL import ImageFilter
-
 from node.errors import InvalidInput, NotFound
 from node.storage import Storage
 from pathology.catalogue import Sessions, SlideSource, locate_slide
-from pathology.colour import bake
+from pathology.colour import ColourTable, bake
 from pathology.cube import parse_cube
 from pathology.deepzoom import (
     MEDIA_TYPES,
@@ -62,7 +60,7 @@ class Tile:
 @dataclass
 class _Colour:
     key: str
-    lut: ImageFilter.Color3DLUT | None
+    lut: ColourTable | None
     checked_at: float
 
 
