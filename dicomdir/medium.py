@@ -47,7 +47,7 @@ from dicomdir.pdi import (
     study_page,
 )
 from dicomdir.preview import render_preview
-from dicomdir.profiles import MediaProfile, select_profile
+from dicomdir.profiles import AUTO, MediaProfile, select_profile
 from dicomdir.records import (
     PATIENT_KEYS,
     SERIES_KEYS,
@@ -172,6 +172,7 @@ class _Builder:
     pdi_files: list[MediumFile] = field(default_factory=list)
     sop_uids: list[str] = field(default_factory=list)
     reencoded: int = 0
+    outside_profile: int = 0
     studies: int = 0
     previews: int = 0
 
@@ -293,10 +294,13 @@ class _Builder:
             header = self.header(instance)
             keys = leaf_keys(header, record_type, instance_number)
             set_charset(keys, _charset(header))
-        content, syntax = medium_content(instance.path, instance.sop_uid,
-                                         instance.transfer_syntax, self.profile, self.work_file)
+        content, syntax = medium_content(
+            instance.path, instance.sop_uid, instance.transfer_syntax, self.profile,
+            self.work_file, strict=self.options.profile.lower() != AUTO)
         if syntax != instance.transfer_syntax:
             self.reencoded += 1
+        elif syntax not in self.profile.transfer_syntaxes:
+            self.outside_profile += 1
         self.sop_uids.append(instance.sop_uid)
         self.dicom_files.append(MediumFile(file_id, content))
         return DirectoryRecord(record_type, keys, file_id=file_id,
@@ -327,6 +331,7 @@ def build_medium(selection: Selection, options: MediumOptions) -> Medium:
     profile = select_profile(
         options.profile,
         (i.transfer_syntax for st in selection.studies for s in st.series for i in s.instances),
+        selection.stored_size,
     )
     builder = _Builder(profile, options)
     try:
@@ -363,7 +368,8 @@ def _build(selection: Selection, options: MediumOptions, profile: MediaProfile,
     summary = MediumSummary(
         file_set_id=fs_id, profile=profile, created=datetime.now().astimezone(),
         creator=options.creator, patients=tuple(patients), instances=len(builder.sop_uids),
-        reencoded=builder.reencoded, viewer=viewer_summary,
+        reencoded=builder.reencoded, outside_profile=builder.outside_profile,
+        viewer=viewer_summary,
     )
     pages = [
         MediumFile((PDI_FOLDER, study.page), BytesContent(study_page(patient, study)))

@@ -66,6 +66,7 @@ class MediumSummary:
     patients: tuple[PatientSummary, ...]
     instances: int
     reencoded: int
+    outside_profile: int
     viewer: ViewerSummary | None
 
 
@@ -208,6 +209,13 @@ def readme(summary: MediumSummary) -> bytes:
         lines.append(
             f"{summary.reencoded} object(s) were rewritten in Explicit VR Little Endian for the "
             "media profile; no image was compressed or recompressed."
+        )
+    if summary.outside_profile:
+        lines.append("")
+        lines.append(
+            f"{summary.outside_profile} object(s) are in a transfer syntax the media profile "
+            "does not list and that could not be decoded here; they are as stored, and some "
+            "viewers may not open them."
         )
     lines += ["", "VIEWING", "-------"]
     if summary.viewer is None:

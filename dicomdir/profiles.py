@@ -1,9 +1,14 @@
 """Media application profiles (PS3.11): which transfer syntaxes a medium may hold.
 
-Choice by content (`choose_profile`): STD-GEN-CD when every instance is uncompressed, the DVD
-JPEG or JPEG 2000 profile when compressed instances of that family are present, a BD video
-profile for MPEG video. A requested profile (the `profile` parameter of getIso) is honoured by
-transcoding what it does not allow.
+Choice by content (`choose_profile`): STD-GEN-CD when every instance is uncompressed (and it fits
+a CD), the DVD JPEG or JPEG 2000 profile when compressed instances of that family are present
+(the BD one when too large for a DVD), a BD video profile for MPEG video. A requested profile
+(the `profile` parameter of getIso) is honoured by transcoding what it does not allow.
+
+When the profile is chosen by content, an instance no profile allows and no decoder here can
+decompress (JPEG-LS, say, next to JPEG files) is written as stored and README.TXT says so: a
+disc that opens in most viewers serves the patient better than no disc. When a profile is
+requested, such an instance is refused instead (400, naming it).
 
 Transcoding never compresses, and never recompresses lossily: what a profile does not allow is
 written in Explicit VR Little Endian, which every general-purpose profile allows.
@@ -50,15 +55,25 @@ REENCODED = frozenset({ImplicitVRLittleEndian, ExplicitVRBigEndian,
                        DeflatedExplicitVRLittleEndian})
 
 
+# Capacities of the media the profiles are for (bytes): an 80-minute CD-R, a dual-layer DVD, a
+# dual-layer BD-R.
+CD_BYTES = 360_000 * 2048
+DVD_BYTES = 8_547_991_552
+BD_BYTES = 50_050_629_632
+
+
 @dataclass(frozen=True)
 class MediaProfile:
     name: str
     transfer_syntaxes: frozenset[str]
     description: str
+    capacity: int
 
 
 def _profile(name: str, syntaxes: Iterable[str], description: str) -> MediaProfile:
-    return MediaProfile(name, frozenset({ExplicitVRLittleEndian, *syntaxes}), description)
+    capacity = CD_BYTES if "-CD" in name else DVD_BYTES if "-DVD-" in name else BD_BYTES
+    return MediaProfile(name, frozenset({ExplicitVRLittleEndian, *syntaxes}), description,
+                        capacity)
 
 
 # In order of preference when chosen by content: the first that allows everything wins.
@@ -102,16 +117,19 @@ def medium_syntax(stored: str) -> str:
     return ExplicitVRLittleEndian if stored in REENCODED else stored
 
 
-def choose_profile(stored_syntaxes: Iterable[str]) -> MediaProfile:
-    """The profile for instances in `stored_syntaxes`: the first (in `PROFILES` order) that
-    allows all of them; otherwise the one allowing the most, the rest being decompressed."""
+def choose_profile(stored_syntaxes: Iterable[str], size: int = 0) -> MediaProfile:
+    """The profile for instances in `stored_syntaxes` (about `size` bytes): the first (in
+    `PROFILES` order) whose medium holds them and that allows all of them; otherwise the one
+    allowing the most, the rest being decompressed. Uncompressed studies too large for a CD get
+    STD-GEN-DVD-JPEG, which allows them as they are."""
     counts: dict[str, int] = {}
     for syntax in stored_syntaxes:
         key = medium_syntax(syntax)
         counts[key] = counts.get(key, 0) + 1
-    best = PROFILES[0]
+    fitting = [p for p in PROFILES if p.capacity >= size] or list(PROFILES)
+    best = fitting[0]
     best_covered = -1
-    for profile in PROFILES:
+    for profile in fitting:
         covered = sum(n for syntax, n in counts.items() if syntax in profile.transfer_syntaxes)
         if covered == sum(counts.values()):
             return profile
@@ -120,7 +138,8 @@ def choose_profile(stored_syntaxes: Iterable[str]) -> MediaProfile:
     return best
 
 
-def select_profile(requested: str, stored_syntaxes: Iterable[str]) -> MediaProfile:
+def select_profile(requested: str, stored_syntaxes: Iterable[str], size: int = 0
+                   ) -> MediaProfile:
     if not requested or requested.lower() == AUTO:
-        return choose_profile(stored_syntaxes)
+        return choose_profile(stored_syntaxes, size)
     return profile_named(requested)

@@ -89,53 +89,50 @@ async def select_studies(
 ) -> Selection:
     """The indexed studies among `study_uids` (in the order asked), and the UIDs not indexed."""
     wanted = list(dict.fromkeys(study_uids))
-    query = (
-        select(Study, Patient, Series, Instance)
-        .join(Patient, Study.patient_pk == Patient.id)
-        .join(Series, Series.study_pk == Study.id)
-        .join(Instance, Instance.series_pk == Series.id)
-        .where(Study.study_uid.in_(wanted))
-    )
+    # Columns rather than entities: the ORM's per-row bookkeeping was most of the time for
+    # thousands of instances.
+    study_columns = (Study.study_uid, Study.study_date, Study.study_time, Study.study_id,
+                     Study.description, Study.accession_number, Study.charset,
+                     Patient.patient_id, Patient.issuer, Patient.name, Patient.birth_date,
+                     Patient.sex, Patient.charset)
+    instance_columns = (Study.study_uid, Series.series_uid, Series.series_number,
+                        Series.modality, Series.description, Instance.sop_uid,
+                        Instance.sop_class_uid, Instance.instance_number,
+                        Instance.transfer_syntax, Instance.charset, Instance.path, Instance.size)
     async with sessions() as session:
-        rows = (await session.execute(query)).all()
-    studies: dict[str, tuple[Study, Patient]] = {}
-    series: dict[str, dict[str, tuple[Series, list[SelectedInstance]]]] = {}
-    for study, patient, series_row, instance in rows:
-        studies.setdefault(study.study_uid, (study, patient))
-        by_series = series.setdefault(study.study_uid, {})
-        entry = by_series.setdefault(series_row.series_uid, (series_row, []))
+        study_rows = (await session.execute(
+            select(*study_columns).join(Patient, Study.patient_pk == Patient.id)
+            .where(Study.study_uid.in_(wanted)))).all()
+        instance_rows = (await session.execute(
+            select(*instance_columns).join(Series, Series.study_pk == Study.id)
+            .join(Instance, Instance.series_pk == Series.id)
+            .where(Study.study_uid.in_(wanted)))).all()
+    series: dict[str, dict[str, tuple[tuple[str, str, str], list[SelectedInstance]]]] = {}
+    for (study_uid, series_uid, number, modality, description, sop_uid, sop_class,
+         instance_number, syntax, charset, path, size) in instance_rows:
+        entry = series.setdefault(study_uid, {}).setdefault(
+            series_uid, ((number, modality, description), []))
         entry[1].append(SelectedInstance(
-            sop_uid=instance.sop_uid,
-            sop_class_uid=instance.sop_class_uid,
-            instance_number=instance.instance_number,
-            transfer_syntax=instance.transfer_syntax,
-            charset=instance.charset,
-            path=storage.absolute(instance.path),
-            size=instance.size,
+            sop_uid=sop_uid, sop_class_uid=sop_class, instance_number=instance_number,
+            transfer_syntax=syntax, charset=charset, path=storage.absolute(path), size=size,
         ))
+    studies = {row[0]: row for row in study_rows if row[0] in series}
     selected = []
     for uid in wanted:
         if uid not in studies:
             continue
-        study, patient = studies[uid]
+        (_, date, time, study_id, description, accession, charset, patient_id, issuer, name,
+         birth_date, sex, patient_charset) = studies[uid]
         selected.append(SelectedStudy(
-            study_uid=uid,
-            study_date=study.study_date,
-            study_time=study.study_time,
-            study_id=study.study_id,
-            description=study.description,
-            accession=study.accession_number,
-            charset=study.charset,
-            patient_id=patient.patient_id,
-            issuer=patient.issuer,
-            patient_name=patient.name,
-            birth_date=patient.birth_date,
-            sex=patient.sex,
-            patient_charset=patient.charset,
+            study_uid=uid, study_date=date, study_time=time, study_id=study_id,
+            description=description, accession=accession, charset=charset,
+            patient_id=patient_id, issuer=issuer, patient_name=name, birth_date=birth_date,
+            sex=sex, patient_charset=patient_charset,
             series=tuple(
-                SelectedSeries(row.series_uid, row.series_number, row.modality,
-                               row.description, tuple(instances))
-                for row, instances in series[uid].values()
+                SelectedSeries(series_uid, number, modality, series_description,
+                               tuple(instances))
+                for series_uid, ((number, modality, series_description), instances)
+                in series[uid].items()
             ),
         ))
     return Selection(tuple(selected), tuple(uid for uid in wanted if uid not in studies))

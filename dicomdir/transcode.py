@@ -45,11 +45,12 @@ MediumContent = FileRange | JoinedContent | BytesContent
 
 def medium_content(
     path: Path, sop_uid: str, stored_syntax: str, profile: MediaProfile,
-    work_file: Callable[[], Path],
+    work_file: Callable[[], Path], strict: bool = True,
 ) -> tuple[MediumContent, str]:
     """The content of this instance on a medium of `profile`, and its transfer syntax there.
 
-    `work_file` hands out a fresh path in the medium's work folder, for decoded copies.
+    `work_file` hands out a fresh path in the medium's work folder, for decoded copies. An
+    instance that can be neither kept nor decoded is refused when `strict`, else kept as stored.
     """
     if stored_syntax in profile.transfer_syntaxes:
         return FileRange.whole(path), stored_syntax
@@ -58,6 +59,8 @@ def medium_content(
         if spliced is not None:
             return spliced, ExplicitVRLittleEndian
     if stored_syntax != ImplicitVRLittleEndian and not _can_decode(stored_syntax):
+        if not strict:
+            return FileRange.whole(path), stored_syntax
         raise InvalidInput(
             f"instance {sop_uid} is stored as {UID(stored_syntax).name or stored_syntax}, "
             f"which {profile.name} does not allow and which cannot be decoded here; "

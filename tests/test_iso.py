@@ -38,6 +38,7 @@ from pydicom.uid import (
     EncapsulatedPDFStorage,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
+    JPEG2000Lossless,
     JPEGBaseline8Bit,
 )
 
@@ -45,6 +46,7 @@ from dicomdir.content import BytesContent, FileRange, MediumFile
 from dicomdir.file_ids import is_conformant_component
 from dicomdir.iso import FOUR_GIB, build_iso
 from dicomdir.medium import MediumOptions, build_medium
+from dicomdir.profiles import CD_BYTES, DVD_BYTES, choose_profile
 from dicomdir.records import generated_study_id
 from dicomdir.selection import select_studies
 from node.config import load_config
@@ -726,3 +728,17 @@ def test_a_study_only_on_a_source_node_is_retrieved_first(
     uids = {str(r.ReferencedSOPInstanceUIDInFile) for r in referenced(root).values()}
     assert uids == {f"{remote.study_uid}.1.1", f"{remote.study_uid}.1.2"}
     assert get(node, [("studyUID", UNKNOWN_STUDY)]).status == 404
+
+
+# -- profile choice --------------------------------------------------------------------------
+
+
+def test_profile_is_chosen_by_content_and_size() -> None:
+    explicit, implicit = ExplicitVRLittleEndian, ImplicitVRLittleEndian
+    assert choose_profile([explicit, implicit]).name == "STD-GEN-CD"
+    assert choose_profile([explicit], size=CD_BYTES + 1).name == "STD-GEN-DVD-JPEG"
+    assert choose_profile([explicit, JPEGBaseline8Bit]).name == "STD-GEN-DVD-JPEG"
+    assert choose_profile([JPEG2000Lossless, explicit]).name == "STD-GEN-DVD-J2K"
+    assert choose_profile([JPEGBaseline8Bit], size=DVD_BYTES + 1).name == "STD-GEN-BD-JPEG"
+    # No profile allows both: the one allowing most wins, the rest is decompressed.
+    assert choose_profile([JPEG2000Lossless] * 2 + [JPEGBaseline8Bit]).name == "STD-GEN-DVD-J2K"
