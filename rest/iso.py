@@ -14,8 +14,9 @@ Parameters
 
 Answers
 - 200 `application/x-iso9660-image`, `Content-Disposition: attachment; filename=<File-set
-  ID>.iso`, the exact `Content-Length` up front, then the image, streamed as it is produced:
-  the node holds one chunk at a time and writes no temporary image.
+  ID>.iso`, `X-Media-Profile` (the profile chosen), the exact `Content-Length` up front, then
+  the image, streamed as it is produced: the node holds one chunk at a time and writes no
+  temporary image. HEAD answers the same headers without the body.
 - 400 when studyUID is missing or not a UID, or profile is unknown (the JSON names the field);
   401 without the API key; 404 naming the studies found neither in the index nor on a source
   node; 413 when the image would be larger than `media.max_iso_bytes` (the JSON gives `size`
