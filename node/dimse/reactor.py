@@ -68,6 +68,7 @@ class EventDrivenDUL(dul.DULServiceProvider):
 
     def __init__(self, assoc: Any) -> None:
         self._kill_flag = False
+        self._waiting = False
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
         os.set_blocking(self._wake_write, False)
@@ -87,13 +88,25 @@ class EventDrivenDUL(dul.DULServiceProvider):
             self.wake()
 
     def wake(self) -> None:
+        # Only a thread parked in select needs the pipe: a busy one looks at its queue before
+        # parking (see _wait_for_work), and every write hands the GIL to this thread for nothing.
+        if not self._waiting and not self._kill_flag:
+            return
         # OSError: the pipe is full (a wake-up is pending anyway) or already closed.
         with contextlib.suppress(OSError):
             os.write(self._wake_write, b"\0")
 
     def _wait_for_work(self) -> None:
-        if not self.to_provider_queue.empty():
-            return
+        # Announce the wait before the last look at the queue: a primitive queued after that
+        # look finds _waiting set and writes to the pipe.
+        self._waiting = True
+        try:
+            if self.to_provider_queue.empty():
+                self._select()
+        finally:
+            self._waiting = False
+
+    def _select(self) -> None:
         fds: list[Any] = [self._wake_read]
         transport = self.socket
         sock = getattr(transport, "socket", None)
