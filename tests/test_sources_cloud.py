@@ -317,3 +317,16 @@ async def test_credentials_never_reach_the_logs_or_the_progress(
     everything = caplog.text + json.dumps([p.as_json() for p in progresses])
     for secret in [*secrets, header, "x-pacs-secret-token"]:
         assert secret not in everything
+
+
+def test_wasabi_and_aws_endpoints_follow_the_region_unless_configured() -> None:
+    from node.sources.request import parse_request
+    from node.sources.s3 import endpoint_for
+
+    wasabi = parse_request(example("wasabi-bucket")).studies[0].storage
+    aws = parse_request(example("aws-bucket")).studies[0].storage
+    assert wasabi is not None and aws is not None
+    assert endpoint_for(wasabi, "", "") == "https://s3.eu-central-1.wasabisys.com"
+    assert endpoint_for(wasabi, "", "http://127.0.0.1:9000") == "http://127.0.0.1:9000"
+    assert endpoint_for(aws, "", "") is None
+    assert endpoint_for(aws, "http://127.0.0.1:9001", "") == "http://127.0.0.1:9001"

@@ -101,26 +101,36 @@ class Importer:
                     ) -> list[SourceObject]:
         try:
             await stack.enter_async_context(source)
-        except SourceError as exc:
+        except Exception as exc:
             # The objects are known from the request: each is reported failed, with the reason.
-            items = await source.list_objects()
+            message = _message(exc, source)
+            try:
+                items = await source.list_objects()
+            except Exception:
+                items = []
+            if not items:
+                self._source_failed(source, progress, message)
             progress.add_total(len(items))
             for item in items:
-                progress.fail(item.where, str(exc), _study_uid(item), _sop_uid(item))
+                progress.fail(item.where, message, _study_uid(item), _sop_uid(item))
             return []
         try:
             items = await self._retrying(source.list_objects)
-        except SourceError as exc:
-            study = getattr(source, "study", None)
-            progress.add_total(1)
-            progress.fail(getattr(study, "where", source.label), str(exc),
-                          getattr(study, "study_uid", ""))
+        except Exception as exc:
+            self._source_failed(source, progress, _message(exc, source))
             return []
         progress.add_total(len(items))
         skipped = int(getattr(source, "skipped", 0))
         if skipped:
             progress.skip(skipped)
         return items
+
+    @staticmethod
+    def _source_failed(source: Source, progress: ImportProgress, message: str) -> None:
+        study = getattr(source, "study", None)
+        progress.add_total(1)
+        progress.fail(getattr(study, "where", source.label), message,
+                      getattr(study, "study_uid", ""))
 
     async def _retrying(self, call: Callable[[], Awaitable[list[SourceObject]]]
                         ) -> list[SourceObject]:
@@ -275,3 +285,12 @@ def _keep(storage: Storage, fetched: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(fetched, target)
     storage.flush_path(target.parent)
+
+
+def _message(exc: Exception, source: Source) -> str:
+    """What the viewer is told: our own errors' messages; for anything else only its type
+    (a library's message may quote a request's secret)."""
+    if isinstance(exc, SourceError | NodeError):
+        return str(exc)
+    log.warning("source %s: unexpected %s", source.label, type(exc).__name__)
+    return f"{source.label}: internal error ({type(exc).__name__})"
