@@ -3,14 +3,19 @@ holds afterwards, and how failures are reported per instance."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from pydicom import dcmread
 
+from node.roles import add_role
 from node.runtime import open_services
 from node.services import NodeServices
+from node.sources import ImportProgress, parse_request, plan_import
+from node.sources.opening import WRITE_INTERVAL, ContextProgress, issue_context
+from node.viewing import context_json
 from tests.factory import uid
 from tests.post_examples import example
 from tests.source_fixtures import (
@@ -134,3 +139,32 @@ async def test_a_bad_file_fails_alone_and_the_others_are_indexed(
     assert progress.studies["1.2.826.123.1"].failed == 2
     assert len(await indexed(services)) == 4
     assert services.storage.incoming_files() == []
+
+
+async def test_progress_reaches_the_context_while_and_after_importing(
+    services: NodeServices, tmp_path: Path
+) -> None:
+    await add_role(services.sessions, "diagnostic", [])
+    volume = tmp_path / "volume"
+    write_spec_folder(volume)
+    plan = plan_import(parse_request(example("folder")), storage_table(volume), services.config)
+    progress = ImportProgress()
+    token, context_pk = await issue_context(services, plan, progress)
+    writer = ContextProgress(services, context_pk)
+    writer.attach(progress)
+    progress.set_state("fetching")
+    progress.add_total(3)
+    progress.succeed(uid(401, 1))
+    await asyncio.sleep(WRITE_INTERVAL + 0.5)  # throttled write, without being asked
+    context = await context_json(services, context_pk)
+    assert context["sources"]["import"]["done"] == 1
+    assert [(s["studyInstanceUID"], s["state"]) for s in context["studies"]] == [
+        (uid(401, 1), "retrieving")]
+    progress.fail("/storage/studies/study1/b/x.dcm", "not readable", uid(401, 2))
+    progress.succeed(uid(401, 1))
+    progress.set_state("done")
+    await writer.finish(progress)
+    context = await context_json(services, context_pk)
+    states = {s["studyInstanceUID"]: (s["state"], s["message"]) for s in context["studies"]}
+    assert states == {uid(401, 1): ("available", None), uid(401, 2): ("failed", "not readable")}
+    assert context["sources"]["import"]["state"] == "done" and len(token) == 64
