@@ -1,4 +1,5 @@
-"""The pathology tables: slide files that are not DICOM, slide metadata, colour lookup tables.
+"""The pathology tables: slide files that are not DICOM, slide metadata, colour lookup tables,
+annotation layers.
 
 They live on the index's `Base` but are created by `ensure_schema`, called when the HTTP app
 starts: node/ never imports pathology/.
@@ -7,8 +8,9 @@ starts: node/ never imports pathology/.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import DateTime, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, DateTime, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -69,7 +71,40 @@ class SlideLut(Base):
     uploaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-TABLE_NAMES = (SlideFile.__tablename__, SlideMetadataRecord.__tablename__, SlideLut.__tablename__)
+class AnnotationLayerRecord(Base):
+    """One user's named layer on one slide; shapes as the API's JSON."""
+
+    __tablename__ = "pathology_annotation_layers"
+    __table_args__ = (
+        UniqueConstraint("container_identifier", "owner", "name", name="uq_layer_owner_name"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    container_identifier: Mapped[str] = mapped_column(String(64), index=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(64))
+    shapes: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AnnotationImport(Base):
+    """Annotation instances already read into layers (or written from them), so that each is
+    read once."""
+
+    __tablename__ = "pathology_annotation_imports"
+
+    sop_uid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    container_identifier: Mapped[str] = mapped_column(String(64), index=True)
+    imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+TABLE_NAMES = (
+    SlideFile.__tablename__,
+    SlideMetadataRecord.__tablename__,
+    SlideLut.__tablename__,
+    AnnotationLayerRecord.__tablename__,
+    AnnotationImport.__tablename__,
+)
 
 
 async def ensure_schema(engine: AsyncEngine) -> None:

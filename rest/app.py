@@ -11,6 +11,7 @@ from aiohttp import web
 from node.config import Config
 from node.services import NodeServices
 from node.viewing import RetrievalRegistry, TokenIssuer
+from rest import annotations as annotation_layers
 from rest import iso, lut, multimonitor, obscurl, obscurl_post, openapi, slides, viewer_session
 from rest.middleware import errors_as_json, require_api_key, routing_headers
 from rest.state import API_KEY, INSTANCE_NAME, ISSUER, RETRIEVALS, SERVICES
@@ -19,7 +20,8 @@ __all__ = ["API_KEY", "SERVICES", "create_app"]
 
 ROUTE_TABLES = (obscurl.routes, multimonitor.routes, viewer_session.routes, openapi.routes,
                 iso.routes,
-                lut.routes, slides.routes, obscurl_post.routes)
+                lut.routes, slides.routes, obscurl_post.routes,
+                annotation_layers.routes)
 
 
 def instance_name(config: Config) -> str:
