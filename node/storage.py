@@ -22,6 +22,8 @@ class Storage:
         self.fsync = fsync
         root.mkdir(parents=True, exist_ok=True)
         incoming.mkdir(parents=True, exist_ok=True)
+        # Study folders known to exist: placing an instance then costs no mkdir attempt.
+        self._folders: set[Path] = set()
 
     def relative_path(self, study_uid: str, sop_uid: str) -> str:
         """The storage path of an instance: spread over 256 folders, grouped by study."""
@@ -64,10 +66,35 @@ class Storage:
     def place(self, incoming_file: Path, relative: str) -> None:
         """Atomically move a flushed incoming file to its storage path (replacing any old one)."""
         target = self.absolute(relative)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(incoming_file, target)
+        self._ensure_folder(target.parent)
+        try:
+            os.replace(incoming_file, target)
+        except FileNotFoundError:
+            if not incoming_file.exists():
+                raise
+            self._folders.discard(target.parent)  # removed since: create it again
+            self._ensure_folder(target.parent)
+            os.replace(incoming_file, target)
         if self.fsync:
             self._fsync_dir(target.parent)
+
+    def _ensure_folder(self, folder: Path) -> None:
+        """Create a storage folder (and missing parents), each new entry made durable in its
+        parent: the instance's own directory fsync does not cover the folder's creation."""
+        if folder in self._folders:
+            return
+        missing = []
+        current = folder
+        while current != self.root and not current.is_dir():
+            missing.append(current)
+            current = current.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        if self.fsync:
+            for created in reversed(missing):
+                self._fsync_dir(created.parent)
+        if len(self._folders) > 100_000:
+            self._folders.clear()
+        self._folders.add(folder)
 
     def _fsync_dir(self, folder: Path) -> None:
         fd = os.open(folder, os.O_RDONLY)
