@@ -198,7 +198,8 @@ def _tile(summary: str) -> dict[str, Any]:
     }}
 
 
-# Digital pathology and media routes (rest/slides.py, rest/lut.py, rest/iso.py).
+# Digital pathology and media routes (rest/slides.py, rest/lut.py, rest/annotations.py,
+# rest/iso.py).
 DOCUMENT["paths"].update({
     "/webdv/getIso": {"get": {
         "summary": "Studies as an ISO 9660 image (DICOM media, IHE PDI), streamed.",
@@ -280,6 +281,41 @@ DOCUMENT["paths"].update({
                         "schema": {"type": "integer", "default": 512}}],
         "responses": {"200": {"description": "The thumbnail.", **_IMAGE}, **_ERRORS,
                       "404": _NOT_FOUND},
+    }},
+    "/webdv/slides/{slide_id}/layers": {"get": {
+        "summary": "The annotation layers a user sees on a slide.",
+        "security": [{"apiKey": []}],
+        "parameters": [_SLIDE_ID, {**_text("username", "The user."), "required": True},
+                       _text("annotationVisibility", "ALL (default) or USER."),
+                       _boolean("hideLayers", "Show no layers at all.", False)],
+        "responses": {"200": {"description": "The layers.", **_JSON_OBJECT}, **_ERRORS,
+                      "404": _NOT_FOUND},
+    }},
+    "/webdv/slides/{slide_id}/layers/{name}": {
+        "put": {
+            "summary": "Save (create or replace) the user's layer: {\"shapes\": [...]}.",
+            "security": [{"apiKey": []}],
+            "parameters": [_SLIDE_ID, _path("name", "The layer.", {"type": "string"}),
+                           {**_text("username", "The user."), "required": True}],
+            "requestBody": {"required": True, **_JSON_OBJECT},
+            "responses": {"200": {"description": "Saved.", **_JSON_OBJECT}, **_ERRORS,
+                          "404": _NOT_FOUND},
+        },
+        "delete": {
+            "summary": "Delete the user's layer.",
+            "security": [{"apiKey": []}],
+            "parameters": [_SLIDE_ID, _path("name", "The layer.", {"type": "string"}),
+                           {**_text("username", "The user."), "required": True}],
+            "responses": {"200": {"description": "Deleted.", **_JSON_OBJECT}, **_ERRORS,
+                          "404": _NOT_FOUND},
+        },
+    },
+    "/webdv/slides/{slide_id}/layers/export": {"post": {
+        "summary": "Layers as DICOM Microscopy Bulk Simple Annotations, one per user.",
+        "security": [{"apiKey": []}],
+        "parameters": [_SLIDE_ID, _text("username", "Only this user's layers.")],
+        "responses": {"200": {"description": "The new SOP Instance UIDs.", **_JSON_OBJECT},
+                      **_ERRORS, "404": _NOT_FOUND},
     }},
     "/webdv/slides/{slide_id}/{name}.{fmt}": {"get": {
         "summary": "The slide's label or macro image.",
