@@ -220,6 +220,15 @@ def write_ndpi(path: Path, spec: SlideSpec = SlideSpec()) -> Path:
     return path
 
 
+def pad_to_tiles(pixels: np.ndarray, tile: int = 256) -> np.ndarray:
+    """White up to whole tiles, as MIRAX levels are."""
+    height, width = pixels.shape[:2]
+    padded = np.full((-(-height // tile) * tile, -(-width // tile) * tile, 3), 255,
+                     dtype=np.uint8)
+    padded[:height, :width] = pixels
+    return padded
+
+
 def pad_to_mcus(pixels: np.ndarray) -> np.ndarray:
     """Pad with white to whole 16x8 MCUs: openslide counts NDPI tiles per row by integer
     division, so a partial MCU column would shift every following row."""
@@ -342,6 +351,124 @@ def _ndpi_ifd(tags: list[tuple[int, int, list[int] | bytes | list[float]]], star
 def _rational(value: float) -> tuple[int, int]:
     denominator = 1000
     return round(value * denominator), denominator
+
+
+# --- 3DHISTECH MIRAX ---------------------------------------------------------------------------
+
+
+MRXS_TILE = 256
+
+
+def write_mrxs(path: Path, spec: SlideSpec = SlideSpec()) -> Path:
+    """A MIRAX slide: `x.mrxs` beside a folder `x/` holding Slidedat.ini, Index.dat and
+    Data0000.dat, laid out as openslide's mirax reader reads it: one camera image per 256-pixel
+    tile (no overlap, no position buffer), a second zoom level concatenating 4x4 images, and
+    macro, label and preview images as non-hierarchical records.
+
+    MIRAX levels are whole images, so the slide is padded with white to whole tiles."""
+    folder = path.with_suffix("")
+    folder.mkdir(parents=True, exist_ok=True)
+    slide_id = "viewnode-test-mrxs"
+    across = -(-spec.width // MRXS_TILE)
+    down = -(-spec.height // MRXS_TILE)
+    base = pad_to_tiles(base_pixels(spec), MRXS_TILE)
+    data = bytearray()
+    # Per zoom level: (image index, offset, length) of every image.
+    levels: list[list[tuple[int, int, int]]] = [[], []]
+    for y in range(down):
+        for x in range(across):
+            tile = base[y * MRXS_TILE : (y + 1) * MRXS_TILE, x * MRXS_TILE : (x + 1) * MRXS_TILE]
+            encoded = _jpeg(tile, spec.quality)
+            levels[0].append((y * across + x, len(data), len(encoded)))
+            data += encoded
+    concat = 4
+    for y in range(0, down, concat):
+        for x in range(0, across, concat):
+            block = np.full((concat * MRXS_TILE, concat * MRXS_TILE, 3), 255, dtype=np.uint8)
+            part = base[y * MRXS_TILE : (y + concat) * MRXS_TILE,
+                        x * MRXS_TILE : (x + concat) * MRXS_TILE]
+            block[: part.shape[0], : part.shape[1]] = part
+            small = np.asarray(Image.fromarray(block).resize((MRXS_TILE, MRXS_TILE),
+                                                            Image.Resampling.BOX))
+            encoded = _jpeg(small, spec.quality)
+            levels[1].append((y * across + x, len(data), len(encoded)))
+            data += encoded
+    associated = []
+    for pixels in (solid(300, 100, spec.macro_colour), solid(120, 100, spec.label_colour),
+                   thumbnail_pixels(spec)):
+        encoded = _jpeg(pixels, spec.quality)
+        associated.append((len(data), len(encoded)))
+        data += encoded
+    (folder / "Data0000.dat").write_bytes(bytes(data))
+    (folder / "Index.dat").write_bytes(_mrxs_index(slide_id, levels, associated))
+    (folder / "Slidedat.ini").write_text(_slidedat(slide_id, across, down, spec), "utf-8")
+    path.write_text(f"{slide_id}\n", "utf-8")
+    return path
+
+
+def _mrxs_index(slide_id: str, levels: list[list[tuple[int, int, int]]],
+                associated: list[tuple[int, int]]) -> bytes:
+    """Index.dat: version and slide id, then the roots of the hierarchical (zoom level) and
+    non-hierarchical (associated image) records; every pointer an absolute little-endian int32."""
+    out = bytearray(b"01.02" + slide_id.encode())
+    hier_root = len(out)
+    out += b"\0" * 8
+
+    def put(value: int, at: int) -> None:
+        struct.pack_into("<i", out, at, value)
+
+    level_table = len(out)
+    out += b"\0" * (4 * len(levels))
+    put(level_table, hier_root)
+    for number, images in enumerate(levels):
+        head = len(out)
+        put(head, level_table + 4 * number)
+        out += struct.pack("<ii", 0, head + 8)
+        out += struct.pack("<ii", len(images), 0)
+        for index, offset, length in images:
+            out += struct.pack("<iiii", index, offset, length, 0)
+    record_table = len(out)
+    out += b"\0" * (4 * len(associated))
+    put(record_table, hier_root + 4)
+    for number, (offset, length) in enumerate(associated):
+        head = len(out)
+        put(head, record_table + 4 * number)
+        out += struct.pack("<ii", 0, head + 8)
+        out += struct.pack("<iiii", 1, 0, 0, 0)
+        out += struct.pack("<iii", offset, length, 0)
+    return bytes(out)
+
+
+def _slidedat(slide_id: str, across: int, down: int, spec: SlideSpec) -> str:
+    lines = [
+        "[GENERAL]", "SLIDE_VERSION=01.02", f"SLIDE_ID={slide_id}",
+        f"IMAGENUMBER_X={across}", f"IMAGENUMBER_Y={down}",
+        f"OBJECTIVE_MAGNIFICATION={spec.magnification}", "CameraImageDivisionsPerSide=1",
+        "[HIERARCHICAL]", "HIER_COUNT=1", "HIER_0_NAME=Slide zoom level", "HIER_0_COUNT=2",
+        "HIER_0_VAL_0=ZoomLevel_0", "HIER_0_VAL_0_SECTION=LAYER_0_LEVEL_0_SECTION",
+        "HIER_0_VAL_1=ZoomLevel_1", "HIER_0_VAL_1_SECTION=LAYER_0_LEVEL_1_SECTION",
+        "NONHIER_COUNT=1", "NONHIER_0_NAME=Scan data layer", "NONHIER_0_COUNT=3",
+        "NONHIER_0_VAL_0=ScanDataLayer_SlideThumbnail",
+        "NONHIER_0_VAL_0_SECTION=NONHIERLAYER_0_LEVEL_0_SECTION",
+        "NONHIER_0_VAL_1=ScanDataLayer_SlideBarcode",
+        "NONHIER_0_VAL_1_SECTION=NONHIERLAYER_0_LEVEL_1_SECTION",
+        "NONHIER_0_VAL_2=ScanDataLayer_SlidePreview",
+        "NONHIER_0_VAL_2_SECTION=NONHIERLAYER_0_LEVEL_2_SECTION",
+        "INDEXFILE=Index.dat",
+        "[DATAFILE]", "FILE_COUNT=1", "FILE_0=Data0000.dat",
+    ]
+    for level, (concat, mpp) in enumerate(((0, spec.mpp), (2, spec.mpp * 4))):
+        lines += [
+            f"[LAYER_0_LEVEL_{level}_SECTION]", "OVERLAP_X=0", "OVERLAP_Y=0",
+            f"MICROMETER_PER_PIXEL_X={mpp}", f"MICROMETER_PER_PIXEL_Y={mpp}",
+            "IMAGE_FORMAT=JPEG", "IMAGE_FILL_COLOR_BGR=16777215",
+            f"DIGITIZER_WIDTH={MRXS_TILE}", f"DIGITIZER_HEIGHT={MRXS_TILE}",
+            f"IMAGE_CONCAT_FACTOR={concat}",
+        ]
+    lines += ["[NONHIERLAYER_0_LEVEL_0_SECTION]", "THUMBNAIL_IMAGE_TYPE=JPEG",
+              "[NONHIERLAYER_0_LEVEL_1_SECTION]", "BARCODE_IMAGE_TYPE=JPEG",
+              "[NONHIERLAYER_0_LEVEL_2_SECTION]", "PREVIEW_IMAGE_TYPE=JPEG"]
+    return "\n".join(lines) + "\n"
 
 
 # --- DICOM WSI --------------------------------------------------------------------------------
@@ -608,6 +735,7 @@ class SlideSet:
     svs: Path
     tiff: Path
     ndpi: Path
+    mrxs: Path
     dicom: DicomSlideFiles
 
 
@@ -617,6 +745,7 @@ def write_slide_set(folder: Path, spec: SlideSpec = SlideSpec()) -> SlideSet:
         svs=write_svs(folder / "slide.svs", spec),
         tiff=write_tiled_tiff(folder / "slide.tiff", spec),
         ndpi=write_ndpi(folder / "slide.ndpi", spec),
+        mrxs=write_mrxs(folder / "mirax" / "slide.mrxs", spec),
         dicom=write_dicom_wsi(folder / "dicom", spec),
     )
 

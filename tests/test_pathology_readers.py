@@ -72,6 +72,18 @@ def test_ndpi_is_read_by_openslide_hamamatsu(slides: factory.SlideSet) -> None:
         assert (info.levels[0].tile_width, info.levels[0].tile_height) == (144, 8)
 
 
+def test_mrxs_is_read_by_openslide_mirax(slides: factory.SlideSet) -> None:
+    with _open(slides.mrxs) as slide:
+        info = slide.info
+        assert info.format == "mirax"
+        # MIRAX levels are whole camera images: the factory pads to 256-pixel tiles.
+        assert [(lv.width, lv.height) for lv in info.levels] == [(1024, 768), (256, 192)]
+        assert [lv.downsample for lv in info.levels] == [1.0, 4.0]
+        assert info.mpp_x == pytest.approx(SPEC.mpp)
+        assert info.associated_images == ("label", "macro", "thumbnail")
+        assert slide.associated_image("label").size == (120, 100)
+
+
 def test_dicom_series_is_read_by_wsidicom(slides: factory.SlideSet) -> None:
     with _open(slides.dicom.paths) as slide:
         info = slide.info
@@ -85,7 +97,7 @@ def test_dicom_series_is_read_by_wsidicom(slides: factory.SlideSet) -> None:
         assert slide.associated_image("macro").size == (300, 100)
 
 
-@pytest.mark.parametrize("kind", ["svs", "tiff", "ndpi"])
+@pytest.mark.parametrize("kind", ["svs", "tiff", "ndpi", "mrxs"])
 def test_openslide_regions_equal_openslide_own_read(slides: factory.SlideSet, kind: str) -> None:
     path = getattr(slides, kind)
     reference = openslide.OpenSlide(str(path))
@@ -118,7 +130,7 @@ def test_dicom_regions_and_tiles_equal_wsidicom_own_read(slides: factory.SlideSe
 
 def test_regions_match_the_source_pixels_in_every_format(slides: factory.SlideSet) -> None:
     expected = factory.base_pixels(SPEC)[512:712, 256:512].astype(int)
-    for paths in ([slides.svs], [slides.tiff], [slides.ndpi], slides.dicom.paths):
+    for paths in ([slides.svs], [slides.tiff], [slides.ndpi], [slides.mrxs], slides.dicom.paths):
         with open_slide(paths) as slide:
             region = np.asarray(slide.read_region(0, 256, 512, 256, 200)).astype(int)
             # JPEG at quality 90: close on average, whatever the reader.

@@ -22,7 +22,7 @@ from tests.rest_support import Api, running_app
 
 SPEC = factory.SlideSpec()
 DICOM_ID = factory.SpecimenSpec().container_identifier
-FILE_IDS = {"svs": "SVS-0001", "tiff": "TIFF-0001", "ndpi": "NDPI-0001"}
+FILE_IDS = {"svs": "SVS-0001", "tiff": "TIFF-0001", "ndpi": "NDPI-0001", "mrxs": "MRXS-0001"}
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ async def test_dicom_tile_is_the_stored_jpeg_passed_through(
     assert body == reference.read_encoded_tile(2, (0, 0))
 
 
-@pytest.mark.parametrize("kind", ["svs", "tiff"])
+@pytest.mark.parametrize("kind", ["svs", "tiff", "mrxs"])
 async def test_openslide_tile_pixels_equal_openslide_region(
     api: Api, slides: factory.SlideSet, kind: str
 ) -> None:
@@ -120,6 +120,8 @@ async def test_coarse_levels_are_scaled_from_the_pyramid(api: Api) -> None:
         pixels = factory.base_pixels(SPEC)
         if cid == FILE_IDS["ndpi"]:
             pixels = factory.pad_to_mcus(pixels)
+        if cid == FILE_IDS["mrxs"]:
+            pixels = factory.pad_to_tiles(pixels)
         height, width = -(-pixels.shape[0] // 8), -(-pixels.shape[1] // 8)
         expected = np.asarray(Image.fromarray(pixels).resize(
             (width, height), Image.Resampling.BOX)).astype(int)
