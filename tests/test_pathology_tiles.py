@@ -316,3 +316,20 @@ async def test_reads_per_slide_are_bounded_and_identical_requests_render_once(
     assert 2 <= peak <= service.reads_per_slide
     # 12 distinct full-resolution tiles and 4 distinct level-9 tiles asked three times each.
     assert renders <= 12 + 4
+
+
+async def test_json_metadata_wins_over_dicom_field_by_field(api: Api) -> None:
+    from pathology.catalogue import record_slide_metadata
+
+    sessions = api.services.sessions
+    await record_slide_metadata(sessions, DICOM_ID, {"slideStainCode": "PAS",
+                                                     "blockAlias": "A-1"})
+    try:
+        data = await (await api.get(f"/webdv/slides/{DICOM_ID}/metadata")).json()
+        assert (data["slideStainCode"], data["blockAlias"]) == ("PAS", "A-1")
+        # What the JSON does not say still comes from the DICOM series.
+        assert data["specimenIdentifier"] == factory.SpecimenSpec().specimen_identifier
+    finally:
+        await record_slide_metadata(sessions, DICOM_ID, {})
+    data = await (await api.get(f"/webdv/slides/{DICOM_ID}/metadata")).json()
+    assert data["slideStainCode"] == "H&E"
