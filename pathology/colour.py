@@ -51,9 +51,11 @@ class ColourTable:
         return cls(lut, packed)
 
     def apply(self, image: Image.Image) -> Image.Image:
-        pixels = np.asarray(image.convert("RGB"), dtype=np.uint32)
-        index = (((pixels[..., 0] & 0xFE) << 13) | ((pixels[..., 1] & 0xFE) << 6)
-                 | (pixels[..., 2] >> 1))
+        # RGBX pixels read as little-endian uint32 are R | G << 8 | B << 16 | X << 24: the
+        # index is three masked shifts of that, no per-channel arrays.
+        packed = np.frombuffer(image.convert("RGBX").tobytes(), dtype="<u4")
+        index = (((packed << 13) & 0x1FC000) | ((packed >> 2) & 0x3F80)
+                 | ((packed >> 17) & 0x7F))
         out = np.take(self.packed, index)
         return Image.frombytes("RGB", image.size, out.tobytes(), "raw", "RGBX")
 
