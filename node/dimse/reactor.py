@@ -33,7 +33,8 @@ from typing import Any
 
 import pynetdicom
 from pynetdicom import association, dul
-from pynetdicom.pdu import A_ABORT_RQ
+from pynetdicom.pdu import A_ABORT_RQ, P_DATA_TF
+from pynetdicom.pdu_primitives import P_DATA
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,29 @@ class EventDrivenDUL(dul.DULServiceProvider):
         os.set_blocking(self._wake_read, False)
         os.set_blocking(self._wake_write, False)
         weakref.finalize(self, _close_pipe, self._wake_read, self._wake_write)
+        # Held while the thread runs a state machine action and while another thread sends
+        # P-DATA itself (see send_pdu), so that PDUs leave in the order they were issued.
+        self._send_lock = threading.Lock()
         super().__init__(assoc)
         self.to_provider_queue = _WakingQueue(self.wake)
+        # The socket queues Evt17 here when a send from another thread fails.
+        self.event_queue = _WakingQueue(self.wake)
+
+    def send_pdu(self, primitive: Any) -> None:
+        """P-DATA issued by another thread while the association is established (Sta6) and
+        nothing is queued ahead of it goes straight to the socket, which is all the state
+        machine would do with it (DT-1). Queueing it instead wakes this thread, and each
+        wake-up hands it the GIL: measured here, ~30% of a C-FIND answering 1,000 matches."""
+        if type(primitive) is P_DATA and threading.current_thread() is not self:
+            with self._send_lock:
+                if (
+                    self.state_machine.current_state == "Sta6"
+                    and self.to_provider_queue.empty()
+                    and self.socket is not None
+                ):
+                    self._send(P_DATA_TF(primitive))
+                    return
+        super().send_pdu(primitive)
 
     # pynetdicom stops the thread by setting this flag from other threads: wake it as well.
     @property
@@ -160,7 +182,8 @@ class EventDrivenDUL(dul.DULServiceProvider):
             except queue.Empty:
                 self._wait_for_work()
                 continue
-            self.state_machine.do_action(event)
+            with self._send_lock:
+                self.state_machine.do_action(event)
 
 
 class _Checkpoint(threading.Event):

@@ -46,6 +46,13 @@ def configure_pynetdicom() -> None:
     # Received datasets go straight to a file (no decode); sent files go out without decoding.
     _config.STORE_RECV_CHUNKED_DATASET = True
     _config.STORE_SEND_CHUNKED_DATASET = True
+    # pynetdicom's standard handlers format every PDU and DIMSE message, and every C-FIND
+    # identifier, into log lines even when nothing logs them: measured here, ~6% of a C-FIND
+    # answering 1,000 matches and a share of every C-STORE. Keep them for `--verbose` only.
+    verbose = logging.getLogger("pynetdicom").isEnabledFor(logging.DEBUG)
+    _config.LOG_HANDLER_LEVEL = "standard" if verbose else "none"
+    _config.LOG_REQUEST_IDENTIFIERS = verbose
+    _config.LOG_RESPONSE_IDENTIFIERS = verbose
 
 
 def build_ae(config: Config) -> AE:
