@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-DEBIAN_PACKAGES=(dcmtk orthanc orthanc-dicomweb dicom3tools xorriso genisoimage nginx-light)
+DEBIAN_PACKAGES=(dcmtk orthanc orthanc-dicomweb dicom3tools xorriso genisoimage nginx-light postgresql)
 
 install_debian_packages() {
     local missing=()

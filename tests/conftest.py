@@ -11,7 +11,27 @@ from pathlib import Path
 
 import pytest
 
+from tests import index_db
 from tests.peers import NodeProcess, OrthancProcess, StoreSCP, free_port
+from tests.postgres_peer import PostgresCluster
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """A private PostgreSQL cluster on loopback (tests/postgres_peer.py)."""
+    cluster = PostgresCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def test_database(request: pytest.FixtureRequest) -> Iterator[None]:
+    """VIEWNODE_TEST_DB=postgresql: every node of the session on PostgreSQL (tests/index_db.py)."""
+    if not index_db.on_postgresql():
+        yield
+        return
+    with index_db.serving(request.getfixturevalue("postgres")):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.index_db import database_url
+
 REPO = Path(__file__).resolve().parent.parent
 PEER_ENV = {**os.environ, "TCP_NODELAY": "1"}
 
@@ -94,6 +96,10 @@ class NodeProcess:
         }
         for name, values in self.extra.items():
             sections.setdefault(name, {}).update(values)
+        if "database" not in sections:
+            url = database_url(self.folder / sections["node"]["data_dir"])
+            if url is not None:
+                sections["database"] = {"url": url}
         lines = []
         for name, values in sections.items():
             lines.append(f"[{name}]")

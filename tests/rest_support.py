@@ -20,6 +20,7 @@ from node.services import NodeServices
 from rest.app import create_app
 from rest.state import RETRIEVALS
 from tests.factory import StudySpec, write_study
+from tests.index_db import database_url
 from tests.peers import free_port, toml_value
 
 API_KEY = "rest-test-key-0123456789"
@@ -91,8 +92,12 @@ def config_dict(source_nodes: list[dict[str, Any]] | None = None,
 
 def write_config(folder: Path, **sections: dict[str, Any]) -> Path:
     """A node.toml for the CLI commands, with the same settings running_app uses."""
+    raw = config_dict(**sections)
+    url = database_url(folder / raw["node"]["data_dir"])
+    if url is not None and "database" not in raw:
+        raw["database"] = {"url": url}
     lines = []
-    for name, values in config_dict(**sections).items():
+    for name, values in raw.items():
         lines.append(f"[{name}]")
         lines += [f"{key} = {toml_value(value)}" for key, value in values.items()]
     folder.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,6 @@ index and storage consistent, and incoming/ must be empty.
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from pydicom import dcmread
 
 from node.file_completeness import check_complete
 from tests.factory import StudySpec, uid, write_study
+from tests.index_db import rows
 from tests.peers import PEER_ENV, NodeProcess
 
 INSTANCES = 500
@@ -74,9 +74,8 @@ def send_and_kill(node: NodeProcess, folder: Path, kill_after: int) -> list[Path
 
 
 def indexed(node: NodeProcess) -> dict[str, tuple[str, int]]:
-    with sqlite3.connect(node.data_dir / "index.sqlite") as db:
-        return {sop: (path, size)
-                for sop, path, size in db.execute("SELECT sop_uid, path, size FROM instances")}
+    return {sop: (path, size)
+            for sop, path, size in rows(node.data_dir, "SELECT sop_uid, path, size FROM instances")}
 
 
 @pytest.mark.parametrize("kill_after", [150, 40])

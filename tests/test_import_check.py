@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pydicom import dcmread
 from node.errors import InvalidInput
 from node.file_completeness import check_complete
 from tests.factory import StudySpec, make_instance, uid, write_jpeg_instance, write_study
+from tests.index_db import rows
 from tests.peers import PEER_ENV, REPO, NodeProcess
 
 
@@ -32,20 +32,16 @@ def cli_node(tmp_path: Path) -> NodeProcess:
 
 
 def indexed_sop_uids(node: NodeProcess) -> set[str]:
-    with sqlite3.connect(node.data_dir / "index.sqlite") as db:
-        return {row[0] for row in db.execute("SELECT sop_uid FROM instances")}
+    return {row[0] for row in rows(node.data_dir, "SELECT sop_uid FROM instances")}
 
 
 def count(node: NodeProcess, table: str) -> int:
-    with sqlite3.connect(node.data_dir / "index.sqlite") as db:
-        return int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+    return int(rows(node.data_dir, f"SELECT COUNT(*) FROM {table}")[0][0])
 
 
 def stored_path(node: NodeProcess, sop_uid: str) -> Path:
-    with sqlite3.connect(node.data_dir / "index.sqlite") as db:
-        (relative,) = db.execute(
-            "SELECT path FROM instances WHERE sop_uid = ?", (sop_uid,)
-        ).fetchone()
+    ((relative,),) = rows(node.data_dir, "SELECT path FROM instances WHERE sop_uid = :sop",
+                          sop=sop_uid)
     return node.data_dir / "storage" / relative
 
 

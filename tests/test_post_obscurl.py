@@ -23,6 +23,7 @@ from pathology.catalogue import locate_slide, slide_metadata
 from rest.obscurl_post import IMPORTS
 from tests.cloud_peers import ServerProcess, gcs, gcs_put, moto, s3_put, service_account_token
 from tests.factory import StudySpec, make_instance
+from tests.index_db import dump
 from tests.media_files import image_bytes
 from tests.peers import OrthancProcess, dcmtk
 from tests.post_examples import example
@@ -309,7 +310,7 @@ async def test_cloud_and_wado_examples_open_and_keep_no_secret(
             assert context["request"]["studies"][0]["storage"]["type"] == name
     finally:
         await manager.__aexit__(None, None, None)
-    database = b"".join(p.read_bytes() for p in (tmp_path / "app/data").glob("index.sqlite*"))
+    database = dump(tmp_path / "app/data")
     traces = caplog.text + "".join(seen)
     for secret in secrets:
         assert secret not in traces

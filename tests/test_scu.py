@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import socket
-import sqlite3
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ import pytest
 from node.config import config_from_dict
 from node.dimse import scu
 from tests.factory import StudySpec, uid, write_study
+from tests.index_db import rows
 from tests.peers import NodeProcess, OrthancProcess, free_port
 
 
@@ -29,9 +29,8 @@ def upload_study(orthanc: OrthancProcess, folder: Path, spec: StudySpec) -> set[
 
 def indexed(node: NodeProcess) -> dict[str, tuple[str, str]]:
     """SOP Instance UID -> (storage path, origin) for every instance in the node's index."""
-    with sqlite3.connect(node.data_dir / "index.sqlite") as db:
-        return {sop: (path, origin)
-                for sop, path, origin in db.execute("SELECT sop_uid, path, origin FROM instances")}
+    return {sop: (path, origin) for sop, path, origin
+            in rows(node.data_dir, "SELECT sop_uid, path, origin FROM instances")}
 
 
 def orthanc_source(orthanc: OrthancProcess, retrieve: str) -> dict[str, object]:

@@ -24,6 +24,7 @@ from node.storage_mapping import (
     open_beneath,
     remove_mapping,
 )
+from tests.index_db import database_toml
 from tests.peers import REPO
 
 
@@ -138,7 +139,7 @@ def run_cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_mapping_commands_add_list_and_remove(tmp_path: Path) -> None:
     config = tmp_path / "node.toml"
-    config.write_text('[node]\ndata_dir = "data"\n')
+    config.write_text('[node]\ndata_dir = "data"\n' + database_toml(tmp_path / "data"))
     (tmp_path / "vol").mkdir()
     added = run_cli(config, "add", "/one/storage/", str(tmp_path / "vol"))
     assert added.returncode == 0, added.stderr

@@ -6,7 +6,6 @@ transfer syntax is stored exactly as received. After each test the node still an
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +25,7 @@ from tests.factory import (
     write_multiframe_instance,
     write_study,
 )
+from tests.index_db import rows
 from tests.peers import NodeProcess, dcmtk
 
 SUCCESS = 0x0000
@@ -56,12 +56,9 @@ def ct_association(node: NodeProcess) -> Iterator[Association]:
 
 def index_row(node: NodeProcess, sop_uid: str) -> tuple[str, int, str, int] | None:
     """(path, size, transfer syntax, number of frames) of an indexed instance."""
-    with sqlite3.connect(node.data_dir / "index.sqlite") as db:
-        row = db.execute(
-            "SELECT path, size, transfer_syntax, number_of_frames FROM instances "
-            "WHERE sop_uid = ?", (sop_uid,),
-        ).fetchone()
-    return None if row is None else (row[0], row[1], row[2], row[3])
+    found = rows(node.data_dir, "SELECT path, size, transfer_syntax, number_of_frames "
+                 "FROM instances WHERE sop_uid = :sop", sop=sop_uid)
+    return None if not found else (found[0][0], found[0][1], found[0][2], found[0][3])
 
 
 def stored_file(node: NodeProcess, sop_uid: str) -> Path:
@@ -71,10 +68,8 @@ def stored_file(node: NodeProcess, sop_uid: str) -> Path:
 
 
 def patient_name(node: NodeProcess, patient_id: str) -> str:
-    with sqlite3.connect(node.data_dir / "index.sqlite") as db:
-        (name,) = db.execute(
-            "SELECT name FROM patients WHERE patient_id = ?", (patient_id,)
-        ).fetchone()
+    ((name,),) = rows(node.data_dir, "SELECT name FROM patients WHERE patient_id = :pid",
+                      pid=patient_id)
     return str(name)
 
 

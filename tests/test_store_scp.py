@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 from tests.factory import StudySpec, uid, write_study
+from tests.index_db import rows
 from tests.peers import NodeProcess, dcmtk
 
 
 def indexed_sop_uids(node: NodeProcess) -> set[str]:
-    with sqlite3.connect(node.data_dir / "index.sqlite") as db:
-        return {row[0] for row in db.execute("SELECT sop_uid FROM instances")}
+    return {row[0] for row in rows(node.data_dir, "SELECT sop_uid FROM instances")}
 
 
 def test_echoscu_gets_success(node: NodeProcess) -> None:
