@@ -2,6 +2,7 @@
 # The two commands of the README:
 #   ./manage.sh start [--config FILE]   set everything up, then run the node (DICOM 11112, HTTP 8181)
 #   ./manage.sh test                    set everything up, then run ruff, mypy and the whole test suite
+#                                       on SQLite, then again on PostgreSQL
 # Set-up is idempotent: Debian packages are installed only when missing (as root), the virtual
 # environment is created once at .venv and the pinned requirements are (re)applied.
 set -euo pipefail
@@ -53,7 +54,14 @@ case "${1:-}" in
         setup
         .venv/bin/ruff check .
         .venv/bin/mypy
-        exec .venv/bin/python -m pytest -q "$@"
+        # The whole suite twice: on SQLite (the default) and on PostgreSQL (a private cluster the
+        # tests start); both passes run even when the first fails.
+        status=0
+        echo "== pytest on SQLite"
+        .venv/bin/python -m pytest -q "$@" || status=$?
+        echo "== pytest on PostgreSQL"
+        VIEWNODE_TEST_DB=postgresql .venv/bin/python -m pytest -q "$@" || status=$?
+        exit "$status"
         ;;
     *)
         echo "usage: $0 start [--config FILE] | test [pytest args]" >&2

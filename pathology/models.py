@@ -1,20 +1,24 @@
 """The pathology tables: slide files that are not DICOM, slide metadata, colour lookup tables,
 annotation layers.
 
-They live on the index's `Base` but are created by `ensure_schema`, called when the HTTP app
-starts: node/ never imports pathology/.
+They live on the index's `Base` but are created by `ensure_schema` through pathology's own
+migrations, called when the HTTP app starts: node/ never imports pathology/.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Mapped, mapped_column
 
+from node.index.migrate import upgrade
 from node.index.models import Base
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 class SlideFile(Base):
@@ -108,7 +112,6 @@ TABLE_NAMES = (
 
 
 async def ensure_schema(engine: AsyncEngine) -> None:
-    """Create the pathology tables if they are missing (idempotent, safe on every start)."""
-    async with engine.begin() as conn:
-        tables = [Base.metadata.tables[name] for name in TABLE_NAMES]
-        await conn.run_sync(Base.metadata.create_all, tables=tables)
+    """Apply pathology's own migrations (pathology/migrations/, its own version table):
+    idempotent, safe on every start of every instance."""
+    await upgrade(engine, MIGRATIONS, "alembic_version_pathology")

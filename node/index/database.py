@@ -1,4 +1,5 @@
-"""The database engine: SQLite (WAL, durable commits) by default, PostgreSQL by URL."""
+"""The database engine: SQLite (WAL, durable commits) by default, PostgreSQL by URL; the schema
+by migrations (node/index/migrate.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 
+from node.index import job_models as job_models  # registers its table on Base
 from node.index import mapping_models as mapping_models  # registers its table on Base
+from node.index import migrate
 from node.index import viewing_models as viewing_models  # registers its tables on Base
-from node.index.models import Base
 
 
 def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -33,8 +35,9 @@ def create_engine(url: str) -> AsyncEngine:
 
 
 async def create_schema(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
+    """Apply the node's schema migrations (node/index/migrations/): a new database gets every
+    table, an older one what it lacks."""
+    await migrate.upgrade(engine)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

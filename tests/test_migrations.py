@@ -1,0 +1,114 @@
+"""Schema migrations on both backends: a new database gets exactly the models' schema, an older
+one made by create_all is taken over, and instances starting at once migrate once."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Connection, MetaData, inspect, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+import pathology.models as pathology_models
+from node.index.database import create_engine, create_schema
+from node.index.models import Base
+from tests.peers import REPO
+from tests.postgres_peer import PostgresCluster
+
+MIGRATE_IN_A_PROCESS = """
+import asyncio, sys
+from node.index.database import create_engine
+from tests.test_migrations import migrate_everything
+
+async def main() -> None:
+    engine = create_engine(sys.argv[1])
+    await migrate_everything(engine)
+    await engine.dispose()
+
+asyncio.run(main())
+"""
+HEADS = {"alembic_version": "0002_jobs", "alembic_version_pathology": "p0001_pathology"}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'index.sqlite'}"
+    else:
+        cluster: PostgresCluster = request.getfixturevalue("postgres")
+        url = cluster.create_database(f"migrations_{tmp_path.name}".lower()[:60])
+    engine = create_engine(url)
+    yield engine
+    await engine.dispose()
+
+
+async def migrate_everything(engine: AsyncEngine) -> None:
+    await create_schema(engine)
+    await pathology_models.ensure_schema(engine)
+
+
+def differences(conn: Connection) -> list[Any]:
+    context = MigrationContext.configure(conn, opts={"compare_type": True})
+    diffs = compare_metadata(context, Base.metadata)
+    # The version tables are Alembic's, not the models'.
+    return [d for d in diffs
+            if not (d[0] == "remove_table" and d[1].name.startswith("alembic_version"))]
+
+
+async def versions(engine: AsyncEngine) -> dict[str, str]:
+    async with engine.connect() as conn:
+        return {table: (await conn.execute(text(f"SELECT version_num FROM {table}"))).scalar_one()
+                for table in HEADS}
+
+
+async def test_a_new_database_gets_exactly_the_models_schema(engine: AsyncEngine) -> None:
+    await migrate_everything(engine)
+    async with engine.connect() as conn:
+        assert await conn.run_sync(differences) == []
+    assert await versions(engine) == HEADS
+
+
+async def test_migrating_again_changes_nothing(engine: AsyncEngine) -> None:
+    await migrate_everything(engine)
+    await migrate_everything(engine)
+    assert await versions(engine) == HEADS
+
+
+async def test_a_database_made_by_create_all_is_taken_over(engine: AsyncEngine) -> None:
+    before_jobs = [t for t in Base.metadata.sorted_tables if t.name != "jobs"]
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all, tables=before_jobs)
+        await conn.execute(text("INSERT INTO settings (key, value) VALUES ('kept', 'yes')"))
+    await migrate_everything(engine)
+    async with engine.connect() as conn:
+        assert await conn.run_sync(differences) == []
+        kept = await conn.execute(text("SELECT value FROM settings WHERE key = 'kept'"))
+        assert kept.scalar_one() == "yes"
+    assert await versions(engine) == HEADS
+
+
+async def test_instances_starting_together_migrate_once(engine: AsyncEngine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("one SQLite file is one instance's")
+    url = engine.url.render_as_string(hide_password=False)
+    processes = [await asyncio.create_subprocess_exec(
+        sys.executable, "-c", MIGRATE_IN_A_PROCESS, url, cwd=REPO) for _ in range(4)]
+    assert [await p.wait() for p in processes] == [0, 0, 0, 0]
+    async with engine.connect() as conn:
+        assert await conn.run_sync(differences) == []
+        tables = await conn.run_sync(lambda sync: inspect(sync).get_table_names())
+    assert set(tables) >= {t.name for t in Base.metadata.sorted_tables}
+    assert await versions(engine) == HEADS
+
+
+def test_the_models_cover_every_table_the_revisions_create() -> None:
+    meta = MetaData()
+    for table in Base.metadata.sorted_tables:
+        table.to_metadata(meta)
+    assert set(pathology_models.TABLE_NAMES) <= set(meta.tables)
