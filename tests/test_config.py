@@ -1,0 +1,64 @@
+"""node.toml: strict keys, and the shipped file documents every key the node knows."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+from pathlib import Path
+
+import pytest
+
+from node.config import Config, config_from_dict, load_config
+from node.errors import ConfigError
+from tests.peers import REPO
+
+
+def test_shipped_node_toml_loads_with_the_fixed_defaults() -> None:
+    config = load_config(REPO / "node.toml")
+    assert config.node.ae_title == "VIEWNODE"
+    assert (config.dicom.port, config.http.port) == (11112, 8181)
+    assert config.api.servlet_authorization_header == ""
+    assert config.database_url.startswith("sqlite+aiosqlite:///")
+
+
+def test_shipped_node_toml_names_and_comments_every_key() -> None:
+    text = (REPO / "node.toml").read_text()
+    hints = typing.get_type_hints(Config)
+    for section in dataclasses.fields(Config):
+        kind = hints[section.name]
+        if not (dataclasses.is_dataclass(kind) and isinstance(kind, type)):
+            continue
+        body = re.search(rf"(?ms)^\[{section.name}\][^\n]*\n(.*?)(?=^\[|\Z)", text)
+        assert body is not None, f"node.toml has no [{section.name}] section"
+        for key in dataclasses.fields(kind):
+            line = re.search(rf"(?m)^{key.name}\s*=.*$", body.group(1))
+            assert line is not None, f"node.toml lacks {section.name}.{key.name}"
+            assert "#" in line.group(0), f"{section.name}.{key.name} has no comment"
+
+
+@pytest.mark.parametrize(
+    ("raw", "named"),
+    [
+        ({"node": {"ae_titel": "X"}}, "node.ae_titel"),
+        ({"dicm": {}}, "dicm"),
+        ({"dicom": {"port": "11112"}}, "dicom.port"),
+        ({"source_nodes": [{"ae_title": "P", "host": "h"}]}, "port"),
+        ({"source_nodes": [{"ae_title": "P", "host": "h", "port": 1, "retrieve": "C-PULL"}]},
+         "retrieve"),
+        ({"node": {"ae_title": "A_TITLE_THAT_IS_TOO_LONG"}}, "node.ae_title"),
+    ],
+)
+def test_a_bad_key_is_an_error_naming_it(raw: dict[str, typing.Any], named: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        config_from_dict(raw)
+
+
+def test_serve_refuses_to_start_on_an_unknown_key(tmp_path: Path) -> None:
+    from tests.peers import NodeProcess
+
+    node = NodeProcess(tmp_path, extra={"http": {"prot": 1}})
+    node.write_config()
+    result = node.cli("check")
+    assert result.returncode == 2
+    assert "http.prot" in result.stderr
