@@ -108,14 +108,20 @@ async def recover_incoming(
             record = read_record(incoming)
         except InvalidInput:
             record = None
-        path = None
+        row = None
         if record is not None:
             async with sessions() as session:
-                path = await session.scalar(
-                    select(Instance.path).where(Instance.sop_uid == record.sop_uid)
-                )
-        if path is not None and not storage.absolute(path).exists():
-            storage.place(incoming, path)
+                row = (await session.execute(
+                    select(Instance.path, Instance.size).where(Instance.sop_uid == record.sop_uid)
+                )).first()
+        # Only the very file the row was committed for is placed: a partial resend of the same
+        # instance left behind by a later crash has another size and is discarded.
+        if (
+            row is not None
+            and not storage.absolute(row.path).exists()
+            and incoming.stat().st_size == row.size
+        ):
+            storage.place(incoming, row.path)
             placed += 1
         else:
             incoming.unlink(missing_ok=True)
