@@ -60,3 +60,15 @@ async def test_serving_node_refuses_a_missing_key(node: NodeProcess) -> None:
             http.get("/ngv/obscurl", params={"username": "x"}) as r:
         assert r.status == 401
         assert "error" in await r.json()
+
+
+async def test_serving_node_logs_no_query_string(node_with_role: NodeProcess) -> None:
+    """The access log keeps patient identifiers out: only the audit table holds them."""
+    async with aiohttp.ClientSession(node_with_role.http_url) as http, http.get(
+            "/ngv/obscurl", headers={"Authorization": node_with_role.api_key},
+            params={"username": "e2e", "role": "viewer-e2e", "patientID": "PID-LOGGED-NOT",
+                    "accNum": "ACC-LOGGED-NOT", "sourceNodes": ""}) as r:
+        assert r.status == 200, await r.text()
+    await asyncio.sleep(0.5)  # an access line is written after the answer is sent
+    log = node_with_role.log_text()
+    assert "PID-LOGGED-NOT" not in log and "ACC-LOGGED-NOT" not in log

@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def serve(config: Config) -> None:
+    from rest.access_log import PathAccessLogger
     from rest.app import create_app
 
     api_key, generated = load_or_create_api_key(config)
@@ -51,7 +52,8 @@ async def serve(config: Config) -> None:
     async with open_services(config, recover=True) as services:
         dicom = DicomServer(services)
         dicom.start()
-        runner = web.AppRunner(create_app(services, api_key), shutdown_timeout=30.0)
+        runner = web.AppRunner(create_app(services, api_key), shutdown_timeout=30.0,
+                               access_log_class=PathAccessLogger)
         await runner.setup()
         site = web.TCPSite(runner, config.http.bind, config.http.port)
         await site.start()
