@@ -119,6 +119,20 @@ class MediaSection:
 
 
 @dataclass(frozen=True)
+class JobsSection:
+    """Background jobs (retrievals, preloads), claimed through the database by one instance."""
+
+    # How often an instance marks the jobs it runs as alive.
+    heartbeat_seconds: float = 5.0
+    # A running job silent for this long belongs to an instance that died: another takes it over.
+    stale_seconds: float = 30.0
+    # How often an idle instance looks for queued jobs (its own start at once).
+    poll_seconds: float = 1.0
+    # A job taken over this many times (its instance died each time) is failed.
+    max_attempts: int = 3
+
+
+@dataclass(frozen=True)
 class Config:
     node: NodeSection = field(default_factory=NodeSection)
     dicom: DicomSection = field(default_factory=DicomSection)
@@ -129,6 +143,7 @@ class Config:
     cloud: CloudSection = field(default_factory=CloudSection)
     sources: SourcesSection = field(default_factory=SourcesSection)
     media: MediaSection = field(default_factory=MediaSection)
+    jobs: JobsSection = field(default_factory=JobsSection)
     source_nodes: tuple[RemoteNode, ...] = ()
     move_destinations: tuple[MoveDestination, ...] = ()
     # The folder the configuration file was read from: relative paths are resolved against it.
@@ -250,6 +265,11 @@ def _validate(config: Config) -> None:
     if config.sources.fetch_concurrency < 1 or config.sources.fetch_retries < 0:
         raise ConfigError("sources: fetch_concurrency must be at least 1 and fetch_retries "
                           "at least 0")
+    jobs = config.jobs
+    if not 0 < jobs.heartbeat_seconds < jobs.stale_seconds or jobs.poll_seconds <= 0 \
+            or jobs.max_attempts < 1:
+        raise ConfigError("jobs: heartbeat_seconds must be above 0 and below stale_seconds, "
+                          "poll_seconds above 0 and max_attempts at least 1")
     titles = [n.ae_title for n in config.source_nodes]
     if len(titles) != len(set(titles)):
         raise ConfigError("source_nodes: each AE title may appear once")

@@ -30,6 +30,9 @@ def instance_name(config: Config) -> str:
 
 
 async def _viewing(app: web.Application) -> AsyncIterator[None]:
+    # Background jobs are shared through the database: every instance takes part from the start.
+    app[RETRIEVALS].start()
+    app[ISSUER].start()
     yield
     await app[ISSUER].close()
     await app[RETRIEVALS].close()

@@ -26,6 +26,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ from enum import Enum
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Table, insert, select, update
+from sqlalchemy.dialects import postgresql as postgresql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -43,6 +45,10 @@ from node.instance_record import InstanceRecord
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 256
+# Tries of a batch before its records are committed one by one. Another instance committing the
+# same instances at the same moment fails a batch (unique SOP Instance UID) that the next try,
+# seeing that instance's rows, commits as duplicates.
+BATCH_TRIES = 5
 # Cached keys per level; past this the cache starts over (it is only a shortcut).
 CACHE_LIMIT = 100_000
 
@@ -50,6 +56,9 @@ PATIENTS: Table = Base.metadata.tables["patients"]
 STUDIES: Table = Base.metadata.tables["studies"]
 SERIES: Table = Base.metadata.tables["series"]
 INSTANCES: Table = Base.metadata.tables["instances"]
+
+_CONFLICT_INSERTS: dict[str, Callable[[Table], Any]] = {
+    "postgresql": postgresql_dialect.insert, "sqlite": sqlite_dialect.insert}
 
 
 class AddOutcome(Enum):
@@ -177,11 +186,16 @@ class IndexWriter:
 
     def _commit_group(self, batch: list[_Pending], connection: sqlite3.Connection | None) -> None:
         try:
-            try:
-                outcomes = self._commit(batch, connection)
-            except Exception:
-                # A cached key may name a row deleted meanwhile: once more, from the database.
-                outcomes = self._commit(batch, connection)
+            for attempt in range(BATCH_TRIES):
+                try:
+                    outcomes = self._commit(batch, connection)
+                    break
+                except Exception:
+                    # A cached key may name a row deleted meanwhile, or another instance
+                    # committed the same rows: again, from the database (caches dropped).
+                    if attempt == BATCH_TRIES - 1:
+                        raise
+                    time.sleep(0.002 * (attempt + 1))
         except Exception as exc:
             if len(batch) > 1:
                 # One bad record must not fail its neighbours: commit them one by one.
@@ -252,8 +266,18 @@ class _Sql(Protocol):
     def update(self, table: Table, pks: Collection[int], values: dict[str, Any]) -> None: ...
 
 
+# The unique key of each level above the instances: what a concurrent insert collides on.
+_UNIQUE_KEYS: dict[str, tuple[str, ...]] = {
+    "patients": ("patient_id", "issuer"), "studies": ("study_uid",), "series": ("series_uid",)}
+
+
 class _CoreSql:
-    """SQLAlchemy Core on a (sync view of an async) connection: any database."""
+    """SQLAlchemy Core on a (sync view of an async) connection: any database.
+
+    Several instances may share the database (PostgreSQL): a patient, study or series another
+    instance inserts at the same moment is taken as found (INSERT ... ON CONFLICT DO NOTHING,
+    then its key read back), never as an error.
+    """
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -265,8 +289,18 @@ class _CoreSql:
         return [tuple(row) for row in self.conn.execute(query)]
 
     def insert(self, table: Table, values: dict[str, Any]) -> int:
-        result = self.conn.execute(insert(table).values(**values))
-        return int(result.inserted_primary_key[0])  # type: ignore[index]
+        keys = _UNIQUE_KEYS.get(table.name)
+        dialect = self.conn.dialect.name
+        if keys is None or dialect not in _CONFLICT_INSERTS:
+            result = self.conn.execute(insert(table).values(**values))
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
+        statement = (_CONFLICT_INSERTS[dialect](table).values(**values)
+                     .on_conflict_do_nothing(index_elements=list(keys)).returning(table.c.id))
+        pk = self.conn.execute(statement).scalar()
+        if pk is None:  # inserted by another instance since this batch looked
+            pk = self.conn.execute(select(table.c.id).where(
+                *(table.c[k] == values[k] for k in keys))).scalar_one()
+        return int(pk)
 
     def insert_many(self, table: Table, rows: list[dict[str, Any]]) -> None:
         self.conn.execute(insert(table), rows)

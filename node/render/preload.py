@@ -9,12 +9,13 @@ are exactly the ones it will request.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from node.errors import NodeError
+from node.jobs import ClaimedJob, JobBoard, JobRunner, JobStatus, worker_name
 from node.render.params import THUMBNAIL, VIEW, RenderParams
 from node.render.renderer import FrameRenderer
 from node.render.sop_classes import is_image
@@ -26,6 +27,12 @@ log = logging.getLogger(__name__)
 PRELOAD_LIMIT = 2000
 # Preloading shares the machine with the viewers being served: a thread or two, no more.
 PRELOAD_WORKERS = 1
+# Studies preloaded at once by one instance.
+PRELOAD_JOBS = 1
+KIND = "preload"
+RETRIEVE_KIND = "retrieve"
+# A preload finished this recently is not queued again.
+REMEMBER_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -80,44 +87,66 @@ async def _preload(services: NodeServices, study_uid: str, renderer: FrameRender
 
 
 class StudyPreloader:
-    """Background preloads, each after the study's retrieval (if any) has ended."""
+    """Background preloads as jobs (node/jobs.py): one instance renders each study, after the
+    study's retrieval (if any) has ended, whichever instance ran it. The rendered images land
+    in the render cache of the instance that claimed the job; the one that queued it looks
+    first, so with sticky routing that is nearly always the instance the viewer talks to."""
 
     def __init__(self, services: NodeServices) -> None:
         self._services = services
         self._renderer: FrameRenderer | None = None
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        settings = services.config.jobs
+        board = JobBoard(services.engine, settings, worker_name(services.config.http.port))
+        self._board = board
+        self._runner = JobRunner(board, settings, KIND, self._preload, PRELOAD_JOBS,
+                                 blocked_by=RETRIEVE_KIND)
+        self._queueing: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        """Take part in preloads queued by any instance (and those a dead one left)."""
+        self._runner.start()
 
     def schedule(self, study_uid: str, after: Awaitable[object] | None = None) -> None:
-        if study_uid in self._tasks:
-            return
-        self._tasks[study_uid] = asyncio.create_task(
-            self._run(study_uid, after), name=f"preload-{study_uid}")
+        """Queue the study's preload. `after` is not waited for: a preload job is not claimed
+        while a retrieval job of the same study is queued or running, on any instance."""
+        task = asyncio.create_task(self._enqueue(study_uid), name=f"queue-preload-{study_uid}")
+        self._queueing.add(task)
+        task.add_done_callback(self._queueing.discard)
 
-    async def _run(self, study_uid: str, after: Awaitable[object] | None) -> None:
+    async def _enqueue(self, study_uid: str) -> None:
         try:
-            if after is not None:
-                with contextlib.suppress(Exception):
-                    await after
-            if self._renderer is None:
-                self._renderer = FrameRenderer(
-                    self._services.config.data_dir / "render-cache", PRELOAD_WORKERS)
-            await preload_study(self._services, study_uid, self._renderer)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # a failed preload only means a slower first look
-            log.exception("preloading a study failed")
-        finally:
-            self._tasks.pop(study_uid, None)
+            _status, queued = await self._board.enqueue(
+                KIND, study_uid, {}, keep_done=_recently_done)
+        except Exception:  # a lost preload only means a slower first look
+            log.exception("queueing a preload failed")
+            return
+        if queued:
+            self._runner.wake()
+
+    async def _preload(self, job: ClaimedJob) -> tuple[str, str]:
+        if self._renderer is None:
+            self._renderer = FrameRenderer(
+                self._services.config.data_dir / "render-cache", PRELOAD_WORKERS)
+        result = await preload_study(self._services, job.key, self._renderer)
+        return "done", (f"{result.rendered} rendered, {result.cached} cached, "
+                        f"{result.failed} not renderable")
 
     async def wait_idle(self) -> None:
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+        while self._queueing:
+            await asyncio.gather(*list(self._queueing), return_exceptions=True)
+        await self._runner.wait_idle()
 
     async def close(self) -> None:
-        tasks = list(self._tasks.values())
-        for task in tasks:
+        for task in list(self._queueing):
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*list(self._queueing), return_exceptions=True)
+        await self._runner.close()
         if self._renderer is not None:
             await asyncio.to_thread(self._renderer.close)
             self._renderer = None
+
+
+def _recently_done(status: JobStatus) -> bool:
+    """A study preloaded a moment ago is not rendered again (its images are cached)."""
+    return (status.state == "done" and status.finished_at is not None
+            and (datetime.now(UTC) - status.finished_at).total_seconds() < REMEMBER_SECONDS)

@@ -57,6 +57,10 @@ class TokenIssuer:
         self._catalogue = Catalogue()
         self._preloads = StudyPreloader(services)
 
+    def start(self) -> None:
+        """Take part in the preloads any instance queued."""
+        self._preloads.start()
+
     async def close(self) -> None:
         await self._writer.close()
         await self._preloads.close()

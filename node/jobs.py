@@ -1,0 +1,312 @@
+"""Background jobs claimed through the database, so that exactly one instance does each.
+
+Several instances share one database. A job is a row of `jobs` (node/index/job_models.py):
+queued by whichever instance was asked, claimed by whichever instance's runner gets to it first,
+kept alive by the claimer's heartbeat, finished with an outcome. A row still `running` whose
+heartbeat went stale belongs to an instance that died (or was stopped mid-job): any runner
+claims it again, so the work survives the instance that started it.
+
+Claiming is one statement that only one instance can win: on PostgreSQL the candidate row is
+locked with `FOR UPDATE SKIP LOCKED` (runners never wait for each other), on SQLite a
+conditional UPDATE that matches only while the row is still claimable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Table, and_, exists, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from node.config import JobsSection
+from node.index.job_models import Job
+
+log = logging.getLogger(__name__)
+
+JOBS: Table = Job.__table__  # type: ignore[assignment]
+ACTIVE = ("queued", "running")
+
+
+def worker_name(http_port: int) -> str:
+    """Who claims: the instance (NODE_INSTANCE, else host:port) and its process."""
+    instance = os.environ.get("NODE_INSTANCE") or f"{socket.gethostname()}:{http_port}"
+    return f"{instance}/{os.getpid()}"[:128]
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes for what was written as UTC.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    state: str
+    outcome: str
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    id: int
+    kind: str
+    key: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+class JobBoard:
+    """The jobs table's statements: queue, claim, heartbeat, finish, release."""
+
+    def __init__(self, engine: AsyncEngine, settings: JobsSection, worker: str) -> None:
+        self._engine = engine
+        self._settings = settings
+        self.worker = worker
+
+    async def enqueue(self, kind: str, key: str, payload: dict[str, Any],
+                      keep_done: Callable[[JobStatus], bool] = lambda _status: False
+                      ) -> tuple[JobStatus, bool]:
+        """Queue the job unless it is queued or running, or finished and `keep_done` says its
+        outcome still stands. Returns its status and whether this call queued it."""
+        now = datetime.now(UTC)
+        dialect = self._engine.dialect.name
+        async with self._engine.begin() as conn:
+            if dialect in ("postgresql", "sqlite"):
+                insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+                created = (await conn.execute(
+                    insert(JOBS).values(kind=kind, key=key, payload=payload, state="queued",
+                                        claimed_by="", attempts=0, outcome="", created_at=now)
+                    .on_conflict_do_nothing(index_elements=["kind", "key"])
+                    .returning(JOBS.c.id))).scalar()
+                if created is not None:
+                    return JobStatus("queued", "", None), True
+            row = (await conn.execute(
+                select(JOBS.c.id, JOBS.c.state, JOBS.c.outcome, JOBS.c.finished_at)
+                .where(JOBS.c.kind == kind, JOBS.c.key == key))).one()
+            status = JobStatus(row.state, row.outcome, _aware(row.finished_at))
+            if status.state in ACTIVE or keep_done(status):
+                return status, False
+            requeued = await conn.execute(
+                update(JOBS).where(JOBS.c.id == row.id, JOBS.c.state == row.state)
+                .values(state="queued", payload=payload, claimed_by="", heartbeat_at=None,
+                        attempts=0, outcome="", finished_at=None, created_at=now))
+            if requeued.rowcount != 1:  # another instance requeued it first
+                return JobStatus("queued", "", None), False
+        return JobStatus("queued", "", None), True
+
+    async def claim(self, kind: str, blocked_by: str | None = None) -> ClaimedJob | None:
+        """Take one queued (or abandoned) job of `kind`; None when there is none. With
+        `blocked_by`, a job waits while a job of that kind with the same key is active."""
+        while True:
+            job = await self._claim_once(kind, blocked_by)
+            if job is None or job.attempts <= self._settings.max_attempts:
+                return job
+            log.warning("%s job %d given up after %d attempts", kind, job.id, job.attempts - 1)
+            await self.finish(job.id, "failed", "stopped by its instance each time it ran")
+
+    async def _claim_once(self, kind: str, blocked_by: str | None) -> ClaimedJob | None:
+        now = datetime.now(UTC)
+        stale = now - timedelta(seconds=self._settings.stale_seconds)
+        claimable = or_(JOBS.c.state == "queued",
+                        and_(JOBS.c.state == "running", JOBS.c.heartbeat_at < stale))
+        conditions = [JOBS.c.kind == kind, claimable]
+        if blocked_by is not None:
+            other = JOBS.alias("blocking")
+            conditions.append(~exists().where(other.c.kind == blocked_by,
+                                              other.c.key == JOBS.c.key,
+                                              other.c.state.in_(ACTIVE)))
+        claimed = {"state": "running", "claimed_by": self.worker, "heartbeat_at": now,
+                   "attempts": JOBS.c.attempts + 1}
+        returned = (JOBS.c.id, JOBS.c.kind, JOBS.c.key, JOBS.c.payload, JOBS.c.attempts)
+        async with self._engine.begin() as conn:
+            if self._engine.dialect.name == "postgresql":
+                candidate = (select(JOBS.c.id).where(*conditions).order_by(JOBS.c.id).limit(1)
+                             .with_for_update(skip_locked=True, of=JOBS).scalar_subquery())
+                row = (await conn.execute(
+                    update(JOBS).where(JOBS.c.id == candidate, claimable)
+                    .values(**claimed).returning(*returned))).first()
+            else:
+                row = None
+                candidates = (await conn.execute(
+                    select(JOBS.c.id).where(*conditions).order_by(JOBS.c.id).limit(8))).scalars()
+                for job_id in list(candidates):
+                    won = await conn.execute(
+                        update(JOBS).where(JOBS.c.id == job_id, claimable).values(**claimed))
+                    if won.rowcount == 1:
+                        row = (await conn.execute(
+                            select(*returned).where(JOBS.c.id == job_id))).first()
+                        break
+        if row is None:
+            return None
+        return ClaimedJob(row.id, row.kind, row.key, dict(row.payload or {}), row.attempts)
+
+    async def heartbeat(self, ids: list[int]) -> None:
+        if not ids:
+            return
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(JOBS).where(JOBS.c.id.in_(ids), JOBS.c.claimed_by == self.worker,
+                                   JOBS.c.state == "running")
+                .values(heartbeat_at=datetime.now(UTC)))
+
+    async def finish(self, job_id: int, state: str, outcome: str) -> bool:
+        """Record the outcome, if the job is still this worker's (False: taken over)."""
+        async with self._engine.begin() as conn:
+            done = await conn.execute(
+                update(JOBS).where(JOBS.c.id == job_id, JOBS.c.claimed_by == self.worker,
+                                   JOBS.c.state == "running")
+                .values(state=state, outcome=outcome[:2000], finished_at=datetime.now(UTC),
+                        heartbeat_at=None))
+            return done.rowcount == 1
+
+    async def release(self, ids: list[int]) -> None:
+        """Hand jobs back to the queue (orderly shutdown): another instance goes on at once."""
+        if not ids:
+            return
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(JOBS).where(JOBS.c.id.in_(ids), JOBS.c.claimed_by == self.worker,
+                                   JOBS.c.state == "running")
+                .values(state="queued", claimed_by="", heartbeat_at=None,
+                        attempts=JOBS.c.attempts - 1))
+
+    async def active(self, kind: str) -> dict[str, str]:
+        """Key -> state of every queued or running job of `kind`."""
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(select(JOBS.c.key, JOBS.c.state)
+                                      .where(JOBS.c.kind == kind, JOBS.c.state.in_(ACTIVE)))
+            return {key: state for key, state in rows}
+
+
+JobHandler = Callable[[ClaimedJob], Awaitable[tuple[str, str]]]
+# Told the outcome once it is recorded (a reader that sees the job finished sees it too).
+JobFinished = Callable[[ClaimedJob, str, str], Awaitable[None]]
+
+
+class JobRunner:
+    """One instance's worker for one kind of job: claims up to `concurrency` at a time, keeps
+    them alive, records their outcomes. `handler` returns (state, outcome); `finished` is
+    called after the outcome is recorded."""
+
+    def __init__(self, board: JobBoard, settings: JobsSection, kind: str, handler: JobHandler,
+                 concurrency: int, blocked_by: str | None = None,
+                 finished: JobFinished | None = None) -> None:
+        self._board = board
+        self._settings = settings
+        self._kind = kind
+        self._handler = handler
+        self._blocked_by = blocked_by
+        self._finished = finished
+        self._slots = asyncio.Semaphore(concurrency)
+        self._wake = asyncio.Event()
+        self._running: dict[int, tuple[ClaimedJob, asyncio.Task[None]]] = {}
+        self._loops: list[asyncio.Task[None]] = []
+        # What the last look at the table found active (any instance's), key -> state.
+        self.seen_active: dict[str, str] = {}
+
+    def start(self) -> None:
+        if not self._loops:
+            self._loops = [asyncio.create_task(self._claim_loop(), name=f"jobs-{self._kind}"),
+                           asyncio.create_task(self._heartbeat_loop(),
+                                               name=f"jobs-{self._kind}-heartbeat")]
+
+    def wake(self) -> None:
+        """A job was queued here: look at once instead of at the next poll."""
+        self.start()
+        self._wake.set()
+
+    def running_here(self, key: str) -> asyncio.Task[None] | None:
+        for job, task in self._running.values():
+            if job.key == key:
+                return task
+        return None
+
+    async def _claim_loop(self) -> None:
+        while True:
+            try:
+                await self._claim_available()
+                self.seen_active = await self._board.active(self._kind)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database away for a moment: try again at the next poll
+                log.exception("looking for %s jobs failed", self._kind)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._settings.poll_seconds)
+
+    async def _claim_available(self) -> None:
+        while True:
+            await self._slots.acquire()
+            try:
+                job = await self._board.claim(self._kind, self._blocked_by)
+            except BaseException:
+                self._slots.release()
+                raise
+            if job is None:
+                self._slots.release()
+                return
+            task = asyncio.create_task(self._run(job), name=f"job-{self._kind}-{job.id}")
+            self._running[job.id] = (job, task)
+
+    async def _run(self, job: ClaimedJob) -> None:
+        try:
+            state, outcome = await self._handler(job)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a failed job is an outcome to record, not a crash
+            log.warning("%s job %d failed: %s", self._kind, job.id, exc)
+            state, outcome = "failed", str(exc) or type(exc).__name__
+        finally:
+            self._slots.release()
+        try:
+            if await self._board.finish(job.id, state, outcome):
+                if self._finished is not None:
+                    await self._finished(job, state, outcome)
+            else:
+                log.warning("%s job %d was taken over by another instance", self._kind, job.id)
+        finally:
+            self._running.pop(job.id, None)
+            self._wake.set()
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.heartbeat_seconds)
+            try:
+                await self._board.heartbeat(list(self._running))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("job heartbeat failed")
+
+    async def wait_idle(self) -> None:
+        """Wait until no job of this kind is queued or running on any instance."""
+        while True:
+            self.seen_active = await self._board.active(self._kind)
+            if not self.seen_active and not self._running:
+                return
+            self.wake()
+            await asyncio.sleep(0.05)
+
+    async def close(self) -> None:
+        """Stop: jobs running here go back to the queue for the next instance."""
+        loops, self._loops = self._loops, []
+        for task in loops:
+            task.cancel()
+        running = list(self._running.items())
+        for _, (_, task) in running:
+            task.cancel()
+        await asyncio.gather(*loops, *(task for _, (_, task) in running),
+                             return_exceptions=True)
+        self._running.clear()
+        with contextlib.suppress(Exception):
+            await self._board.release([job_id for job_id, _ in running])
