@@ -43,6 +43,8 @@ def server_binaries() -> Path:
 class PostgresCluster:
     folder: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="viewnode-pg-")))
     port: int = field(default_factory=free_port)
+    # Benchmarks measure with a deployment's durability; tests need none.
+    fsync: bool = False
     _databases: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -65,11 +67,12 @@ class PostgresCluster:
         self.folder.chmod(0o755)
         self._run(str(binaries / "initdb"), "-D", str(self.data), "-U", USER, "--auth=trust",
                   "-E", "UTF8", "--locale=C", "--no-sync")
+        durability = [] if self.fsync else [
+            "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
         options = " ".join([
             "-c listen_addresses=127.0.0.1", f"-p {self.port}",
             f"-c unix_socket_directories={self.folder}",
-            "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off",
-            "-c max_connections=500", "-c shared_buffers=64MB",
+            *durability, "-c max_connections=500", "-c shared_buffers=64MB",
         ])
         self._run(str(binaries / "pg_ctl"), "-D", str(self.data), "-l",
                   str(self.folder / "server.log"), "-o", options, "-w", "-t", "60", "start")
