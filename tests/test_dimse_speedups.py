@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import socket
+import threading
 from io import BytesIO
 
 import pytest
@@ -10,8 +12,11 @@ from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import UID
 from pynetdicom import ALL_TRANSFER_SYNTAXES, build_context
 from pynetdicom.dsutils import create_file_meta
+from pynetdicom.pdu import P_DATA_TF
+from pynetdicom.pdu_primitives import P_DATA
 
-from node.dimse.speedups import _copy_contexts, file_meta_bytes
+from node.dimse.reactor import encode_p_data
+from node.dimse.speedups import _copy_contexts, _recv, file_meta_bytes
 
 
 @pytest.mark.parametrize(
@@ -41,3 +46,27 @@ def test_context_copies_equal_deep_copies_and_are_independent() -> None:
     copies[1].context_id = 7
     assert "1.2.3" not in contexts[0].transfer_syntax
     assert contexts[1].context_id is None
+
+
+def test_p_data_bytes_equal_pynetdicoms() -> None:
+    for pdvs in ([[1, b"\x03abc"]], [[3, b"\x00" + bytes(range(256)) * 64]],
+                 [[1, b"\x01xy"], [5, b"\x02" + b"z" * 1001]]):
+        primitive = P_DATA()
+        primitive.presentation_data_value_list = pdvs
+        assert encode_p_data(primitive) == P_DATA_TF(primitive).encode()
+
+
+def test_recv_reads_whole_pdus_and_what_arrived_before_a_close() -> None:
+    left, right = socket.socketpair()
+
+    class Holder:
+        socket = right
+
+    with left, right:
+        # Written from another thread: more than a socket buffer holds before it is read.
+        writer = threading.Thread(target=left.sendall, args=(bytes(range(256)) * 1000 + b"tail",))
+        writer.start()
+        assert _recv(Holder(), 256000) == bytes(range(256)) * 1000
+        writer.join(10)
+        left.close()
+        assert _recv(Holder(), 100) == b"tail"

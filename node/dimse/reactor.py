@@ -25,6 +25,7 @@ import os
 import queue
 import select
 import ssl
+import struct
 import sys
 import threading
 import weakref
@@ -32,7 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pynetdicom
-from pynetdicom import association, dul
+from pynetdicom import association, dul, evt
 from pynetdicom.pdu import A_ABORT_RQ, P_DATA_TF
 from pynetdicom.pdu_primitives import P_DATA
 
@@ -56,6 +57,22 @@ class _WakingQueue(queue.Queue[Any]):
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         super().put(item, block, timeout)
         self._wake()
+
+
+def encode_p_data(primitive: P_DATA) -> bytes:
+    """A P-DATA-TF PDU (PS3.8 9.3.5) as bytes: what P_DATA_TF(primitive).encode() returns,
+    without its per-field objects and repeated copies of the fragment (C-MOVE of 512x512 CT
+    sends 32 such PDUs per instance to a peer taking 16 KiB PDUs)."""
+    parts = []
+    for context_id, value in primitive.presentation_data_value_list:
+        parts.append(_PDV_HEADER.pack(len(value) + 1, context_id))
+        parts.append(value)
+    body = b"".join(parts)
+    return _PDU_HEADER.pack(0x04, 0x00, len(body)) + body
+
+
+_PDU_HEADER = struct.Struct(">BBL")
+_PDV_HEADER = struct.Struct(">LB")
 
 
 def _close_pipe(read_fd: int, write_fd: int) -> None:
@@ -94,7 +111,10 @@ class EventDrivenDUL(dul.DULServiceProvider):
                     and self.to_provider_queue.empty()
                     and self.socket is not None
                 ):
-                    self._send(P_DATA_TF(primitive))
+                    if self.assoc.get_handlers(evt.EVT_PDU_SENT):
+                        self._send(P_DATA_TF(primitive))  # someone wants the PDU object
+                    else:
+                        self.socket.send(encode_p_data(primitive))
                     return
         super().send_pdu(primitive)
 
