@@ -32,6 +32,15 @@ if BACKEND not in ("sqlite", "postgresql"):
 cluster: PostgresCluster | None = None
 
 
+_NODE_DEFAULT = Config.database_url
+
+
+def node_default_url(config: Config) -> str:
+    """The URL the node itself derives from `config`, whichever backend the suite runs on."""
+    url: str = _NODE_DEFAULT.fget(config)  # type: ignore[attr-defined]
+    return url
+
+
 def on_postgresql() -> bool:
     return BACKEND == "postgresql"
 

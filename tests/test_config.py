@@ -11,6 +11,7 @@ import pytest
 
 from node.config import Config, config_from_dict, load_config
 from node.errors import ConfigError
+from tests.index_db import node_default_url
 from tests.peers import REPO
 
 
@@ -19,7 +20,7 @@ def test_shipped_node_toml_loads_with_the_fixed_defaults() -> None:
     assert config.node.ae_title == "VIEWNODE"
     assert (config.dicom.port, config.http.port) == (11112, 8181)
     assert config.api.servlet_authorization_header == ""
-    assert config.database_url.startswith("sqlite+aiosqlite:///")
+    assert node_default_url(config).startswith("sqlite+aiosqlite:///")
 
 
 def test_shipped_node_toml_names_and_comments_every_key() -> None:
