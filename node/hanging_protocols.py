@@ -157,24 +157,47 @@ async def list_protocols(sessions: async_sessionmaker[AsyncSession]) -> list[Pro
     return [_protocol(row) for row in rows]
 
 
+_COLUMNS = (HangingProtocol.id, HangingProtocol.name, HangingProtocol.scope,
+            HangingProtocol.owner, HangingProtocol.rows, HangingProtocol.columns,
+            HangingProtocol.rules)
+
+
 async def applicable_protocols(
     db: AsyncConnection | AsyncSession, username: str, role: str
 ) -> tuple[str | None, list[Protocol]]:
     """The protocols a viewing context uses and where they came from: the user's, else the
     role's, else the global ones; (None, []) when there are none at all."""
     p = HangingProtocol
-    rows = (await db.execute(select(p.id, p.name, p.scope, p.owner, p.rows, p.columns, p.rules)
+    rows = (await db.execute(select(*_COLUMNS)
                              .where(or_((p.scope == "user") & (p.owner == username),
                                         (p.scope == "role") & (p.owner == role),
                                         p.scope == "global"))
                              .order_by(p.name))).all()
+    return choose_protocols([_from_row(r) for r in rows], username, role)
+
+
+async def all_protocols(db: AsyncConnection | AsyncSession) -> list[Protocol]:
+    """Every stored protocol, by name (what choose_protocols picks from)."""
+    rows = (await db.execute(select(*_COLUMNS).order_by(HangingProtocol.name))).all()
+    return [_from_row(r) for r in rows]
+
+
+def choose_protocols(
+    protocols: Sequence[Protocol], username: str, role: str
+) -> tuple[str | None, list[Protocol]]:
+    """applicable_protocols' choice among `protocols` (in name order)."""
+    owners = {"user": username, "role": role}
     for scope in SCOPES:
-        chosen = [Protocol(r[0], r[1], r[2], r[3], r[4], r[5],
-                           tuple(Rule.from_json(rule) for rule in r[6]))
-                  for r in rows if r[2] == scope]
+        chosen = [p for p in protocols
+                  if p.scope == scope and (scope == "global" or p.owner == owners[scope])]
         if chosen:
             return scope, chosen
     return None, []
+
+
+def _from_row(r: Any) -> Protocol:
+    return Protocol(r[0], r[1], r[2], r[3], r[4], r[5],
+                    tuple(Rule.from_json(rule) for rule in r[6]))
 
 
 def _protocol(row: HangingProtocol) -> Protocol:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from pydicom.dataset import Dataset
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from node.config import Config, RemoteNode
@@ -99,25 +99,30 @@ def issuer_matches(wanted: str, stored: str) -> bool:
     return not wanted or not stored or wanted == stored
 
 
+_COLUMNS = (Study.study_uid, Patient.patient_id, Patient.issuer, Study.accession_number,
+            Study.study_date, Study.description)
+_BASE = select(*_COLUMNS).join(Patient, Study.patient_pk == Patient.id)
+_NEWEST_FIRST = (Study.study_date.desc(), Study.study_uid)
+# Built once: constructing a statement per request cost more than running it.
+_BY_UIDS = _BASE.where(Study.study_uid.in_(bindparam("uids", expanding=True)))
+_BY_ACCESSION = _BASE.where(Study.accession_number == bindparam("accession")).order_by(
+    *_NEWEST_FIRST)
+_BY_PATIENT = _BASE.where(Patient.patient_id == bindparam("patient_id")).order_by(
+    *_NEWEST_FIRST)
+
+
 async def find_local(db: AsyncConnection | AsyncSession, request: StudyRequest) -> Findings:
     """The local index's answer: one query per kind of key the request holds."""
     findings = Findings()
-    columns = (Study.study_uid, Patient.patient_id, Patient.issuer, Study.accession_number,
-               Study.study_date, Study.description)
-    base = select(*columns).join(Patient, Study.patient_pk == Patient.id)
     uids = request.all_uids
     if uids:
-        for row in (await db.execute(base.where(Study.study_uid.in_(uids)))).all():
+        for row in (await db.execute(_BY_UIDS, {"uids": list(uids)})).all():
             findings.by_uid[row[0]] = FoundStudy(*row)
     if request.accession_across_patients:
-        rows = await db.execute(
-            base.where(Study.accession_number == request.accession)
-            .order_by(Study.study_date.desc(), Study.study_uid))
+        rows = await db.execute(_BY_ACCESSION, {"accession": request.accession})
         findings.by_accession = [FoundStudy(*row) for row in rows.all()]
     if request.patient_id:
-        rows = await db.execute(
-            base.where(Patient.patient_id == request.patient_id)
-            .order_by(Study.study_date.desc(), Study.study_uid))
+        rows = await db.execute(_BY_PATIENT, {"patient_id": request.patient_id})
         findings.history = [FoundStudy(*row) for row in rows.all()
                             if issuer_matches(request.issuer, row[2])]
     return findings

@@ -82,6 +82,11 @@ async def list_roles(sessions: async_sessionmaker[AsyncSession]) -> list[RoleInf
     return [RoleInfo(row.name, tuple(row.permissions)) for row in rows]
 
 
+async def all_roles(db: AsyncConnection | AsyncSession) -> list[RoleInfo]:
+    rows = (await db.execute(select(Role.name, Role.permissions).order_by(Role.name))).all()
+    return [RoleInfo(row[0], tuple(row[1])) for row in rows]
+
+
 async def get_role(db: AsyncConnection | AsyncSession, name: str) -> RoleInfo | None:
     row = (await db.execute(select(Role.name, Role.permissions).where(Role.name == name))).first()
     if row is None:

@@ -1,58 +1,56 @@
-"""Roles and hanging protocols as token issuance sees them, kept for a second.
+"""Roles and hanging protocols as token issuance sees them: a snapshot at most a second old.
 
-They change rarely (by CLI, possibly in another process) while every token needs both: a copy
-at most CATALOGUE_SECONDS old saves two queries per token. Only what exists is kept, so a role
-added by the CLI is usable at once; a removed role stops being accepted within that second.
+They change rarely (by CLI, possibly in another process) while every token needs both, and both
+tables are small: one snapshot of each, reloaded when older than CATALOGUE_SECONDS, saves two
+queries per token (and per distinct user, which a per-user cache would not). A role missing from
+the snapshot is looked up at once, so a role added by the CLI is usable immediately; a removed
+role stops being accepted, and a protocol change is seen, within that second.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from node.hanging_protocols import Protocol, applicable_protocols
-from node.roles import RoleInfo, get_role
+from node.hanging_protocols import Protocol, all_protocols, choose_protocols
+from node.roles import RoleInfo, all_roles, get_role
 
 CATALOGUE_SECONDS = 1.0
 
 
 class Catalogue:
-    def __init__(self, seconds: float = CATALOGUE_SECONDS) -> None:
+    def __init__(self, engine: AsyncEngine, seconds: float = CATALOGUE_SECONDS) -> None:
+        self._engine = engine
         self._seconds = seconds
-        self._roles: dict[str, tuple[float, RoleInfo]] = {}
-        self._protocols: dict[tuple[str, str], tuple[float, tuple[str | None,
-                                                                  list[Protocol]]]] = {}
+        self._loaded_at = -seconds
+        self._roles: dict[str, RoleInfo] = {}
+        self._protocols: list[Protocol] = []
+        self._loading: asyncio.Lock = asyncio.Lock()
 
-    async def role(self, conn: AsyncConnection, name: str) -> RoleInfo | None:
-        now = time.monotonic()
-        cached = self._roles.get(name)
-        if cached is not None and now - cached[0] < self._seconds:
-            return cached[1]
-        role = await get_role(conn, name)
+    async def _fresh(self) -> None:
+        if time.monotonic() - self._loaded_at < self._seconds:
+            return
+        async with self._loading:  # concurrent requests share one reload
+            if time.monotonic() - self._loaded_at < self._seconds:
+                return
+            started = time.monotonic()
+            async with self._engine.connect() as conn:
+                roles = await all_roles(conn)
+                protocols = await all_protocols(conn)
+            self._roles = {role.name: role for role in roles}
+            self._protocols = protocols
+            self._loaded_at = started
+
+    async def role(self, name: str) -> RoleInfo | None:
+        await self._fresh()
+        role = self._roles.get(name)
         if role is None:
-            self._roles.pop(name, None)
-        else:
-            self._forget_old(self._roles, now)
-            self._roles[name] = (now, role)
+            async with self._engine.connect() as conn:
+                role = await get_role(conn, name)
         return role
 
-    async def protocols(
-        self, conn: AsyncConnection, username: str, role: str
-    ) -> tuple[str | None, list[Protocol]]:
-        now = time.monotonic()
-        key = (username, role)
-        cached = self._protocols.get(key)
-        if cached is not None and now - cached[0] < self._seconds:
-            return cached[1]
-        found = await applicable_protocols(conn, username, role)
-        self._forget_old(self._protocols, now)
-        self._protocols[key] = (now, found)
-        return found
-
-    def _forget_old(self, entries: dict[Any, tuple[float, Any]], now: float) -> None:
-        # Bounded by the users seen within a second; swept when it grows.
-        if len(entries) > 1024:
-            for key in [k for k, (at, _) in entries.items() if now - at >= self._seconds]:
-                del entries[key]
+    async def protocols(self, username: str, role: str) -> tuple[str | None, list[Protocol]]:
+        await self._fresh()
+        return choose_protocols(self._protocols, username, role)

@@ -54,7 +54,7 @@ class TokenIssuer:
         self._services = services
         self._retrievals = retrievals
         self._writer = ContextWriter(services.engine)
-        self._catalogue = Catalogue()
+        self._catalogue = Catalogue(services.engine)
         self._preloads = StudyPreloader(services)
 
     def start(self) -> None:
@@ -98,11 +98,11 @@ class TokenIssuer:
         services = self._services
         config = services.config
         sources = select_sources(config, request.source_nodes)
+        role = await self._catalogue.role(request.role)
+        if role is None:
+            raise InvalidInput(f"role: unknown role {request.role!r}", field="role")
+        scope, protocols = await self._catalogue.protocols(request.username, role.name)
         async with services.engine.connect() as conn:
-            role = await self._catalogue.role(conn, request.role)
-            if role is None:
-                raise InvalidInput(f"role: unknown role {request.role!r}", field="role")
-            scope, protocols = await self._catalogue.protocols(conn, request.username, role.name)
             findings = await find_local(conn, request.studies)
         await find_remote(config, findings, request.studies, sources,
                           explicit=bool(request.source_nodes))
