@@ -1,4 +1,4 @@
-"""Group commit for new viewing contexts: one task writes them all.
+"""Group commit for new viewing contexts: one writer writes them all.
 
 Concurrent token requests each committing their own transaction queue up on the database's
 write lock (SQLite's busy handler sleeps between retries, so latency explodes under load) and
@@ -6,6 +6,10 @@ pay one durable commit each. Here whatever arrives while a commit runs is writte
 one: three INSERT statements and one commit per batch, however many tokens it holds. A caller
 gets its context ids only once the commit is durable, so a token is never handed out before
 its context exists.
+
+On a SQLite file the writer is a thread with its own connection and plain DB-API statements
+(node/index/sqlite_batches.py): no pool, no statement compilation, no hop per statement through
+aiosqlite. Other databases get the same batches as SQLAlchemy Core statements on the event loop.
 """
 
 from __future__ import annotations
@@ -13,17 +17,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from node.index.models import Base
+from node.index.sqlite_batches import RowBinder, SqliteBatches, sqlite_file
 from node.index.viewing_models import AuditEvent, ContextStudy, ViewingContext
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 256
+
+CONTEXTS: Table = Base.metadata.tables["viewing_contexts"]
+STUDIES: Table = Base.metadata.tables["context_studies"]
+AUDIT: Table = Base.metadata.tables["audit_events"]
 
 
 @dataclass
@@ -46,9 +58,14 @@ class ContextWriter:
         self._engine = engine
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        path = sqlite_file(engine)
+        self._sqlite = None if path is None else SqliteBatches(
+            path, _SqliteInserts().run, name="context-writer")
 
     async def write(self, contexts: list[NewContext]) -> list[int]:
         """Store the contexts (all or none); their ids, once durable."""
+        if self._sqlite is not None:
+            return await self._sqlite.submit(contexts)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="context-writer")
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
@@ -57,6 +74,8 @@ class ContextWriter:
 
     async def close(self) -> None:
         """Write what is queued, then stop."""
+        if self._sqlite is not None:
+            await self._sqlite.close()
         if self._task is None:
             return
         await self._queue.join()
@@ -107,6 +126,59 @@ class ContextWriter:
                 await conn.execute(insert(ContextStudy), studies)
             await conn.execute(insert(AuditEvent), [
                 {**c.audit, "context_pk": pk} for pk, c in zip(ids, contexts, strict=True)])
+        return ids
+
+
+class _SqliteInserts:
+    """The SQLite writer thread's batches: one IMMEDIATE transaction each (the write lock
+    taken up front, so another writer waits instead of failing half-way), one COMMIT."""
+
+    def __init__(self) -> None:
+        self._binders: dict[tuple[str, tuple[str, ...]], RowBinder] = {}
+
+    def _binder(self, table: Table, row: dict[str, Any]) -> RowBinder:
+        key = (table.name, tuple(row))
+        binder = self._binders.get(key)
+        if binder is None:
+            binder = self._binders[key] = RowBinder(table, key[1])
+        return binder
+
+    def run(self, connection: sqlite3.Connection,
+            jobs: list[list[NewContext]]) -> Sequence[list[int] | BaseException]:
+        try:
+            return self._commit(connection, jobs)
+        except Exception as exc:
+            if len(jobs) == 1:
+                log.error("writing a viewing context failed: %s", exc)
+                return [RuntimeError("the viewing context could not be stored")]
+        # One bad job must not fail the others: write each on its own.
+        return [result for job in jobs for result in self.run(connection, [job])]
+
+    def _commit(self, connection: sqlite3.Connection,
+                jobs: list[list[NewContext]]) -> list[list[int]]:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            ids: list[list[int]] = []
+            rows: dict[RowBinder, list[tuple[Any, ...]]] = {}
+            for contexts in jobs:
+                job_ids = []
+                for new in contexts:
+                    binder = self._binder(CONTEXTS, new.context)
+                    pk = connection.execute(binder.sql, binder.bind(new.context)).lastrowid
+                    assert pk is not None
+                    job_ids.append(pk)
+                    for table, row in [(STUDIES, s) for s in new.studies] + [(AUDIT, new.audit)]:
+                        row = {**row, "context_pk": pk}
+                        binder = self._binder(table, row)
+                        rows.setdefault(binder, []).append(binder.bind(row))
+                ids.append(job_ids)
+            for binder, values in rows.items():
+                connection.executemany(binder.sql, values)
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
         return ids
 
 
