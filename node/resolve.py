@@ -11,17 +11,20 @@ those nodes are always asked, which is how a caller asks for a complete history)
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from pydicom.dataset import Dataset
 from sqlalchemy import bindparam, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from node.config import Config, RemoteNode
 from node.dimse import scu
 from node.errors import InvalidInput
 from node.index.models import Patient, Study
+from node.index.sqlite_batches import SqliteBatches, sqlite_file
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,15 @@ _BY_ACCESSION = _BASE.where(Study.accession_number == bindparam("accession")).or
 _BY_PATIENT = _BASE.where(Patient.patient_id == bindparam("patient_id")).order_by(
     *_NEWEST_FIRST)
 
+# The same three queries as SQL for a sqlite3 connection (LocalStudies on SQLite).
+_SQLITE_BASE = ("SELECT s.study_uid, p.patient_id, p.issuer, s.accession_number, s.study_date, "
+                "s.description FROM studies s JOIN patients p ON s.patient_pk = p.id")
+_SQLITE_BY_UIDS = f"{_SQLITE_BASE} WHERE s.study_uid IN (SELECT value FROM json_each(?))"
+_SQLITE_BY_ACCESSION = (f"{_SQLITE_BASE} WHERE s.accession_number = ? "
+                        "ORDER BY s.study_date DESC, s.study_uid")
+_SQLITE_BY_PATIENT = (f"{_SQLITE_BASE} WHERE p.patient_id = ? "
+                      "ORDER BY s.study_date DESC, s.study_uid")
+
 
 async def find_local(db: AsyncConnection | AsyncSession, request: StudyRequest) -> Findings:
     """The local index's answer: one query per kind of key the request holds."""
@@ -126,6 +138,50 @@ async def find_local(db: AsyncConnection | AsyncSession, request: StudyRequest) 
         findings.history = [FoundStudy(*row) for row in rows.all()
                             if issuer_matches(request.issuer, row[2])]
     return findings
+
+
+def _find_local_batch(connection: sqlite3.Connection,
+                      requests: list[StudyRequest]) -> list[Findings]:
+    """find_local for many requests at once: the study UIDs of all of them in one query."""
+    wanted = list(dict.fromkeys(uid for request in requests for uid in request.all_uids))
+    found: dict[str, FoundStudy] = {}
+    if wanted:
+        for row in connection.execute(_SQLITE_BY_UIDS, (json.dumps(wanted),)):
+            found[row[0]] = FoundStudy(*row)
+    results = []
+    for request in requests:
+        findings = Findings(by_uid={uid: found[uid] for uid in request.all_uids if uid in found})
+        if request.accession_across_patients:
+            findings.by_accession = [FoundStudy(*row) for row in connection.execute(
+                _SQLITE_BY_ACCESSION, (request.accession,))]
+        if request.patient_id:
+            findings.history = [FoundStudy(*row) for row in connection.execute(
+                _SQLITE_BY_PATIENT, (request.patient_id,))
+                if issuer_matches(request.issuer, row[2])]
+        results.append(findings)
+    return results
+
+
+class LocalStudies:
+    """find_local for token issuance: on a SQLite file, concurrent requests are answered
+    together by a reader thread of its own (one query for all their study UIDs, no pool
+    checkout, no hop per statement); any other database through the async engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        path = sqlite_file(engine)
+        self._batches = None if path is None else SqliteBatches(
+            path, _find_local_batch, name="study-lookup", read_only=True)
+
+    async def find(self, request: StudyRequest) -> Findings:
+        if self._batches is not None:
+            return await self._batches.submit(request)
+        async with self._engine.connect() as conn:
+            return await find_local(conn, request)
+
+    async def close(self) -> None:
+        if self._batches is not None:
+            await self._batches.close()
 
 
 async def find_remote(

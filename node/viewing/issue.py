@@ -15,7 +15,7 @@ from typing import Any
 
 from node.errors import InvalidInput
 from node.render.preload import StudyPreloader
-from node.resolve import Findings, StudyRequest, find_local, find_remote, select_sources
+from node.resolve import Findings, LocalStudies, StudyRequest, find_remote, select_sources
 from node.services import NodeServices
 from node.viewing import arrange, audit
 from node.viewing.arrange import PURPOSE_PRIORITY, Arrangement
@@ -55,6 +55,7 @@ class TokenIssuer:
         self._retrievals = retrievals
         self._writer = ContextWriter(services.engine)
         self._catalogue = Catalogue(services.engine)
+        self._local = LocalStudies(services.engine)
         self._preloads = StudyPreloader(services)
 
     def start(self) -> None:
@@ -63,6 +64,7 @@ class TokenIssuer:
 
     async def close(self) -> None:
         await self._writer.close()
+        await self._local.close()
         await self._preloads.close()
 
     async def preloads_done(self) -> None:
@@ -102,8 +104,7 @@ class TokenIssuer:
         if role is None:
             raise InvalidInput(f"role: unknown role {request.role!r}", field="role")
         scope, protocols = await self._catalogue.protocols(request.username, role.name)
-        async with services.engine.connect() as conn:
-            findings = await find_local(conn, request.studies)
+        findings = await self._local.find(request.studies)
         await find_remote(config, findings, request.studies, sources,
                           explicit=bool(request.source_nodes))
         arrangements = arranger(findings)
