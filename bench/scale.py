@@ -10,7 +10,8 @@ and a fresh storage folder:
   two instances two parts go to each, since DICOM senders address an instance, not the proxy;
 - tokens: GET /ngv/obscurl through nginx (deploy/nginx.conf), `concurrency` requests at a time,
   each with its own sticky value, for a study in the index.
-CPU seconds of the node processes and of PostgreSQL during each phase say where the time went.
+CPU seconds of the node processes, PostgreSQL and the clients (storescu, the HTTP client) during
+each phase, and how busy the whole machine was, say where the time went.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import shutil
 import subprocess
 import time
@@ -51,11 +53,28 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / CLOCK_TICKS
 
 
-def postgres_pids(cluster: PostgresCluster) -> list[int]:
-    """The postmaster and its backends (a backend per connection comes and goes)."""
+def postgres_cpu(cluster: PostgresCluster) -> float:
+    """CPU of the whole cluster so far: the postmaster, its live backends, and (through the
+    postmaster's reaped-children times) every backend that has exited."""
     master = int((cluster.data / "postmaster.pid").read_text().split()[0])
     children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    return [master, *map(int, children)]
+    fields = Path(f"/proc/{master}/stat").read_text().rsplit(")", 1)[1].split()
+    reaped = (int(fields[13]) + int(fields[14])) / CLOCK_TICKS
+    return cpu_seconds([master, *map(int, children)]) + reaped
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+def client_cpu() -> float:
+    """This process (the HTTP client) and its reaped children (storescu)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 @dataclass
@@ -63,6 +82,9 @@ class Phase:
     seconds: float
     node_cpu: float
     postgres_cpu: float
+    client_cpu: float
+    # Share of the machine's CPU time in use during the phase (anything running, ours or not).
+    machine_busy: float
 
 
 class Setup:
@@ -119,14 +141,15 @@ class Setup:
     @contextmanager
     def measured(self, into: list[Phase]) -> Iterator[None]:
         node_pids = [n.proc.pid for n in self.nodes if n.proc is not None]
-        pg_before = postgres_pids(self.cluster)
-        node0, pg0 = cpu_seconds(node_pids), cpu_seconds(pg_before)
+        node0, pg0, client0 = cpu_seconds(node_pids), postgres_cpu(self.cluster), client_cpu()
+        busy0, total0 = machine_busy()
         start = time.perf_counter()
         yield
         seconds = time.perf_counter() - start
-        pg_after = sorted(set(pg_before) | set(postgres_pids(self.cluster)))
+        busy1, total1 = machine_busy()
         into.append(Phase(seconds, cpu_seconds(node_pids) - node0,
-                          cpu_seconds(pg_after) - pg0))
+                          postgres_cpu(self.cluster) - pg0, client_cpu() - client0,
+                          (busy1 - busy0) / max(1, total1 - total0)))
 
 
 async def issue_tokens(proxy: str, study_uid: str, total: int, concurrency: int) -> None:
@@ -200,18 +223,18 @@ def main() -> None:
     try:
         for count in (1, 2):
             ingest, issuing = run(cluster, count, args.small, args.tokens, args.concurrency)
-            rows.append([f"{count} instance{'s' if count > 1 else ''}", "ingest",
-                         args.small / ingest.seconds, ingest.node_cpu, ingest.postgres_cpu,
-                         ingest.seconds])
-            rows.append([f"{count} instance{'s' if count > 1 else ''}", "tokens",
-                         args.tokens / issuing.seconds, issuing.node_cpu,
-                         issuing.postgres_cpu, issuing.seconds])
+            name = f"{count} instance{'s' if count > 1 else ''}"
+            for work, total, phase in (("ingest", args.small, ingest),
+                                       ("tokens", args.tokens, issuing)):
+                rows.append([name, work, total / phase.seconds, phase.seconds, phase.node_cpu,
+                             phase.postgres_cpu, phase.client_cpu,
+                             f"{100 * phase.machine_busy:.0f}%"])
     finally:
         cluster.stop()
     print(f"{os.cpu_count()} cores; {args.small} small instances over 4 associations; "
           f"{args.tokens} tokens, {args.concurrency} at a time, through nginx")
-    print_table(["set-up", "work", "per second", "node CPU s", "PostgreSQL CPU s", "wall s"],
-                rows)
+    print_table(["set-up", "work", "per second", "wall s", "node CPU s", "PostgreSQL CPU s",
+                 "client CPU s", "machine busy"], rows)
 
 
 if __name__ == "__main__":
