@@ -238,8 +238,8 @@ class JobRunner:
                 self.seen_active = await self._board.active(self._kind)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # the database away for a moment: try again at the next poll
-                log.exception("looking for %s jobs failed", self._kind)
+            except Exception as exc:  # the database away for a moment: again at the next poll
+                log.warning("looking for %s jobs failed: %s", self._kind, exc)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._settings.poll_seconds)
@@ -285,8 +285,8 @@ class JobRunner:
                 await self._board.heartbeat(list(self._running))
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("job heartbeat failed")
+            except Exception as exc:  # missed beats only matter once they reach stale_seconds
+                log.warning("job heartbeat failed: %s", exc)
 
     async def wait_idle(self) -> None:
         """Wait until no job of this kind is queued or running on any instance."""
