@@ -5,9 +5,9 @@ from __future__ import annotations
 import copy
 import socket
 import threading
-from io import BytesIO
 
 import pytest
+from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import UID
 from pynetdicom import ALL_TRANSFER_SYNTAXES, build_context
@@ -28,7 +28,7 @@ from node.dimse.speedups import _copy_contexts, _recv, file_meta_bytes
     ],
 )
 def test_file_meta_bytes_equal_pydicoms(sop_class: str, sop_instance: str, syntax: str) -> None:
-    expected = BytesIO()
+    expected = DicomBytesIO()
     write_file_meta_info(expected, create_file_meta(
         sop_class_uid=UID(sop_class), sop_instance_uid=UID(sop_instance),
         transfer_syntax=UID(syntax),
@@ -52,7 +52,7 @@ def test_p_data_bytes_equal_pynetdicoms() -> None:
     for pdvs in ([[1, b"\x03abc"]], [[3, b"\x00" + bytes(range(256)) * 64]],
                  [[1, b"\x01xy"], [5, b"\x02" + b"z" * 1001]]):
         primitive = P_DATA()
-        primitive.presentation_data_value_list = pdvs
+        primitive.presentation_data_value_list = pdvs  # type: ignore[assignment]
         assert encode_p_data(primitive) == P_DATA_TF(primitive).encode()
 
 
