@@ -12,7 +12,17 @@ from node.config import Config
 from node.services import NodeServices
 from node.viewing import RetrievalRegistry, TokenIssuer
 from rest import annotations as annotation_layers
-from rest import iso, lut, multimonitor, obscurl, obscurl_post, openapi, slides, viewer_session
+from rest import (
+    iso,
+    lut,
+    multimonitor,
+    obscurl,
+    obscurl_post,
+    openapi,
+    slides,
+    viewer,
+    viewer_session,
+)
 from rest.middleware import errors_as_json, require_api_key, routing_headers
 from rest.state import API_KEY, INSTANCE_NAME, ISSUER, RETRIEVALS, SERVICES
 
@@ -55,6 +65,7 @@ def create_app(services: NodeServices, api_key: str) -> web.Application:
     app.cleanup_ctx.append(_viewing)
     app.on_response_prepare.append(routing_headers)
     slides.setup(app)
+    viewer.setup(app)
     obscurl_post.setup(app)
     for table in ROUTE_TABLES:
         app.add_routes(table)

@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from rest.middleware import public
+from rest.viewer.openapi import VIEWER_PATHS
 
 routes = web.RouteTableDef()
 
@@ -142,11 +143,6 @@ DOCUMENT: dict[str, Any] = {
                 "403": {"description": "Token already used, expired or revoked.", **_HTML_PAGE},
                 "404": {"description": "Unknown token.", **_HTML_PAGE},
             },
-        }},
-        "/ngv/viewer": {"get": {
-            "summary": "The viewer page (session cookie).",
-            "responses": {"200": {"description": "The viewer.", **_HTML_PAGE},
-                          "401": {"description": "No valid session.", **_HTML_PAGE}},
         }},
         "/ngv/api/context": {"get": {
             "summary": "The session's viewing context: studies, their states, options.",
@@ -326,6 +322,9 @@ DOCUMENT["paths"].update({
                       "404": _NOT_FOUND},
     }},
 })
+
+# The viewer's page and data routes (session cookie) are documented beside them.
+DOCUMENT["paths"].update(VIEWER_PATHS)
 
 
 @routes.get("/api/openapi.json", allow_head=False)

@@ -1,5 +1,5 @@
-"""The browser's side: redeeming a token (/ngv?q=TOKEN) for a session cookie, the viewer page,
-and the viewer's data request (/ngv/api/context).
+"""The browser's side: redeeming a token (/ngv?q=TOKEN) for a session cookie, and the viewer's
+data request (/ngv/api/context). The viewer page itself is rest/viewer.
 
 These routes are public as far as the API key goes: the token, then the session cookie, is
 what lets the browser in. A refused token gets a short plain page with no detail beyond why.
@@ -84,24 +84,3 @@ async def viewer_context(request: web.Request) -> web.Response:
     if context is None:
         return json_error(401, "no valid viewer session")
     return web.json_response(context, headers={"Cache-Control": "no-store"})
-
-
-@routes.get(VIEWER_PATH, allow_head=False)
-@public
-async def viewer_page(request: web.Request) -> web.Response:
-    """A minimal page listing the context's studies and their states (the full viewer is
-    built elsewhere on the same data request)."""
-    context = await _context(request)
-    if context is None:
-        return page(401, "No viewer session",
-                    "<p>Open the viewer from the calling application.</p>")
-    rows = "\n".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(value or ''))}</td>" for value in (
-            study["studyInstanceUID"], study["studyDate"], study["studyDescription"],
-            study["purpose"], study["state"])) + "</tr>"
-        for study in context["studies"]
-    )
-    body = (f"<p>{html.escape(context['display'])} &middot; {len(context['studies'])} "
-            "studies</p>\n<table><tr><th>Study</th><th>Date</th><th>Description</th>"
-            f"<th>Purpose</th><th>State</th></tr>\n{rows}\n</table>")
-    return page(200, "Viewer", body)

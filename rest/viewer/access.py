@@ -1,0 +1,113 @@
+"""What a viewer session may read: its context's studies, and the local history of their
+patients, nothing else.
+
+Every data request of the viewer page carries the session cookie set when the token was
+redeemed. The grant it names is looked up once and kept for GRANT_SECONDS, so that scrolling
+through a stack does not cost two queries per image; a revoked session therefore stops within
+that time. A study outside the grant is 403, without saying whether it exists.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from node.index.models import Patient, Study
+from node.index.viewing_models import ContextStudy
+from node.services import NodeServices
+from node.viewing import context_json, session_context
+from node.viewing.tokens import digest
+
+COOKIE = "ngv_session"
+GRANT_SECONDS = 2.0
+MAX_GRANTS = 4096
+
+
+@dataclass(frozen=True)
+class Grant:
+    context_pk: int
+    context: dict[str, Any]
+    # Study UIDs the session may read: the context's, then its patients' other local studies.
+    allowed: frozenset[str] = field(default_factory=frozenset)
+    history: tuple[str, ...] = ()
+
+    @property
+    def anonymize(self) -> bool:
+        return bool(self.context["options"].get("anonymize"))
+
+    @property
+    def features(self) -> dict[str, bool]:
+        """The role's permissions less what the request hid; anonymized contexts lose what
+        would show identifiers (search by patient, media that carry the patient's name)."""
+        features = dict(self.context["features"])
+        if self.anonymize:
+            features["search"] = False
+            features["download"] = False
+        return features
+
+    def require(self, study_uid: str) -> None:
+        if study_uid not in self.allowed:
+            raise web.HTTPForbidden(reason="this study is not part of the viewing session")
+
+    def require_feature(self, name: str) -> None:
+        if not self.features.get(name):
+            raise web.HTTPForbidden(reason=f"the viewing session does not allow {name}")
+
+
+class GrantCache:
+    def __init__(self, services: NodeServices, seconds: float = GRANT_SECONDS) -> None:
+        self._services = services
+        self._seconds = seconds
+        self._grants: dict[str, tuple[float, Grant]] = {}
+
+    async def for_request(self, request: web.Request, fresh: bool = False) -> Grant:
+        """The session's grant, or 401 without a live session."""
+        cookie = request.cookies.get(COOKIE, "")
+        key = digest(cookie) if cookie else ""
+        now = time.monotonic()
+        cached = self._grants.get(key) if key else None
+        if cached is not None and not fresh and now - cached[0] < self._seconds:
+            return cached[1]
+        context_pk = await session_context(self._services, cookie or None)
+        if context_pk is None:
+            self._grants.pop(key, None)
+            raise web.HTTPUnauthorized(reason="no valid viewer session")
+        grant = await self._load(context_pk)
+        if len(self._grants) >= MAX_GRANTS:
+            self._grants = {k: v for k, v in self._grants.items() if now - v[0] < self._seconds}
+        self._grants[key] = (now, grant)
+        return grant
+
+    def forget(self, request: web.Request) -> None:
+        cookie = request.cookies.get(COOKIE, "")
+        if cookie:
+            self._grants.pop(digest(cookie), None)
+
+    async def _load(self, context_pk: int) -> Grant:
+        context = await context_json(self._services, context_pk)
+        uids = [s["studyInstanceUID"] for s in context["studies"]]
+        patient_ids = {s["patientID"] for s in context["studies"] if s.get("patientID")}
+        async with self._services.sessions() as session:
+            patients = select(Study.patient_pk).where(Study.study_uid.in_(uids))
+            query = select(Study.study_uid, Study.study_date).join(
+                Patient, Study.patient_pk == Patient.id).where(
+                Study.patient_pk.in_(patients) | Patient.patient_id.in_(
+                    await _raw_patient_ids(session, context_pk, patient_ids)))
+            rows = (await session.execute(query.order_by(Study.study_date.desc()))).all()
+        known = set(uids)
+        history = tuple(row[0] for row in rows if row[0] not in known)
+        return Grant(context_pk, context, frozenset(known | set(history)), history)
+
+
+async def _raw_patient_ids(session: AsyncSession, context_pk: int, shown: set[str]
+                           ) -> list[str]:
+    """Patient IDs of the context's studies, even when anonymize keeps them out of the JSON
+    (the grant needs them; the browser never sees them)."""
+    rows = await session.scalars(select(ContextStudy.patient_id).where(
+        ContextStudy.context_pk == context_pk, ContextStudy.patient_id != ""))
+    return sorted(shown | set(rows.all()))

@@ -1,0 +1,91 @@
+"""Finding a stored instance by SOP Instance UID, remembered for the frames that follow.
+
+A stack of 300 images is 300 lookups of different instances, then the same ones again while
+the user scrolls back and forth: a bounded memory of recent lookups answers most of them
+without the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom import dcmread
+from sqlalchemy import select
+
+from node.errors import NotFound
+from node.index.models import Instance, Series, Study
+from node.services import NodeServices
+
+REMEMBERED = 8192
+
+
+@dataclass(frozen=True)
+class StoredInstance:
+    sop_uid: str
+    study_uid: str
+    series_uid: str
+    sop_class_uid: str
+    transfer_syntax: str
+    frames: int
+    path: Path
+
+
+class InstanceLookup:
+    def __init__(self, services: NodeServices, size: int = REMEMBERED) -> None:
+        self._services = services
+        self._size = size
+        self._items: OrderedDict[str, StoredInstance] = OrderedDict()
+        self._burned_in: dict[str, bool] = {}
+        self._lock = threading.Lock()
+
+    async def get(self, study_uid: str, sop_uid: str) -> StoredInstance:
+        """The instance, which must belong to the study named in the URL (404 otherwise)."""
+        found = self._items.get(sop_uid)
+        if found is None:
+            found = await self._load(sop_uid)
+        else:
+            self._items.move_to_end(sop_uid)
+        if found.study_uid != study_uid:
+            raise NotFound("no such instance in this study")
+        return found
+
+    async def _load(self, sop_uid: str) -> StoredInstance:
+        async with self._services.sessions() as session:
+            row = (await session.execute(
+                select(Study.study_uid, Series.series_uid, Instance.sop_class_uid,
+                       Instance.transfer_syntax, Instance.number_of_frames, Instance.path)
+                .join(Series, Instance.series_pk == Series.id)
+                .join(Study, Series.study_pk == Study.id)
+                .where(Instance.sop_uid == sop_uid))).first()
+        if row is None:
+            raise NotFound("no such instance in this study")
+        found = StoredInstance(sop_uid, row[0], row[1], row[2], row[3], max(row[4] or 1, 1),
+                               self._services.storage.absolute(row[5]))
+        self._items[sop_uid] = found
+        while len(self._items) > self._size:
+            self._items.popitem(last=False)
+        return found
+
+    async def burned_in(self, instance: StoredInstance) -> bool:
+        """Whether the pixels carry burned-in text (Burned In Annotation YES), which an
+        anonymized session must not see."""
+        known = self._burned_in.get(instance.sop_uid)
+        if known is None:
+            known = await asyncio.to_thread(_burned_in, instance.path)
+            with self._lock:
+                if len(self._burned_in) > self._size:
+                    self._burned_in.clear()
+                self._burned_in[instance.sop_uid] = known
+        return known
+
+
+def _burned_in(path: Path) -> bool:
+    try:
+        ds = dcmread(path, stop_before_pixels=True, specific_tags=["BurnedInAnnotation"])
+    except Exception:  # unreadable: treat as carrying text, it is not shown to anyone anyway
+        return True
+    return str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES"
