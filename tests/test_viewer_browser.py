@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from playwright.async_api import Browser, Page, Response
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from node.index.viewing_models import ViewingContext
 from node.viewing.tokens import digest
@@ -80,13 +80,11 @@ async def open_viewer(api: Api, browser: Browser, params: dict[str, Any],
 async def set_options(api: Api, token: str, options: dict[str, Any]) -> None:
     """Options only the POST API sets (collapsePreviews), written into the stored context."""
     async with api.services.sessions() as session:
-        context = await session.scalar(
-            ViewingContext.__table__.select().where(
-                ViewingContext.token_hash == digest(token)).with_only_columns(
-                ViewingContext.options))
+        stored = await session.scalar(select(ViewingContext.options).where(
+            ViewingContext.token_hash == digest(token)))
+        assert stored is not None
         await session.execute(update(ViewingContext).where(
-            ViewingContext.token_hash == digest(token)).values(
-            options={**context, **options}))
+            ViewingContext.token_hash == digest(token)).values(options={**stored, **options}))
         await session.commit()
 
 

@@ -11,6 +11,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.pixels import convert_color_space
@@ -22,7 +23,6 @@ from pydicom.uid import (
     SecondaryCaptureImageStorage,
     UltrasoundMultiFrameImageStorage,
 )
-from PIL import Image
 
 from node.sources.wrap import wrap
 from tests.factory import StudySpec, make_instance
@@ -38,7 +38,8 @@ def _phantom(rows: int, columns: int, index: int, count: int) -> np.ndarray:
     values = np.full((rows, columns), 0, dtype=np.int16)  # -1024 HU
     values[radius < rows * 0.42] = 1024 + 40
     values[(radius > rows * 0.30) & (radius < rows * 0.34)] = 1024 + 900
-    lesion = np.hypot(y - cy * 0.8, x - cx * 1.2) < 4 + 14 * np.sin(np.pi * (index + 1) / (count + 1))
+    size = 4 + 14 * np.sin(np.pi * (index + 1) / (count + 1))
+    lesion = np.hypot(y - cy * 0.8, x - cx * 1.2) < size
     values[lesion] = 1024 + 120
     values += (x * 3 + index).astype(np.int16) % 7
     return values.astype(np.uint16)
