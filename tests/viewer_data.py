@@ -108,8 +108,9 @@ def photometric_instances(spec: StudySpec) -> dict[str, Dataset]:
 
     lut = _renumber(make_instance(spec, 0, 3), 13)
     item = Dataset()
-    item.LUTDescriptor = [256, 0, 12]
-    item.LUTData = [int(v) for v in (np.sqrt(np.arange(256) / 255.0) * 4095)]
+    item.add_new("LUTDescriptor", "US", [256, 0, 12])
+    curve = np.rint(np.sqrt(np.arange(256) / 255.0) * 4095).astype("<u2")
+    item.add_new("LUTData", "OW", curve.tobytes())
     lut.VOILUTSequence = [item]
     cases["VOI-LUT"] = lut
 

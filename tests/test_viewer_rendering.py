@@ -1,0 +1,189 @@
+"""Rendered frames against pydicom's own transforms, through the HTTP route: modality LUT,
+VOI (window, sigmoid, VOI LUT), MONOCHROME1, RGB, YBR_FULL, palette colour, JPEG and RLE
+compressed, and one frame of a multi-frame file."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
+
+from tests.factory import StudySpec, uid
+from tests.rest_support import ROLE, Api, running_app
+from tests.viewer_data import photometric_instances, write_all
+
+SPEC = StudySpec(study_uid=uid(8201), patient_id="PID-RENDER", rows=40, columns=48)
+CASES = photometric_instances(SPEC)
+
+
+@pytest.fixture(scope="module")
+async def session(tmp_path_factory: pytest.TempPathFactory
+                  ) -> AsyncIterator[tuple[Api, dict[str, str], dict[str, Dataset]]]:
+    folder = tmp_path_factory.mktemp("viewer-render")
+    async with running_app(folder) as api:
+        paths = write_all(folder / "files", list(CASES.values()))
+        stored = {}
+        for name, path in zip(CASES, paths, strict=True):
+            await api.services.ingestor.ingest_copy(path, "import")
+            stored[name] = dcmread(path)
+        token = await api.token({"username": "u", "role": ROLE, "studyUID": SPEC.study_uid})
+        _, cookie = await api.redeem(token)
+        yield api, {"Cookie": f"ngv_session={cookie}"}, stored
+
+
+async def rendered(session: tuple[Api, dict[str, str], Any], name: str, frame: int = 1,
+                   **query: str) -> tuple[np.ndarray, dict[str, str]]:
+    api, headers, _ = session
+    ds = CASES[name]
+    response = await api.client.get(
+        f"/ngv/api/studies/{SPEC.study_uid}/instances/{ds.SOPInstanceUID}/frames/{frame}",
+        params=query, headers=headers)
+    assert response.status == 200, await response.text()
+    assert response.content_type == "image/png"
+    image = Image.open(io.BytesIO(await response.read()))
+    return np.asarray(image), dict(response.headers)
+
+
+def output_range(ds: Dataset) -> tuple[float, float]:
+    """pydicom's windowing output range (apply_windowing's y_min and y_max)."""
+    if ds.PixelRepresentation == 0:
+        low, high = 0.0, float(2 ** ds.BitsStored - 1)
+    else:
+        low, high = float(-(2 ** (ds.BitsStored - 1))), float(2 ** (ds.BitsStored - 1) - 1)
+    if "RescaleSlope" in ds and "RescaleIntercept" in ds:
+        low = low * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+        high = high * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    return low, high
+
+
+def expected_grey(ds: Dataset, arr: np.ndarray) -> np.ndarray:
+    values = apply_voi_lut(apply_modality_lut(arr, ds), ds, prefer_lut=True)
+    if "VOILUTSequence" in ds:
+        low, high = 0.0, float(2 ** ds.VOILUTSequence[0].LUTDescriptor[2] - 1)
+    else:
+        low, high = output_range(ds)
+    grey = np.rint((values - low) / (high - low) * 255.0)
+    if ds.PhotometricInterpretation == "MONOCHROME1":
+        grey = 255 - grey
+    return grey
+
+
+def assert_close(actual: np.ndarray, expected: np.ndarray) -> None:
+    assert actual.shape == expected.shape
+    difference = np.abs(actual.astype(np.int32) - expected.astype(np.int32))
+    assert difference.max() <= 1, f"max difference {difference.max()}"
+    assert np.unique(actual).size > 2
+
+
+@pytest.mark.parametrize("name", ["MONOCHROME2", "MONOCHROME1", "signed-sigmoid", "VOI-LUT",
+                                  "JPEG", "RLE"])
+async def test_grey_frames_match_pydicom_modality_and_voi(session: Any, name: str) -> None:
+    ds = session[2][name]
+    actual, _headers = await rendered(session, name)
+    assert_close(actual, expected_grey(ds, ds.pixel_array))
+
+
+async def test_the_request_window_replaces_the_files(session: Any) -> None:
+    ds = session[2]["MONOCHROME2"]
+    actual, headers = await rendered(session, "MONOCHROME2", wc="40", ww="400")
+    assert headers["X-Window"] == "40 400"
+    windowed = Dataset(ds)
+    windowed.WindowCenter, windowed.WindowWidth = 40, 400
+    assert_close(actual, expected_grey(windowed, ds.pixel_array))
+
+
+async def test_the_first_of_several_file_windows_applies(session: Any) -> None:
+    _, headers = await rendered(session, "MONOCHROME2")
+    assert headers["X-Window"] == "300 1500"
+
+
+@pytest.mark.parametrize("name", ["RGB", "YBR_FULL"])
+async def test_colour_frames_are_rgb_as_pydicom_decodes_them(session: Any, name: str) -> None:
+    ds = session[2][name]
+    actual, _ = await rendered(session, name)
+    assert actual.ndim == 3
+    expected = ds.pixel_array  # pydicom converts YBR_FULL to RGB
+    assert np.abs(actual.astype(int) - expected.astype(int)).max() <= 1
+
+
+async def test_palette_colour_goes_through_its_lut(session: Any) -> None:
+    ds = session[2]["PALETTE COLOR"]
+    actual, _ = await rendered(session, "PALETTE COLOR")
+    expected = np.rint(apply_color_lut(ds.pixel_array, ds) / 257.0)
+    assert np.abs(actual.astype(int) - expected.astype(int)).max() <= 1
+
+
+async def test_one_frame_of_a_multi_frame_file(session: Any) -> None:
+    ds = session[2]["multi-frame"]
+    actual, headers = await rendered(session, "multi-frame", frame=3)
+    assert headers["X-Frames"] == "6"
+    frame = ds.pixel_array[2]
+    centre, width = (float(v) for v in headers["X-Window"].split())
+    # No window in the file: the frame's own range, as a LINEAR window.
+    assert (centre, width) == ((frame.min() + frame.max() + 1) / 2, frame.max() - frame.min() + 1)
+    windowed = Dataset(ds)
+    windowed.WindowCenter, windowed.WindowWidth = centre, width
+    assert_close(actual, expected_grey(windowed, frame))
+    other, _ = await rendered(session, "multi-frame", frame=5)
+    assert not np.array_equal(actual, other)
+
+
+async def test_frame_past_the_last_is_400(session: Any) -> None:
+    api, headers, _ = session
+    ds = CASES["multi-frame"]
+    response = await api.client.get(
+        f"/ngv/api/studies/{SPEC.study_uid}/instances/{ds.SOPInstanceUID}/frames/7",
+        headers=headers)
+    assert response.status == 400 and (await response.json())["field"] == "frame"
+
+
+async def test_size_limits_the_larger_side_and_jpeg_is_available(session: Any) -> None:
+    api, headers, _ = session
+    ds = CASES["MONOCHROME2"]
+    response = await api.client.get(
+        f"/ngv/api/studies/{SPEC.study_uid}/instances/{ds.SOPInstanceUID}/frames/1",
+        params={"size": "24", "format": "jpeg", "quality": "80"}, headers=headers)
+    assert response.status == 200 and response.content_type == "image/jpeg"
+    image = Image.open(io.BytesIO(await response.read()))
+    assert max(image.size) == 24 and image.size == (24, 20)
+
+
+# Files shipped with pydicom (a pinned dependency), one per compressed transfer syntax.
+PYDICOM_FILES = ["MR_small_jpeg_ls_lossless.dcm", "MR_small_jp2klossless.dcm", "JPEG2000.dcm",
+                 "MR_small_RLE.dcm", "image_dfl.dcm", "JPGExtended.dcm",
+                 "SC_rgb_jpeg_dcmtk.dcm", "SC_rgb_rle_2frame.dcm"]
+
+
+@pytest.mark.parametrize("name", PYDICOM_FILES)
+def test_compressed_syntaxes_render_as_pydicom_decodes(
+        name: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    from pydicom.data import get_testdata_file
+
+    from node.render import VIEW, FrameRenderer
+
+    path = get_testdata_file(name)
+    assert isinstance(path, str)
+    ds = dcmread(path)
+    renderer = FrameRenderer(tmp_path_factory.mktemp("render-cache"), workers=1)
+    try:
+        result = renderer.render_blocking(name, Path(path), VIEW)
+    finally:
+        renderer.close()
+    actual = np.asarray(Image.open(io.BytesIO(result.body)))
+    arr = ds.pixel_array[0] if int(ds.get("NumberOfFrames") or 1) > 1 else ds.pixel_array
+    if ds.SamplesPerPixel == 3:
+        assert np.abs(actual.astype(int) - arr.astype(int)).max() <= 1
+    else:
+        if "WindowCenter" not in ds and "VOILUTSequence" not in ds:
+            # No VOI in the file: the frame's range, as the server reports it.
+            assert result.window is not None
+            ds.WindowCenter, ds.WindowWidth = result.window.center, result.window.width
+        assert_close(actual, expected_grey(ds, arr))
