@@ -239,12 +239,25 @@ def _assoc_run_reactor(self: Any) -> None:
     wakeup: threading.Event = self._wakeup
     while not self._kill:
         wakeup.clear()
-        if self.dimse.msg_queue.empty() and self.dul.to_user_queue.empty():
+        # Nothing to do, and no caller waiting for the loop to pause (clearing the checkpoint
+        # sets `wakeup` too, but it may have done so before the clear() above).
+        if (
+            self.dimse.msg_queue.empty()
+            and self.dul.to_user_queue.empty()
+            and self._reactor_checkpoint.is_set()
+        ):
             wakeup.wait(IDLE_WAIT)
-        # Callers of send_*() pause the loop here so that it does not take their responses.
-        self._is_paused = True
-        self._reactor_checkpoint.wait()
-        self._is_paused = False
+        # Callers of send_*() pause the loop here so that it does not take their responses:
+        # they clear the checkpoint and go on once _is_paused is set. A caller that clears it
+        # again right after setting it (its next request) may still see _is_paused from the
+        # last pause while this thread is already on its way out of wait(): so announce
+        # leaving first, then look once more, and park again if the checkpoint is cleared.
+        while True:
+            self._is_paused = True
+            self._reactor_checkpoint.wait()
+            self._is_paused = False
+            if self._reactor_checkpoint.is_set():
+                break
 
         context_id, msg = self.dimse.get_msg(block=False)
         if msg:
