@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-DEBIAN_PACKAGES=(dcmtk orthanc orthanc-dicomweb dicom3tools xorriso genisoimage nginx-light postgresql systemd chromium)
+DEBIAN_PACKAGES=(dcmtk orthanc orthanc-dicomweb dicom3tools xorriso genisoimage nginx-light postgresql systemd chromium npm)
 
 install_debian_packages() {
     local missing=()
@@ -38,9 +38,17 @@ install_python_packages() {
     fi
 }
 
+# Browser libraries (OpenSeadragon) from the npm registry, pinned in package-lock.json.
+install_browser_packages() {
+    if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
+        npm ci --no-audit --no-fund -q && touch node_modules
+    fi
+}
+
 setup() {
     install_debian_packages
     install_python_packages
+    install_browser_packages
 }
 
 case "${1:-}" in
