@@ -40,7 +40,7 @@ async def _instance(request: web.Request, kind: str) -> tuple[Grant, StoredInsta
     return grant, instance
 
 
-async def _withheld(request: web.Request, grant: Grant, instance: StoredInstance) -> bool:
+async def _withheld(grant: Grant, instance: StoredInstance) -> bool:
     if not grant.anonymize:
         return False
     return not await asyncio.to_thread(_says_no_burned_in, instance)
@@ -55,7 +55,7 @@ def _says_no_burned_in(instance: StoredInstance) -> bool:
 @public
 async def video(request: web.Request) -> web.StreamResponse:
     grant, instance = await _instance(request, "video")
-    if await _withheld(request, grant, instance):
+    if await _withheld(grant, instance):
         return json_error(403, "videos may show the patient's name; the session is anonymized")
     root = request.app[RENDERER].cache.root
     target = extracted_path(root, instance.sop_uid, instance.path, ".mp4")
@@ -70,7 +70,7 @@ async def video(request: web.Request) -> web.StreamResponse:
 async def document(request: web.Request) -> web.StreamResponse:
     grant, instance = await _instance(request, "pdf")
     grant.require_feature("documents")
-    if await _withheld(request, grant, instance):
+    if await _withheld(grant, instance):
         return json_error(403, "documents may show the patient's name; the session is "
                           "anonymized")
     root = request.app[RENDERER].cache.root
