@@ -14,6 +14,7 @@ from aiohttp import web
 from node.render import FrameRenderer
 from rest.state import SERVICES
 from rest.viewer import data, documents, download, frames, pages, search
+from rest.viewer import slides as slide_routes
 from rest.viewer.access import GrantCache
 from rest.viewer.instances import InstanceLookup
 from rest.viewer.state import GRANTS, INSTANCES, RENDERER, TEMPLATES
@@ -42,3 +43,4 @@ def setup(app: web.Application) -> None:
     app.cleanup_ctx.append(_renderer)
     for table in ROUTE_TABLES:
         app.add_routes(table)
+    slide_routes.setup(app)
