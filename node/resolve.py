@@ -113,14 +113,16 @@ _BY_ACCESSION = _BASE.where(Study.accession_number == bindparam("accession")).or
 _BY_PATIENT = _BASE.where(Patient.patient_id == bindparam("patient_id")).order_by(
     *_NEWEST_FIRST)
 
-# The same three queries as SQL for a sqlite3 connection (LocalStudies on SQLite).
-_SQLITE_BASE = ("SELECT s.study_uid, p.patient_id, p.issuer, s.accession_number, s.study_date, "
-                "s.description FROM studies s JOIN patients p ON s.patient_pk = p.id")
-_SQLITE_BY_UIDS = f"{_SQLITE_BASE} WHERE s.study_uid IN (SELECT value FROM json_each(?))"
-_SQLITE_BY_ACCESSION = (f"{_SQLITE_BASE} WHERE s.accession_number = ? "
-                        "ORDER BY s.study_date DESC, s.study_uid")
-_SQLITE_BY_PATIENT = (f"{_SQLITE_BASE} WHERE p.patient_id = ? "
-                      "ORDER BY s.study_date DESC, s.study_uid")
+# The same three queries for a sqlite3 connection (LocalStudies on SQLite), each answering
+# with one row holding every match as JSON: the sqlite3 module lets go of the GIL around each
+# row it steps to, and the reader thread then waits for the event loop's thread to offer the
+# GIL back (up to the 5 ms switch interval) once per row; one row is one wait.
+_SQLITE_MATCHES = ("SELECT json_group_array(json_array(s.study_uid, p.patient_id, p.issuer, "
+                   "s.accession_number, s.study_date, s.description)) "
+                   "FROM studies s JOIN patients p ON s.patient_pk = p.id")
+_SQLITE_BY_UIDS = f"{_SQLITE_MATCHES} WHERE s.study_uid IN (SELECT value FROM json_each(?))"
+_SQLITE_BY_ACCESSION = f"{_SQLITE_MATCHES} WHERE s.accession_number = ?"
+_SQLITE_BY_PATIENT = f"{_SQLITE_MATCHES} WHERE p.patient_id = ?"
 
 
 async def find_local(db: AsyncConnection | AsyncSession, request: StudyRequest) -> Findings:
@@ -143,21 +145,29 @@ async def find_local(db: AsyncConnection | AsyncSession, request: StudyRequest) 
 def _find_local_batch(connection: sqlite3.Connection,
                       requests: list[StudyRequest]) -> list[Findings]:
     """find_local for many requests at once: the study UIDs of all of them in one query."""
+
+    def matches(sql: str, value: str) -> list[FoundStudy]:
+        (text,) = connection.execute(sql, (value,)).fetchone()
+        return [FoundStudy(*row) for row in json.loads(text)]
+
+    def newest_first(studies: list[FoundStudy]) -> list[FoundStudy]:
+        studies.sort(key=lambda s: s.study_uid)
+        studies.sort(key=lambda s: s.study_date, reverse=True)  # stable: UIDs stay ascending
+        return studies
+
     wanted = list(dict.fromkeys(uid for request in requests for uid in request.all_uids))
-    found: dict[str, FoundStudy] = {}
-    if wanted:
-        for row in connection.execute(_SQLITE_BY_UIDS, (json.dumps(wanted),)):
-            found[row[0]] = FoundStudy(*row)
+    found = {s.study_uid: s for s in matches(_SQLITE_BY_UIDS, json.dumps(wanted))} \
+        if wanted else {}
     results = []
     for request in requests:
         findings = Findings(by_uid={uid: found[uid] for uid in request.all_uids if uid in found})
         if request.accession_across_patients:
-            findings.by_accession = [FoundStudy(*row) for row in connection.execute(
-                _SQLITE_BY_ACCESSION, (request.accession,))]
+            findings.by_accession = newest_first(matches(_SQLITE_BY_ACCESSION,
+                                                         request.accession))
         if request.patient_id:
-            findings.history = [FoundStudy(*row) for row in connection.execute(
-                _SQLITE_BY_PATIENT, (request.patient_id,))
-                if issuer_matches(request.issuer, row[2])]
+            findings.history = newest_first([
+                s for s in matches(_SQLITE_BY_PATIENT, request.patient_id)
+                if issuer_matches(request.issuer, s.issuer)])
         results.append(findings)
     return results
 

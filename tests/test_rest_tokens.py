@@ -8,6 +8,7 @@ import contextlib
 import importlib
 import io
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -130,6 +131,23 @@ async def test_tokens_are_stored_only_as_digests(api: Api) -> None:
     async with api.services.sessions() as session:
         stored = (await session.scalars(select(ViewingContext.token_hash))).all()
     assert token not in stored and digest(token) in stored
+
+
+async def test_stored_times_compare_in_sql(api: Api) -> None:
+    """Expiry and purge compare times inside SQL, so a context must be stored in the format
+    the database compares correctly (on SQLite: SQLAlchemy's text form, not isoformat)."""
+    token = await api.token(PARAMS)
+    lifetime = timedelta(seconds=api.services.config.api.token_lifetime_seconds)
+    now = datetime.now(UTC)
+    async with api.services.sessions() as session:
+        expires = (await session.scalars(select(ViewingContext.id).where(
+            ViewingContext.token_hash == digest(token),
+            ViewingContext.expires_at > now + lifetime - timedelta(seconds=30),
+            ViewingContext.expires_at < now + lifetime + timedelta(seconds=30)))).all()
+        audited = (await session.scalars(select(AuditEvent.id).where(
+            AuditEvent.context_pk.in_(expires), AuditEvent.at > now - timedelta(seconds=30),
+            AuditEvent.at < now + timedelta(seconds=30)))).all()
+    assert len(expires) == 1 and len(audited) == 1
 
 
 async def test_token_expires_after_its_lifetime(tmp_path_factory: pytest.TempPathFactory) -> None:

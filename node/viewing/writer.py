@@ -26,7 +26,7 @@ from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from node.index.models import Base
-from node.index.sqlite_batches import RowBinder, SqliteBatches, sqlite_file
+from node.index.sqlite_batches import RowInserts, SqliteBatches, sqlite_file
 from node.index.viewing_models import AuditEvent, ContextStudy, ViewingContext
 
 log = logging.getLogger(__name__)
@@ -131,17 +131,19 @@ class ContextWriter:
 
 class _SqliteInserts:
     """The SQLite writer thread's batches: one IMMEDIATE transaction each (the write lock
-    taken up front, so another writer waits instead of failing half-way), one COMMIT."""
+    taken up front, so another writer waits instead of failing half-way), one multi-row INSERT
+    per table (node/index/sqlite_batches.RowInserts says why), one COMMIT. Context ids are given
+    explicitly from the largest one in use: holding the write lock, nobody else can take them."""
 
     def __init__(self) -> None:
-        self._binders: dict[tuple[str, tuple[str, ...]], RowBinder] = {}
+        self._tables: dict[tuple[str, tuple[str, ...]], RowInserts] = {}
 
-    def _binder(self, table: Table, row: dict[str, Any]) -> RowBinder:
+    def _inserts(self, table: Table, row: dict[str, Any]) -> RowInserts:
         key = (table.name, tuple(row))
-        binder = self._binders.get(key)
-        if binder is None:
-            binder = self._binders[key] = RowBinder(table, key[1])
-        return binder
+        inserts = self._tables.get(key)
+        if inserts is None:
+            inserts = self._tables[key] = RowInserts(table, key[1])
+        return inserts
 
     def run(self, connection: sqlite3.Connection,
             jobs: list[list[NewContext]]) -> Sequence[list[int] | BaseException]:
@@ -158,22 +160,27 @@ class _SqliteInserts:
                 jobs: list[list[NewContext]]) -> list[list[int]]:
         connection.execute("BEGIN IMMEDIATE")
         try:
+            last = connection.execute("SELECT coalesce(max(id), 0) FROM viewing_contexts")
+            pk = int(last.fetchone()[0])
             ids: list[list[int]] = []
-            rows: dict[RowBinder, list[tuple[Any, ...]]] = {}
+            rows: dict[RowInserts, list[list[Any]]] = {}
+
+            def add(table: Table, row: dict[str, Any]) -> None:
+                inserts = self._inserts(table, row)
+                rows.setdefault(inserts, []).append(inserts.bind(row))
+
             for contexts in jobs:
-                job_ids = []
+                ids.append([])
                 for new in contexts:
-                    binder = self._binder(CONTEXTS, new.context)
-                    pk = connection.execute(binder.sql, binder.bind(new.context)).lastrowid
-                    assert pk is not None
-                    job_ids.append(pk)
-                    for table, row in [(STUDIES, s) for s in new.studies] + [(AUDIT, new.audit)]:
-                        row = {**row, "context_pk": pk}
-                        binder = self._binder(table, row)
-                        rows.setdefault(binder, []).append(binder.bind(row))
-                ids.append(job_ids)
-            for binder, values in rows.items():
-                connection.executemany(binder.sql, values)
+                    pk += 1
+                    ids[-1].append(pk)
+                    add(CONTEXTS, {**new.context, "id": pk})
+                    for study in new.studies:
+                        add(STUDIES, {**study, "context_pk": pk})
+                    add(AUDIT, {**new.audit, "context_pk": pk})
+            # Contexts first: the other two tables refer to them.
+            for inserts, values in sorted(rows.items(), key=lambda i: i[0].table != CONTEXTS.name):
+                inserts.insert(connection, values)
             connection.execute("COMMIT")
         except BaseException:
             if connection.in_transaction:
