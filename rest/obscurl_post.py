@@ -17,14 +17,10 @@ from typing import Any
 from aiohttp import web
 
 from node.services import NodeServices
+from node.slide_metadata import JSON_FIELDS, SlideMetadata
 from node.sources import ImportProgress, parse_body, plan_import
 from node.sources.opening import ImportJobs, check_role, issue_context
-from node.sources.request import (
-    MIME_TYPES,
-    SLIDE_FIELDS,
-    STORAGE_TYPES,
-    SlideInfo,
-)
+from node.sources.request import MIME_TYPES, STORAGE_TYPES
 from node.storage_mapping import load_mappings
 from pathology.catalogue import record_slide_metadata, register_slide_file
 from rest.obscurl import client_address
@@ -42,18 +38,18 @@ class PathologySlides:
     def __init__(self, services: NodeServices) -> None:
         self.services = services
 
-    async def register_file(self, path: Path, attributes: dict[str, str], slide: SlideInfo
+    async def register_file(self, path: Path, attributes: dict[str, str], slide: SlideMetadata
                             ) -> None:
         await register_slide_file(
             self.services.sessions, self.services.storage, slide.container_identifier, path,
-            metadata=slide.as_json(), study_uid=attributes.get("StudyInstanceUID", ""),
+            metadata=slide.non_empty_json(), study_uid=attributes.get("StudyInstanceUID", ""),
             series_uid=attributes.get("SeriesInstanceUID", ""),
             sop_uid=attributes.get("SOPInstanceUID", ""),
             accession_number=attributes.get("AccessionNumber", ""))
 
-    async def record_metadata(self, slide: SlideInfo) -> None:
+    async def record_metadata(self, slide: SlideMetadata) -> None:
         await record_slide_metadata(self.services.sessions, slide.container_identifier,
-                                    slide.as_json())
+                                    slide.non_empty_json())
 
 
 def setup(app: web.Application) -> None:
@@ -95,7 +91,7 @@ _INSTANCE = {
         "file": _string("A host path (mapped by `python -m node mapping add`) or an object "
                         "key of the bucket.", 1024),
         "mimeType": {"type": "string", "enum": list(MIME_TYPES)},
-        **{name: _string("Digital pathology.") for name in SLIDE_FIELDS},
+        **{name: _string("Digital pathology.") for name in JSON_FIELDS},
     },
 }
 _SERIES = {

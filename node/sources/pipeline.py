@@ -24,10 +24,10 @@ from node.errors import NodeError
 from node.index.writer import AddOutcome
 from node.ingest import IngestResult
 from node.services import NodeServices
+from node.slide_metadata import SlideMetadata
 from node.sources.base import Source, SourceError, SourceObject, TransientSourceError
 from node.sources.metadata import made_up_uid, request_attributes
 from node.sources.progress import ImportProgress
-from node.sources.request import SlideInfo
 from node.sources.rewrite import rewrite_file
 from node.sources.wrap import WRAPPED_KINDS, wrap
 from node.storage import Storage
@@ -40,12 +40,12 @@ class SlideRegistry(Protocol):
     """Where slides are made findable by containerIdentifier (the pathology package; node/
     cannot import it, so the HTTP layer hands it in)."""
 
-    async def register_file(self, path: Path, attributes: dict[str, str], slide: SlideInfo
+    async def register_file(self, path: Path, attributes: dict[str, str], slide: SlideMetadata
                             ) -> None:
         """A non-DICOM slide (NDPI, MRXS, SVS, TIFF) at `path`, kept there; `attributes` are
         the request's DICOM attributes (UIDs, accession number). Refuses an unreadable file."""
 
-    async def record_metadata(self, slide: SlideInfo) -> None:
+    async def record_metadata(self, slide: SlideMetadata) -> None:
         """The request's slide data for a DICOM slide (it wins over the DICOM's)."""
 
 

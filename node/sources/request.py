@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from node.errors import InvalidInput
 from node.instance_record import is_valid_uid
+from node.slide_metadata import JSON_FIELDS, SlideMetadata
 
 # mimeType -> what the file is; "slide" is a non-DICOM whole-slide image (NDPI, MRXS, SVS, TIFF).
 MIME_TYPES = {
@@ -37,21 +38,6 @@ S3_TYPES = ("aws-bucket", "wasabi-bucket")
 WADO_TYPES = ("wado-rs", "wado-uri")
 STORAGE_TYPES = (*S3_TYPES, "google-bucket", *WADO_TYPES)
 
-# The whole-slide fields of the spec's WSI examples (JSON name -> attribute of SlideInfo).
-SLIDE_FIELDS = {
-    "containerIdentifier": "container_identifier",
-    "specimenIdentifier": "specimen_identifier",
-    "specimenAlias": "specimen_alias",
-    "specimenProcedure": "specimen_procedure",
-    "specimenBodySite": "specimen_body_site",
-    "blockIdentifier": "block_identifier",
-    "blockAlias": "block_alias",
-    "blockProcedure": "block_procedure",
-    "slideIdentifier": "slide_identifier",
-    "slideAlias": "slide_alias",
-    "slideStainCode": "slide_stain_code",
-}
-
 MAX_NAME = 64
 MAX_FILE = 1024
 MAX_ITEMS = 10000
@@ -63,31 +49,12 @@ _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 
 
 @dataclass(frozen=True)
-class SlideInfo:
-    container_identifier: str = ""
-    specimen_identifier: str = ""
-    specimen_alias: str = ""
-    specimen_procedure: str = ""
-    specimen_body_site: str = ""
-    block_identifier: str = ""
-    block_alias: str = ""
-    block_procedure: str = ""
-    slide_identifier: str = ""
-    slide_alias: str = ""
-    slide_stain_code: str = ""
-
-    def as_json(self) -> dict[str, str]:
-        return {name: getattr(self, attr) for name, attr in SLIDE_FIELDS.items()
-                if getattr(self, attr)}
-
-
-@dataclass(frozen=True)
 class InstanceEntry:
     where: str
     sop_uid: str = ""
     file: str = ""
     mime_type: str = ""
-    slide: SlideInfo = field(default_factory=SlideInfo)
+    slide: SlideMetadata = field(default_factory=SlideMetadata)
     # Position in its series, from 1: the Instance Number of a wrapped file.
     number: int = 1
 
@@ -193,7 +160,7 @@ def _study_json(study: StudyEntry) -> dict[str, Any]:
             "modality": s.modality,
             "instances": [_drop_empty({
                 "sopInstanceUID": i.sop_uid, "file": i.file, "mimeType": i.mime_type,
-                **i.slide.as_json(),
+                **i.slide.non_empty_json(),
             }) for i in s.instances],
         }) for s in study.series],
     })
@@ -402,7 +369,7 @@ def _instance(value: Any, where: str, kind: str, number: int) -> InstanceEntry:
     if wado and mime not in ("", "application/dicom"):
         raise InvalidInput(f"{obj.at('mimeType')}: {kind} serves application/dicom only",
                            field=obj.at("mimeType"))
-    slide = SlideInfo(**{attr: obj.text(name) for name, attr in SLIDE_FIELDS.items()})
+    slide = SlideMetadata(**{attr: obj.text(name) for name, attr in JSON_FIELDS.items()})
     if MIME_TYPES.get(mime) == "slide" and not slide.container_identifier:
         # A non-DICOM slide is found again only by its identifier (the slide barcode).
         where = obj.at("containerIdentifier")
