@@ -1,0 +1,206 @@
+"""Pathology slides in the viewer, in headless Chromium: a token for a case (and a slide) opens
+OpenSeadragon on the session's DeepZoom tiles, the colour profile toggle changes what is drawn,
+and the annotation layers one pathologist draws reach another only as the context allows.
+
+One app and one browser for the module: a DICOM WSI and an SVS of one case (the DICOM slide has
+a red/blue swapping .cube), and an SVS of another case that no session here may read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser, Page, Response
+
+from pathology.catalogue import register_slide_file
+from tests import slide_factory as factory
+from tests.browser import browser, new_page, screenshot
+from tests.rest_support import API_KEY, ROLE, Api, running_app
+from tests.test_viewer_browser import set_options
+
+__all__ = ["browser"]
+
+CASE = "C231606-1426"
+DICOM_SLIDE = factory.SpecimenSpec().container_identifier
+SVS_SLIDE = "C231606-1426-B-1-1"
+OTHER_SLIDE = "C999999-1-A-1-1"
+READY = "#slide-panel[data-state='ready']"
+
+# Over the canvas's drawn (opaque) pixels: how red and blue follow x. The synthetic slide's red
+# is a left-to-right ramp and its blue a checkerboard, so swapping the two channels shows.
+SLOPES_JS = """() => {
+  const canvas = document.querySelector('#slide-osd canvas');
+  const ctx = canvas.getContext('2d');
+  const data = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+  let n = 0, sx = 0, sr = 0, sb = 0, sxr = 0, sxb = 0, sxx = 0, sq = 0;
+  for (let y = 0; y < canvas.height; y += 3) {
+    for (let x = 0; x < canvas.width; x += 3) {
+      const i = (y * canvas.width + x) * 4;
+      if (data[i + 3] < 255) continue;
+      const r = data[i], b = data[i + 2];
+      n += 1; sx += x; sr += r; sb += b; sxr += x * r; sxb += x * b; sxx += x * x; sq += r * r;
+    }
+  }
+  const varx = sxx / n - (sx / n) ** 2;
+  return {opaque: n, meanR: sr / n, stdR: Math.sqrt(sq / n - (sr / n) ** 2),
+          red: (sxr / n - sx / n * sr / n) / varx, blue: (sxb / n - sx / n * sb / n) / varx};
+}"""
+
+
+@pytest.fixture(scope="module")
+async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
+    folder = tmp_path_factory.mktemp("viewer-slides")
+    slides = factory.write_slide_set(folder / "slides")
+    other = factory.write_svs(folder / "other.svs")
+    async with running_app(folder / "node") as api:
+        for path in slides.dicom.paths:
+            await api.services.ingestor.ingest_copy(path, "import")
+        services = api.services
+        await register_slide_file(services.sessions, services.storage, SVS_SLIDE, slides.svs,
+                                  accession_number=CASE)
+        await register_slide_file(services.sessions, services.storage, OTHER_SLIDE, other,
+                                  accession_number="C999999")
+        response = await api.client.post(
+            "/webdv/lut", params={"containerIdentifier": DICOM_SLIDE},
+            data=factory.swap_red_blue_cube().encode(), headers={"Authorization": API_KEY})
+        assert response.status == 200, await response.text()
+        yield api
+
+
+async def open_slides(api: Api, browser: Browser, user: str, params: dict[str, Any],
+                      options: dict[str, Any] | None = None) -> Page:
+    token = await api.token({"username": user, "role": ROLE, "accNum": CASE, **params})
+    if options:
+        await set_options(api, token, options)
+    page = await new_page(browser, 1280, 800)
+    await page.goto(str(api.client.make_url(f"/ngv?q={token}")))
+    return page
+
+
+def url(api: Api, path: str) -> str:
+    return str(api.client.make_url(path))
+
+
+async def slopes(page: Page) -> dict[str, float]:
+    result: dict[str, float] = await page.evaluate(SLOPES_JS)
+    return result
+
+
+async def test_token_for_a_slide_opens_deep_zoom_on_the_sessions_tiles(
+        api: Api, browser: Browser) -> None:
+    tiles: list[Response] = []
+    page = await new_page(browser, 1280, 800)
+    page.on("response", lambda r: tiles.append(r) if "/dz_files/" in r.url else None)
+    token = await api.token({"username": "path-a", "role": ROLE, "accNum": CASE,
+                             "containerIdentifier": DICOM_SLIDE})
+    await page.goto(str(api.client.make_url(f"/ngv?q={token}")))
+    await page.wait_for_selector(READY)
+    assert tiles and all(r.status == 200 for r in tiles), [(r.url, r.status) for r in tiles]
+    assert all(r.url.startswith(str(api.client.make_url("/ngv/slides/"))) for r in tiles)
+    stats = await slopes(page)
+    assert stats["opaque"] > 10_000 and stats["stdR"] > 20, stats
+    # Only the named slide is in the tray; its specimen, block and slide are shown.
+    assert await page.locator("#slide-tray button").count() == 1
+    meta = await page.text_content("#slide-meta") or ""
+    assert "C231606-1426-A" in meta and "C231606-1426-A-1" in meta and "A-1-A" in meta, meta
+    # The session reads its slide and nothing else, even of the same case.
+    assert (await page.request.get(url(api, f"/ngv/slides/{DICOM_SLIDE}/dz.dzi"))).status == 200
+    for cid in (SVS_SLIDE, OTHER_SLIDE):
+        for path in ("dz.dzi", "dz_files/9/0_0.jpeg", "thumbnail.jpeg", "label.png", "layers"):
+            response = await page.request.get(url(api, f"/ngv/slides/{cid}/{path}"))
+            assert response.status == 403, (cid, path, response.status)
+    await screenshot(page, "viewer-slide")
+    context = page.context
+    await context.close()
+    # Without a session, nothing; the API-key routes are unchanged.
+    assert (await api.client.get(f"/ngv/slides/{DICOM_SLIDE}/dz.dzi")).status == 401
+    assert (await api.get(f"/webdv/slides/{DICOM_SLIDE}/dz.dzi")).status == 200
+
+
+async def test_case_alone_opens_every_slide_in_a_collapsed_tray(
+        api: Api, browser: Browser) -> None:
+    page = await open_slides(api, browser, "path-a", {}, {"collapsePreviews": True})
+    await page.wait_for_selector(READY)
+    buttons = page.locator("#slide-tray button")
+    assert sorted([str(await b.get_attribute("data-slide")) for b in await buttons.all()]) == [
+        DICOM_SLIDE, SVS_SLIDE]
+    assert await page.get_attribute("#slide-panel", "class") == "slide-panel tray-collapsed"
+    await page.click("#slide-tray-toggle")
+    await page.click(f"#slide-tray button[data-slide='{SVS_SLIDE}']")
+    await page.wait_for_selector(f"#slide-panel[data-slide='{SVS_SLIDE}'][data-state='ready']")
+    assert (await page.request.get(url(api, f"/ngv/slides/{OTHER_SLIDE}/dz.dzi"))).status == 403
+    await page.context.close()
+
+
+async def test_lut_toggle_swaps_the_drawn_channels(api: Api, browser: Browser) -> None:
+    page = await open_slides(api, browser, "path-a", {"containerIdentifier": DICOM_SLIDE})
+    await page.wait_for_selector(READY)
+    raw = await slopes(page)
+    assert raw["red"] > 0.1 and abs(raw["blue"]) < raw["red"] / 3, raw
+    await page.click("#slide-lut")
+    await page.wait_for_selector("#slide-panel[data-lut='1'][data-state='ready']")
+    await page.wait_for_timeout(100)
+    lut = await slopes(page)
+    assert lut["blue"] > 0.1 and abs(lut["red"]) < lut["blue"] / 3, lut
+    assert abs(lut["blue"] - raw["red"]) < raw["red"] * 0.3, (raw, lut)
+    await screenshot(page, "viewer-slide-lut")
+    await page.click("#slide-lut")
+    await page.wait_for_selector("#slide-panel[data-lut='0'][data-state='ready']")
+    await page.wait_for_timeout(100)
+    back = await slopes(page)
+    assert abs(back["red"] - raw["red"]) < raw["red"] * 0.2, (raw, back)
+    await page.context.close()
+
+
+async def draw_rectangle(page: Page) -> None:
+    await page.click("#slide-tool-rectangle")
+    box = await page.locator("#slide-overlay").bounding_box()
+    assert box is not None
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    await page.mouse.move(x - 80, y - 50)
+    await page.mouse.down()
+    await page.mouse.move(x, y, steps=3)
+    await page.mouse.move(x + 80, y + 50, steps=3)
+    await page.mouse.up()
+
+
+async def test_layers_drawn_by_one_user_reach_another_only_with_all(
+        api: Api, browser: Browser) -> None:
+    slide = {"containerIdentifier": DICOM_SLIDE}
+    author = await open_slides(api, browser, "path-author", slide)
+    await author.wait_for_selector(READY)
+    await author.fill("#slide-layer", "Margins")
+    await draw_rectangle(author)
+    await author.wait_for_selector("#slide-panel[data-shapes='1']")
+    await author.click("#slide-tool-point")
+    box = await author.locator("#slide-overlay").bounding_box()
+    assert box is not None
+    await author.mouse.click(box["x"] + 40, box["y"] + box["height"] / 2)
+    await author.wait_for_selector("#slide-panel[data-shapes='2']")
+    assert await author.locator("#slide-overlay g[data-owner='path-author'] .shape").count() == 2
+    await screenshot(author, "viewer-slide-layers")
+    await author.context.close()
+    # Saved as the session's user, whatever the browser could have sent.
+    stored = await (await api.get(f"/webdv/slides/{DICOM_SLIDE}/layers",
+                                  {"username": "x", "annotationVisibility": "ALL"})).json()
+    [layer] = [entry for entry in stored["layers"] if entry["owner"] == "path-author"]
+    assert layer["name"] == "Margins"
+    assert [shape["type"] for shape in layer["shapes"]] == ["rectangle", "point"]
+
+    async def seen_by_reader(params: dict[str, Any]) -> int:
+        page = await open_slides(api, browser, "path-reader", {**slide, **params})
+        await page.wait_for_selector(READY)
+        await page.wait_for_selector("#slide-panel[data-shapes]")
+        count = await page.locator("#slide-overlay .shape").count()
+        assert await page.get_attribute("#slide-panel", "data-shapes") == str(count)
+        await page.context.close()
+        return count
+
+    assert await seen_by_reader({"annotationVisibility": "ALL"}) == 2
+    assert await seen_by_reader({"annotationVisibility": "USER"}) == 0
+    assert await seen_by_reader({"annotationVisibility": "ALL", "hideLayers": "true"}) == 0
+    own = await open_slides(api, browser, "path-author", {**slide, "hideLayers": "true"})
+    await own.wait_for_selector("#slide-panel[data-shapes='0']")
+    await own.context.close()
