@@ -1,16 +1,17 @@
 """The index writer: every instance enters the index through here, in group commits.
 
-One thread owns all writes. Whatever arrives while a commit is running waits for the next one, so
+One commit runs at a time. Whatever arrives while a commit is running waits for the next one, so
 under load many instances share one transaction (and one fsync) while a lone instance is still
 committed at once. Callers get their own outcome back only after their commit is durable.
 
-Why a thread and not a task on the event loop: with one association the C-STOREs are strictly
-sequential, so what counts is the latency of each commit. pynetdicom's handler threads hand their
-record straight to this thread (`add_blocking`), and on SQLite the thread commits through its own
-connection with plain DB-API calls: no hop through the event loop or aiosqlite's thread, and no
-ORM or statement compilation on the way (together measured at about 2 ms per instance here).
-Other databases (PostgreSQL) get the same batches as SQLAlchemy Core statements, run on the event
-loop through the async engine.
+Why threads and not a task on the event loop: with one association the C-STOREs are strictly
+sequential, so what counts is the latency of each commit. A pynetdicom handler thread that finds
+no commit running commits its record itself (`add_blocking`); otherwise the writer thread
+commits the next batch. On SQLite the commit goes through the writer's own connection with
+plain DB-API calls: no hop through the event loop or aiosqlite's thread, and no ORM or statement
+compilation on the way (together measured at about 2 ms per instance here). Other databases
+(PostgreSQL) get the same batches as SQLAlchemy Core statements, run on the event loop through
+the async engine.
 
 The primary keys of patients, studies and series seen in committed batches are cached, so that a
 batch of instances of known series costs one SELECT (duplicates), one INSERT and one UPDATE (the
@@ -23,10 +24,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import queue
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -95,7 +96,14 @@ def person_name_key(name: str) -> str:
 class IndexWriter:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
-        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._pending: deque[_Pending] = deque()
+        # Guards _pending, _committing and _stopping; the writer thread waits on it.
+        self._cond = threading.Condition()
+        # True while one thread (the writer thread or a handler thread leading, see
+        # add_blocking) commits: one commit at a time, on the one connection.
+        self._committing = False
+        self._stopping = False
+        self._connection: sqlite3.Connection | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sqlite_path: str | None = None
@@ -128,7 +136,9 @@ class IndexWriter:
         """Commit what is queued, then stop."""
         if self._thread is None:
             return
-        self._queue.put(None)
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
         await asyncio.to_thread(self._thread.join)
         self._thread = None
 
@@ -138,7 +148,9 @@ class IndexWriter:
         if self._thread is None:
             raise RuntimeError("IndexWriter used before start()")
         pending = _Pending(item, overwrite)
-        self._queue.put(pending)
+        with self._cond:
+            self._pending.append(pending)
+            self._cond.notify_all()
         return pending.future
 
     async def add(self, item: StoredFile, overwrite: bool = False) -> Outcome:
@@ -147,8 +159,26 @@ class IndexWriter:
         return await asyncio.wrap_future(self.submit(item, overwrite))
 
     def add_blocking(self, item: StoredFile, overwrite: bool, timeout: float | None) -> Outcome:
-        """The same as `add`, for threads other than the event loop's (pynetdicom handlers)."""
-        return self.submit(item, overwrite).result(timeout)
+        """The same as `add`, for threads other than the event loop's (pynetdicom handlers).
+
+        When no commit is running, the calling thread commits itself, with whatever else is
+        queued, instead of waking the writer thread and waiting to be woken in turn: with one
+        association every instance waits for its own commit, and on a busy machine each
+        hand-over between threads costs a scheduling delay. When a commit is running, the
+        record joins the next batch, which the writer thread commits (group commit)."""
+        if self._thread is None:
+            raise RuntimeError("IndexWriter used before start()")
+        pending = _Pending(item, overwrite)
+        with self._cond:
+            self._pending.append(pending)
+            lead = not self._committing
+            if lead:
+                self._committing = True
+            else:
+                self._cond.notify_all()
+        if lead:
+            self._commit_round()
+        return pending.future.result(timeout)
 
     # --- the writer thread ---
 
@@ -156,33 +186,43 @@ class IndexWriter:
         connection: sqlite3.Connection | None = None
         try:
             if self._sqlite_path is not None:
-                connection = sqlite3.connect(self._sqlite_path, isolation_level=None)
+                # Used by whichever thread holds the committing role, one at a time.
+                connection = sqlite3.connect(
+                    self._sqlite_path, isolation_level=None, check_same_thread=False
+                )
                 sqlite_pragmas(connection, None)
         except BaseException as exc:
             failure.append(exc)
             started.set()
             return
+        self._connection = connection
         started.set()
         try:
-            stopping = False
-            while not stopping:
-                first = self._queue.get()
-                if first is None:
-                    break
-                batch = [first]
-                while len(batch) < MAX_BATCH:
-                    try:
-                        nxt = self._queue.get_nowait()
-                    except queue.Empty:
+            while True:
+                with self._cond:
+                    while self._committing or not (self._pending or self._stopping):
+                        self._cond.wait()
+                    if not self._pending:  # stopping, and everything committed
                         break
-                    if nxt is None:
-                        stopping = True
-                        break
-                    batch.append(nxt)
-                self._commit_group(batch, connection)
+                    self._committing = True
+                self._commit_round()
         finally:
+            self._connection = None
             if connection is not None:
                 connection.close()
+
+    def _commit_round(self) -> None:
+        """Commit one batch of what is queued; the caller holds the committing role."""
+        try:
+            with self._cond:
+                batch = [self._pending.popleft()
+                         for _ in range(min(MAX_BATCH, len(self._pending)))]
+            if batch:
+                self._commit_group(batch, self._connection)
+        finally:
+            with self._cond:
+                self._committing = False
+                self._cond.notify_all()  # the writer thread takes what came meanwhile
 
     def _commit_group(self, batch: list[_Pending], connection: sqlite3.Connection | None) -> None:
         try:
