@@ -12,6 +12,7 @@ from aiohttp import web
 
 from rest.middleware import public
 from rest.viewer.openapi import VIEWER_PATHS
+from rest.viewer.slides_openapi import SLIDE_PATHS
 
 routes = web.RouteTableDef()
 
@@ -325,6 +326,7 @@ DOCUMENT["paths"].update({
 
 # The viewer's page and data routes (session cookie) are documented beside them.
 DOCUMENT["paths"].update(VIEWER_PATHS)
+DOCUMENT["paths"].update(SLIDE_PATHS)
 
 
 @routes.get("/api/openapi.json", allow_head=False)
