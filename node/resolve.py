@@ -18,13 +18,12 @@ from dataclasses import dataclass, field
 
 from pydicom.dataset import Dataset
 from sqlalchemy import bindparam, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from node.config import Config, RemoteNode
 from node.dimse import scu
 from node.errors import InvalidInput
 from node.index.models import Patient, Study
-from node.index.sqlite_batches import SqliteBatches, sqlite_file
 
 
 @dataclass(frozen=True)
@@ -113,7 +112,7 @@ _BY_ACCESSION = _BASE.where(Study.accession_number == bindparam("accession")).or
 _BY_PATIENT = _BASE.where(Patient.patient_id == bindparam("patient_id")).order_by(
     *_NEWEST_FIRST)
 
-# The same three queries for a sqlite3 connection (LocalStudies on SQLite), each answering
+# The same three queries for a sqlite3 connection (find_local_sqlite), each answering
 # with one row holding every match as JSON: the sqlite3 module lets go of the GIL around each
 # row it steps to, and the reader thread then waits for the event loop's thread to offer the
 # GIL back (up to the 5 ms switch interval) once per row; one row is one wait.
@@ -142,9 +141,10 @@ async def find_local(db: AsyncConnection | AsyncSession, request: StudyRequest) 
     return findings
 
 
-def _find_local_batch(connection: sqlite3.Connection,
+def find_local_sqlite(connection: sqlite3.Connection,
                       requests: list[StudyRequest]) -> list[Findings]:
-    """find_local for many requests at once: the study UIDs of all of them in one query."""
+    """find_local for many requests at once on a sqlite3 connection (node/viewing/store.py):
+    the study UIDs of all of them in one query."""
 
     def matches(sql: str, value: str) -> list[FoundStudy]:
         (text,) = connection.execute(sql, (value,)).fetchone()
@@ -172,35 +172,10 @@ def _find_local_batch(connection: sqlite3.Connection,
     return results
 
 
-class LocalStudies:
-    """find_local for token issuance: on a SQLite file, concurrent requests are answered
-    together by a reader thread of its own (one query for all their study UIDs, no pool
-    checkout, no hop per statement); any other database through the async engine."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        path = sqlite_file(engine)
-        self._batches = None if path is None else SqliteBatches(
-            path, _find_local_batch, name="study-lookup", read_only=True)
-
-    async def find(self, request: StudyRequest) -> Findings:
-        if self._batches is not None:
-            return await self._batches.submit(request)
-        async with self._engine.connect() as conn:
-            return await find_local(conn, request)
-
-    async def close(self) -> None:
-        if self._batches is not None:
-            await self._batches.close()
-
-
-async def find_remote(
-    config: Config, findings: Findings, request: StudyRequest,
-    sources: Sequence[RemoteNode], explicit: bool,
-) -> None:
-    """Complete `findings` from the source nodes, in place."""
-    if not sources:
-        return
+def remote_queries(findings: Findings, request: StudyRequest,
+                   explicit: bool) -> list[tuple[str, dict[str, str]]]:
+    """The C-FIND queries (kind, keys) the source nodes would be asked, given what the index
+    found; none when the index answered the whole request."""
     queries: list[tuple[str, dict[str, str]]] = []
     missing = [uid for uid in request.all_uids if uid not in findings.by_uid]
     if missing:
@@ -212,8 +187,20 @@ async def find_remote(
             request.accession and not request.accession_across_patients
             and not any(s.accession == request.accession for s in findings.history))):
         queries.append(("patient", {"PatientID": request.patient_id}))
+    return queries
+
+
+async def find_remote(
+    config: Config, findings: Findings, request: StudyRequest,
+    sources: Sequence[RemoteNode], explicit: bool,
+) -> None:
+    """Complete `findings` from the source nodes, in place."""
+    if not sources:
+        return
+    queries = remote_queries(findings, request, explicit)
     if not queries:
         return
+    missing = [uid for uid in request.all_uids if uid not in findings.by_uid]
     findings.asked = [remote.ae_title for remote in sources]
     order = {remote.ae_title: i for i, remote in enumerate(sources)}
     results = await asyncio.gather(*(

@@ -14,16 +14,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from node.errors import InvalidInput
+from node.hanging_protocols import Protocol
 from node.render.preload import StudyPreloader
-from node.resolve import Findings, LocalStudies, StudyRequest, find_remote, select_sources
+from node.resolve import Findings, StudyRequest, find_remote, remote_queries, select_sources
 from node.services import NodeServices
 from node.viewing import arrange, audit
 from node.viewing.arrange import PURPOSE_PRIORITY, Arrangement
 from node.viewing.catalogue import Catalogue
 from node.viewing.options import ViewingOptions
 from node.viewing.retrievals import RetrievalRegistry
+from node.viewing.store import IssueStore, Prepared
 from node.viewing.tokens import digest, new_token
-from node.viewing.writer import ContextWriter, NewContext
+from node.viewing.writer import NewContext
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +55,8 @@ class TokenIssuer:
     def __init__(self, services: NodeServices, retrievals: RetrievalRegistry) -> None:
         self._services = services
         self._retrievals = retrievals
-        self._writer = ContextWriter(services.engine)
+        self._store = IssueStore(services.engine)
         self._catalogue = Catalogue(services.engine)
-        self._local = LocalStudies(services.engine)
         self._preloads = StudyPreloader(services)
 
     def start(self) -> None:
@@ -63,8 +64,8 @@ class TokenIssuer:
         self._preloads.start()
 
     async def close(self) -> None:
-        await self._writer.close()
-        await self._local.close()
+        await self._store.close()
+        await self._catalogue.close()
         await self._preloads.close()
 
     async def preloads_done(self) -> None:
@@ -97,23 +98,47 @@ class TokenIssuer:
         self, request: IssueRequest,
         arranger: Callable[[Findings], list[tuple[str, Arrangement]]],
     ) -> list[str]:
-        services = self._services
-        config = services.config
+        config = self._services.config
         sources = select_sources(config, request.source_nodes)
+        explicit = bool(request.source_nodes)
         role = await self._catalogue.role(request.role)
         if role is None:
             raise InvalidInput(f"role: unknown role {request.role!r}", field="role")
         scope, protocols = await self._catalogue.protocols(request.username, role.name)
-        findings = await self._local.find(request.studies)
-        await find_remote(config, findings, request.studies, sources,
-                          explicit=bool(request.source_nodes))
-        arrangements = arranger(findings)
 
+        def prepare(findings: Findings) -> Prepared:
+            return self._prepare(request, role.name, scope, protocols, findings,
+                                 arranger(findings))
+
+        def prepare_if_local(findings: Findings) -> Prepared | None:
+            if sources and remote_queries(findings, request.studies, explicit):
+                return None
+            return prepare(findings)
+
+        findings, prepared = await self._store.issue(request.studies, prepare_if_local)
+        if prepared is None:
+            await find_remote(config, findings, request.studies, sources, explicit=explicit)
+            prepared = prepare(findings)
+            await self._store.write(prepared)
+        await self._start_retrievals(prepared.arrangements)
+        self._start_preloads(prepared.arrangements)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("issued %d token(s): context(s) %s, %d source node(s) failed",
+                      len(prepared.tokens), ",".join(map(str, prepared.ids)),
+                      len(findings.failed))
+        return prepared.tokens
+
+    def _prepare(
+        self, request: IssueRequest, role: str, scope: str | None, protocols: list[Protocol],
+        findings: Findings, arrangements: list[tuple[str, Arrangement]],
+    ) -> Prepared:
+        """The tokens and their contexts. May run on the store's thread (node/viewing/store.py):
+        nothing here touches the event loop."""
         now = datetime.now(UTC)
-        expires = now + timedelta(seconds=config.api.token_lifetime_seconds)
+        expires = now + timedelta(seconds=self._services.config.api.token_lifetime_seconds)
         request_json = request.request_json()
         common = {
-            "username": request.username, "role": role.name, "request": request_json,
+            "username": request.username, "role": role, "request": request_json,
             "options": request.options.as_json(), "sources": findings.sources_json(),
             "hanging_protocols": {"scope": scope,
                                   "protocols": [p.as_json() for p in protocols]},
@@ -127,7 +152,7 @@ class TokenIssuer:
                          "display": arrangement.display},
                 studies=[self._row(i, entry) for i, entry in enumerate(arrangement.entries)],
                 audit=audit.row(
-                    "issue", username=request.username, role=role.name,
+                    "issue", username=request.username, role=role,
                     client_address=request.client_address, kind=kind,
                     display=arrangement.display, request=request_json,
                     studies=[e.study_uid for e in arrangement.entries if e.study is not None],
@@ -136,12 +161,7 @@ class TokenIssuer:
             )
             for token, (kind, arrangement) in zip(tokens, arrangements, strict=True)
         ]
-        ids = await self._writer.write(contexts)
-        await self._start_retrievals(arrangements)
-        self._start_preloads(arrangements)
-        log.debug("issued %d token(s): context(s) %s, %d source node(s) failed",
-                 len(tokens), ",".join(map(str, ids)), len(findings.failed))
-        return tokens
+        return Prepared(tokens, arrangements, contexts)
 
     def _row(self, position: int, entry: arrange.Entry) -> dict[str, Any]:
         study = entry.study

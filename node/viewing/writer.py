@@ -7,9 +7,9 @@ one: three INSERT statements and one commit per batch, however many tokens it ho
 gets its context ids only once the commit is durable, so a token is never handed out before
 its context exists.
 
-On a SQLite file the writer is a thread with its own connection and plain DB-API statements
-(node/index/sqlite_batches.py): no pool, no statement compilation, no hop per statement through
-aiosqlite. Other databases get the same batches as SQLAlchemy Core statements on the event loop.
+ContextWriter does this with SQLAlchemy Core statements on the event loop (any database);
+SqliteContextInserts writes the same rows with plain DB-API statements, for the thread that
+owns a SQLite file's token work (node/viewing/store.py).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from node.index.models import Base
-from node.index.sqlite_batches import RowInserts, SqliteBatches, sqlite_file
+from node.index.sqlite_batches import RowInserts
 from node.index.viewing_models import AuditEvent, ContextStudy, ViewingContext
 
 log = logging.getLogger(__name__)
@@ -58,14 +58,9 @@ class ContextWriter:
         self._engine = engine
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
-        path = sqlite_file(engine)
-        self._sqlite = None if path is None else SqliteBatches(
-            path, _SqliteInserts().run, name="context-writer")
 
     async def write(self, contexts: list[NewContext]) -> list[int]:
         """Store the contexts (all or none); their ids, once durable."""
-        if self._sqlite is not None:
-            return await self._sqlite.submit(contexts)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="context-writer")
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
@@ -74,8 +69,6 @@ class ContextWriter:
 
     async def close(self) -> None:
         """Write what is queued, then stop."""
-        if self._sqlite is not None:
-            await self._sqlite.close()
         if self._task is None:
             return
         await self._queue.join()
@@ -129,9 +122,9 @@ class ContextWriter:
         return ids
 
 
-class _SqliteInserts:
-    """The SQLite writer thread's batches: one IMMEDIATE transaction each (the write lock
-    taken up front, so another writer waits instead of failing half-way), one multi-row INSERT
+class SqliteContextInserts:
+    """Contexts of several jobs on a sqlite3 connection: one IMMEDIATE transaction (the write
+    lock taken up front, so another writer waits instead of failing half-way), one multi-row INSERT
     per table (node/index/sqlite_batches.RowInserts says why), one COMMIT. Context ids are given
     explicitly from the largest one in use: holding the write lock, nobody else can take them."""
 
@@ -145,8 +138,12 @@ class _SqliteInserts:
             inserts = self._tables[key] = RowInserts(table, key[1])
         return inserts
 
-    def run(self, connection: sqlite3.Connection,
-            jobs: list[list[NewContext]]) -> Sequence[list[int] | BaseException]:
+    def write(self, connection: sqlite3.Connection,
+              jobs: list[list[NewContext]]) -> Sequence[list[int] | BaseException]:
+        """Each job's contexts (all of a job or none of it): its context ids once committed,
+        or the exception it gets."""
+        if not jobs:
+            return []
         try:
             return self._commit(connection, jobs)
         except Exception as exc:
@@ -154,7 +151,7 @@ class _SqliteInserts:
                 log.error("writing a viewing context failed: %s", exc)
                 return [RuntimeError("the viewing context could not be stored")]
         # One bad job must not fail the others: write each on its own.
-        return [result for job in jobs for result in self.run(connection, [job])]
+        return [result for job in jobs for result in self.write(connection, [job])]
 
     def _commit(self, connection: sqlite3.Connection,
                 jobs: list[list[NewContext]]) -> list[list[int]]:
