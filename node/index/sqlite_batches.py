@@ -80,7 +80,8 @@ class SqliteBatches(Generic[J, R]):
         await asyncio.to_thread(thread.join)
 
     def _connect(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(self._path, isolation_level=None)
+        # Multi-row INSERTs differ in text by their row count: room to keep each one prepared.
+        connection = sqlite3.connect(self._path, isolation_level=None, cached_statements=512)
         sqlite_pragmas(connection, None)
         if self._read_only:
             connection.execute("PRAGMA query_only=ON")
