@@ -204,3 +204,14 @@ async def test_layers_drawn_by_one_user_reach_another_only_with_all(
     own = await open_slides(api, browser, "path-author", {**slide, "hideLayers": "true"})
     await own.wait_for_selector("#slide-panel[data-shapes='0']")
     await own.context.close()
+
+
+async def test_vendor_route_serves_only_the_openseadragon_build(api: Api) -> None:
+    response = await api.client.get("/ngv/vendor/openseadragon/openseadragon.min.js")
+    assert response.status == 200
+    assert response.content_type == "text/javascript"
+    assert "OpenSeadragon" in (await response.text())[:5000]
+    for path in ("/ngv/vendor/openseadragon/../../package.json",
+                 "/ngv/vendor/openseadragon/%2e%2e/%2e%2e/package.json",
+                 "/ngv/vendor/openseadragon/missing.js", "/ngv/vendor/other/x.js"):
+        assert (await api.client.get(path)).status == 404, path

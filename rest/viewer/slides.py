@@ -199,7 +199,8 @@ async def session_delete_layer(request: web.Request) -> web.Response:
 @routes.get("/ngv/vendor/{package:openseadragon}/{path:[A-Za-z0-9_./-]+}")
 @public
 async def vendor_file(request: web.Request) -> web.StreamResponse:
-    root = VENDOR_FILES[request.match_info["package"]]
+    # Resolved too: node_modules may be a link (a shared install, a container's volume).
+    root = VENDOR_FILES[request.match_info["package"]].resolve()
     path = (root / request.match_info["path"]).resolve()
     if ".." in request.match_info["path"] or not path.is_relative_to(root) or not path.is_file():
         raise web.HTTPNotFound(reason="no such file")
