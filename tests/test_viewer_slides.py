@@ -179,7 +179,20 @@ async def test_layers_drawn_by_one_user_reach_another_only_with_all(
     assert box is not None
     await author.mouse.click(box["x"] + 40, box["y"] + box["height"] / 2)
     await author.wait_for_selector("#slide-panel[data-shapes='2']")
-    assert await author.locator("#slide-overlay g[data-owner='path-author'] .shape").count() == 2
+    await author.click("#slide-tool-polygon")
+    left, top = box["x"] + 60, box["y"] + 60
+    for dx, dy in ((0, 0), (90, 10), (40, 80)):
+        await author.mouse.click(left + dx, top + dy)
+    await author.keyboard.press("Enter")
+    await author.wait_for_selector("#slide-panel[data-shapes='3']")
+    await author.click("#slide-tool-ellipse")
+    await author.mouse.move(left + 200, top)
+    await author.mouse.down()
+    await author.mouse.move(left + 300, top + 60, steps=3)
+    await author.mouse.up()
+    await author.wait_for_selector("#slide-panel[data-shapes='4']")
+    assert await author.locator("#slide-overlay g[data-owner='path-author'] .shape").count() == 4
+    assert await author.locator("#slide-overlay ellipse.shape").count() == 1
     await screenshot(author, "viewer-slide-layers")
     await author.context.close()
     # Saved as the session's user, whatever the browser could have sent.
@@ -187,7 +200,8 @@ async def test_layers_drawn_by_one_user_reach_another_only_with_all(
                                   {"username": "x", "annotationVisibility": "ALL"})).json()
     [layer] = [entry for entry in stored["layers"] if entry["owner"] == "path-author"]
     assert layer["name"] == "Margins"
-    assert [shape["type"] for shape in layer["shapes"]] == ["rectangle", "point"]
+    assert [shape["type"] for shape in layer["shapes"]] == [
+        "rectangle", "point", "polygon", "ellipse"]
 
     async def seen_by_reader(params: dict[str, Any]) -> int:
         page = await open_slides(api, browser, "path-reader", {**slide, **params})
@@ -198,7 +212,7 @@ async def test_layers_drawn_by_one_user_reach_another_only_with_all(
         await page.context.close()
         return count
 
-    assert await seen_by_reader({"annotationVisibility": "ALL"}) == 2
+    assert await seen_by_reader({"annotationVisibility": "ALL"}) == 4
     assert await seen_by_reader({"annotationVisibility": "USER"}) == 0
     assert await seen_by_reader({"annotationVisibility": "ALL", "hideLayers": "true"}) == 0
     own = await open_slides(api, browser, "path-author", {**slide, "hideLayers": "true"})
