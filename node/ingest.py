@@ -68,8 +68,9 @@ class Ingestor:
 
     def ingest_incoming_blocking(self, incoming: Path, origin: str, timeout: float) -> IngestResult:
         """The same as `ingest_incoming`, for pynetdicom's handler threads: the file work runs
-        in the calling thread, the index commit on the index writer's thread (no event loop hop:
-        with one association each instance waits for its own commit)."""
+        in the calling thread, and so does the index commit when no other commit is running
+        (IndexWriter.add_blocking): no event loop hop, since with one association each
+        instance waits for its own commit."""
         try:
             item = self._prepare(incoming, origin)
             outcome, path = self.writer.add_blocking(item, self.overwrite_duplicates, timeout)
