@@ -8,10 +8,13 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-DEBIAN_PACKAGES=(dcmtk orthanc orthanc-dicomweb dicom3tools xorriso genisoimage nginx-light postgresql systemd chromium npm)
+DEBIAN_PACKAGES=(dcmtk orthanc orthanc-dicomweb dicom3tools xorriso genisoimage nginx-light postgresql systemd chromium)
 
 install_debian_packages() {
     local missing=()
+    # npm may already come with a Node.js from elsewhere (NodeSource's nodejs conflicts with
+    # Debian's npm): only a machine without any npm gets Debian's.
+    command -v npm >/dev/null 2>&1 || missing+=(npm)
     for pkg in "${DEBIAN_PACKAGES[@]}"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
     done
