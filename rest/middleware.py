@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from node.errors import Conflict, InvalidInput, NotFound, RemoteNodeError
 from rest.state import API_KEY, INSTANCE_NAME
@@ -54,6 +55,10 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         return json_error(exc.status, exc.reason, headers=headers)
     except InvalidInput as exc:
         return json_error(400, str(exc), exc.field)
+    except HttpProcessingError as exc:
+        # A body aiohttp cannot parse (a malformed multipart part, say) is the client's error.
+        status = exc.code if 400 <= exc.code < 500 else 400
+        return json_error(status, f"malformed request: {exc.message}"[:200])
     except NotFound as exc:
         return json_error(404, str(exc))
     except Conflict as exc:

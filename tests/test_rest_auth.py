@@ -114,3 +114,14 @@ async def test_openapi_parameters_match_what_multimonitor_reads(api: Api) -> Non
         "username", "role", "patientID", "numberOfMonitors", "idIssuer", "studyInstanceUID",
         "accNum", "fullPreloadStudy", "sticky", "anonymize", "hideSearch", "sourceNodes",
     }
+
+
+async def test_malformed_multipart_body_is_a_400(api: Api) -> None:
+    """A body aiohttp cannot parse is the client's error (found by Schemathesis: was a 500)."""
+    response = await api.client.post(
+        "/webdv/lut", params={"containerIdentifier": "slide-1"},
+        headers={"Authorization": API_KEY,
+                 "Content-Type": "multipart/form-data; boundary=b0undary"},
+        data=b"--b0undary\r\n[]--b0undary--\r\n")
+    assert response.status == 400
+    assert "malformed request" in (await response.json())["error"]
