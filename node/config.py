@@ -7,6 +7,8 @@ with the key named, instead of silently running on a default.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import socket
 import tomllib
 import types
 import typing
@@ -45,6 +47,12 @@ class HttpSection:
     bind: str = "0.0.0.0"
     port: int = 8181
     max_body_bytes: int = 1048576
+    # This instance's name, unique among instances: the X-Node-Instance response header (where a
+    # proxy routed a request) and the name it claims background jobs under. Empty: host:port.
+    instance_name: str = ""
+    # Reverse proxies (IP addresses or networks such as "10.0.0.0/8") whose X-Forwarded-For
+    # header names the client recorded in the audit; from any other peer the header is ignored.
+    trusted_proxies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -160,6 +168,10 @@ class Config:
         return self.data_dir / "storage"
 
     @property
+    def instance_name(self) -> str:
+        return self.http.instance_name or f"{socket.gethostname()}:{self.http.port}"
+
+    @property
     def database_url(self) -> str:
         if self.database.url:
             return self.database.url
@@ -231,7 +243,9 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
     if origin is tuple:
         (item_type, _) = typing.get_args(hint)
         if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected an array of tables ([[{where}]])")
+            if dataclasses.is_dataclass(item_type):
+                raise ConfigError(f"{where}: expected an array of tables ([[{where}]])")
+            raise ConfigError(f"{where}: expected an array")
         return tuple(_convert(item_type, item, f"{where}[{i}]") for i, item in enumerate(value))
     if origin is Literal:
         allowed = typing.get_args(hint)
@@ -270,6 +284,16 @@ def _validate(config: Config) -> None:
             or jobs.max_attempts < 1:
         raise ConfigError("jobs: heartbeat_seconds must be above 0 and below stale_seconds, "
                           "poll_seconds above 0 and max_attempts at least 1")
+    name = config.http.instance_name
+    if name != name.strip() or not name.isprintable() or len(name) > 64:
+        raise ConfigError("http.instance_name: at most 64 printable characters without spaces "
+                          "at either end")
+    for entry in config.http.trusted_proxies:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError as exc:
+            raise ConfigError(f"http.trusted_proxies: {entry!r} is not an IP address or "
+                              "network") from exc
     titles = [n.ae_title for n in config.source_nodes]
     if len(titles) != len(set(titles)):
         raise ConfigError("source_nodes: each AE title may appear once")

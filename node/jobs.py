@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,9 +35,8 @@ JOBS: Table = Job.__table__  # type: ignore[assignment]
 ACTIVE = ("queued", "running")
 
 
-def worker_name(http_port: int) -> str:
-    """Who claims: the instance (NODE_INSTANCE, else host:port) and its process."""
-    instance = os.environ.get("NODE_INSTANCE") or f"{socket.gethostname()}:{http_port}"
+def worker_name(instance: str) -> str:
+    """Who claims: the instance (Config.instance_name) and its process."""
     return f"{instance}/{os.getpid()}"[:128]
 
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from node.config import Config
 from node.services import NodeServices
 from node.viewing import RetrievalRegistry, TokenIssuer
 from rest import annotations as annotation_layers
@@ -23,8 +20,9 @@ from rest import (
     viewer,
     viewer_session,
 )
+from rest.client_address import trusted_networks
 from rest.middleware import errors_as_json, require_api_key, routing_headers
-from rest.state import API_KEY, INSTANCE_NAME, ISSUER, RETRIEVALS, SERVICES
+from rest.state import API_KEY, INSTANCE_NAME, ISSUER, RETRIEVALS, SERVICES, TRUSTED_PROXIES
 
 __all__ = ["API_KEY", "SERVICES", "create_app"]
 
@@ -32,11 +30,6 @@ ROUTE_TABLES = (obscurl.routes, multimonitor.routes, viewer_session.routes, open
                 iso.routes,
                 lut.routes, slides.routes, obscurl_post.routes,
                 annotation_layers.routes)
-
-
-def instance_name(config: Config) -> str:
-    """NODE_INSTANCE from the environment, else host and HTTP port (unique on one host)."""
-    return os.environ.get("NODE_INSTANCE") or f"{socket.gethostname()}:{config.http.port}"
 
 
 async def _viewing(app: web.Application) -> AsyncIterator[None]:
@@ -61,7 +54,8 @@ def create_app(services: NodeServices, api_key: str) -> web.Application:
     app[API_KEY] = api_key
     app[RETRIEVALS] = retrievals
     app[ISSUER] = TokenIssuer(services, retrievals)
-    app[INSTANCE_NAME] = instance_name(services.config)
+    app[INSTANCE_NAME] = services.config.instance_name
+    app[TRUSTED_PROXIES] = trusted_networks(services.config.http.trusted_proxies)
     app.cleanup_ctx.append(_viewing)
     app.on_response_prepare.append(routing_headers)
     slides.setup(app)

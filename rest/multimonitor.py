@@ -11,7 +11,8 @@ from aiohttp import web
 from node.errors import InvalidInput
 from node.resolve import StudyRequest
 from node.viewing import IssueRequest
-from rest.obscurl import ACCESSION_MAX, LO_MAX, client_address, viewing_options
+from rest.client_address import client_address
+from rest.obscurl import ACCESSION_MAX, LO_MAX, viewing_options
 from rest.params import QueryParams
 from rest.state import ISSUER
 

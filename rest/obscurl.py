@@ -10,6 +10,7 @@ from node.errors import InvalidInput
 from node.resolve import StudyRequest
 from node.viewing import IssueRequest, ViewingOptions
 from node.viewing.options import AnnotationVisibility
+from rest.client_address import client_address
 from rest.params import QueryParams
 from rest.state import ISSUER
 
@@ -37,10 +38,6 @@ def viewing_options(params: QueryParams, *, pathology: bool) -> ViewingOptions:
             "annotationVisibility", ("ALL", "USER"), "ALL")),
         container_identifier=params.one("containerIdentifier", max_length=LO_MAX),
     )
-
-
-def client_address(request: web.Request) -> str:
-    return (request.remote or "")[:64]
 
 
 @routes.get("/ngv/obscurl", allow_head=False)

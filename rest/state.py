@@ -13,3 +13,5 @@ RETRIEVALS = web.AppKey("retrievals", RetrievalRegistry)
 ISSUER = web.AppKey("issuer", TokenIssuer)
 # This instance's name in the X-Node-Instance header, for checking where a proxy routed a call.
 INSTANCE_NAME = web.AppKey("instance_name", str)
+# [http] trusted_proxies as networks (rest/client_address.py).
+TRUSTED_PROXIES = web.AppKey("trusted_proxies", tuple)

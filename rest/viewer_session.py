@@ -14,8 +14,8 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from node.viewing import context_json, redeem, session_context
+from rest.client_address import client_address
 from rest.middleware import STICKY_PATTERN, json_error, public
-from rest.obscurl import client_address
 from rest.state import SERVICES
 
 routes = web.RouteTableDef()

@@ -92,7 +92,7 @@ def config_dict(source_nodes: list[dict[str, Any]] | None = None,
 
 def write_config(folder: Path, **sections: dict[str, Any]) -> Path:
     """A node.toml for the CLI commands, with the same settings running_app uses."""
-    raw = config_dict(**sections)
+    raw = config_dict(None, **sections)
     url = database_url(folder / raw["node"]["data_dir"])
     if url is not None and "database" not in raw:
         raw["database"] = {"url": url}

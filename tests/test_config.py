@@ -48,6 +48,9 @@ def test_shipped_node_toml_names_and_comments_every_key() -> None:
         ({"source_nodes": [{"ae_title": "P", "host": "h", "port": 1, "retrieve": "C-PULL"}]},
          "retrieve"),
         ({"node": {"ae_title": "A_TITLE_THAT_IS_TOO_LONG"}}, "node.ae_title"),
+        ({"http": {"trusted_proxies": ["nginx.local"]}}, "http.trusted_proxies"),
+        ({"http": {"trusted_proxies": "127.0.0.1"}}, "http.trusted_proxies"),
+        ({"http": {"instance_name": " padded "}}, "http.instance_name"),
     ],
 )
 def test_a_bad_key_is_an_error_naming_it(raw: dict[str, typing.Any], named: str) -> None:

@@ -31,7 +31,10 @@ def test_compose_runs_postgresql_two_instances_and_nginx() -> None:
         node = services[name]
         assert node["depends_on"]["postgres"] == {"condition": "service_healthy"}
         assert node["command"][:4] == ["python", "-m", "node", "serve"]
-        assert node["environment"]["NODE_INSTANCE"] == name
+        # The instance's name comes from its configuration, not the environment.
+        assert "NODE_INSTANCE" not in node.get("environment", {})
+        mounted = next(v.split(":")[0] for v in node["volumes"] if v.endswith("node.toml:ro"))
+        assert load_config(DEPLOY / mounted).instance_name == name
 
 
 def test_every_file_compose_mounts_or_builds_exists() -> None:
