@@ -11,6 +11,7 @@ those nodes are always asked, which is how a caller asks for a complete history)
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -41,7 +42,7 @@ class StudyRequest:
     history_list: tuple[str, ...] = ()
     preload: tuple[str, ...] = ()
 
-    @property
+    @functools.cached_property
     def all_uids(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(self.study_uids + self.history_list + self.preload))
 

@@ -24,13 +24,19 @@ class Arrangement:
     # "studies": open the entries whose purpose is "open"; "history": the user picks.
     display: str
     entries: list[Entry] = field(default_factory=list)
+    # The entries' study UIDs: a study is listed once, under the first purpose it was added for.
+    _uids: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._uids.update(entry.study_uid for entry in self.entries)
 
     @property
     def nothing_found(self) -> bool:
         return all(entry.study is None for entry in self.entries)
 
     def add(self, uid: str, purpose: str, study: FoundStudy | None) -> None:
-        if all(entry.study_uid != uid for entry in self.entries):
+        if uid not in self._uids:
+            self._uids.add(uid)
             self.entries.append(Entry(uid, purpose, study))
 
     def add_history(self, history: list[FoundStudy]) -> None:
@@ -38,6 +44,8 @@ class Arrangement:
             self.add(study.study_uid, "history", study)
 
     def mark_preload(self, uids: tuple[str, ...], findings: Findings) -> None:
+        if not uids:
+            return
         for uid in uids:
             self.add(uid, "preload", findings.by_uid.get(uid))
         wanted = set(uids)

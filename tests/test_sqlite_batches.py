@@ -1,0 +1,44 @@
+"""The token store's own SQLite binding writes exactly what SQLAlchemy would have written."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from sqlalchemy import JSON, DateTime
+from sqlalchemy.dialects import sqlite
+
+from node.index.models import Base
+from node.index.sqlite_batches import bind_processor
+
+TABLES = ("viewing_contexts", "context_studies", "audit_events")
+COLUMNS = [Base.metadata.tables[t].c[c.name] for t in TABLES
+           for c in Base.metadata.tables[t].c]
+VALUES: dict[type, list[Any]] = {
+    DateTime: [datetime(2026, 11, 28, 6, 41, 10, 123456, tzinfo=UTC),
+               datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+               datetime(5, 1, 1, 0, 0, 0),
+               datetime(2026, 6, 1, 12, 0, 0, 7, tzinfo=timezone(timedelta(hours=2))),
+               None],
+    JSON: [{"studyUID": ["1.2.3"], "accNum": None, "flag": True, "n": 3, "x": 1.5},
+           [], {}, None, "text", {"nested": {"list": [1, "é", None]}}],
+}
+
+
+@pytest.mark.parametrize("column", [c for c in COLUMNS if isinstance(c.type, (DateTime, JSON))],
+                         ids=str)
+def test_bound_values_are_sqlalchemys(column: Any) -> None:
+    dialect = sqlite.dialect()
+    theirs = column.type.dialect_impl(dialect).bind_processor(dialect)
+    ours = bind_processor(column)
+    assert ours is not None and theirs is not None
+    kind = DateTime if isinstance(column.type, DateTime) else JSON
+    for value in VALUES[kind]:
+        mine, reference = ours(value), theirs(value)
+        if kind is JSON and isinstance(reference, str):
+            # The same JSON; only the spaces after separators differ.
+            assert json.loads(mine) == json.loads(reference)
+        else:
+            assert mine == reference
