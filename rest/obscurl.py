@@ -23,15 +23,13 @@ LO_MAX = 64
 
 def viewing_options(params: QueryParams, *, pathology: bool) -> ViewingOptions:
     """The display options; the digital-pathology ones exist only on the obscurl API."""
-    options = ViewingOptions(
-        anonymize=params.boolean("anonymize", False),
-        hide_search=params.boolean("hideSearch", True),
-    )
+    anonymize = params.boolean("anonymize", False)
+    hide_search = params.boolean("hideSearch", True)
     if not pathology:
-        return options
+        return ViewingOptions(anonymize=anonymize, hide_search=hide_search)
     return ViewingOptions(
-        anonymize=options.anonymize,
-        hide_search=options.hide_search,
+        anonymize=anonymize,
+        hide_search=hide_search,
         hide_documents=params.boolean("hideDocuments", True),
         hide_layers=params.boolean("hideLayers", False),
         annotation_visibility=cast(AnnotationVisibility, params.choice(

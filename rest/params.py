@@ -20,15 +20,19 @@ _QUERY_UNSAFE = set("\\*?")
 
 class QueryParams:
     def __init__(self, query: MultiMapping[str]) -> None:
-        self._query = query
+        # One pass over the query, then each parameter is a dict look-up: a token request
+        # reads a dozen parameters, most of them absent.
+        self._lists: dict[str, list[str]] = {}
+        for name, value in query.items():
+            self._lists.setdefault(name, []).append(value)
 
     def _values(self, names: Iterable[str]) -> list[str]:
-        return [value for name in names for value in self._query.getall(name, [])]
+        return [value for name in names for value in self._lists.get(name, ())]
 
     def one(self, name: str, *, required: bool = False, max_length: int = 64,
             aliases: tuple[str, ...] = (), dicom: bool = False) -> str:
         """A single-valued text parameter ("" when absent)."""
-        values = self._values((name, *aliases))
+        values = self._values((name, *aliases)) if aliases else self._lists.get(name, ())
         if len(values) > 1:
             raise InvalidInput(f"{name}: given {len(values)} times; it takes one value", name)
         value = values[0] if values else ""
@@ -45,7 +49,7 @@ class QueryParams:
         return value
 
     def _single_raw(self, name: str) -> str | None:
-        values = self._query.getall(name, [])
+        values = self._lists.get(name, ())
         if len(values) > 1:
             raise InvalidInput(f"{name}: given {len(values)} times; it takes one value", name)
         return values[0] if values else None
@@ -69,7 +73,9 @@ class QueryParams:
 
     def uids(self, name: str, aliases: tuple[str, ...] = ()) -> tuple[str, ...]:
         """A 1-n UID parameter (repeated); every value must be a valid UID."""
-        values = self._values((name, *aliases))
+        values = self._values((name, *aliases)) if aliases else self._lists.get(name, ())
+        if not values:
+            return ()
         for value in values:
             if not is_valid_uid(value):
                 raise InvalidInput(f"{name}: not a valid DICOM UID: {value[:80]!r}", name)
@@ -78,6 +84,8 @@ class QueryParams:
     def ae_titles(self, name: str) -> tuple[str, ...]:
         """AE titles separated by ';' (empty items ignored)."""
         text = self.one(name, max_length=1024)
+        if not text:
+            return ()
         titles = tuple(dict.fromkeys(t.strip() for t in text.split(";") if t.strip()))
         for title in titles:
             if len(title) > 16 or "\\" in title:
