@@ -1,9 +1,12 @@
-"""The token store's own SQLite binding writes exactly what SQLAlchemy would have written."""
+"""The token store's SQLite thread: it binds exactly what SQLAlchemy would have written, and a
+database it cannot open fails the jobs of that batch, not the thread."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,7 +14,7 @@ from sqlalchemy import JSON, DateTime
 from sqlalchemy.dialects import sqlite
 
 from node.index.models import Base
-from node.index.sqlite_batches import bind_processor
+from node.index.sqlite_batches import SqliteBatches, bind_processor
 
 TABLES = ("viewing_contexts", "context_studies", "audit_events")
 COLUMNS = [Base.metadata.tables[t].c[c.name] for t in TABLES
@@ -42,3 +45,18 @@ def test_bound_values_are_sqlalchemys(column: Any) -> None:
             assert json.loads(mine) == json.loads(reference)
         else:
             assert mine == reference
+
+
+async def test_a_database_that_cannot_be_opened_fails_the_job_not_the_thread(
+        tmp_path: Path) -> None:
+    folder = tmp_path / "not-yet"
+    batches: SqliteBatches[int, int] = SqliteBatches(
+        str(folder / "db.sqlite"), lambda conn, jobs: [
+            conn.execute("SELECT ?", (job,)).fetchone()[0] for job in jobs], name="test")
+    try:
+        with pytest.raises(sqlite3.OperationalError):
+            await batches.submit(1)
+        folder.mkdir()
+        assert await batches.submit(2) == 2
+    finally:
+        await batches.close()

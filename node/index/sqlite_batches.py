@@ -53,11 +53,10 @@ def sqlite_file(engine: AsyncEngine) -> str | None:
 
 class SqliteBatches(Generic[J, R]):
     def __init__(self, path: str, run: BatchRun[J, R], *, name: str,
-                 read_only: bool = False, max_batch: int = MAX_BATCH) -> None:
+                 max_batch: int = MAX_BATCH) -> None:
         self._path = path
         self._run = run
         self._name = name
-        self._read_only = read_only
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[_Item[J, R] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -88,18 +87,10 @@ class SqliteBatches(Generic[J, R]):
         # The index pages token work touches at random (study UIDs, token digests) stay in
         # memory: the default 2 MB does not hold a 100,000-study index.
         connection.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
-        if self._read_only:
-            connection.execute("PRAGMA query_only=ON")
         return connection
 
     def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
         connection: sqlite3.Connection | None = None
-        failure: BaseException | None = None
-        try:
-            connection = self._connect()
-        except Exception as exc:  # every job gets it; the next start tries again
-            log.error("%s: cannot open the database: %s", self._name, exc)
-            failure = exc
         try:
             stopping = False
             while not stopping:
@@ -117,14 +108,17 @@ class SqliteBatches(Generic[J, R]):
                         break
                     items.append(item)
                 results: Sequence[Any]
-                if connection is None:
-                    results = [failure] * len(items)
-                else:
-                    try:
-                        results = self._run(connection, [job for job, _ in items])
-                    except Exception as exc:
-                        log.exception("%s: a batch failed", self._name)
-                        results = [exc] * len(items)
+                try:
+                    if connection is None:  # opened at the first batch, again after a failure
+                        connection = self._connect()
+                    results = self._run(connection, [job for job, _ in items])
+                except Exception as exc:
+                    log.exception("%s: a batch failed", self._name)
+                    results = [exc] * len(items)
+                    if connection is not None:  # start the next batch on a fresh one
+                        with contextlib.suppress(Exception):
+                            connection.close()
+                        connection = None
                 with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
                     loop.call_soon_threadsafe(_settle, [f for _, f in items], results)
         finally:
