@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from node.sources.request import InstanceEntry, SeriesEntry, StudyEntry
+from node.sources.request import InstanceEntry, SeriesEntry, StorageSpec, StudyEntry
 
 
 class SourceError(Exception):
@@ -78,3 +78,30 @@ class Source(ABC):
         """Where the object already is on this machine (checked), if it is: a slide file is
         then served from there instead of being copied."""
         return None
+
+
+class BucketSource(Source):
+    """A cloud bucket (S3, Wasabi, Google) whose objects the request names one by one: the
+    object key is each instance's `file`. Subclasses say how to download an object and how
+    to list the keys under a prefix (an MRXS slide's data folder is not named in the request)."""
+
+    study: StudyEntry
+    storage: StorageSpec
+
+    async def list_objects(self) -> list[SourceObject]:
+        return [
+            SourceObject(instance.file, f"{instance.where}.file", instance.kind, self.study,
+                         series, instance)
+            for series in self.study.series for instance in series.instances
+        ]
+
+    async def fetch(self, item: SourceObject, out: BinaryIO) -> None:
+        await self.download(item.key, out)
+
+    @abstractmethod
+    async def download(self, key: str, out: BinaryIO) -> None:
+        """Write the object `key` to `out`; SourceError/TransientSourceError on failure."""
+
+    @abstractmethod
+    async def keys_under(self, prefix: str) -> list[str]:
+        """Every object key that starts with `prefix` (which ends with "/")."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, BinaryIO
 
 from google.api_core import exceptions as api_exceptions
@@ -20,7 +22,7 @@ from google.cloud import storage
 from google.oauth2 import service_account
 from requests import exceptions as http_exceptions
 
-from node.sources.base import Source, SourceError, SourceObject, TransientSourceError
+from node.sources.base import BucketSource, SourceError, TransientSourceError
 from node.sources.request import StorageSpec, StudyEntry
 
 for _name in ("google", "google.auth", "google.cloud", "urllib3", "requests"):
@@ -39,7 +41,7 @@ def credentials_for(storage_spec: StorageSpec) -> Credentials:
                           "not usable") from exc
 
 
-class GoogleBucket(Source):
+class GoogleBucket(BucketSource):
     label = "google-bucket"
 
     def __init__(self, study: StudyEntry, storage_spec: StorageSpec, endpoint_url: str,
@@ -69,21 +71,30 @@ class GoogleBucket(Source):
         if bucket is not None:
             await asyncio.to_thread(bucket.client.close)
 
-    async def list_objects(self) -> list[SourceObject]:
-        return [
-            SourceObject(instance.file, f"{instance.where}.file", instance.kind, self.study,
-                         series, instance)
-            for series in self.study.series for instance in series.instances
-        ]
+    async def download(self, key: str, out: BinaryIO) -> None:
+        await asyncio.to_thread(self._download, key, out)
 
-    async def fetch(self, item: SourceObject, out: BinaryIO) -> None:
-        await asyncio.to_thread(self._download, item.key, out)
+    async def keys_under(self, prefix: str) -> list[str]:
+        return await asyncio.to_thread(self._keys_under, prefix)
 
     def _download(self, key: str, out: BinaryIO) -> None:
-        where = f"google-bucket {self.storage.name}: {key}"
-        try:
+        with self._errors(key):
             self._bucket.blob(key).download_to_file(
                 out, retry=None, timeout=(min(self.timeout, 10.0), self.timeout))
+
+    def _keys_under(self, prefix: str) -> list[str]:
+        with self._errors(prefix):
+            blobs = self._bucket.client.list_blobs(
+                self._bucket, prefix=prefix, retry=None,
+                timeout=(min(self.timeout, 10.0), self.timeout))
+            return [str(blob.name) for blob in blobs]
+
+    @contextmanager
+    def _errors(self, key: str) -> Iterator[None]:
+        """The client's errors as the pipeline's: transient ones are tried again."""
+        where = f"google-bucket {self.storage.name}: {key}"
+        try:
+            yield
         except (api_exceptions.TooManyRequests, api_exceptions.ServerError) as exc:
             raise TransientSourceError(f"{where}: HTTP {exc.code}") from None
         except api_exceptions.GoogleAPICallError as exc:

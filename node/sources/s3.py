@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, BinaryIO
 
 import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from node.sources.base import Source, SourceError, SourceObject, TransientSourceError
+from node.sources.base import BucketSource, SourceError, TransientSourceError
 from node.sources.request import StorageSpec, StudyEntry
 
 for _name in ("boto3", "botocore", "s3transfer", "urllib3"):
@@ -33,7 +35,7 @@ def endpoint_for(storage: StorageSpec, aws_endpoint: str, wasabi_endpoint: str) 
     return aws_endpoint or None
 
 
-class S3Bucket(Source):
+class S3Bucket(BucketSource):
     def __init__(self, study: StudyEntry, storage: StorageSpec, endpoint_url: str | None,
                  timeout: float, concurrency: int) -> None:
         self.label = storage.type
@@ -69,19 +71,14 @@ class S3Bucket(Source):
         if client is not None:
             await asyncio.to_thread(client.close)
 
-    async def list_objects(self) -> list[SourceObject]:
-        return [
-            SourceObject(instance.file, f"{instance.where}.file", instance.kind, self.study,
-                         series, instance)
-            for series in self.study.series for instance in series.instances
-        ]
+    async def download(self, key: str, out: BinaryIO) -> None:
+        await asyncio.to_thread(self._download, key, out)
 
-    async def fetch(self, item: SourceObject, out: BinaryIO) -> None:
-        await asyncio.to_thread(self._download, item.key, out)
+    async def keys_under(self, prefix: str) -> list[str]:
+        return await asyncio.to_thread(self._keys_under, prefix)
 
     def _download(self, key: str, out: BinaryIO) -> None:
-        where = f"{self.storage.type} {self.storage.name}: {key}"
-        try:
+        with self._errors(key):
             response = self._client.get_object(Bucket=self.storage.name, Key=key)
             body = response["Body"]
             try:
@@ -89,6 +86,22 @@ class S3Bucket(Source):
                     out.write(chunk)
             finally:
                 body.close()
+
+    def _keys_under(self, prefix: str) -> list[str]:
+        keys: list[str] = []
+        with self._errors(prefix):
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.storage.name, Prefix=prefix)
+            for page in pages:
+                keys += [str(entry["Key"]) for entry in page.get("Contents", ())]
+        return keys
+
+    @contextmanager
+    def _errors(self, key: str) -> Iterator[None]:
+        """botocore's errors as the pipeline's: transient ones are tried again."""
+        where = f"{self.storage.type} {self.storage.name}: {key}"
+        try:
+            yield
         except ClientError as exc:
             error = exc.response.get("Error", {})
             code = str(error.get("Code", "")) or "error"
