@@ -107,6 +107,8 @@ async def select_studies(
             select(*instance_columns).join(Series, Series.study_pk == Study.id)
             .join(Instance, Instance.series_pk == Series.id)
             .where(Study.study_uid.in_(wanted)))).all()
+    stored = [row[10] for row in instance_rows]
+    local = dict(zip(stored, await storage.local_paths_async(stored), strict=True))
     series: dict[str, dict[str, tuple[tuple[str, str, str], list[SelectedInstance]]]] = {}
     for (study_uid, series_uid, number, modality, description, sop_uid, sop_class,
          instance_number, syntax, charset, path, size) in instance_rows:
@@ -114,7 +116,7 @@ async def select_studies(
             series_uid, ((number, modality, description), []))
         entry[1].append(SelectedInstance(
             sop_uid=sop_uid, sop_class_uid=sop_class, instance_number=instance_number,
-            transfer_syntax=syntax, charset=charset, path=storage.absolute(path), size=size,
+            transfer_syntax=syntax, charset=charset, path=local[path], size=size,
         ))
     studies = {row[0]: row for row in study_rows if row[0] in series}
     selected = []

@@ -69,10 +69,25 @@ class DatabaseSection:
 
 @dataclass(frozen=True)
 class StorageSection:
-    # Empty: "<data_dir>/storage".
+    # Where instances are stored: a folder (local or shared by several instances), or an
+    # S3-compatible bucket (AWS, MinIO, Ceph, Wasabi, ...).
+    backend: Literal["filesystem", "s3"] = "filesystem"
+    # filesystem: the folder. Empty: "<data_dir>/storage".
     root: str = ""
     # Flush each stored file and its directory to disk before answering (durability).
     fsync: bool = True
+    # s3: the bucket (it must exist), and the key prefix the node's objects go under.
+    bucket: str = ""
+    prefix: str = ""
+    # s3: empty: AWS's endpoint for `region`; else e.g. "http://minio.local:9000" (path-style).
+    endpoint_url: str = ""
+    region: str = ""
+    # s3: empty: credentials from the environment (AWS_ACCESS_KEY_ID, ..., or an instance
+    # role); else a JSON file in data_dir (mode 0600) with access_key_id and secret_access_key.
+    credentials_file: str = ""
+    # s3: bytes of downloaded objects kept in "<data_dir>/cache" for readers (least recently
+    # used evicted first; files in use stay, so the bound can be passed for a while).
+    cache_max_bytes: int = 10 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -294,6 +309,14 @@ def _validate(config: Config) -> None:
         except ValueError as exc:
             raise ConfigError(f"http.trusted_proxies: {entry!r} is not an IP address or "
                               "network") from exc
+    storage = config.storage
+    if storage.backend == "s3" and not storage.bucket:
+        raise ConfigError("storage.bucket: required when storage.backend is \"s3\"")
+    if storage.cache_max_bytes < 0:
+        raise ConfigError("storage.cache_max_bytes: must be 0 or more")
+    if Path(storage.credentials_file).is_absolute() or ".." in Path(
+            storage.credentials_file).parts:
+        raise ConfigError("storage.credentials_file: a file name inside data_dir")
     titles = [n.ae_title for n in config.source_nodes]
     if len(titles) != len(set(titles)):
         raise ConfigError("source_nodes: each AE title may appear once")

@@ -1,9 +1,10 @@
 """Does the index describe what is in storage? Compare the two, and repair what differs.
 
-The comparison is a merge of two sorted streams, the index rows ordered by path and a storage walk
-in the same order, so memory holds only the differences, not a million paths. Differences are
-then looked at a second time: a node that is serving commits a row just before it renames the
-file into place, and a difference that is gone on the second look was only such a moment.
+The comparison is a merge of two sorted streams, the index rows ordered by path and the storage's
+listing in the same order (a walk of the folder, or the bucket's object listing), so memory holds
+only the differences, not a million paths. Differences are then looked at a second time: a node
+that is serving commits a row just before it renames the file into place (or just after it
+uploaded the object), and a difference that is gone on the second look was only such a moment.
 
 Repair goes through the ingest path for files and never deletes a file it cannot account for:
 files that cannot be indexed are moved to `<data_dir>/quarantine/` for a person to look at.
@@ -14,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import os
-import shutil
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -85,41 +84,6 @@ class RepairReport:
 # Comparison
 
 
-def stored_files(root: Path, exclude: tuple[Path, ...] = ()) -> Iterator[tuple[str, int]]:
-    """(relative path, size) of every file under `root`, in the order of the path strings.
-
-    Sorting each folder's entries by name, with "/" appended to folder names, gives exactly the
-    order of the full relative paths, so no list of all paths is ever built.
-    """
-    excluded = {os.path.abspath(p) for p in exclude}
-
-    def walk(folder: str, prefix: str) -> Iterator[tuple[str, int]]:
-        try:
-            with os.scandir(folder) as scan:
-                entries = list(scan)
-        except FileNotFoundError:
-            return
-        keyed: list[tuple[str, os.DirEntry[str]]] = []
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                if os.path.abspath(entry.path) not in excluded:
-                    keyed.append((entry.name + "/", entry))
-            elif entry.is_file():
-                keyed.append((entry.name, entry))
-        keyed.sort(key=lambda item: item[0])
-        for key, entry in keyed:
-            if key.endswith("/"):
-                yield from walk(entry.path, prefix + key)
-                continue
-            try:
-                size = entry.stat().st_size
-            except FileNotFoundError:
-                continue  # removed while we walked
-            yield prefix + entry.name, size
-
-    return walk(str(root), "")
-
-
 _Row = tuple[int, str, int, str]
 
 
@@ -177,7 +141,7 @@ async def compare(services: NodeServices) -> ConsistencyReport:
     """Index rows whose file is missing, files the index does not know, and sizes that differ."""
     report = ConsistencyReport()
     stored = _StoredCursor(
-        _prefetched(stored_files(services.storage.root, _excluded_folders(services)))
+        _prefetched(services.storage.listing(_excluded_folders(services)))
     )
     await stored.advance()
     previous = ""
@@ -242,10 +206,9 @@ async def _look_again(services: NodeServices, report: ConsistencyReport) -> None
 def _sizes(services: NodeServices, paths: set[str]) -> dict[str, int]:
     sizes = {}
     for path in paths:
-        try:
-            sizes[path] = services.storage.absolute(path).stat().st_size
-        except FileNotFoundError:
-            continue
+        size = services.storage.size_of(path)
+        if size is not None:
+            sizes[path] = size
     return sizes
 
 
@@ -257,7 +220,9 @@ async def repair(services: NodeServices, report: ConsistencyReport, jobs: int = 
     """Make the index describe the storage: index unindexed files, drop rows whose file is gone,
     refresh rows whose file differs (or set aside a file that is damaged)."""
     done = RepairReport()
-    gone = [row for row in report.missing if not services.storage.absolute(row.path).exists()]
+    exists = await asyncio.to_thread(
+        lambda: [services.storage.exists(row.path) for row in report.missing])
+    gone = [row for row, there in zip(report.missing, exists, strict=True) if not there]
     done.rows_removed += await remove_rows(services.sessions, [row.id for row in gone])
 
     refresher = Ingestor(services.storage, services.writer, services.loop,
@@ -284,8 +249,8 @@ async def _refresh(
     services: NodeServices, refresher: Ingestor, row: IndexedFile, done: RepairReport
 ) -> bool:
     """Re-read a file whose size differs from its row; False when the file was set aside."""
-    path = services.storage.absolute(row.path)
     try:
+        path = await asyncio.to_thread(services.storage.local_path, row.path)
         await asyncio.to_thread(check_complete, path)
         record = await asyncio.to_thread(read_record, path)
     except InvalidInput as exc:
@@ -301,8 +266,8 @@ async def _refresh(
 
 
 async def _index_file(services: NodeServices, relative: str, done: RepairReport) -> None:
-    path = services.storage.absolute(relative)
     try:
+        path = await asyncio.to_thread(services.storage.local_path, relative)
         await asyncio.to_thread(check_complete, path)
         result = await services.ingestor.ingest_copy(path, origin="repair")
     except InvalidInput as exc:
@@ -324,16 +289,15 @@ async def _index_file(services: NodeServices, relative: str, done: RepairReport)
         # Indexed and now stored at its proper path; this copy is redundant.
         done.files_indexed += 1
         done.stray_copies_removed += 1
-        await asyncio.to_thread(path.unlink, missing_ok=True)
+        await asyncio.to_thread(services.storage.remove, relative)
 
 
 def _quarantine(services: NodeServices, relative: str) -> None:
-    source = services.storage.absolute(relative)
     target = services.config.data_dir / "quarantine" / relative
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
         target = target.with_name(f"{target.name}.{time.time_ns()}")
-    shutil.move(source, target)
+    services.storage.move_out(relative, target)
     log.info("moved %s to %s", relative, target)
 
 

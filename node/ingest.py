@@ -3,10 +3,13 @@
 Order of work, chosen so that a crash at any point leaves nothing half done:
 1. the complete file is flushed in `incoming/` (the caller put it there);
 2. its header is read and validated;
-3. the index row is committed (group commit);
-4. the file is renamed into place.
-A crash between 3 and 4 is finished by `recover_incoming` at the next start; a crash before 3
-leaves only a file in `incoming/`, which recovery deletes (its sender never got a success).
+3. with an object store, the object is uploaded (Storage.publish; a folder does nothing here);
+4. the index row is committed (group commit);
+5. the file is renamed into place (with an object store: kept as a cache entry).
+A crash between 4 and 5 is finished by `recover_incoming` at the next start; a crash before 4
+leaves only a file in `incoming/`, which recovery deletes (its sender never got a success), and
+at most an object no row names, which `check` reports and `check --repair` indexes. A failed
+upload fails the ingest before anything is indexed.
 """
 
 from __future__ import annotations
@@ -53,11 +56,11 @@ class Ingestor:
     async def ingest_incoming(self, incoming: Path, origin: str) -> IngestResult:
         """Ingest a complete file already in incoming/ (consumed: placed or deleted)."""
         try:
-            item = await asyncio.to_thread(self._prepare, incoming, origin)
+            item, published = await asyncio.to_thread(self._prepare, incoming, origin)
             outcome, path = await self.writer.add(item, self.overwrite_duplicates)
-            await asyncio.to_thread(self._finish, incoming, outcome, path)
+            await asyncio.to_thread(self._finish, incoming, outcome, path, published)
         except BaseException:
-            incoming.unlink(missing_ok=True)
+            self._failed(incoming)
             raise
         return self._result(item.record, outcome, path)
 
@@ -72,25 +75,35 @@ class Ingestor:
         (IndexWriter.add_blocking): no event loop hop, since with one association each
         instance waits for its own commit."""
         try:
-            item = self._prepare(incoming, origin)
+            item, published = self._prepare(incoming, origin)
             outcome, path = self.writer.add_blocking(item, self.overwrite_duplicates, timeout)
-            self._finish(incoming, outcome, path)
+            self._finish(incoming, outcome, path, published)
         except BaseException:
-            incoming.unlink(missing_ok=True)
+            self._failed(incoming)
             raise
         return self._result(item.record, outcome, path)
 
-    def _prepare(self, incoming: Path, origin: str) -> StoredFile:
+    def _prepare(self, incoming: Path, origin: str) -> tuple[StoredFile, str | None]:
+        """The file's index record, and where it was published (object stores only)."""
         record = read_record_fast(incoming)
         self.storage.flush_path(incoming)
         relative = self.storage.relative_path(record.study_uid, record.sop_uid)
-        return StoredFile(record, relative, incoming.stat().st_size, origin)
+        item = StoredFile(record, relative, incoming.stat().st_size, origin)
+        published = self.storage.publish(incoming, relative, self.overwrite_duplicates)
+        return item, relative if published else None
 
-    def _finish(self, incoming: Path, outcome: AddOutcome, path: str) -> None:
+    def _finish(self, incoming: Path, outcome: AddOutcome, path: str,
+                published: str | None) -> None:
         if outcome is AddOutcome.DUPLICATE_KEPT:
-            incoming.unlink(missing_ok=True)
+            self.storage.discard(incoming, published, kept=path)
         else:
-            self.storage.place(incoming, path)
+            self.storage.place(incoming, path, published)
+
+    @staticmethod
+    def _failed(incoming: Path) -> None:
+        """Only the incoming file goes: an object already uploaded stays, since a commit that
+        timed out or was cancelled may still land and name it (`check` lists it otherwise)."""
+        incoming.unlink(missing_ok=True)
 
     @staticmethod
     def _result(record: InstanceRecord, outcome: AddOutcome, path: str) -> IngestResult:
@@ -119,7 +132,7 @@ async def recover_incoming(
         # instance left behind by a later crash has another size and is discarded.
         if (
             row is not None
-            and not storage.absolute(row.path).exists()
+            and not storage.exists(row.path)
             and incoming.stat().st_size == row.size
         ):
             storage.place(incoming, row.path)

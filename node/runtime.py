@@ -14,6 +14,15 @@ from node.services import NodeServices
 from node.storage import Storage
 
 
+def open_storage(config: Config) -> Storage:
+    """The configured storage backend; ConfigError when its bucket cannot be used."""
+    if config.storage.backend == "s3":
+        from node.s3_storage import S3Storage  # boto3 is loaded only when it is used
+
+        return S3Storage.from_config(config.storage, config.data_dir)
+    return Storage(config.storage_root, config.data_dir / "incoming", config.storage.fsync)
+
+
 @asynccontextmanager
 async def open_services(config: Config, recover: bool = False) -> AsyncIterator[NodeServices]:
     """The index, storage and ingest path, ready to use; everything queued is committed on exit.
@@ -22,7 +31,7 @@ async def open_services(config: Config, recover: bool = False) -> AsyncIterator[
     another process's in-flight files live there too.
     """
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    storage = Storage(config.storage_root, config.data_dir / "incoming", config.storage.fsync)
+    storage = await asyncio.to_thread(open_storage, config)
     engine = create_engine(config.database_url)
     try:
         await create_schema(engine)

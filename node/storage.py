@@ -1,7 +1,9 @@
 """Where instance files live, and how they get there without ever being half-written.
 
-A file is first complete and flushed in `incoming/` (same file system as the storage), then renamed
-into place. Nothing outside this module builds storage paths.
+A file is first complete and flushed in `incoming/`, then placed: renamed into the storage folder
+(this class), or uploaded to an S3 bucket (node/s3_storage.py). Nothing outside the storage
+classes builds storage paths, and every reader gets a file it can open through `local_path`
+(`local_paths` for many): the storage folder's own file here, a cached copy of the object there.
 """
 
 from __future__ import annotations
@@ -10,12 +12,16 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 
 class Storage:
+    """Instances as files under one folder (local, or shared by several instances over NFS/SMB:
+    renames are atomic there too)."""
+
+
     def __init__(self, root: Path, incoming: Path, fsync: bool = True) -> None:
         self.root = root
         self.incoming = incoming
@@ -30,8 +36,41 @@ class Storage:
         bucket = hashlib.sha1(study_uid.encode(), usedforsecurity=False).hexdigest()[:2]
         return f"{bucket}/{study_uid}/{sop_uid}.dcm"
 
-    def absolute(self, relative: str) -> Path:
+    # -- reading -----------------------------------------------------------------------------
+
+    def local_path(self, relative: str) -> Path:
+        """A local file holding the stored instance at `relative`, for any reader to open.
+        Here the stored file itself; the S3 backend downloads into its cache first (blocking;
+        `local_path_async` on the event loop). When nothing is stored there, a path that does
+        not exist: readers meet a missing instance the same way with either backend."""
         return self.root / relative
+
+    def local_paths(self, relatives: Sequence[str]) -> list[Path]:
+        """`local_path` of each, in order (the S3 backend fetches them concurrently)."""
+        return [self.root / relative for relative in relatives]
+
+    async def local_path_async(self, relative: str) -> Path:
+        """`local_path` for the event loop: no thread hop when nothing is downloaded."""
+        return self.local_path(relative)
+
+    async def local_paths_async(self, relatives: Sequence[str]) -> list[Path]:
+        return self.local_paths(relatives)
+
+    def exists(self, relative: str) -> bool:
+        return (self.root / relative).is_file()
+
+    def size_of(self, relative: str) -> int | None:
+        """The stored size in bytes; None when nothing is stored there."""
+        try:
+            return (self.root / relative).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def listing(self, exclude: tuple[Path, ...] = ()) -> Iterator[tuple[str, int]]:
+        """(relative path, size) of everything stored, in the order of the path strings."""
+        return walk_sorted(self.root, exclude)
+
+    # -- writing -----------------------------------------------------------------------------
 
     def new_incoming_file(self) -> tuple[BinaryIO, Path]:
         """A fresh temporary file in incoming/, open for writing."""
@@ -63,9 +102,17 @@ class Storage:
             finally:
                 os.close(fd)
 
-    def place(self, incoming_file: Path, relative: str) -> None:
-        """Atomically move a flushed incoming file to its storage path (replacing any old one)."""
-        target = self.absolute(relative)
+    def publish(self, incoming_file: Path, relative: str, replace: bool) -> bool:
+        """Make a flushed incoming file durable at `relative` BEFORE its index row is committed;
+        True when it was written. A folder needs nothing here (the rename after the commit is
+        atomic and recovery finishes it); an object store uploads here, since a row must never
+        name an object that is not there. Without `replace` an object already stored is kept."""
+        return False
+
+    def place(self, incoming_file: Path, relative: str, published: str | None = None) -> None:
+        """After the index commit: the incoming file becomes the stored instance at `relative`
+        (replacing any old one). `published`: where `publish` already put it."""
+        target = self.root / relative
         self._ensure_folder(target.parent)
         try:
             os.replace(incoming_file, target)
@@ -77,6 +124,19 @@ class Storage:
             os.replace(incoming_file, target)
         if self.fsync:
             self._fsync_dir(target.parent)
+
+    def discard(self, incoming_file: Path, published: str | None, kept: str | None) -> None:
+        """The incoming file is not stored (a kept duplicate, or its ingest failed): delete it,
+        and what `publish` wrote unless the index names that very path (`kept`)."""
+        incoming_file.unlink(missing_ok=True)
+
+    def remove(self, relative: str) -> None:
+        """Delete a stored instance (a redundant copy found by `check --repair`)."""
+        (self.root / relative).unlink(missing_ok=True)
+
+    def move_out(self, relative: str, target: Path) -> None:
+        """Move a stored file out of the storage to `target` (quarantine)."""
+        shutil.move(self.root / relative, target)
 
     def _ensure_folder(self, folder: Path) -> None:
         """Create a storage folder (and missing parents), each new entry made durable in its
@@ -103,11 +163,40 @@ class Storage:
         finally:
             os.close(fd)
 
-    def stored_files(self) -> Iterator[str]:
-        """Every file under the storage root, as relative paths."""
-        for dirpath, _dirs, files in os.walk(self.root):
-            for name in files:
-                yield os.path.relpath(os.path.join(dirpath, name), self.root)
-
     def incoming_files(self) -> list[Path]:
         return sorted(p for p in self.incoming.iterdir() if p.is_file())
+
+
+def walk_sorted(root: Path, exclude: tuple[Path, ...] = ()) -> Iterator[tuple[str, int]]:
+    """(relative path, size) of every file under `root`, in the order of the path strings.
+
+    Sorting each folder's entries by name, with "/" appended to folder names, gives exactly the
+    order of the full relative paths, so no list of all paths is ever built.
+    """
+    excluded = {os.path.abspath(p) for p in exclude}
+
+    def walk(folder: str, prefix: str) -> Iterator[tuple[str, int]]:
+        try:
+            with os.scandir(folder) as scan:
+                entries = list(scan)
+        except FileNotFoundError:
+            return
+        keyed: list[tuple[str, os.DirEntry[str]]] = []
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                if os.path.abspath(entry.path) not in excluded:
+                    keyed.append((entry.name + "/", entry))
+            elif entry.is_file():
+                keyed.append((entry.name, entry))
+        keyed.sort(key=lambda item: item[0])
+        for key, entry in keyed:
+            if key.endswith("/"):
+                yield from walk(entry.path, prefix + key)
+                continue
+            try:
+                size = entry.stat().st_size
+            except FileNotFoundError:
+                continue  # removed while we walked
+            yield prefix + entry.name, size
+
+    return walk(str(root), "")

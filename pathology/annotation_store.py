@@ -99,7 +99,8 @@ async def import_instances(sessions: Sessions, storage: Storage,
         )).all()
     for sop_uid, path in rows:
         try:
-            layers = await asyncio.to_thread(_read, storage.absolute(path), container_identifier)
+            local = await storage.local_path_async(path)
+            layers = await asyncio.to_thread(_read, local, container_identifier)
         except Exception as exc:
             # A malformed instance stays in storage as received; the slide's layers still load.
             log.warning("annotation instance %s not read: %s", sop_uid, exc)

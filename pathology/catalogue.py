@@ -74,11 +74,11 @@ async def locate_slide(
         identity = "|".join(f"{r.sop_uid}:{r.size}" for r in series)
         return SlideSource(
             container_identifier, "dicom",
-            tuple(storage.absolute(r.path) for r in series),
+            tuple(await storage.local_paths_async([r.path for r in series])),
             hashlib.sha256(f"{latest}|{identity}".encode()).hexdigest()[:24],
         )
     if file_row is not None:
-        path = _absolute(storage, file_row.path)
+        path = await _absolute(storage, file_row.path)
         try:
             stat = path.stat()
             stamp = f"{stat.st_size}:{stat.st_mtime_ns}"
@@ -91,9 +91,9 @@ async def locate_slide(
     raise NotFound(f"no slide with containerIdentifier {container_identifier}")
 
 
-def _absolute(storage: Storage, path: str) -> Path:
+async def _absolute(storage: Storage, path: str) -> Path:
     candidate = Path(path)
-    return candidate if candidate.is_absolute() else storage.absolute(path)
+    return candidate if candidate.is_absolute() else await storage.local_path_async(path)
 
 
 async def register_slide_file(
@@ -116,7 +116,7 @@ async def register_slide_file(
     updates its record; another file under a registered identifier is a Conflict unless
     `replace`. `metadata` is the POST API's instance JSON (or a SlideMetadata)."""
     container_identifier = check_container_identifier(container_identifier)
-    absolute = _absolute(storage, str(path))
+    absolute = await _absolute(storage, str(path))
     slide = await asyncio.to_thread(open_slide, [absolute])
     try:
         info = slide.info

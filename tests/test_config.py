@@ -51,6 +51,11 @@ def test_shipped_node_toml_names_and_comments_every_key() -> None:
         ({"http": {"trusted_proxies": ["nginx.local"]}}, "http.trusted_proxies"),
         ({"http": {"trusted_proxies": "127.0.0.1"}}, "http.trusted_proxies"),
         ({"http": {"instance_name": " padded "}}, "http.instance_name"),
+        ({"storage": {"backend": "nfs"}}, "storage.backend"),
+        ({"storage": {"backend": "s3"}}, "storage.bucket"),
+        ({"storage": {"backend": "s3", "bucket": "b", "credentials_file": "/etc/keys"}},
+         "storage.credentials_file"),
+        ({"storage": {"cache_max_bytes": -1}}, "storage.cache_max_bytes"),
     ],
 )
 def test_a_bad_key_is_an_error_naming_it(raw: dict[str, typing.Any], named: str) -> None:

@@ -148,7 +148,7 @@ async def test_layers_export_as_bulk_annotations_and_come_back(api: Api) -> None
             Instance.sop_uid.in_(body["sopInstanceUIDs"])))).scalars().all()
     assert {row.sop_class_uid for row in rows} == {ANN_SOP_CLASS}
     assert {row.container_identifier for row in rows} == {DICOM_ID}
-    paths = [api.services.storage.absolute(row.path) for row in rows]
+    paths = [api.services.storage.local_path(row.path) for row in rows]
     creators = set()
     for path in paths:
         dataset = pydicom.dcmread(path)

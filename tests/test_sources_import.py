@@ -60,7 +60,7 @@ async def test_the_files_example_indexes_every_file_with_the_request_data(
     assert rows["1.2.826.123.1.6.1"].series_uid == "1.2.826.132.1.6"
     assert rows["1.2.826.123.1.6.1"].modality == "SR"
     assert rows["1.2.826.123.1.6.1"].series_description == "PDF"
-    stored = dcmread(services.storage.absolute(rows["1.2.826.123.1.1.1"].path))
+    stored = dcmread(services.storage.local_path(rows["1.2.826.123.1.1.1"].path))
     assert (stored.PatientName, stored.StudyInstanceUID) == ("DOE^JANE", "1.2.826.123.1")
     # The source files are left as they were.
     original = dcmread(volume / "images/image-1.dcm")

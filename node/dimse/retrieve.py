@@ -114,4 +114,5 @@ def matching_files(services: NodeServices, identifier: Dataset, sop_class_uid: s
         find_instances(services.sessions, request.level, request.keys),
         services.config.dicom.dimse_timeout,
     )
-    return [StoredFile(services.storage.absolute(ref.path), ref) for ref in refs]
+    paths = services.storage.local_paths([ref.path for ref in refs])
+    return [StoredFile(path, ref) for path, ref in zip(paths, refs, strict=True)]

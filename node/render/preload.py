@@ -71,10 +71,10 @@ async def _preload(services: NodeServices, study_uid: str, renderer: FrameRender
             work += [(image, VIEW.with_frame(f)) for f in range(1, image.frames)]
     rendered = cached = failed = 0
     for image, params in work[:limit]:
-        path = services.storage.absolute(image.path)
         try:
+            path = await services.storage.local_path_async(image.path)
             result = await renderer.render(image.sop_uid, path, params)
-        except NodeError:
+        except (NodeError, OSError):
             failed += 1
             continue
         if result.cached:

@@ -8,6 +8,7 @@ without the database.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -31,7 +32,9 @@ class StoredInstance:
     sop_class_uid: str
     transfer_syntax: str
     frames: int
+    # A local file of the instance (Storage.local_path), and its path in the storage.
     path: Path
+    stored_as: str
 
 
 class InstanceLookup:
@@ -49,6 +52,10 @@ class InstanceLookup:
             found = await self._load(sop_uid)
         else:
             self._items.move_to_end(sop_uid)
+            # An object store's cached copy may have been evicted since: fetched again.
+            path = await self._services.storage.local_path_async(found.stored_as)
+            if path != found.path:
+                found = dataclasses.replace(found, path=path)
         if found.study_uid != study_uid:
             raise NotFound("no such instance in this study")
         return found
@@ -64,7 +71,7 @@ class InstanceLookup:
         if row is None:
             raise NotFound("no such instance in this study")
         found = StoredInstance(sop_uid, row[0], row[1], row[2], row[3], max(row[4] or 1, 1),
-                               self._services.storage.absolute(row[5]))
+                               await self._services.storage.local_path_async(row[5]), row[5])
         self._items[sop_uid] = found
         while len(self._items) > self._size:
             self._items.popitem(last=False)

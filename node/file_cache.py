@@ -1,0 +1,152 @@
+"""A bounded read-through cache of stored objects on the local disk.
+
+Readers of an object store still want a file they can open (pydicom, wsidicom, the ISO writer,
+pynetdicom's C-STORE of a C-MOVE), so the S3 backend downloads into this folder and hands out
+paths inside it. A download is written to a temporary file and renamed into place, so a path
+handed out always names a complete object. The folder is kept under a size bound by evicting the
+least recently used files, never one used in the last `keep_seconds`: a path handed to a reader
+must stay openable while it works (an ISO being streamed, a frame being decoded).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+log = logging.getLogger(__name__)
+
+PARTIAL = ".partial"
+
+
+class FileCache:
+    def __init__(self, root: Path, max_bytes: int, fsync: bool = True,
+                 keep_seconds: float = 300.0) -> None:
+        self.root = root
+        self.max_bytes = max_bytes
+        self.fsync = fsync
+        self.keep_seconds = keep_seconds
+        self._partial = root / PARTIAL
+        self._partial.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        # relative path -> (size, last use on the monotonic clock); least recently used first.
+        self._entries: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        self._total = 0
+        self._filling: dict[str, threading.Lock] = {}
+        self._scan()
+
+    @property
+    def total_bytes(self) -> int:
+        return self._total
+
+    def get(self, relative: str) -> Path | None:
+        """The cached file, or None (never cached, evicted, or deleted behind our back)."""
+        path = self.root / relative
+        with self._lock:
+            entry = self._entries.get(relative)
+            if entry is not None:
+                if path.is_file():
+                    self._entries[relative] = (entry[0], time.monotonic())
+                    self._entries.move_to_end(relative)
+                    return path
+                self._drop(relative)
+        return None
+
+    @contextmanager
+    def filling(self, relative: str) -> Iterator[None]:
+        """Held while one thread downloads `relative`: others wanting it wait, then find it."""
+        with self._lock:
+            lock = self._filling.setdefault(relative, threading.Lock())
+        with lock:
+            yield
+        with self._lock:
+            if self._filling.get(relative) is lock and not lock.locked():
+                del self._filling[relative]
+
+    def fill(self, relative: str, write: Callable[[BinaryIO], None]) -> Path:
+        """Cache what `write` writes as `relative`: a temporary file, renamed when complete."""
+        try:
+            fd, name = tempfile.mkstemp(dir=self._partial)
+        except FileNotFoundError:  # the cache folder was emptied by hand
+            self._partial.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(dir=self._partial)
+        temporary = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                write(out)
+                out.flush()
+                if self.fsync:
+                    os.fsync(out.fileno())
+            return self.adopt(relative, temporary)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+
+    def adopt(self, relative: str, file: Path) -> Path:
+        """Move a complete local file (same file system) into the cache as `relative`,
+        replacing any cached copy."""
+        target = self.root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        size = file.stat().st_size
+        os.replace(file, target)
+        with self._lock:
+            self._drop(relative, unlink=False)
+            self._entries[relative] = (size, time.monotonic())
+            self._total += size
+            self._evict()
+        return target
+
+    def forget(self, relative: str) -> None:
+        """Remove a cached copy (its object was deleted or moved)."""
+        with self._lock:
+            self._drop(relative)
+        (self.root / relative).unlink(missing_ok=True)
+
+    def _drop(self, relative: str, unlink: bool = False) -> None:
+        entry = self._entries.pop(relative, None)
+        if entry is not None:
+            self._total -= entry[0]
+            if unlink:
+                (self.root / relative).unlink(missing_ok=True)
+
+    def _evict(self) -> None:
+        """Delete least recently used files until under the bound (lock held)."""
+        now = time.monotonic()
+        while self._total > self.max_bytes and self._entries:
+            relative, (_size, used) = next(iter(self._entries.items()))
+            if now - used < self.keep_seconds:
+                break  # everything left was used just now: over the bound for a while
+            self._drop(relative, unlink=True)
+
+    def _scan(self) -> None:
+        """Take over what an earlier run cached, oldest access first; drop its partial files."""
+        for leftover in self._partial.iterdir():
+            leftover.unlink(missing_ok=True)
+        found: list[tuple[float, str, int]] = []
+        for dirpath, dirs, files in os.walk(self.root):
+            dirs[:] = [d for d in dirs if os.path.join(dirpath, d) != str(self._partial)]
+            for name in files:
+                path = os.path.join(dirpath, name)
+                try:
+                    stat = os.stat(path)
+                except FileNotFoundError:
+                    continue
+                found.append((stat.st_atime, os.path.relpath(path, self.root), stat.st_size))
+        found.sort()
+        # Earlier runs' files count as used long ago: evictable at once.
+        long_ago = time.monotonic() - self.keep_seconds - 1
+        with self._lock:
+            for _atime, relative, size in found:
+                self._entries[relative] = (size, long_ago)
+                self._total += size
+            self._evict()
+        if found:
+            log.info("storage cache: %d files, %d bytes from an earlier run", len(found),
+                     self._total)
