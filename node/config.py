@@ -124,6 +124,12 @@ class SourcesSection:
     retry_backoff_seconds: float = 0.5
     # Timeout of a connection or of a read without data, per object.
     fetch_timeout: float = 60.0
+    # POST imports one instance runs at once (each fetching fetch_concurrency objects at once).
+    imports_at_once: int = 4
+    # The key sealing a request's cloud keys and WADO headers while its import may need them,
+    # made on first use (mode 0600). Empty: "<data_dir>/credentials.key". Instances sharing one
+    # database must share the key: give them the same file (on the shared data folder).
+    credentials_key_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -181,6 +187,12 @@ class Config:
         if self.storage.root:
             return (self.base_dir / self.storage.root).resolve()
         return self.data_dir / "storage"
+
+    @property
+    def credentials_key_path(self) -> Path:
+        if self.sources.credentials_key_file:
+            return (self.base_dir / self.sources.credentials_key_file).resolve()
+        return self.data_dir / "credentials.key"
 
     @property
     def instance_name(self) -> str:

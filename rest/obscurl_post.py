@@ -3,7 +3,8 @@ study.
 
 The body is checked whole and every local path is resolved through the storage mappings before
 anything is stored: a bad field or a refused path is 400 naming it, and nothing was read. Then
-the viewing context is committed, the token returned, and the import runs in the background,
+the viewing context is committed with its import job, the token returned, and the import runs
+in the background (on whichever instance claims the job, resumed by another if that one dies),
 its progress written into the context for the viewer.
 """
 
@@ -19,7 +20,8 @@ from aiohttp import web
 from node.services import NodeServices
 from node.slide_metadata import JSON_FIELDS, SlideMetadata
 from node.sources import ImportProgress, parse_body, plan_import
-from node.sources.opening import ImportJobs, check_role, issue_context
+from node.sources.import_jobs import ImportJobs
+from node.sources.opening import check_role, issue_context
 from node.sources.request import MIME_TYPES, STORAGE_TYPES
 from node.storage_mapping import load_mappings
 from pathology.catalogue import record_slide_metadata, register_slide_file
@@ -59,6 +61,8 @@ def setup(app: web.Application) -> None:
 
 
 async def _imports(app: web.Application) -> AsyncIterator[None]:
+    # Every instance takes part from the start: a job a dead instance left is resumed.
+    app[IMPORTS].start()
     yield
     await app[IMPORTS].close()
 
@@ -72,8 +76,10 @@ async def post_obscurl(request: web.Request) -> web.Response:
     mappings = await load_mappings(services.sessions)
     plan = await asyncio.to_thread(plan_import, open_request, mappings, services.config)
     progress = ImportProgress()
-    token, context_pk = await issue_context(services, plan, progress, client_address(request))
-    request.app[IMPORTS].start(plan, progress, context_pk)
+    imports = request.app[IMPORTS]
+    token, _ = await issue_context(services, plan, progress, client_address(request),
+                                   imports.vault)
+    imports.wake()
     return web.Response(text=token, content_type="text/plain",
                         headers={"Cache-Control": "no-store"})
 
@@ -108,13 +114,17 @@ _STORAGE = {
         "type": {"type": "string", "enum": list(STORAGE_TYPES)},
         "name": _string("Bucket name, or a label for a WADO server.", 1024),
         "region": _string("S3/Wasabi region."),
-        "accessKey": _string("S3/Wasabi access key (never stored nor logged).", 256),
-        "secretAccessKey": _string("S3/Wasabi secret key (never stored nor logged).", 256),
-        "token": _string("Google service-account key, base64 JSON (never stored nor logged).",
+        "accessKey": _string("S3/Wasabi access key (never logged; kept only encrypted "
+                             "while its import runs).", 256),
+        "secretAccessKey": _string("S3/Wasabi secret key (never logged; kept only encrypted "
+                                   "while its import runs).", 256),
+        "token": _string("Google service-account key, base64 JSON (never logged; kept only "
+                         "encrypted while its import runs).",
                          65536),
         "url": _string("WADO-RS base URL or WADO-URI URL.", 1024),
         "httpHeaders": {"type": "object", "additionalProperties": {"type": "string"},
-                        "description": "Headers sent to the WADO server (never stored)."},
+                        "description": "Headers sent to the WADO server (never logged; kept "
+                                       "only encrypted while its import runs)."},
     },
 }
 _STUDY = {

@@ -33,7 +33,7 @@ async def main() -> None:
 
 asyncio.run(main())
 """
-HEADS = {"alembic_version": "0002_jobs", "alembic_version_pathology": "p0001_pathology"}
+HEADS = {"alembic_version": "0003_post_imports", "alembic_version_pathology": "p0001_pathology"}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -81,7 +81,9 @@ async def test_migrating_again_changes_nothing(engine: AsyncEngine) -> None:
 
 
 async def test_a_database_made_by_create_all_is_taken_over(engine: AsyncEngine) -> None:
-    before_jobs = [t for t in Base.metadata.sorted_tables if t.name != "jobs"]
+    # Tables of revision 0002 on were never made by create_all.
+    later = ("jobs", "import_outcomes", "sealed_credentials")
+    before_jobs = [t for t in Base.metadata.sorted_tables if t.name not in later]
     async with engine.begin() as conn:
         await conn.run_sync(Base.metadata.create_all, tables=before_jobs)
         await conn.execute(text("INSERT INTO settings (key, value) VALUES ('kept', 'yes')"))

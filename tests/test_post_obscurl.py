@@ -20,15 +20,16 @@ from node.dimse.server import DicomServer
 from node.roles import add_role
 from node.storage_mapping import add_mapping
 from pathology.catalogue import locate_slide, slide_metadata
+from pathology.opening import open_slide
 from rest.obscurl_post import IMPORTS
 from tests.cloud_peers import ServerProcess, gcs, gcs_put, moto, s3_put, service_account_token
 from tests.factory import StudySpec, make_instance
-from tests.index_db import dump
+from tests.index_db import dump, rows
 from tests.media_files import image_bytes
 from tests.peers import OrthancProcess, dcmtk
 from tests.post_examples import example
 from tests.rest_support import API_KEY, Api, running_app
-from tests.slide_factory import write_ndpi
+from tests.slide_factory import write_mrxs, write_ndpi
 from tests.source_fixtures import (
     indexed,
     write_spec_files,
@@ -180,6 +181,66 @@ async def test_the_non_dicom_wsi_example_registers_the_slide_file(
     assert metadata.specimen_procedure == "Right lower eyelid"
 
 
+def _in_bucket(body: dict[str, Any], bucket: str, key: str) -> dict[str, Any]:
+    """The body's one instance as an object of an S3 bucket (moto)."""
+    body["studies"][0]["storage"] = {"type": "aws-bucket", "name": bucket,
+                                     "region": "eu-central-1", "accessKey": "AKIAMRXS",
+                                     "secretAccessKey": "mrxs-secret"}
+    body["studies"][0]["series"][0]["instances"][0]["file"] = key
+    return body
+
+
+async def test_an_mrxs_slide_in_a_bucket_comes_with_its_data_folder(
+    tmp_path: Path, moto: ServerProcess
+) -> None:
+    original = write_mrxs(tmp_path / "made" / "case-1.mrxs")
+    folder = original.with_suffix("")
+    objects = {"slides/case-1.mrxs": original.read_bytes()}
+    objects |= {f"slides/case-1/{p.relative_to(folder).as_posix()}": p.read_bytes()
+                for p in folder.rglob("*") if p.is_file()}
+    # A slide whose name starts alike: its folder must not come along.
+    objects["slides/case-10/Slidedat.ini"] = b"[GENERAL]\n"
+    s3_put(moto.url, "viewnode-mrxs-test", objects)
+    body = _in_bucket(example("non-dicom-wsi"), "viewnode-mrxs-test", "slides/case-1.mrxs")
+    manager, api, _ = await start_api(tmp_path / "app", cloud={"aws_endpoint_url": moto.url})
+    try:
+        context = await opened(api, body)
+        progress = context["sources"]["import"]
+        assert (progress["done"], progress["failed"]) == (1, 0), progress["failures"]
+        services = api.services
+        source = await locate_slide(services.sessions, services.storage, "C231606-1426-A-1-1")
+    finally:
+        await manager.__aexit__(None, None, None)
+    (path,) = source.paths
+    assert path.suffix == ".mrxs" and path.read_bytes() == original.read_bytes()
+    fetched = path.with_suffix("")
+    assert sorted(p.relative_to(fetched).as_posix() for p in fetched.rglob("*")) == sorted(
+        p.relative_to(folder).as_posix() for p in folder.rglob("*"))
+    assert not fetched.with_name(f"{fetched.name}.partial").exists()
+    with open_slide([path]) as slide, open_slide([original]) as made:
+        assert slide.info.format == "mirax"
+        assert slide.info.levels == made.info.levels
+        assert slide.read_region(0, 0, 0, 256, 256).tobytes() == made.read_region(
+            0, 0, 0, 256, 256).tobytes()
+
+
+async def test_an_mrxs_slide_without_its_data_folder_fails_with_its_reason(
+    tmp_path: Path, moto: ServerProcess
+) -> None:
+    original = write_mrxs(tmp_path / "made" / "alone.mrxs")
+    s3_put(moto.url, "viewnode-mrxs-test", {"lonely/alone.mrxs": original.read_bytes()})
+    body = _in_bucket(example("non-dicom-wsi"), "viewnode-mrxs-test", "lonely/alone.mrxs")
+    manager, api, _ = await start_api(tmp_path / "app", cloud={"aws_endpoint_url": moto.url})
+    try:
+        context = await opened(api, body)
+    finally:
+        await manager.__aexit__(None, None, None)
+    (failure,) = context["sources"]["import"]["failures"]
+    assert failure["where"] == "studies[0].series[0].instances[0].file"
+    assert "its data folder lonely/alone/ holds no objects" in failure["message"]
+    assert context["studies"][0]["state"] == "failed"
+
+
 async def test_a_non_dicom_slide_no_reader_accepts_fails_with_its_reason(
     mapped: tuple[Api, Path]
 ) -> None:
@@ -311,6 +372,10 @@ async def test_cloud_and_wado_examples_open_and_keep_no_secret(
     finally:
         await manager.__aexit__(None, None, None)
     database = dump(tmp_path / "app/data")
+    # Sealed while the imports ran, deleted once each was done.
+    assert rows(tmp_path / "app/data", "SELECT count(*) FROM sealed_credentials") == [(0,)]
+    assert rows(tmp_path / "app/data", "SELECT count(*) FROM jobs WHERE kind = 'post-import' "
+                                       "AND state = 'done'") == [(len(bodies),)]
     traces = caplog.text + "".join(seen)
     for secret in secrets:
         assert secret not in traces

@@ -16,7 +16,7 @@ from node.config import config_from_dict
 from node.dimse import scu
 from tests.factory import StudySpec, uid, write_study
 from tests.index_db import rows
-from tests.peers import NodeProcess, OrthancProcess, free_port
+from tests.peers import NodeProcess, OrthancProcess, dcmtk, free_port
 
 
 def upload_study(orthanc: OrthancProcess, folder: Path, spec: StudySpec) -> set[str]:
@@ -157,7 +157,25 @@ def test_retrieve_by_c_move_lands_in_the_serving_node(
     assert sent <= set(index)
     for sop in sent:
         assert (node.data_dir / "storage" / index[sop][0]).is_file()
+    # The sub-operations came in on the serving node's SCP beside any other C-STORE: they are
+    # recorded as retrieved, naming the source.
+    assert {index[sop][1] for sop in sent} == {"retrieve:ORTHANC"}
     assert node.is_running()
+
+
+def test_a_c_move_asked_by_another_ae_is_recorded_as_a_plain_store(
+    node: NodeProcess, orthanc: OrthancProcess, tmp_path: Path
+) -> None:
+    spec = StudySpec(study_uid=uid(3005), patient_id="SCU-MOVE-3005", accession="SCUACC3005")
+    sent = upload_study(orthanc, tmp_path / "study", spec)
+    result = dcmtk("movescu", "-S", "-aet", "WORKSTATION", "-aec", orthanc.ae_title,
+                   "-aem", node.ae_title, "-k", "QueryRetrieveLevel=STUDY",
+                   "-k", f"StudyInstanceUID={spec.study_uid}", "127.0.0.1",
+                   str(orthanc.dicom_port))
+    assert result.returncode == 0, result.stderr
+    index = indexed(node)
+    assert sent <= set(index)
+    assert {index[sop][1] for sop in sent} == {"dicom:ORTHANC"}
 
 
 def test_retrieve_by_c_get_is_ingested_by_the_cli(orthanc: OrthancProcess, tmp_path: Path

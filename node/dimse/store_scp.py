@@ -14,6 +14,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import evt
 from pynetdicom.events import Event
 
+from node.dimse.origin import store_origin
 from node.errors import InvalidInput
 from node.index.writer import AddOutcome
 from node.services import NodeServices
@@ -42,7 +43,8 @@ def handle_store(event: Event, services: NodeServices) -> Dataset:
     incoming = Path(event.dataset_path)
     try:
         result = services.ingestor.ingest_incoming_blocking(
-            incoming, f"dicom:{calling}", services.config.dicom.dimse_timeout
+            incoming, store_origin(event, services.config.node.ae_title),
+            services.config.dicom.dimse_timeout,
         )
     except InvalidInput as exc:
         log.warning("C-STORE from %s refused: %s", calling, exc)

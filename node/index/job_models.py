@@ -13,7 +13,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from node.index.models import Base
@@ -27,9 +37,9 @@ class Job(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    # "retrieve" or "preload".
+    # "retrieve", "preload" or "post-import".
     kind: Mapped[str] = mapped_column(String(16))
-    # What the job is about (a Study Instance UID).
+    # What the job is about (a Study Instance UID; a POST import's viewing context id).
     key: Mapped[str] = mapped_column(String(128))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # queued -> running -> done | failed; a stale running row is claimed again.
@@ -42,3 +52,35 @@ class Job(Base):
     outcome: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ImportOutcome(Base):
+    """How one object of a POST import ended (imported, already there, failed), written with
+    the import's progress: a resumed import skips these objects and counts them as before."""
+
+    __tablename__ = "import_outcomes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    context_pk: Mapped[int] = mapped_column(ForeignKey("viewing_contexts.id", ondelete="CASCADE"),
+                                            index=True)
+    # The object: its place in the request (a field path or a host path) and its key.
+    item: Mapped[str] = mapped_column(Text)
+    # "done", "duplicate" or "failed".
+    outcome: Mapped[str] = mapped_column(String(16))
+    study_uid: Mapped[str] = mapped_column(String(64), default="")
+    sop_uid: Mapped[str] = mapped_column(String(64), default="")
+    message: Mapped[str] = mapped_column(Text, default="")
+
+
+class SealedCredentials(Base):
+    """A POST request's cloud keys and WADO headers, encrypted (node/sources/vault.py), kept
+    only while its import may still need them: deleted when the import is done or the token
+    expires."""
+
+    __tablename__ = "sealed_credentials"
+
+    context_pk: Mapped[int] = mapped_column(
+        ForeignKey("viewing_contexts.id", ondelete="CASCADE"), primary_key=True)
+    # Nonce + AES-GCM ciphertext of the secrets' JSON, bound to context_pk.
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from node.sources.request import InstanceEntry, SeriesEntry, StorageSpec, StudyEntry
@@ -44,6 +44,12 @@ class SourceObject:
     # Another instance of a listed one's series (a whole-slide level): the request's patient,
     # study and series data apply, its SOP Instance UID does not.
     sibling: bool = False
+
+    @property
+    def identity(self) -> str:
+        """Names the object among its import's (a WADO study's instances share one `where`):
+        what a resumed import recognises it by."""
+        return self.where if self.key == self.where else f"{self.where}\n{self.key}"
 
 
 class Source(ABC):
@@ -79,6 +85,11 @@ class Source(ABC):
         then served from there instead of being copied."""
         return None
 
+    async def companions(self, item: SourceObject) -> list[tuple[str, str]]:
+        """The other objects a fetched slide file needs beside it, as (key, path relative to
+        the slide's folder): an MRXS slide's data folder. None for most sources."""
+        return []
+
 
 class BucketSource(Source):
     """A cloud bucket (S3, Wasabi, Google) whose objects the request names one by one: the
@@ -105,3 +116,27 @@ class BucketSource(Source):
     @abstractmethod
     async def keys_under(self, prefix: str) -> list[str]:
         """Every object key that starts with `prefix` (which ends with "/")."""
+
+    async def companions(self, item: SourceObject) -> list[tuple[str, str]]:
+        """An MRXS slide (`x.mrxs`) is read with the folder of the same stem beside it (`x/`:
+        Slidedat.ini, Index.dat, Data*.dat), which the request does not name: every object
+        under that prefix, at its place in the folder."""
+        if item.kind != "slide" or not item.key.lower().endswith(".mrxs"):
+            return []
+        stem = item.key[:-len(".mrxs")]
+        prefix = f"{stem}/"
+        found = []
+        for key in await self.keys_under(prefix):
+            relative = key[len(prefix):]
+            parts = PurePosixPath(relative).parts
+            if not relative or relative.endswith("/"):
+                continue  # a "folder" marker object
+            if relative.startswith("/") or any(part in ("", ".", "..") for part in parts):
+                raise SourceError(f"{self.label} {self.storage.name}: {key}: not a file name "
+                                  "an MRXS data folder can hold")
+            found.append((key, "/".join(parts)))
+        if not found:
+            raise SourceError(f"{self.label} {self.storage.name}: {item.key}: its data folder "
+                              f"{prefix} holds no objects (an MRXS slide needs Slidedat.ini, "
+                              "Index.dat and its Data*.dat files)")
+        return found

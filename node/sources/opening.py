@@ -1,13 +1,13 @@
-"""The viewing context of a POST request, and its import running behind it.
+"""The viewing context of a POST request, and the progress of its import written into it.
 
-The token is handed back once the context is committed; the import then runs in the background
-and its progress is written into the context (`sources["import"]`, and each study's state), at
-most every `WRITE_INTERVAL` seconds and once at the end, so the viewer can show what is
-arriving and what failed. A folder's studies are only known from its files: their rows are
-added as they appear.
-
-Credentials of the request live only in the running import's sources (memory) and are gone
-when it ends; the context keeps the request without them.
+The context, its import job (node/sources/import_jobs.py) and, when the request carries cloud
+keys or WADO headers, their sealed copy (node/sources/vault.py) are committed together, then
+the token is handed back. The import's progress is written into the context
+(`sources["import"]`, and each study's state) at most every `WRITE_INTERVAL` seconds and once at
+the end, together with each object's outcome (`import_outcomes`), so that the viewer can show
+what is arriving and what failed, and a resumed import knows what is done. A folder's studies
+are only known from its files: their rows are added as they appear. The context keeps the
+request without its secrets; the outcomes and the sealed secrets are deleted once it is done.
 """
 
 from __future__ import annotations
@@ -18,17 +18,18 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from node.errors import InvalidInput
 from node.hanging_protocols import applicable_protocols
+from node.index.job_models import ImportOutcome, Job
 from node.index.models import Patient, Study
 from node.index.viewing_models import ContextStudy, ViewingContext
 from node.roles import get_role
 from node.services import NodeServices
-from node.sources.pipeline import FetchPolicy, Importer, SlideRegistry
 from node.sources.plan import ImportPlan
-from node.sources.progress import ImportProgress
+from node.sources.progress import ImportProgress, ItemOutcome
+from node.sources.vault import CredentialVault
 from node.viewing import audit
 from node.viewing.options import ViewingOptions
 from node.viewing.tokens import digest, new_token
@@ -36,6 +37,8 @@ from node.viewing.tokens import digest, new_token
 log = logging.getLogger(__name__)
 
 WRITE_INTERVAL = 0.5
+# The jobs table's kind of a POST import; its key is the viewing context's id.
+JOB_KIND = "post-import"
 
 
 async def check_role(services: NodeServices, name: str) -> None:
@@ -52,8 +55,10 @@ def context_options(plan: ImportPlan) -> dict[str, Any]:
 
 
 async def issue_context(services: NodeServices, plan: ImportPlan, progress: ImportProgress,
-                        client_address: str = "") -> tuple[str, int]:
-    """Store the context of a checked request; (token, context id). The role must exist."""
+                        client_address: str = "", vault: CredentialVault | None = None
+                        ) -> tuple[str, int]:
+    """Store the context of a checked request with its queued import job (and sealed
+    secrets); (token, context id). The role must exist."""
     request = plan.request
     now = datetime.now(UTC)
     lifetime = timedelta(seconds=services.config.api.token_lifetime_seconds)
@@ -76,6 +81,12 @@ async def issue_context(services: NodeServices, plan: ImportPlan, progress: Impo
         )
         session.add(context)
         await session.flush()
+        secrets = request.secret_fields()
+        if secrets:
+            vault = vault or CredentialVault(services.config.credentials_key_path)
+            vault.store(session, context.id, secrets, context.expires_at)
+        session.add(Job(kind=JOB_KIND, key=str(context.id), payload={}, state="queued",
+                        claimed_by="", attempts=0, outcome="", created_at=now))
         audit.record(session, "issue", username=request.username, role=role.name,
                      context_pk=context.id, client_address=client_address, kind="post",
                      request=request_json, studies=list(plan.study_uids))
@@ -144,10 +155,29 @@ class ContextProgress:
     async def write(self, progress: ImportProgress, final: bool) -> None:
         self._dirty = False
         snapshot = progress.as_json()
+        outcomes = progress.take_unsaved()
+        try:
+            await self._write(progress, snapshot, outcomes, final)
+        except BaseException:
+            progress.unsaved[:0] = outcomes  # saved with the next write instead
+            raise
+
+    async def _write(self, progress: ImportProgress, snapshot: dict[str, Any],
+                     outcomes: list[ItemOutcome], final: bool) -> None:
         async with self.services.sessions() as session:
             await session.execute(
                 update(ViewingContext).where(ViewingContext.id == self.context_pk)
                 .values(sources={"import": snapshot}))
+            if final and progress.state == "done":
+                # Nothing is left to resume: what only a resumed import needed goes.
+                await session.execute(delete(ImportOutcome)
+                                      .where(ImportOutcome.context_pk == self.context_pk))
+                await CredentialVault.forget(session, self.context_pk)
+            elif outcomes:
+                session.add_all(ImportOutcome(
+                    context_pk=self.context_pk, item=o.item, outcome=o.outcome,
+                    study_uid=o.study_uid[:64], sop_uid=o.sop_uid[:64], message=o.message)
+                    for o in outcomes)
             rows = {row.study_uid: row for row in (await session.scalars(
                 select(ContextStudy).where(ContextStudy.context_pk == self.context_pk))).all()}
             described = await self._describe(session, set(progress.studies) | set(rows))
@@ -186,12 +216,13 @@ def _state(progress: ImportProgress, study_uid: str, final: bool) -> tuple[str, 
     failed = counts.failed if counts else 0
     first_failure = next((f["message"] for f in progress.failures
                           if f.get("studyInstanceUID") == study_uid), "")
+    if progress.state == "interrupted":
+        return (("retrieving" if done or failed else "pending"),
+                "import interrupted (its node stopped); the next node to run it resumes it")
     if not final:
-        if progress.state == "stopped":
-            return "failed", "import stopped (node shutting down)"
         return ("retrieving" if done or failed else "pending"), ""
     if progress.state == "stopped":
-        return ("available" if done else "failed"), "import stopped (node shutting down)"
+        return ("available" if done else "failed"), first_failure or "the import failed"
     if done and failed:
         return "available", f"{failed} of {done + failed} instances failed: {first_failure}"
     if done:
@@ -199,49 +230,3 @@ def _state(progress: ImportProgress, study_uid: str, final: bool) -> tuple[str, 
     if failed:
         return "failed", first_failure
     return "not-found", "nothing was found for this study"
-
-
-class ImportJobs:
-    """The imports running in the background, so that shutdown can stop them cleanly."""
-
-    def __init__(self, services: NodeServices, slides: SlideRegistry | None = None) -> None:
-        self.services = services
-        self.slides = slides
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def start(self, plan: ImportPlan, progress: ImportProgress, context_pk: int
-              ) -> asyncio.Task[None]:
-        writer = ContextProgress(self.services, context_pk)
-        writer.attach(progress)
-        task = asyncio.create_task(self._run(plan, progress, writer),
-                                   name=f"post-import-{context_pk}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    async def _run(self, plan: ImportPlan, progress: ImportProgress,
-                   writer: ContextProgress) -> None:
-        importer = Importer(self.services, FetchPolicy.from_config(self.services.config),
-                            self.slides)
-        try:
-            await importer.run(plan.sources, progress)
-        except asyncio.CancelledError:
-            await asyncio.shield(writer.finish(progress))
-            raise
-        except Exception as exc:  # reported in the context, never lost silently
-            log.warning("context %d: import failed (%s)", writer.context_pk,
-                        type(exc).__name__)
-            progress.set_state("stopped")
-        await writer.finish(progress)
-        log.info("context %d: import done, %d of %d instances, %d failed", writer.context_pk,
-                 progress.done, progress.total, progress.failed)
-
-    async def close(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def wait_idle(self) -> None:
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)

@@ -13,14 +13,18 @@ import asyncio
 import logging
 import os
 import random
+import shutil
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+from sqlalchemy import select
 
 from node.config import Config
 from node.errors import NodeError
+from node.index.models import Instance
 from node.index.writer import AddOutcome
 from node.ingest import IngestResult
 from node.services import NodeServices
@@ -33,6 +37,8 @@ from node.sources.wrap import WRAPPED_KINDS, wrap
 from node.storage import Storage
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 
@@ -81,21 +87,47 @@ class Importer:
         self.slides = slides
         self._recorded_slides: set[str] = set()
 
-    async def run(self, sources: Sequence[Source], progress: ImportProgress) -> None:
-        """Import everything; returns when every object has succeeded or failed."""
+    async def run(self, sources: Sequence[Source], progress: ImportProgress,
+                  resumed: bool = False) -> None:
+        """Import everything; returns when every object has succeeded or failed. Objects
+        `progress` already counts (restored from an earlier run) are not fetched again; on a
+        `resumed` run neither are those the request names by a SOP Instance UID the index
+        already holds (the earlier run imported them after its last progress write)."""
         limit = asyncio.Semaphore(self.policy.concurrency)
         try:
             async with AsyncExitStack() as stack:
                 listed = await asyncio.gather(
                     *(self._list(stack, source, progress) for source in sources))
                 progress.set_state("fetching")
-                await asyncio.gather(*(
-                    self._one(limit, source, item, progress)
-                    for source, items in zip(sources, listed, strict=True) for item in items))
+                pending = [(source, item) for source, items in zip(sources, listed, strict=True)
+                           for item in items if item.identity not in progress.settled]
+                if resumed:
+                    pending = await self._not_yet_indexed(pending, progress)
+                await asyncio.gather(*(self._one(limit, source, item, progress)
+                                       for source, item in pending))
         except asyncio.CancelledError:
-            progress.set_state("stopped")
+            progress.set_state("interrupted")
             raise
         progress.set_state("done")
+
+    async def _not_yet_indexed(self, pending: list[tuple[Source, SourceObject]],
+                               progress: ImportProgress) -> list[tuple[Source, SourceObject]]:
+        named = {_sop_uid(item) for _, item in pending if item.kind != "slide"} - {""}
+        present: set[str] = set()
+        names = sorted(named)
+        async with self.services.sessions() as session:
+            for start in range(0, len(names), 500):
+                present.update((await session.scalars(
+                    select(Instance.sop_uid).where(Instance.sop_uid.in_(
+                        names[start:start + 500])))).all())
+        rest = []
+        for source, item in pending:
+            sop_uid = _sop_uid(item)
+            if item.kind != "slide" and sop_uid in present:
+                progress.succeed(_study_uid(item), item=item.identity, sop_uid=sop_uid)
+            else:
+                rest.append((source, item))
+        return rest
 
     async def _list(self, stack: AsyncExitStack, source: Source, progress: ImportProgress
                     ) -> list[SourceObject]:
@@ -132,8 +164,7 @@ class Importer:
         progress.fail(getattr(study, "where", source.label), message,
                       getattr(study, "study_uid", ""))
 
-    async def _retrying(self, call: Callable[[], Awaitable[list[SourceObject]]]
-                        ) -> list[SourceObject]:
+    async def _retrying(self, call: Callable[[], Awaitable[_T]]) -> _T:
         attempt = 0
         while True:
             try:
@@ -154,7 +185,8 @@ class Importer:
             try:
                 results = await self._import(source, item)
             except (SourceError, NodeError) as exc:
-                progress.fail(item.where, str(exc), _study_uid(item), _sop_uid(item))
+                progress.fail(item.where, str(exc), _study_uid(item), _sop_uid(item),
+                              item=item.identity)
                 return
             except asyncio.CancelledError:
                 raise
@@ -162,10 +194,12 @@ class Importer:
                 # The exception's text may quote file contents (names): log the type only.
                 log.warning("import from %s: unexpected %s", source.label, type(exc).__name__)
                 progress.fail(item.where, f"internal error ({type(exc).__name__})",
-                              _study_uid(item), _sop_uid(item))
+                              _study_uid(item), _sop_uid(item), item=item.identity)
                 return
         duplicate = bool(results) and all(r.outcome is not AddOutcome.ADDED for r in results)
-        progress.succeed(results[0].study_uid if results else _study_uid(item), duplicate)
+        progress.succeed(results[0].study_uid if results else _study_uid(item), duplicate,
+                         item=item.identity,
+                         sop_uid=results[0].sop_uid if results else _sop_uid(item))
 
     async def _import(self, source: Source, item: SourceObject) -> list[IngestResult]:
         if item.kind == "slide":
@@ -205,6 +239,7 @@ class Importer:
         values = self._complete(request_attributes(item), item)
         path = source.local_path(item)
         if path is None:
+            companions = await self._retrying(lambda: source.companions(item))
             fetched = await self._fetch(source, item)
             # Beside incoming/ in the data folder (same file system), not under the DICOM
             # storage root, whose every file is an indexed instance.
@@ -212,11 +247,32 @@ class Importer:
             path = (self.services.config.data_dir / "slides" / values["StudyInstanceUID"]
                     / f"{values['SOPInstanceUID']}{suffix}")
             try:
+                if companions:
+                    # The folder first: once the slide file is in place, it is complete.
+                    await self._fetch_folder(source, item, companions, path.with_suffix(""))
                 await asyncio.to_thread(_keep, self.services.storage, fetched, path)
             except BaseException:
                 fetched.unlink(missing_ok=True)
                 raise
         await self.slides.register_file(path, values, item.instance.slide)
+
+    async def _fetch_folder(self, source: Source, item: SourceObject,
+                            companions: list[tuple[str, str]], folder: Path) -> None:
+        """Fetch a slide's companion objects into `folder`, which appears whole or not at
+        all (built beside it, then renamed into place)."""
+        limit = asyncio.Semaphore(self.policy.concurrency)
+        fetched: list[tuple[Path, str]] = []
+
+        async def one(key: str, relative: str) -> None:
+            async with limit:
+                fetched.append((await self._fetch(source, replace(item, key=key)), relative))
+
+        try:
+            await asyncio.gather(*(one(key, relative) for key, relative in companions))
+            await asyncio.to_thread(_keep_folder, self.services.storage, fetched, folder)
+        finally:
+            for path, _ in fetched:
+                path.unlink(missing_ok=True)
 
     async def _fetch(self, source: Source, item: SourceObject) -> Path:
         storage = self.services.storage
@@ -278,6 +334,24 @@ class Importer:
         if item.instance is not None:
             out.setdefault("InstanceNumber", str(item.instance.number))
         return out
+
+
+def _keep_folder(storage: Storage, files: list[tuple[Path, str]], target: Path) -> None:
+    """Move fetched files into a new folder `target` (replacing what an interrupted earlier
+    run left there)."""
+    partial = target.with_name(f"{target.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    for fetched, relative in files:
+        storage.flush_path(fetched)
+        placed = partial / relative
+        placed.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(fetched, placed)
+    for folder in sorted({(partial / relative).parent for _, relative in files}):
+        storage.flush_path(folder)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(partial, target)
+    storage.flush_path(target.parent)
 
 
 def _keep(storage: Storage, fetched: Path, target: Path) -> None:

@@ -94,6 +94,16 @@ class StorageSpec:
                    if k in ("private_key", "private_key_id")]
         return [v for v in values if v]
 
+    def secret_fields(self) -> dict[str, Any]:
+        """The body's secret fields of this storage, as a request would give them: what a
+        background import keeps sealed (node/sources/vault.py) to rebuild its request."""
+        if self.type in S3_TYPES:
+            return {"accessKey": self.access_key, "secretAccessKey": self.secret_key}
+        if self.type == "google-bucket":
+            text = json.dumps(self.service_account, separators=(",", ":"))
+            return {"token": base64.b64encode(text.encode()).decode()}
+        return {"httpHeaders": dict(self.http_headers)} if self.http_headers else {}
+
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type, "name": self.name}
         if self.region:
@@ -132,6 +142,15 @@ class OpenRequest:
     def secrets(self) -> list[str]:
         return [s for study in self.studies if study.storage for s in study.storage.secrets()]
 
+    def secret_fields(self) -> dict[str, dict[str, Any]]:
+        """Each study's secret storage fields, by the study's index ({} when none)."""
+        out = {}
+        for index, study in enumerate(self.studies):
+            fields = study.storage.secret_fields() if study.storage else {}
+            if fields:
+                out[str(index)] = fields
+        return out
+
     def as_json(self) -> dict[str, Any]:
         """The request as understood, without any secret: what the viewing context keeps."""
         out: dict[str, Any] = {"username": self.username, "role": self.role}
@@ -141,6 +160,24 @@ class OpenRequest:
             out["studies"] = [_study_json(s) for s in self.studies]
         out["openingParameters"] = {"collapsePreviews": self.collapse_previews}
         return out
+
+
+def with_secrets(request_json: dict[str, Any], secrets: dict[str, dict[str, Any]]
+                 ) -> dict[str, Any]:
+    """A body `parse_request` takes again, from `OpenRequest.as_json()` and the request's
+    `secret_fields()`: the inverse of leaving the secrets out."""
+    out = dict(request_json)
+    if "studies" in out:
+        studies = []
+        for index, study in enumerate(out["studies"]):
+            study = dict(study)
+            if "storage" in study:
+                storage = {k: v for k, v in study["storage"].items() if k != "httpHeaders"}
+                storage.update(secrets.get(str(index), {}))
+                study["storage"] = storage
+            studies.append(study)
+        out["studies"] = studies
+    return out
 
 
 def _drop_empty(values: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,145 @@
+"""POST imports as jobs of the jobs table (node/jobs.py), so that a crash does not lose one.
+
+The POST handler commits the viewing context with a queued `post-import` job (its key is the
+context's id). Any instance's runner claims it, keeps it alive with heartbeats and writes its
+progress into the context; if that instance dies, the job's heartbeat goes stale and the next
+runner to look (another instance, or this one restarted) claims it again. The resumed run
+rebuilds the request from the context (and its sealed secrets, node/sources/vault.py), counts
+the objects whose outcomes the earlier run wrote (`import_outcomes`) without fetching them, and
+imports the rest. An orderly shutdown hands running imports back to the queue at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from sqlalchemy import select
+
+from node.errors import InvalidInput
+from node.index.job_models import ImportOutcome
+from node.index.viewing_models import ViewingContext
+from node.jobs import ClaimedJob, JobBoard, JobRunner, worker_name
+from node.services import NodeServices
+from node.sources.opening import JOB_KIND, ContextProgress
+from node.sources.pipeline import FetchPolicy, Importer, SlideRegistry
+from node.sources.plan import plan_import
+from node.sources.progress import ImportProgress, ItemOutcome
+from node.sources.request import parse_request, with_secrets
+from node.sources.vault import CredentialVault
+from node.storage_mapping import load_mappings
+
+log = logging.getLogger(__name__)
+
+# Expired tokens' sealed credentials are deleted at start and this often while running.
+SWEEP_SECONDS = 60.0
+
+
+class ImportJobs:
+    """This instance's share of the POST imports of every instance."""
+
+    def __init__(self, services: NodeServices, slides: SlideRegistry | None = None) -> None:
+        self.services = services
+        self.slides = slides
+        self.vault = CredentialVault(services.config.credentials_key_path)
+        settings = services.config.jobs
+        board = JobBoard(services.engine, settings, worker_name(services.config.instance_name))
+        self._runner = JobRunner(board, settings, JOB_KIND, self._import,
+                                 services.config.sources.imports_at_once)
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Take part: claim queued imports and those an instance that died left."""
+        self._runner.start()
+        if self._sweeper is None:
+            self._sweeper = asyncio.create_task(self._sweep_loop(), name="sealed-credentials")
+
+    def wake(self) -> None:
+        """An import was queued here: claim it now rather than at the next poll."""
+        self._runner.wake()
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            try:
+                await self.vault.sweep(self.services.sessions)
+            except Exception as exc:  # the database away for a moment: again later
+                log.warning("sweeping sealed credentials failed (%s)", type(exc).__name__)
+            await asyncio.sleep(SWEEP_SECONDS)
+
+    async def _import(self, job: ClaimedJob) -> tuple[str, str]:
+        context_pk = int(job.key)
+        async with self.services.sessions() as session:
+            row = (await session.execute(
+                select(ViewingContext.request, ViewingContext.sources)
+                .where(ViewingContext.id == context_pk))).first()
+            outcomes = [ItemOutcome(o.item, o.outcome, o.study_uid, o.sop_uid, o.message)
+                        for o in (await session.scalars(
+                            select(ImportOutcome).where(ImportOutcome.context_pk == context_pk)
+                            .order_by(ImportOutcome.id))).all()]
+        if row is None:
+            return "failed", "its viewing context no longer exists"
+        if ((row.sources or {}).get("import") or {}).get("state") == "done":
+            return "done", "already done"  # finished just before its instance stopped
+        progress = ImportProgress()
+        progress.restore(outcomes)
+        writer = ContextProgress(self.services, context_pk)
+        writer.attach(progress)
+        resumed = job.attempts > 1
+        if resumed:
+            log.info("context %d: resuming an import (%d objects already done)", context_pk,
+                     len(outcomes))
+        try:
+            sources = await self._sources(context_pk, dict(row.request or {}))
+            await Importer(self.services, FetchPolicy.from_config(self.services.config),
+                           self.slides).run(sources, progress, resumed)
+        except asyncio.CancelledError:
+            # Stopped with its instance: the job goes back to the queue.
+            await asyncio.shield(writer.finish(progress))
+            raise
+        except InvalidInput as exc:
+            # Its request cannot be rebuilt (its secrets expired with the token, a mapping or
+            # a file is gone): the whole import fails, with the reason in the context.
+            progress.add_total(1)
+            progress.fail(exc.field or "request", str(exc))
+            progress.set_state("done")
+        except Exception as exc:  # reported in the context, never lost silently
+            log.warning("context %d: import failed (%s)", context_pk, type(exc).__name__)
+            progress.fail("request", f"internal error ({type(exc).__name__})", counted=False)
+            progress.set_state("stopped")
+        await writer.finish(progress)
+        log.info("context %d: import %s, %d of %d instances, %d failed", context_pk,
+                 progress.state, progress.done, progress.total, progress.failed)
+        return ("done" if progress.state == "done" else "failed",
+                f"{progress.done} of {progress.total} imported, {progress.failed} failed")
+
+    async def _sources(self, context_pk: int, request_json: dict[str, Any]) -> Any:
+        """The request's sources, rebuilt from what the context keeps."""
+        secrets: dict[str, Any] = {}
+        needs_secrets = any("storage" in study for study in request_json.get("studies", ()))
+        if needs_secrets:
+            secrets = await self.vault.load(self.services.sessions, context_pk) or {}
+        try:
+            request = parse_request(with_secrets(request_json, secrets))
+        except InvalidInput as exc:
+            if needs_secrets and not secrets:
+                raise InvalidInput("the request's credentials are no longer kept (its token "
+                                   "expired before the import could finish)",
+                                   field=exc.field) from None
+            raise
+        mappings = await load_mappings(self.services.sessions)
+        plan = await asyncio.to_thread(plan_import, request, mappings, self.services.config)
+        return plan.sources
+
+    async def close(self) -> None:
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+        await self._runner.close()
+
+    async def wait_idle(self) -> None:
+        """Until no import is queued or running on any instance (tests, orderly stops)."""
+        await self._runner.wait_idle()
