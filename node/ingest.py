@@ -1,20 +1,25 @@
 """The one ingest path: every instance, whatever door it came in by, is stored through here.
 
 Order of work, chosen so that a crash at any point leaves nothing half done:
-1. the complete file is flushed in `incoming/` (the caller put it there);
+1. the complete file is in `incoming/` (the caller put it there);
 2. its header is read and validated;
 3. with an object store, the object is uploaded (Storage.publish; a folder does nothing here);
 4. the index row is committed (group commit);
-5. the file is renamed into place (with an object store: kept as a cache entry).
-A crash between 4 and 5 is finished by `recover_incoming` at the next start; a crash before 4
-leaves only a file in `incoming/`, which recovery deletes (its sender never got a success), and
-at most an object no row names, which `check` reports and `check --repair` indexes. A failed
-upload fails the ingest before anything is indexed.
+5. the file is renamed into place (with an object store: kept as a cache entry), and only then
+   is success answered.
+The file's fsync runs from step 2 to step 4 beside them: the fsync and the commit each wait for
+the disk, and in sequence they cost two waits per instance, side by side about one. A crash
+between 4 and 5 is finished by `recover_incoming` at the next start (it places the file only
+when it is whole: same size as committed, header readable); a crash before 4 leaves only a file
+in `incoming/`, which recovery deletes (its sender never got a success), and at most an object
+no row names, which `check` reports and `check --repair` indexes. A failed upload fails the
+ingest before anything is indexed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +35,11 @@ from node.instance_record import InstanceRecord, read_record
 from node.storage import Storage
 
 log = logging.getLogger(__name__)
+
+# fsyncs of incoming files, run while the caller's upload and index commit run (see the module's
+# docstring). They wait on the disk, not the GIL, so a few threads serve every association of the
+# process; shared by all ingestors, like asyncio's default executor.
+_FLUSHERS = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="ingest-flush")
 
 
 @dataclass(frozen=True)
@@ -54,29 +64,32 @@ class Ingestor:
         self.overwrite_duplicates = overwrite_duplicates
 
     async def ingest_incoming(self, incoming: Path, origin: str) -> IngestResult:
-        """Ingest a complete file already in incoming/ (consumed: placed or deleted)."""
-        try:
-            item, published = await asyncio.to_thread(self._prepare, incoming, origin)
-            outcome, path = await self.writer.add(item, self.overwrite_duplicates)
-            await asyncio.to_thread(self._finish, incoming, outcome, path, published)
-        except BaseException:
-            self._failed(incoming)
-            raise
-        return self._result(item.record, outcome, path)
+        """Ingest a complete file already in incoming/ (consumed: placed or deleted).
+
+        The work runs in a thread to its end even when the caller is cancelled, so that a
+        committed row never loses its file."""
+        return await asyncio.to_thread(self.ingest_incoming_blocking, incoming, origin, None)
 
     async def ingest_copy(self, source: Path, origin: str) -> IngestResult:
         """Ingest a file from outside the storage; the source is left as it was."""
         incoming = await asyncio.to_thread(self.storage.copy_to_incoming, source)
         return await self.ingest_incoming(incoming, origin)
 
-    def ingest_incoming_blocking(self, incoming: Path, origin: str, timeout: float) -> IngestResult:
+    def ingest_incoming_blocking(
+        self, incoming: Path, origin: str, timeout: float | None
+    ) -> IngestResult:
         """The same as `ingest_incoming`, for pynetdicom's handler threads: the file work runs
         in the calling thread, and so does the index commit when no other commit is running
         (IndexWriter.add_blocking): no event loop hop, since with one association each
         instance waits for its own commit."""
         try:
-            item, published = self._prepare(incoming, origin)
-            outcome, path = self.writer.add_blocking(item, self.overwrite_duplicates, timeout)
+            flushed = _FLUSHERS.submit(self.storage.flush_path, incoming)
+            try:
+                item, published = self._prepare(incoming, origin)
+                outcome, path = self.writer.add_blocking(item, self.overwrite_duplicates, timeout)
+            finally:
+                concurrent.futures.wait([flushed])
+            self._flushed(flushed, incoming, outcome, path, published)
             self._finish(incoming, outcome, path, published)
         except BaseException:
             self._failed(incoming)
@@ -86,11 +99,28 @@ class Ingestor:
     def _prepare(self, incoming: Path, origin: str) -> tuple[StoredFile, str | None]:
         """The file's index record, and where it was published (object stores only)."""
         record = read_record_fast(incoming)
-        self.storage.flush_path(incoming)
         relative = self.storage.relative_path(record.study_uid, record.sop_uid)
         item = StoredFile(record, relative, incoming.stat().st_size, origin)
         published = self.storage.publish(incoming, relative, self.overwrite_duplicates)
         return item, relative if published else None
+
+    def _flushed(
+        self,
+        flushed: concurrent.futures.Future[None],
+        incoming: Path,
+        outcome: AddOutcome,
+        path: str,
+        published: str | None,
+    ) -> None:
+        """Raise the fsync's error, if any. The index row is committed by then: its file is
+        placed all the same, so that the index never names a missing file, and the sender
+        gets a failure status and sends again (a duplicate, kept or replaced as configured)."""
+        error = flushed.exception()
+        if error is None:
+            return
+        if outcome is not AddOutcome.DUPLICATE_KEPT:
+            self.storage.place(incoming, path, published)
+        raise error
 
     def _finish(self, incoming: Path, outcome: AddOutcome, path: str,
                 published: str | None) -> None:
