@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pytest
 from pydicom import dcmread
@@ -242,7 +242,10 @@ def cache(tmp_path: Path) -> Iterator[FileCache]:
 
 
 def put(cache: FileCache, name: str, size: int = 100) -> Path:
-    return cache.fill(name, lambda out: out.write(b"x" * size))
+    def write(out: BinaryIO) -> None:
+        out.write(b"x" * size)
+
+    return cache.fill(name, write)
 
 
 def test_the_cache_evicts_the_least_recently_used_files_beyond_its_bound(
