@@ -119,35 +119,37 @@ def test_received_instances_are_objects_named_by_their_index_rows(
     assert [p for p in (data / "incoming").iterdir()] == []
 
 
-def test_c_move_from_the_bucket_delivers_the_stored_bytes(
-        stored: Stored, storescp: StoreSCP, moto: ServerProcess) -> None:
+def retrieve(tool: str, stored: Stored, *args: str) -> None:
+    """movescu/getscu of the study, after emptying the node's cache: every file is read from
+    the bucket."""
     empty_cache(stored.node)
-    storescp.clear()
-    result = dcmtk("movescu", "-S", "-aec", stored.node.ae_title, "-aem", storescp.ae_title,
+    result = dcmtk(tool, "-S", "-aec", stored.node.ae_title, *args,
                    "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={STUDY.study_uid}",
                    "127.0.0.1", str(stored.node.dicom_port))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def assert_the_stored_bytes(received_files: list[Path], stored: Stored,
+                            moto: ServerProcess) -> None:
     objects = bucket_objects(moto, stored.bucket)
     rows = stored_sop_files(stored.node)
-    received = {str(dcmread(p).SOPInstanceUID): p for p in storescp.received()}
+    received = {str(dcmread(p).SOPInstanceUID): p for p in received_files}
     assert sorted(received) == sorted(stored.sent)
     for sop_uid, path in received.items():
         assert dataset_bytes(path) == dataset_bytes_of(objects[PREFIX + rows[sop_uid]])
+
+
+def test_c_move_from_the_bucket_delivers_the_stored_bytes(
+        stored: Stored, storescp: StoreSCP, moto: ServerProcess) -> None:
+    storescp.clear()
+    retrieve("movescu", stored, "-aem", storescp.ae_title)
+    assert_the_stored_bytes(storescp.received(), stored, moto)
 
 
 def test_c_get_from_the_bucket_delivers_the_stored_bytes(
         stored: Stored, tmp_path: Path, moto: ServerProcess) -> None:
-    empty_cache(stored.node)
-    result = dcmtk("getscu", "-S", "-aec", stored.node.ae_title, "-od", str(tmp_path),
-                   "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={STUDY.study_uid}",
-                   "127.0.0.1", str(stored.node.dicom_port))
-    assert result.returncode == 0, result.stdout + result.stderr
-    objects = bucket_objects(moto, stored.bucket)
-    rows = stored_sop_files(stored.node)
-    received = {str(dcmread(p).SOPInstanceUID): p for p in tmp_path.iterdir()}
-    assert sorted(received) == sorted(stored.sent)
-    for sop_uid, path in received.items():
-        assert dataset_bytes(path) == dataset_bytes_of(objects[PREFIX + rows[sop_uid]])
+    retrieve("getscu", stored, "-od", str(tmp_path))
+    assert_the_stored_bytes(list(tmp_path.iterdir()), stored, moto)
 
 
 async def test_the_viewer_renders_a_frame_read_from_the_bucket(stored: Stored) -> None:
