@@ -10,6 +10,7 @@ must stay openable while it works (an ISO being streamed, a frame being decoded)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -24,6 +25,8 @@ from typing import BinaryIO
 log = logging.getLogger(__name__)
 
 PARTIAL = ".partial"
+# A partial download untouched for this long belongs to no running process.
+ABANDONED_SECONDS = 3600.0
 
 
 class FileCache:
@@ -126,9 +129,14 @@ class FileCache:
             self._drop(relative, unlink=True)
 
     def _scan(self) -> None:
-        """Take over what an earlier run cached, oldest access first; drop its partial files."""
+        """Take over what is cached, least recently used first, and drop abandoned partial
+        files. Another process may be using the same cache (`check` beside `serve`): its
+        downloads in progress are left alone, and files it used lately count as just used."""
+        wall_now, now = time.time(), time.monotonic()
         for leftover in self._partial.iterdir():
-            leftover.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                if wall_now - leftover.stat().st_mtime > ABANDONED_SECONDS:
+                    leftover.unlink()
         found: list[tuple[float, str, int]] = []
         for dirpath, dirs, files in os.walk(self.root):
             dirs[:] = [d for d in dirs if os.path.join(dirpath, d) != str(self._partial)]
@@ -138,13 +146,12 @@ class FileCache:
                     stat = os.stat(path)
                 except FileNotFoundError:
                     continue
-                found.append((stat.st_atime, os.path.relpath(path, self.root), stat.st_size))
+                used = max(stat.st_atime, stat.st_mtime)
+                found.append((used, os.path.relpath(path, self.root), stat.st_size))
         found.sort()
-        # Earlier runs' files count as used long ago: evictable at once.
-        long_ago = time.monotonic() - self.keep_seconds - 1
         with self._lock:
-            for _atime, relative, size in found:
-                self._entries[relative] = (size, long_ago)
+            for used, relative, size in found:
+                self._entries[relative] = (size, now - max(wall_now - used, 0.0))
                 self._total += size
             self._evict()
         if found:

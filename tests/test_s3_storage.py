@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -265,11 +266,25 @@ def test_the_cache_keeps_files_in_use_over_its_bound(tmp_path: Path) -> None:
     assert cache.total_bytes == 400
 
 
-def test_the_cache_takes_over_an_earlier_runs_files_and_drops_its_partial_ones(
+def test_the_cache_takes_over_an_earlier_runs_files_and_drops_abandoned_partial_ones(
         tmp_path: Path) -> None:
     put(FileCache(tmp_path / "cache", max_bytes=1000, fsync=False), "a/1.dcm")
-    (tmp_path / "cache" / ".partial" / "tmp123").write_bytes(b"half")
+    partial = tmp_path / "cache" / ".partial"
+    (partial / "abandoned").write_bytes(b"half")
+    long_ago = time.time() - 2 * 3600
+    os.utime(partial / "abandoned", (long_ago, long_ago))
+    (partial / "in-progress").write_bytes(b"half")  # another process's download
     again = FileCache(tmp_path / "cache", max_bytes=1000, fsync=False)
     assert again.get("a/1.dcm") == tmp_path / "cache" / "a" / "1.dcm"
     assert again.total_bytes == 100
-    assert os.listdir(tmp_path / "cache" / ".partial") == []
+    assert os.listdir(partial) == ["in-progress"]
+
+
+def test_files_another_process_used_lately_are_not_evicted_by_a_new_cache(
+        tmp_path: Path) -> None:
+    first = FileCache(tmp_path / "cache", max_bytes=1000, fsync=False)
+    old, recent = put(first, "old.dcm"), put(first, "recent.dcm")
+    long_ago = time.time() - 3600
+    os.utime(old, (long_ago, long_ago))
+    FileCache(tmp_path / "cache", max_bytes=150, fsync=False, keep_seconds=300)
+    assert not old.exists() and recent.exists()
