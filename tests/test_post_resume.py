@@ -10,16 +10,22 @@ import re
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydicom import dcmread
 
+from node.runtime import open_services
+from node.sources import FetchPolicy, Importer, ImportProgress, parse_request, plan_import
+from node.storage_mapping import MappingTable
 from tests.cloud_peers import ServerProcess, moto, s3_put
 from tests.factory import StudySpec, make_instance, uid
 from tests.index_db import dump, rows
 from tests.peers import NodeProcess
+from tests.postgres_peer import PostgresCluster
+from tests.source_fixtures import node_config
 
 __all__ = ["moto"]  # session fixture, used by name
 
@@ -47,16 +53,28 @@ def _wait(condition: Any, timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _indexed(node: NodeProcess) -> int:
-    return int(rows(node.data_dir, "SELECT count(*) FROM instances")[0][0])
+Query = Callable[[str], list[tuple[Any, ...]]]
 
 
-def _job(node: NodeProcess) -> tuple[str, str, int]:
-    found = rows(node.data_dir, "SELECT state, outcome, attempts FROM jobs "
-                                "WHERE kind = 'post-import'")
+def _on(node: NodeProcess) -> Query:
+    return lambda sql: rows(node.data_dir, sql)
+
+
+def _indexed(query: Query) -> int:
+    return int(query("SELECT count(*) FROM instances")[0][0])
+
+
+def _job(query: Query) -> tuple[str, str, int, str]:
+    found = query("SELECT state, outcome, attempts, claimed_by FROM jobs "
+                  "WHERE kind = 'post-import'")
     assert len(found) == 1, found
-    state, outcome, attempts = found[0]
-    return str(state), str(outcome), int(attempts)
+    state, outcome, attempts, claimed_by = found[0]
+    return str(state), str(outcome), int(attempts), str(claimed_by)
+
+
+def _ended(query: Query) -> tuple[str, str, int, str]:
+    return _wait(lambda: _job(query) if _job(query)[0] in ("done", "failed") else None, 180,
+                 "the resumed import to end")
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +114,8 @@ def test_a_node_killed_mid_import_finishes_it_after_a_restart(
     tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     name, keys = bucket
+    moto_log = _moto_log(tmp_path_factory)
+    since = moto_log.stat().st_size
     node = NodeProcess(tmp_path / "node", extra={
         "cloud": {"aws_endpoint_url": moto.url},
         "sources": {"fetch_concurrency": 1, "retry_backoff_seconds": 0.05},
@@ -109,51 +129,24 @@ def test_a_node_killed_mid_import_finishes_it_after_a_restart(
         status, token = _post(node, _body(name, keys))
         assert status == 200 and re.fullmatch(r"[0-9a-f]{64}", token)
         # While it runs: the secrets are in the database only sealed.
-        _wait(lambda: _indexed(node) >= 40, 120, "the import to be under way")
-        assert rows(node.data_dir, "SELECT count(*) FROM sealed_credentials")[0][0] == 1
+        query = _on(node)
+        _wait(lambda: _indexed(query) >= 40, 120, "the import to be under way")
+        assert query("SELECT count(*) FROM sealed_credentials")[0][0] == 1
         stored = dump(node.data_dir)
         assert SECRET_KEY.encode() not in stored and ACCESS_KEY.encode() not in stored
         node.kill()
-        at_kill = _indexed(node)
-        assert at_kill < OBJECTS, "the import ended before the node was killed"
-        assert _job(node)[0] == "running"
+        assert _indexed(query) < OBJECTS, "the import ended before the node was killed"
+        assert _job(query)[0] == "running"
 
         node.start()
-        state, outcome, attempts = _wait(
-            lambda: _job(node) if _job(node)[0] in ("done", "failed") else None, 180,
-            "the resumed import to end")
+        state, outcome, attempts, _ = _ended(query)
         assert (state, attempts) == ("done", 2), outcome
     finally:
         node.stop()
 
-    indexed = rows(node.data_dir, "SELECT sop_uid, path, size FROM instances")
-    assert {row[0] for row in indexed} == set(keys.values())
-    storage = node.data_dir / "storage"
-    for sop_uid, path, size in indexed:
-        stored_file = storage / path
-        assert stored_file.stat().st_size == size
-        assert str(dcmread(stored_file, stop_before_pixels=True).SOPInstanceUID) == sop_uid
-    assert sorted(p for p in storage.rglob("*") if p.is_file()) == sorted(
-        storage / row[1] for row in indexed)
+    _assert_finished(query, node.data_dir / "storage", keys)
     assert list((node.data_dir / "incoming").iterdir()) == []
-
-    (sources,) = rows(node.data_dir, "SELECT sources FROM viewing_contexts")[0]
-    progress = (json.loads(sources) if isinstance(sources, str) else sources)["import"]
-    assert (progress["state"], progress["total"], progress["done"], progress["failed"],
-            progress["failures"]) == ("done", OBJECTS, OBJECTS, 0, [])
-    assert progress["studies"] == {STUDY: {"done": OBJECTS, "failed": 0}}
-    assert rows(node.data_dir, "SELECT study_uid, state, message FROM context_studies") == [
-        (STUDY, "available", "")]
-    # Nothing that only a resumed import needed is kept.
-    assert rows(node.data_dir, "SELECT count(*) FROM sealed_credentials")[0][0] == 0
-    assert rows(node.data_dir, "SELECT count(*) FROM import_outcomes")[0][0] == 0
-
-    # What was indexed before the kill was not fetched again: at most the one object in
-    # flight (fetch_concurrency = 1) was fetched twice.
-    moto_log = (tmp_path_factory.getbasetemp() / "moto.log").read_text(errors="replace")
-    fetches = Counter(re.findall(rf'"GET /{name}/(resume/\d+\.dcm) HTTP', moto_log))
-    assert set(fetches) == set(keys)
-    assert sum(count - 1 for count in fetches.values()) <= 1, fetches.most_common(3)
+    _assert_fetched_once(moto_log, since, name, keys)
 
     # The secrets reached neither the database nor the log.
     stored = dump(node.data_dir)
@@ -162,3 +155,118 @@ def test_a_node_killed_mid_import_finishes_it_after_a_restart(
     for secret in (ACCESS_KEY, SECRET_KEY):
         assert secret.encode() not in stored
         assert secret not in log_text
+
+
+def test_another_instance_on_the_same_postgresql_takes_over_a_dead_ones_import(
+    tmp_path: Path, moto: ServerProcess, bucket: tuple[str, dict[str, str]],
+    postgres: PostgresCluster, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    name, keys = bucket
+    moto_log = _moto_log(tmp_path_factory)
+    since = moto_log.stat().st_size
+    database = "post_import_takeover"
+    url = postgres.create_database(database)
+    shared = tmp_path / "shared"
+    nodes = {ae: NodeProcess(tmp_path / ae.lower(), ae_title=ae, extra={
+        "database": {"url": url},
+        "http": {"instance_name": ae},
+        "cloud": {"aws_endpoint_url": moto.url},
+        "sources": {"fetch_concurrency": 1, "retry_backoff_seconds": 0.05,
+                    "credentials_key_file": str(shared / "credentials.key")},
+        "storage": {"root": str(shared / "storage"), "fsync": False},
+        "jobs": {"heartbeat_seconds": 0.2, "stale_seconds": 1.0, "poll_seconds": 0.2},
+    }) for ae in ("NODEA", "NODEB")}
+
+    def query(sql: str) -> list[tuple[Any, ...]]:
+        with postgres.connect(database) as conn:
+            return list(conn.execute(sql).fetchall())
+
+    try:
+        for node in nodes.values():
+            node.start()
+        assert nodes["NODEA"].cli("role", "add", "diagnostic").returncode == 0
+        status, _ = _post(nodes["NODEA"], _body(name, keys))
+        assert status == 200
+        _wait(lambda: _indexed(query) >= 40, 120, "the import to be under way")
+        first = _job(query)[3].split("/")[0]
+        nodes[first].kill()
+        assert _indexed(query) < OBJECTS, "the import ended before the node was killed"
+        state, outcome, attempts, claimed_by = _ended(query)
+        survivor = next(ae for ae in nodes if ae != first)
+        assert (state, attempts, claimed_by.split("/")[0]) == ("done", 2, survivor), outcome
+    finally:
+        for node in nodes.values():
+            node.stop()
+    _assert_finished(query, shared / "storage", keys)
+    assert list((tmp_path / survivor.lower() / "data/incoming").iterdir()) == []
+    _assert_fetched_once(moto_log, since, name, keys)
+    assert "resuming an import" in nodes[survivor].log_text()
+
+
+async def test_a_resumed_import_puts_back_a_file_a_dead_instance_left_unplaced(
+    tmp_path: Path, moto: ServerProcess, bucket: tuple[str, dict[str, str]],
+    tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """An instance killed between an index commit and the rename of its file leaves the row
+    and the file in its own incoming/: another instance resuming the import fetches that one
+    object again and puts it where the row says, and fetches nothing else."""
+    name, keys = bucket
+    some = dict(list(keys.items())[:5])
+    config = node_config(tmp_path / "node", cloud={"aws_endpoint_url": moto.url})
+    async with open_services(config) as services:
+        policy = FetchPolicy.from_config(config)
+        first = plan_import(parse_request(_body(name, some)), MappingTable([]), config)
+        await Importer(services, policy).run(first.sources, ImportProgress())
+        (path,) = rows(config.data_dir, "SELECT path FROM instances WHERE sop_uid = :sop",
+                       sop=some["resume/0002.dcm"])[0]
+        stored = services.storage.local_path(path)
+        content = stored.read_bytes()
+        stored.unlink()
+        moto_log = _moto_log(tmp_path_factory)
+        since = moto_log.stat().st_size
+        progress = ImportProgress()
+        again = plan_import(parse_request(_body(name, some)), MappingTable([]), config)
+        await Importer(services, policy).run(again.sources, progress, resumed=True)
+    assert (progress.done, progress.failed, progress.duplicates) == (5, 0, 0)
+    assert stored.read_bytes() == content
+    with moto_log.open("rb") as log:
+        log.seek(since)
+        fetched = re.findall(rf'"GET /{name}/(resume/\d+\.dcm) HTTP', log.read().decode())
+    assert fetched == ["resume/0002.dcm"]
+
+
+def _assert_finished(query: Query, storage: Path, keys: dict[str, str]) -> None:
+    """Every instance indexed once, whole; the context says so; nothing left to resume."""
+    indexed = query("SELECT sop_uid, path, size FROM instances")
+    assert {row[0] for row in indexed} == set(keys.values())
+    for sop_uid, path, size in indexed:
+        stored_file = storage / path
+        assert stored_file.stat().st_size == size
+        assert str(dcmread(stored_file, stop_before_pixels=True).SOPInstanceUID) == sop_uid
+    assert sorted(p for p in storage.rglob("*") if p.is_file()) == sorted(
+        storage / row[1] for row in indexed)
+    (sources,) = query("SELECT sources FROM viewing_contexts")[0]
+    progress = (json.loads(sources) if isinstance(sources, str) else sources)["import"]
+    assert (progress["state"], progress["total"], progress["done"], progress["failed"],
+            progress["failures"]) == ("done", OBJECTS, OBJECTS, 0, [])
+    assert progress["studies"] == {STUDY: {"done": OBJECTS, "failed": 0}}
+    assert query("SELECT study_uid, state, message FROM context_studies") == [
+        (STUDY, "available", "")]
+    # Nothing that only a resumed import needed is kept.
+    assert query("SELECT count(*) FROM sealed_credentials")[0][0] == 0
+    assert query("SELECT count(*) FROM import_outcomes")[0][0] == 0
+
+
+def _moto_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.getbasetemp() / "moto.log"
+
+
+def _assert_fetched_once(moto_log: Path, since: int, name: str, keys: dict[str, str]) -> None:
+    """What was indexed before the kill was not fetched again: at most the one object in
+    flight (fetch_concurrency = 1) was fetched twice. `since`: the log's size before."""
+    with moto_log.open("rb") as log:
+        log.seek(since)
+        moto_log_text = log.read().decode(errors="replace")
+    fetches = Counter(re.findall(rf'"GET /{name}/(resume/\d+\.dcm) HTTP', moto_log_text))
+    assert set(fetches) == set(keys)
+    assert sum(count - 1 for count in fetches.values()) <= 1, fetches.most_common(3)

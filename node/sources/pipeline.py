@@ -86,13 +86,16 @@ class Importer:
         self.policy = policy
         self.slides = slides
         self._recorded_slides: set[str] = set()
+        # SOP Instance UID -> (path, size) of index rows whose file is missing (resumed runs).
+        self._unplaced: dict[str, tuple[str, int]] = {}
 
     async def run(self, sources: Sequence[Source], progress: ImportProgress,
                   resumed: bool = False) -> None:
         """Import everything; returns when every object has succeeded or failed. Objects
         `progress` already counts (restored from an earlier run) are not fetched again; on a
         `resumed` run neither are those the request names by a SOP Instance UID the index
-        already holds (the earlier run imported them after its last progress write)."""
+        already holds, file and all (the earlier run imported them after its last progress
+        write)."""
         limit = asyncio.Semaphore(self.policy.concurrency)
         try:
             async with AsyncExitStack() as stack:
@@ -112,22 +115,44 @@ class Importer:
 
     async def _not_yet_indexed(self, pending: list[tuple[Source, SourceObject]],
                                progress: ImportProgress) -> list[tuple[Source, SourceObject]]:
-        named = {_sop_uid(item) for _, item in pending if item.kind != "slide"} - {""}
-        present: set[str] = set()
-        names = sorted(named)
+        names = sorted({_sop_uid(item) for _, item in pending if item.kind != "slide"} - {""})
+        found: list[tuple[str, str, int]] = []
         async with self.services.sessions() as session:
             for start in range(0, len(names), 500):
-                present.update((await session.scalars(
-                    select(Instance.sop_uid).where(Instance.sop_uid.in_(
-                        names[start:start + 500])))).all())
+                found += [(row.sop_uid, row.path, row.size) for row in (await session.execute(
+                    select(Instance.sop_uid, Instance.path, Instance.size).where(
+                        Instance.sop_uid.in_(names[start:start + 500])))).all()]
+        storage = self.services.storage
+        stored = await asyncio.to_thread(lambda: {sop for sop, path, _ in found
+                                                  if storage.exists(path)})
+        # Indexed, but the file is still in the incoming/ folder of the instance that died
+        # between its commit and its rename (its own restart would finish it): fetched again
+        # and put in place (`_place_missing`).
+        self._unplaced = {sop: (path, size) for sop, path, size in found if sop not in stored}
         rest = []
         for source, item in pending:
             sop_uid = _sop_uid(item)
-            if item.kind != "slide" and sop_uid in present:
+            if item.kind != "slide" and sop_uid in stored:
                 progress.succeed(_study_uid(item), item=item.identity, sop_uid=sop_uid)
             else:
                 rest.append((source, item))
         return rest
+
+    def _place_missing(self, prepared: Path, item: SourceObject) -> IngestResult | None:
+        """Store a fetched file at the path of its index row when the row's file is missing
+        and the file is the one the row was committed for (same size, as recovery checks);
+        None: leave it to the ingest path."""
+        unplaced = self._unplaced.pop(_sop_uid(item), None)
+        if unplaced is None:
+            return None
+        relative, size = unplaced
+        storage = self.services.storage
+        if prepared.stat().st_size != size or storage.exists(relative):
+            return None
+        storage.flush_path(prepared)
+        published = storage.publish(prepared, relative, True)
+        storage.place(prepared, relative, relative if published else None)
+        return IngestResult(_sop_uid(item), _study_uid(item), AddOutcome.ADDED, relative)
 
     async def _list(self, stack: AsyncExitStack, source: Source, progress: ImportProgress
                     ) -> list[SourceObject]:
@@ -214,6 +239,14 @@ class Importer:
             raise
         if fetched not in prepared:
             fetched.unlink(missing_ok=True)
+        if self._unplaced and len(prepared) == 1:
+            try:
+                placed = await asyncio.to_thread(self._place_missing, prepared[0], item)
+            except BaseException:
+                prepared[0].unlink(missing_ok=True)
+                raise
+            if placed is not None:
+                return [placed]
         origin = f"api:{source.label}"
         results: list[IngestResult] = []
         try:
