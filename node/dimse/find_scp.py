@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, Generator, Iterator
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator
 from typing import Any, TypeVar
 
 from pydicom.dataset import Dataset
 from pynetdicom import evt
 from pynetdicom.events import Event
 
+from node.dimse.identifier_bytes import (
+    EncodedIdentifier,
+    IdentifierEncoder,
+    install_encoded_identifiers,
+)
 from node.dimse.qr_identifier import (
     STATUS_CANCEL,
     STATUS_IDENTIFIER_MISMATCH,
@@ -25,6 +30,7 @@ from node.dimse.qr_identifier import (
     parse_identifier,
     response_identifier,
 )
+from node.dimse.wire import cork, flush, install_fast_dimse
 from node.errors import InvalidInput
 from node.index.query import stream_find
 from node.services import NodeServices
@@ -38,9 +44,11 @@ _CLOSE_TIMEOUT = 5.0
 
 
 def pull_batches(
-    services: NodeServices, batches: AsyncGenerator[list[T], None], timeout: float
+    services: NodeServices, batches: AsyncGenerator[list[T], None], timeout: float,
+    before_wait: Callable[[], None] | None = None,
 ) -> Generator[T, None, None]:
-    """Iterate, from a handler thread, an async generator of batches living on the node's loop."""
+    """Iterate, from a handler thread, an async generator of batches living on the node's loop;
+    `before_wait` runs before each wait for the next batch."""
 
     async def next_batch() -> list[T] | None:
         try:
@@ -49,7 +57,12 @@ def pull_batches(
             return None
 
     try:
-        while (batch := services.run_blocking(next_batch(), timeout)) is not None:
+        while True:
+            if before_wait is not None:
+                before_wait()
+            batch = services.run_blocking(next_batch(), timeout)
+            if batch is None:
+                break
             yield from batch
     finally:
         services.run_blocking(batches.aclose(), _CLOSE_TIMEOUT)
@@ -70,8 +83,12 @@ def handle_find(event: Event, services: NodeServices) -> Iterator[tuple[Any, Dat
         return
     ae_title = services.config.node.ae_title
     timeout = services.config.dicom.dimse_timeout
+    encoder = IdentifierEncoder.for_syntax(parsed, ae_title, str(event.context.transfer_syntax))
     count = 0
-    matches = pull_batches(services, stream_find(services.sessions, parsed.request), timeout)
+    # Pending responses leave together, at the latest before the next wait for the database.
+    cork(event.assoc)
+    matches = pull_batches(services, stream_find(services.sessions, parsed.request), timeout,
+                           lambda: flush(event.assoc))
     try:
         for match in matches:
             if event.is_cancelled:
@@ -79,7 +96,9 @@ def handle_find(event: Event, services: NodeServices) -> Iterator[tuple[Any, Dat
                 yield STATUS_CANCEL, None
                 return
             count += 1
-            yield STATUS_PENDING, response_identifier(parsed, match, ae_title)
+            encoded = encoder.encode(match) if encoder is not None else None
+            yield STATUS_PENDING, (EncodedIdentifier(encoded) if encoded is not None
+                                   else response_identifier(parsed, match, ae_title))
     except Exception:
         log.exception("C-FIND from %s failed", calling)
         yield failure_status(STATUS_UNABLE_TO_PROCESS, "query failed"), None
@@ -91,4 +110,6 @@ def handle_find(event: Event, services: NodeServices) -> Iterator[tuple[Any, Dat
 
 
 def handlers(services: NodeServices) -> list[tuple[Any, ...]]:
+    install_encoded_identifiers()
+    install_fast_dimse()
     return [(evt.EVT_C_FIND, handle_find, [services])]

@@ -18,7 +18,7 @@ from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelMove,
 )
 
-from node.index.query import FindMatch, FindRequest, Model, parse_level
+from node.index.query import FindMatch, FindRequest, Model, parse_level, returned_keys
 
 _PATIENT_ROOT = {
     PatientRootQueryRetrieveInformationModelFind,
@@ -79,28 +79,40 @@ def failure_status(code: int, comment: str) -> Dataset:
     return status
 
 
+def response_fields(
+    parsed: ParsedIdentifier, retrieve_ae_title: str
+) -> tuple[str, str, list[DataElement], list[str]]:
+    """What every response of a query holds besides the character set: its level, the retrieve
+    AE title, the requested elements (filled from the match, or empty), and the unique keys the
+    requester left out (added so that hierarchical requesters can go on)."""
+    requested = [e for e in parsed.elements if e.keyword != "RetrieveAETitle"]
+    asked = {e.keyword for e in requested}
+    unique = [k for k in returned_keys(parsed.request) if k not in asked]
+    return parsed.request.level.name, retrieve_ae_title, requested, unique
+
+
 def response_identifier(
     parsed: ParsedIdentifier, match: FindMatch, retrieve_ae_title: str
 ) -> Dataset:
     """A C-FIND response: the requested elements filled from the match (or empty), the level,
     the character set of the values, and where to retrieve from."""
+    level, ae_title, requested, unique = response_fields(parsed, retrieve_ae_title)
     ds = Dataset()
     if match.charset:
         ds.SpecificCharacterSet = match.charset.split("\\")
-    ds.QueryRetrieveLevel = parsed.request.level.name
-    ds.RetrieveAETitle = retrieve_ae_title
-    values = dict(match.values)
-    for elem in parsed.elements:
-        value = values.pop(elem.keyword, None) if elem.keyword else None
+    ds.QueryRetrieveLevel = level
+    ds.RetrieveAETitle = ae_title
+    values = match.values
+    for elem in requested:
+        value = values.get(elem.keyword) if elem.keyword else None
         if elem.VR == "SQ":
             ds.add(DataElement(elem.tag, "SQ", Sequence()))
         elif value:
             ds.add(DataElement(elem.tag, elem.VR, _dicom_value(value)))
         else:
             ds.add(DataElement(elem.tag, elem.VR, None))
-    for keyword, value in values.items():
-        # Unique keys the requester left out: added so that hierarchical requesters can go on.
-        setattr(ds, keyword, _dicom_value(value))
+    for keyword in unique:
+        setattr(ds, keyword, _dicom_value(values.get(keyword, "")))
     return ds
 
 

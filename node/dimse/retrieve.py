@@ -1,18 +1,22 @@
-"""What C-MOVE and C-GET share: finding the stored files and sending them exactly as stored.
+"""What C-MOVE and C-GET share: reading the identifier, finding the stored files, answering a
+bad identifier, running the sub-operations, and sending each file exactly as stored.
 
 pynetdicom's move/get service classes accept only `Dataset` objects from the handler and pass
 them to `Association.send_c_store`, which would decode nothing if given a file path (chunked send)
 but re-encodes any Dataset. `StoredFile` is a two-element Dataset naming a stored file; the
 wrapped `send_c_store` turns it back into the path, so each sub-operation streams the file from
-disk without decoding it. Only when the peer accepted no context with the file's own transfer
-syntax is the file read and handed over decoded: pynetdicom converts between uncompressed
-syntaxes, and a compressed file is decompressed first when the peer takes only uncompressed.
+disk without decoding it (node/dimse/wire.py writes its command and PDUs). Only when the peer
+accepted no context with the file's own transfer syntax is the file read and handed over
+decoded: pynetdicom converts between uncompressed syntaxes, and a compressed file is
+decompressed first when the peer takes only uncompressed.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +25,19 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID, ImplicitVRLittleEndian
 from pynetdicom import _config
 from pynetdicom.association import Association
+from pynetdicom.events import Event
 from pynetdicom.presentation import PresentationContext, build_context
 
-from node.dimse.qr_identifier import parse_identifier
+from node.dimse.qr_identifier import (
+    STATUS_CANCEL,
+    STATUS_IDENTIFIER_MISMATCH,
+    STATUS_PENDING,
+    STATUS_UNABLE_TO_PROCESS,
+    failure_status,
+    parse_identifier,
+)
+from node.dimse.wire import install_fast_dimse, send_stored_file
+from node.errors import InvalidInput
 from node.index.query import StoredInstanceRef, check_retrieve_keys, find_instances
 from node.services import NodeServices
 
@@ -73,12 +87,20 @@ def install_stored_file_sending() -> None:
     global _installed
     if _installed:
         return
+    install_fast_dimse()
     original = Association.send_c_store
 
-    def send_c_store(self: Association, dataset: Any, *args: Any, **kwargs: Any) -> Dataset:
+    def send_c_store(self: Association, dataset: Any, msg_id: int = 1, priority: int = 2,
+                     originator_aet: str | None = None, originator_id: int | None = None,
+                     ) -> Dataset:
         if isinstance(dataset, StoredFile):
             dataset = dataset.payload_for(self)
-        return original(self, dataset, *args, **kwargs)
+            if isinstance(dataset, Path):
+                status = send_stored_file(self, dataset, msg_id, priority, originator_aet,
+                                          originator_id)
+                if status is not None:
+                    return status
+        return original(self, dataset, msg_id, priority, originator_aet, originator_id)
 
     Association.send_c_store = send_c_store  # type: ignore[method-assign]
     _installed = True
@@ -116,3 +138,46 @@ def matching_files(services: NodeServices, identifier: Dataset, sop_class_uid: s
     )
     paths = services.storage.local_paths([ref.path for ref in refs])
     return [StoredFile(path, ref) for path, ref in zip(paths, refs, strict=True)]
+
+
+@dataclass
+class Retrieval:
+    """One C-MOVE or C-GET request: who asked, for what, and what it found (or why not)."""
+
+    service: str  # "C-MOVE" or "C-GET", for the log
+    calling: str
+    files: list[StoredFile] = field(default_factory=list)
+    # The final response when the identifier was refused or the look-up failed.
+    failure: Dataset | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+
+def start_retrieval(event: Event, services: NodeServices, service: str) -> Retrieval:
+    """Read the request's identifier and find its files; a bad identifier (0xA900) or a failed
+    look-up (0xC000) leaves `failure` set instead."""
+    retrieval = Retrieval(service, event.assoc.requestor.ae_title)
+    try:
+        retrieval.files = matching_files(services, event.identifier,
+                                         str(event.request.AffectedSOPClassUID))
+    except InvalidInput as exc:
+        log.warning("%s from %s refused: %s", service, retrieval.calling, exc)
+        retrieval.failure = failure_status(STATUS_IDENTIFIER_MISMATCH, str(exc))
+    except Exception:
+        log.exception("%s from %s failed", service, retrieval.calling)
+        retrieval.failure = failure_status(STATUS_UNABLE_TO_PROCESS, "retrieval failed")
+    return retrieval
+
+
+def sub_operations(event: Event, retrieval: Retrieval, destination: str = "") -> Iterator[Any]:
+    """The handler's (status, file) yields, one per file, stopping at a C-CANCEL."""
+    files = retrieval.files
+    to = f" to {destination}" if destination else ""
+    for sent, stored in enumerate(files):
+        if event.is_cancelled:
+            log.info("%s from %s%s cancelled after %d of %d", retrieval.service,
+                     retrieval.calling, to, sent, len(files))
+            yield STATUS_CANCEL, None
+            return
+        yield STATUS_PENDING, stored
+    log.info("%s from %s%s: %d instances in %.1f ms", retrieval.service, retrieval.calling, to,
+             len(files), (time.perf_counter() - retrieval.started) * 1000)

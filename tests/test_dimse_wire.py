@@ -1,0 +1,266 @@
+"""DIMSE messages written to bytes (node/dimse/wire.py) equal pynetdicom's own encoding, and a
+corked C-FIND over a real association delivers every response in order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.uid import (
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+)
+from pynetdicom import AE, evt
+from pynetdicom.dimse import _RQ_TO_MESSAGE, _RSP_TO_MESSAGE
+from pynetdicom.dimse_primitives import C_FIND, C_GET, C_MOVE, C_STORE
+from pynetdicom.dsutils import encode, split_dataset
+from pynetdicom.events import Event
+from pynetdicom.pdu import P_DATA_TF
+from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
+
+from node.dimse.identifier_bytes import EncodedIdentifier, install_encoded_identifiers
+from node.dimse.server import configure_pynetdicom
+from node.dimse.wire import (
+    CORK_LIMIT,
+    cork,
+    encode_message,
+    flush,
+    install_fast_dimse,
+    read_file_meta,
+)
+from tests.factory import StudySpec, uid, write_jpeg_instance, write_study
+from tests.peers import free_port
+
+CT = "1.2.840.10008.5.1.4.1.1.2"
+FIND = str(StudyRootQueryRetrieveInformationModelFind)
+
+
+def pynetdicom_bytes(primitive: Any, context_id: int, max_pdu: int) -> bytes:
+    """What pynetdicom's DIMSEServiceProvider.send_msg hands the DUL, as bytes."""
+    table = _RQ_TO_MESSAGE if primitive.MessageIDBeingRespondedTo is None else _RSP_TO_MESSAGE
+    message = table[type(primitive)]()
+    message.primitive_to_message(primitive)
+    return b"".join(P_DATA_TF(p).encode() for p in message.encode_msg(context_id, max_pdu))
+
+
+def find_rsp(status: int, identifier: bytes | None) -> C_FIND:
+    rsp = C_FIND()
+    rsp.MessageIDBeingRespondedTo = 7
+    rsp.AffectedSOPClassUID = FIND
+    rsp.Status = status
+    rsp.Identifier = BytesIO(identifier) if identifier is not None else None
+    return rsp
+
+
+def move_rsp(status: int, remaining: int | None, identifier: bytes | None = None) -> C_MOVE:
+    rsp = C_MOVE()
+    rsp.MessageIDBeingRespondedTo = 3
+    rsp.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.2.2.2"
+    rsp.Status = status
+    rsp.NumberOfRemainingSuboperations = remaining
+    rsp.NumberOfCompletedSuboperations = 12
+    rsp.NumberOfFailedSuboperations = 0
+    rsp.NumberOfWarningSuboperations = 1
+    rsp.Identifier = BytesIO(identifier) if identifier is not None else None
+    return rsp
+
+
+def get_rsp() -> C_GET:
+    rsp = C_GET()
+    rsp.MessageIDBeingRespondedTo = 65535
+    rsp.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.2.2.3"
+    rsp.Status = 0xFF00
+    rsp.NumberOfRemainingSuboperations = 4
+    rsp.NumberOfCompletedSuboperations = 1
+    rsp.NumberOfFailedSuboperations = 0
+    rsp.NumberOfWarningSuboperations = 0
+    return rsp
+
+
+def store_rq(originator: str | None, data: bytes | None = None) -> C_STORE:
+    req = C_STORE()
+    req.MessageID = 9
+    req.Priority = 2
+    req.AffectedSOPClassUID = CT
+    req.AffectedSOPInstanceUID = "1.2.826.0.1.3680043.10.1011.77.1"  # odd length: padded
+    req.MoveOriginatorApplicationEntityTitle = originator
+    req.MoveOriginatorMessageID = 3 if originator else None
+    req.DataSet = BytesIO(data) if data is not None else None
+    return req
+
+
+def store_rsp(status: int) -> C_STORE:
+    rsp = C_STORE()
+    rsp.MessageIDBeingRespondedTo = 9
+    rsp.AffectedSOPClassUID = CT
+    rsp.AffectedSOPInstanceUID = "1.2.3.44"
+    rsp.Status = status
+    return rsp
+
+
+IDENTIFIER = bytes(range(256)) * 3 + b"xy"
+MESSAGES = {
+    "find pending": lambda: find_rsp(0xFF00, IDENTIFIER),
+    "find pending, optional keys": lambda: find_rsp(0xFF01, b"\x08\x00\x52\x00"),
+    "find success": lambda: find_rsp(0x0000, None),
+    "find cancel": lambda: find_rsp(0xFE00, None),
+    "move pending": lambda: move_rsp(0xFF00, 5),
+    "move final with failed list": lambda: move_rsp(0xB000, None, b"\x08\x00\x58\x11" * 5),
+    "get pending": get_rsp,
+    "store rq from a move": lambda: store_rq("VIEWNODE", IDENTIFIER),
+    "store rq, odd AE title": lambda: store_rq("ODD", b"ab"),
+    "store rq, no originator": lambda: store_rq(None, IDENTIFIER),
+    "store rsp": lambda: store_rsp(0x0000),
+    "store rsp warning": lambda: store_rsp(0xB000),
+}
+
+
+@pytest.mark.parametrize("max_pdu", [0, 16384, 100, 57])
+@pytest.mark.parametrize("name", sorted(MESSAGES))
+def test_messages_equal_pynetdicoms_pdus(name: str, max_pdu: int) -> None:
+    primitive = MESSAGES[name]()
+    assert encode_message(primitive, 5, max_pdu) == pynetdicom_bytes(primitive, 5, max_pdu)
+
+
+@pytest.mark.parametrize("max_pdu", [0, 16384, 1000])
+def test_a_stored_file_is_cut_as_pynetdicom_cuts_it(tmp_path: Path, max_pdu: int) -> None:
+    path = write_study(tmp_path, StudySpec(study_uid=uid(7101), instances_per_series=1))[0]
+    meta = read_file_meta(path.read_bytes())
+    assert meta is not None
+    req = store_rq("VIEWNODE")
+    req._dataset_path = (path, meta[0])  # type: ignore[attr-defined]
+    assert encode_message(req, 3, max_pdu) == pynetdicom_bytes(req, 3, max_pdu)
+
+
+def test_values_outside_the_simple_kinds_are_left_to_pynetdicom() -> None:
+    rsp = store_rsp(0xC000)
+    rsp.ErrorComment = "Übel"
+    assert encode_message(rsp, 1, 0) is None
+    rsp = store_rsp(0xA900)
+    rsp.OffendingElement = [0x00100010]
+    assert encode_message(rsp, 1, 0) is None
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+def test_file_meta_offset_and_uids_equal_split_datasets(tmp_path: Path, syntax: str) -> None:
+    path = write_study(tmp_path, StudySpec(study_uid=uid(7102), instances_per_series=1))[0]
+    ds = dcmread(path)
+    ds.file_meta.TransferSyntaxUID = syntax
+    ds.save_as(path, implicit_vr=syntax == ImplicitVRLittleEndian, little_endian=True,
+               enforce_file_format=True)
+    check_meta(path)
+
+
+def test_file_meta_of_a_jpeg_file_without_group_length(tmp_path: Path) -> None:
+    path = tmp_path / "jpeg.dcm"
+    write_jpeg_instance(path, StudySpec(study_uid=uid(7103)))
+    data = path.read_bytes()
+    assert data[132:136] == b"\x02\x00\x00\x00"  # drop (0002,0000): readers must not need it
+    path.write_bytes(data[:132] + data[144:])
+    meta = check_meta(path)
+    assert meta[0x0010] == JPEGBaseline8Bit
+
+
+def check_meta(path: Path) -> dict[int, str]:
+    expected, offset = split_dataset(path)
+    found = read_file_meta(path.read_bytes())
+    assert found is not None
+    assert found[0] == offset
+    assert found[1][0x0002] == expected.MediaStorageSOPClassUID
+    assert found[1][0x0003] == expected.MediaStorageSOPInstanceUID
+    assert found[1][0x0010] == expected.TransferSyntaxUID
+    return found[1]
+
+
+def test_file_meta_of_a_file_without_preamble_is_not_read() -> None:
+    assert read_file_meta(b"\0" * 200) is None
+
+
+def identifier(index: int) -> Dataset:
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "STUDY"
+    ds.PatientID = f"CORK{index:05d}"
+    ds.PatientComments = "X" * 250  # ~200 bytes each: 600 of them cross CORK_LIMIT
+    return ds
+
+
+COUNT = 600
+
+
+@pytest.fixture(scope="module")
+def corked_scp() -> Iterator[int]:
+    """A pynetdicom C-FIND SCP set up as the node's, answering COUNT encoded identifiers
+    through a corked association (flushing once half-way, as find_scp does between batches),
+    or stopping with Cancel when the requester cancels."""
+    configure_pynetdicom()
+    install_encoded_identifiers()
+    assert install_fast_dimse()
+    encoded = [encode(identifier(i), True, True, False) for i in range(COUNT)]
+    assert sum(len(e) for e in encoded) > 2 * CORK_LIMIT
+
+    def handle(event: Event) -> Iterator[tuple[int, Dataset | None]]:
+        cork(event.assoc)
+        assert event.assoc.dimse._node_cork == []
+        for index, data in enumerate(encoded):
+            if index == COUNT // 2:
+                flush(event.assoc)
+            if event.is_cancelled:
+                yield 0xFE00, None
+                return
+            yield 0xFF00, EncodedIdentifier(data)
+
+    ae = AE(ae_title="CORKED")
+    ae.add_supported_context(FIND, ImplicitVRLittleEndian)
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False,
+                             evt_handlers=[(evt.EVT_C_FIND, handle)])
+    yield port
+    server.shutdown()
+
+
+def find(port: int, cancel_after: int | None = None) -> list[tuple[int, Dataset | None]]:
+    ae = AE(ae_title="REQUESTER")
+    ae.add_requested_context(FIND, ImplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", port, ae_title="CORKED")
+    assert assoc.is_established
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    query.PatientID = ""
+    query.PatientComments = ""
+    responses = []
+    try:
+        for status, ident in assoc.send_c_find(query, FIND, msg_id=11):
+            responses.append((int(status.Status), ident))
+            if cancel_after is not None and len(responses) == cancel_after:
+                assoc.send_c_cancel(11, query_model=FIND)
+    finally:
+        assoc.release()
+    return responses
+
+
+def test_a_corked_find_delivers_every_response_in_order(corked_scp: int) -> None:
+    responses = find(corked_scp)
+    assert [status for status, _ in responses] == [0xFF00] * COUNT + [0x0000]
+    got = [ident.PatientID for _, ident in responses[:-1] if ident is not None]
+    assert got == [f"CORK{i:05d}" for i in range(COUNT)]
+    assert responses[-1][1] is None
+
+
+def test_a_cancelled_corked_find_ends_with_cancel_and_the_association_goes_on(
+    corked_scp: int,
+) -> None:
+    responses = find(corked_scp, cancel_after=5)
+    statuses = [status for status, _ in responses]
+    assert statuses[-1] == 0xFE00
+    assert set(statuses[:-1]) == {0xFF00} and 5 <= len(statuses) - 1 < COUNT
+    # The gathered responses before the cancel arrived intact and in order.
+    got = [ident.PatientID for _, ident in responses[:-1] if ident is not None]
+    assert got == [f"CORK{i:05d}" for i in range(len(got))]
+    again = find(corked_scp)
+    assert len(again) == COUNT + 1
