@@ -14,7 +14,7 @@ from sqlalchemy import JSON, DateTime
 from sqlalchemy.dialects import sqlite
 
 from node.index.models import Base
-from node.index.sqlite_batches import SqliteBatches, bind_processor
+from node.index.sqlite_batches import RowInserts, SqliteBatches, bind_processor
 
 TABLES = ("viewing_contexts", "context_studies", "audit_events")
 COLUMNS = [Base.metadata.tables[t].c[c.name] for t in TABLES
@@ -60,3 +60,25 @@ async def test_a_database_that_cannot_be_opened_fails_the_job_not_the_thread(
         assert await batches.submit(2) == 2
     finally:
         await batches.close()
+
+
+def test_rows_are_bound_in_column_order_with_the_key_last(tmp_path: Path) -> None:
+    table = Base.metadata.tables["audit_events"]
+    inserts = RowInserts(table, ("action", "at", "detail"), key="context_pk")
+    at = datetime(2026, 12, 3, 17, 0, 0, 5, tzinfo=UTC)
+    row = {"action": "issue", "at": at, "detail": {"studies": ["1.2.3"]}}
+    bound = inserts.bind(row, 41)
+    assert bound == ["issue", bind_processor(table.c["at"])(at),  # type: ignore[misc]
+                     bind_processor(table.c["detail"])(row["detail"]), 41]  # type: ignore[misc]
+    assert row == {"action": "issue", "at": at, "detail": {"studies": ["1.2.3"]}}
+    with sqlite3.connect(tmp_path / "db.sqlite") as conn:
+        conn.execute("CREATE TABLE audit_events (action, at, detail, context_pk)")
+        inserts.insert(conn, [bound, inserts.bind({**row, "action": "redeem"}, 42)])
+        assert conn.execute("SELECT action, context_pk, json_extract(detail, '$.studies[0]') "
+                            "FROM audit_events ORDER BY context_pk").fetchall() == [
+            ("issue", 41, "1.2.3"), ("redeem", 42, "1.2.3")]
+
+
+def test_a_key_column_that_needs_a_processor_is_refused() -> None:
+    with pytest.raises(ValueError, match="at"):
+        RowInserts(Base.metadata.tables["audit_events"], ("action",), key="at")

@@ -21,6 +21,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -172,19 +173,34 @@ class RowInserts:
     executemany() steps once per row. A thread that has let go of the GIL gets it back only
     when the event loop's thread offers it or after the switch interval (5 ms), so a batch
     written row by row waited on the loop once per row under load. One statement per table
-    (per MAX_PARAMETERS values) is one step, whatever the number of rows."""
+    (per MAX_PARAMETERS values) is one step, whatever the number of rows.
 
-    def __init__(self, table: Table, columns: Sequence[str]) -> None:
+    `key`, when given, is a last column whose value the writer passes to `bind` (an id it
+    assigned, a parent's id), so that it need not copy every row's dictionary to add it."""
+
+    def __init__(self, table: Table, columns: Sequence[str], key: str | None = None) -> None:
         self.table = table.name
-        self.columns = tuple(columns)
-        self._processors = [(name, bind_processor(table.c[name])) for name in columns]
+        self.columns = (*columns, key) if key is not None else tuple(columns)
+        # The values in column order come out of a row in one C call; only the few columns
+        # with a processor (JSON, datetimes) are touched again.
+        self._values = itemgetter(*columns) if len(columns) > 1 else \
+            (lambda row, name=columns[0]: (row[name],))
+        self._processed = [(index, processor) for index, name in enumerate(columns)
+                           if (processor := bind_processor(table.c[name])) is not None]
+        self._keyed = key is not None
+        if key is not None and bind_processor(table.c[key]) is not None:
+            raise ValueError(f"key: {key} needs a bind processor; pass it in the rows instead")
         self._row_marks = f"({', '.join('?' * len(self.columns))})"
         self._rows_per_statement = MAX_PARAMETERS // len(self.columns)
 
-    def bind(self, values: dict[str, Any]) -> list[Any]:
-        """The row's parameters, in column order."""
-        return [values[name] if processor is None else processor(values[name])
-                for name, processor in self._processors]
+    def bind(self, values: dict[str, Any], key: Any = None) -> list[Any]:
+        """The row's parameters, in column order (`key` last, when the table has one)."""
+        row = list(self._values(values))
+        for index, processor in self._processed:
+            row[index] = processor(row[index])
+        if self._keyed:
+            row.append(key)
+        return row
 
     def insert(self, connection: sqlite3.Connection, rows: Sequence[list[Any]]) -> None:
         """INSERT the bound rows, as few statements as the parameter limit allows."""

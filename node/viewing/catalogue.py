@@ -15,6 +15,8 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -26,6 +28,18 @@ log = logging.getLogger(__name__)
 CATALOGUE_SECONDS = 1.0
 
 
+@dataclass(frozen=True)
+class Applicable:
+    """What a token records of the catalogue for one user and role."""
+
+    role: RoleInfo
+    scope: str | None
+    protocols: list[Protocol]
+    # The context's hanging_protocols column: made once per user, role and snapshot, since
+    # every token of that user carries the same one.
+    protocols_json: dict[str, Any]
+
+
 class Catalogue:
     def __init__(self, engine: AsyncEngine, seconds: float = CATALOGUE_SECONDS) -> None:
         self._engine = engine
@@ -33,6 +47,7 @@ class Catalogue:
         self._loaded_at = -seconds
         self._roles: dict[str, RoleInfo] = {}
         self._protocols: list[Protocol] = []
+        self._applicable: dict[tuple[str, str], Applicable] = {}
         self._loading = asyncio.Lock()
         self._refresh: asyncio.Task[None] | None = None
 
@@ -44,9 +59,21 @@ class Catalogue:
                 role = await get_role(conn, name)
         return role
 
-    async def protocols(self, username: str, role: str) -> tuple[str | None, list[Protocol]]:
+    async def applicable(self, username: str, role_name: str) -> Applicable | None:
+        """The role (None: no such role) and the hanging protocols that apply to the user."""
         await self._fresh()
-        return choose_protocols(self._protocols, username, role)
+        found = self._applicable.get((username, role_name))
+        if found is not None:
+            return found
+        role = await self.role(role_name)
+        if role is None:
+            return None
+        scope, protocols = choose_protocols(self._protocols, username, role.name)
+        found = Applicable(role, scope, protocols, {
+            "scope": scope, "protocols": [p.as_json() for p in protocols]})
+        if role.name in self._roles:  # one looked up outside the snapshot is not kept
+            self._applicable[(username, role_name)] = found
+        return found
 
     async def close(self) -> None:
         if self._refresh is not None:
@@ -81,4 +108,5 @@ class Catalogue:
                 protocols = await all_protocols(conn)
             self._roles = {role.name: role for role in roles}
             self._protocols = protocols
+            self._applicable = {}
             self._loaded_at = started

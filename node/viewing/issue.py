@@ -14,14 +14,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from node.errors import InvalidInput
-from node.hanging_protocols import Protocol
 from node.render.preload import StudyPreloader
 from node.resolve import Findings, StudyRequest, find_remote, remote_queries, select_sources
 from node.services import NodeServices
 from node.viewing import arrange, audit
 from node.viewing.arrange import PURPOSE_PRIORITY, Arrangement
-from node.viewing.catalogue import Catalogue
-from node.viewing.options import ViewingOptions
+from node.viewing.catalogue import Applicable, Catalogue
+from node.viewing.options import ViewingOptions, options_json
 from node.viewing.retrievals import RetrievalRegistry
 from node.viewing.store import IssueStore, Prepared
 from node.viewing.tokens import digest, new_token
@@ -101,14 +100,12 @@ class TokenIssuer:
         config = self._services.config
         sources = select_sources(config, request.source_nodes)
         explicit = bool(request.source_nodes)
-        role = await self._catalogue.role(request.role)
-        if role is None:
+        applicable = await self._catalogue.applicable(request.username, request.role)
+        if applicable is None:
             raise InvalidInput(f"role: unknown role {request.role!r}", field="role")
-        scope, protocols = await self._catalogue.protocols(request.username, role.name)
 
         def prepare(findings: Findings) -> Prepared:
-            return self._prepare(request, role.name, scope, protocols, findings,
-                                 arranger(findings))
+            return self._prepare(request, applicable, findings, arranger(findings))
 
         def prepare_if_local(findings: Findings) -> Prepared | None:
             if sources and remote_queries(findings, request.studies, explicit):
@@ -120,8 +117,10 @@ class TokenIssuer:
             await find_remote(config, findings, request.studies, sources, explicit=explicit)
             prepared = prepare(findings)
             await self._store.write(prepared)
-        await self._start_retrievals(prepared.arrangements)
-        self._start_preloads(prepared.arrangements)
+        if prepared.remote:
+            await self._start_retrievals(prepared.arrangements)
+        if prepared.preload:
+            self._start_preloads(prepared.arrangements)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("issued %d token(s): context(s) %s, %d source node(s) failed",
                       len(prepared.tokens), ",".join(map(str, prepared.ids)),
@@ -129,39 +128,52 @@ class TokenIssuer:
         return prepared.tokens
 
     def _prepare(
-        self, request: IssueRequest, role: str, scope: str | None, protocols: list[Protocol],
-        findings: Findings, arrangements: list[tuple[str, Arrangement]],
+        self, request: IssueRequest, applicable: Applicable, findings: Findings,
+        arrangements: list[tuple[str, Arrangement]],
     ) -> Prepared:
         """The tokens and their contexts. May run on the store's thread (node/viewing/store.py):
         nothing here touches the event loop."""
         now = datetime.now(UTC)
         expires = now + timedelta(seconds=self._services.config.api.token_lifetime_seconds)
         request_json = request.request_json()
+        role = applicable.role.name
         common = {
             "username": request.username, "role": role, "request": request_json,
-            "options": request.options.as_json(), "sources": findings.sources_json(),
-            "hanging_protocols": {"scope": scope,
-                                  "protocols": [p.as_json() for p in protocols]},
+            "options": options_json(request.options), "sources": findings.sources_json(),
+            "hanging_protocols": applicable.protocols_json,
             "sticky": request.sticky, "client_address": request.client_address,
             "created_at": now, "expires_at": expires, "redeemed_at": None, "revoked_at": None,
         }
-        tokens = [new_token() for _ in arrangements]
-        contexts = [
-            NewContext(
+        failed = [f.ae_title for f in findings.failed]
+        contexts = []
+        tokens = []
+        remote = preload = False
+        for kind, arrangement in arrangements:
+            token = new_token()
+            tokens.append(token)
+            studies = []
+            found = []
+            not_found = []
+            for position, entry in enumerate(arrangement.entries):
+                studies.append(self._row(position, entry))
+                study = entry.study
+                if study is None:
+                    not_found.append(entry.study_uid)
+                else:
+                    found.append(entry.study_uid)
+                    remote = remote or bool(study.source)
+                    preload = preload or entry.preload
+            contexts.append(NewContext(
                 context={**common, "token_hash": digest(token), "kind": kind,
                          "display": arrangement.display},
-                studies=[self._row(i, entry) for i, entry in enumerate(arrangement.entries)],
+                studies=studies,
                 audit=audit.row(
                     "issue", username=request.username, role=role,
                     client_address=request.client_address, kind=kind,
                     display=arrangement.display, request=request_json,
-                    studies=[e.study_uid for e in arrangement.entries if e.study is not None],
-                    notFound=[e.study_uid for e in arrangement.entries if e.study is None],
-                    failedSources=[f.ae_title for f in findings.failed]),
-            )
-            for token, (kind, arrangement) in zip(tokens, arrangements, strict=True)
-        ]
-        return Prepared(tokens, arrangements, contexts)
+                    studies=found, notFound=not_found, failedSources=failed),
+            ))
+        return Prepared(tokens, arrangements, contexts, remote=remote, preload=preload)
 
     def _row(self, position: int, entry: arrange.Entry) -> dict[str, Any]:
         study = entry.study

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -40,3 +41,10 @@ class ViewingOptions:
             "annotations": "annotations" in allowed,
             "export": "export" in allowed,
         }
+
+
+@functools.lru_cache(maxsize=256)
+def options_json(options: ViewingOptions) -> dict[str, Any]:
+    """`options.as_json()`, made once per distinct set of options (most tokens share a few).
+    The dictionary is shared: callers store it, never change it."""
+    return options.as_json()

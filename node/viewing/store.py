@@ -34,6 +34,10 @@ class Prepared:
     tokens: list[str]
     arrangements: list[tuple[str, Arrangement]]
     contexts: list[NewContext]
+    # Whether any study is to be retrieved from a source node, any to be preloaded: most
+    # tokens need neither, and then skip both steps.
+    remote: bool = True
+    preload: bool = True
     ids: list[int] = field(default_factory=list)
 
 

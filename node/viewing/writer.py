@@ -131,11 +131,11 @@ class SqliteContextInserts:
     def __init__(self) -> None:
         self._tables: dict[tuple[str, tuple[str, ...]], RowInserts] = {}
 
-    def _inserts(self, table: Table, row: dict[str, Any]) -> RowInserts:
-        key = (table.name, tuple(row))
-        inserts = self._tables.get(key)
+    def _inserts(self, table: Table, row: dict[str, Any], key: str) -> RowInserts:
+        columns = tuple(row)
+        inserts = self._tables.get((table.name, columns))
         if inserts is None:
-            inserts = self._tables[key] = RowInserts(table, key[1])
+            inserts = self._tables[(table.name, columns)] = RowInserts(table, columns, key)
         return inserts
 
     def write(self, connection: sqlite3.Connection,
@@ -162,19 +162,23 @@ class SqliteContextInserts:
             ids: list[list[int]] = []
             rows: dict[RowInserts, list[list[Any]]] = {}
 
-            def add(table: Table, row: dict[str, Any]) -> None:
-                inserts = self._inserts(table, row)
-                rows.setdefault(inserts, []).append(inserts.bind(row))
+            def add(table: Table, row: dict[str, Any], key: str, value: int) -> None:
+                inserts = self._inserts(table, row, key)
+                bound = inserts.bind(row, value)
+                if (same := rows.get(inserts)) is None:
+                    rows[inserts] = [bound]
+                else:
+                    same.append(bound)
 
             for contexts in jobs:
                 ids.append([])
                 for new in contexts:
                     pk += 1
                     ids[-1].append(pk)
-                    add(CONTEXTS, {**new.context, "id": pk})
+                    add(CONTEXTS, new.context, "id", pk)
                     for study in new.studies:
-                        add(STUDIES, {**study, "context_pk": pk})
-                    add(AUDIT, {**new.audit, "context_pk": pk})
+                        add(STUDIES, study, "context_pk", pk)
+                    add(AUDIT, new.audit, "context_pk", pk)
             # Contexts first: the other two tables refer to them.
             for inserts, values in sorted(rows.items(), key=lambda i: i[0].table != CONTEXTS.name):
                 inserts.insert(connection, values)
