@@ -21,6 +21,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from node.config import Config
 from node.dimse import find_scp, get_scp, move_scp, store_scp
+from node.dimse.command_reader import install_command_reader
 from node.dimse.reactor import install_event_driven_reactors
 from node.dimse.sockets import install_tcp_nodelay
 from node.dimse.speedups import install_speedups
@@ -53,6 +54,8 @@ def configure_pynetdicom() -> None:
     _config.LOG_HANDLER_LEVEL = "standard" if verbose else "none"
     _config.LOG_REQUEST_IDENTIFIERS = verbose
     _config.LOG_RESPONSE_IDENTIFIERS = verbose
+    if not verbose:  # the standard handlers read received command sets as pydicom Datasets
+        install_command_reader()
 
 
 def build_ae(config: Config) -> AE:
