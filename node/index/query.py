@@ -12,6 +12,7 @@ keyword -> text.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -80,11 +81,16 @@ def _string_agg(col: Any, dialect: str) -> Expr:
     return func.group_concat(col.distinct())
 
 
+# Computed attributes are correlated subqueries over aliased tables. Building one (and SQLAlchemy
+# adapting the alias's columns) took ~10 ms per C-FIND, as much as running it: each is built
+# once per dialect and reused (SQL expressions are immutable; their cache keys are memoized).
+@functools.cache
 def _count_study_series(_dialect: str) -> Expr:
     s = aliased(Series)
     return select(func.count(s.id)).where(s.study_pk == Study.id).correlate(Study).scalar_subquery()
 
 
+@functools.cache
 def _count_study_instances(_dialect: str) -> Expr:
     s, i = aliased(Series), aliased(Instance)
     return (
@@ -93,6 +99,7 @@ def _count_study_instances(_dialect: str) -> Expr:
     )
 
 
+@functools.cache
 def _count_series_instances(_dialect: str) -> Expr:
     i = aliased(Instance)
     return (
@@ -101,6 +108,7 @@ def _count_series_instances(_dialect: str) -> Expr:
     )
 
 
+@functools.cache
 def _count_patient_studies(_dialect: str) -> Expr:
     st = aliased(Study)
     return (
@@ -109,6 +117,7 @@ def _count_patient_studies(_dialect: str) -> Expr:
     )
 
 
+@functools.cache
 def _count_patient_series(_dialect: str) -> Expr:
     st, s = aliased(Study), aliased(Series)
     return (
@@ -117,6 +126,7 @@ def _count_patient_series(_dialect: str) -> Expr:
     )
 
 
+@functools.cache
 def _count_patient_instances(_dialect: str) -> Expr:
     st, s, i = aliased(Study), aliased(Series), aliased(Instance)
     return (
@@ -125,6 +135,7 @@ def _count_patient_instances(_dialect: str) -> Expr:
     )
 
 
+@functools.cache
 def _modalities_in_study(dialect: str) -> Expr:
     s = aliased(Series)
     return (
@@ -133,6 +144,7 @@ def _modalities_in_study(dialect: str) -> Expr:
     )
 
 
+@functools.cache
 def _sop_classes_in_study(dialect: str) -> Expr:
     s, i = aliased(Series), aliased(Instance)
     return (
@@ -346,9 +358,12 @@ def _key_condition(attribute: Attribute, values: tuple[str, ...]) -> Expr | None
     return _any_of([_value_condition(attribute.kind, target, v) for v in values])
 
 
+_MODALITY_SERIES = aliased(Series)
+
+
 def _modalities_condition(values: tuple[str, ...]) -> Expr | None:
     """A study matches ModalitiesInStudy when one of its series has one of the modalities."""
-    s = aliased(Series)
+    s = _MODALITY_SERIES
     condition = _any_of([_value_condition("text", s.modality, v) for v in values])
     if condition is None:
         return None
