@@ -20,7 +20,7 @@ from pydicom import dcmread
 from tests import index_db
 from tests.cloud_peers import ServerProcess, moto, s3_client
 from tests.factory import StudySpec, uid, write_study
-from tests.peers import NodeProcess, StoreSCP, dcmtk
+from tests.peers import PEER_ENV, NodeProcess, StoreSCP, dcmtk
 from tests.postgres_peer import PostgresCluster
 from tests.test_s3_storage import PREFIX, REGION, new_bucket, write_credentials
 
@@ -30,6 +30,7 @@ ROLE = "physician"
 STUDY = StudySpec(study_uid=uid(7711), patient_id="S3-NODE", series=2, instances_per_series=3,
                   rows=32, columns=32)
 SECRET = "s3-node-secret-never-logged"
+BURST = 60
 
 
 def s3_node(folder: Path, moto: ServerProcess, bucket: str, ae_title: str = "VIEWNODE",
@@ -275,9 +276,28 @@ async def test_two_instances_on_postgresql_sharing_the_bucket_serve_each_others_
         cache = second.data_dir / "cache"
         cached = {p.relative_to(cache).as_posix(): p.read_bytes() for p in cache.rglob("*.dcm")}
         assert {PREFIX + path: data for path, data in cached.items()} == objects
+        send_the_same_instances_to_both_at_once(first, second, tmp_path / "burst")
+        with postgres.connect("s3_shared") as conn:
+            rows = dict(conn.execute("SELECT sop_uid, path FROM instances").fetchall())
+        assert len(rows) == 4 + BURST
+        assert sorted(bucket_objects(moto, bucket)) == sorted(PREFIX + p for p in rows.values())
         for node in (first, second):
             checked = node.cli("check")
             assert checked.returncode == 0, checked.stdout + checked.stderr
     finally:
         first.stop()
         second.stop()
+
+
+def send_the_same_instances_to_both_at_once(first: NodeProcess, second: NodeProcess,
+                                            folder: Path) -> None:
+    """One study of BURST instances sent by two storescu at the same time, one to each node:
+    the conditional PUTs and the index race for every instance."""
+    write_study(folder, StudySpec(study_uid=uid(7714), patient_id="S3-BURST", series=2,
+                                  instances_per_series=BURST // 2, rows=16, columns=16))
+    senders = [subprocess.Popen(
+        ["storescu", "-aec", node.ae_title, "+sd", "+r", "127.0.0.1", str(node.dicom_port),
+         str(folder)], env=PEER_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True) for node in (first, second)]
+    outputs = [sender.communicate(timeout=300)[0] for sender in senders]
+    assert [s.returncode for s in senders] == [0, 0], outputs
