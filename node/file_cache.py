@@ -43,14 +43,26 @@ class FileCache:
         self._entries: OrderedDict[str, tuple[int, float]] = OrderedDict()
         self._total = 0
         self._filling: dict[str, threading.Lock] = {}
-        self._scan()
+        # What is cached already is taken over at first use, not at start: a CLI command
+        # that never reads an instance does not walk a large cache.
+        self._scanned = False
+        self._scanning = threading.Lock()
+
+    def _ensure_scanned(self) -> None:
+        if not self._scanned:
+            with self._scanning:
+                if not self._scanned:
+                    self._scan()
+                    self._scanned = True
 
     @property
     def total_bytes(self) -> int:
+        self._ensure_scanned()
         return self._total
 
     def get(self, relative: str) -> Path | None:
         """The cached file, or None (never cached, evicted, or deleted behind our back)."""
+        self._ensure_scanned()
         path = self.root / relative
         with self._lock:
             entry = self._entries.get(relative)
@@ -95,6 +107,7 @@ class FileCache:
     def adopt(self, relative: str, file: Path) -> Path:
         """Move a complete local file (same file system) into the cache as `relative`,
         replacing any cached copy."""
+        self._ensure_scanned()
         target = self.root / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         size = file.stat().st_size
@@ -108,6 +121,7 @@ class FileCache:
 
     def forget(self, relative: str) -> None:
         """Remove a cached copy (its object was deleted or moved)."""
+        self._ensure_scanned()
         with self._lock:
             self._drop(relative)
         (self.root / relative).unlink(missing_ok=True)

@@ -286,5 +286,7 @@ def test_files_another_process_used_lately_are_not_evicted_by_a_new_cache(
     old, recent = put(first, "old.dcm"), put(first, "recent.dcm")
     long_ago = time.time() - 3600
     os.utime(old, (long_ago, long_ago))
-    FileCache(tmp_path / "cache", max_bytes=150, fsync=False, keep_seconds=300)
+    second = FileCache(tmp_path / "cache", max_bytes=150, fsync=False, keep_seconds=300)
+    assert old.exists()  # nothing is walked or evicted before the cache is used
+    assert second.total_bytes == 100
     assert not old.exists() and recent.exists()
