@@ -306,6 +306,8 @@ def _validate(config: Config) -> None:
     if config.sources.fetch_concurrency < 1 or config.sources.fetch_retries < 0:
         raise ConfigError("sources: fetch_concurrency must be at least 1 and fetch_retries "
                           "at least 0")
+    if config.sources.imports_at_once < 1:
+        raise ConfigError("sources.imports_at_once must be at least 1")
     jobs = config.jobs
     if not 0 < jobs.heartbeat_seconds < jobs.stale_seconds or jobs.poll_seconds <= 0 \
             or jobs.max_attempts < 1:

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 JOBS: Table = Job.__table__  # type: ignore[assignment]
 ACTIVE = ("queued", "running")
+# The outcome of a job whose instance died `max_attempts` times.
+GIVEN_UP = "stopped by its instance each time it ran"
 
 
 def worker_name(instance: str) -> str:
@@ -61,6 +63,11 @@ class ClaimedJob:
     key: str
     payload: dict[str, Any]
     attempts: int
+
+
+JobHandler = Callable[[ClaimedJob], Awaitable[tuple[str, str]]]
+# Told the outcome once it is recorded (a reader that sees the job finished sees it too).
+JobFinished = Callable[[ClaimedJob, str, str], Awaitable[None]]
 
 
 class JobBoard:
@@ -102,15 +109,18 @@ class JobBoard:
                 return JobStatus("queued", "", None), False
         return JobStatus("queued", "", None), True
 
-    async def claim(self, kind: str, blocked_by: str | None = None) -> ClaimedJob | None:
+    async def claim(self, kind: str, blocked_by: str | None = None,
+                    given_up: JobFinished | None = None) -> ClaimedJob | None:
         """Take one queued (or abandoned) job of `kind`; None when there is none. With
-        `blocked_by`, a job waits while a job of that kind with the same key is active."""
+        `blocked_by`, a job waits while a job of that kind with the same key is active. A job
+        whose instance died `max_attempts` times is failed instead, and `given_up` told."""
         while True:
             job = await self._claim_once(kind, blocked_by)
             if job is None or job.attempts <= self._settings.max_attempts:
                 return job
             log.warning("%s job %d given up after %d attempts", kind, job.id, job.attempts - 1)
-            await self.finish(job.id, "failed", "stopped by its instance each time it ran")
+            if await self.finish(job.id, "failed", GIVEN_UP) and given_up is not None:
+                await given_up(job, "failed", GIVEN_UP)
 
     async def _claim_once(self, kind: str, blocked_by: str | None) -> ClaimedJob | None:
         now = datetime.now(UTC)
@@ -186,9 +196,6 @@ class JobBoard:
             return {key: state for key, state in rows}
 
 
-JobHandler = Callable[[ClaimedJob], Awaitable[tuple[str, str]]]
-# Told the outcome once it is recorded (a reader that sees the job finished sees it too).
-JobFinished = Callable[[ClaimedJob, str, str], Awaitable[None]]
 
 
 class JobRunner:
@@ -209,6 +216,7 @@ class JobRunner:
         self._wake = asyncio.Event()
         self._running: dict[int, tuple[ClaimedJob, asyncio.Task[None]]] = {}
         self._loops: list[asyncio.Task[None]] = []
+        self._claiming = False
         # What the last look at the table found active (any instance's), key -> state.
         self.seen_active: dict[str, str] = {}
 
@@ -245,11 +253,14 @@ class JobRunner:
     async def _claim_available(self) -> None:
         while True:
             await self._slots.acquire()
+            self._claiming = True
             try:
-                job = await self._board.claim(self._kind, self._blocked_by)
+                job = await self._board.claim(self._kind, self._blocked_by, self._finished)
             except BaseException:
                 self._slots.release()
                 raise
+            finally:
+                self._claiming = False
             if job is None:
                 self._slots.release()
                 return
@@ -290,7 +301,8 @@ class JobRunner:
         """Wait until no job of this kind is queued or running on any instance."""
         while True:
             self.seen_active = await self._board.active(self._kind)
-            if not self.seen_active and not self._running:
+            # A claim may be telling `finished` of a job it gave up: part of that job's end.
+            if not self.seen_active and not self._running and not self._claiming:
                 return
             self.wake()
             await asyncio.sleep(0.05)

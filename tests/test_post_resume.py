@@ -4,6 +4,7 @@ fetching again what was already indexed, and leaves no half file and no secret b
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import re
@@ -11,19 +12,27 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydicom import dcmread
+from sqlalchemy import update
 
+from node.index.job_models import Job
+from node.jobs import GIVEN_UP
+from node.roles import add_role
 from node.runtime import open_services
 from node.sources import FetchPolicy, Importer, ImportProgress, parse_request, plan_import
+from node.sources.import_jobs import ImportJobs
+from node.sources.opening import JOB_KIND, issue_context
 from node.storage_mapping import MappingTable
 from tests.cloud_peers import ServerProcess, moto, s3_put
 from tests.factory import StudySpec, make_instance, uid
 from tests.index_db import dump, rows
 from tests.peers import NodeProcess
+from tests.post_examples import example
 from tests.postgres_peer import PostgresCluster
 from tests.source_fixtures import node_config
 
@@ -57,7 +66,11 @@ Query = Callable[[str], list[tuple[Any, ...]]]
 
 
 def _on(node: NodeProcess) -> Query:
-    return lambda sql: rows(node.data_dir, sql)
+    return _on_folder(node.data_dir)
+
+
+def _on_folder(data_dir: Path) -> Query:
+    return lambda sql: rows(data_dir, sql)
 
 
 def _indexed(query: Query) -> int:
@@ -233,6 +246,41 @@ async def test_a_resumed_import_puts_back_a_file_a_dead_instance_left_unplaced(
         log.seek(since)
         fetched = re.findall(rf'"GET /{name}/(resume/\d+\.dcm) HTTP', log.read().decode())
     assert fetched == ["resume/0002.dcm"]
+
+
+async def test_an_import_whose_node_died_each_time_is_given_up_in_its_context(
+    tmp_path: Path
+) -> None:
+    config = node_config(tmp_path / "node", jobs={
+        "heartbeat_seconds": 0.2, "poll_seconds": 0.05, "stale_seconds": 1.0})
+    body = example("wado-uri", url="http://127.0.0.1:9/wado",
+                   httpHeaders={"Authorization": SECRET_KEY})
+    async with open_services(config) as services:
+        await add_role(services.sessions, "diagnostic", [])
+        plan = plan_import(parse_request(body), MappingTable([]), config)
+        _, context_pk = await issue_context(services, plan, ImportProgress())
+        # As its instances left it: claimed max_attempts times, its heartbeat long gone.
+        async with services.sessions() as session:
+            await session.execute(update(Job).where(Job.kind == JOB_KIND).values(
+                state="running", claimed_by="dead/1", attempts=config.jobs.max_attempts,
+                heartbeat_at=datetime.now(UTC) - timedelta(minutes=5)))
+            await session.commit()
+        jobs = ImportJobs(services)
+        jobs.start()
+        try:
+            await asyncio.wait_for(jobs.wait_idle(), 30)
+        finally:
+            await jobs.close()
+    query = _on_folder(config.data_dir)
+    assert query("SELECT state, outcome FROM jobs") == [("failed", GIVEN_UP)]
+    (sources,) = query("SELECT sources FROM viewing_contexts")[0]
+    progress = (json.loads(sources) if isinstance(sources, str) else sources)["import"]
+    assert progress["state"] == "stopped"
+    assert "import given up after 3 tries" in progress["failures"][0]["message"]
+    (state, message), = query("SELECT state, message FROM context_studies")
+    assert state == "failed" and "given up" in message
+    assert query("SELECT count(*) FROM sealed_credentials") == [(0,)]
+    assert context_pk == 1
 
 
 def _assert_finished(query: Query, storage: Path, keys: dict[str, str]) -> None:

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from node.errors import InvalidInput
 from node.index.job_models import ImportOutcome
 from node.index.viewing_models import ViewingContext
-from node.jobs import ClaimedJob, JobBoard, JobRunner, worker_name
+from node.jobs import GIVEN_UP, ClaimedJob, JobBoard, JobRunner, worker_name
 from node.services import NodeServices
 from node.sources.opening import JOB_KIND, ContextProgress
 from node.sources.pipeline import FetchPolicy, Importer, SlideRegistry
@@ -47,7 +47,8 @@ class ImportJobs:
         settings = services.config.jobs
         board = JobBoard(services.engine, settings, worker_name(services.config.instance_name))
         self._runner = JobRunner(board, settings, JOB_KIND, self._import,
-                                 services.config.sources.imports_at_once)
+                                 services.config.sources.imports_at_once,
+                                 finished=self._finished)
         self._sweeper: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -68,16 +69,33 @@ class ImportJobs:
                 log.warning("sweeping sealed credentials failed (%s)", type(exc).__name__)
             await asyncio.sleep(SWEEP_SECONDS)
 
+    async def _finished(self, job: ClaimedJob, state: str, outcome: str) -> None:
+        """An import whose instance died each time it ran is given up (node/jobs.py): its
+        context says so and keeps what was imported; nothing is left to resume."""
+        if outcome != GIVEN_UP:
+            return  # the import wrote its own end
+        context_pk = int(job.key)
+        progress = ImportProgress()
+        progress.restore(await self._outcomes(context_pk))
+        progress.fail("request", f"import given up after {job.attempts - 1} tries: its node "
+                      "stopped each time it ran", counted=False)
+        progress.set_state("stopped")
+        await ContextProgress(self.services, context_pk).finish(progress)
+
+    async def _outcomes(self, context_pk: int) -> list[ItemOutcome]:
+        async with self.services.sessions() as session:
+            return [ItemOutcome(o.item, o.outcome, o.study_uid, o.sop_uid, o.message)
+                    for o in (await session.scalars(
+                        select(ImportOutcome).where(ImportOutcome.context_pk == context_pk)
+                        .order_by(ImportOutcome.id))).all()]
+
     async def _import(self, job: ClaimedJob) -> tuple[str, str]:
         context_pk = int(job.key)
         async with self.services.sessions() as session:
             row = (await session.execute(
                 select(ViewingContext.request, ViewingContext.sources)
                 .where(ViewingContext.id == context_pk))).first()
-            outcomes = [ItemOutcome(o.item, o.outcome, o.study_uid, o.sop_uid, o.message)
-                        for o in (await session.scalars(
-                            select(ImportOutcome).where(ImportOutcome.context_pk == context_pk)
-                            .order_by(ImportOutcome.id))).all()]
+        outcomes = await self._outcomes(context_pk)
         if row is None:
             return "failed", "its viewing context no longer exists"
         if ((row.sources or {}).get("import") or {}).get("state") == "done":

@@ -168,7 +168,7 @@ class ContextProgress:
             await session.execute(
                 update(ViewingContext).where(ViewingContext.id == self.context_pk)
                 .values(sources={"import": snapshot}))
-            if final and progress.state == "done":
+            if final and progress.state in ("done", "stopped"):
                 # Nothing is left to resume: what only a resumed import needed goes.
                 await session.execute(delete(ImportOutcome)
                                       .where(ImportOutcome.context_pk == self.context_pk))
@@ -222,7 +222,10 @@ def _state(progress: ImportProgress, study_uid: str, final: bool) -> tuple[str, 
     if not final:
         return ("retrieving" if done or failed else "pending"), ""
     if progress.state == "stopped":
-        return ("available" if done else "failed"), first_failure or "the import failed"
+        # Why the whole import failed is a failure of no study in particular.
+        reason = first_failure or next((f["message"] for f in progress.failures
+                                        if not f.get("studyInstanceUID")), "the import failed")
+        return ("available" if done else "failed"), reason
     if done and failed:
         return "available", f"{failed} of {done + failed} instances failed: {first_failure}"
     if done:
