@@ -62,6 +62,9 @@ def test_the_instances_share_database_storage_and_key_and_differ_in_the_rest() -
     assert a.database_url == b.database_url and a.database_url.startswith("postgresql+asyncpg")
     assert a.storage_root == b.storage_root
     assert a.api.servlet_authorization_header == b.api.servlet_authorization_header
+    # Either instance resumes the other's POST imports with the sealed credentials.
+    assert a.credentials_key_path == b.credentials_key_path
+    assert a.credentials_key_path.parent == a.storage_root.parent
     assert a.node.ae_title != b.node.ae_title
     assert a.dicom.port != b.dicom.port and a.http.port != b.http.port
     assert a.data_dir != b.data_dir
