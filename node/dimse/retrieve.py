@@ -28,6 +28,7 @@ from pynetdicom.association import Association
 from pynetdicom.events import Event
 from pynetdicom.presentation import PresentationContext, build_context
 
+from node.dimse.light_dataset import init_empty, put_uid
 from node.dimse.qr_identifier import (
     STATUS_CANCEL,
     STATUS_IDENTIFIER_MISMATCH,
@@ -50,17 +51,23 @@ MAX_CONTEXTS = 128
 class StoredFile(Dataset):
     """A stored instance to send as it is: SOP Class/Instance UIDs plus the file's path."""
 
+    stored_path: Path
+    stored_sop_class: str
+    stored_transfer_syntax: str
+
     def __init__(self, path: Path, ref: StoredInstanceRef) -> None:
-        super().__init__()
-        self.SOPClassUID = ref.sop_class_uid
-        self.SOPInstanceUID = ref.sop_uid
-        self.stored_path = path
-        self.stored_transfer_syntax = ref.transfer_syntax
+        # Made for every file a C-MOVE/C-GET names before the first is sent: the pydicom way
+        # (Dataset(), validated UIDs) cost 0.1-0.5 ms each.
+        init_empty(self)
+        put_uid(self, 0x00080016, ref.sop_class_uid)
+        put_uid(self, 0x00080018, ref.sop_uid)
+        self.__dict__.update(stored_path=path, stored_sop_class=ref.sop_class_uid,
+                             stored_transfer_syntax=ref.transfer_syntax)
 
     def payload_for(self, assoc: Association) -> Path | Dataset:
         """The file's path when a context with its own transfer syntax was accepted (sent
         without decoding), else the decoded dataset for pynetdicom to convert."""
-        accepted = _accepted_syntaxes(assoc, str(self.SOPClassUID))
+        accepted = _accepted_syntaxes(assoc, self.stored_sop_class)
         if _config.STORE_SEND_CHUNKED_DATASET and self.stored_transfer_syntax in accepted:
             return self.stored_path
         dataset = dcmread(self.stored_path)
@@ -110,7 +117,7 @@ def presentation_contexts(files: Iterable[StoredFile]) -> list[PresentationConte
     """One context per (SOP class, stored transfer syntax), so every file can go out as stored;
     then, room permitting, Implicit VR Little Endian per SOP class, which every SCP accepts, as
     the fallback for uncompressed files whose own syntax the destination refuses."""
-    pairs = sorted({(str(f.SOPClassUID), f.stored_transfer_syntax) for f in files})
+    pairs = sorted({(f.stored_sop_class, f.stored_transfer_syntax) for f in files})
     if len(pairs) > MAX_CONTEXTS:
         log.warning("%d SOP class/transfer syntax pairs: proposing the first %d",
                     len(pairs), MAX_CONTEXTS)
