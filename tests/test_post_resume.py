@@ -20,7 +20,7 @@ import pytest
 from pydicom import dcmread
 from sqlalchemy import update
 
-from node.index.job_models import Job
+from node.index.job_models import Job, SealedCredentials
 from node.jobs import GIVEN_UP
 from node.roles import add_role
 from node.runtime import open_services
@@ -281,6 +281,33 @@ async def test_an_import_whose_node_died_each_time_is_given_up_in_its_context(
     assert state == "failed" and "given up" in message
     assert query("SELECT count(*) FROM sealed_credentials") == [(0,)]
     assert context_pk == 1
+
+
+async def test_an_import_resumed_after_its_token_expired_fails_for_want_of_credentials(
+    tmp_path: Path
+) -> None:
+    config = node_config(tmp_path / "node")
+    async with open_services(config) as services:
+        await add_role(services.sessions, "diagnostic", [])
+        body = example("aws-bucket", accessKey=ACCESS_KEY, secretAccessKey=SECRET_KEY)
+        plan = plan_import(parse_request(body), MappingTable([]), config)
+        await issue_context(services, plan, ImportProgress())
+        async with services.sessions() as session:
+            await session.execute(update(SealedCredentials).values(
+                expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+            await session.commit()
+        jobs = ImportJobs(services)
+        jobs.start()
+        try:
+            await asyncio.wait_for(jobs.wait_idle(), 30)
+        finally:
+            await jobs.close()
+    query = _on_folder(config.data_dir)
+    assert query("SELECT state FROM jobs") == [("done",)]
+    (state, message), = query("SELECT state, message FROM context_studies")
+    assert state == "failed"
+    assert "credentials are no longer kept (its token expired" in message
+    assert query("SELECT count(*) FROM sealed_credentials") == [(0,)]
 
 
 def _assert_finished(query: Query, storage: Path, keys: dict[str, str]) -> None:

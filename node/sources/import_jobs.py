@@ -118,9 +118,8 @@ class ImportJobs:
             raise
         except InvalidInput as exc:
             # Its request cannot be rebuilt (its secrets expired with the token, a mapping or
-            # a file is gone): the whole import fails, with the reason in the context.
-            progress.add_total(1)
-            progress.fail(exc.field or "request", str(exc))
+            # a file is gone): the whole import fails, with the reason on each study.
+            _fail_request(progress, dict(row.request or {}), exc)
             progress.set_state("done")
         except Exception as exc:  # reported in the context, never lost silently
             log.warning("context %d: import failed (%s)", context_pk, type(exc).__name__)
@@ -161,3 +160,15 @@ class ImportJobs:
     async def wait_idle(self) -> None:
         """Until no import is queued or running on any instance (tests, orderly stops)."""
         await self._runner.wait_idle()
+
+
+def _fail_request(progress: ImportProgress, request_json: dict[str, Any], exc: InvalidInput
+                  ) -> None:
+    studies = [study for study in request_json.get("studies", ()) if isinstance(study, dict)]
+    if not studies:
+        progress.add_total(1)
+        progress.fail(exc.field or "request", str(exc))
+        return
+    progress.add_total(len(studies))
+    for index, study in enumerate(studies):
+        progress.fail(f"studies[{index}]", str(exc), str(study.get("studyInstanceUID", "")))
