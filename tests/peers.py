@@ -32,7 +32,7 @@ def free_port() -> int:
 
 
 def wait_for_port(
-    port: int, timeout: float = 20.0, proc: subprocess.Popen[Any] | None = None
+    port: int, timeout: float = 60.0, proc: subprocess.Popen[Any] | None = None
 ) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
