@@ -208,6 +208,22 @@ async def test_check_compares_the_index_with_the_bucket_listing_and_repairs(
             str(dcmread(p).SOPInstanceUID) for p in study[1:])
 
 
+async def test_repair_quarantines_a_damaged_object_out_of_the_bucket(
+        tmp_path: Path, moto: ServerProcess, study: list[Path]) -> None:
+    bucket = new_bucket(moto)
+    damaged = study[0].read_bytes()[:-100]
+    key = "ab/1.2.3/1.2.3.4.dcm"
+    s3_client(moto.url, REGION).put_object(Bucket=bucket, Key=PREFIX + key, Body=damaged)
+    async with s3_services(tmp_path / "n", moto, bucket) as services:
+        report = await compare(services)
+        assert report.unindexed == [key]
+        done = await repair(services, report)
+        assert [path for path, _ in done.quarantined] == [key]
+        assert (await compare(services)).consistent
+    assert objects(moto, bucket) == {}
+    assert (tmp_path / "n" / "data" / "quarantine" / key).read_bytes() == damaged
+
+
 async def test_recovery_uploads_a_committed_instance_whose_object_is_missing(
         tmp_path: Path, moto: ServerProcess, study: list[Path]) -> None:
     bucket = new_bucket(moto)
