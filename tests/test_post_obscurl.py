@@ -181,17 +181,23 @@ async def test_the_non_dicom_wsi_example_registers_the_slide_file(
     assert metadata.specimen_procedure == "Right lower eyelid"
 
 
-def _in_bucket(body: dict[str, Any], bucket: str, key: str) -> dict[str, Any]:
-    """The body's one instance as an object of an S3 bucket (moto)."""
-    body["studies"][0]["storage"] = {"type": "aws-bucket", "name": bucket,
-                                     "region": "eu-central-1", "accessKey": "AKIAMRXS",
-                                     "secretAccessKey": "mrxs-secret"}
+def _in_bucket(body: dict[str, Any], bucket: str, key: str, kind: str = "aws-bucket"
+               ) -> dict[str, Any]:
+    """The body's one instance as an object of a bucket (moto, or the GCS emulator)."""
+    storage: dict[str, Any] = {"type": kind, "name": bucket}
+    if kind == "google-bucket":
+        storage["token"] = service_account_token()[0]
+    else:
+        storage |= {"region": "eu-central-1", "accessKey": "AKIAMRXS",
+                    "secretAccessKey": "mrxs-secret"}
+    body["studies"][0]["storage"] = storage
     body["studies"][0]["series"][0]["instances"][0]["file"] = key
     return body
 
 
+@pytest.mark.parametrize("kind", ["aws-bucket", "google-bucket"])
 async def test_an_mrxs_slide_in_a_bucket_comes_with_its_data_folder(
-    tmp_path: Path, moto: ServerProcess
+    tmp_path: Path, moto: ServerProcess, gcs: ServerProcess, kind: str
 ) -> None:
     original = write_mrxs(tmp_path / "made" / "case-1.mrxs")
     folder = original.with_suffix("")
@@ -200,9 +206,14 @@ async def test_an_mrxs_slide_in_a_bucket_comes_with_its_data_folder(
                 for p in folder.rglob("*") if p.is_file()}
     # A slide whose name starts alike: its folder must not come along.
     objects["slides/case-10/Slidedat.ini"] = b"[GENERAL]\n"
-    s3_put(moto.url, "viewnode-mrxs-test", objects)
-    body = _in_bucket(example("non-dicom-wsi"), "viewnode-mrxs-test", "slides/case-1.mrxs")
-    manager, api, _ = await start_api(tmp_path / "app", cloud={"aws_endpoint_url": moto.url})
+    if kind == "google-bucket":
+        gcs_put(gcs.url, "viewnode-mrxs-test", objects)
+    else:
+        s3_put(moto.url, "viewnode-mrxs-test", objects)
+    body = _in_bucket(example("non-dicom-wsi"), "viewnode-mrxs-test", "slides/case-1.mrxs",
+                      kind)
+    manager, api, _ = await start_api(tmp_path / "app", cloud={
+        "aws_endpoint_url": moto.url, "gcs_endpoint_url": gcs.url})
     try:
         context = await opened(api, body)
         progress = context["sources"]["import"]
