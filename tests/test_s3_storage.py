@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 import pytest
 from pydicom import dcmread
 from sqlalchemy import select
+from wsidicom import WsiDicom
 
 from node.config import config_from_dict
 from node.consistency import compare, repair
@@ -29,9 +30,11 @@ from node.ingest import recover_incoming
 from node.runtime import open_services
 from node.s3_storage import S3Storage
 from node.services import NodeServices
+from tests import slide_factory
 from tests.cloud_peers import ServerProcess, moto, s3_client
 from tests.factory import StudySpec, uid, write_study
 from tests.index_db import database_url
+from tests.rest_support import running_app
 
 __all__ = ["moto"]  # the session fixture, used by name
 
@@ -251,6 +254,24 @@ async def test_a_credentials_file_others_can_read_is_refused(
         S3Storage.from_config(config_from_dict(raw, base_dir=tmp_path).storage,
                               tmp_path / "data")
     assert "test" not in str(caught.value).replace(str(tmp_path), "")
+
+
+async def test_a_dicom_slide_is_tiled_from_objects_downloaded_into_the_cache(
+        tmp_path: Path, moto: ServerProcess) -> None:
+    bucket = new_bucket(moto)
+    slide = slide_factory.write_dicom_wsi(tmp_path / "slide", slide_factory.SlideSpec())
+    cid = slide_factory.SpecimenSpec().container_identifier
+    raw = s3_config(tmp_path / "n", moto, bucket)
+    write_credentials(tmp_path / "n" / "data")
+    async with running_app(tmp_path / "n",
+                           config=config_from_dict(raw, base_dir=tmp_path / "n")) as api:
+        for path in slide.paths:
+            await api.services.ingestor.ingest_copy(path, "import")
+        shutil.rmtree(tmp_path / "n" / "data" / "cache")
+        response = await api.get(f"/webdv/slides/{cid}/dz/10/1_2.jpeg")
+        assert response.status == 200, await response.text()
+        assert await response.read() == WsiDicom.open(slide.paths).read_encoded_tile(0, (1, 2))
+    assert len(files_below(tmp_path / "n" / "data" / "cache")) == len(slide.paths)
 
 
 @pytest.fixture
