@@ -130,6 +130,9 @@ class S3Storage(Storage):
                       FileCache(data_dir / "cache", section.cache_max_bytes, section.fsync),
                       section.fsync)
         storage.check_bucket()
+        log.info("storage: bucket %s, prefix %r, endpoint %s, credentials from %s",
+                 section.bucket, storage.prefix, section.endpoint_url or "AWS",
+                 "the credentials file" if section.credentials_file else "the environment")
         return storage
 
     def key(self, relative: str) -> str:
