@@ -9,24 +9,35 @@ import sys
 
 from node.errors import ConfigError, NodeError
 
-# Each module defines register(subparsers), which adds its parser and sets `func`.
-COMMANDS = (
-    "serve", "echo", "find", "retrieve", "role", "token", "protocol",
-    "import_files", "check", "mapping", "iso",
-)
+# Command name -> its module; each module defines register(subparsers), which adds its parser
+# and sets `func`.
+COMMANDS = {
+    "serve": "serve", "echo": "echo", "find": "find", "retrieve": "retrieve", "role": "role",
+    "token": "token", "protocol": "protocol", "import": "import_files", "check": "check",
+    "mapping": "mapping", "iso": "iso",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser, with only the named command's module imported when `argv` names one.
+
+    The command modules import what their command needs (`serve` the whole DICOM and HTTP
+    stack, pathology readers included): several seconds of imports on a busy machine that
+    `role list` or `mapping add` has no use for. Help and mistakes get every command."""
     parser = argparse.ArgumentParser(prog="python -m node", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
-        importlib.import_module(f"node.commands.{name}").register(sub)
+    named = next((arg for arg in argv or () if not arg.startswith("-")), None)
+    modules = [COMMANDS[named]] if named in COMMANDS else list(COMMANDS.values())
+    for module in modules:
+        importlib.import_module(f"node.commands.{module}").register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    if argv is None:
+        argv = sys.argv[1:]
+    args = build_parser(argv).parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
