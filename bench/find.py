@@ -9,7 +9,8 @@ generated once under bench/out/data/, and both peers' loaded storage and index a
 bench/out/find/ so later runs start at once: the node is loaded with `python -m node import`,
 Orthanc with four storescu associations. Each query's latency is findscu's wall time (process
 start, association, query, all responses, release), the same for both peers; the match counts
-of both must agree before anything is timed.
+of both must agree before anything is timed. Beside it, the CPU time the peer's process used
+during the run (from /proc), which the machine's other work disturbs less.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from bench.dataset import (
     query_patient,
     query_set,
 )
+from bench.scale import cpu_seconds
 from tests.peers import PEER_ENV, NodeProcess
 
 RETURN_KEYS = (
@@ -92,15 +94,26 @@ def count_matches(peer: Peer, query: Query) -> int:
         return sum(1 for _ in Path(folder).iterdir())
 
 
-def time_query(peer: Peer, query: Query) -> float:
+def time_query(peer: Peer, query: Query) -> tuple[float, float]:
+    """findscu's wall time and the CPU time the peer's process spent meanwhile (seconds): the
+    CPU is the steadier measure on a machine shared with other work."""
     args = findscu_args(peer, query)
+    cpu = cpu_seconds([peer_pid(peer)])
     start = time.perf_counter()
     result = subprocess.run(args, env=PEER_ENV, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
         raise RuntimeError(f"findscu to {peer.name} failed: {result.stderr[-500:]}")
-    return elapsed
+    return elapsed, cpu_seconds([peer_pid(peer)]) - cpu
+
+
+def peer_pid(peer: Peer) -> int:
+    process = getattr(peer, "process", None)
+    proc = getattr(process, "proc", None)
+    if proc is None:
+        raise RuntimeError(f"{peer.name} is not running")
+    return int(proc.pid)
 
 
 def load_node(data: StoreSet, folder: Path) -> NodePeer:
@@ -165,19 +178,24 @@ def main() -> None:
             if len(set(counts.values())) != 1:
                 raise RuntimeError(f"{query.label}: match counts differ: {counts}")
             per_peer: dict[str, list[float]] = {p.name: [] for p in peers}
+            cpu: dict[str, list[float]] = {p.name: [] for p in peers}
             for _ in range(args.repeat):
                 for peer in peers:  # alternate, so that a busy moment hits both
-                    per_peer[peer.name].append(time_query(peer, query))
+                    wall, used = time_query(peer, query)
+                    per_peer[peer.name].append(wall)
+                    cpu[peer.name].append(used)
             for name, values in per_peer.items():
                 latencies[name] += values
             rows.append([query.label, counts["node"],
-                         *(median(per_peer[p.name]) * 1000 for p in peers)])
+                         *(median(per_peer[p.name]) * 1000 for p in peers),
+                         *(median(cpu[p.name]) * 1000 for p in peers)])
     finally:
         for peer in peers:
             peer.stop()
     print(f"\n{data.count} instances, {data.count // INSTANCES_PER_QUERY_STUDY} studies; "
           f"milliseconds per findscu run, median of {args.repeat}")
-    print_table(["query", "matches", *(f"{p.name} ms" for p in peers)], rows)
+    print_table(["query", "matches", *(f"{p.name} ms" for p in peers),
+                 *(f"{p.name} CPU ms" for p in peers)], rows)
     print()
     print_table(
         ["peer", "median ms", "p90 ms"],

@@ -6,6 +6,7 @@ storescp, in the same run.
 
 Both peers are loaded with storescu first (not timed). Each timed move is movescu's wall time
 until its final response; storescp's folder is emptied before every move and its count checked.
+The CPU time the peer's process used during each move (from /proc) is printed per instance.
 """
 
 from __future__ import annotations
@@ -30,13 +31,17 @@ from bench.common import (
     storescu,
 )
 from bench.dataset import KINDS, single_study
+from bench.find import peer_pid
+from bench.scale import cpu_seconds
 
 MOVE_SCU = "MOVESCU"
 
 
-def move(peer: Peer, study_uid: str, destination: StoreSCPPeer) -> float:
+def move(peer: Peer, study_uid: str, destination: StoreSCPPeer) -> tuple[float, float]:
+    """movescu's wall time and the CPU time the peer's process spent meanwhile (seconds)."""
     assert destination.process is not None
     destination.process.clear()
+    cpu = cpu_seconds([peer_pid(peer)])
     start = time.perf_counter()
     result = run_dcmtk([
         "movescu", "-S", "-aet", MOVE_SCU, "-aec", peer.ae_title, "-aem", destination.ae_title,
@@ -46,7 +51,7 @@ def move(peer: Peer, study_uid: str, destination: StoreSCPPeer) -> float:
     elapsed = time.perf_counter() - start
     if result.returncode != 0 or "error" in result.stderr.lower():
         raise RuntimeError(f"movescu from {peer.name} failed: {result.stderr[-500:]}")
-    return elapsed
+    return elapsed, cpu_seconds([peer_pid(peer)]) - cpu
 
 
 def main() -> None:
@@ -72,6 +77,7 @@ def main() -> None:
         }),
     ]
     times: dict[str, list[float]] = {p.name: [] for p in peers}
+    cpu: dict[str, list[float]] = {p.name: [] for p in peers}
     try:
         for peer in peers:
             peer.start()
@@ -80,7 +86,9 @@ def main() -> None:
                 raise RuntimeError(f"{peer.name} holds {peer.received()} of {data.count}")
         for _ in range(args.repeat):
             for peer in peers:  # alternate, so that a busy moment hits both
-                times[peer.name].append(move(peer, study_uid, destination))
+                wall, used = move(peer, study_uid, destination)
+                times[peer.name].append(wall)
+                cpu[peer.name].append(used)
                 if len(destination.process.received()) != data.count:
                     raise RuntimeError(
                         f"storescp got {len(destination.process.received())} of {data.count} "
@@ -99,8 +107,9 @@ def main() -> None:
     print(f"C-MOVE of one study, {data.count} x {args.kind} ({mib:.0f} MiB), to storescp; "
           f"median of {args.repeat}")
     print_table(
-        ["peer", "median s", "instances/s", "MiB/s"],
-        [[name, median(t), rates[name], mib / median(t)] for name, t in times.items()],
+        ["peer", "median s", "instances/s", "MiB/s", "CPU ms per instance"],
+        [[name, median(t), rates[name], mib / median(t), median(cpu[name]) * 1000 / data.count]
+         for name, t in times.items()],
     )
     print(f"\nnode/orthanc: {rates['node'] / rates['orthanc']:.2f}")
 

@@ -18,10 +18,12 @@ from pydicom.uid import (
 )
 from pynetdicom import AE, evt
 from pynetdicom.dimse import _RQ_TO_MESSAGE, _RSP_TO_MESSAGE
-from pynetdicom.dimse_primitives import C_FIND, C_GET, C_MOVE, C_STORE
+from pynetdicom.dimse_messages import DIMSEMessage
+from pynetdicom.dimse_primitives import C_ECHO, C_FIND, C_GET, C_MOVE, C_STORE
 from pynetdicom.dsutils import encode, split_dataset
 from pynetdicom.events import Event
 from pynetdicom.pdu import P_DATA_TF
+from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 
 from node.dimse.identifier_bytes import EncodedIdentifier, install_encoded_identifiers
@@ -29,6 +31,7 @@ from node.dimse.server import configure_pynetdicom
 from node.dimse.wire import (
     CORK_LIMIT,
     cork,
+    decode_response,
     encode_message,
     flush,
     install_fast_dimse,
@@ -104,6 +107,14 @@ def store_rsp(status: int) -> C_STORE:
     return rsp
 
 
+def echo_rsp() -> C_ECHO:
+    rsp = C_ECHO()
+    rsp.MessageIDBeingRespondedTo = 1
+    rsp.AffectedSOPClassUID = "1.2.840.10008.1.1"
+    rsp.Status = 0
+    return rsp
+
+
 IDENTIFIER = bytes(range(256)) * 3 + b"xy"
 MESSAGES = {
     "find pending": lambda: find_rsp(0xFF00, IDENTIFIER),
@@ -118,6 +129,7 @@ MESSAGES = {
     "store rq, no originator": lambda: store_rq(None, IDENTIFIER),
     "store rsp": lambda: store_rsp(0x0000),
     "store rsp warning": lambda: store_rsp(0xB000),
+    "echo rsp": lambda: echo_rsp(),
 }
 
 
@@ -126,6 +138,49 @@ MESSAGES = {
 def test_messages_equal_pynetdicoms_pdus(name: str, max_pdu: int) -> None:
     primitive = MESSAGES[name]()
     assert encode_message(primitive, 5, max_pdu) == pynetdicom_bytes(primitive, 5, max_pdu)
+
+
+RESPONSES_WITHOUT_DATA_SET = ["find success", "find cancel", "move pending", "get pending",
+                              "store rsp", "store rsp warning", "echo rsp"]
+PRIMITIVE_FIELDS = [
+    "MessageIDBeingRespondedTo", "AffectedSOPClassUID", "AffectedSOPInstanceUID", "Status",
+    "NumberOfRemainingSuboperations", "NumberOfCompletedSuboperations",
+    "NumberOfFailedSuboperations", "NumberOfWarningSuboperations", "ErrorComment",
+    "OffendingElement", "_context_id", "_dataset_path", "_dataset_file",
+]
+
+
+def pynetdicom_received(pdv: bytes) -> Any:
+    """What pynetdicom's DIMSEServiceProvider.receive_primitive makes of one command PDV."""
+    message = DIMSEMessage()
+    primitive = P_DATA()
+    primitive.presentation_data_value_list.append((5, pdv))
+    assert message.decode_msg(primitive)
+    return message.message_to_primitive()
+
+
+@pytest.mark.parametrize("name", RESPONSES_WITHOUT_DATA_SET)
+def test_received_responses_equal_pynetdicoms(name: str) -> None:
+    data = pynetdicom_bytes(MESSAGES[name](), 5, 0)
+    pdv = data[11:]  # after the PDU header (6) and PDV header (5): flag byte, command set
+    expected = pynetdicom_received(pdv)
+    found = decode_response(pdv[1:])
+    assert found is not None and type(found) is type(expected)
+    found._context_id = 5
+    for field in PRIMITIVE_FIELDS:
+        assert getattr(found, field, None) == getattr(expected, field, None), field
+    for keyword in ("Identifier",):
+        if hasattr(expected, keyword):
+            assert getattr(found, keyword).getvalue() == getattr(expected, keyword).getvalue()
+
+
+def test_requests_and_responses_with_a_data_set_are_left_to_pynetdicom() -> None:
+    for name in ("find pending", "store rq from a move", "move final with failed list"):
+        data = pynetdicom_bytes(MESSAGES[name](), 5, 0)
+        assert decode_response(data[12:]) is None, name
+    rsp = store_rsp(0xC000)
+    rsp.ErrorComment = "cannot store"
+    assert decode_response(pynetdicom_bytes(rsp, 5, 0)[12:]) is None
 
 
 @pytest.mark.parametrize("max_pdu", [0, 16384, 1000])

@@ -32,7 +32,8 @@ import pynetdicom
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset
 from pynetdicom import dimse, dimse_messages, evt
-from pynetdicom.dimse_primitives import C_FIND, C_GET, C_MOVE, C_STORE
+from pynetdicom.dimse_primitives import C_ECHO, C_FIND, C_GET, C_MOVE, C_STORE
+from pynetdicom.pdu_primitives import P_DATA
 
 from node.dimse.reactor import EventDrivenDUL
 
@@ -58,9 +59,11 @@ _MESSAGES = {
     (C_GET, True): "C_GET_RSP",
     (C_STORE, True): "C_STORE_RSP",
     (C_STORE, False): "C_STORE_RQ",
+    (C_ECHO, True): "C_ECHO_RSP",
 }
 _STRING_VRS = {"UI", "AE", "CS", "SH", "LO"}
 _original_send_msg = dimse.DIMSEServiceProvider.send_msg
+_original_receive_primitive = dimse.DIMSEServiceProvider.receive_primitive
 _installed = False
 
 
@@ -202,8 +205,6 @@ def _write(dul: EventDrivenDUL, buffers: list[Any]) -> bool:
 
 def _queue(provider: Any, context_id: int, values: Iterator[Any]) -> None:
     """pynetdicom's path for PDV values: one P-DATA primitive each, through the DUL."""
-    from pynetdicom.pdu_primitives import P_DATA
-
     for flag, fragment in values:
         pdata = P_DATA()
         pdata.presentation_data_value_list.append((context_id, flag + bytes(fragment)))
@@ -382,6 +383,84 @@ def _context(assoc: Any, sop_class: str, transfer_syntax: str) -> Any:
     return cache[key]
 
 
+# Responses the node receives by the hundred (a C-STORE-RSP per C-MOVE/C-GET sub-operation, the
+# SCU's C-MOVE/C-GET pending responses) and that carry no data set: decoded here.
+_RESPONSES = {0x8001: C_STORE, 0x8030: C_ECHO, 0x8020: C_FIND, 0x8021: C_MOVE, 0x8010: C_GET}
+_RESPONSE_ELEMENTS = {
+    tag & 0xFFFF: (vr, keyword)
+    for name in ("C_STORE_RSP", "C_ECHO_RSP", "C_FIND_RSP", "C_MOVE_RSP", "C_GET_RSP")
+    for tag, vr, keyword in _Layout(name).elements
+}
+_NO_DATA_SET = 0x0101
+
+
+def decode_response(command: bytes) -> Any | None:
+    """The primitive pynetdicom's DIMSEMessage.decode_msg + message_to_primitive make of a
+    response command set without a data set (Implicit VR Little Endian), or None when it is
+    anything else (a request, a data set to follow, an element or value kind not read here)."""
+    elements: dict[int, bytes] = {}
+    position = 0
+    while position < len(command):
+        if position + 8 > len(command):
+            return None
+        group, element, length = _ELEMENT.unpack_from(command, position)
+        start = position + 8
+        if group != 0x0000 or start + length > len(command):
+            return None
+        elements[element] = command[start:start + length]
+        position = start + length
+    field, data_set = elements.get(0x0100, b""), elements.get(0x0800, b"")
+    if len(field) != 2 or len(data_set) != 2 or _US.unpack(data_set)[0] != _NO_DATA_SET:
+        return None
+    cls = _RESPONSES.get(_US.unpack(field)[0])
+    if cls is None:
+        return None
+    primitive = cls()
+    for element in sorted(elements):
+        if element == 0x0000:
+            continue
+        known = _RESPONSE_ELEMENTS.get(element)
+        if known is None:
+            return None
+        vr, keyword = known
+        raw = elements[element]
+        if vr == "US" and len(raw) == 2:
+            value: Any = _US.unpack(raw)[0]
+        elif vr == "UL" and len(raw) == 4:
+            value = _UL.unpack(raw)[0]
+        elif vr == "UI" and b"\\" not in raw and raw.isascii():
+            value = raw.decode("ascii").rstrip("\0 ")
+        else:
+            return None
+        if hasattr(primitive, keyword):
+            setattr(primitive, keyword, value)
+    dataset_keyword = _LAYOUTS[(cls, True)].dataset_keyword
+    if dataset_keyword is not None:
+        setattr(primitive, dataset_keyword, BytesIO())
+    primitive._dataset_path = None
+    primitive._dataset_file = None
+    return primitive
+
+
+def receive_primitive(self: Any, primitive: Any) -> None:
+    """DIMSEServiceProvider.receive_primitive, decoding a response that fits in one command
+    fragment and has no data set here (pydicom took ~0.3-0.5 ms for a C-STORE-RSP, on the
+    path of every C-MOVE sub-operation)."""
+    if self.message is None and type(primitive) is P_DATA:
+        values = primitive.presentation_data_value_list
+        if (
+            len(values) == 1 and values[0][1][:1] == b"\x03"
+            and not self.assoc.get_handlers(evt.EVT_DIMSE_RECV)
+        ):
+            context_id, data = values[0]
+            decoded = decode_response(bytes(data[1:]))
+            if decoded is not None:
+                decoded._context_id = context_id
+                self.msg_queue.put((context_id, decoded))
+                return
+    _original_receive_primitive(self, primitive)
+
+
 def cork(assoc: Any) -> None:
     """Gather this association's pending C-FIND responses until flush() or another message."""
     if _installed:
@@ -424,5 +503,6 @@ def install_fast_dimse() -> bool:
                     pynetdicom.__version__)
         return False
     dimse.DIMSEServiceProvider.send_msg = send_msg  # type: ignore[method-assign]
+    dimse.DIMSEServiceProvider.receive_primitive = receive_primitive  # type: ignore[method-assign]
     _installed = True
     return True
