@@ -18,7 +18,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 
 from node.errors import InvalidInput
 from node.hanging_protocols import applicable_protocols
@@ -174,10 +174,11 @@ class ContextProgress:
                                       .where(ImportOutcome.context_pk == self.context_pk))
                 await CredentialVault.forget(session, self.context_pk)
             elif outcomes:
-                session.add_all(ImportOutcome(
-                    context_pk=self.context_pk, item=o.item, outcome=o.outcome,
-                    study_uid=o.study_uid[:64], sop_uid=o.sop_uid[:64], message=o.message)
-                    for o in outcomes)
+                # One executemany, not ORM objects: a write can carry hundreds of them.
+                await session.execute(insert(ImportOutcome), [
+                    {"context_pk": self.context_pk, "item": o.item, "outcome": o.outcome,
+                     "study_uid": o.study_uid[:64], "sop_uid": o.sop_uid[:64],
+                     "message": o.message} for o in outcomes])
             rows = {row.study_uid: row for row in (await session.scalars(
                 select(ContextStudy).where(ContextStudy.context_pk == self.context_pk))).all()}
             described = await self._describe(session, set(progress.studies) | set(rows))
