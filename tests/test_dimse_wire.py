@@ -3,6 +3,7 @@ corked C-FIND over a real association delivers every response in order."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
@@ -262,10 +263,19 @@ def corked_scp() -> Iterator[int]:
     def handle(event: Event) -> Iterator[tuple[int, Dataset | None]]:
         cork(event.assoc)
         assert event.assoc.dimse._node_cork == []
+        wait_for_cancel = event.identifier.PatientID == "CANCEL-ME"
         for index, data in enumerate(encoded):
+            cancelled = False
             if index == COUNT // 2:
                 flush(event.assoc)
-            if event.is_cancelled:
+                # Hold the rest until the requester's C-CANCEL is in: it then always arrives
+                # in the middle of the answer, however fast the first half went out.
+                deadline = time.monotonic() + 10
+                while wait_for_cancel and time.monotonic() < deadline:
+                    if cancelled := event.is_cancelled:  # reading it takes the request
+                        break
+                    time.sleep(0.005)
+            if cancelled or event.is_cancelled:
                 yield 0xFE00, None
                 return
             yield 0xFF00, EncodedIdentifier(data)
@@ -286,7 +296,7 @@ def find(port: int, cancel_after: int | None = None) -> list[tuple[int, Dataset 
     assert assoc.is_established
     query = Dataset()
     query.QueryRetrieveLevel = "STUDY"
-    query.PatientID = ""
+    query.PatientID = "CANCEL-ME" if cancel_after is not None else ""
     query.PatientComments = ""
     responses = []
     try:
