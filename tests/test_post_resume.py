@@ -28,9 +28,9 @@ from node.runtime import open_services
 from node.sources import FetchPolicy, Importer, ImportProgress, parse_request, plan_import
 from node.sources.import_jobs import ImportJobs
 from node.sources.opening import JOB_KIND, issue_context
-from node.storage_mapping import MappingTable
+from node.storage_mapping import MappingTable, StorageMapping, add_mapping
 from tests.cloud_peers import ServerProcess, moto, s3_put
-from tests.factory import StudySpec, make_instance, uid
+from tests.factory import StudySpec, make_instance, uid, write_study
 from tests.index_db import dump, rows
 from tests.peers import NodeProcess
 from tests.post_examples import example
@@ -284,6 +284,49 @@ async def test_an_import_resumed_after_its_token_expired_fails_for_want_of_crede
     assert state == "failed"
     assert "credentials are no longer kept (its token expired" in message
     assert query("SELECT count(*) FROM sealed_credentials") == [(0,)]
+
+
+async def test_an_orderly_stop_hands_a_folder_import_back_and_the_next_start_finishes_it(
+    tmp_path: Path
+) -> None:
+    volume = tmp_path / "volume"
+    paths = write_study(volume / "f", StudySpec(study_uid=uid(471, 1), instances_per_series=300))
+    config = node_config(tmp_path / "node", sources={"fetch_concurrency": 1})
+    table = MappingTable([StorageMapping("/storage", str(volume))])
+    body = {"username": "john", "role": "diagnostic", "folder": {"path": "/storage/f"}}
+    query = _on_folder(config.data_dir)
+    async with open_services(config) as services:
+        await add_role(services.sessions, "diagnostic", [])
+        plan = plan_import(parse_request(body), table, config)
+        await issue_context(services, plan, ImportProgress())
+        await add_mapping(services.sessions, "/storage", str(volume))
+        jobs = ImportJobs(services)
+        jobs.start()
+        try:
+            while _indexed(query) < 20:
+                await asyncio.sleep(0.02)
+        finally:
+            await jobs.close()
+        assert _indexed(query) < len(paths), "the import ended before the stop"
+        assert query("SELECT state, attempts FROM jobs") == [("queued", 0)]
+        (sources,) = query("SELECT sources FROM viewing_contexts")[0]
+        progress = (json.loads(sources) if isinstance(sources, str) else sources)["import"]
+        assert progress["state"] == "interrupted" and 0 < progress["done"] < len(paths)
+        (state, message), = query("SELECT state, message FROM context_studies")
+        assert state == "retrieving" and "resumes it" in message
+        jobs = ImportJobs(services)
+        jobs.start()
+        try:
+            await asyncio.wait_for(jobs.wait_idle(), 120)
+        finally:
+            await jobs.close()
+    (sources,) = query("SELECT sources FROM viewing_contexts")[0]
+    progress = (json.loads(sources) if isinstance(sources, str) else sources)["import"]
+    assert (progress["state"], progress["total"], progress["done"], progress["failed"]) == (
+        "done", len(paths), len(paths), 0)
+    assert query("SELECT state, message FROM context_studies") == [("available", "")]
+    assert _indexed(query) == len(paths)
+    assert query("SELECT count(*) FROM import_outcomes") == [(0,)]
 
 
 async def _issue_then_run(config: Config, body: dict[str, Any], change: Any) -> None:

@@ -23,6 +23,7 @@ from node.index.job_models import ImportOutcome
 from node.index.viewing_models import ViewingContext
 from node.jobs import GIVEN_UP, ClaimedJob, JobBoard, JobRunner, worker_name
 from node.services import NodeServices
+from node.sources.base import Source
 from node.sources.opening import JOB_KIND, ContextProgress
 from node.sources.pipeline import FetchPolicy, Importer, SlideRegistry
 from node.sources.plan import plan_import
@@ -113,7 +114,10 @@ class ImportJobs:
             await Importer(self.services, FetchPolicy.from_config(self.services.config),
                            self.slides).run(sources, progress, resumed)
         except asyncio.CancelledError:
-            # Stopped with its instance: the job goes back to the queue.
+            # Stopped with its instance: the job goes back to the queue (perhaps before the
+            # importer started, which would otherwise have said so itself).
+            if not progress.finished:
+                progress.set_state("interrupted")
             await asyncio.shield(writer.finish(progress))
             raise
         except InvalidInput as exc:
@@ -131,7 +135,8 @@ class ImportJobs:
         return ("done" if progress.state == "done" else "failed",
                 f"{progress.done} of {progress.total} imported, {progress.failed} failed")
 
-    async def _sources(self, context_pk: int, request_json: dict[str, Any]) -> Any:
+    async def _sources(self, context_pk: int, request_json: dict[str, Any]
+                       ) -> tuple[Source, ...]:
         """The request's sources, rebuilt from what the context keeps."""
         secrets: dict[str, Any] = {}
         needs_secrets = any("storage" in study for study in request_json.get("studies", ()))
