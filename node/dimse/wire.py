@@ -1,4 +1,4 @@
-"""DIMSE messages written straight to bytes on the send path (pynetdicom 3.0.4).
+"""DIMSE messages to and from bytes on the C-FIND/C-MOVE/C-GET hot paths (pynetdicom 3.0.4).
 
 pynetdicom sends a DIMSE message by building a pydicom Dataset for its command set, encoding it
 twice (once to measure the group length), cutting it and the data set into P-DATA primitives and
@@ -10,12 +10,18 @@ same elements, order and padding pydicom writes (tests compare the two), and a w
 (command, data set, or a stored file read from disk) leaves in one socket write of its PDUs,
 fragmented exactly as pynetdicom fragments it.
 
+C-MOVE/C-GET sub-operations send stored files with `send_stored_file`: the file read once, its
+meta parsed from the bytes, command and data set in one write, the association left paused from
+one sub-operation to the next. On the receive side, a response without a data set (the
+C-STORE-RSP of each sub-operation) is decoded from its bytes rather than through pydicom.
+
 A C-FIND SCP may also *cork* its association: pending responses are then gathered and written
 together (at most CORK_LIMIT bytes apart), so 1,000 matches cost a handful of writes instead of
 2,000. Any other message flushes what is gathered first and ends the cork, so nothing overtakes.
 
 Anything unusual (another message type, an attribute outside the simple value kinds, event
 handlers that want the message or PDU objects, the polling DUL) takes pynetdicom's own path.
+Installed process-wide once the node's SCP starts: the store SCP's C-STORE-RSP go this way too.
 """
 
 from __future__ import annotations
