@@ -17,7 +17,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
     JPEGBaseline8Bit,
 )
-from pynetdicom import AE, evt
+from pynetdicom import AE, dimse_messages, dsutils, evt
 from pynetdicom.dimse import _RQ_TO_MESSAGE, _RSP_TO_MESSAGE
 from pynetdicom.dimse_messages import DIMSEMessage
 from pynetdicom.dimse_primitives import C_ECHO, C_FIND, C_GET, C_MOVE, C_STORE
@@ -27,6 +27,7 @@ from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 
+from node.dimse import command_reader
 from node.dimse.identifier_bytes import EncodedIdentifier, install_encoded_identifiers
 from node.dimse.server import configure_pynetdicom
 from node.dimse.wire import (
@@ -152,12 +153,17 @@ PRIMITIVE_FIELDS = [
 
 
 def pynetdicom_received(pdv: bytes) -> Any:
-    """What pynetdicom's DIMSEServiceProvider.receive_primitive makes of one command PDV."""
+    """What pynetdicom's DIMSEServiceProvider.receive_primitive makes of one command PDV:
+    its own decoding, even where the node's command reader is installed in this process."""
     message = DIMSEMessage()
     primitive = P_DATA()
     primitive.presentation_data_value_list.append((5, pdv))
-    assert message.decode_msg(primitive)
-    return message.message_to_primitive()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(dimse_messages, "decode", dsutils.decode)
+        patch.setattr(DIMSEMessage, "message_to_primitive",
+                      command_reader._original_message_to_primitive)
+        assert message.decode_msg(primitive)
+        return message.message_to_primitive()
 
 
 @pytest.mark.parametrize("name", RESPONSES_WITHOUT_DATA_SET)
@@ -179,9 +185,16 @@ def test_requests_and_responses_with_a_data_set_are_left_to_pynetdicom() -> None
     for name in ("find pending", "store rq from a move", "move final with failed list"):
         data = pynetdicom_bytes(MESSAGES[name](), 5, 0)
         assert decode_response(data[12:]) is None, name
+
+
+def test_a_response_with_an_error_comment_equals_pynetdicoms() -> None:
     rsp = store_rsp(0xC000)
     rsp.ErrorComment = "cannot store"
-    assert decode_response(pynetdicom_bytes(rsp, 5, 0)[12:]) is None
+    pdv = pynetdicom_bytes(rsp, 5, 0)[11:]
+    found, expected = decode_response(pdv[1:]), pynetdicom_received(pdv)
+    assert found is not None
+    assert (found.Status, found.ErrorComment) == (expected.Status, expected.ErrorComment)
+    assert found.ErrorComment == "cannot store"
 
 
 @pytest.mark.parametrize("max_pdu", [0, 16384, 1000])

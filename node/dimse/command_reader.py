@@ -40,11 +40,13 @@ class Unknown(Exception):
 
 
 def _text(raw: bytes) -> str:
+    if b"\\" in raw:  # several values: pydicom's MultiValue
+        raise Unknown
     return raw.decode("ascii").rstrip(" \x00")
 
 
 def _ae(raw: bytes) -> str:
-    return raw.decode("ascii").strip(" \x00")
+    return _text(raw).lstrip(" ")
 
 
 def _numbers(fmt: str, size: int) -> Callable[[bytes], int | list[int]]:
@@ -151,18 +153,28 @@ def primitive_values(command_set: CommandSet) -> Iterator[tuple[str, Any]]:
 
 
 
+def build_primitive(
+    message_name: str, command_set: CommandSet, data_set: BytesIO | None, context_id: int | None
+) -> Any:
+    """The primitive pynetdicom's message_to_primitive makes of message `message_name`
+    ("C_STORE_RQ", ...) with this command set and data set."""
+    primitive: Any = dimse_messages._MSG_TO_PRIMITVE[message_name[:message_name.rfind("_R")]]()
+    for keyword, value in primitive_values(command_set):
+        if hasattr(primitive, keyword):
+            setattr(primitive, keyword, value)
+    dataset_keyword = dimse_messages._DATASET_KEYWORDS.get(message_name)
+    if dataset_keyword is not None:
+        setattr(primitive, dataset_keyword, data_set)
+    primitive._context_id = context_id
+    return primitive
+
+
 def _message_to_primitive(self: Any) -> Any:
     if not isinstance(self.command_set, CommandSet):
         return _original_message_to_primitive(self)
-    name = type(self).__name__
-    primitive: Any = dimse_messages._MSG_TO_PRIMITVE[name[:name.rfind("_R")]]()
-    for keyword, value in primitive_values(self.command_set):
-        if hasattr(primitive, keyword):
-            setattr(primitive, keyword, value)
-    dataset_keyword = dimse_messages._DATASET_KEYWORDS.get(name)
-    if dataset_keyword is not None:
-        setattr(primitive, dataset_keyword, self.data_set)
-    primitive._context_id = self.context_id
+    primitive = build_primitive(
+        type(self).__name__, self.command_set, self.data_set, self.context_id
+    )
     primitive._dataset_path = self._data_set_path
     primitive._dataset_file = self._data_set_file
     return primitive

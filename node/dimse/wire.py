@@ -41,6 +41,7 @@ from pynetdicom import dimse, dimse_messages, evt
 from pynetdicom.dimse_primitives import C_ECHO, C_FIND, C_GET, C_MOVE, C_STORE
 from pynetdicom.pdu_primitives import P_DATA
 
+from node.dimse.command_reader import Unknown, build_primitive, read_command_set
 from node.dimse.reactor import EventDrivenDUL
 
 log = logging.getLogger(__name__)
@@ -391,12 +392,8 @@ def _context(assoc: Any, sop_class: str, transfer_syntax: str) -> Any:
 
 # Responses the node receives by the hundred (a C-STORE-RSP per C-MOVE/C-GET sub-operation, the
 # SCU's C-MOVE/C-GET pending responses) and that carry no data set: decoded here.
-_RESPONSES = {0x8001: C_STORE, 0x8030: C_ECHO, 0x8020: C_FIND, 0x8021: C_MOVE, 0x8010: C_GET}
-_RESPONSE_ELEMENTS = {
-    tag & 0xFFFF: (vr, keyword)
-    for name in ("C_STORE_RSP", "C_ECHO_RSP", "C_FIND_RSP", "C_MOVE_RSP", "C_GET_RSP")
-    for tag, vr, keyword in _Layout(name).elements
-}
+_RESPONSES = {0x8001: "C_STORE_RSP", 0x8030: "C_ECHO_RSP", 0x8020: "C_FIND_RSP",
+              0x8021: "C_MOVE_RSP", 0x8010: "C_GET_RSP"}
 _NO_DATA_SET = 0x0101
 
 
@@ -404,45 +401,14 @@ def decode_response(command: bytes) -> Any | None:
     """The primitive pynetdicom's DIMSEMessage.decode_msg + message_to_primitive make of a
     response command set without a data set (Implicit VR Little Endian), or None when it is
     anything else (a request, a data set to follow, an element or value kind not read here)."""
-    elements: dict[int, bytes] = {}
-    position = 0
-    while position < len(command):
-        if position + 8 > len(command):
-            return None
-        group, element, length = _ELEMENT.unpack_from(command, position)
-        start = position + 8
-        if group != 0x0000 or start + length > len(command):
-            return None
-        elements[element] = command[start:start + length]
-        position = start + length
-    field, data_set = elements.get(0x0100, b""), elements.get(0x0800, b"")
-    if len(field) != 2 or len(data_set) != 2 or _US.unpack(data_set)[0] != _NO_DATA_SET:
+    try:
+        command_set = read_command_set(command)
+    except Unknown:
         return None
-    cls = _RESPONSES.get(_US.unpack(field)[0])
-    if cls is None:
+    name = _RESPONSES.get(command_set.values.get("CommandField", -1))
+    if name is None or command_set.values.get("CommandDataSetType") != _NO_DATA_SET:
         return None
-    primitive = cls()
-    for element in sorted(elements):
-        if element == 0x0000:
-            continue
-        known = _RESPONSE_ELEMENTS.get(element)
-        if known is None:
-            return None
-        vr, keyword = known
-        raw = elements[element]
-        if vr == "US" and len(raw) == 2:
-            value: Any = _US.unpack(raw)[0]
-        elif vr == "UL" and len(raw) == 4:
-            value = _UL.unpack(raw)[0]
-        elif vr == "UI" and b"\\" not in raw and raw.isascii():
-            value = raw.decode("ascii").rstrip("\0 ")
-        else:
-            return None
-        if hasattr(primitive, keyword):
-            setattr(primitive, keyword, value)
-    dataset_keyword = _LAYOUTS[(cls, True)].dataset_keyword
-    if dataset_keyword is not None:
-        setattr(primitive, dataset_keyword, BytesIO())
+    primitive = build_primitive(name, command_set, BytesIO(), None)
     primitive._dataset_path = None
     primitive._dataset_file = None
     return primitive
