@@ -283,7 +283,7 @@ def corked_scp() -> Iterator[int]:
                 flush(event.assoc)
                 # Hold the rest until the requester's C-CANCEL is in: it then always arrives
                 # in the middle of the answer, however fast the first half went out.
-                deadline = time.monotonic() + 10
+                deadline = time.monotonic() + 30
                 while wait_for_cancel and time.monotonic() < deadline:
                     if cancelled := event.is_cancelled:  # reading it takes the request
                         break
