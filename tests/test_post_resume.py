@@ -134,7 +134,7 @@ def test_a_node_killed_mid_import_finishes_it_after_a_restart(
         "cloud": {"aws_endpoint_url": moto.url},
         "sources": {"fetch_concurrency": 1, "retry_backoff_seconds": 0.05},
         "storage": {"fsync": False},
-        "jobs": {"heartbeat_seconds": 0.2, "stale_seconds": 1.0, "poll_seconds": 0.2},
+        "jobs": {"heartbeat_seconds": 0.2, "stale_seconds": 3.0, "poll_seconds": 0.2},
     })
     node.write_config()
     assert node.cli("role", "add", "diagnostic", "--allow", "search").returncode == 0
@@ -188,7 +188,7 @@ def test_another_instance_on_the_same_postgresql_takes_over_a_dead_ones_import(
         "sources": {"fetch_concurrency": 1, "retry_backoff_seconds": 0.05,
                     "credentials_key_file": str(shared / "credentials.key")},
         "storage": {"root": str(shared / "storage"), "fsync": False},
-        "jobs": {"heartbeat_seconds": 0.2, "stale_seconds": 1.0, "poll_seconds": 0.2},
+        "jobs": {"heartbeat_seconds": 0.2, "stale_seconds": 3.0, "poll_seconds": 0.2},
     }) for ae in ("NODEA", "NODEB")}
 
     def query(sql: str) -> list[tuple[Any, ...]]:
