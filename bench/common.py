@@ -48,6 +48,22 @@ class Peer(Protocol):
     def stop(self) -> None: ...
 
 
+def process_tree_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process and its live children (a node's workers)."""
+    total = 0
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except FileNotFoundError:
+        children = []
+    for each in [pid, *map(int, children)]:
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def fresh_folder(name: str) -> Path:
     folder = RUNS / name
     shutil.rmtree(folder, ignore_errors=True)

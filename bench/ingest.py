@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.common import (
+    RUNS,
     BarePeer,
     NodePeer,
     OrthancPeer,
@@ -36,9 +37,14 @@ PEERS: dict[str, Callable[[Path], Peer]] = {
 }
 
 
-def measure(name: str, data: StoreSet, assocs: int) -> float:
-    """Instances per second for one peer, one data set, 1 or 4 associations."""
-    folder = fresh_folder(f"ingest-{name}")
+def measure(name: str, data: StoreSet, assocs: int, run: int) -> float:
+    """Instances per second for one peer, one data set, 1 or 4 associations.
+
+    Each run gets a folder of its own, all deleted only at the end: on this machine's ext4
+    (no journal) a file created within a minute or so of thousands being deleted costs a scan
+    over the recently freed inodes, which made every peer pay for the one measured before it.
+    """
+    folder = fresh_folder(f"ingest-{name}-{data.kind}-{assocs}-{run}")
     peer = PEERS[name](folder)
     peer.start()
     try:
@@ -47,7 +53,6 @@ def measure(name: str, data: StoreSet, assocs: int) -> float:
         received = peer.received()
     finally:
         peer.stop()
-        shutil.rmtree(folder, ignore_errors=True)
     if received != data.count:
         raise RuntimeError(f"{name} holds {received} of {data.count} instances sent")
     return data.count / seconds
@@ -69,12 +74,25 @@ def main() -> None:
     assoc_counts = [int(a) for a in args.assocs.split(",")]
     sets = [store_set(kind, n) for kind, n in (("small", args.small), ("ct", args.ct)) if n > 0]
     rows = []
+    try:
+        rows = measure_all(sets, names, assoc_counts, args.repeat)
+    finally:
+        for folder in RUNS.glob("ingest-*"):
+            shutil.rmtree(folder, ignore_errors=True)
+    print()
+    print_table(["data set", "assocs", *[f"{n} /s" for n in names], "node/orthanc",
+                 "node/bare"], rows)
+
+
+def measure_all(sets: list[StoreSet], names: list[str], assoc_counts: list[int],
+                repeat: int) -> list[list[object]]:
+    rows = []
     for data in sets:
         mib = data.size_bytes / data.count / 2**20
         for assocs in assoc_counts:
             rates: dict[str, float] = {}
             for name in names:
-                rates[name] = max(measure(name, data, assocs) for _ in range(args.repeat))
+                rates[name] = max(measure(name, data, assocs, run) for run in range(repeat))
                 print(f"{data.kind} x{data.count} ({mib:.2f} MiB each), {assocs} assoc: "
                       f"{name} {rates[name]:.0f}/s", flush=True)
             row: list[object] = [f"{data.kind} x{data.count}", assocs]
@@ -84,9 +102,7 @@ def main() -> None:
             row.append(node / rates["bare-pynetdicom"]
                        if node and "bare-pynetdicom" in rates else "-")
             rows.append(row)
-    print()
-    print_table(["data set", "assocs", *[f"{n} /s" for n in names], "node/orthanc",
-                 "node/bare"], rows)
+    return rows
 
 
 if __name__ == "__main__":

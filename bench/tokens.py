@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import shutil
 import sqlite3
@@ -30,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, insert
 
-from bench.common import fresh_folder, print_table
+from bench.common import fresh_folder, print_table, process_tree_cpu
 from bench.dataset import OUT
 from node.index import database
 from node.index.models import Patient, Study
@@ -104,23 +103,17 @@ def request_paths(folder: Path, studies: int, count: int = 20_000) -> Path:
     return path
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def load(base: str, paths: Path, seconds: float, connections: int, api_key: str,
          server_pid: int) -> dict[str, Any]:
     """The load generator's result, plus the server's CPU time per answered request."""
-    cpu_before = cpu_seconds(server_pid)
+    cpu_before = process_tree_cpu(server_pid)
     out = subprocess.run(
         [sys.executable, "-m", "bench.http_load", "--base", base, "--paths", str(paths),
          "--seconds", str(seconds), "--connections", str(connections),
          "--header", f"Authorization: {api_key}"],
         cwd=REPO, capture_output=True, text=True, check=True, timeout=seconds + 120)
     result: dict[str, Any] = json.loads(out.stdout)
-    used = cpu_seconds(server_pid) - cpu_before
+    used = process_tree_cpu(server_pid) - cpu_before
     result["server_cpu_us"] = 1e6 * used / max(1, result["answered"])
     return result
 

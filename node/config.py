@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 import socket
 import tomllib
 import types
@@ -18,6 +19,9 @@ from typing import Any, Literal
 
 from node.errors import ConfigError
 
+# More serving processes than this only adds memory and database contention.
+MAX_WORKERS = 64
+
 
 @dataclass(frozen=True)
 class NodeSection:
@@ -25,6 +29,8 @@ class NodeSection:
     data_dir: str = "data"
     # Overwrite an instance whose SOP Instance UID is already stored (default: keep the stored one).
     overwrite_duplicates: bool = False
+    # Processes serving DICOM and HTTP side by side; 0: one per CPU core this process may use.
+    workers: int = 0
 
 
 @dataclass(frozen=True)
@@ -195,6 +201,12 @@ class Config:
         return self.data_dir / "credentials.key"
 
     @property
+    def worker_count(self) -> int:
+        """How many serving processes: the configured number, or one per usable CPU core (the
+        GIL lets one process use about one core)."""
+        return self.node.workers or max(1, len(os.sched_getaffinity(0)))
+
+    @property
     def instance_name(self) -> str:
         return self.http.instance_name or f"{socket.gethostname()}:{self.http.port}"
 
@@ -303,6 +315,8 @@ def _validate(config: Config) -> None:
     for name, port in (("dicom.port", config.dicom.port), ("http.port", config.http.port)):
         if not 0 <= port <= 65535:
             raise ConfigError(f"{name}: must be between 0 and 65535")
+    if not 0 <= config.node.workers <= MAX_WORKERS:
+        raise ConfigError(f"node.workers: must be between 0 (one per CPU core) and {MAX_WORKERS}")
     if config.sources.fetch_concurrency < 1 or config.sources.fetch_retries < 0:
         raise ConfigError("sources: fetch_concurrency must be at least 1 and fetch_retries "
                           "at least 0")

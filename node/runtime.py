@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from node.config import Config
 from node.index.database import create_engine, create_schema, session_factory
@@ -14,24 +15,48 @@ from node.services import NodeServices
 from node.storage import Storage
 
 
-def open_storage(config: Config) -> Storage:
-    """The configured storage backend; ConfigError when its bucket cannot be used."""
+@dataclass(frozen=True)
+class WorkerPlace:
+    """Which of the serving processes this is (see node/workers.py)."""
+
+    index: int
+    count: int
+
+    @property
+    def folder(self) -> str:
+        return f"worker-{self.index + 1}"  # as the log lines name it
+
+
+def open_storage(config: Config, worker: WorkerPlace | None = None) -> Storage:
+    """The configured storage backend; ConfigError when its bucket cannot be used.
+
+    A worker process gets an incoming/ (and S3 read cache) folder of its own: what a crashed
+    worker left there is its own, so its replacement can finish it while the others serve.
+    """
+    incoming = config.data_dir / "incoming"
+    if worker is not None:
+        incoming = incoming / worker.folder
     if config.storage.backend == "s3":
         from node.s3_storage import S3Storage  # boto3 is loaded only when it is used
 
-        return S3Storage.from_config(config.storage, config.data_dir)
-    return Storage(config.storage_root, config.data_dir / "incoming", config.storage.fsync)
+        cache = config.data_dir / "cache"
+        share = 1
+        if worker is not None:
+            cache, share = cache / worker.folder, worker.count
+        return S3Storage.from_config(config.storage, config.data_dir, incoming, cache, share)
+    return Storage(config.storage_root, incoming, config.storage.fsync)
 
 
 @asynccontextmanager
-async def open_services(config: Config, recover: bool = False) -> AsyncIterator[NodeServices]:
+async def open_services(config: Config, recover: bool = False,
+                        worker: WorkerPlace | None = None) -> AsyncIterator[NodeServices]:
     """The index, storage and ingest path, ready to use; everything queued is committed on exit.
 
-    `recover` finishes what a crash left in incoming/; only the serving process may do it, since
-    another process's in-flight files live there too.
+    `recover` finishes what a crash left in incoming/ (a worker: in its own folder of it); only
+    a serving process may do it, since another process's in-flight files live there too.
     """
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    storage = await asyncio.to_thread(open_storage, config)
+    storage = await asyncio.to_thread(open_storage, config, worker)
     engine = create_engine(config.database_url)
     try:
         await create_schema(engine)

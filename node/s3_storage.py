@@ -124,10 +124,12 @@ class S3Storage(Storage):
         self._pool: ThreadPoolExecutor | None = None
 
     @classmethod
-    def from_config(cls, section: StorageSection, data_dir: Path) -> S3Storage:
+    def from_config(cls, section: StorageSection, data_dir: Path, incoming: Path, cache: Path,
+                    cache_share: int = 1) -> S3Storage:
+        """`cache_share`: how many processes' caches split `cache_max_bytes`."""
         client = make_client(section, data_dir)
-        storage = cls(client, section.bucket, section.prefix, data_dir / "incoming",
-                      FileCache(data_dir / "cache", section.cache_max_bytes, section.fsync),
+        storage = cls(client, section.bucket, section.prefix, incoming,
+                      FileCache(cache, section.cache_max_bytes // cache_share, section.fsync),
                       section.fsync)
         storage.check_bucket()
         log.info("storage: bucket %s, prefix %r, endpoint %s, credentials from %s",

@@ -164,7 +164,8 @@ class Storage:
             os.close(fd)
 
     def incoming_files(self) -> list[Path]:
-        return sorted(p for p in self.incoming.iterdir() if p.is_file())
+        """Files in incoming/, in the worker processes' folders of it too (node/workers.py)."""
+        return sorted(p for p in self.incoming.rglob("*") if p.is_file())
 
 
 def walk_sorted(root: Path, exclude: tuple[Path, ...] = ()) -> Iterator[tuple[str, int]]:

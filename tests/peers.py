@@ -46,6 +46,11 @@ def wait_for_port(
     raise TimeoutError(f"nothing listening on port {port} after {timeout} s")
 
 
+def incoming_files(data_dir: Path) -> list[Path]:
+    """Files left in a node's incoming/, its worker processes' folders of it included."""
+    return sorted(p for p in (data_dir / "incoming").rglob("*") if p.is_file())
+
+
 def dcmtk(tool: str, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
     """Run a DCMTK tool; the caller checks returncode and output."""
     return subprocess.run(
@@ -149,9 +154,20 @@ class NodeProcess:
         self.proc = None
 
     def kill(self) -> None:
+        """SIGKILL the node; with worker processes, return once they are gone too (they die
+        with their supervisor, a moment after it)."""
         if self.proc is not None:
+            pid = self.proc.pid
+            try:
+                workers = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            except FileNotFoundError:
+                workers = []
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
+            deadline = time.monotonic() + 30
+            while any(Path(f"/proc/{w}").exists() for w in workers):
+                assert time.monotonic() < deadline, f"workers {workers} outlived the supervisor"
+                time.sleep(0.02)
         self.proc = None
 
 

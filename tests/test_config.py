@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import typing
 from pathlib import Path
@@ -56,11 +57,19 @@ def test_shipped_node_toml_names_and_comments_every_key() -> None:
         ({"storage": {"backend": "s3", "bucket": "b", "credentials_file": "/etc/keys"}},
          "storage.credentials_file"),
         ({"storage": {"cache_max_bytes": -1}}, "storage.cache_max_bytes"),
+        ({"node": {"workers": -1}}, "node.workers"),
+        ({"node": {"workers": 65}}, "node.workers"),
+        ({"node": {"workers": "auto"}}, "node.workers"),
     ],
 )
 def test_a_bad_key_is_an_error_naming_it(raw: dict[str, typing.Any], named: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(named)):
         config_from_dict(raw)
+
+
+def test_workers_zero_means_one_per_usable_cpu_core() -> None:
+    assert config_from_dict({}).worker_count == len(os.sched_getaffinity(0))
+    assert config_from_dict({"node": {"workers": 3}}).worker_count == 3
 
 
 def test_serve_refuses_to_start_on_an_unknown_key(tmp_path: Path) -> None:

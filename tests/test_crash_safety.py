@@ -19,7 +19,7 @@ from pydicom import dcmread
 from node.file_completeness import check_complete
 from tests.factory import StudySpec, uid, write_study
 from tests.index_db import rows
-from tests.peers import PEER_ENV, NodeProcess
+from tests.peers import PEER_ENV, NodeProcess, incoming_files
 
 INSTANCES = 500
 
@@ -88,8 +88,7 @@ def test_sigkill_mid_transfer_keeps_every_acknowledged_instance(
     assert kill_after <= len(acknowledged) < INSTANCES, "the kill did not land mid-transfer"
 
     node.start()
-    incoming = node.data_dir / "incoming"
-    assert sorted(incoming.iterdir()) == [], "temporary files left in incoming/ after restart"
+    assert incoming_files(node.data_dir) == [], "temporary files left in incoming/ after restart"
 
     check = node.cli("check")
     assert check.returncode == 0, check.stdout + check.stderr

@@ -81,3 +81,23 @@ def test_back_to_back_stores_each_get_their_response(scp_port: int) -> None:
     statuses = [getattr(assoc.send_c_store(ds), "Status", None) for ds in datasets]
     assoc.release()
     assert statuses == [0x0000] * REQUESTS
+
+
+def test_a_connection_closed_before_any_association_request_ends_at_once() -> None:
+    """A port probe (a load balancer's health check) must not stay an open association until
+    the ACSE timeout: it counted against max_associations, and against a worker's share of
+    new associations (node/dimse/shared_listener.py)."""
+    configure_pynetdicom()
+    config = Config()
+    server = build_ae(config).start_server(("127.0.0.1", 0), block=False, evt_handlers=[])
+    assert server is not None and config.dicom.acse_timeout >= 30
+    try:
+        port = server.server_address[1]
+        for _ in range(3):
+            wait_for_port(port)  # connects and closes without a word
+        deadline = time.monotonic() + 2
+        while server.active_associations and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.active_associations == []
+    finally:
+        server.shutdown()

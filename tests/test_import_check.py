@@ -21,7 +21,7 @@ from node.errors import InvalidInput
 from node.file_completeness import check_complete
 from tests.factory import StudySpec, make_instance, uid, write_jpeg_instance, write_study
 from tests.index_db import rows
-from tests.peers import PEER_ENV, REPO, NodeProcess
+from tests.peers import PEER_ENV, REPO, NodeProcess, incoming_files
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ def test_import_reports_imported_duplicates_and_rejected_with_reasons(
     assert f"{truncated}: truncated file" in result.stdout
     assert f"{text}: not a DICOM file" in result.stdout
     assert indexed_sop_uids(cli_node) == {p.stem for p in good}
-    assert sorted((cli_node.data_dir / "incoming").iterdir()) == []
+    assert incoming_files(cli_node.data_dir) == []
 
     again = cli_node.cli("import", str(folder))
     assert again.returncode == 1

@@ -32,7 +32,7 @@ from node.storage_mapping import MappingTable, StorageMapping, add_mapping
 from tests.cloud_peers import ServerProcess, moto, s3_put
 from tests.factory import StudySpec, make_instance, uid, write_study
 from tests.index_db import dump, rows
-from tests.peers import NodeProcess
+from tests.peers import NodeProcess, incoming_files
 from tests.post_examples import example
 from tests.postgres_peer import PostgresCluster
 from tests.source_fixtures import node_config
@@ -159,7 +159,7 @@ def test_a_node_killed_mid_import_finishes_it_after_a_restart(
         node.stop()
 
     _assert_finished(query, node.data_dir / "storage", keys)
-    assert list((node.data_dir / "incoming").iterdir()) == []
+    assert incoming_files(node.data_dir) == []
     _assert_fetched_once(moto_log, since, name, keys)
 
     # The secrets reached neither the database nor the log.
@@ -212,7 +212,7 @@ def test_another_instance_on_the_same_postgresql_takes_over_a_dead_ones_import(
         for node in nodes.values():
             node.stop()
     _assert_finished(query, shared / "storage", keys)
-    assert list((tmp_path / survivor.lower() / "data/incoming").iterdir()) == []
+    assert incoming_files(tmp_path / survivor.lower() / "data") == []
     _assert_fetched_once(moto_log, since, name, keys)
     assert "resuming an import" in nodes[survivor].log_text()
 

@@ -20,7 +20,7 @@ from pydicom import dcmread
 from tests import index_db
 from tests.cloud_peers import ServerProcess, moto, s3_client
 from tests.factory import StudySpec, uid, write_study
-from tests.peers import PEER_ENV, NodeProcess, StoreSCP, dcmtk
+from tests.peers import PEER_ENV, NodeProcess, StoreSCP, dcmtk, incoming_files
 from tests.postgres_peer import PostgresCluster
 from tests.test_s3_storage import PREFIX, REGION, new_bucket, write_credentials
 
@@ -49,6 +49,13 @@ def s3_node(folder: Path, moto: ServerProcess, bucket: str, ae_title: str = "VIE
     (node.data_dir / "s3_credentials").write_text(
         f'{{"access_key_id": "test", "secret_access_key": "{SECRET}"}}')
     return node
+
+
+def cached_objects(cache: Path) -> dict[str, bytes]:
+    """A node's read cache by object path: each worker process keeps a folder of its own."""
+    folders = sorted(cache.glob("worker-*")) or [cache]
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for folder in folders for p in folder.rglob("*.dcm")}
 
 
 def dataset_bytes(path: Path) -> bytes:
@@ -117,7 +124,7 @@ def test_received_instances_are_objects_named_by_their_index_rows(
         assert dataset_bytes_of(objects[PREFIX + path]) == dataset_bytes(stored.sent[sop_uid])
     data = stored.node.data_dir
     assert not (data / "storage").exists()
-    assert [p for p in (data / "incoming").iterdir()] == []
+    assert incoming_files(data) == []
 
 
 def retrieve(tool: str, stored: Stored, *args: str) -> None:
@@ -229,7 +236,7 @@ def test_a_failed_upload_is_answered_with_a_failure_and_nothing_is_indexed(
         answer = result.stdout + result.stderr
         assert "Received Store Response (Refused: OutOfResources)" in answer, answer
         assert index_db.rows(node.data_dir, "SELECT count(*) FROM instances") == [(0,)]
-        assert list((node.data_dir / "incoming").iterdir()) == []
+        assert incoming_files(node.data_dir) == []
     finally:
         node.stop()
 
@@ -274,7 +281,7 @@ async def test_two_instances_on_postgresql_sharing_the_bucket_serve_each_others_
         # own cache.
         objects = bucket_objects(moto, bucket)
         cache = second.data_dir / "cache"
-        cached = {p.relative_to(cache).as_posix(): p.read_bytes() for p in cache.rglob("*.dcm")}
+        cached = cached_objects(cache)
         assert {PREFIX + path: data for path, data in cached.items()} == objects
         send_the_same_instances_to_both_at_once(first, second, tmp_path / "burst")
         with postgres.connect("s3_shared") as conn:

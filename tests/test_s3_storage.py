@@ -252,7 +252,7 @@ async def test_a_credentials_file_others_can_read_is_refused(
     write_credentials(tmp_path / "data", mode=0o644)
     with pytest.raises(ConfigError, match=r"storage\.credentials_file: .* owner only") as caught:
         S3Storage.from_config(config_from_dict(raw, base_dir=tmp_path).storage,
-                              tmp_path / "data")
+                              tmp_path / "data", tmp_path / "incoming", tmp_path / "cache")
     assert "test" not in str(caught.value).replace(str(tmp_path), "")
 
 

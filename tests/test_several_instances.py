@@ -21,7 +21,15 @@ from pydicom import dcmread
 from node.file_completeness import check_complete
 from tests import index_db
 from tests.factory import StudySpec, uid, write_study
-from tests.peers import PEER_ENV, NodeProcess, OrthancProcess, dcmtk, free_port, wait_for_port
+from tests.peers import (
+    PEER_ENV,
+    NodeProcess,
+    OrthancProcess,
+    dcmtk,
+    free_port,
+    incoming_files,
+    wait_for_port,
+)
 from tests.postgres_peer import PostgresCluster
 from tests.test_rest_nginx import nginx_config
 
@@ -192,7 +200,7 @@ def test_the_same_instances_sent_to_both_at_once_are_stored_and_indexed_once(
     for path in stored:
         check_complete(path)
     for node in deployment.nodes:
-        assert list((node.data_dir / "incoming").iterdir()) == []
+        assert incoming_files(node.data_dir) == []
 
 
 def test_a_retrieval_whose_instance_is_killed_is_finished_by_the_other(

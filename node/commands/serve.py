@@ -11,7 +11,7 @@ import gc
 import logging
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -20,6 +20,9 @@ from node.commands import add_config_argument
 from node.config import Config, load_config
 from node.dimse.server import DicomServer
 from node.runtime import open_services
+
+if TYPE_CHECKING:
+    from node.workers import WorkerSockets
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +66,29 @@ def tune_interpreter() -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    announce_api_key(config)
+    if config.worker_count > 1:
+        from node.workers import supervise
+
+        asyncio.run(prepare(config))
+        return supervise(config, config.worker_count, serve)
     asyncio.run(serve(config))
     return 0
 
 
-async def serve(config: Config) -> None:
-    from rest.access_log import PathAccessLogger
-    from rest.app import create_app
+async def prepare(config: Config) -> None:
+    """What must happen once before the workers start, not in each of them at once: migrations
+    (the index's and pathology's) and finishing what a crash left in incoming/. Importing the
+    HTTP app here also means the forked workers find it loaded."""
+    import rest.app  # noqa: F401
+    from pathology.models import ensure_schema
 
+    async with open_services(config, recover=True) as services:
+        await ensure_schema(services.engine)
+
+
+def announce_api_key(config: Config) -> str:
+    """The API key, made (and shown once) on the first start."""
     api_key, generated = load_or_create_api_key(config)
     if generated:
         print(
@@ -78,22 +96,38 @@ async def serve(config: Config) -> None:
             f"  {api_key}",
             flush=True,
         )
+    return api_key
+
+
+async def serve(config: Config, worker: WorkerSockets | None = None) -> None:
+    """Serve until SIGINT/SIGTERM: the whole node, or one worker's share of it (node/workers.py).
+    """
+    from rest.access_log import PathAccessLogger
+    from rest.app import create_app
+
+    api_key, _ = load_or_create_api_key(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with open_services(config, recover=True) as services:
+    place = worker.place if worker is not None else None
+    async with open_services(config, recover=True, worker=place) as services:
         dicom = DicomServer(services)
-        dicom.start()
+        dicom.start(worker.dicom if worker is not None else None)
         runner = web.AppRunner(create_app(services, api_key), shutdown_timeout=30.0,
                                access_log_class=PathAccessLogger)
         await runner.setup()
-        site = web.TCPSite(runner, config.http.bind, config.http.port)
+        site: web.BaseSite
+        if worker is not None:
+            site = web.SockSite(runner, worker.http)
+        else:
+            site = web.TCPSite(runner, config.http.bind, config.http.port)
         await site.start()
         tune_interpreter()
+        which = f", worker {place.index + 1} of {place.count}" if place is not None else ""
         print(
             f"node ready: AE {config.node.ae_title}, DICOM {config.dicom.bind}:{dicom.port}, "
-            f"HTTP {config.http.bind}:{config.http.port}",
+            f"HTTP {config.http.bind}:{config.http.port}{which}",
             flush=True,
         )
         try:

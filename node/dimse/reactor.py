@@ -203,7 +203,14 @@ class EventDrivenDUL(dul.DULServiceProvider):
                 self._wait_for_work()
                 continue
             with self._send_lock:
+                state = self.state_machine.current_state
                 self.state_machine.do_action(event)
+            if event == "Evt17" and state == "Sta2":
+                # The peer closed before asking for an association (a port probe, a load
+                # balancer's health check): pynetdicom's acceptor would wait acse_timeout for
+                # an A-ASSOCIATE-RQ that cannot come, counted among the open associations all
+                # that time. None is what it gets when that wait times out: it ends now.
+                self.to_user_queue.put(None)  # type: ignore[arg-type]
 
 
 class _Checkpoint(threading.Event):

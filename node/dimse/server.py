@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import socket
 import tempfile
+import threading
+from dataclasses import dataclass
 from typing import Any
 
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, _config, evt
@@ -23,6 +26,7 @@ from node.config import Config
 from node.dimse import find_scp, get_scp, move_scp, store_scp
 from node.dimse.command_reader import install_command_reader
 from node.dimse.reactor import install_event_driven_reactors
+from node.dimse.shared_listener import AssociationLoad, shared_server_class
 from node.dimse.sockets import install_tcp_nodelay
 from node.dimse.speedups import install_speedups
 from node.services import NodeServices
@@ -77,6 +81,15 @@ def build_ae(config: Config) -> AE:
     return ae
 
 
+@dataclass(frozen=True)
+class SharedListener:
+    """A worker's part in the DICOM port the workers share (node/dimse/shared_listener.py)."""
+
+    listener: socket.socket
+    load: AssociationLoad
+    worker: int
+
+
 class DicomServer:
     """The SCP, started in pynetdicom's threads beside the node's event loop."""
 
@@ -85,7 +98,8 @@ class DicomServer:
         self.ae = build_ae(services.config)
         self._server: ThreadedAssociationServer | None = None
 
-    def start(self) -> None:
+    def start(self, shared: SharedListener | None = None) -> None:
+        """Listen on the configured address, or serve a worker's share of `shared`."""
         configure_pynetdicom()
         # pynetdicom writes received datasets with NamedTemporaryFile in the default temporary
         # folder; pointing it at incoming/ keeps the final rename on one file system.
@@ -94,9 +108,17 @@ class DicomServer:
         for module in (store_scp, find_scp, move_scp, get_scp):
             handlers.extend(module.handlers(self.services))
         dicom = self.services.config.dicom
-        self._server = self.ae.start_server(
-            (dicom.bind, dicom.port), block=False, evt_handlers=handlers
-        )
+        if shared is None:
+            self._server = self.ae.start_server(
+                (dicom.bind, dicom.port), block=False, evt_handlers=handlers
+            )
+        else:
+            server_class = shared_server_class(shared.listener, shared.load, shared.worker)
+            self._server = self.ae.make_server(
+                (dicom.bind, dicom.port), evt_handlers=handlers, server_class=server_class
+            )
+            threading.Thread(target=self._server.serve_forever, name="DicomAcceptor",
+                             daemon=True).start()
         log.info("DICOM SCP %s listening on %s:%d", self.ae.ae_title, dicom.bind, self.port)
 
     @property

@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from node.index.database import sqlite_pragmas
 from node.index.models import Base
+from node.index.write_lock import WriteLock
 from node.instance_record import InstanceRecord
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,7 @@ class IndexWriter:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sqlite_path: str | None = None
+        self._write_lock: WriteLock | None = None
         self._cache = _KeyCache()
 
     @property
@@ -191,6 +193,7 @@ class IndexWriter:
                     self._sqlite_path, isolation_level=None, check_same_thread=False
                 )
                 sqlite_pragmas(connection, None)
+                self._write_lock = WriteLock(self._sqlite_path)
         except BaseException as exc:
             failure.append(exc)
             started.set()
@@ -210,6 +213,9 @@ class IndexWriter:
             self._connection = None
             if connection is not None:
                 connection.close()
+            if self._write_lock is not None:
+                self._write_lock.close()
+                self._write_lock = None
 
     def _commit_round(self) -> None:
         """Commit one batch of what is queued; the caller holds the committing role."""
@@ -255,7 +261,9 @@ class IndexWriter:
         fresh = _KeyCache()
         try:
             if connection is not None:
-                outcomes = _commit_sqlite(connection, self._cache, fresh, batch)
+                assert self._write_lock is not None
+                outcomes = _commit_sqlite(connection, self._write_lock, self._cache, fresh,
+                                          batch)
             else:
                 assert self._loop is not None
                 outcomes = asyncio.run_coroutine_threadsafe(
@@ -275,20 +283,10 @@ class IndexWriter:
             return await conn.run_sync(upsert)
 
 
-def _commit_sqlite(
-    connection: sqlite3.Connection, cache: _KeyCache, fresh: _KeyCache, batch: list[_Pending]
-) -> list[Outcome]:
-    # IMMEDIATE takes the write lock up front, so a concurrent writer waits (busy_timeout)
-    # instead of failing the batch half-way with SQLITE_BUSY on lock upgrade.
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        outcomes = _Upsert(_SqliteSql(connection), cache, fresh).run(batch)
-        connection.execute("COMMIT")
-    except BaseException:
-        if connection.in_transaction:
-            connection.execute("ROLLBACK")
-        raise
-    return outcomes
+def _commit_sqlite(connection: sqlite3.Connection, lock: WriteLock, cache: _KeyCache,
+                   fresh: _KeyCache, batch: list[_Pending]) -> list[Outcome]:
+    with lock.transaction(connection):
+        return _Upsert(_SqliteSql(connection), cache, fresh).run(batch)
 
 
 # --- the four statements the writer needs, for each kind of connection ---

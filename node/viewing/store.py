@@ -22,6 +22,7 @@ from typing import Any, cast
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from node.index.sqlite_batches import SqliteBatches, sqlite_file
+from node.index.write_lock import WriteLock
 from node.resolve import Findings, StudyRequest, find_local, find_local_sqlite
 from node.viewing.arrange import Arrangement
 from node.viewing.writer import ContextWriter, NewContext, SqliteContextInserts
@@ -57,9 +58,10 @@ class IssueStore:
         self._engine = engine
         path = sqlite_file(engine)
         self._writer = ContextWriter(engine)
-        self._inserts = SqliteContextInserts()
-        self._batches: SqliteBatches[_Issue | Prepared, Any] | None = None if path is None \
-            else SqliteBatches(path, self._run, name="token-store")
+        self._batches: SqliteBatches[_Issue | Prepared, Any] | None = None
+        if path is not None:
+            self._inserts = SqliteContextInserts(WriteLock(path))
+            self._batches = SqliteBatches(path, self._run, name="token-store")
 
     async def issue(self, studies: StudyRequest,
                     prepare: Prepare) -> tuple[Findings, Prepared | None]:

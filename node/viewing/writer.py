@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from node.index.models import Base
 from node.index.sqlite_batches import RowInserts
 from node.index.viewing_models import AuditEvent, ContextStudy, ViewingContext
+from node.index.write_lock import WriteLock
 
 log = logging.getLogger(__name__)
 
@@ -123,12 +124,13 @@ class ContextWriter:
 
 
 class SqliteContextInserts:
-    """Contexts of several jobs on a sqlite3 connection: one IMMEDIATE transaction (the write
-    lock taken up front, so another writer waits instead of failing half-way), one multi-row INSERT
-    per table (node/index/sqlite_batches.RowInserts says why), one COMMIT. Context ids are given
+    """Contexts of several jobs on a sqlite3 connection: one IMMEDIATE transaction under the
+    writers' lock (node/index/write_lock.py), one multi-row INSERT per table
+    (node/index/sqlite_batches.RowInserts says why), one COMMIT. Context ids are given
     explicitly from the largest one in use: holding the write lock, nobody else can take them."""
 
-    def __init__(self) -> None:
+    def __init__(self, lock: WriteLock) -> None:
+        self._lock = lock
         self._tables: dict[tuple[str, tuple[str, ...]], RowInserts] = {}
 
     def _inserts(self, table: Table, row: dict[str, Any], key: str) -> RowInserts:
@@ -155,8 +157,7 @@ class SqliteContextInserts:
 
     def _commit(self, connection: sqlite3.Connection,
                 jobs: list[list[NewContext]]) -> list[list[int]]:
-        connection.execute("BEGIN IMMEDIATE")
-        try:
+        with self._lock.transaction(connection):
             last = connection.execute("SELECT coalesce(max(id), 0) FROM viewing_contexts")
             pk = int(last.fetchone()[0])
             ids: list[list[int]] = []
@@ -182,11 +183,6 @@ class SqliteContextInserts:
             # Contexts first: the other two tables refer to them.
             for inserts, values in sorted(rows.items(), key=lambda i: i[0].table != CONTEXTS.name):
                 inserts.insert(connection, values)
-            connection.execute("COMMIT")
-        except BaseException:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise
         return ids
 
 
