@@ -277,3 +277,30 @@ def test_one_write_lock_holder_keeps_another_out_until_it_commits(tmp_path: Path
     assert [n for (n,) in a.execute("SELECT n FROM t ORDER BY rowid")] == [1, 2]
     first.close()
     second.close()
+
+
+def test_a_transaction_inside_held_keeps_the_lock_until_held_ends(tmp_path: Path) -> None:
+    """The index writer gathers its batch under `held()` and commits it with `transaction()`
+    (and may retry record by record): the lock must stay its own throughout."""
+    import sqlite3
+
+    database = str(tmp_path / "index.sqlite")
+    mine, other = WriteLock(database), WriteLock(database)
+    connection = sqlite3.connect(database, isolation_level=None)
+    connection.execute("CREATE TABLE t (n INTEGER)")
+    got_it = threading.Event()
+
+    def take() -> None:
+        with other.held():
+            got_it.set()
+
+    with mine.held():
+        with mine.transaction(connection):
+            connection.execute("INSERT INTO t VALUES (1)")
+        thread = threading.Thread(target=take)
+        thread.start()
+        assert not got_it.wait(0.3), "the lock was let go when the inner transaction ended"
+    assert got_it.wait(5)
+    thread.join(5)
+    mine.close()
+    other.close()

@@ -29,6 +29,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
@@ -218,13 +219,17 @@ class IndexWriter:
                 self._write_lock = None
 
     def _commit_round(self) -> None:
-        """Commit one batch of what is queued; the caller holds the committing role."""
+        """Commit one batch of what is queued; the caller holds the committing role. On SQLite
+        the batch is gathered once the write lock is held: whatever arrived while another
+        writer (another worker process) committed joins it."""
         try:
-            with self._cond:
-                batch = [self._pending.popleft()
-                         for _ in range(min(MAX_BATCH, len(self._pending)))]
-            if batch:
-                self._commit_group(batch, self._connection)
+            lock = self._write_lock.held() if self._write_lock is not None else nullcontext()
+            with lock:
+                with self._cond:
+                    batch = [self._pending.popleft()
+                             for _ in range(min(MAX_BATCH, len(self._pending)))]
+                if batch:
+                    self._commit_group(batch, self._connection)
         finally:
             with self._cond:
                 self._committing = False
