@@ -132,9 +132,10 @@ def measure_bare(folder: Path, paths: Path, seconds: float, connections: int) ->
 
 
 def measure_node(folder: Path, index: Path, paths: Path, seconds: float,
-                 connections: int) -> dict[str, Any]:
+                 connections: int, workers: int) -> dict[str, Any]:
     shutil.rmtree(folder / "node", ignore_errors=True)
-    node = NodeProcess(folder / "node", extra={"storage": {"fsync": True}})
+    node = NodeProcess(folder / "node", extra={"storage": {"fsync": True},
+                                               "node": {"workers": workers}})
     node.data_dir.mkdir(parents=True)
     shutil.copyfile(index, node.data_dir / "index.sqlite")
     node.start()
@@ -163,6 +164,8 @@ def main() -> None:
                         help="bare, then node, this many times (on a busy machine: compare "
                              "the medians)")
     parser.add_argument("--keep", action="store_true", help="keep the run folder (node.log)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="the node's [node] workers (default 0: one per CPU core)")
     args = parser.parse_args()
     index = index_database(args.studies)
     folder = fresh_folder("tokens")
@@ -173,7 +176,8 @@ def main() -> None:
     for round_ in range(1, args.rounds + 1):
         bare = measure_bare(folder, paths, args.seconds, args.connections)
         print(f"bare aiohttp: {json.dumps(bare)}", flush=True)
-        node = measure_node(folder, index, paths, args.seconds, args.connections)
+        node = measure_node(folder, index, paths, args.seconds, args.connections,
+                            args.workers)
         print(f"node obscurl: {json.dumps(node)}", flush=True)
         for name, result in (("bare aiohttp (constant)", bare), ("node GET /ngv/obscurl", node)):
             errors = sum(result["errors"].values())

@@ -8,10 +8,9 @@ storage, as several instances already share them (ARCHITECTURE.md, "Several inst
 
 The supervisor does what must happen once, before any worker runs: the API key, the schema, and
 finishing what a crash left in incoming/. Then it binds the ports itself, so that they stay
-open while a worker restarts (connections wait in the backlog instead of being refused):
-- DICOM: one listening socket all workers accept on, sharing associations by load
-  (node/dimse/shared_listener.py);
-- HTTP: one SO_REUSEPORT socket per worker; the kernel spreads connections over them.
+open while a worker restarts (connections wait in the backlog instead of being refused), with
+one listening socket per port, which all workers accept on, each leaving a new connection to a
+less busy one (node/dimse/shared_listener.py, node/http_listener.py).
 A worker starts listening once it is ready, so an open port means a node that answers. It forks
 the workers from a process that has loaded every module (copy-on-write: a worker is
 ready in a fraction of a second), restarts one that dies (it first finishes what that worker
@@ -37,8 +36,8 @@ from types import FrameType
 from typing import Any
 
 from node.config import Config
+from node.connection_load import ConnectionLoad
 from node.dimse.server import SharedListener
-from node.dimse.shared_listener import AssociationLoad
 from node.errors import ConfigError, NodeError
 from node.runtime import WorkerPlace
 
@@ -61,6 +60,7 @@ class WorkerSockets:
     place: WorkerPlace
     dicom: SharedListener
     http: socket.socket
+    http_load: ConnectionLoad
 
 
 ServeWorker = Callable[[Config, WorkerSockets], Coroutine[Any, Any, None]]
@@ -69,25 +69,23 @@ ServeWorker = Callable[[Config, WorkerSockets], Coroutine[Any, Any, None]]
 def supervise(config: Config, count: int, serve: ServeWorker) -> int:
     """Run `count` workers, each `serve`, until SIGTERM/SIGINT; the exit status of `serve`.
     The caller has prepared the database and incoming/ (node/commands/serve.py: prepare)."""
-    dicom = _listen(config.dicom.bind, config.dicom.port)
-    http = _reuse_port_listeners(config.http.bind, config.http.port, count)
+    dicom = _bound_socket(config.dicom.bind, config.dicom.port)
+    http = _bound_socket(config.http.bind, config.http.port)
     if threading.active_count() > 1:  # forking copies no thread: their locks could stay held
         log.warning("forking workers beside %d other threads", threading.active_count() - 1)
     supervisor = _Supervisor(config, count, dicom, http, serve)
     log.info("serving with %d worker processes on DICOM port %d and HTTP port %d",
-             count, dicom.getsockname()[1], http[0].getsockname()[1])
+             count, dicom.getsockname()[1], http.getsockname()[1])
     return supervisor.run()
 
 
-def _bound_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+def _bound_socket(host: str, port: int) -> socket.socket:
     """Bound, not listening: a worker starts listening once it is ready, so that an open port
-    means a node that answers (node/dimse/shared_listener.py; aiohttp listens on its own)."""
+    means a node that answers (node/dimse/shared_listener.py, node/http_listener.py)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
     except OSError:
         sock.close()
@@ -95,29 +93,16 @@ def _bound_socket(host: str, port: int, reuse_port: bool = False) -> socket.sock
     return sock
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    return _bound_socket(host, port)
-
-
-def _reuse_port_listeners(host: str, port: int, count: int) -> list[socket.socket]:
-    """`count` sockets on one port; with port 0, on the port the first one was given."""
-    listeners: list[socket.socket] = []
-    for _ in range(count):
-        listener = _bound_socket(host, port, reuse_port=True)
-        port = listener.getsockname()[1]
-        listeners.append(listener)
-    return listeners
-
-
 class _Supervisor:
     def __init__(self, config: Config, count: int, dicom: socket.socket,
-                 http: list[socket.socket], serve: ServeWorker) -> None:
+                 http: socket.socket, serve: ServeWorker) -> None:
         self.config = config
         self.serve = serve
         self.count = count
         self.dicom = dicom
         self.http = http
-        self.load = AssociationLoad(count)
+        self.load = ConnectionLoad(count)
+        self.http_load = ConnectionLoad(count)
         self.children: dict[int, tuple[int, float]] = {}  # pid -> (worker index, started)
         self.stopping = False
         self.quick_failures = 0
@@ -138,6 +123,7 @@ class _Supervisor:
             if index < 0:
                 continue
             self.load.mark_stopped(index)
+            self.http_load.mark_stopped(index)
             if not self.stopping:
                 self._replace(index, started, os.waitstatus_to_exitcode(status))
         return self.exit_code
@@ -189,11 +175,9 @@ class _Supervisor:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             _tag_log_lines(index)
-            for other, listener in enumerate(self.http):
-                if other != index:
-                    listener.close()
             sockets = WorkerSockets(WorkerPlace(index, self.count),
-                                    SharedListener(self.dicom, self.load, index), self.http[index])
+                                    SharedListener(self.dicom, self.load, index), self.http,
+                                    self.http_load)
             asyncio.run(self.serve(self.config, sockets))
             code = 0
         except ConfigError as exc:

@@ -132,6 +132,25 @@ def test_two_open_associations_are_served_by_two_different_workers(node: NodePro
         first.release()
 
 
+def test_keep_alive_http_connections_are_shared_between_the_workers(node: NodeProcess) -> None:
+    import socket
+
+    clients = []
+    try:
+        for _ in range(4):
+            client = socket.create_connection(("127.0.0.1", node.http_port), timeout=10)
+            client.sendall(b"GET /ngv?q=0 HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert client.recv(100).startswith(b"HTTP/1.1 ")  # served, and kept open
+            clients.append(client)
+            time.sleep(0.1)
+        pids = workers_of(node)
+        owners = [socket_owner(node.http_port, c.getsockname()[1], pids) for c in clients]
+        assert sorted(owners.count(pid) for pid in pids) == [2, 2], owners
+    finally:
+        for client in clients:
+            client.close()
+
+
 def test_four_storescu_associations_at_once_store_and_index_every_instance(
         node: NodeProcess, tmp_path: Path) -> None:
     parts = []

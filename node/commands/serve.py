@@ -19,6 +19,7 @@ from node.api_key import load_or_create_api_key
 from node.commands import add_config_argument
 from node.config import Config, load_config
 from node.dimse.server import DicomServer
+from node.http_listener import SharedHttpListener
 from node.runtime import open_services
 
 if TYPE_CHECKING:
@@ -117,12 +118,16 @@ async def serve(config: Config, worker: WorkerSockets | None = None) -> None:
         runner = web.AppRunner(create_app(services, api_key), shutdown_timeout=30.0,
                                access_log_class=PathAccessLogger)
         await runner.setup()
-        site: web.BaseSite
+        shared_http: SharedHttpListener | None = None
         if worker is not None:
-            site = web.SockSite(runner, worker.http)
+            server = runner.server
+            assert server is not None
+            shared_http = SharedHttpListener(worker.http, worker.http_load, worker.place.index,
+                                             server,
+                                             lambda: len(server.connections))
+            shared_http.start()
         else:
-            site = web.TCPSite(runner, config.http.bind, config.http.port)
-        await site.start()
+            await web.TCPSite(runner, config.http.bind, config.http.port).start()
         tune_interpreter()
         which = f", worker {place.index + 1} of {place.count}" if place is not None else ""
         print(
@@ -134,5 +139,7 @@ async def serve(config: Config, worker: WorkerSockets | None = None) -> None:
             await stop.wait()
         finally:
             log.info("shutting down: finishing in-flight requests and associations")
+            if shared_http is not None:
+                shared_http.stop()
             await runner.cleanup()
             await asyncio.to_thread(dicom.stop)

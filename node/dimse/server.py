@@ -23,10 +23,11 @@ from pynetdicom.sop_class import (
 from pynetdicom.transport import ThreadedAssociationServer
 
 from node.config import Config
+from node.connection_load import ConnectionLoad
 from node.dimse import find_scp, get_scp, move_scp, store_scp
 from node.dimse.command_reader import install_command_reader
 from node.dimse.reactor import install_event_driven_reactors
-from node.dimse.shared_listener import AssociationLoad, shared_server_class
+from node.dimse.shared_listener import shared_server_class
 from node.dimse.sockets import install_tcp_nodelay
 from node.dimse.speedups import install_speedups
 from node.services import NodeServices
@@ -86,7 +87,7 @@ class SharedListener:
     """A worker's part in the DICOM port the workers share (node/dimse/shared_listener.py)."""
 
     listener: socket.socket
-    load: AssociationLoad
+    load: ConnectionLoad
     worker: int
 
 

@@ -4,15 +4,13 @@ All workers accept on one listening socket, made by the supervisor before it for
 (node/workers.py). A new connection wakes every worker's accept loop; left to chance, whichever
 wins the race takes it, and four associations from one modality could all land on one process
 (one core) while the other idles. So each worker publishes how many associations it is serving
-in a small array shared by all of them, and a worker serving more than another live one leaves
-a pending connection alone for a few milliseconds, so that the less busy one takes it. Never
-for long: a worker that has hung must not hold up new associations.
+(node/connection_load.py), and a worker serving more than another live one leaves a pending
+connection alone for a few milliseconds, so that the less busy one takes it. Never for long: a
+worker that has hung must not hold up new associations.
 """
 
 from __future__ import annotations
 
-import ctypes
-import multiprocessing
 import select
 import socket
 import time
@@ -20,37 +18,12 @@ from typing import Any
 
 from pynetdicom.transport import ThreadedAssociationServer
 
-# How long a busier worker leaves a pending connection to a less busy one.
-YIELD_SECONDS = 0.05
-# How often it looks whether the other worker has taken it.
-YIELD_POLL_SECONDS = 0.002
-# A slot's value while its worker is not running.
-NOT_RUNNING = -1
+from node.connection_load import YIELD_POLL_SECONDS, YIELD_SECONDS, ConnectionLoad
+
 LISTEN_BACKLOG = 128
 
 
-class AssociationLoad:
-    """Open associations per worker, in memory the forked workers share (one writer per slot:
-    the worker it belongs to; the supervisor marks a dead worker's slot)."""
-
-    def __init__(self, workers: int) -> None:
-        self._counts = multiprocessing.RawArray(ctypes.c_int, [NOT_RUNNING] * workers)
-
-    def publish(self, worker: int, count: int) -> None:
-        self._counts[worker] = count
-
-    def mark_stopped(self, worker: int) -> None:
-        self._counts[worker] = NOT_RUNNING
-
-    def any_serving(self) -> bool:
-        return any(count >= 0 for count in self._counts)
-
-    def busier_than_another(self, worker: int) -> bool:
-        mine = self._counts[worker]
-        return any(0 <= count < mine for i, count in enumerate(self._counts) if i != worker)
-
-
-def shared_server_class(listener: socket.socket, load: AssociationLoad,
+def shared_server_class(listener: socket.socket, load: ConnectionLoad,
                         worker: int) -> type[ThreadedAssociationServer]:
     """A pynetdicom server class that serves `listener` (already bound and listening) instead of
     binding its own socket, and takes its share of the connections (see the module docstring)."""
