@@ -87,9 +87,9 @@ def _bound_socket(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        raise NodeError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
     return sock
 
 

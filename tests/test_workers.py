@@ -323,3 +323,24 @@ def test_a_transaction_inside_held_keeps_the_lock_until_held_ends(tmp_path: Path
     thread.join(5)
     mine.close()
     other.close()
+
+
+@pytest.mark.parametrize("workers", [1, WORKERS])
+def test_a_port_another_program_holds_stops_the_node_with_a_clear_error(
+        tmp_path: Path, workers: int) -> None:
+    import socket
+    import sys
+
+    holder = socket.create_server(("127.0.0.1", 0))
+    try:
+        process = NodeProcess(tmp_path / "node", dicom_port=holder.getsockname()[1],
+                              extra={"node": {"workers": workers}})
+        process.write_config()
+        result = subprocess.run([sys.executable, "-m", "node", "serve", "--config",
+                                 str(process.config_path)], capture_output=True, text=True,
+                                timeout=120, env=PEER_ENV)
+        assert result.returncode == 1
+        assert f"cannot listen on 127.0.0.1:{process.dicom_port}" in result.stderr
+        assert "Traceback" not in result.stderr
+    finally:
+        holder.close()

@@ -19,6 +19,7 @@ from node.api_key import load_or_create_api_key
 from node.commands import add_config_argument
 from node.config import Config, load_config
 from node.dimse.server import DicomServer
+from node.errors import NodeError
 from node.http_listener import SharedHttpListener
 from node.runtime import open_services
 
@@ -114,7 +115,11 @@ async def serve(config: Config, worker: WorkerSockets | None = None) -> None:
     place = worker.place if worker is not None else None
     async with open_services(config, recover=True, worker=place) as services:
         dicom = DicomServer(services)
-        dicom.start(worker.dicom if worker is not None else None)
+        try:
+            dicom.start(worker.dicom if worker is not None else None)
+        except OSError as exc:
+            raise NodeError(f"cannot listen on {config.dicom.bind}:{config.dicom.port}: "
+                            f"{exc.strerror}") from exc
         runner = web.AppRunner(create_app(services, api_key), shutdown_timeout=30.0,
                                access_log_class=PathAccessLogger)
         await runner.setup()
@@ -127,7 +132,13 @@ async def serve(config: Config, worker: WorkerSockets | None = None) -> None:
                                              lambda: len(server.connections))
             shared_http.start()
         else:
-            await web.TCPSite(runner, config.http.bind, config.http.port).start()
+            try:
+                await web.TCPSite(runner, config.http.bind, config.http.port).start()
+            except OSError as exc:
+                await runner.cleanup()
+                dicom.stop()
+                raise NodeError(f"cannot listen on {config.http.bind}:{config.http.port}: "
+                                f"{exc.strerror}") from exc
         tune_interpreter()
         which = f", worker {place.index + 1} of {place.count}" if place is not None else ""
         print(
