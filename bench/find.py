@@ -32,6 +32,7 @@ from bench.common import (
     median,
     percentile,
     print_table,
+    process_tree_cpu,
     run_dcmtk,
     storescu,
 )
@@ -43,7 +44,6 @@ from bench.dataset import (
     query_patient,
     query_set,
 )
-from bench.scale import cpu_seconds
 from tests.peers import PEER_ENV, NodeProcess
 
 RETURN_KEYS = (
@@ -98,14 +98,14 @@ def time_query(peer: Peer, query: Query) -> tuple[float, float]:
     """findscu's wall time and the CPU time the peer's process spent meanwhile (seconds): the
     CPU is the steadier measure on a machine shared with other work."""
     args = findscu_args(peer, query)
-    cpu = cpu_seconds([peer_pid(peer)])
+    cpu = process_tree_cpu(peer_pid(peer))
     start = time.perf_counter()
     result = subprocess.run(args, env=PEER_ENV, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
         raise RuntimeError(f"findscu to {peer.name} failed: {result.stderr[-500:]}")
-    return elapsed, cpu_seconds([peer_pid(peer)]) - cpu
+    return elapsed, process_tree_cpu(peer_pid(peer)) - cpu
 
 
 def peer_pid(peer: Peer) -> int:

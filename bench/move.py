@@ -27,12 +27,12 @@ from bench.common import (
     fresh_folder,
     median,
     print_table,
+    process_tree_cpu,
     run_dcmtk,
     storescu,
 )
 from bench.dataset import KINDS, single_study
 from bench.find import peer_pid
-from bench.scale import cpu_seconds
 
 MOVE_SCU = "MOVESCU"
 
@@ -41,7 +41,7 @@ def move(peer: Peer, study_uid: str, destination: StoreSCPPeer) -> tuple[float, 
     """movescu's wall time and the CPU time the peer's process spent meanwhile (seconds)."""
     assert destination.process is not None
     destination.process.clear()
-    cpu = cpu_seconds([peer_pid(peer)])
+    cpu = process_tree_cpu(peer_pid(peer))
     start = time.perf_counter()
     result = run_dcmtk([
         "movescu", "-S", "-aet", MOVE_SCU, "-aec", peer.ae_title, "-aem", destination.ae_title,
@@ -51,7 +51,7 @@ def move(peer: Peer, study_uid: str, destination: StoreSCPPeer) -> tuple[float, 
     elapsed = time.perf_counter() - start
     if result.returncode != 0 or "error" in result.stderr.lower():
         raise RuntimeError(f"movescu from {peer.name} failed: {result.stderr[-500:]}")
-    return elapsed, cpu_seconds([peer_pid(peer)]) - cpu
+    return elapsed, process_tree_cpu(peer_pid(peer)) - cpu
 
 
 def main() -> None:
