@@ -48,20 +48,25 @@ class Peer(Protocol):
     def stop(self) -> None: ...
 
 
-def process_tree_cpu(pid: int) -> float:
-    """User + system CPU seconds of a process and its live children (a node's workers)."""
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far (those gone count nothing)."""
     total = 0
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except FileNotFoundError:
-        children = []
-    for each in [pid, *map(int, children)]:
+    for pid in pids:
         try:
-            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except FileNotFoundError:
             continue
         total += int(fields[11]) + int(fields[12])
     return total / os.sysconf("SC_CLK_TCK")
+
+
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds of a process and its live children (a node's workers)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except FileNotFoundError:
+        children = []
+    return cpu_seconds([pid, *map(int, children)])
 
 
 def fresh_folder(name: str) -> Path:

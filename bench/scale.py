@@ -30,7 +30,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.common import fresh_folder, print_table
+from bench.common import cpu_seconds, fresh_folder, print_table
 from bench.dataset import store_set
 from tests.peers import PEER_ENV, NodeProcess, free_port, wait_for_port
 from tests.postgres_peer import PostgresCluster
@@ -39,18 +39,6 @@ from tests.test_rest_nginx import nginx_config
 API_KEY = "bench-scale-key-0123456789abcdef"
 ROLE = "physician"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU of these processes so far."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / CLOCK_TICKS
 
 
 def postgres_cpu(cluster: PostgresCluster) -> float:

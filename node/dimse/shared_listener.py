@@ -25,7 +25,7 @@ LISTEN_BACKLOG = 128
 
 def shared_server_class(listener: socket.socket, load: ConnectionLoad,
                         worker: int) -> type[ThreadedAssociationServer]:
-    """A pynetdicom server class that serves `listener` (already bound and listening) instead of
+    """A pynetdicom server class that serves `listener` (bound by the supervisor) instead of
     binding its own socket, and takes its share of the connections (see the module docstring)."""
 
     class SharedListenerServer(ThreadedAssociationServer):
