@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import pathology.models as pathology_models
 from node.index.database import create_engine, create_schema
 from node.index.models import Base
+from node.viewing.retrievals import waiting_update
 from tests.peers import REPO
 from tests.postgres_peer import PostgresCluster
 
@@ -33,7 +34,8 @@ async def main() -> None:
 
 asyncio.run(main())
 """
-HEADS = {"alembic_version": "0003_post_imports", "alembic_version_pathology": "p0001_pathology"}
+HEADS = {"alembic_version": "0004_waiting_studies_index",
+         "alembic_version_pathology": "p0001_pathology"}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -107,6 +109,23 @@ async def test_instances_starting_together_migrate_once(engine: AsyncEngine) -> 
         tables = await conn.run_sync(lambda sync: inspect(sync).get_table_names())
     assert set(tables) >= {t.name for t in Base.metadata.sorted_tables}
     assert await versions(engine) == HEADS
+
+
+async def test_the_retrievals_update_finds_waiting_studies_through_the_partial_index(
+        engine: AsyncEngine) -> None:
+    """Context studies are indexed by UID only while they wait (migration 0004); the update
+    must say so for the database to use that index."""
+    await migrate_everything(engine)
+    statement = waiting_update("1.2.3", ("pending",)).values(state="available")
+    sql = str(statement.compile(engine.sync_engine, compile_kwargs={"literal_binds": True}))
+    async with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            plan = " ".join(str(row[-1]) for row in await conn.execute(
+                text(f"EXPLAIN QUERY PLAN {sql}")))
+        else:  # an empty table: forbid the sequential scan to see whether the index is usable
+            await conn.execute(text("SET LOCAL enable_seqscan = off"))
+            plan = " ".join(row[0] for row in await conn.execute(text(f"EXPLAIN {sql}")))
+    assert "ix_context_studies_waiting" in plan, plan
 
 
 def test_the_models_cover_every_table_the_revisions_create() -> None:

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from node.index.viewing_models import AuditEvent, ViewingContext
-from node.viewing.tokens import digest
+from node.viewing.tokens import token_key
 from tests.factory import StudySpec, uid
 from tests.rest_support import ROLE, Api, running_app
 
@@ -44,7 +44,7 @@ async def audited_address(api: Api, forwarded_for: str | None) -> str:
         address = await session.scalar(
             select(AuditEvent.client_address).join(
                 ViewingContext, AuditEvent.context_pk == ViewingContext.id)
-            .where(ViewingContext.token_hash == digest(token)))
+            .where(ViewingContext.token_hash == token_key(token)))
     assert address is not None
     return address
 

@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from node.config import load_config
 from node.errors import NotFound
 from node.index.viewing_models import AuditEvent, ViewingContext
-from node.viewing.tokens import digest
+from node.viewing.tokens import digest, token_key
 from tests.factory import StudySpec, uid
 from tests.rest_support import ROLE, Api, running_app, write_config
 
@@ -116,7 +116,7 @@ async def test_issue_and_redeem_are_audited_with_address(api: Api) -> None:
     await api.redeem(token)
     async with api.services.sessions() as session:
         context_id = await session.scalar(select(ViewingContext.id).where(
-            ViewingContext.token_hash == digest(token)))
+            ViewingContext.token_hash == token_key(token)))
         events = (await session.scalars(select(AuditEvent).where(
             AuditEvent.context_pk == context_id).order_by(AuditEvent.id))).all()
     assert [e.action for e in events] == ["issue", "redeem", "redeem-refused"]
@@ -130,7 +130,21 @@ async def test_tokens_are_stored_only_as_digests(api: Api) -> None:
     token = await api.token(PARAMS)
     async with api.services.sessions() as session:
         stored = (await session.scalars(select(ViewingContext.token_hash))).all()
-    assert token not in stored and digest(token) in stored
+    assert token not in stored and token_key(token) in stored
+    assert not any(token[16:] in key for key in stored)
+
+
+async def test_a_token_stored_by_a_node_before_migration_0004_still_opens(api: Api) -> None:
+    """Such a node kept the token's bare digest; the token stays valid until it expires."""
+    token = await api.token(PARAMS)
+    async with api.services.sessions() as session:
+        await session.execute(update(ViewingContext).where(
+            ViewingContext.token_hash == token_key(token)).values(token_hash=digest(token)))
+        await session.commit()
+    response, cookie = await api.redeem(token)
+    assert response.status == 302 and cookie is not None
+    response, cookie = await api.redeem(token)
+    assert response.status == 403 and cookie is None
 
 
 async def test_stored_times_compare_in_sql(api: Api) -> None:
@@ -141,7 +155,7 @@ async def test_stored_times_compare_in_sql(api: Api) -> None:
     now = datetime.now(UTC)
     async with api.services.sessions() as session:
         expires = (await session.scalars(select(ViewingContext.id).where(
-            ViewingContext.token_hash == digest(token),
+            ViewingContext.token_hash == token_key(token),
             ViewingContext.expires_at > now + lifetime - timedelta(seconds=30),
             ViewingContext.expires_at < now + lifetime + timedelta(seconds=30)))).all()
         audited = (await session.scalars(select(AuditEvent.id).where(
@@ -229,5 +243,5 @@ async def test_cli_purges_contexts_nobody_can_use(
         async with api.services.sessions() as session:
             left = (await session.scalars(select(ViewingContext.token_hash))).all()
             audited = (await session.scalars(select(AuditEvent.action))).all()
-        assert left == [digest(fresh)] and digest(unused) not in left
+        assert left == [token_key(fresh)] and token_key(unused) not in left
         assert audited.count("issue") == 3

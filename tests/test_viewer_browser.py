@@ -15,7 +15,7 @@ from playwright.async_api import Browser, Page, Response
 from sqlalchemy import select, update
 
 from node.index.viewing_models import ViewingContext
-from node.viewing.tokens import digest
+from node.viewing.tokens import token_key
 from tests.browser import browser, new_page, screenshot
 from tests.factory import StudySpec, uid
 from tests.rest_support import ROLE, Api, running_app
@@ -81,10 +81,10 @@ async def set_options(api: Api, token: str, options: dict[str, Any]) -> None:
     """Options only the POST API sets (collapsePreviews), written into the stored context."""
     async with api.services.sessions() as session:
         stored = await session.scalar(select(ViewingContext.options).where(
-            ViewingContext.token_hash == digest(token)))
+            ViewingContext.token_hash == token_key(token)))
         assert stored is not None
         await session.execute(update(ViewingContext).where(
-            ViewingContext.token_hash == digest(token)).values(options={**stored, **options}))
+            ViewingContext.token_hash == token_key(token)).values(options={**stored, **options}))
         await session.commit()
 
 

@@ -20,10 +20,16 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from node.index.models import Base
+
+# The context studies still waiting for a retrieval: the only rows looked up by study UID
+# (node/viewing/retrievals.py), so the only ones indexed by it. A query uses the partial index
+# only when its WHERE carries this very term (SQLite does not infer it from a narrower IN list).
+WAITING_FOR_RETRIEVAL = "state IN ('pending', 'retrieving')"
 
 
 class Role(Base):
@@ -92,7 +98,9 @@ class ContextStudy(Base):
     """One study a context names, and how far it is from being viewable."""
 
     __tablename__ = "context_studies"
-    __table_args__ = (Index("ix_context_studies_uid_state", "study_uid", "state"),)
+    __table_args__ = (Index("ix_context_studies_waiting", "study_uid",
+                            sqlite_where=text(WAITING_FOR_RETRIEVAL),
+                            postgresql_where=text(WAITING_FOR_RETRIEVAL)),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     context_pk: Mapped[int] = mapped_column(ForeignKey("viewing_contexts.id", ondelete="CASCADE"),

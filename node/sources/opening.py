@@ -32,7 +32,7 @@ from node.sources.progress import ImportProgress, ItemOutcome
 from node.sources.vault import CredentialVault
 from node.viewing import audit
 from node.viewing.options import ViewingOptions
-from node.viewing.tokens import digest, new_token
+from node.viewing.tokens import new_token, token_key
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ async def issue_context(services: NodeServices, plan: ImportPlan, progress: Impo
         scope, protocols = await applicable_protocols(session, request.username, role.name)
         request_json = request.as_json()
         context = ViewingContext(
-            token_hash=digest(token), kind="single", username=request.username,
+            token_hash=token_key(token), kind="single", username=request.username,
             role=role.name, display="studies", request=request_json,
             options=context_options(plan), sources={"import": progress.as_json()},
             hanging_protocols={"scope": scope, "protocols": [p.as_json() for p in protocols]},

@@ -23,7 +23,7 @@ from node.viewing.catalogue import Applicable, Catalogue
 from node.viewing.options import ViewingOptions, options_json
 from node.viewing.retrievals import RetrievalRegistry
 from node.viewing.store import IssueStore, Prepared
-from node.viewing.tokens import digest, new_token
+from node.viewing.tokens import new_token, token_key
 from node.viewing.writer import NewContext
 
 log = logging.getLogger(__name__)
@@ -164,7 +164,7 @@ class TokenIssuer:
                     remote = remote or bool(study.source)
                     preload = preload or entry.preload
             contexts.append(NewContext(
-                context={**common, "token_hash": digest(token), "kind": kind,
+                context={**common, "token_hash": token_key(token), "kind": kind,
                          "display": arrangement.display},
                 studies=studies,
                 audit=audit.row(

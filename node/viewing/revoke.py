@@ -10,7 +10,7 @@ from node.errors import InvalidInput, NotFound
 from node.index.viewing_models import ContextStudy, ViewerSession, ViewingContext
 from node.services import NodeServices
 from node.viewing import audit
-from node.viewing.tokens import digest, looks_like_token
+from node.viewing.tokens import looks_like_token, token_keys
 
 
 async def revoke_token(services: NodeServices, token: str) -> int:
@@ -20,7 +20,7 @@ async def revoke_token(services: NodeServices, token: str) -> int:
     now = datetime.now(UTC)
     async with services.sessions() as session:
         context = await session.scalar(
-            select(ViewingContext).where(ViewingContext.token_hash == digest(token)))
+            select(ViewingContext).where(ViewingContext.token_hash.in_(token_keys(token))))
         if context is None:
             raise NotFound("no such token")
         context.revoked_at = context.revoked_at or now

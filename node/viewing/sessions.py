@@ -22,7 +22,7 @@ from node.roles import get_role
 from node.services import NodeServices
 from node.viewing import audit
 from node.viewing.options import ViewingOptions
-from node.viewing.tokens import digest, looks_like_token, new_token
+from node.viewing.tokens import digest, looks_like_token, new_secret, token_keys
 
 log = logging.getLogger(__name__)
 
@@ -46,20 +46,20 @@ def utc(moment: datetime) -> datetime:
 async def redeem(services: NodeServices, token: str, client_address: str) -> Redemption:
     if not looks_like_token(token):
         return Redemption("unknown")
-    token_hash = digest(token)
+    keys = token_keys(token)
     now = datetime.now(UTC)
     lifetime = services.config.api.session_lifetime_seconds
     async with services.sessions() as session:
         result = await session.execute(
             update(ViewingContext)
-            .where(ViewingContext.token_hash == token_hash,
+            .where(ViewingContext.token_hash.in_(keys),
                    ViewingContext.redeemed_at.is_(None),
                    ViewingContext.revoked_at.is_(None),
                    ViewingContext.expires_at > now)
             .values(redeemed_at=now)
         )
         context = await session.scalar(
-            select(ViewingContext).where(ViewingContext.token_hash == token_hash))
+            select(ViewingContext).where(ViewingContext.token_hash.in_(keys)))
         if getattr(result, "rowcount", 0) != 1 or context is None:
             outcome = _refusal(context, now)
             if context is not None:
@@ -70,7 +70,7 @@ async def redeem(services: NodeServices, token: str, client_address: str) -> Red
             log.info("token refused (%s)%s", outcome,
                      f" for context {context.id}" if context is not None else "")
             return Redemption(outcome)
-        cookie = new_token()
+        cookie = new_secret()
         session.add(ViewerSession(
             cookie_hash=digest(cookie), context_pk=context.id, username=context.username,
             client_address=client_address[:64], created_at=now,
