@@ -8,7 +8,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from node.config import Config
-from node.index.database import create_engine, create_schema, session_factory
+from node.index.database import (
+    create_engine,
+    create_schema,
+    create_thread_reader,
+    session_factory,
+)
 from node.index.writer import IndexWriter
 from node.ingest import Ingestor, recover_incoming
 from node.services import NodeServices
@@ -58,6 +63,7 @@ async def open_services(config: Config, recover: bool = False,
     config.data_dir.mkdir(parents=True, exist_ok=True)
     storage = await asyncio.to_thread(open_storage, config, worker)
     engine = create_engine(config.database_url)
+    thread_reader = create_thread_reader(config.database_url)
     try:
         await create_schema(engine)
         sessions = session_factory(engine)
@@ -68,8 +74,11 @@ async def open_services(config: Config, recover: bool = False,
         loop = asyncio.get_running_loop()
         ingestor = Ingestor(storage, writer, loop, config.node.overwrite_duplicates)
         try:
-            yield NodeServices(config, engine, sessions, storage, writer, ingestor, loop)
+            yield NodeServices(config, engine, sessions, storage, writer, ingestor, loop,
+                               thread_reader)
         finally:
             await writer.stop()
     finally:
+        if thread_reader is not None:
+            thread_reader.dispose()
         await engine.dispose()

@@ -7,6 +7,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from node.config import Config
@@ -26,8 +27,11 @@ class NodeServices:
     writer: IndexWriter
     ingestor: Ingestor
     loop: asyncio.AbstractEventLoop
+    # On a SQLite file: C-FIND handlers read through it in their own thread
+    # (node/index/database.create_thread_reader). None on PostgreSQL.
+    thread_reader: Engine | None = None
 
     def run_blocking(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run a coroutine on the node's event loop from a pynetdicom handler thread: handlers
-        reach the index this way, never through an engine of their own."""
+        reach the index this way, except C-FIND's reads on SQLite (`thread_reader`)."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)

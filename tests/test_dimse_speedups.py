@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import gc
 import socket
 import threading
 
@@ -10,13 +11,13 @@ import pytest
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import UID
-from pynetdicom import ALL_TRANSFER_SYNTAXES, build_context
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, build_context
 from pynetdicom.dsutils import create_file_meta
 from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.pdu_primitives import P_DATA
 
 from node.dimse.reactor import encode_p_data
-from node.dimse.speedups import _copy_contexts, _recv, file_meta_bytes
+from node.dimse.speedups import _copy_contexts, _recv, file_meta_bytes, install_speedups
 
 
 @pytest.mark.parametrize(
@@ -70,3 +71,19 @@ def test_recv_reads_whole_pdus_and_what_arrived_before_a_close() -> None:
         writer.join(10)
         left.close()
         assert _recv(Holder(), 100) == b"tail"
+
+
+def test_the_association_server_never_forces_a_full_collection(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    collections: list[int] = []
+    monkeypatch.setattr(gc, "collect", lambda generation=2: collections.append(generation) or 0)
+    assert install_speedups()
+    ae = AE()
+    ae.add_supported_context("1.2.840.10008.1.1")  # Verification
+    server = ae.make_server(("127.0.0.1", 0))
+    try:
+        for _ in range(200):  # pynetdicom's own collected every 60 calls
+            server.service_actions()
+    finally:
+        server.server_close()
+    assert collections == []

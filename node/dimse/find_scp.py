@@ -1,8 +1,9 @@
 """C-FIND SCP (Patient Root and Study Root): identifiers in, index matches out.
 
-The handler runs in a pynetdicom thread; the query runs on the node's event loop and its rows are
-pulled over in batches, so a large answer starts flowing before the last row is read and a
-C-CANCEL stops the query early.
+The handler runs in a pynetdicom thread and reads the matches in batches, so a large answer
+starts flowing before the last row is read and a C-CANCEL stops the query early. On a SQLite
+file the thread reads the file itself; on PostgreSQL the query runs on the node's event loop and
+its batches are pulled over.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from node.dimse.qr_identifier import (
 )
 from node.dimse.wire import cork, flush, install_fast_dimse
 from node.errors import InvalidInput
-from node.index.query import stream_find
+from node.index.query import find_in_thread, stream_find
 from node.services import NodeServices
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,20 @@ def pull_batches(
         services.run_blocking(batches.aclose(), _CLOSE_TIMEOUT)
 
 
+def each_in_batches(batches: Generator[list[T], None, None],
+                    before_wait: Callable[[], None]) -> Generator[T, None, None]:
+    """Iterate batches read in this thread; `before_wait` runs before each batch is read."""
+    try:
+        while True:
+            before_wait()
+            batch = next(batches, None)
+            if batch is None:
+                break
+            yield from batch
+    finally:
+        batches.close()
+
+
 def handle_find(event: Event, services: NodeServices) -> Iterator[tuple[Any, Dataset | None]]:
     calling = event.assoc.requestor.ae_title
     started = time.perf_counter()
@@ -87,8 +102,14 @@ def handle_find(event: Event, services: NodeServices) -> Iterator[tuple[Any, Dat
     count = 0
     # Pending responses leave together, at the latest before the next wait for the database.
     cork(event.assoc)
-    matches = pull_batches(services, stream_find(services.sessions, parsed.request), timeout,
-                           lambda: flush(event.assoc))
+    def before_wait() -> None:
+        flush(event.assoc)
+
+    matches = (
+        each_in_batches(find_in_thread(services.thread_reader, parsed.request), before_wait)
+        if services.thread_reader is not None else
+        pull_batches(services, stream_find(services.sessions, parsed.request), timeout,
+                     before_wait))
     try:
         for match in matches:
             if event.is_cancelled:

@@ -10,6 +10,11 @@
   immutable strings).
 - Receiving a PDU read the socket 4 KiB at a time, appending to a bytearray: it now reads
   into one buffer of the PDU's size.
+- The association server ran a full garbage collection (`gc.collect()`) in its accept thread
+  after every 60 associations or idle polls, holding the GIL meanwhile: ~40 ms each in a node,
+  a stall for every association in flight and a tenth of the CPU of back-to-back C-FINDs
+  (py-spy). Without it the cycles a finished association leaves are collected like any other
+  garbage, by the collector's own thresholds (node/commands/serve.py sets them).
 
 Like reactor.py, this applies only to the pynetdicom version it was written against.
 """
@@ -108,8 +113,12 @@ def _recv(self: Any, nr_bytes: int) -> bytearray:
     return buffer
 
 
+def _service_actions(self: Any) -> None:
+    """Nothing between two accepts (see the module docstring)."""
+
+
 def install_speedups() -> bool:
-    """Install both (once); False when this pynetdicom is not the version they fit."""
+    """Install them (once); False when this pynetdicom is not the version they fit."""
     global _installed
     if _installed:
         return True
@@ -121,5 +130,6 @@ def install_speedups() -> bool:
     dimse_messages.write_file_meta_info = _write_file_meta_info  # type: ignore[assignment]
     transport.deepcopy = _copy_contexts  # type: ignore[assignment]
     transport.AssociationSocket.recv = _recv  # type: ignore[method-assign]
+    transport.AssociationServer.service_actions = _service_actions  # type: ignore[method-assign]
     _installed = True
     return True

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Engine, event, make_url
+from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 
@@ -32,6 +33,19 @@ def create_engine(url: str) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def create_thread_reader(url: str) -> Engine | None:
+    """On a SQLite file, a synchronous engine for reads made from pynetdicom's handler threads
+    (C-FIND): the thread reads the file itself, where the async engine took a hop to the event
+    loop and another to aiosqlite's thread and back for every batch of rows. None for any other
+    database (or in memory): handlers go through the event loop there."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    engine = create_sync_engine(parsed.set(drivername="sqlite"), pool_size=8, max_overflow=8)
+    event.listen(engine, "connect", sqlite_pragmas)
+    return engine
 
 
 async def create_schema(engine: AsyncEngine) -> None:

@@ -13,11 +13,21 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Select, SQLColumnExpression, and_, exists, func, literal, or_, select
+from sqlalchemy import (
+    Engine,
+    Select,
+    SQLColumnExpression,
+    and_,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
@@ -285,6 +295,16 @@ async def stream_find(
         dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
         result = await session.stream(build_find(request, dialect))
         async for partition in result.partitions(batch_size):
+            yield [_match(row._mapping) for row in partition]
+
+
+def find_in_thread(engine: Engine, request: FindRequest,
+                   batch_size: int = 256) -> Generator[list[FindMatch], None, None]:
+    """stream_find in the calling thread, on the SQLite file's thread reader
+    (node/index/database.create_thread_reader)."""
+    with engine.connect() as conn:
+        result = conn.execute(build_find(request, engine.dialect.name))
+        for partition in result.partitions(batch_size):
             yield [_match(row._mapping) for row in partition]
 
 
