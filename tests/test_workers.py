@@ -250,6 +250,8 @@ def test_sigterm_stops_the_workers_and_the_supervisor_cleanly(tmp_path: Path) ->
     process.stop()
     assert proc.returncode == 0
     assert not any(alive(pid) for pid in pids)
+    log = process.log_text()
+    assert "Traceback" not in log and "failed" not in log, log[-2000:]
 
 
 def test_a_file_a_crashed_worker_left_in_its_incoming_folder_is_cleared_at_start(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import select
 import socket
+import socketserver
 import time
 from typing import Any
 
@@ -56,5 +57,11 @@ def shared_server_class(listener: socket.socket, load: ConnectionLoad,
         def server_close(self) -> None:
             load.mark_stopped(worker)
             super().server_close()
+
+        def shutdown(self) -> None:
+            # pynetdicom's would also take the server off its AE's list of servers, where
+            # make_server never put it (a ValueError, and the worker's stop cut short).
+            socketserver.TCPServer.shutdown(self)
+            self.server_close()
 
     return SharedListenerServer
