@@ -10,6 +10,7 @@ must all get their own response at once.
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 
@@ -17,7 +18,11 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE, evt
-from pynetdicom.sop_class import CTImageStorage, Verification
+from pynetdicom.sop_class import (
+    CTImageStorage,
+    StudyRootQueryRetrieveInformationModelFind,
+    Verification,
+)
 
 from node.config import Config
 from node.dimse.server import build_ae, configure_pynetdicom
@@ -99,5 +104,64 @@ def test_a_connection_closed_before_any_association_request_ends_at_once() -> No
         while server.active_associations and time.monotonic() < deadline:
             time.sleep(0.02)
         assert server.active_associations == []
+    finally:
+        server.shutdown()
+
+
+def test_an_acceptor_serves_a_store_in_its_dul_thread_and_a_find_in_its_own() -> None:
+    """A C-STORE is served by the DUL thread that received it (no hand-over to the association
+    thread), a C-FIND, which a C-CANCEL may stop, by the association thread as before."""
+    configure_pynetdicom()
+    served: dict[str, bool] = {}
+
+    def on_store(event: evt.Event) -> int:
+        served["store"] = threading.current_thread() is event.assoc.dul
+        return 0x0000
+
+    def on_find(event: evt.Event) -> Iterator[tuple[int, Dataset | None]]:
+        served["find"] = threading.current_thread() is event.assoc
+        yield 0x0000, None
+
+    server = build_ae(Config()).start_server(("127.0.0.1", 0), block=False, evt_handlers=[
+        (evt.EVT_C_STORE, on_store), (evt.EVT_C_FIND, on_find)])
+    try:
+        ae = requester()
+        ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+        assoc = ae.associate("127.0.0.1", server.server_address[1])
+        assert assoc.is_established
+        spec = StudySpec(study_uid=uid(710, 2), rows=8, columns=8)
+        assert assoc.send_c_store(make_instance(spec, 0, 0)).Status == 0x0000
+        query = Dataset()
+        query.QueryRetrieveLevel = "STUDY"
+        query.StudyInstanceUID = ""
+        statuses = [status.Status for status, _ in assoc.send_c_find(
+            query, StudyRootQueryRetrieveInformationModelFind)]
+        assoc.release()
+    finally:
+        server.shutdown()
+    assert statuses == [0x0000] and served == {"store": True, "find": True}
+
+
+def test_a_store_served_longer_than_the_network_timeout_is_not_cut_off() -> None:
+    """The network (idle) timeout counts silence between messages: the association thread,
+    idle while the DUL thread serves a C-STORE, must not take a slow store for silence."""
+    configure_pynetdicom()
+    config = Config()
+    ae = build_ae(config)
+    ae.network_timeout = 0.3
+
+    def slow_store(event: evt.Event) -> int:
+        time.sleep(1.0)
+        return 0x0000
+
+    server = ae.start_server(("127.0.0.1", 0), block=False,
+                             evt_handlers=[(evt.EVT_C_STORE, slow_store)])
+    try:
+        assoc = requester().associate("127.0.0.1", server.server_address[1])
+        assert assoc.is_established
+        spec = StudySpec(study_uid=uid(710, 3), rows=8, columns=8)
+        status = assoc.send_c_store(make_instance(spec, 0, 0))
+        assert getattr(status, "Status", None) == 0x0000 and not assoc.is_aborted
+        assoc.release()
     finally:
         server.shutdown()

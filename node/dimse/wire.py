@@ -26,6 +26,7 @@ Installed process-wide once the node's SCP starts: the store SCP's C-STORE-RSP g
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import struct
 import threading
@@ -183,7 +184,9 @@ def _file_values(path: Any, offset: int, max_pdu: int) -> Iterator[list[Any]]:
 def _direct(provider: Any) -> EventDrivenDUL | None:
     """The DUL whose socket this thread may write to itself, if it may."""
     dul = provider.dul
-    if not isinstance(dul, EventDrivenDUL) or threading.current_thread() is dul:
+    if not isinstance(dul, EventDrivenDUL):
+        return None
+    if threading.current_thread() is dul and not getattr(dul.assoc, "_node_dul_serving", False):
         return None
     if provider.assoc.get_handlers(evt.EVT_PDU_SENT):
         return None
@@ -194,7 +197,10 @@ def _write(dul: EventDrivenDUL, buffers: list[Any]) -> bool:
     """Write PDUs straight to the socket when the DUL would do nothing else with them: the
     association is established (Sta6) and nothing is queued ahead (see EventDrivenDUL.send_pdu).
     False: the caller queues them instead."""
-    with dul._send_lock:
+    # The DUL thread serving a C-STORE itself (reactor._ServingQueue) holds the lock already:
+    # it runs the state machine action that received the request.
+    own = threading.current_thread() is dul
+    with contextlib.nullcontext() if own else dul._send_lock:
         if (
             dul.state_machine.current_state != "Sta6"
             or not dul.to_provider_queue.empty()
