@@ -27,11 +27,11 @@ class NodeServices:
     writer: IndexWriter
     ingestor: Ingestor
     loop: asyncio.AbstractEventLoop
-    # On a SQLite file: C-FIND handlers read through it in their own thread
+    # On a SQLite file: C-FIND, C-MOVE and C-GET handlers read through it in their own thread
     # (node/index/database.create_thread_reader). None on PostgreSQL.
     thread_reader: Engine | None = None
 
     def run_blocking(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run a coroutine on the node's event loop from a pynetdicom handler thread: handlers
-        reach the index this way, except C-FIND's reads on SQLite (`thread_reader`)."""
+        reach the index this way, except the Q/R handlers' reads on SQLite (`thread_reader`)."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)

@@ -39,7 +39,12 @@ from node.dimse.qr_identifier import (
 )
 from node.dimse.wire import install_fast_dimse, send_stored_file
 from node.errors import InvalidInput
-from node.index.query import StoredInstanceRef, check_retrieve_keys, find_instances
+from node.index.query import (
+    StoredInstanceRef,
+    check_retrieve_keys,
+    find_instances,
+    find_instances_in_thread,
+)
 from node.services import NodeServices
 
 log = logging.getLogger(__name__)
@@ -139,10 +144,13 @@ def matching_files(services: NodeServices, identifier: Dataset, sop_class_uid: s
     parsed = parse_identifier(identifier, sop_class_uid)
     request = parsed.request
     check_retrieve_keys(request.level, request.keys)
-    refs = services.run_blocking(
-        find_instances(services.sessions, request.level, request.keys),
-        services.config.dicom.dimse_timeout,
-    )
+    if services.thread_reader is not None:
+        refs = find_instances_in_thread(services.thread_reader, request.level, request.keys)
+    else:
+        refs = services.run_blocking(
+            find_instances(services.sessions, request.level, request.keys),
+            services.config.dicom.dimse_timeout,
+        )
     paths = services.storage.local_paths([ref.path for ref in refs])
     return [StoredFile(path, ref) for path, ref in zip(paths, refs, strict=True)]
 

@@ -317,6 +317,14 @@ async def find_instances(
     return [StoredInstanceRef(*row) for row in rows]
 
 
+def find_instances_in_thread(engine: Engine, level: Level,
+                             keys: Mapping[str, tuple[str, ...]]) -> list[StoredInstanceRef]:
+    """find_instances in the calling thread, on the SQLite file's thread reader."""
+    with engine.connect() as conn:
+        rows = conn.execute(build_retrieve(level, keys)).all()
+    return [StoredInstanceRef(*row) for row in rows]
+
+
 def _match(row: Mapping[Any, Any]) -> FindMatch:
     values: dict[str, str] = {}
     for key, value in row.items():
