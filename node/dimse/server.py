@@ -23,7 +23,7 @@ from pynetdicom.sop_class import (
 from pynetdicom.transport import ThreadedAssociationServer
 
 from node.config import Config
-from node.connection_load import ConnectionLoad
+from node.connection_load import REFRESH_SECONDS, ConnectionLoad
 from node.dimse import find_scp, get_scp, move_scp, store_scp
 from node.dimse.command_reader import install_command_reader
 from node.dimse.reactor import install_event_driven_reactors
@@ -119,7 +119,7 @@ class DicomServer:
                 (dicom.bind, dicom.port), evt_handlers=handlers, server_class=server_class
             )
             threading.Thread(target=self._server.serve_forever, name="DicomAcceptor",
-                             daemon=True).start()
+                             kwargs={"poll_interval": REFRESH_SECONDS}, daemon=True).start()
         log.info("DICOM SCP %s listening on %s:%d", self.ae.ae_title, dicom.bind, self.port)
 
     @property

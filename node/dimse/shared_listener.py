@@ -54,6 +54,11 @@ def shared_server_class(listener: socket.socket, load: ConnectionLoad,
             load.publish(worker, len(self.active_associations) + 1)
             return client, address
 
+        def service_actions(self) -> None:
+            # serve_forever calls it between accepts, and every REFRESH_SECONDS when idle
+            # (node/dimse/server.py starts it so).
+            load.publish(worker, len(self.active_associations))
+
         def server_close(self) -> None:
             load.mark_stopped(worker)
             super().server_close()
