@@ -17,9 +17,9 @@ NOT_RUNNING = -1
 YIELD_SECONDS = 0.05
 # How often it looks whether the other worker has taken it.
 YIELD_POLL_SECONDS = 0.002
-# How often an idle DICOM accept loop publishes its count again: the count published when an
-# association was accepted stays too high once associations end, and a worker that looks too
-# busy would be left the next association by the other one.
+# How often an idle worker publishes its count again: the count published when a connection
+# was accepted stays too high once connections end, and a worker that looks too
+# busy would be left the next connection by the other one.
 REFRESH_SECONDS = 0.05
 
 

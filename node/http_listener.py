@@ -19,7 +19,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from node.connection_load import YIELD_POLL_SECONDS, YIELD_SECONDS, ConnectionLoad
+from node.connection_load import (
+    REFRESH_SECONDS,
+    YIELD_POLL_SECONDS,
+    YIELD_SECONDS,
+    ConnectionLoad,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,15 @@ class SharedHttpListener:
         self._listener.listen(LISTEN_BACKLOG)
         self._load.publish(self._worker, self._open_connections())
         self._loop.add_reader(self._listener.fileno(), self._readable)
+        self._loop.call_later(REFRESH_SECONDS, self._refresh)
+
+    def _refresh(self) -> None:
+        """Publish the open connections again, every REFRESH_SECONDS: the count published
+        when a connection was accepted stays too high once connections close."""
+        if self._loop is None:
+            return
+        self._load.publish(self._worker, self._open_connections())
+        self._loop.call_later(REFRESH_SECONDS, self._refresh)
 
     def stop(self) -> None:
         if self._loop is not None:
