@@ -3,17 +3,19 @@
 Order of work, chosen so that a crash at any point leaves nothing half done:
 1. the complete file is in `incoming/` (the caller put it there);
 2. its header is read and validated;
-3. with an object store, the object is uploaded (Storage.publish; a folder does nothing here);
+3. it is published (Storage.publish): in a folder it gets its storage name as a second name (a
+   hard link), in an object store it is uploaded;
 4. the index row is committed (group commit);
-5. the file is renamed into place (with an object store: kept as a cache entry), and only then
-   is success answered.
-The file's fsync runs from step 2 to step 4 beside them: the fsync and the commit each wait for
-the disk, and in sequence they cost two waits per instance, side by side about one. A crash
-between 4 and 5 is finished by `recover_incoming` at the next start (it places the file only
-when it is whole: same size as committed, header readable); a crash before 4 leaves only a file
-in `incoming/`, which recovery deletes (its sender never got a success), and at most an object
-no row names, which `check` reports and `check --repair` indexes. A failed upload fails the
-ingest before anything is indexed.
+5. the incoming name goes (with an object store: the file is kept as a cache entry), or, when
+   nothing was published, the file is renamed into place; only then is success answered.
+The file's fsync and its published name's (the folder's) run from step 3 to step 4 beside the
+commit: each waits for the disk, and side by side they cost about one wait per instance where
+in sequence they cost three. A crash before 4 leaves the incoming name, which `recover_incoming`
+at the next start deletes together with the published link (the sender never got a success);
+an uploaded object no row names is left to `check` (`check --repair` indexes it). A crash
+between 4 and 5 is finished by recovery too: it places the file only when it is whole (same
+size as committed, header readable). A failed upload fails the ingest before anything is
+indexed.
 """
 
 from __future__ import annotations
@@ -82,22 +84,37 @@ class Ingestor:
         in the calling thread, and so does the index commit when no other commit is running
         (IndexWriter.add_blocking): no event loop hop, since with one association each
         instance waits for its own commit."""
+        published: str | None = None
+        committed = False
         try:
-            flushed = _FLUSHERS.submit(self.storage.flush_path, incoming)
+            item, published = self._prepare(incoming, origin)
+            flushes = self._flush(incoming, published)
             try:
-                item, published = self._prepare(incoming, origin)
                 outcome, path = self.writer.add_blocking(item, self.overwrite_duplicates, timeout)
+                committed = True
             finally:
-                concurrent.futures.wait([flushed])
-            self._flushed(flushed, incoming, outcome, path, published)
+                concurrent.futures.wait(flushes)
+            self._flushed(flushes, incoming, outcome, path, published)
             self._finish(incoming, outcome, path, published)
         except BaseException:
-            self._failed(incoming)
+            self._failed(incoming, None if committed else published)
             raise
         return self._result(item.record, outcome, path)
 
+    def _flush(self, incoming: Path, published: str | None
+               ) -> list[concurrent.futures.Future[None]]:
+        """Start the fsyncs of the file and of its published name, each in a thread of its own:
+        on ext4 the first fsync of a new file also writes its incoming folder, so in sequence
+        the two took about twice as long as the commit beside them. A name durable a moment
+        before its data is harmless: with no row committed, recovery or `check` removes it."""
+        flushes = [_FLUSHERS.submit(self.storage.flush_path, incoming)]
+        if published is not None:
+            flushes.append(_FLUSHERS.submit(self.storage.flush_published, published))
+        return flushes
+
     def _prepare(self, incoming: Path, origin: str) -> tuple[StoredFile, str | None]:
-        """The file's index record, and where it was published (object stores only)."""
+        """The file's index record, and where it was published (None: it is placed after the
+        commit)."""
         record = read_record_fast(incoming)
         relative = self.storage.relative_path(record.study_uid, record.sop_uid)
         item = StoredFile(record, relative, incoming.stat().st_size, origin)
@@ -106,7 +123,7 @@ class Ingestor:
 
     def _flushed(
         self,
-        flushed: concurrent.futures.Future[None],
+        flushes: list[concurrent.futures.Future[None]],
         incoming: Path,
         outcome: AddOutcome,
         path: str,
@@ -115,7 +132,7 @@ class Ingestor:
         """Raise the fsync's error, if any. The index row is committed by then: its file is
         placed all the same, so that the index never names a missing file, and the sender
         gets a failure status and sends again (a duplicate, kept or replaced as configured)."""
-        error = flushed.exception()
+        error = next((e for e in (f.exception() for f in flushes) if e is not None), None)
         if error is None:
             return
         if outcome is not AddOutcome.DUPLICATE_KEPT:
@@ -129,10 +146,12 @@ class Ingestor:
         else:
             self.storage.place(incoming, path, published)
 
-    @staticmethod
-    def _failed(incoming: Path) -> None:
-        """Only the incoming file goes: an object already uploaded stays, since a commit that
-        timed out or was cancelled may still land and name it (`check` lists it otherwise)."""
+    def _failed(self, incoming: Path, published: str | None) -> None:
+        """The incoming file goes, and a link published for a commit that did not return. An
+        object already uploaded stays, since a commit that timed out or was cancelled may
+        still land and name it (`check` lists it otherwise)."""
+        if published is not None:
+            self.storage.withdraw(incoming, published)
         incoming.unlink(missing_ok=True)
 
     @staticmethod
@@ -158,6 +177,9 @@ async def recover_incoming(
                 row = (await session.execute(
                     select(Instance.path, Instance.size).where(Instance.sop_uid == record.sop_uid)
                 )).first()
+            published = storage.relative_path(record.study_uid, record.sop_uid)
+            if row is None or row.path != published:
+                storage.withdraw(incoming, published)  # linked for a commit that never landed
         # Only the very file the row was committed for is placed: a partial resend of the same
         # instance left behind by a later crash has another size and is discarded.
         if (

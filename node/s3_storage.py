@@ -243,6 +243,12 @@ class S3Storage(Storage):
                                f"({type(exc).__name__})") from None
         return True
 
+    def flush_published(self, relative: str) -> None:
+        """An uploaded object is durable once put_object returned."""
+
+    def withdraw(self, incoming_file: Path, relative: str) -> None:
+        """An uploaded object stays: `check` lists it, `check --repair` indexes it."""
+
     def place(self, incoming_file: Path, relative: str, published: str | None = None) -> None:
         if published != relative:
             # Not uploaded yet: an object of the same instance was there already (left by an

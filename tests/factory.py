@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import (
@@ -112,6 +113,14 @@ def write_study(folder: Path, spec: StudySpec) -> list[Path]:
             ds.save_as(path, enforce_file_format=True)
             paths.append(path)
     return paths
+
+
+def changed_copy(original: Path, target: Path, patient_name: str) -> Path:
+    """The same instance (same SOP Instance UID) with another patient name."""
+    changed = dcmread(original)
+    changed.PatientName = patient_name
+    changed.save_as(target)
+    return target
 
 
 def write_jpeg_instance(path: Path, spec: StudySpec) -> Dataset:

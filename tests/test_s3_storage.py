@@ -32,7 +32,7 @@ from node.s3_storage import S3Storage
 from node.services import NodeServices
 from tests import slide_factory
 from tests.cloud_peers import ServerProcess, moto, s3_client
-from tests.factory import StudySpec, uid, write_study
+from tests.factory import StudySpec, changed_copy, uid, write_study
 from tests.index_db import database_url
 from tests.rest_support import running_app
 
@@ -97,14 +97,6 @@ def study(tmp_path: Path) -> list[Path]:
     return write_study(tmp_path / "sent", StudySpec(
         study_uid=uid(7701, uuid.uuid4().int % 10**6), patient_id="S3-1", series=1,
         instances_per_series=3, rows=16, columns=16))
-
-
-def changed_copy(original: Path, target: Path, patient_name: str) -> Path:
-    """The same instance (same SOP Instance UID) with another patient name."""
-    changed = dcmread(original)
-    changed.PatientName = patient_name
-    changed.save_as(target)
-    return target
 
 
 def files_below(folder: Path) -> list[Path]:
