@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
+from pydicom.uid import UID
 from pynetdicom import dimse
 from pynetdicom.dimse_messages import _MESSAGE_TYPES, DIMSEMessage
 from pynetdicom.dimse_primitives import C_ECHO, C_FIND, C_GET, C_MOVE, C_STORE
@@ -48,6 +49,9 @@ PRIMITIVES = {
         MoveOriginatorMessageID=3, DataSet=BytesIO(b"\x08\x00\x16\x00\x00\x00\x00\x00")),
     "store request": lambda: _primitive(
         C_STORE, MessageID=65535, AffectedSOPClassUID=CT, AffectedSOPInstanceUID=INSTANCE,
+        Priority=2, DataSet=BytesIO(b"\x08\x00\x16\x00\x00\x00\x00\x00")),
+    "store request with a non-conformant UID": lambda: _primitive(
+        C_STORE, MessageID=5, AffectedSOPClassUID=CT, AffectedSOPInstanceUID="1.2.03.4",
         Priority=2, DataSet=BytesIO(b"\x08\x00\x16\x00\x00\x00\x00\x00")),
     "store warning with comment": lambda: _primitive(
         C_STORE, MessageIDBeingRespondedTo=9, AffectedSOPClassUID=CT,
@@ -119,6 +123,8 @@ def test_primitive_equals_the_one_pynetdicom_builds(name: str) -> None:
         if isinstance(pynetdicoms, BytesIO):  # each message has its own buffer
             mine, pynetdicoms = mine.getvalue(), pynetdicoms.getvalue()
         assert mine == pynetdicoms, attribute
+        if isinstance(pynetdicoms, UID):
+            assert type(mine) is UID, attribute
 
 
 def test_an_unknown_element_is_left_to_pydicom() -> None:

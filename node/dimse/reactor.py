@@ -40,6 +40,8 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu import A_ABORT_RQ, P_DATA_TF
 from pynetdicom.pdu_primitives import P_DATA
 
+from node.dimse.store_receive import ProtocolError, StoreReceiver
+
 log = logging.getLogger(__name__)
 
 SUPPORTED_VERSION = "3.0.4"
@@ -113,6 +115,8 @@ def encode_p_data(primitive: P_DATA) -> bytes:
 
 _PDU_HEADER = struct.Struct(">BBL")
 _PDV_HEADER = struct.Struct(">LB")
+# PS3.8 9.3: A-ASSOCIATE-RQ/AC/RJ, P-DATA-TF, A-RELEASE-RQ/RP, A-ABORT.
+_PDU_TYPES = frozenset(range(0x01, 0x08))
 
 
 def _close_pipe(read_fd: int, write_fd: int) -> None:
@@ -135,6 +139,7 @@ class EventDrivenDUL(dul.DULServiceProvider):
         # P-DATA itself (see send_pdu), so that PDUs leave in the order they were issued.
         self._send_lock = threading.Lock()
         super().__init__(assoc)
+        self._store_receiver = StoreReceiver(assoc)
         self.to_provider_queue = _WakingQueue(self.wake)
         # The socket queues Evt17 here when a send from another thread fails.
         self.event_queue = _WakingQueue(self.wake)
@@ -209,8 +214,56 @@ class EventDrivenDUL(dul.DULServiceProvider):
             except OSError:
                 pass
 
+    def _read_pdu_data(self) -> None:
+        """Read one PDU, as pynetdicom does, except that a P-DATA-TF PDU arriving in Sta6 with
+        nothing queued ahead of it is first offered to the C-STORE receiver
+        (node/dimse/store_receive.py); what it does not take is decoded as before."""
+        sock = cast(Any, self.socket)
+        try:
+            header = bytes(sock.recv(6))
+            if len(header) < 6:
+                self.event_queue.put("Evt17")  # closed
+                return
+            pdu_type, _, length = _PDU_HEADER.unpack(header)
+            if pdu_type not in _PDU_TYPES:
+                log.error("unknown PDU type 0x%02X received", pdu_type)
+                self.event_queue.put("Evt19")
+                return
+            body = sock.recv(length)
+        except (OSError, TimeoutError):
+            log.error("connection closed before the entire PDU was received")
+            self.event_queue.put("Evt17")
+            return
+        if len(body) != length:
+            log.error("the received PDU is shorter than expected (%d of %d bytes)",
+                      6 + len(body), 6 + length)
+            self.event_queue.put("Evt17")
+            return
+        if (
+            pdu_type == 0x04
+            and self.state_machine.current_state == "Sta6"
+            and self.event_queue.empty()
+        ):
+            with self._send_lock:
+                if self._store_receiver.receive(body):
+                    return
+        try:
+            pdu, event = self._decode_pdu(bytearray(header + body))
+        except Exception:
+            log.exception("unable to decode the received PDU")
+            self.event_queue.put("Evt19")
+            return
+        self.event_queue.put(event)
+        self._recv_pdu.put(pdu)
+
     def run_reactor(self) -> None:
         """pynetdicom's DUL loop, waiting in `_wait_for_work` when idle."""
+        try:
+            self._reactor_loop()
+        finally:
+            self._store_receiver.discard()
+
+    def _reactor_loop(self) -> None:
         self._idle_timer.start()
         while True:
             if not self.assoc._dul_ready.is_set():
@@ -225,8 +278,11 @@ class EventDrivenDUL(dul.DULServiceProvider):
                 elif self._is_transport_event():
                     self._idle_timer.restart()
             except Exception as exc:
-                log.error("exception in the DUL reactor, aborting the association")
-                log.exception(exc)
+                if isinstance(exc, ProtocolError):  # the peer's fault: one line says it
+                    log.error("aborting the association: %s", exc)
+                else:
+                    log.error("exception in the DUL reactor, aborting the association")
+                    log.exception(exc)
                 abort_pdu = A_ABORT_RQ()
                 abort_pdu.source = 0x02
                 abort_pdu.reason_diagnostic = 0x00

@@ -30,6 +30,7 @@ from node.dimse.reactor import install_event_driven_reactors
 from node.dimse.shared_listener import shared_server_class
 from node.dimse.sockets import install_tcp_nodelay
 from node.dimse.speedups import install_speedups
+from node.dimse.store_receive import enable_store_receive
 from node.services import NodeServices
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,10 @@ def configure_pynetdicom() -> None:
     _config.LOG_HANDLER_LEVEL = "standard" if verbose else "none"
     _config.LOG_REQUEST_IDENTIFIERS = verbose
     _config.LOG_RESPONSE_IDENTIFIERS = verbose
-    if not verbose:  # the standard handlers read received command sets as pydicom Datasets
-        install_command_reader()
+    # The standard handlers read received command sets as pydicom Datasets, and want the PDU
+    # and DIMSE objects the store receiver does without.
+    if not verbose and install_command_reader():
+        enable_store_receive()
 
 
 def build_ae(config: Config) -> AE:

@@ -1,0 +1,165 @@
+"""C-STORE requests read from their P-DATA-TF PDUs straight into a file (pynetdicom 3.0.4).
+
+For every PDU pynetdicom builds a PDU object with an item object per fragment, runs its state
+machine (DT-2), turns the PDU into a P-DATA primitive and feeds that to a DIMSEMessage, which
+opens a NamedTemporaryFile for a C-STORE data set and flushes it after each fragment: with the
+command set and file meta already read from bytes (command_reader.py, speedups.py), that was
+still about a fifth of the DUL thread's time per small instance (py-spy, four associations).
+
+Here a PDU whose message is a C-STORE request is read fragment by fragment instead: the command
+set by the command reader, the data set appended to a file in incoming/ behind the same File
+Meta Information pynetdicom writes, and the finished request put on the association's DIMSE
+queue as pynetdicom puts it (the same primitive, `_dataset_path` set). Nothing changes state:
+P-DATA in Sta6 leaves the state machine in Sta6. Every other message, a PDU the state machine
+has something queued ahead of, and every association with handlers for received data, PDUs or
+DIMSE messages go pynetdicom's way; so does a command set this reader does not know.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import tempfile
+from io import BytesIO
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from pynetdicom import _config, evt
+from pynetdicom.pdu_primitives import P_DATA
+
+from node.dimse.command_reader import Unknown, build_primitive, read_command_set
+from node.dimse.speedups import file_meta_bytes
+
+log = logging.getLogger(__name__)
+
+_PDV_HEADER = struct.Struct(">LB")
+_C_STORE_RQ = 0x0001
+_NO_DATA_SET = 0x0101
+_PREAMBLE = b"\x00" * 128 + b"DICM"
+# Data set bytes gathered before a write: a small instance costs one write, a CT a few.
+WRITE_BUFFER = 1 << 20
+_RECEIVE_HANDLERS = (evt.EVT_DATA_RECV, evt.EVT_PDU_RECV, evt.EVT_DIMSE_RECV)
+
+_enabled = False
+
+
+class ProtocolError(Exception):
+    """A PDU that breaks the fragment rules of PS3.8 Annex E; the association is aborted."""
+
+
+def enable_store_receive() -> None:
+    """Read C-STORE requests here from now on (the node's SCP, once its command reader is in)."""
+    global _enabled
+    _enabled = True
+
+
+class StoreReceiver:
+    """One association's C-STORE request in progress, fed with the bodies of P-DATA-TF PDUs by
+    its DUL thread (node/dimse/reactor.py), with the DUL's send lock held as for DT-2."""
+
+    def __init__(self, assoc: Any) -> None:
+        self._assoc = assoc
+        self._request: Any = None
+        self._context_id = 0
+        self._file: BinaryIO | None = None
+        self._path: Path | None = None
+
+    def receive(self, body: bytes | bytearray) -> bool:
+        """Read this PDU's fragments; False (nothing read) when it is pynetdicom's to decode."""
+        if self._request is None and not self._applies():
+            return False
+        view = memoryview(body)
+        offset = 0
+        while offset < len(view):
+            if len(view) - offset < 6:
+                raise ProtocolError("a presentation data value shorter than its header")
+            length, context_id = _PDV_HEADER.unpack_from(view, offset)
+            start, stop = offset + 6, offset + 4 + length
+            if length < 1 or stop > len(view):
+                raise ProtocolError("a presentation data value longer than its PDU")
+            control = view[offset + 5]
+            if self._request is None:
+                started = control & 3 == 3 and self._start(bytes(view[start:stop]), context_id)
+                if not started:
+                    if offset == 0:
+                        return False
+                    self._hand_over(view[offset:])
+                    return True
+            elif control & 1 or context_id != self._context_id:
+                raise ProtocolError("a command fragment inside a C-STORE data set")
+            else:
+                assert self._file is not None
+                self._file.write(view[start:stop])
+                if control & 2:
+                    self._finish()
+            offset = stop
+        return True
+
+    def discard(self) -> None:
+        """The association ended in the middle of a data set: its file goes."""
+        if self._file is not None:
+            self._file.close()
+        if self._path is not None:
+            self._path.unlink(missing_ok=True)
+        self._request = self._file = self._path = None
+
+    def _applies(self) -> bool:
+        assoc = self._assoc
+        return (
+            _enabled
+            and _config.STORE_RECV_CHUNKED_DATASET
+            and assoc.dimse.message is None
+            and not any(assoc.get_handlers(event) for event in _RECEIVE_HANDLERS)
+        )
+
+    def _start(self, command: bytes, context_id: int) -> bool:
+        """Open the file of a C-STORE request whose command set is `command`; False for any
+        other message, which pynetdicom then decodes."""
+        try:
+            command_set = read_command_set(command)
+        except Unknown:
+            return False
+        values = command_set.values
+        context = self._assoc._accepted_cx.get(context_id)
+        sop_class = values.get("AffectedSOPClassUID")
+        sop_instance = values.get("AffectedSOPInstanceUID")
+        if (
+            values.get("CommandField") != _C_STORE_RQ
+            or values.get("CommandDataSetType", _NO_DATA_SET) == _NO_DATA_SET
+            or context is None
+            or not isinstance(sop_class, str)
+            or not isinstance(sop_instance, str)
+        ):
+            return False
+        fd, name = tempfile.mkstemp(suffix=".dcm")  # incoming/ (node/dimse/server.py)
+        self._path = Path(name)
+        file = open(fd, "wb", buffering=WRITE_BUFFER)  # noqa: SIM115 (closed in _finish)
+        self._file = file
+        file.write(_PREAMBLE)
+        file.write(file_meta_bytes(sop_class, sop_instance, context.transfer_syntax[0]))
+        self._request = build_primitive("C_STORE_RQ", command_set, BytesIO(), context_id)
+        self._context_id = context_id
+        return True
+
+    def _finish(self) -> None:
+        assert self._file is not None
+        request, path, context_id = self._request, self._path, self._context_id
+        self._file.close()
+        self._request = self._file = self._path = None
+        request._dataset_path = path
+        request._dataset_file = None  # the handler consumes the file (node/ingest.py)
+        self._assoc.dimse.msg_queue.put((context_id, request))
+
+    def _hand_over(self, rest: memoryview) -> None:
+        """The fragments after a finished request, starting another message: to pynetdicom's
+        DIMSE provider, as DT-2 hands it a P-DATA primitive."""
+        primitive = P_DATA()
+        values: list[Any] = []  # lists, not tuples: the setter checks
+        offset = 0
+        while offset < len(rest):
+            length, context_id = _PDV_HEADER.unpack_from(rest, offset)
+            values.append([context_id, bytes(rest[offset + 5:offset + 4 + length])])
+            offset += 4 + length
+        primitive.presentation_data_value_list = values
+        self._assoc.dimse.receive_primitive(primitive)
+

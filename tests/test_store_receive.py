@@ -1,0 +1,252 @@
+"""C-STORE requests read from their PDUs into a file (node/dimse/store_receive.py), against
+pynetdicom's own requestor and against PDUs written by hand on an established association:
+the file holds exactly what pynetdicom's chunked receive would write, a PDU that ends one
+message and begins the next is shared correctly, an association aborted inside a data set
+leaves no file, and with PDU handlers bound pynetdicom reads the request itself.
+"""
+
+from __future__ import annotations
+
+import struct
+import tempfile
+import time
+from collections.abc import Iterator
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom import AE, evt
+from pynetdicom.dimse_messages import C_ECHO_RQ, C_STORE_RQ
+from pynetdicom.dimse_primitives import C_ECHO, C_STORE
+from pynetdicom.dsutils import encode
+from pynetdicom.sop_class import CTImageStorage, Verification
+from pynetdicom.transport import ThreadedAssociationServer
+
+from node.config import Config
+from node.dimse.server import build_ae, configure_pynetdicom
+from node.dimse.speedups import file_meta_bytes
+from tests.factory import StudySpec, make_instance, uid
+
+MAX_PDU = 16384
+
+
+class Received:
+    """What the SCP's store handler saw: each file's bytes, and who read the request."""
+
+    def __init__(self) -> None:
+        self.files: list[bytes] = []
+        self.read_here: list[bool] = []
+
+    def on_store(self, event: evt.Event) -> int:
+        self.files.append(Path(event.dataset_path).read_bytes())
+        # pynetdicom's chunked receive leaves its NamedTemporaryFile on the request
+        self.read_here.append(event.request._dataset_file is None)
+        return 0x0000
+
+
+@pytest.fixture
+def incoming(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+@pytest.fixture
+def received() -> Received:
+    return Received()
+
+
+def start_scp(received: Received, *extra: Any) -> ThreadedAssociationServer:
+    configure_pynetdicom()
+    ae = build_ae(Config())
+    server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[
+        (evt.EVT_C_STORE, received.on_store), (evt.EVT_C_ECHO, lambda event: 0x0000), *extra])
+    assert server is not None
+    return server
+
+
+@pytest.fixture
+def scp(received: Received, incoming: Path) -> Iterator[ThreadedAssociationServer]:
+    server = start_scp(received)
+    yield server
+    server.shutdown()
+
+
+def requester() -> AE:
+    ae = AE(ae_title="RECEIVETEST")
+    ae.dimse_timeout = 5
+    ae.maximum_pdu_size = MAX_PDU
+    ae.add_requested_context(Verification)
+    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+    return ae
+
+
+def instance(index: int, size: int) -> Dataset:
+    spec = StudySpec(study_uid=uid(7901, index), rows=size, columns=size, modality="CT")
+    return make_instance(spec, 0, index)
+
+
+def data_set_bytes(ds: Dataset) -> bytes:
+    """As pynetdicom sends it: Explicit VR Little Endian, as the context agreed."""
+    encoded = encode(ds, False, True)
+    assert encoded is not None
+    return bytes(encoded)
+
+
+def expected_file(ds: Dataset) -> bytes:
+    return (b"\x00" * 128 + b"DICM"
+            + file_meta_bytes(ds.SOPClassUID, ds.SOPInstanceUID, ExplicitVRLittleEndian)
+            + data_set_bytes(ds))
+
+
+def test_stores_of_one_and_of_many_pdus_are_read_here_byte_for_byte(
+        scp: ThreadedAssociationServer, received: Received, incoming: Path) -> None:
+    sent = [instance(1, 8), instance(2, 256), instance(3, 16)]  # the 256x256 spans 8 PDUs
+    assoc = requester().associate("127.0.0.1", scp.server_address[1])
+    assert assoc.is_established
+    statuses = [assoc.send_c_store(ds).Status for ds in sent]
+    assoc.release()
+    assert statuses == [0x0000] * 3
+    assert received.read_here == [True] * 3
+    assert received.files == [expected_file(ds) for ds in sent]
+
+
+def test_with_pdu_handlers_bound_pynetdicom_reads_the_store(
+        received: Received, incoming: Path) -> None:
+    pdus: list[Any] = []
+    server = start_scp(received, (evt.EVT_PDU_RECV, lambda event: pdus.append(event.pdu)))
+    try:
+        ds = instance(4, 8)
+        assoc = requester().associate("127.0.0.1", server.server_address[1])
+        assert assoc.send_c_store(ds).Status == 0x0000
+        assoc.release()
+    finally:
+        server.shutdown()
+    assert received.read_here == [False]
+    assert received.files == [expected_file(ds)]
+    assert pdus
+
+
+# --- PDUs written by hand on an association pynetdicom established ----------------------------
+
+def pdv(context_id: int, control: int, data: bytes) -> bytes:
+    return struct.pack(">LBB", len(data) + 2, context_id, control) + data
+
+
+def p_data_tf(*pdvs: bytes) -> bytes:
+    body = b"".join(pdvs)
+    return struct.pack(">BBL", 0x04, 0x00, len(body)) + body
+
+
+def command_bytes(primitive: Any, message: Any) -> bytes:
+    message.primitive_to_message(primitive)
+    return bytes(encode(message.command_set, True, True))
+
+
+def store_command(ds: Dataset, message_id: int) -> bytes:
+    primitive = C_STORE()
+    primitive.MessageID = message_id
+    primitive.AffectedSOPClassUID = ds.SOPClassUID
+    primitive.AffectedSOPInstanceUID = ds.SOPInstanceUID
+    primitive.Priority = 2
+    primitive.DataSet = BytesIO(b"\x00")  # any: it says a data set follows
+    return command_bytes(primitive, C_STORE_RQ())
+
+
+def echo_command(message_id: int) -> bytes:
+    primitive = C_ECHO()
+    primitive.MessageID = message_id
+    primitive.AffectedSOPClassUID = Verification
+    return command_bytes(primitive, C_ECHO_RQ())
+
+
+class RawAssociation:
+    """An association whose loop is paused, so that the test writes PDUs to its socket and
+    takes the responses from its DIMSE queue itself, as pynetdicom's send_* methods do."""
+
+    def __init__(self, port: int) -> None:
+        self.assoc = requester().associate("127.0.0.1", port)
+        assert self.assoc.is_established
+        self.assoc._reactor_checkpoint.clear()
+        while not self.assoc._is_paused:
+            time.sleep(0.001)
+
+    def context(self, sop_class: str) -> int:
+        return next(int(cx.context_id) for cx in self.assoc.accepted_contexts
+                    if cx.abstract_syntax == sop_class)
+
+    def write(self, data: bytes) -> None:
+        self.assoc.dul.socket.socket.sendall(data)
+
+    def responses(self, count: int) -> list[tuple[type, int]]:
+        found = []
+        for _ in range(count):
+            _cx, message = self.assoc.dimse.get_msg(block=True)
+            assert message is not None, "no response within the DIMSE timeout"
+            found.append((type(message), int(message.Status)))
+        return found
+
+    def end(self, abort: bool = False) -> None:
+        self.assoc._reactor_checkpoint.set()
+        if abort:
+            self.assoc.abort()
+        else:
+            self.assoc.release()
+
+
+def test_a_pdu_that_ends_a_store_and_begins_an_echo_serves_both(
+        scp: ThreadedAssociationServer, received: Received, incoming: Path) -> None:
+    ds = instance(5, 8)
+    data = data_set_bytes(ds)
+    raw = RawAssociation(scp.server_address[1])
+    ct, echo = raw.context(CTImageStorage), raw.context(Verification)
+    raw.write(p_data_tf(pdv(ct, 0x03, store_command(ds, 1))))
+    raw.write(p_data_tf(pdv(ct, 0x00, data[:100])))
+    raw.write(p_data_tf(pdv(ct, 0x02, data[100:]), pdv(echo, 0x03, echo_command(2))))
+    responses = raw.responses(2)
+    raw.end()
+    assert responses == [(C_STORE, 0x0000), (C_ECHO, 0x0000)]
+    assert received.files == [expected_file(ds)]
+    assert received.read_here == [True]
+
+
+def test_an_association_aborted_inside_a_data_set_leaves_no_file(
+        scp: ThreadedAssociationServer, received: Received, incoming: Path) -> None:
+    ds = instance(6, 64)
+    raw = RawAssociation(scp.server_address[1])
+    ct = raw.context(CTImageStorage)
+    raw.write(p_data_tf(pdv(ct, 0x03, store_command(ds, 1)),
+                        pdv(ct, 0x00, data_set_bytes(ds)[:1000])))
+    deadline = time.monotonic() + 5
+    while not list(incoming.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(list(incoming.iterdir())) == 1  # the data set was being written
+    raw.end(abort=True)
+    deadline = time.monotonic() + 5
+    while list(incoming.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert list(incoming.iterdir()) == []
+    assert received.files == []
+
+
+def test_a_command_fragment_inside_a_data_set_aborts_the_association(
+        scp: ThreadedAssociationServer, received: Received, incoming: Path) -> None:
+    ds = instance(7, 8)
+    raw = RawAssociation(scp.server_address[1])
+    ct = raw.context(CTImageStorage)
+    raw.write(p_data_tf(pdv(ct, 0x03, store_command(ds, 1)), pdv(ct, 0x00, b"\x08\x00")))
+    raw.write(p_data_tf(pdv(ct, 0x03, echo_command(2))))
+    raw.assoc._reactor_checkpoint.set()  # the loop takes the A-ABORT
+    deadline = time.monotonic() + 5
+    while not raw.assoc.is_aborted and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert raw.assoc.is_aborted
+    deadline = time.monotonic() + 5
+    while list(incoming.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert list(incoming.iterdir()) == []
+    assert received.files == []
