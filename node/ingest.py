@@ -21,7 +21,6 @@ indexed.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from node.errors import InvalidInput
+from node.flush_threads import Flush, FlushThreads
 from node.header_scan import read_record_fast
 from node.index.models import Instance
 from node.index.writer import AddOutcome, IndexWriter, StoredFile
@@ -38,10 +38,9 @@ from node.storage import Storage
 
 log = logging.getLogger(__name__)
 
-# fsyncs of incoming files, run while the caller's upload and index commit run (see the module's
-# docstring). They wait on the disk, not the GIL, so a few threads serve every association of the
-# process; shared by all ingestors, like asyncio's default executor.
-_FLUSHERS = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="ingest-flush")
+# fsyncs of incoming files and their published names, run while the index commit runs (see the
+# module's docstring); shared by all ingestors, like asyncio's default executor.
+_FLUSHERS = FlushThreads(8, "ingest-flush")
 
 
 @dataclass(frozen=True)
@@ -93,23 +92,22 @@ class Ingestor:
                 outcome, path = self.writer.add_blocking(item, self.overwrite_duplicates, timeout)
                 committed = True
             finally:
-                concurrent.futures.wait(flushes)
-            self._flushed(flushes, incoming, outcome, path, published)
+                errors = [flush.wait() for flush in flushes]
+            self._flushed(errors, incoming, outcome, path, published)
             self._finish(incoming, outcome, path, published)
         except BaseException:
             self._failed(incoming, None if committed else published)
             raise
         return self._result(item.record, outcome, path)
 
-    def _flush(self, incoming: Path, published: str | None
-               ) -> list[concurrent.futures.Future[None]]:
+    def _flush(self, incoming: Path, published: str | None) -> list[Flush]:
         """Start the fsyncs of the file and of its published name, each in a thread of its own:
         on ext4 the first fsync of a new file also writes its incoming folder, so in sequence
         the two took about twice as long as the commit beside them. A name durable a moment
         before its data is harmless: with no row committed, recovery or `check` removes it."""
-        flushes = [_FLUSHERS.submit(self.storage.flush_path, incoming)]
+        flushes = [_FLUSHERS.start(self.storage.flush_path, incoming)]
         if published is not None:
-            flushes.append(_FLUSHERS.submit(self.storage.flush_published, published))
+            flushes.append(_FLUSHERS.start(self.storage.flush_published, published))
         return flushes
 
     def _prepare(self, incoming: Path, origin: str) -> tuple[StoredFile, str | None]:
@@ -123,7 +121,7 @@ class Ingestor:
 
     def _flushed(
         self,
-        flushes: list[concurrent.futures.Future[None]],
+        errors: list[BaseException | None],
         incoming: Path,
         outcome: AddOutcome,
         path: str,
@@ -132,7 +130,7 @@ class Ingestor:
         """Raise the fsync's error, if any. The index row is committed by then: its file is
         placed all the same, so that the index never names a missing file, and the sender
         gets a failure status and sends again (a duplicate, kept or replaced as configured)."""
-        error = next((e for e in (f.exception() for f in flushes) if e is not None), None)
+        error = next((e for e in errors if e is not None), None)
         if error is None:
             return
         if outcome is not AddOutcome.DUPLICATE_KEPT:

@@ -183,3 +183,24 @@ async def test_without_hard_links_the_file_is_renamed_after_the_commit(
         assert sorted(storage_files(services)) == sorted(r.path for r in results)
         assert incoming_files(services) == []
         assert (await compare(services)).consistent
+
+
+@pytest.mark.parametrize("failing", ["flush_path", "flush_published"])
+async def test_a_failed_fsync_fails_the_ingest_and_keeps_what_the_row_names(
+        tmp_path: Path, study: list[Path], monkeypatch: pytest.MonkeyPatch, failing: str) -> None:
+    """The commit ran beside the fsync and landed: the sender gets the error and sends again,
+    and the file the row names is there (a duplicate then)."""
+    async with folder_services(tmp_path / "n") as services:
+        def disk_error(_target: object) -> None:
+            raise OSError(5, "Input/output error")
+
+        monkeypatch.setattr(services.storage, failing, disk_error)
+        with pytest.raises(OSError, match="Input/output error"):
+            await services.ingestor.ingest_copy(study[0], "test")
+        monkeypatch.undo()
+        assert await indexed(services) == 1
+        assert incoming_files(services) == []
+        assert (await compare(services)).consistent
+        again = await services.ingestor.ingest_copy(study[0], "test")
+        assert again.outcome is AddOutcome.DUPLICATE_KEPT
+        assert services.storage.local_path(again.path).read_bytes() == study[0].read_bytes()
