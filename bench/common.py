@@ -8,6 +8,7 @@ pays for (or profits from) what an earlier one left behind.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sqlite3
 import statistics
@@ -95,6 +96,7 @@ class NodePeer:
         self.process = NodeProcess(
             self.folder, ae_title=self.ae_title, move_destinations=self.move_destinations
         ).start()
+        wait_for_every_worker(self.process)
 
     def received(self) -> int:
         assert self.process is not None
@@ -104,6 +106,18 @@ class NodePeer:
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop()
+
+
+def wait_for_every_worker(node: NodeProcess, timeout: float = 30.0) -> None:
+    """The port opens with the first worker ready; a run starts when all of them are."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready = re.findall(r"node ready: [^\n]*?(?:worker \d+ of (\d+)|$)", node.log_text(),
+                           re.M)
+        if ready and len(ready) >= int(ready[0] or 1):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"the node's workers were not all ready within {timeout:.0f} s")
 
 
 @dataclass

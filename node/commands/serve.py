@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
 from typing import TYPE_CHECKING, Any
@@ -115,14 +116,18 @@ async def serve(config: Config, worker: WorkerSockets | None = None) -> None:
     place = worker.place if worker is not None else None
     async with open_services(config, recover=True, worker=place) as services:
         dicom = DicomServer(services)
-        try:
-            dicom.start(worker.dicom if worker is not None else None)
-        except OSError as exc:
-            raise NodeError(f"cannot listen on {config.dicom.bind}:{config.dicom.port}: "
-                            f"{exc.strerror}") from exc
         runner = web.AppRunner(create_app(services, api_key), shutdown_timeout=30.0,
                                access_log_class=PathAccessLogger)
         await runner.setup()
+        # Before the first connection: the full collection takes 0.1-0.4 s holding the GIL,
+        # which the first associations and requests waited out.
+        tune_interpreter()
+        try:
+            dicom.start(worker.dicom if worker is not None else None)
+        except OSError as exc:
+            await runner.cleanup()
+            raise NodeError(f"cannot listen on {config.dicom.bind}:{config.dicom.port}: "
+                            f"{exc.strerror}") from exc
         shared_http: SharedHttpListener | None = None
         if worker is not None:
             server = runner.server
@@ -139,13 +144,13 @@ async def serve(config: Config, worker: WorkerSockets | None = None) -> None:
                 dicom.stop()
                 raise NodeError(f"cannot listen on {config.http.bind}:{config.http.port}: "
                                 f"{exc.strerror}") from exc
-        tune_interpreter()
         which = f", worker {place.index + 1} of {place.count}" if place is not None else ""
-        print(
+        # One write: the workers share the supervisor's stdout, and print's two writes (the text,
+        # then the newline) of two workers ready at once ran into one line.
+        sys.stdout.flush()
+        os.write(sys.stdout.fileno(), (
             f"node ready: AE {config.node.ae_title}, DICOM {config.dicom.bind}:{dicom.port}, "
-            f"HTTP {config.http.bind}:{config.http.port}{which}",
-            flush=True,
-        )
+            f"HTTP {config.http.bind}:{config.http.port}{which}\n").encode())
         try:
             await stop.wait()
         finally:
