@@ -6,6 +6,8 @@ import copy
 import gc
 import socket
 import threading
+import warnings
+from typing import Any
 
 import pytest
 from pydicom.filebase import DicomBytesIO
@@ -17,7 +19,14 @@ from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.pdu_primitives import P_DATA
 
 from node.dimse.reactor import encode_p_data
-from node.dimse.speedups import _copy_contexts, _recv, file_meta_bytes, install_speedups
+from node.dimse.speedups import (
+    _copy_contexts,
+    _original_set_uid,
+    _recv,
+    _set_uid,
+    file_meta_bytes,
+    install_speedups,
+)
 
 
 @pytest.mark.parametrize(
@@ -87,3 +96,25 @@ def test_the_association_server_never_forces_a_full_collection(
     finally:
         server.server_close()
     assert collections == []
+
+
+def _outcome(set_uid: Any, value: object) -> tuple[type, object]:
+    """What a set_uid gives for `value`: the result's type and value, or the exception's."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom warns of invalid UIDs it lets through
+            result = set_uid(value, "Affected SOP Instance UID")
+    except Exception as exc:  # the refusal is part of the outcome
+        return type(exc), str(exc)
+    return type(result), result
+
+
+@pytest.mark.parametrize("value", [
+    "1.2.840.10008.5.1.4.1.1.2", UID("1.2.826.0.1.3680043.10.1011.9.1"), "0", "1.0.2",
+    "1.2.03.4",  # a component with a leading zero: not conformant
+    "1.2.a", "1..2",  # not valid either: pynetdicom warns and keeps them
+    "1." + "2" * 63,  # 65 characters: refused
+    "", None, b"1.2.3\x00",
+])
+def test_set_uid_gives_what_pynetdicoms_gives(value: object) -> None:
+    assert _outcome(_set_uid, value) == _outcome(_original_set_uid, value)

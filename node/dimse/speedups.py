@@ -10,6 +10,10 @@
   immutable strings).
 - Receiving a PDU read the socket 4 KiB at a time, appending to a bytearray: it now reads
   into one buffer of the PDU's size.
+- Every UID a DIMSE primitive is given (the SOP Class and Instance UIDs of each received
+  request and of its response) was checked with two regular expressions, pydicom's value
+  validation and then its conformance check: ~6% of a received C-STORE's time. A UID that
+  passes the one stricter check here passes both, and is stored as pynetdicom stores it.
 - The association server ran a full garbage collection (`gc.collect()`) in its accept thread
   after every 60 associations or idle polls, holding the GIL meanwhile: ~40 ms each in a node,
   a stall for every association in flight and a tenth of the CPU of back-to-back C-FINDs
@@ -23,15 +27,19 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 import struct
 from typing import Any, BinaryIO
 
 import pynetdicom
+from pydicom.uid import UID
 from pynetdicom import (
     PYNETDICOM_IMPLEMENTATION_UID,
     PYNETDICOM_IMPLEMENTATION_VERSION,
     dimse_messages,
+    dimse_primitives,
     transport,
+    utils,
 )
 from pynetdicom.presentation import PresentationContext
 
@@ -113,6 +121,19 @@ def _recv(self: Any, nr_bytes: int) -> bytearray:
     return buffer
 
 
+_CONFORMANT_UID = re.compile(r"(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))*")
+_original_set_uid = utils.set_uid
+
+
+def _set_uid(value: Any, name: str, allow_empty: bool = True, allow_none: bool = True,
+             validate: bool = True) -> UID | None:
+    """pynetdicom's set_uid, answering a conformant UID without its two validations."""
+    kind = type(value)
+    if (kind is UID or kind is str) and len(value) <= 64 and _CONFORMANT_UID.fullmatch(value):
+        return value if kind is UID else UID(value)
+    return _original_set_uid(value, name, allow_empty, allow_none, validate)
+
+
 def _service_actions(self: Any) -> None:
     """Nothing between two accepts (see the module docstring)."""
 
@@ -131,5 +152,6 @@ def install_speedups() -> bool:
     transport.deepcopy = _copy_contexts  # type: ignore[assignment]
     transport.AssociationSocket.recv = _recv  # type: ignore[method-assign]
     transport.AssociationServer.service_actions = _service_actions  # type: ignore[method-assign]
+    dimse_primitives.set_uid = _set_uid
     _installed = True
     return True
