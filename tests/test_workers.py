@@ -7,6 +7,7 @@ read from /proc (the process holding the accepted socket).
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import signal
 import subprocess
@@ -130,6 +131,31 @@ def test_two_open_associations_are_served_by_two_different_workers(node: NodePro
             second.release()
     finally:
         first.release()
+
+
+def test_four_associations_opened_at_once_are_shared_two_and_two(node: NodeProcess) -> None:
+    """As four storescu processes started together open them (bench.ingest over four
+    associations): each worker takes two."""
+    ae = AE(ae_title="BALANCE")
+    ae.add_requested_context(Verification)
+    start = threading.Barrier(4, timeout=10)
+
+    def associate() -> Association:
+        start.wait()
+        return ae.associate("127.0.0.1", node.dicom_port, ae_title=node.ae_title)
+
+    time.sleep(0.2)  # the workers have published that they serve nothing
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        associations = list(pool.map(lambda _: associate(), range(4)))
+    try:
+        assert all(assoc.is_established for assoc in associations)
+        pids = workers_of(node)
+        owners = [socket_owner(node.dicom_port, client_port(assoc), pids)
+                  for assoc in associations]
+        assert sorted(owners.count(pid) for pid in pids) == [2, 2], owners
+    finally:
+        for assoc in associations:
+            assoc.release()
 
 
 def test_keep_alive_http_connections_are_shared_between_the_workers(node: NodeProcess) -> None:
