@@ -90,11 +90,15 @@ def measure_all(sets: list[StoreSet], names: list[str], assoc_counts: list[int],
     for data in sets:
         mib = data.size_bytes / data.count / 2**20
         for assocs in assoc_counts:
-            rates: dict[str, float] = {}
-            for name in names:
-                rates[name] = max(measure(name, data, assocs, run) for run in range(repeat))
-                print(f"{data.kind} x{data.count} ({mib:.2f} MiB each), {assocs} assoc: "
-                      f"{name} {rates[name]:.0f}/s", flush=True)
+            # The peers take turns within each repeat, so that a slow moment of the machine
+            # (cells move by up to 1.5x between runs minutes apart) is shared between them.
+            runs: dict[str, list[float]] = {name: [] for name in names}
+            for run in range(repeat):
+                for name in names:
+                    runs[name].append(measure(name, data, assocs, run))
+                    print(f"{data.kind} x{data.count} ({mib:.2f} MiB each), {assocs} assoc: "
+                          f"{name} {runs[name][-1]:.0f}/s", flush=True)
+            rates = {name: max(values) for name, values in runs.items()}
             row: list[object] = [f"{data.kind} x{data.count}", assocs]
             row += [rates[n] for n in names]
             node = rates.get("node")

@@ -383,19 +383,20 @@ class _SqliteSql:
         return self.connection.execute(sql, values).fetchall()
 
     def insert(self, table: Table, values: dict[str, Any]) -> int:
-        cursor = self.connection.execute(*self._insert_sql(table, values))
+        cursor = self.connection.execute(self._insert_sql(table, values),
+                                         self._bind(table, values))
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
     def insert_many(self, table: Table, rows: list[dict[str, Any]]) -> None:
-        sql, _ = self._insert_sql(table, rows[0])
-        self.connection.executemany(sql, [self._bind(table, row) for row in rows])
+        self.connection.executemany(self._insert_sql(table, rows[0]),
+                                    [self._bind(table, row) for row in rows])
 
-    def _insert_sql(self, table: Table, values: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    @staticmethod
+    def _insert_sql(table: Table, values: dict[str, Any]) -> str:
         names = list(values)
-        sql = (f"INSERT INTO {table.name} ({', '.join(names)}) "
-               f"VALUES ({', '.join(':' + n for n in names)})")
-        return sql, self._bind(table, values)
+        return (f"INSERT INTO {table.name} ({', '.join(names)}) "
+                f"VALUES ({', '.join(':' + n for n in names)})")
 
     def update(self, table: Table, pks: Collection[int], values: dict[str, Any]) -> None:
         pks = list(pks)
