@@ -15,6 +15,11 @@ import multiprocessing
 NOT_RUNNING = -1
 # How long a busier worker leaves a pending connection to a less busy one.
 YIELD_SECONDS = 0.05
+# The same for a DICOM association, which is worth the longer wait: it lasts for many requests,
+# and its set-up takes both the accepting worker and the requestor 10-20 ms of CPU, so on a
+# busy two-core machine the other worker's accept thread waited more than 50 ms for a core
+# (four associations opened at once went three to one, one to the other, in 1 of 6 tries).
+ASSOCIATION_YIELD_SECONDS = 0.25
 # How often it looks whether the other worker has taken it.
 YIELD_POLL_SECONDS = 0.002
 # How often an idle worker publishes its count again: the count published when a connection

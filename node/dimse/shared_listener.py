@@ -14,12 +14,13 @@ from __future__ import annotations
 import select
 import socket
 import socketserver
+import threading
 import time
 from typing import Any
 
 from pynetdicom.transport import ThreadedAssociationServer
 
-from node.connection_load import YIELD_POLL_SECONDS, YIELD_SECONDS, ConnectionLoad
+from node.connection_load import ASSOCIATION_YIELD_SECONDS, YIELD_POLL_SECONDS, ConnectionLoad
 
 LISTEN_BACKLOG = 128
 
@@ -29,7 +30,16 @@ def shared_server_class(listener: socket.socket, load: ConnectionLoad,
     """A pynetdicom server class that serves `listener` (bound by the supervisor) instead of
     binding its own socket, and takes its share of the connections (see the module docstring)."""
 
+    # Connections accepted whose association thread is not running yet: pynetdicom counts only
+    # running ones, so a worker that had just accepted one published 0 again and took the next
+    # one too (four associations opened at once went three to one worker, one to the other).
+    starting = [0]
+    starting_lock = threading.Lock()
+
     class SharedListenerServer(ThreadedAssociationServer):
+        def serving(self) -> int:
+            return len(self.active_associations) + starting[0]
+
         def server_bind(self) -> None:
             if self.socket is not None:  # the fresh one socketserver made: the shared one serves
                 self.socket.close()
@@ -43,21 +53,30 @@ def shared_server_class(listener: socket.socket, load: ConnectionLoad,
             load.publish(worker, 0)
 
         def get_request(self) -> tuple[socket.socket, Any]:
-            load.publish(worker, len(self.active_associations))
-            deadline = time.monotonic() + YIELD_SECONDS
+            load.publish(worker, self.serving())
+            deadline = time.monotonic() + ASSOCIATION_YIELD_SECONDS
             while load.busier_than_another(worker) and time.monotonic() < deadline:
                 readable, _, _ = select.select([listener], [], [], YIELD_POLL_SECONDS)
                 if not readable:
                     raise BlockingIOError("another worker took the connection")
             client, address = super().get_request()
             client.setblocking(True)
-            load.publish(worker, len(self.active_associations) + 1)
+            with starting_lock:
+                starting[0] += 1
+            load.publish(worker, self.serving())
             return client, address
+
+        def process_request_thread(self, request: Any, client_address: Any) -> None:
+            try:
+                super().process_request_thread(request, client_address)  # starts its thread
+            finally:
+                with starting_lock:
+                    starting[0] -= 1
 
         def service_actions(self) -> None:
             # serve_forever calls it between accepts, and every REFRESH_SECONDS when idle
             # (node/dimse/server.py starts it so).
-            load.publish(worker, len(self.active_associations))
+            load.publish(worker, self.serving())
 
         def server_close(self) -> None:
             load.mark_stopped(worker)
