@@ -86,11 +86,14 @@ class _Values:
         return self._values.get(keyword)
 
 
-def read_record_fast(path: Path) -> InstanceRecord:
-    """The same record as `read_record(path)`, without pydicom when the header is plain."""
+def read_record_fast(path: Path, head: bytes | None = None) -> InstanceRecord:
+    """The same record as `read_record(path)`, without pydicom when the header is plain.
+    `head`: the file's first HEAD_BYTES bytes (all of it when shorter), when the caller holds
+    them already (node/dimse/store_receive.py wrote them)."""
     try:
-        with path.open("rb") as f:
-            head = f.read(HEAD_BYTES)
+        if head is None:
+            with path.open("rb") as f:
+                head = f.read(HEAD_BYTES)
         values, transfer_syntax = _Scanner(head, complete=len(head) < HEAD_BYTES).scan()
         return record_from_dataset(_Values(values), transfer_syntax)  # type: ignore[arg-type]
     except (_NotPlain, InvalidInput, struct.error, OSError):

@@ -10,7 +10,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from node.errors import InvalidInput
-from node.header_scan import _NotPlain, _Scanner, read_record_fast
+from node.header_scan import HEAD_BYTES, _NotPlain, _Scanner, read_record_fast
 from node.instance_record import read_record
 from tests.factory import (
     StudySpec,
@@ -108,3 +108,10 @@ def test_truncated_and_foreign_files_are_refused(tmp_path: Path) -> None:
     text.write_text("not DICOM at all")
     with pytest.raises(InvalidInput):
         read_record_fast(text)
+
+
+def test_a_head_already_read_gives_the_same_record(tmp_path: Path) -> None:
+    """node/dimse/store_receive.py hands over the bytes it wrote; the scan must not care."""
+    path = save(make_instance(SPEC, 0, 4), tmp_path / "a.dcm")
+    head = path.read_bytes()[:HEAD_BYTES]
+    assert read_record_fast(path, head) == read_record_fast(path) == read_record(path)

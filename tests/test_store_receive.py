@@ -28,6 +28,8 @@ from pynetdicom.transport import ThreadedAssociationServer
 from node.config import Config
 from node.dimse.server import build_ae, configure_pynetdicom
 from node.dimse.speedups import file_meta_bytes
+from node.dimse.store_receive import received_head
+from node.header_scan import HEAD_BYTES
 from tests.factory import StudySpec, make_instance, uid
 
 MAX_PDU = 16384
@@ -39,9 +41,11 @@ class Received:
     def __init__(self) -> None:
         self.files: list[bytes] = []
         self.read_here: list[bool] = []
+        self.heads: list[bytes | None] = []
 
     def on_store(self, event: evt.Event) -> int:
         self.files.append(Path(event.dataset_path).read_bytes())
+        self.heads.append(received_head(event.request))
         # pynetdicom's chunked receive leaves its NamedTemporaryFile on the request
         self.read_here.append(event.request._dataset_file is None)
         return 0x0000
@@ -113,6 +117,9 @@ def test_stores_of_one_and_of_many_pdus_are_read_here_byte_for_byte(
     assert statuses == [0x0000] * 3
     assert received.read_here == [True] * 3
     assert received.files == [expected_file(ds) for ds in sent]
+    # what the header scan gets instead of reading the file back
+    assert received.heads == [file[:HEAD_BYTES] for file in received.files]
+    assert len(received.files[1]) > HEAD_BYTES
 
 
 def test_with_pdu_handlers_bound_pynetdicom_reads_the_store(
@@ -128,6 +135,7 @@ def test_with_pdu_handlers_bound_pynetdicom_reads_the_store(
         server.shutdown()
     assert received.read_here == [False]
     assert received.files == [expected_file(ds)]
+    assert received.heads == [None]
     assert pdus
 
 

@@ -29,6 +29,7 @@ from pynetdicom.pdu_primitives import P_DATA
 
 from node.dimse.command_reader import Unknown, build_primitive, read_command_set
 from node.dimse.speedups import file_meta_bytes
+from node.header_scan import HEAD_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,12 @@ def enable_store_receive() -> None:
     _enabled = True
 
 
+def received_head(request: Any) -> bytes | None:
+    """The first HEAD_BYTES bytes of a request's file when the receiver wrote it (so that the
+    header scan need not read them back), else None."""
+    return getattr(request, "_node_head", None)
+
+
 class StoreReceiver:
     """One association's C-STORE request in progress, fed with the bodies of P-DATA-TF PDUs by
     its DUL thread (node/dimse/reactor.py), with the DUL's send lock held as for DT-2."""
@@ -63,6 +70,8 @@ class StoreReceiver:
         self._context_id = 0
         self._file: BinaryIO | None = None
         self._path: Path | None = None
+        # The file's first bytes, for the header scan (received_head).
+        self._head = bytearray()
 
     def receive(self, body: bytes | bytearray) -> bool:
         """Read this PDU's fragments; False (nothing read) when it is pynetdicom's to decode."""
@@ -90,6 +99,9 @@ class StoreReceiver:
             else:
                 assert self._file is not None
                 self._file.write(view[start:stop])
+                missing = HEAD_BYTES - len(self._head)
+                if missing > 0:
+                    self._head += view[start:min(stop, start + missing)]
                 if control & 2:
                     self._finish()
             offset = stop
@@ -135,8 +147,9 @@ class StoreReceiver:
         self._path = Path(name)
         file = open(fd, "wb", buffering=WRITE_BUFFER)  # noqa: SIM115 (closed in _finish)
         self._file = file
-        file.write(_PREAMBLE)
-        file.write(file_meta_bytes(sop_class, sop_instance, context.transfer_syntax[0]))
+        self._head = bytearray(_PREAMBLE)
+        self._head += file_meta_bytes(sop_class, sop_instance, context.transfer_syntax[0])
+        file.write(self._head)
         self._request = build_primitive("C_STORE_RQ", command_set, BytesIO(), context_id)
         self._context_id = context_id
         return True
@@ -148,6 +161,7 @@ class StoreReceiver:
         self._request = self._file = self._path = None
         request._dataset_path = path
         request._dataset_file = None  # the handler consumes the file (node/ingest.py)
+        request._node_head = bytes(self._head)
         self._assoc.dimse.msg_queue.put((context_id, request))
 
     def _hand_over(self, rest: memoryview) -> None:

@@ -15,6 +15,7 @@ from pynetdicom import evt
 from pynetdicom.events import Event
 
 from node.dimse.origin import store_origin
+from node.dimse.store_receive import received_head
 from node.errors import InvalidInput
 from node.index.writer import AddOutcome
 from node.services import NodeServices
@@ -46,7 +47,7 @@ def handle_store(event: Event, services: NodeServices) -> Dataset | int:
     try:
         result = services.ingestor.ingest_incoming_blocking(
             incoming, store_origin(event, services.config.node.ae_title),
-            services.config.dicom.dimse_timeout,
+            services.config.dicom.dimse_timeout, received_head(event.request),
         )
     except InvalidInput as exc:
         log.warning("C-STORE from %s refused: %s", calling, exc)
