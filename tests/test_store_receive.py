@@ -46,9 +46,8 @@ class Received:
     def on_store(self, event: evt.Event) -> int:
         self.files.append(Path(event.dataset_path).read_bytes())
         self.heads.append(received_head(event.request))
-        # pynetdicom's chunked receive leaves its NamedTemporaryFile on the request
-        self.read_here.append(event.request._dataset_file is None)
-        return 0x0000
+        self.read_here.append(received_head(event.request) is not None)
+        return 0x0000  # the file is left where it is: pynetdicom deletes it after this
 
 
 @pytest.fixture
@@ -120,6 +119,7 @@ def test_stores_of_one_and_of_many_pdus_are_read_here_byte_for_byte(
     # what the header scan gets instead of reading the file back
     assert received.heads == [file[:HEAD_BYTES] for file in received.files]
     assert len(received.files[1]) > HEAD_BYTES
+    assert list(incoming.iterdir()) == []  # a file the handler did not take is deleted
 
 
 def test_with_pdu_handlers_bound_pynetdicom_reads_the_store(
@@ -220,6 +220,7 @@ def test_a_pdu_that_ends_a_store_and_begins_an_echo_serves_both(
     assert responses == [(C_STORE, 0x0000), (C_ECHO, 0x0000)]
     assert received.files == [expected_file(ds)]
     assert received.read_here == [True]
+    assert list(incoming.iterdir()) == []
 
 
 def test_an_association_aborted_inside_a_data_set_leaves_no_file(

@@ -54,6 +54,20 @@ def enable_store_receive() -> None:
     _enabled = True
 
 
+class _ReceivedFile:
+    """Where pynetdicom keeps the NamedTemporaryFile of a received data set: after the handler
+    it closes and deletes that file, so that a handler which did not take it (the node's own
+    move it on, node/ingest.py) leaves nothing behind. The file here is closed already."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def close(self) -> None:
+        """Closed when its last fragment was written."""
+
+
 def received_head(request: Any) -> bytes | None:
     """The first HEAD_BYTES bytes of a request's file when the receiver wrote it (so that the
     header scan need not read them back), else None."""
@@ -160,7 +174,7 @@ class StoreReceiver:
         self._file.close()
         self._request = self._file = self._path = None
         request._dataset_path = path
-        request._dataset_file = None  # the handler consumes the file (node/ingest.py)
+        request._dataset_file = _ReceivedFile(str(path))
         request._node_head = bytes(self._head)
         self._assoc.dimse.msg_queue.put((context_id, request))
 
