@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import re
 import struct
 from typing import Any, BinaryIO
 
@@ -42,6 +41,8 @@ from pynetdicom import (
     utils,
 )
 from pynetdicom.presentation import PresentationContext
+
+from node.instance_record import is_valid_uid
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,6 @@ def _recv(self: Any, nr_bytes: int) -> bytearray:
     return buffer
 
 
-_CONFORMANT_UID = re.compile(r"(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))*")
 _original_set_uid = utils.set_uid
 
 
@@ -129,7 +129,7 @@ def _set_uid(value: Any, name: str, allow_empty: bool = True, allow_none: bool =
              validate: bool = True) -> UID | None:
     """pynetdicom's set_uid, answering a conformant UID without its two validations."""
     kind = type(value)
-    if (kind is UID or kind is str) and len(value) <= 64 and _CONFORMANT_UID.fullmatch(value):
+    if (kind is UID or kind is str) and is_valid_uid(value):
         return value if kind is UID else UID(value)
     return _original_set_uid(value, name, allow_empty, allow_none, validate)
 

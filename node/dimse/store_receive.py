@@ -17,7 +17,6 @@ DIMSE messages go pynetdicom's way; so does a command set this reader does not k
 
 from __future__ import annotations
 
-import logging
 import struct
 import tempfile
 from io import BytesIO
@@ -30,8 +29,6 @@ from pynetdicom.pdu_primitives import P_DATA
 from node.dimse.command_reader import Unknown, build_primitive, read_command_set
 from node.dimse.speedups import file_meta_bytes
 from node.header_scan import HEAD_BYTES
-
-log = logging.getLogger(__name__)
 
 _PDV_HEADER = struct.Struct(">LB")
 _C_STORE_RQ = 0x0001

@@ -150,8 +150,9 @@ class Importer:
         if prepared.stat().st_size != size or storage.exists(relative):
             return None
         storage.flush_path(prepared)
-        published = storage.publish(prepared, relative, True)
-        storage.place(prepared, relative, relative if published else None)
+        # The row is committed already: placing it is the whole job (a folder renames and
+        # fsyncs, an object store uploads).
+        storage.place(prepared, relative)
         return IngestResult(_sop_uid(item), _study_uid(item), AddOutcome.ADDED, relative)
 
     async def _list(self, stack: AsyncExitStack, source: Source, progress: ImportProgress
