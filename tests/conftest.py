@@ -6,6 +6,7 @@ and `node` (this project, serving), configured to know each other.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +33,16 @@ def test_database(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     with index_db.serving(request.getfixturevalue("postgres")):
         yield
+
+
+@pytest.fixture
+def incoming(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty folder where pynetdicom and the store receiver write received data sets (the
+    node points them at its incoming/ the same way, node/dimse/server.py)."""
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ leaves no file, and with PDU handlers bound pynetdicom reads the request itself.
 from __future__ import annotations
 
 import struct
-import tempfile
 import time
 from collections.abc import Iterator
 from io import BytesIO
@@ -48,14 +47,6 @@ class Received:
         self.heads.append(received_head(event.request))
         self.read_here.append(received_head(event.request) is not None)
         return 0x0000  # the file is left where it is: pynetdicom deletes it after this
-
-
-@pytest.fixture
-def incoming(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "incoming"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    return folder
 
 
 @pytest.fixture

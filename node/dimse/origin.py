@@ -9,14 +9,10 @@ source names the AE that asked for the move, here the node itself.
 
 from __future__ import annotations
 
-from pynetdicom.events import Event
 
-
-def store_origin(event: Event, own_ae_title: str) -> str:
+def store_origin(sender: str, move_originator: str | None, own_ae_title: str) -> str:
     """"retrieve:<sender>" for a sub-operation of a C-MOVE this node asked for, else
     "dicom:<sender>"."""
-    sender = event.assoc.requestor.ae_title
-    originator = getattr(event.request, "MoveOriginatorApplicationEntityTitle", None)
-    if originator and originator.strip() == own_ae_title.strip():
+    if move_originator and move_originator.strip() == own_ae_title.strip():
         return f"retrieve:{sender}"
     return f"dicom:{sender}"

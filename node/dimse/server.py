@@ -24,7 +24,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from node.config import Config
 from node.connection_load import REFRESH_SECONDS, ConnectionLoad
-from node.dimse import find_scp, get_scp, move_scp, store_scp
+from node.dimse import find_scp, get_scp, move_scp, store_direct, store_scp
 from node.dimse.command_reader import install_command_reader
 from node.dimse.reactor import install_event_driven_reactors
 from node.dimse.shared_listener import shared_server_class
@@ -63,7 +63,7 @@ def configure_pynetdicom() -> None:
     # The standard handlers read received command sets as pydicom Datasets, and want the PDU
     # and DIMSE objects the store receiver does without.
     if not verbose and install_command_reader():
-        enable_store_receive()
+        enable_store_receive(store_direct.answer)
 
 
 def build_ae(config: Config) -> AE:

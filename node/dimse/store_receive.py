@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import struct
 import tempfile
+from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -26,7 +27,7 @@ from typing import Any, BinaryIO
 from pynetdicom import _config, evt
 from pynetdicom.pdu_primitives import P_DATA
 
-from node.dimse.command_reader import Unknown, build_primitive, read_command_set
+from node.dimse.command_reader import CommandSet, Unknown, build_primitive, read_command_set
 from node.dimse.speedups import file_meta_bytes
 from node.header_scan import HEAD_BYTES
 
@@ -39,16 +40,22 @@ WRITE_BUFFER = 1 << 20
 _RECEIVE_HANDLERS = (evt.EVT_DATA_RECV, evt.EVT_PDU_RECV, evt.EVT_DIMSE_RECV)
 
 _enabled = False
+# (association, context ID, command values, file, head) -> True when it answered the request
+# itself (node/dimse/store_direct.py), else pynetdicom serves it.
+Answer = Callable[[Any, int, dict[str, Any], Path, bytes], bool]
+_answer: Answer | None = None
 
 
 class ProtocolError(Exception):
     """A PDU that breaks the fragment rules of PS3.8 Annex E; the association is aborted."""
 
 
-def enable_store_receive() -> None:
-    """Read C-STORE requests here from now on (the node's SCP, once its command reader is in)."""
-    global _enabled
+def enable_store_receive(answer: Answer | None = None) -> None:
+    """Read C-STORE requests here from now on (the node's SCP, once its command reader is in),
+    offering each finished one to `answer` before pynetdicom."""
+    global _enabled, _answer
     _enabled = True
+    _answer = answer
 
 
 class _ReceivedFile:
@@ -77,7 +84,7 @@ class StoreReceiver:
 
     def __init__(self, assoc: Any) -> None:
         self._assoc = assoc
-        self._request: Any = None
+        self._command: CommandSet | None = None
         self._context_id = 0
         self._file: BinaryIO | None = None
         self._path: Path | None = None
@@ -86,7 +93,7 @@ class StoreReceiver:
 
     def receive(self, body: bytes | bytearray) -> bool:
         """Read this PDU's fragments; False (nothing read) when it is pynetdicom's to decode."""
-        if self._request is None and not self._applies():
+        if self._command is None and not self._applies():
             return False
         view = memoryview(body)
         offset = 0
@@ -98,7 +105,7 @@ class StoreReceiver:
             if length < 1 or stop > len(view):
                 raise ProtocolError("a presentation data value longer than its PDU")
             control = view[offset + 5]
-            if self._request is None:
+            if self._command is None:
                 started = control & 3 == 3 and self._start(bytes(view[start:stop]), context_id)
                 if not started:
                     if offset == 0:
@@ -124,7 +131,7 @@ class StoreReceiver:
             self._file.close()
         if self._path is not None:
             self._path.unlink(missing_ok=True)
-        self._request = self._file = self._path = None
+        self._command = self._file = self._path = None
 
     def _applies(self) -> bool:
         assoc = self._assoc
@@ -161,18 +168,23 @@ class StoreReceiver:
         self._head = bytearray(_PREAMBLE)
         self._head += file_meta_bytes(sop_class, sop_instance, context.transfer_syntax[0])
         file.write(self._head)
-        self._request = build_primitive("C_STORE_RQ", command_set, BytesIO(), context_id)
+        self._command = command_set
         self._context_id = context_id
         return True
 
     def _finish(self) -> None:
         assert self._file is not None
-        request, path, context_id = self._request, self._path, self._context_id
+        command, path, context_id = self._command, self._path, self._context_id
+        assert command is not None and path is not None
         self._file.close()
-        self._request = self._file = self._path = None
+        self._command = self._file = self._path = None
+        head = bytes(self._head)
+        if _answer is not None and _answer(self._assoc, context_id, command.values, path, head):
+            return
+        request = build_primitive("C_STORE_RQ", command, BytesIO(), context_id)
         request._dataset_path = path
         request._dataset_file = _ReceivedFile(str(path))
-        request._node_head = bytes(self._head)
+        request._node_head = head
         self._assoc.dimse.msg_queue.put((context_id, request))
 
     def _hand_over(self, rest: memoryview) -> None:

@@ -1,7 +1,9 @@
 """C-STORE SCP: hand each received file to the ingest path and translate the outcome to a status.
 
-The dataset arrives already written to a file in incoming/ (pynetdicom's chunked receive), so the
-hot path never decodes it: read the header, commit the index row, rename.
+The dataset arrives already written to a file in incoming/ (node/dimse/store_receive.py, or
+pynetdicom's chunked receive), so the hot path never decodes it: read the header, commit the
+index row, rename. Most requests are answered by the DUL thread that read them, without
+pynetdicom's service class (node/dimse/store_direct.py); the event handler serves the rest.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from pydicom.dataset import Dataset
 from pynetdicom import evt
 from pynetdicom.events import Event
 
+from node.dimse import store_direct
 from node.dimse.origin import store_origin
+from node.dimse.store_direct import ReceivedStore
 from node.dimse.store_receive import received_head
 from node.errors import InvalidInput
 from node.index.writer import AddOutcome
@@ -31,39 +35,49 @@ STATUS_CANNOT_UNDERSTAND = 0xC000
 STATUS_OUT_OF_RESOURCES = 0xA700
 
 
-def _status(code: int, comment: str | None = None) -> Dataset:
-    ds = Dataset()
-    ds.Status = code
-    if comment:
-        ds.ErrorComment = comment[:64]
-    return ds
+def store_received(request: ReceivedStore, services: NodeServices) -> tuple[int, str | None]:
+    """Ingest the request's file (it is consumed: stored or deleted); the status to answer and
+    its error comment."""
+    try:
+        result = services.ingestor.ingest_incoming_blocking(
+            request.path,
+            store_origin(request.sender, request.move_originator, services.config.node.ae_title),
+            services.config.dicom.dimse_timeout, request.head,
+        )
+    except InvalidInput as exc:
+        log.warning("C-STORE from %s refused: %s", request.sender, exc)
+        return STATUS_DATASET_MISMATCH, str(exc)
+    except OSError as exc:
+        log.error("C-STORE from %s could not be stored: %s", request.sender, exc)
+        return STATUS_OUT_OF_RESOURCES, "storage error"
+    except Exception:
+        log.exception("C-STORE from %s failed", request.sender)
+        return STATUS_CANNOT_UNDERSTAND, "internal error while storing"
+    if result.outcome is AddOutcome.DUPLICATE_KEPT:
+        return STATUS_WARNING_DUPLICATE, "duplicate SOP Instance UID: stored one kept"
+    if result.outcome is AddOutcome.DUPLICATE_REPLACED:
+        return STATUS_WARNING_DUPLICATE, "duplicate SOP Instance UID: replaced"
+    return STATUS_SUCCESS, None
 
 
 def handle_store(event: Event, services: NodeServices) -> Dataset | int:
-    """Success is answered as a bare status code: pynetdicom accepts it, and building a status
-    Dataset for every stored instance cost ~5% of the handler thread's time."""
-    calling = event.assoc.requestor.ae_title
-    incoming = Path(event.dataset_path)
-    try:
-        result = services.ingestor.ingest_incoming_blocking(
-            incoming, store_origin(event, services.config.node.ae_title),
-            services.config.dicom.dimse_timeout, received_head(event.request),
-        )
-    except InvalidInput as exc:
-        log.warning("C-STORE from %s refused: %s", calling, exc)
-        return _status(STATUS_DATASET_MISMATCH, str(exc))
-    except OSError as exc:
-        log.error("C-STORE from %s could not be stored: %s", calling, exc)
-        return _status(STATUS_OUT_OF_RESOURCES, "storage error")
-    except Exception:
-        log.exception("C-STORE from %s failed", calling)
-        return _status(STATUS_CANNOT_UNDERSTAND, "internal error while storing")
-    if result.outcome is AddOutcome.DUPLICATE_KEPT:
-        return _status(STATUS_WARNING_DUPLICATE, "duplicate SOP Instance UID: stored one kept")
-    if result.outcome is AddOutcome.DUPLICATE_REPLACED:
-        return _status(STATUS_WARNING_DUPLICATE, "duplicate SOP Instance UID: replaced")
-    return STATUS_SUCCESS
+    """The requests pynetdicom serves itself. Success is answered as a bare status code:
+    pynetdicom accepts it, and a status Dataset for every stored instance cost ~5% of the
+    handler thread's time."""
+    request = ReceivedStore(
+        Path(event.dataset_path), event.assoc.requestor.ae_title,
+        getattr(event.request, "MoveOriginatorApplicationEntityTitle", None),
+        received_head(event.request),
+    )
+    status, comment = store_received(request, services)
+    if comment is None:
+        return status
+    answer = Dataset()
+    answer.Status = status
+    answer.ErrorComment = comment[:64]
+    return answer
 
 
 def handlers(services: NodeServices) -> list[tuple[Any, ...]]:
+    store_direct.register(handle_store, store_received)
     return [(evt.EVT_C_STORE, handle_store, [services])]

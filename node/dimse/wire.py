@@ -289,6 +289,41 @@ def send_msg(self: Any, primitive: Any, context_id: int) -> None:
             _send(self, context_id, chunk)
 
 
+
+class _StoreResponse:
+    """A C-STORE-RSP's values, read by command_set_bytes as it reads a C_STORE primitive."""
+
+    __slots__ = ("AffectedSOPClassUID", "AffectedSOPInstanceUID", "ErrorComment",
+                 "MessageIDBeingRespondedTo", "OffendingElement", "Status")
+
+    def __init__(self, message_id: int, sop_class: str, sop_instance: str, status: int,
+                 comment: str | None) -> None:
+        self.MessageIDBeingRespondedTo = message_id
+        self.AffectedSOPClassUID = sop_class
+        self.AffectedSOPInstanceUID = sop_instance
+        self.Status = status
+        self.OffendingElement = None
+        self.ErrorComment = comment
+
+
+def error_comment(text: str) -> str:
+    """An Error Comment (LO: 64 characters, one value) in the command set's ASCII."""
+    return text.encode("ascii", "replace").decode("ascii").replace("\\", "/")[:64]
+
+
+def send_store_response(provider: Any, context_id: int, message_id: int, sop_class: str,
+                        sop_instance: str, status: int, comment: str | None) -> None:
+    """Answer a C-STORE request with the bytes send_msg writes for the response primitive
+    pynetdicom's storage service class builds, without building it (tests compare the two).
+    The UIDs must be ASCII, as received ones that passed the command reader are."""
+    response = _StoreResponse(message_id, sop_class, sop_instance, status,
+                              None if comment is None else error_comment(comment))
+    command = command_set_bytes(response, _LAYOUTS[(C_STORE, True)], False)
+    if command is None:
+        raise ValueError("a C-STORE response value outside the command set's ASCII")
+    flush(provider.assoc, uncork=True)
+    _send(provider, context_id, list(fragments(command, provider.maximum_pdu_size, 0x03)))
+
 # Stored files up to this size are read whole and sent with their command in one write.
 WHOLE_FILE_LIMIT = 16 * 1024 * 1024
 _DICM = b"DICM"
