@@ -77,17 +77,18 @@ class Ingestor:
         return await self.ingest_incoming(incoming, origin)
 
     def ingest_incoming_blocking(
-        self, incoming: Path, origin: str, timeout: float | None, head: bytes | None = None
+        self, incoming: Path, origin: str, timeout: float | None, head: bytes | None = None,
+        size: int | None = None,
     ) -> IngestResult:
         """The same as `ingest_incoming`, for pynetdicom's handler threads: the file work runs
         in the calling thread, and so does the index commit when no other commit is running
         (IndexWriter.add_blocking): no event loop hop, since with one association each
-        instance waits for its own commit. `head`: the file's first bytes, when the caller
-        holds them (header_scan.read_record_fast)."""
+        instance waits for its own commit. `head` and `size`: the file's first bytes and its
+        size, when the caller wrote it and knows them (header_scan.read_record_fast)."""
         published: str | None = None
         committed = False
         try:
-            item, published = self._prepare(incoming, origin, head)
+            item, published = self._prepare(incoming, origin, head, size)
             flush = self._flush(incoming, published)
             try:
                 outcome, path = self.writer.add_blocking(item, self.overwrite_duplicates, timeout)
@@ -115,13 +116,15 @@ class Ingestor:
         if published is not None:
             self.storage.flush_published(published)
 
-    def _prepare(self, incoming: Path, origin: str, head: bytes | None = None
-                 ) -> tuple[StoredFile, str | None]:
+    def _prepare(self, incoming: Path, origin: str, head: bytes | None = None,
+                 size: int | None = None) -> tuple[StoredFile, str | None]:
         """The file's index record, and where it was published (None: it is placed after the
         commit)."""
         record = read_record_fast(incoming, head)
         relative = self.storage.relative_path(record.study_uid, record.sop_uid)
-        item = StoredFile(record, relative, incoming.stat().st_size, origin)
+        if size is None:
+            size = incoming.stat().st_size
+        item = StoredFile(record, relative, size, origin)
         published = self.storage.publish(incoming, relative, self.overwrite_duplicates)
         return item, relative if published else None
 

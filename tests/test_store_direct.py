@@ -7,10 +7,13 @@ serves the request with the event handler as before.
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE, evt
@@ -19,7 +22,7 @@ from pynetdicom.sop_class import CTImageStorage
 from pynetdicom.transport import ThreadedAssociationServer
 
 from node.config import Config
-from node.dimse import store_direct
+from node.dimse import store_direct, store_receive
 from node.dimse.server import build_ae, configure_pynetdicom
 from node.dimse.speedups import file_meta_bytes
 from node.dimse.store_direct import ReceivedStore
@@ -123,6 +126,7 @@ def test_the_direct_form_gets_the_file_and_answers_each_request(incoming: Path) 
     for request, file, tag in handler.direct:
         assert (request.sender, request.move_originator, tag) == ("DIRECTTEST", None, "tag")
         assert request.head == file[:HEAD_BYTES]
+        assert request.size == len(file)
     assert [(rsp.Status, rsp.get("ErrorComment")) for rsp in responses] == ANSWERS
     assert list(incoming.iterdir()) == []
 
@@ -177,3 +181,18 @@ def test_with_sent_message_handlers_bound_pynetdicom_serves_the_request(
     assert responses[0].Status == 0x0000
     assert sent
     assert list(incoming.iterdir()) == []
+
+
+def test_received_files_get_new_names_past_one_that_exists(
+        incoming: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_receive, "_serial", itertools.count(5))
+    first_fd, first = store_receive._create_incoming()
+    os.close(first_fd)
+    taken = Path(first).with_name(Path(first).name.replace("-5.dcm", "-6.dcm"))
+    taken.write_bytes(b"kept")
+    monkeypatch.setattr(store_receive, "_serial", itertools.count(6))
+    second_fd, second = store_receive._create_incoming()
+    os.close(second_fd)
+    assert Path(first).parent == Path(second).parent == incoming
+    assert second.endswith("-7.dcm") and Path(first).name.startswith(f"{os.getpid()}-")
+    assert taken.read_bytes() == b"kept"

@@ -39,6 +39,7 @@ class ReceivedStore:
     sender: str  # the calling AE title
     move_originator: str | None
     head: bytes | None  # the file's first bytes when the receiver kept them
+    size: int | None = None  # the file's size when the receiver counted it
 
 
 # The handler's direct form: (request, *the handler's bound args) -> (status, error comment).
@@ -86,8 +87,8 @@ def _direct_handler(assoc: Any, context_id: int, values: dict[str, Any]
     return _DIRECT[handler], list(args or ())
 
 
-def answer(assoc: Any, context_id: int, values: dict[str, Any], path: Path,
-           head: bytes | None) -> bool:
+def answer(assoc: Any, context_id: int, values: dict[str, Any], path: Path, head: bytes,
+           size: int) -> bool:
     """Serve a received C-STORE request here; False (the file untouched) when it is
     pynetdicom's to serve. Called by the association's DUL thread with its send lock held."""
     found = _direct_handler(assoc, context_id, values)
@@ -95,7 +96,8 @@ def answer(assoc: Any, context_id: int, values: dict[str, Any], path: Path,
         return False
     direct, args = found
     request = ReceivedStore(path, assoc.requestor.ae_title,
-                            values.get("MoveOriginatorApplicationEntityTitle") or None, head)
+                            values.get("MoveOriginatorApplicationEntityTitle") or None, head,
+                            size)
     # As for a request served by the DUL thread (reactor._ServingQueue): the association
     # thread must not take the idle time meanwhile for a network timeout.
     assoc._node_dul_serving = True

@@ -42,7 +42,7 @@ def store_received(request: ReceivedStore, services: NodeServices) -> tuple[int,
         result = services.ingestor.ingest_incoming_blocking(
             request.path,
             store_origin(request.sender, request.move_originator, services.config.node.ae_title),
-            services.config.dicom.dimse_timeout, request.head,
+            services.config.dicom.dimse_timeout, request.head, request.size,
         )
     except InvalidInput as exc:
         log.warning("C-STORE from %s refused: %s", request.sender, exc)
