@@ -1,0 +1,45 @@
+"""The index writer's study stamp: a study's updated_at says when it last received an
+instance, written again once it is STUDY_STAMP_SECONDS old, not on every commit."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from node.config import config_from_dict
+from node.index import writer
+from node.index.models import Study
+from node.index.writer import AddOutcome, StoredFile
+from node.instance_record import InstanceRecord
+from node.runtime import open_services
+from node.services import NodeServices
+from tests.rest_support import config_dict
+from tests.test_index_concurrency import record
+
+
+async def stamp(services: NodeServices, study_uid: str) -> datetime:
+    async with services.sessions() as session:
+        found = await session.scalar(select(Study.updated_at).where(Study.study_uid == study_uid))
+    assert found is not None
+    return found
+
+
+async def test_a_study_is_stamped_again_only_once_its_stamp_is_old(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second, third = (record(1, 0, 0, i) for i in range(3))
+    async with open_services(config_from_dict(config_dict(), base_dir=tmp_path)) as services:
+        async def add(rec: InstanceRecord) -> None:
+            outcome, _ = await services.writer.add(StoredFile(rec, f"{rec.sop_uid}.dcm", 1, "t"))
+            assert outcome is AddOutcome.ADDED
+
+        monkeypatch.setattr(writer, "STUDY_STAMP_SECONDS", 3600.0)
+        await add(first)
+        stamped = await stamp(services, first.study_uid)
+        await add(second)
+        assert await stamp(services, first.study_uid) == stamped
+        monkeypatch.setattr(writer, "STUDY_STAMP_SECONDS", 0.0)
+        await add(third)
+        assert await stamp(services, first.study_uid) > stamped
