@@ -40,6 +40,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu import A_ABORT_RQ, P_DATA_TF
 from pynetdicom.pdu_primitives import P_DATA
 
+from node.dimse.pdu_reader import PduReader
 from node.dimse.store_receive import ProtocolError, StoreReceiver
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,7 @@ class EventDrivenDUL(dul.DULServiceProvider):
         self._send_lock = threading.Lock()
         super().__init__(assoc)
         self._store_receiver = StoreReceiver(assoc)
+        self._reader = PduReader()
         self.to_provider_queue = _WakingQueue(self.wake)
         # The socket queues Evt17 here when a send from another thread fails.
         self.event_queue = _WakingQueue(self.wake)
@@ -194,6 +196,8 @@ class EventDrivenDUL(dul.DULServiceProvider):
             self._waiting = False
 
     def _select(self) -> None:
+        if self._reader.pending:  # a PDU received already: no wait
+            return
         fds: list[Any] = [self._wake_read]
         transport = self.socket
         sock = getattr(transport, "socket", None)
@@ -214,29 +218,39 @@ class EventDrivenDUL(dul.DULServiceProvider):
             except OSError:
                 pass
 
+    def _is_transport_event(self) -> bool:
+        """pynetdicom's, for a PDU still in the read-ahead buffer as well."""
+        if self._reader.pending:
+            self._read_pdu_data()
+            return True
+        return bool(super()._is_transport_event())
+
     def _read_pdu_data(self) -> None:
-        """Read one PDU, as pynetdicom does, except that a P-DATA-TF PDU arriving in Sta6 with
-        nothing queued ahead of it is first offered to the C-STORE receiver
-        (node/dimse/store_receive.py); what it does not take is decoded as before."""
-        sock = cast(Any, self.socket)
+        """Read one PDU, as pynetdicom does but through the read-ahead buffer
+        (node/dimse/pdu_reader.py). A P-DATA-TF PDU arriving in Sta6 with nothing queued ahead
+        of it is first offered to the C-STORE receiver (node/dimse/store_receive.py); what it
+        does not take is decoded as before."""
+        sock = getattr(self.socket, "socket", None)
+        if sock is None:
+            self.event_queue.put("Evt17")  # closed
+            return
+        header = bytearray()
         try:
-            header = bytes(sock.recv(6))
-            if len(header) < 6:
-                self.event_queue.put("Evt17")  # closed
+            received = self._reader.read(sock, 6)
+            if received is None:
+                self.event_queue.put("Evt17")  # closed between two PDUs
                 return
+            header = received
             pdu_type, _, length = _PDU_HEADER.unpack(header)
             if pdu_type not in _PDU_TYPES:
                 log.error("unknown PDU type 0x%02X received", pdu_type)
                 self.event_queue.put("Evt19")
                 return
-            body = sock.recv(length)
+            body = self._reader.read(sock, length)
         except (OSError, TimeoutError):
+            body = None
+        if body is None:
             log.error("connection closed before the entire PDU was received")
-            self.event_queue.put("Evt17")
-            return
-        if len(body) != length:
-            log.error("the received PDU is shorter than expected (%d of %d bytes)",
-                      6 + len(body), 6 + length)
             self.event_queue.put("Evt17")
             return
         if (
@@ -248,7 +262,7 @@ class EventDrivenDUL(dul.DULServiceProvider):
                 if self._store_receiver.receive(body):
                     return
         try:
-            pdu, event = self._decode_pdu(bytearray(header + body))
+            pdu, event = self._decode_pdu(header + body)
         except Exception:
             log.exception("unable to decode the received PDU")
             self.event_queue.put("Evt19")
