@@ -287,7 +287,9 @@ class EventDrivenDUL(dul.DULServiceProvider):
             if self.artim_timer.expired:
                 self.event_queue.put("Evt18")
             try:
-                if self._process_recv_primitive():
+                # pynetdicom's look at the queue raises IndexError when it is empty, which it
+                # is on almost every turn.
+                if self.to_provider_queue.queue and self._process_recv_primitive():
                     pass
                 elif self._is_transport_event():
                     self._idle_timer.restart()
@@ -307,11 +309,11 @@ class EventDrivenDUL(dul.DULServiceProvider):
                 self.assoc._kill = True
                 self._kill_thread = True
                 return
-            try:
-                event = self.event_queue.get(block=False)
-            except queue.Empty:
+            # Only this thread takes events: one seen here is still there for get().
+            if not self.event_queue.queue:
                 self._wait_for_work()
                 continue
+            event = self.event_queue.get(block=False)
             with self._send_lock:
                 state = self.state_machine.current_state
                 self.state_machine.do_action(event)
