@@ -7,6 +7,7 @@ leaves no file, and with PDU handlers bound pynetdicom reads the request itself.
 
 from __future__ import annotations
 
+import os
 import struct
 import time
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from pynetdicom.sop_class import CTImageStorage, Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
 from node.config import Config
+from node.dimse import store_receive
 from node.dimse.server import build_ae, configure_pynetdicom
 from node.dimse.speedups import file_meta_bytes
 from node.dimse.store_receive import received_head
@@ -250,3 +252,20 @@ def test_a_command_fragment_inside_a_data_set_aborts_the_association(
         time.sleep(0.01)
     assert list(incoming.iterdir()) == []
     assert received.files == []
+
+
+def test_short_writes_of_the_incoming_file_are_continued(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    parts = [b"preamble" * 20, memoryview(b"x" * 1000)[3:900], b"", b"tail"]
+    real_writev = os.writev
+
+    def writev_at_most_seven(fd: int, buffers: Any) -> int:  # as a full disk or signal might
+        return real_writev(fd, [b"".join(bytes(b) for b in buffers)[:7]])
+
+    monkeypatch.setattr(os, "writev", writev_at_most_seven)
+    path = tmp_path / "received.dcm"
+    file = store_receive._IncomingFile(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    for part in parts:
+        file.write(part)
+    file.close()
+    assert path.read_bytes() == b"".join(bytes(p) for p in parts)

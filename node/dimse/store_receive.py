@@ -25,7 +25,7 @@ import tempfile
 from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from pynetdicom import _config, evt
 from pynetdicom.pdu_primitives import P_DATA
@@ -40,6 +40,7 @@ _NO_DATA_SET = 0x0101
 _PREAMBLE = b"\x00" * 128 + b"DICM"
 # Data set bytes gathered before a write: a small instance costs one write, a CT a few.
 WRITE_BUFFER = 1 << 20
+_MAX_PARTS = 512  # well under IOV_MAX (1024 on Linux)
 _RECEIVE_HANDLERS = (evt.EVT_DATA_RECV, evt.EVT_PDU_RECV, evt.EVT_DIMSE_RECV)
 
 _enabled = False
@@ -49,7 +50,16 @@ Answer = Callable[[Any, int, dict[str, Any], Path, bytes, int], bool]
 _answer: Answer | None = None
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _serial = itertools.count()
-_prefix = (0, "")  # (process id, the prefix of its received files' names)
+_prefix = ""  # of this process's received files' names
+
+
+def _new_prefix() -> None:
+    global _prefix
+    _prefix = f"{os.getpid()}-{secrets.token_hex(4)}-"
+
+
+_new_prefix()
+os.register_at_fork(after_in_child=_new_prefix)  # a forked worker names its own files
 
 
 class ProtocolError(Exception):
@@ -82,16 +92,52 @@ def _create_incoming() -> tuple[int, str]:
     """A new file in the temporary folder (the node's incoming/, node/dimse/server.py), named
     by process, a random tag and a serial number. mkstemp draws eight random characters and
     resolves the folder for every name: about 5 us of the GIL's time more per file."""
-    global _prefix
-    if _prefix[0] != os.getpid():  # first use, or a forked worker: names of its own
-        _prefix = (os.getpid(), f"{os.getpid()}-{secrets.token_hex(4)}-")
     folder = tempfile.tempdir or tempfile.gettempdir()
     while True:
-        name = f"{folder}/{_prefix[1]}{next(_serial)}.dcm"
+        name = f"{folder}/{_prefix}{next(_serial)}.dcm"
         try:
             return os.open(name, _CREATE, 0o600), name
         except FileExistsError:
             continue
+
+
+class _IncomingFile:
+    """A received data set's file, written with one writev per WRITE_BUFFER bytes of fragments:
+    a Python file object costs an fstat and an lseek to open, and a copy of every fragment."""
+
+    __slots__ = ("_fd", "_parts", "_pending")
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._parts: list[bytes | memoryview] = []
+        self._pending = 0
+
+    def write(self, data: bytes | memoryview) -> None:
+        self._parts.append(data)
+        self._pending += len(data)
+        if self._pending >= WRITE_BUFFER or len(self._parts) >= _MAX_PARTS:
+            self._flush()
+
+    def close(self) -> None:
+        """Write what is gathered, then close; the file is closed even when the write fails."""
+        try:
+            self._flush()
+        finally:
+            os.close(self._fd)
+
+    def abandon(self) -> None:
+        self._parts.clear()
+        os.close(self._fd)
+
+    def _flush(self) -> None:
+        parts = self._parts
+        while parts:
+            written = os.writev(self._fd, parts)
+            while parts and written >= len(parts[0]):
+                written -= len(parts.pop(0))
+            if written:  # a short write inside a part: the rest of it first
+                parts[0] = memoryview(parts[0])[written:]
+        self._pending = 0
 
 
 def received_head(request: Any) -> bytes | None:
@@ -108,7 +154,7 @@ class StoreReceiver:
         self._assoc = assoc
         self._command: CommandSet | None = None
         self._context_id = 0
-        self._file: BinaryIO | None = None
+        self._file: _IncomingFile | None = None
         self._path: Path | None = None
         # The file's first bytes, for the header scan (received_head).
         self._head = bytearray()
@@ -152,7 +198,7 @@ class StoreReceiver:
     def discard(self) -> None:
         """The association ended in the middle of a data set: its file goes."""
         if self._file is not None:
-            self._file.close()
+            self._file.abandon()
         if self._path is not None:
             self._path.unlink(missing_ok=True)
         self._command = self._file = self._path = None
@@ -187,11 +233,10 @@ class StoreReceiver:
             return False
         fd, name = _create_incoming()
         self._path = Path(name)
-        file = open(fd, "wb", buffering=WRITE_BUFFER)  # noqa: SIM115 (closed in _finish)
-        self._file = file
+        file = self._file = _IncomingFile(fd)
         self._head = bytearray(_PREAMBLE)
         self._head += file_meta_bytes(sop_class, sop_instance, context.transfer_syntax[0])
-        file.write(self._head)
+        file.write(bytes(self._head))
         self._size = len(self._head)
         self._command = command_set
         self._context_id = context_id
