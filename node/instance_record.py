@@ -59,6 +59,8 @@ def _text(ds: Dataset, keyword: str, limit: int = 64) -> str:
         value = ds.get(keyword)
     except Exception:  # a malformed value must not stop ingest: the index keeps it empty
         return ""
+    if type(value) is str:  # the header scan's values, and most of pydicom's text
+        return value.strip()[:limit]
     if value is None:
         return ""
     if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
