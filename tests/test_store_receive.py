@@ -269,3 +269,24 @@ def test_short_writes_of_the_incoming_file_are_continued(
         file.write(part)
     file.close()
     assert path.read_bytes() == b"".join(bytes(p) for p in parts)
+
+
+@pytest.mark.parametrize("pdu_type", [0x04, 0x05])
+def test_a_pdu_longer_than_announced_aborts_the_association_before_it_is_read(
+        scp: ThreadedAssociationServer, received: Received, incoming: Path,
+        pdu_type: int) -> None:
+    """A peer announcing a 2 GiB PDU (P-DATA-TF above the node's Maximum Length, or an
+    A-RELEASE-RQ above any control PDU's size) is refused: nothing is allocated for it, and the
+    SCP goes on serving."""
+    raw = RawAssociation(scp.server_address[1])
+    raw.write(struct.pack(">BBL", pdu_type, 0, 0x7FFFFFFF) + b"\x00" * 64)
+    raw.assoc._reactor_checkpoint.set()  # the loop takes the A-ABORT
+    deadline = time.monotonic() + 5
+    while not raw.assoc.is_aborted and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert raw.assoc.is_aborted
+    ds = instance(8, 8)
+    assoc = requester().associate("127.0.0.1", scp.server_address[1])
+    assert assoc.send_c_store(ds).Status == 0x0000
+    assoc.release()
+    assert received.files == [expected_file(ds)]

@@ -118,6 +118,10 @@ _PDU_HEADER = struct.Struct(">BBL")
 _PDV_HEADER = struct.Struct(">LB")
 # PS3.8 9.3: A-ASSOCIATE-RQ/AC/RJ, P-DATA-TF, A-RELEASE-RQ/RP, A-ABORT.
 _PDU_TYPES = frozenset(range(0x01, 0x08))
+# The longest PDU other than P-DATA-TF read: an A-ASSOCIATE-RQ with every presentation context
+# the node supports and user identity is a few tens of KiB. A P-DATA-TF may be as long as the
+# Maximum Length this side announced. A longer one is refused before its body is allocated.
+LONGEST_CONTROL_PDU = 4 * 1024 * 1024
 
 
 def _close_pipe(read_fd: int, write_fd: int) -> None:
@@ -225,6 +229,15 @@ class EventDrivenDUL(dul.DULServiceProvider):
             return True
         return bool(super()._is_transport_event())
 
+    def _longest_pdu(self, pdu_type: int) -> int:
+        if pdu_type != 0x04:
+            return LONGEST_CONTROL_PDU
+        assoc = self.assoc
+        local = assoc.acceptor if assoc.is_acceptor else assoc.requestor
+        # PS3.8 D.1: the announced Maximum Length bounds the P-DATA-TF PDU's variable field,
+        # its length; 0 (or none) announces no limit.
+        return local.maximum_length or 0xFFFFFFFF
+
     def _read_pdu_data(self) -> None:
         """Read one PDU, as pynetdicom does but through the read-ahead buffer
         (node/dimse/pdu_reader.py). A P-DATA-TF PDU arriving in Sta6 with nothing queued ahead
@@ -244,6 +257,11 @@ class EventDrivenDUL(dul.DULServiceProvider):
             pdu_type, _, length = _PDU_HEADER.unpack(header)
             if pdu_type not in _PDU_TYPES:
                 log.error("unknown PDU type 0x%02X received", pdu_type)
+                self.event_queue.put("Evt19")
+                return
+            if length > (longest := self._longest_pdu(pdu_type)):
+                log.error("a PDU of %d bytes received, longer than the %d accepted", length,
+                          longest)
                 self.event_queue.put("Evt19")
                 return
             body = self._reader.read(sock, length)
