@@ -230,9 +230,9 @@ class EventDrivenDUL(dul.DULServiceProvider):
         return bool(super()._is_transport_event())
 
     def _longest_pdu(self, pdu_type: int) -> int:
-        if pdu_type != 0x04:
-            return LONGEST_CONTROL_PDU
         assoc = self.assoc
+        if pdu_type != 0x04 or not assoc.is_established:  # no data before the association
+            return LONGEST_CONTROL_PDU
         local = assoc.acceptor if assoc.is_acceptor else assoc.requestor
         # PS3.8 D.1: the announced Maximum Length bounds the P-DATA-TF PDU's variable field,
         # its length; 0 (or none) announces no limit.

@@ -8,8 +8,10 @@ still about a fifth of the DUL thread's time per small instance (py-spy, four as
 
 Here a PDU whose message is a C-STORE request is read fragment by fragment instead: the command
 set by the command reader, the data set appended to a file in incoming/ behind the same File
-Meta Information pynetdicom writes, and the finished request put on the association's DIMSE
-queue as pynetdicom puts it (the same primitive, `_dataset_path` set). Nothing changes state:
+Meta Information pynetdicom writes. The finished request is offered to the handler's direct
+form (store_direct.py), which answers it in this thread; failing that it is put on the
+association's DIMSE queue as pynetdicom puts it (the same primitive, `_dataset_path` set).
+Nothing changes state:
 P-DATA in Sta6 leaves the state machine in Sta6. Every other message, a PDU the state machine
 has something queued ahead of, and every association with handlers for received data, PDUs or
 DIMSE messages go pynetdicom's way; so does a command set this reader does not know.
@@ -44,8 +46,8 @@ _MAX_PARTS = 512  # well under IOV_MAX (1024 on Linux)
 _RECEIVE_HANDLERS = (evt.EVT_DATA_RECV, evt.EVT_PDU_RECV, evt.EVT_DIMSE_RECV)
 
 _enabled = False
-# (association, context ID, command values, file, head) -> True when it answered the request
-# itself (node/dimse/store_direct.py), else pynetdicom serves it.
+# (association, context ID, command values, file, its first bytes, its size) -> True when it
+# answered the request itself (node/dimse/store_direct.py), else pynetdicom serves it.
 Answer = Callable[[Any, int, dict[str, Any], Path, bytes, int], bool]
 _answer: Answer | None = None
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
