@@ -30,15 +30,22 @@ def shared_server_class(listener: socket.socket, load: ConnectionLoad,
     """A pynetdicom server class that serves `listener` (bound by the supervisor) instead of
     binding its own socket, and takes its share of the connections (see the module docstring)."""
 
-    # Connections accepted whose association thread is not running yet: pynetdicom counts only
-    # running ones, so a worker that had just accepted one published 0 again and took the next
-    # one too (four associations opened at once went three to one worker, one to the other).
-    starting = [0]
+    # Connections accepted whose association has not been handed over yet: pynetdicom counts
+    # only running associations, so a worker that had just accepted one published 0 again and
+    # took the next one too (four associations opened at once went three to one worker, one to
+    # the other). An association running on a socket still listed here is counted once: counted
+    # twice, a worker that published in that moment looked busier than it was for up to
+    # REFRESH_SECONDS, and the other took the next connection (3-1 again, in CI).
+    starting: set[socket.socket] = set()
     starting_lock = threading.Lock()
 
     class SharedListenerServer(ThreadedAssociationServer):
         def serving(self) -> int:
-            return len(self.active_associations) + starting[0]
+            with starting_lock:
+                pending = set(starting)
+            running = [assoc for assoc in self.active_associations
+                       if _socket_of(assoc) not in pending]
+            return len(pending) + len(running)
 
         def server_bind(self) -> None:
             if self.socket is not None:  # the fresh one socketserver made: the shared one serves
@@ -62,7 +69,7 @@ def shared_server_class(listener: socket.socket, load: ConnectionLoad,
             client, address = super().get_request()
             client.setblocking(True)
             with starting_lock:
-                starting[0] += 1
+                starting.add(client)
             load.publish(worker, self.serving())
             return client, address
 
@@ -71,7 +78,7 @@ def shared_server_class(listener: socket.socket, load: ConnectionLoad,
                 super().process_request_thread(request, client_address)  # starts its thread
             finally:
                 with starting_lock:
-                    starting[0] -= 1
+                    starting.discard(request)
 
         def service_actions(self) -> None:
             # serve_forever calls it between accepts, and every REFRESH_SECONDS when idle
@@ -89,3 +96,8 @@ def shared_server_class(listener: socket.socket, load: ConnectionLoad,
             self.server_close()
 
     return SharedListenerServer
+
+
+def _socket_of(assoc: Any) -> socket.socket | None:
+    """The accepted socket an association runs on (None once it is closed)."""
+    return getattr(getattr(getattr(assoc, "dul", None), "socket", None), "socket", None)
