@@ -1,10 +1,11 @@
 """Threads that run the ingest path's fsyncs beside its index commit (node/ingest.py).
 
-Two fsyncs per instance are handed over, so the hand-over itself counts: a ThreadPoolExecutor
-builds a Future (a Condition and its locks), takes its shutdown lock and looks at its idle
-threads on every submit, and `concurrent.futures.wait` installs a waiter on each future: ~6%
-of the node's time holding the GIL while ingesting small instances (py-spy). Here a call is a
-slotted object on a C queue, and its completion one lock, released by the thread that ran it.
+A call per ingested instance is handed over, so the hand-over itself counts: a
+ThreadPoolExecutor builds a Future (a Condition and its locks), takes its shutdown lock and
+looks at its idle threads on every submit, and `concurrent.futures.wait` installs a waiter on
+each future: ~6% of the node's time holding the GIL while ingesting small instances (py-spy).
+Here a call is a slotted object on a C queue, and its completion one lock, released by the
+thread that ran it.
 """
 
 from __future__ import annotations

@@ -105,8 +105,8 @@ class Ingestor:
     def _flush(self, incoming: Path, published: str | None) -> Flush:
         """Start the fsync of the file, then of its published name, in a thread beside the
         commit. One thread for both: on this disk fsyncs do not overlap one another, and each
-        hand-over costs thread switches (13 -> 10 per small instance over one association,
-        the same rate; it was two threads until December). A name durable a moment before
+        hand-over costs thread switches (one thread for each: 13 per small instance over one
+        association; one for both: 10, at the same rate). A name durable a moment before
         its data is harmless: with no row committed, recovery or `check` removes it."""
         return _FLUSHERS.start(self._flush_file, (incoming, published))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -165,6 +165,16 @@ def echo_command(message_id: int) -> bytes:
     return command_bytes(primitive, C_ECHO_RQ())
 
 
+def eventually(condition: Callable[[], object], timeout: float = 5.0) -> bool:
+    """Whether `condition` holds within `timeout` seconds (the SCP works in its own threads)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 class RawAssociation:
     """An association whose loop is paused, so that the test writes PDUs to its socket and
     takes the responses from its DIMSE queue itself, as pynetdicom's send_* methods do."""
@@ -223,15 +233,10 @@ def test_an_association_aborted_inside_a_data_set_leaves_no_file(
     ct = raw.context(CTImageStorage)
     raw.write(p_data_tf(pdv(ct, 0x03, store_command(ds, 1)),
                         pdv(ct, 0x00, data_set_bytes(ds)[:1000])))
-    deadline = time.monotonic() + 5
-    while not list(incoming.iterdir()) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    assert eventually(lambda: list(incoming.iterdir()))
     assert len(list(incoming.iterdir())) == 1  # the data set was being written
     raw.end(abort=True)
-    deadline = time.monotonic() + 5
-    while list(incoming.iterdir()) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert list(incoming.iterdir()) == []
+    assert eventually(lambda: not list(incoming.iterdir()))
     assert received.files == []
 
 
@@ -243,14 +248,8 @@ def test_a_command_fragment_inside_a_data_set_aborts_the_association(
     raw.write(p_data_tf(pdv(ct, 0x03, store_command(ds, 1)), pdv(ct, 0x00, b"\x08\x00")))
     raw.write(p_data_tf(pdv(ct, 0x03, echo_command(2))))
     raw.assoc._reactor_checkpoint.set()  # the loop takes the A-ABORT
-    deadline = time.monotonic() + 5
-    while not raw.assoc.is_aborted and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert raw.assoc.is_aborted
-    deadline = time.monotonic() + 5
-    while list(incoming.iterdir()) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert list(incoming.iterdir()) == []
+    assert eventually(lambda: raw.assoc.is_aborted)
+    assert eventually(lambda: not list(incoming.iterdir()))
     assert received.files == []
 
 
@@ -281,10 +280,7 @@ def test_a_pdu_longer_than_announced_aborts_the_association_before_it_is_read(
     raw = RawAssociation(scp.server_address[1])
     raw.write(struct.pack(">BBL", pdu_type, 0, 0x7FFFFFFF) + b"\x00" * 64)
     raw.assoc._reactor_checkpoint.set()  # the loop takes the A-ABORT
-    deadline = time.monotonic() + 5
-    while not raw.assoc.is_aborted and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert raw.assoc.is_aborted
+    assert eventually(lambda: raw.assoc.is_aborted)
     ds = instance(8, 8)
     assoc = requester().associate("127.0.0.1", scp.server_address[1])
     assert assoc.send_c_store(ds).Status == 0x0000

@@ -146,6 +146,7 @@ class EventDrivenDUL(dul.DULServiceProvider):
         super().__init__(assoc)
         self._store_receiver = StoreReceiver(assoc)
         self._reader = PduReader()
+        self._longest_data: int | None = None  # once established (_longest_pdu)
         self.to_provider_queue = _WakingQueue(self.wake)
         # The socket queues Evt17 here when a send from another thread fails.
         self.event_queue = _WakingQueue(self.wake)
@@ -230,13 +231,17 @@ class EventDrivenDUL(dul.DULServiceProvider):
         return bool(super()._is_transport_event())
 
     def _longest_pdu(self, pdu_type: int) -> int:
-        assoc = self.assoc
-        if pdu_type != 0x04 or not assoc.is_established:  # no data before the association
+        if pdu_type != 0x04:
             return LONGEST_CONTROL_PDU
-        local = assoc.acceptor if assoc.is_acceptor else assoc.requestor
-        # PS3.8 D.1: the announced Maximum Length bounds the P-DATA-TF PDU's variable field,
-        # its length; 0 (or none) announces no limit.
-        return local.maximum_length or 0xFFFFFFFF
+        if self._longest_data is None:
+            assoc = self.assoc
+            if not assoc.is_established:  # no data before the association
+                return LONGEST_CONTROL_PDU
+            local = assoc.acceptor if assoc.is_acceptor else assoc.requestor
+            # PS3.8 D.1: the announced Maximum Length bounds the P-DATA-TF PDU's variable
+            # field, its length; 0 (or none) announces no limit. Fixed once negotiated.
+            self._longest_data = local.maximum_length or 0xFFFFFFFF
+        return self._longest_data
 
     def _read_pdu_data(self) -> None:
         """Read one PDU, as pynetdicom does but through the read-ahead buffer

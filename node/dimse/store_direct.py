@@ -17,6 +17,7 @@ Anything else takes pynetdicom's way, with the same handler.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,6 @@ class ReceivedStore:
 # It must consume the file (store or delete it), as pynetdicom will not delete it afterwards.
 DirectStore = Callable[..., tuple[int, str | None]]
 _DIRECT: dict[Callable[..., Any], DirectStore] = {}
-_STORAGE_CLASSES: dict[str, bool] = {}
 
 
 def register(handler: Callable[..., Any], direct: DirectStore) -> None:
@@ -54,11 +54,9 @@ def register(handler: Callable[..., Any], direct: DirectStore) -> None:
     _DIRECT[handler] = direct
 
 
+@functools.cache  # only the abstract syntaxes of accepted contexts get here
 def _is_storage_class(uid: str) -> bool:
-    known = _STORAGE_CLASSES.get(uid)
-    if known is None:
-        known = _STORAGE_CLASSES[uid] = uid_to_service_class(uid) is StorageServiceClass
-    return known
+    return uid_to_service_class(uid) is StorageServiceClass
 
 
 def _direct_handler(assoc: Any, context_id: int, values: dict[str, Any]

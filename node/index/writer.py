@@ -435,25 +435,18 @@ class _KeyCache:
         # study pk -> the updated_at this writer last committed for it
         self.stamps: dict[int, datetime] = {}
 
+    def _levels(self) -> tuple[dict[Any, Any], ...]:
+        return self.patients, self.studies, self.series, self.stamps
+
     def clear(self) -> None:
-        self.patients.clear()
-        self.studies.clear()
-        self.series.clear()
-        self.stamps.clear()
+        for level in self._levels():
+            level.clear()
 
     def merge(self, other: _KeyCache) -> None:
-        if len(self.patients) + len(other.patients) > CACHE_LIMIT:
-            self.patients.clear()
-        self.patients.update(other.patients)
-        if len(self.studies) + len(other.studies) > CACHE_LIMIT:
-            self.studies.clear()
-        self.studies.update(other.studies)
-        if len(self.series) + len(other.series) > CACHE_LIMIT:
-            self.series.clear()
-        self.series.update(other.series)
-        if len(self.stamps) + len(other.stamps) > CACHE_LIMIT:
-            self.stamps.clear()
-        self.stamps.update(other.stamps)
+        for mine, theirs in zip(self._levels(), other._levels(), strict=True):
+            if len(mine) + len(theirs) > CACHE_LIMIT:
+                mine.clear()
+            mine.update(theirs)
 
 
 class _Upsert:
