@@ -4,8 +4,9 @@ Linear in the number of instances: each instance's header is read once (without 
 its leaf record built and its file placed; the DICOMDIR is encoded once at the end.
 
 Choices that make the same content give the same medium:
-- patients are grouped by (Patient ID, issuer); instances without a Patient ID are grouped by
-  name and birth date and get a generated ID (records.generated_patient_id);
+- patients are grouped by (Patient ID, issuer); a study without a Patient ID is a patient of its
+  own, never joined to another by a name and birth date they share, with an ID generated from
+  its Study Instance UID (records.generated_patient_id);
 - the PATIENT, STUDY, SERIES and IMAGE keys come from the index (no file is opened for them);
   when instances of one Patient ID and issuer carry different names, the index keeps the first
   name stored, and so does the PATIENT record; other records (SR DOCUMENT, ENCAP DOC,
@@ -155,7 +156,7 @@ def _charset(ds: Dataset) -> str | list[str] | None:
 def _patient_key(study: SelectedStudy) -> tuple[str, ...]:
     if study.patient_id:
         return (study.patient_id, study.issuer)
-    return ("", study.issuer, study.patient_name, study.birth_date)
+    return ("", study.issuer, study.study_uid)
 
 
 def _text(ds: Dataset, keyword: str) -> str:

@@ -245,8 +245,10 @@ def fallback_value(keyword: str, ds: Dataset) -> Any:
 
 
 def generated_patient_id(ds: Dataset) -> str:
-    """A stable Patient ID for an instance that has none, from the name and birth date."""
-    basis = f"{ds.get('PatientName', '')}|{ds.get('PatientBirthDate', '')}"
+    """A stable Patient ID for an instance that has none, from its Study Instance UID: a study
+    without a Patient ID is a patient of its own, even beside one with the same name and birth
+    date."""
+    basis = str(ds.get("StudyInstanceUID", ""))
     return f"NOID{zlib.crc32(basis.encode('utf-8')):08X}"
 
 

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from node.config import Config, RemoteNode
 from node.dimse import scu
-from node.errors import InvalidInput
+from node.errors import Conflict, InvalidInput
 from node.index.models import Patient, Study
 
 
@@ -37,7 +37,7 @@ class StudyRequest:
     # multimonitor API), False among that patient's studies only (the obscurl API).
     accession_any_patient: bool = True
     patient_id: str = ""
-    # Issuer of Patient ID: a stored patient matches when its issuer is this one or unknown.
+    # Issuer of Patient ID: a patient is (PatientID, issuer); see patient_studies.
     issuer: str = ""
     history_list: tuple[str, ...] = ()
     preload: tuple[str, ...] = ()
@@ -45,6 +45,11 @@ class StudyRequest:
     @functools.cached_property
     def all_uids(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(self.study_uids + self.history_list + self.preload))
+
+    @property
+    def issuer_value(self) -> str:
+        """The IssuerOfPatientID the request means: "NONE" is the spec's word for none."""
+        return "" if self.issuer.upper() == "NONE" else self.issuer
 
     @property
     def accession_across_patients(self) -> bool:
@@ -79,6 +84,16 @@ class Findings:
     asked: list[str] = field(default_factory=list)
     answered: list[str] = field(default_factory=list)
     failed: list[SourceFailure] = field(default_factory=list)
+    # Why the request cannot be answered (a Patient ID of several patients); raised by whoever
+    # arranges the findings, so that one request's refusal never fails a batch of others.
+    refusal: Conflict | None = None
+
+    def set_history(self, request: StudyRequest, studies: Iterable[FoundStudy]) -> None:
+        """The patient's studies (patient_studies), or the refusal of an ambiguous request."""
+        try:
+            self.history = patient_studies(request, studies)
+        except Conflict as exc:
+            self.history, self.refusal = [], exc
 
     def sources_json(self) -> dict[str, object]:
         return {"asked": self.asked, "answered": self.answered,
@@ -98,8 +113,25 @@ def select_sources(config: Config, names: Sequence[str]) -> tuple[RemoteNode, ..
     return tuple(known[name] for name in dict.fromkeys(names))
 
 
-def issuer_matches(wanted: str, stored: str) -> bool:
-    return not wanted or not stored or wanted == stored
+def patient_studies(request: StudyRequest, studies: Iterable[FoundStudy]) -> list[FoundStudy]:
+    """The studies of the one patient the request names: its PatientID with its issuer.
+
+    A patient is (PatientID, IssuerOfPatientID): PIDA of one hospital is not PIDA of another,
+    and a study whose issuer is unknown is not taken for one whose issuer is known
+    (`idIssuer=NONE`, the spec's example, names the patient whose ID has no issuer). A request
+    without idIssuer names the PatientID's only patient; when patients of several issuers
+    share it, the request is ambiguous and refused (Conflict, naming idIssuer) rather than
+    opening two patients under one token.
+    """
+    candidates = [s for s in studies if s.patient_id == request.patient_id]
+    if request.issuer:
+        return [s for s in candidates if s.issuer == request.issuer_value]
+    issuers = sorted({s.issuer for s in candidates})
+    if len(issuers) > 1:
+        named = ", ".join(repr(i) if i else "none" for i in issuers)
+        raise Conflict(f"idIssuer: patients of several issuers ({named}) have this Patient ID;"
+                       " give idIssuer")
+    return candidates
 
 
 _COLUMNS = (Study.study_uid, Patient.patient_id, Patient.issuer, Study.accession_number,
@@ -137,8 +169,7 @@ async def find_local(db: AsyncConnection | AsyncSession, request: StudyRequest) 
         findings.by_accession = [FoundStudy(*row) for row in rows.all()]
     if request.patient_id:
         rows = await db.execute(_BY_PATIENT, {"patient_id": request.patient_id})
-        findings.history = [FoundStudy(*row) for row in rows.all()
-                            if issuer_matches(request.issuer, row[2])]
+        findings.set_history(request, (FoundStudy(*row) for row in rows.all()))
     return findings
 
 
@@ -166,9 +197,8 @@ def find_local_sqlite(connection: sqlite3.Connection,
             findings.by_accession = newest_first(matches(_SQLITE_BY_ACCESSION,
                                                          request.accession))
         if request.patient_id:
-            findings.history = newest_first([
-                s for s in matches(_SQLITE_BY_PATIENT, request.patient_id)
-                if issuer_matches(request.issuer, s.issuer)])
+            findings.set_history(request, newest_first(
+                matches(_SQLITE_BY_PATIENT, request.patient_id)))
         results.append(findings)
     return results
 
@@ -187,7 +217,8 @@ def remote_queries(findings: Findings, request: StudyRequest,
     if request.patient_id and (explicit or not findings.history or (
             request.accession and not request.accession_across_patients
             and not any(s.accession == request.accession for s in findings.history))):
-        queries.append(("patient", {"PatientID": request.patient_id}))
+        keys = {"PatientID": request.patient_id, "IssuerOfPatientID": request.issuer_value}
+        queries.append(("patient", keys))
     return queries
 
 
@@ -223,9 +254,7 @@ async def find_remote(
             findings.by_accession = _merge(findings.by_accession, (
                 s for s in remote if s.accession == request.accession))
         else:
-            findings.history = _merge(findings.history, (
-                s for s in remote if s.patient_id == request.patient_id
-                and issuer_matches(request.issuer, s.issuer)))
+            findings.set_history(request, _merge(findings.history, remote))
     findings.answered = [ae for ae in findings.asked if ae in answered and ae not in failures]
     findings.failed = [SourceFailure(ae, msg) for ae, msg in failures.items()]
 

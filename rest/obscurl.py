@@ -48,6 +48,9 @@ async def obscurl(request: web.Request) -> web.Response:
         accession=params.one("accNum", max_length=ACCESSION_MAX, dicom=True),
         accession_any_patient=False,
         patient_id=params.one("patientID", max_length=LO_MAX, dicom=True),
+        # Not in the spec's table for this API but in the multimonitor API's: a Patient ID that
+        # patients of several issuers share needs it (resolve.patient_studies).
+        issuer=params.one("idIssuer", max_length=LO_MAX, dicom=True),
         history_list=params.uids("historyList"),
         preload=params.uids("fullPreloadStudy"),
     )

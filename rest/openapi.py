@@ -62,6 +62,12 @@ _ERRORS = {
     "401": {"description": "Missing or wrong API key.",
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
 }
+# Token APIs naming a patient: a Patient ID that patients of several issuers share, without
+# idIssuer, names no one patient.
+_AMBIGUOUS_PATIENT = {
+    "409": {"description": "Patients of several issuers have this patientID: give idIssuer.",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+}
 _HTML_PAGE = {"content": {"text/html": {"schema": {"type": "string"}}}}
 
 DOCUMENT: dict[str, Any] = {
@@ -95,6 +101,9 @@ DOCUMENT: dict[str, Any] = {
                       max_length=16, pattern=_DICOM_TEXT),
                 _text("patientID", "The patient whose history is shown; with accNum, that "
                       "patient's studies with the accession number.", pattern=_DICOM_TEXT),
+                _text("idIssuer", "Issuer of Patient ID (NONE: the patient whose ID has no "
+                      "issuer); needed when patients of several issuers share patientID (409 "
+                      "otherwise).", pattern=_DICOM_TEXT),
                 _uids("historyList", "Studies to show in the patient history."),
                 *_SHARED_OPTIONS,
                 _boolean("hideDocuments", "Hide documents attached to the studies.", True),
@@ -109,6 +118,7 @@ DOCUMENT: dict[str, Any] = {
                 "200": {"description": "The token.", "content": {"text/plain": {
                     "schema": {"type": "string", "pattern": TOKEN_PATTERN}}}},
                 **_ERRORS,
+                **_AMBIGUOUS_PATIENT,
             },
         }},
         "/ngv/multimonitor-api": {"get": {
@@ -120,8 +130,8 @@ DOCUMENT: dict[str, Any] = {
                 {"name": "numberOfMonitors", "in": "query", "required": True,
                  "description": "How many tokens to return.",
                  "schema": {"type": "string", "enum": ["1", "2"]}},
-                _text("idIssuer", "Issuer of Patient ID; required with 2 monitors.",
-                      pattern=_DICOM_TEXT),
+                _text("idIssuer", "Issuer of Patient ID (NONE: the patient whose ID has no "
+                      "issuer); required with 2 monitors.", pattern=_DICOM_TEXT),
                 _uids("studyInstanceUID", "Studies for the first monitor (also accepted: "
                       "studyIntanceUID, studyInstanceUid); not with accNum."),
                 _text("accNum", "Accession Number for the first monitor; not with "
@@ -133,6 +143,7 @@ DOCUMENT: dict[str, Any] = {
                         "content": {"application/json": {"schema": {
                             "$ref": "#/components/schemas/MultimonitorUrls"}}}},
                 **_ERRORS,
+                **_AMBIGUOUS_PATIENT,
             },
         }},
         "/ngv": {"get": {

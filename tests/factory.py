@@ -49,6 +49,7 @@ class StudySpec:
     charset: str = ""
     birth_date: str = "19700101"
     sex: str = "F"
+    issuer: str = ""
 
 
 def make_instance(
@@ -70,6 +71,8 @@ def make_instance(
     ds.StudyInstanceUID = study_uid
     ds.SeriesInstanceUID = f"{study_uid}.{series_index + 1}"
     ds.PatientID = spec.patient_id
+    if spec.issuer:
+        ds.IssuerOfPatientID = spec.issuer
     ds.PatientName = spec.patient_name
     ds.PatientBirthDate = spec.birth_date
     ds.PatientSex = spec.sex

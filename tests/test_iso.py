@@ -682,6 +682,33 @@ def test_empty_numbers_are_generated_the_same_way_each_time(tmp_path: Path) -> N
     assert [int(r.InstanceNumber) for r in by_type["IMAGE"]] == [7, 8, 9]
 
 
+def test_studies_without_patient_id_are_patients_of_their_own(tmp_path: Path) -> None:
+    """Two studies without Patient ID, of the same name and birth date, are not joined into one
+    patient on the medium: each gets a PATIENT record and a generated ID of its own."""
+    specs = [StudySpec(patient_id="", patient_name="SAME^NAME", study_uid=uid(7020 + i),
+                       instances_per_series=1) for i in range(2)]
+    paths = []
+    for spec in specs:
+        paths.append(tmp_path / f"{spec.study_uid}.dcm")
+        make_instance(spec, 0, 0).save_as(paths[-1], enforce_file_format=True)
+    config_path = tmp_path / "node.toml"
+    config_path.write_text(f'[node]\ndata_dir = "{tmp_path / "data"}"\n[storage]\nfsync = false\n')
+    asyncio.run(_ingest(config_path, paths))
+
+    async def dicomdir() -> bytes:
+        async with open_services(load_config(config_path)) as services:
+            selection = await select_studies(services.sessions, services.storage,
+                                             [spec.study_uid for spec in specs])
+        with build_medium(selection, MediumOptions(previews=False)) as built:
+            return b"".join(built.files[0].content.chunks())
+
+    (tmp_path / "DICOMDIR").write_bytes(asyncio.run(dicomdir()))
+    records = dcmread(tmp_path / "DICOMDIR").DirectoryRecordSequence
+    patients = [r for r in records if r.DirectoryRecordType == "PATIENT"]
+    assert len(patients) == 2
+    assert len({p.PatientID for p in patients}) == 2
+
+
 def test_media_tools_are_installed() -> None:
     for tool in ("osirrox", "isoinfo", "dciodvfy", "dcmmkdir", "dcmdump"):
         assert shutil.which(tool), f"{tool} is missing: run ./manage.sh test to install it"

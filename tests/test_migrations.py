@@ -16,6 +16,7 @@ from sqlalchemy import Connection, MetaData, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import pathology.models as pathology_models
+from node.index import migrate
 from node.index.database import create_engine, create_schema
 from node.index.models import Base
 from node.viewing.retrievals import waiting_update
@@ -34,7 +35,7 @@ async def main() -> None:
 
 asyncio.run(main())
 """
-HEADS = {"alembic_version": "0004_waiting_studies_index",
+HEADS = {"alembic_version": "0005_patient_study_anchor",
          "alembic_version_pathology": "p0001_pathology"}
 
 
@@ -133,3 +134,35 @@ def test_the_models_cover_every_table_the_revisions_create() -> None:
     for table in Base.metadata.sorted_tables:
         table.to_metadata(meta)
     assert set(pathology_models.TABLE_NAMES) <= set(meta.tables)
+
+
+async def test_patients_merged_by_an_empty_patient_id_are_split(engine: AsyncEngine) -> None:
+    """Before 0005 every study without PatientID joined one patient row; after it each such
+    study is its own patient, with no demographics borrowed from another study's instance."""
+    await migrate.upgrade(engine, revision="0004_waiting_studies_index")
+    async with engine.begin() as conn:
+        await conn.execute(text(
+            "INSERT INTO patients (patient_id, issuer, name, name_search, birth_date, sex,"
+            " charset) VALUES ('', '', 'FIRST^SENDER', 'FIRST^SENDER', '19500101', 'F', ''),"
+            " ('', 'HOSP', 'ONLY^ONE', 'ONLY^ONE', '19600101', 'M', ''),"
+            " ('PID', '', 'KEPT^AS^IS', 'KEPT^AS^IS', '', '', '')"))
+        for study_uid, name in (("1.1", "FIRST^SENDER"), ("1.2", "FIRST^SENDER"),
+                                ("2.1", "ONLY^ONE"), ("3.1", "KEPT^AS^IS"), ("3.2", "KEPT^AS^IS")):
+            await conn.execute(text(
+                "INSERT INTO studies (patient_pk, study_uid, study_date, study_time,"
+                " accession_number, study_id, description, referring_physician, charset,"
+                " updated_at) SELECT id, :uid, '', '', '', '', '', '', '', CURRENT_TIMESTAMP"
+                " FROM patients WHERE name = :name"), {"uid": study_uid, "name": name})
+    await migrate_everything(engine)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(text(
+            "SELECT s.study_uid, p.id, p.patient_id, p.issuer, p.study_anchor, p.name"
+            " FROM studies s JOIN patients p ON s.patient_pk = p.id ORDER BY s.study_uid"))).all()
+        assert await conn.run_sync(differences) == []
+    by_study = {row[0]: row[1:] for row in rows}
+    assert len({by_study[uid][0] for uid in ("1.1", "1.2", "2.1")}) == 3
+    assert by_study["1.1"][1:] == ("", "", "1.1", "")
+    assert by_study["1.2"][1:] == ("", "", "1.2", "")
+    assert by_study["2.1"][1:] == ("", "HOSP", "2.1", "ONLY^ONE")
+    assert by_study["3.1"] == by_study["3.2"]
+    assert by_study["3.1"][1:] == ("PID", "", "", "KEPT^AS^IS")

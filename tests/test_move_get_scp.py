@@ -206,3 +206,31 @@ def test_getscu_without_the_levels_unique_key_gets_a_failure(
     assert "Received C-GET Response (Error: DataSetDoesNotMatchSOPClass)" in log
     assert got == []
     node_still_serves(node)
+
+
+SHARED_ID = StudySpec(patient_id="MOVE-SHARED", patient_name="QRMOVE^NOISSUER",
+                      study_uid=uid(2102), instances_per_series=1)
+SHARED_ID_OTHER_ISSUER = StudySpec(patient_id="MOVE-SHARED", issuer="HOSP-X",
+                                   patient_name="QRMOVE^HOSPX", study_uid=uid(2103),
+                                   instances_per_series=1)
+
+
+def test_a_patient_level_move_names_one_patient_by_id_and_issuer(
+    node: NodeProcess, storescp: StoreSCP, tmp_path: Path
+) -> None:
+    """MOVE-SHARED without issuer and MOVE-SHARED of HOSP-X are two patients: a move naming the
+    ID alone is refused, one naming the issuer too moves that patient's images only."""
+    for spec in (SHARED_ID, SHARED_ID_OTHER_ISSUER):
+        folder = tmp_path / spec.study_uid
+        write_study(folder, spec)
+        result = dcmtk("storescu", "-aec", node.ae_title, "+sd", "+r", "127.0.0.1",
+                       str(node.dicom_port), str(folder))
+        assert result.returncode == 0, result.stderr
+    storescp.clear()
+    keys = ["QueryRetrieveLevel=PATIENT", "PatientID=MOVE-SHARED"]
+    log = movescu(node, storescp.ae_title, keys, model="-P", succeed=False)
+    assert "DataSetDoesNotMatchSOPClass" in log
+    assert storescp.received() == []
+    movescu(node, storescp.ae_title, [*keys, "IssuerOfPatientID=HOSP-X"], model="-P")
+    assert {str(ds.StudyInstanceUID) for ds in received(storescp)} == {
+        SHARED_ID_OTHER_ISSUER.study_uid}

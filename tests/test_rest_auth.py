@@ -102,7 +102,7 @@ async def test_openapi_document_lists_exactly_the_routes(api: Api) -> None:
 async def test_openapi_parameters_match_what_obscurl_reads(api: Api) -> None:
     names = {p["name"] for p in DOCUMENT["paths"]["/ngv/obscurl"]["get"]["parameters"]}
     assert names == {
-        "username", "role", "studyUID", "accNum", "patientID", "historyList",
+        "username", "role", "studyUID", "accNum", "patientID", "idIssuer", "historyList",
         "fullPreloadStudy", "sticky", "anonymize", "hideSearch", "hideDocuments",
         "hideLayers", "annotationVisibility", "containerIdentifier", "sourceNodes",
     }

@@ -165,7 +165,9 @@ async def test_patient_alone_shows_the_history(api: Api) -> None:
     assert primary["display"] == "history" and opened(primary) == []
 
 
-async def test_id_issuer_keeps_other_issuers_patients_out(api: Api) -> None:
+async def test_a_patient_is_its_id_with_its_issuer(api: Api) -> None:
+    """PID-MM-ISS without issuer and PID-MM-ISS of HOSPITAL-B are two patients: each request
+    opens one of them (idIssuer=NONE: the one without issuer), never both."""
     unknown_issuer = StudySpec(study_uid=uid(8006), patient_id="PID-MM-ISS")
     issuer_b = StudySpec(study_uid=uid(8007), patient_id="PID-MM-ISS")
     await api.ingest(unknown_issuer)
@@ -175,9 +177,14 @@ async def test_id_issuer_keeps_other_issuers_patients_out(api: Api) -> None:
     ds.save_as(path, enforce_file_format=True)
     await api.services.ingestor.ingest_copy(path, "import")
     seen = {}
-    for issuer in ("HOSPITAL-A", "HOSPITAL-B"):
+    for issuer in ("HOSPITAL-A", "HOSPITAL-B", "NONE"):
         body = await urls(api, {**TWO, "patientID": "PID-MM-ISS", "idIssuer": issuer})
         seen[issuer] = listed(await api.context(body["primaryMonitorRelativeUrl"]))
-    # A stored patient without an issuer is compatible with any issuer.
-    assert seen["HOSPITAL-A"] == [unknown_issuer.study_uid]
-    assert sorted(seen["HOSPITAL-B"]) == sorted([unknown_issuer.study_uid, issuer_b.study_uid])
+    assert seen["HOSPITAL-A"] == []
+    assert seen["HOSPITAL-B"] == [issuer_b.study_uid]
+    assert seen["NONE"] == [unknown_issuer.study_uid]
+    # Without an issuer the Patient ID names two patients: refused, naming the parameter.
+    response = await api.get("/ngv/obscurl", {"username": "u", "role": ROLE,
+                                              "patientID": "PID-MM-ISS"})
+    assert response.status == 409
+    assert "idIssuer" in (await response.json())["error"]

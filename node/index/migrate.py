@@ -32,8 +32,9 @@ _process_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Loc
 
 
 async def upgrade(engine: AsyncEngine, folder: Path = NODE_MIGRATIONS,
-                  version_table: str = NODE_VERSION_TABLE) -> None:
-    """Bring the schema of `folder`'s package to its newest revision."""
+                  version_table: str = NODE_VERSION_TABLE, revision: str = "head") -> None:
+    """Bring the schema of `folder`'s package to `revision` (its newest, but for tests of a
+    revision's data steps)."""
     postgres = engine.dialect.name == "postgresql"
     lock = zlib.crc32(version_table.encode())
     # Alembic keeps its running migration in module globals: one at a time per process.
@@ -44,20 +45,24 @@ async def upgrade(engine: AsyncEngine, folder: Path = NODE_MIGRATIONS,
             await conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": lock})
             await conn.commit()
         try:
-            await conn.run_sync(_upgrade, folder, version_table)
+            await conn.run_sync(_upgrade, folder, version_table, revision)
             await conn.commit()
         finally:
             if postgres:
                 await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": lock})
                 await conn.commit()
+            else:
+                # A revision may switch a pragma off (foreign keys, while SQLite copies a
+                # table): the pool must not hand this connection out again.
+                await conn.invalidate()
 
 
-def _upgrade(conn: Connection, folder: Path, version_table: str) -> None:
+def _upgrade(conn: Connection, folder: Path, version_table: str, revision: str) -> None:
     config = AlembicConfig()
     config.set_main_option("script_location", str(folder))
     config.attributes["connection"] = conn
     config.attributes["version_table"] = version_table
-    command.upgrade(config, "head")
+    command.upgrade(config, revision)
 
 
 def run_migrations(context: Any) -> None:

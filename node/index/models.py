@@ -27,12 +27,18 @@ class Base(DeclarativeBase):
 
 
 class Patient(Base):
+    """One patient: (PatientID, IssuerOfPatientID). Instances without a PatientID are never
+    joined by that empty value: each of their studies is a patient of its own, told apart by
+    `study_anchor` (that study's UID; empty for every patient that has a PatientID)."""
+
     __tablename__ = "patients"
-    __table_args__ = (UniqueConstraint("patient_id", "issuer", name="uq_patient_id_issuer"),)
+    __table_args__ = (UniqueConstraint("patient_id", "issuer", "study_anchor",
+                                       name="uq_patient_key"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     patient_id: Mapped[str] = mapped_column(String(64), index=True)
     issuer: Mapped[str] = mapped_column(String(64), default="")
+    study_anchor: Mapped[str] = mapped_column(String(64), default="", index=True)
     name: Mapped[str] = mapped_column(String(324), default="")
     name_search: Mapped[str] = mapped_column(String(324), default="", index=True)
     birth_date: Mapped[str] = mapped_column(String(8), default="")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,6 +22,7 @@ from sqlalchemy import (
     Select,
     SQLColumnExpression,
     and_,
+    distinct,
     exists,
     func,
     literal,
@@ -308,11 +309,30 @@ def find_in_thread(engine: Engine, request: FindRequest,
             yield [_match(row._mapping) for row in partition]
 
 
+def _shared_patient_ids(level: Level, keys: Mapping[str, tuple[str, ...]]) -> AnySelect | None:
+    """For a PATIENT level retrieval without IssuerOfPatientID: the Patient IDs it names that
+    patients of several issuers share. A patient is (PatientID, issuer); such a request names
+    more than one, and is refused rather than moving two patients' images as one."""
+    if level is not Level.PATIENT or any(v.strip() for v in keys.get("IssuerOfPatientID", ())):
+        return None
+    return (select(Patient.patient_id).where(Patient.patient_id.in_(keys.get("PatientID", ())))
+            .group_by(Patient.patient_id).having(func.count(distinct(Patient.issuer)) > 1))
+
+
+def _refuse_shared(shared: Sequence[str]) -> None:
+    if shared:
+        raise InvalidInput("IssuerOfPatientID is needed: patients of several issuers have "
+                           f"PatientID {', '.join(sorted(shared))}", field="IssuerOfPatientID")
+
+
 async def find_instances(
     sessions: async_sessionmaker[AsyncSession], level: Level,
     keys: Mapping[str, tuple[str, ...]],
 ) -> list[StoredInstanceRef]:
     async with sessions() as session:
+        shared = _shared_patient_ids(level, keys)
+        if shared is not None:
+            _refuse_shared((await session.scalars(shared)).all())
         rows = (await session.execute(build_retrieve(level, keys))).all()
     return [StoredInstanceRef(*row) for row in rows]
 
@@ -321,6 +341,9 @@ def find_instances_in_thread(engine: Engine, level: Level,
                              keys: Mapping[str, tuple[str, ...]]) -> list[StoredInstanceRef]:
     """find_instances in the calling thread, on the SQLite file's thread reader."""
     with engine.connect() as conn:
+        shared = _shared_patient_ids(level, keys)
+        if shared is not None:
+            _refuse_shared(conn.scalars(shared).all())
         rows = conn.execute(build_retrieve(level, keys)).all()
     return [StoredInstanceRef(*row) for row in rows]
 

@@ -68,6 +68,10 @@ _CONFLICT_INSERTS: dict[str, Callable[[Table], Any]] = {
     "postgresql": postgresql_dialect.insert, "sqlite": sqlite_dialect.insert}
 
 
+# A patient row's unique key: PatientID, IssuerOfPatientID and the study anchor (models.Patient).
+PatientKey = tuple[str, str, str]
+
+
 class AddOutcome(Enum):
     ADDED = "added"
     DUPLICATE_KEPT = "duplicate-kept"
@@ -318,7 +322,8 @@ class _Sql(Protocol):
 
 # The unique key of each level above the instances: what a concurrent insert collides on.
 _UNIQUE_KEYS: dict[str, tuple[str, ...]] = {
-    "patients": ("patient_id", "issuer"), "studies": ("study_uid",), "series": ("series_uid",)}
+    "patients": ("patient_id", "issuer", "study_anchor"), "studies": ("study_uid",),
+    "series": ("series_uid",)}
 
 
 class _CoreSql:
@@ -429,7 +434,7 @@ class _KeyCache:
     """Primary keys of rows known to be committed, with what a later batch may need to fill."""
 
     def __init__(self) -> None:
-        self.patients: dict[tuple[str, str], _PatientRow] = {}
+        self.patients: dict[PatientKey, _PatientRow] = {}
         self.studies: dict[str, int] = {}
         self.series: dict[str, int] = {}
         # study pk -> the updated_at this writer last committed for it
@@ -465,29 +470,36 @@ class _Upsert:
         series_pks = self._series(records, study_pks)
         return self._instances(batch, series_pks)
 
-    def _patients(self, records: list[InstanceRecord]) -> dict[tuple[str, str], int]:
-        wanted: dict[tuple[str, str], InstanceRecord] = {}
+    def _patients(self, records: list[InstanceRecord]) -> dict[PatientKey, int]:
+        wanted: dict[PatientKey, InstanceRecord] = {}
         for rec in records:
-            wanted.setdefault((rec.patient_id, rec.issuer), rec)
-        rows: dict[tuple[str, str], _PatientRow] = {}
+            wanted.setdefault(patient_key(rec), rec)
+        rows: dict[PatientKey, _PatientRow] = {}
         for key in wanted:
             cached = self.cache.patients.get(key)
             if cached is not None:
                 rows[key] = _PatientRow(cached.pk, cached.name, cached.birth_date, cached.sex,
                                         cached.charset)
-        unknown = {pid for pid, issuer in wanted if (pid, issuer) not in rows}
-        if unknown:
-            columns = ("id", "patient_id", "issuer", "name", "birth_date", "sex", "charset")
-            for pk, pid, issuer, name, birth, sex, charset in self.sql.select_in(
-                PATIENTS, columns, "patient_id", unknown
+        unknown = [key for key in wanted if key not in rows]
+        # Patients with an ID are looked up by it; those without, by their one study.
+        by_id = {pid for pid, _, anchor in unknown if not anchor}
+        by_anchor = {anchor for _, _, anchor in unknown if anchor}
+        columns = ("id", "patient_id", "issuer", "study_anchor", "name", "birth_date", "sex",
+                   "charset")
+        for column, values in (("patient_id", by_id), ("study_anchor", by_anchor)):
+            if not values:
+                continue
+            for pk, pid, issuer, anchor, name, birth, sex, charset in self.sql.select_in(
+                PATIENTS, columns, column, values
             ):
-                if (pid, issuer) in wanted and (pid, issuer) not in rows:
-                    rows[(pid, issuer)] = _PatientRow(pk, name, birth, sex, charset)
+                key = (pid, issuer, anchor)
+                if key in wanted and key not in rows:
+                    rows[key] = _PatientRow(pk, name, birth, sex, charset)
         for key, rec in wanted.items():
             row = rows.get(key)
             if row is None:
                 pk = self.sql.insert(PATIENTS, {
-                    "patient_id": rec.patient_id, "issuer": rec.issuer,
+                    "patient_id": rec.patient_id, "issuer": rec.issuer, "study_anchor": key[2],
                     "name": rec.patient_name, "name_search": person_name_key(rec.patient_name),
                     "birth_date": rec.birth_date, "sex": rec.sex, "charset": rec.charset,
                 })
@@ -509,7 +521,7 @@ class _Upsert:
         return {key: row.pk for key, row in rows.items()}
 
     def _studies(
-        self, records: list[InstanceRecord], patient_pks: dict[tuple[str, str], int]
+        self, records: list[InstanceRecord], patient_pks: dict[PatientKey, int]
     ) -> dict[str, int]:
         wanted = _unique(records, "study_uid")
         pks = {uid: self.cache.studies[uid] for uid in wanted if uid in self.cache.studies}
@@ -521,7 +533,7 @@ class _Upsert:
             if uid not in pks:
                 pks[uid] = self.sql.insert(STUDIES, {
                     "study_uid": uid,
-                    "patient_pk": patient_pks[(rec.patient_id, rec.issuer)],
+                    "patient_pk": patient_pks[patient_key(rec)],
                     "study_date": rec.study_date,
                     "study_time": rec.study_time,
                     "accession_number": rec.accession_number,
@@ -608,6 +620,12 @@ class _Upsert:
             "received_at": self.now,
             "origin": item.origin,
         }
+
+
+def patient_key(rec: InstanceRecord) -> PatientKey:
+    """(PatientID, issuer, anchor): an instance without PatientID belongs to the patient of its
+    own study alone, never to every other instance that lacks one."""
+    return rec.patient_id, rec.issuer, "" if rec.patient_id else rec.study_uid
 
 
 def _unique(records: Iterable[InstanceRecord], key: str) -> dict[str, InstanceRecord]:

@@ -105,6 +105,8 @@ class TokenIssuer:
             raise InvalidInput(f"role: unknown role {request.role!r}", field="role")
 
         def prepare(findings: Findings) -> Prepared:
+            if findings.refusal is not None:
+                raise findings.refusal
             return self._prepare(request, applicable, findings, arranger(findings))
 
         def prepare_if_local(findings: Findings) -> Prepared | None:

@@ -10,15 +10,14 @@ that time. A study outside the grant is 403, without saying whether it exists.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from node.index.models import Patient, Study
-from node.index.viewing_models import ContextStudy
+from node.index.patient_queries import studies_of_patients_of
 from node.services import NodeServices
 from node.viewing import context_json, session_context
 from node.viewing.tokens import digest
@@ -35,6 +34,9 @@ class Grant:
     # Study UIDs the session may read: the context's, then its patients' other local studies.
     allowed: frozenset[str] = field(default_factory=frozenset)
     history: tuple[str, ...] = ()
+    # Study UID -> the index's patient row, for every readable study that is in the index: a
+    # window shows one patient at a time, and this tells whose each study is.
+    patient_of: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def anonymize(self) -> bool:
@@ -89,25 +91,15 @@ class GrantCache:
             self._grants.pop(digest(cookie), None)
 
     async def _load(self, context_pk: int) -> Grant:
+        """The context's studies, then the other local studies of their patients, matched by
+        the index's patient row ((PatientID, issuer), or the study alone without PatientID),
+        never by a PatientID string. A study still being retrieved brings its history once it
+        is in the index."""
         context = await context_json(self._services, context_pk)
         uids = [s["studyInstanceUID"] for s in context["studies"]]
-        patient_ids = {s["patientID"] for s in context["studies"] if s.get("patientID")}
         async with self._services.sessions() as session:
-            patients = select(Study.patient_pk).where(Study.study_uid.in_(uids))
-            query = select(Study.study_uid, Study.study_date).join(
-                Patient, Study.patient_pk == Patient.id).where(
-                Study.patient_pk.in_(patients) | Patient.patient_id.in_(
-                    await _raw_patient_ids(session, context_pk, patient_ids)))
-            rows = (await session.execute(query.order_by(Study.study_date.desc()))).all()
+            rows = await studies_of_patients_of(session, uids)
         known = set(uids)
-        history = tuple(row[0] for row in rows if row[0] not in known)
-        return Grant(context_pk, context, frozenset(known | set(history)), history)
-
-
-async def _raw_patient_ids(session: AsyncSession, context_pk: int, shown: set[str]
-                           ) -> list[str]:
-    """Patient IDs of the context's studies, even when anonymize keeps them out of the JSON
-    (the grant needs them; the browser never sees them)."""
-    rows = await session.scalars(select(ContextStudy.patient_id).where(
-        ContextStudy.context_pk == context_pk, ContextStudy.patient_id != ""))
-    return sorted(shown | set(rows.all()))
+        history = tuple(row.study_uid for row in rows if row.study_uid not in known)
+        patient_of = MappingProxyType({row.study_uid: row.patient_pk for row in rows})
+        return Grant(context_pk, context, frozenset(known | set(history)), history, patient_of)

@@ -55,7 +55,7 @@ def _like(pattern: str) -> str:
 
 async def _local(request: web.Request, keys: dict[str, str]) -> list[dict[str, Any]]:
     query = (select(Study.id, Study.study_uid, Patient.name, Patient.patient_id,
-                    Study.study_date, Study.description, Study.accession_number)
+                    Study.study_date, Study.description, Study.accession_number, Patient.issuer)
              .join(Patient, Study.patient_pk == Patient.id))
     if keys["name"]:
         query = query.where(Patient.name_search.like(_like(keys["name"].upper()), escape="\\"))
@@ -82,7 +82,8 @@ async def _local(request: web.Request, keys: dict[str, str]) -> list[dict[str, A
                 if modality:
                     modalities.setdefault(study_pk, set()).add(modality)
     return [{"studyInstanceUID": r[1], "patientName": (r[2] or "").replace("^", " ").strip(),
-             "patientID": r[3], "studyDate": r[4], "studyDescription": r[5],
+             "patientID": r[3], "issuerOfPatientID": r[7], "studyDate": r[4],
+             "studyDescription": r[5],
              "accessionNumber": r[6], "modalities": sorted(modalities.get(r[0], ())),
              "source": ""} for r in rows]
 
@@ -97,6 +98,7 @@ async def _remote(request: web.Request, keys: dict[str, str]
         query["PatientName"] = keys["name"] if "*" in keys["name"] else keys["name"] + "*"
     if keys["patient_id"]:
         query["PatientID"] = keys["patient_id"]
+    query["IssuerOfPatientID"] = ""  # returned, so that a result names its whole patient
     if keys["accession"]:
         query["AccessionNumber"] = keys["accession"]
     if keys["from"] or keys["to"]:
@@ -109,7 +111,9 @@ async def _remote(request: web.Request, keys: dict[str, str]
         found.append({
             "studyInstanceUID": str(ds.get("StudyInstanceUID", "")),
             "patientName": str(ds.get("PatientName", "")).replace("^", " ").strip(),
-            "patientID": str(ds.get("PatientID", "")), "studyDate": str(ds.get("StudyDate", "")),
+            "patientID": str(ds.get("PatientID", "")),
+            "issuerOfPatientID": str(ds.get("IssuerOfPatientID", "")),
+            "studyDate": str(ds.get("StudyDate", "")),
             "studyDescription": str(ds.get("StudyDescription", "")),
             "accessionNumber": str(ds.get("AccessionNumber", "")),
             "modalities": [str(m) for m in (ds.get("ModalitiesInStudy") or [])]
