@@ -63,7 +63,8 @@ async def open_token(request: web.Request) -> web.Response:
         headers["Location"] = f"{VIEWER_PATH}?{urlencode({'sticky': result.sticky})}"
         headers["X-Sticky"] = result.sticky
     response = web.Response(status=302, headers=headers)
-    response.set_cookie(COOKIE, result.cookie, max_age=result.max_age, path="/ngv",
+    # Path "/": the session also reads the node's DICOMweb (/dicom-web), not only /ngv.
+    response.set_cookie(COOKIE, result.cookie, max_age=result.max_age, path="/",
                         httponly=True, samesite="Strict", secure=request.secure)
     return response
 
