@@ -10,6 +10,7 @@ from node.services import NodeServices
 from node.viewing import RetrievalRegistry, TokenIssuer
 from rest import annotations as annotation_layers
 from rest import (
+    dicomweb,
     iso,
     lut,
     multimonitor,
@@ -60,6 +61,7 @@ def create_app(services: NodeServices, api_key: str) -> web.Application:
     app.on_response_prepare.append(routing_headers)
     slides.setup(app)
     viewer.setup(app)
+    dicomweb.setup(app)
     obscurl_post.setup(app)
     for table in ROUTE_TABLES:
         app.add_routes(table)

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from rest.dicomweb.openapi import DICOMWEB_PATHS
 from rest.middleware import public
 from rest.viewer.openapi import VIEWER_PATHS
 from rest.viewer.slides_openapi import SLIDE_PATHS
@@ -76,7 +77,9 @@ DOCUMENT: dict[str, Any] = {
              "description": "Tokens that open studies in the viewer, and the viewer's session."},
     "components": {
         "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header",
-                                       "name": "Authorization"}},
+                                       "name": "Authorization"},
+                            "viewerSession": {"type": "apiKey", "in": "cookie",
+                                              "name": "ngv_session"}},
         "schemas": {
             "Error": {"type": "object", "required": ["error"], "properties": {
                 "error": {"type": "string"}, "field": {"type": "string"}}},
@@ -338,6 +341,7 @@ DOCUMENT["paths"].update({
 # The viewer's page and data routes (session cookie) are documented beside them.
 DOCUMENT["paths"].update(VIEWER_PATHS)
 DOCUMENT["paths"].update(SLIDE_PATHS)
+DOCUMENT["paths"].update(DICOMWEB_PATHS)
 
 
 @routes.get("/api/openapi.json", allow_head=False)

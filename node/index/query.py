@@ -270,6 +270,49 @@ def build_find(request: FindRequest, dialect: str) -> AnySelect:
     return stmt.where(*_conditions(request.keys, request.level))
 
 
+@dataclass(frozen=True)
+class Scope:
+    """What a DICOMweb query may see and how much of it: the studies a viewer session is
+    granted (None: all, for the API key), SOP classes it must not see, by UID prefix (documents
+    hidden), and a page of the matches in a stable order."""
+
+    studies: frozenset[str] | None = None
+    without_sop_class_prefixes: tuple[str, ...] = ()
+    limit: int | None = None
+    offset: int = 0
+
+
+def build_scoped_find(request: FindRequest, dialect: str, scope: Scope) -> AnySelect:
+    """build_find within a Scope (QIDO-RS): the same matching and values as C-FIND."""
+    stmt = build_find(request, dialect)
+    if scope.studies is not None:
+        stmt = stmt.where(Study.study_uid.in_(sorted(scope.studies)))
+    prefixes = scope.without_sop_class_prefixes
+    if prefixes and request.level is Level.IMAGE:
+        stmt = stmt.where(*_not_prefixed(Instance.sop_class_uid, prefixes))
+    elif prefixes and request.level is Level.SERIES:
+        shown = aliased(Instance)
+        stmt = stmt.where(exists().where(shown.series_pk == Series.id,
+                                         *_not_prefixed(shown.sop_class_uid, prefixes)))
+    order = {Level.PATIENT: Patient.id, Level.STUDY: Study.id, Level.SERIES: Series.id,
+             Level.IMAGE: Instance.id}[request.level]
+    return stmt.order_by(order).limit(scope.limit).offset(scope.offset or None)
+
+
+def _not_prefixed(column: Any, prefixes: tuple[str, ...]) -> list[Expr]:
+    # UIDs hold digits and dots only: no LIKE wildcard to escape in a prefix.
+    return [column.not_like(prefix + "%") for prefix in prefixes]
+
+
+async def scoped_find(sessions: async_sessionmaker[AsyncSession], request: FindRequest,
+                      scope: Scope) -> list[FindMatch]:
+    """The matches of a QIDO-RS query (one page of them, when the scope has a limit)."""
+    async with sessions() as session:
+        dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+        rows = (await session.execute(build_scoped_find(request, dialect, scope))).all()
+    return [_match(row._mapping) for row in rows]
+
+
 def build_retrieve(level: Level, keys: Mapping[str, tuple[str, ...]]) -> AnySelect:
     """The instances a C-MOVE/C-GET identifier names (same matching as C-FIND)."""
     stmt: AnySelect = select(Instance.sop_class_uid, Instance.sop_uid,

@@ -33,6 +33,9 @@ NON_IMAGE_PREFIXES = (
     "1.2.840.10008.5.1.4.45.",
 )
 RT_IMAGE = "1.2.840.10008.5.1.4.1.1.481.1"
+# What hideDocuments hides, by SOP Class UID prefix: Structured Reports and encapsulated
+# documents (PDF, CDA, ...).
+DOCUMENT_PREFIXES = (SR_PREFIX, "1.2.840.10008.5.1.4.1.1.104.")
 
 
 def content_kind(sop_class_uid: str, transfer_syntax: str = "") -> ContentKind:

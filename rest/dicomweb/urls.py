@@ -1,0 +1,52 @@
+"""The URLs DICOMweb answers carry (RetrieveURL, BulkDataURI): on the node's own origin and
+path as the client reached it, so that they work through a reverse proxy.
+
+X-Forwarded-Proto, X-Forwarded-Host and X-Forwarded-Prefix (or RFC 7239 Forwarded) are believed
+only from a peer listed in `[http] trusted_proxies`; from anyone else the request's own scheme and
+Host are used, so that a client cannot make the node hand out links to another site.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from aiohttp import web
+
+from rest.state import TRUSTED_PROXIES
+
+BASE_PATH = "/dicom-web"
+_HOST = re.compile(r"^[A-Za-z0-9.\-:\[\]]{1,255}$")
+_PREFIX = re.compile(r"^(/[A-Za-z0-9._~\-]+)*$")
+_FORWARDED_PAIR = re.compile(r'(proto|host)="?([^";,]+)"?', re.IGNORECASE)
+
+
+def _from_trusted_proxy(request: web.Request) -> bool:
+    try:
+        peer = ipaddress.ip_address(request.remote or "")
+    except ValueError:
+        return False
+    return any(peer in network for network in request.app[TRUSTED_PROXIES])
+
+
+def _first(value: str) -> str:
+    return value.split(",")[0].strip()
+
+
+def base_url(request: web.Request) -> str:
+    """The DICOMweb root as the client sees it, e.g. https://pacs.example/node/dicom-web."""
+    scheme, host, prefix = request.scheme, request.host, ""
+    if _from_trusted_proxy(request):
+        forwarded = request.headers.get("Forwarded", "")
+        pairs = {k.lower(): v for k, v in _FORWARDED_PAIR.findall(_first(forwarded))}
+        scheme = _first(request.headers.get("X-Forwarded-Proto", "")) or pairs.get(
+            "proto", scheme)
+        host = _first(request.headers.get("X-Forwarded-Host", "")) or pairs.get("host", host)
+        prefix = _first(request.headers.get("X-Forwarded-Prefix", "")).rstrip("/")
+    if scheme not in ("http", "https"):
+        scheme = request.scheme
+    if not _HOST.match(host):
+        host = request.host
+    if not _PREFIX.match(prefix):
+        prefix = ""
+    return f"{scheme}://{host}{prefix}{BASE_PATH}"
