@@ -1,4 +1,5 @@
-"""DICOMweb (PS3.18) over the node's index and storage, at /dicom-web: QIDO-RS to search.
+"""DICOMweb (PS3.18) over the node's index and storage, at /dicom-web: QIDO-RS to search,
+WADO-RS to read.
 
 Every route takes the API key (full access) or a viewer session cookie (what its viewing context
 grants, with its options applied); see access.py.
@@ -8,14 +9,20 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from rest.dicomweb import qido
+from node.series_metadata import SeriesMetadata
+from rest.dicomweb import qido, wado
+from rest.dicomweb.state import METADATA
+from rest.state import SERVICES
 
-ROUTE_TABLES = (qido.routes,)
+ROUTE_TABLES = (qido.routes, wado.routes)
 
 __all__ = ["ROUTE_TABLES", "setup"]
 
 
 def setup(app: web.Application) -> None:
-    """The DICOMweb routes; call after the viewer's setup (its session grants are shared)."""
+    """The DICOMweb routes; call after the viewer's setup (its session grants and renderer are
+    shared)."""
+    services = app[SERVICES]
+    app[METADATA] = SeriesMetadata(services, services.config.data_dir / "dicomweb-metadata")
     for table in ROUTE_TABLES:
         app.add_routes(table)

@@ -42,6 +42,38 @@ def _uid(name: str, description: str) -> dict[str, Any]:
 
 _STUDY = _uid("study", "Study Instance UID.")
 _SERIES = _uid("series", "Series Instance UID.")
+_SOP = _uid("sop", "SOP Instance UID.")
+_INSTANCE = [_STUDY, _SERIES, _SOP]
+_FRAMES = {"name": "frames", "in": "path", "required": True,
+           "description": "Frame numbers from 1, comma-separated.",
+           "schema": {"type": "string", "pattern": r"^[0-9]{1,9}(,[0-9]{1,9})*$"}}
+_FRAME = {"name": "frame", "in": "path", "required": True, "description": "Frame number.",
+          "schema": {"type": "string", "pattern": r"^[0-9]{1,9}$"}}
+_TAG = {"name": "tag", "in": "path", "required": True, "description": "The element's tag.",
+        "schema": {"type": "string", "pattern": "^[0-9A-Fa-f]{8}$"}}
+_RENDER_PARAMETERS = [
+    {"name": "window", "in": "query", "required": False,
+     "description": "center,width[,linear|linear-exact|sigmoid]",
+     "schema": {"type": "string", "maxLength": 64}},
+    {"name": "viewport", "in": "query", "required": False, "description": "vw,vh in pixels.",
+     "schema": {"type": "string", "maxLength": 64}},
+    {"name": "quality", "in": "query", "required": False,
+     "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+]
+_MULTIPART = {"content": {"multipart/related": {"schema": {"type": "string",
+                                                            "format": "binary"}}}}
+_IMAGES = {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+                       "image/png": {"schema": {"type": "string", "format": "binary"}}}}
+_READ_ANSWERS = {key: body for key, body in _ANSWERS.items() if key != "204"} | {
+    "404": {"description": "No such study, series, instance, frame or element.", **_ERROR}}
+
+
+def _read(summary: str, path: list[dict[str, Any]], ok: dict[str, Any],
+          query: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"get": {"summary": f"WADO-RS: {summary}",
+                    "security": [{"apiKey": []}, {"viewerSession": []}],
+                    "parameters": [*path, *(query or [])],
+                    "responses": {"200": {"description": summary, **ok}, **_READ_ANSWERS}}}
 
 
 def _search(summary: str, path: list[dict[str, Any]]) -> dict[str, Any]:
@@ -60,4 +92,30 @@ DICOMWEB_PATHS: dict[str, Any] = {
     "/dicom-web/studies/{study}/instances": _search("a study's instances.", [_STUDY]),
     "/dicom-web/studies/{study}/series/{series}/instances": _search(
         "a series' instances.", [_STUDY, _SERIES]),
+    "/dicom-web/studies/{study}": _read("a study's instances.", [_STUDY], _MULTIPART),
+    "/dicom-web/studies/{study}/series/{series}": _read("a series' instances.",
+                                                        [_STUDY, _SERIES], _MULTIPART),
+    "/dicom-web/studies/{study}/series/{series}/instances/{sop}": _read(
+        "an instance.", _INSTANCE, _MULTIPART),
+    "/dicom-web/studies/{study}/metadata": _read("a study's metadata.", [_STUDY], _DICOM_JSON),
+    "/dicom-web/studies/{study}/series/{series}/metadata": _read(
+        "a series' metadata.", [_STUDY, _SERIES], _DICOM_JSON),
+    "/dicom-web/studies/{study}/series/{series}/instances/{sop}/metadata": _read(
+        "an instance's metadata.", _INSTANCE, _DICOM_JSON),
+    "/dicom-web/studies/{study}/series/{series}/instances/{sop}/frames/{frames}": _read(
+        "frames.", [*_INSTANCE, _FRAMES], _MULTIPART),
+    "/dicom-web/studies/{study}/series/{series}/instances/{sop}/bulkdata/{tag}": _read(
+        "an element's bulk data.", [*_INSTANCE, _TAG], _MULTIPART),
+    "/dicom-web/studies/{study}/series/{series}/instances/{sop}/rendered": _read(
+        "the instance rendered.", _INSTANCE, _IMAGES, _RENDER_PARAMETERS),
+    "/dicom-web/studies/{study}/series/{series}/instances/{sop}/frames/{frame}/rendered": _read(
+        "a frame rendered.", [*_INSTANCE, _FRAME], _IMAGES, _RENDER_PARAMETERS),
+    "/dicom-web/studies/{study}/thumbnail": _read("a study's thumbnail.", [_STUDY], _IMAGES,
+                                                  _RENDER_PARAMETERS),
+    "/dicom-web/studies/{study}/series/{series}/thumbnail": _read(
+        "a series' thumbnail.", [_STUDY, _SERIES], _IMAGES, _RENDER_PARAMETERS),
+    "/dicom-web/studies/{study}/series/{series}/instances/{sop}/thumbnail": _read(
+        "an instance's thumbnail.", _INSTANCE, _IMAGES, _RENDER_PARAMETERS),
+    "/dicom-web/studies/{study}/series/{series}/instances/{sop}/frames/{frame}/thumbnail":
+        _read("a frame's thumbnail.", [*_INSTANCE, _FRAME], _IMAGES, _RENDER_PARAMETERS),
 }

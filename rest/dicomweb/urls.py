@@ -33,9 +33,21 @@ def _first(value: str) -> str:
     return value.split(",")[0].strip()
 
 
+def _direct_host(request: web.Request) -> str:
+    """The Host header, with the port the connection reached when the header leaves it out
+    (some clients, dicomweb-client among them, send the bare host name): links must work."""
+    host = request.host
+    if host.endswith("]") or ":" not in host:
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        port = sockname[1] if isinstance(sockname, tuple) and len(sockname) > 1 else None
+        if port and port != {"http": 80, "https": 443}.get(request.scheme):
+            host = f"{host}:{port}"
+    return host
+
+
 def base_url(request: web.Request) -> str:
     """The DICOMweb root as the client sees it, e.g. https://pacs.example/node/dicom-web."""
-    scheme, host, prefix = request.scheme, request.host, ""
+    scheme, host, prefix = request.scheme, _direct_host(request), ""
     if _from_trusted_proxy(request):
         forwarded = request.headers.get("Forwarded", "")
         pairs = {k.lower(): v for k, v in _FORWARDED_PAIR.findall(_first(forwarded))}
@@ -46,7 +58,7 @@ def base_url(request: web.Request) -> str:
     if scheme not in ("http", "https"):
         scheme = request.scheme
     if not _HOST.match(host):
-        host = request.host
+        host = _direct_host(request)
     if not _PREFIX.match(prefix):
         prefix = ""
     return f"{scheme}://{host}{prefix}{BASE_PATH}"

@@ -1,0 +1,354 @@
+"""WADO-RS (PS3.18 10.4): instances, metadata, frames, bulk data and rendered images.
+
+- Instances (study, series or one) as `multipart/related; type="application/dicom"`, each
+  file as stored unless the client asks for Explicit VR Little Endian by name (then converted,
+  decompressed if need be); `transfer-syntax=*` or none: as stored.
+- Metadata as DICOM JSON from the series' metadata files (node/series_metadata.py), bulk data
+  as BulkDataURIs on the origin the client used.
+- Frames read by offset from the stored file (node/render/stored_frames.py): as stored (their
+  media type, e.g. image/jpeg, or octet-stream with `transfer-syntax=*`) or native bytes.
+- Rendered images and thumbnails through the viewer's renderer and its cache.
+
+A viewer session reads within its grant: with `anonymize` it gets metadata without identifying
+values, frames and rendered images (not of instances with burned-in annotation), and no whole
+instance or non-pixel bulk data, which carry the identifiers in full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+from pydicom import dcmread
+from pydicom.uid import ExplicitVRLittleEndian
+
+from node.errors import InvalidInput, NotFound
+from node.index.instance_queries import StoredInstanceRow, stored_instances
+from node.index.query import Scope
+from node.render import NotRenderable, RenderParams, Window, is_image
+from node.render.renderer import cache_key
+from node.render.stored_frames import FRAME_MEDIA_TYPES, read_frames
+from node.series_metadata import PIXEL_DATA_TAGS, InstanceMetadata
+from rest.dicomweb.access import Reader, reader
+from rest.dicomweb.dicom_json import PHI_TAGS
+from rest.dicomweb.multipart import MultipartRelated
+from rest.dicomweb.negotiation import DICOM_JSON, MediaRange, accepted, not_acceptable, require_json
+from rest.dicomweb.state import METADATA
+from rest.dicomweb.urls import BASE_PATH, base_url
+from rest.middleware import json_error, public
+from rest.state import SERVICES
+from rest.viewer.state import RENDERER
+
+routes = web.RouteTableDef()
+
+STUDY = BASE_PATH + "/studies/{study}"
+SERIES = STUDY + "/series/{series}"
+INSTANCE = SERIES + "/instances/{sop}"
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_TAG = re.compile(r"^[0-9A-Fa-f]{8}$")
+MAX_FRAMES_ASKED = 10_000
+OCTET_STREAM = "application/octet-stream"
+BURNED_IN = "00280301"
+NO_STORE = {"Cache-Control": "private, no-store"}
+# Frames and rendered images of a stored instance never change (a replaced instance is another
+# file): the browser may keep them for the session.
+IMMUTABLE = {"Cache-Control": "private, max-age=86400"}
+
+
+def _uid(request: web.Request, name: str) -> str | None:
+    value = request.match_info.get(name)
+    if value is None:
+        return None
+    if not _UID.match(value) or len(value) > 64:
+        raise InvalidInput(f"{name}: not a UID", field=name)
+    return value
+
+
+async def _rows(request: web.Request, who: Reader) -> list[StoredInstanceRow]:
+    """The instances the path names within the reader's scope: 403 outside a session's grant,
+    404 when there are none."""
+    study = _uid(request, "study")
+    assert study is not None
+    who.require(study)
+    rows = await stored_instances(request.app[SERVICES].sessions, who.scope(), study,
+                                  _uid(request, "series"), _uid(request, "sop"))
+    if not rows:
+        raise NotFound("no such study, series or instance")
+    return rows
+
+
+# -- instances -----------------------------------------------------------------------------
+
+
+def _instance_syntax(ranges: list[MediaRange]) -> str:
+    """"" for the stored syntax, or ExplicitVRLittleEndian; 406 for anything else."""
+    for media in ranges:
+        if media.media_type in ("*/*", "multipart/*") or (
+                media.media_type == "multipart/related" and "type" not in media.params):
+            return ""
+        if media.inner_type in ("application/dicom", "application/*"):
+            wanted = media.params.get("transfer-syntax", "*")
+            if wanted == "*":
+                return ""
+            if wanted == ExplicitVRLittleEndian:
+                return wanted
+    raise not_acceptable(ranges)
+
+
+def _explicit_little_endian(path: Any) -> bytes:
+    ds = dcmread(path, force=True)
+    if ds.file_meta.TransferSyntaxUID.is_compressed:
+        ds.decompress()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    out = io.BytesIO()
+    ds.save_as(out, implicit_vr=False, little_endian=True, enforce_file_format=True)
+    return out.getvalue()
+
+
+async def retrieve(request: web.Request) -> web.StreamResponse:
+    who = await reader(request)
+    if who.anonymize:
+        raise web.HTTPForbidden(reason="the session is anonymized: whole instances carry the "
+                                "patient's identity; read metadata, frames or rendered images")
+    syntax = _instance_syntax(accepted(request))
+    rows = await _rows(request, who)
+    paths = await request.app[SERVICES].storage.local_paths_async([r.path for r in rows])
+    answer = MultipartRelated(request, "application/dicom", NO_STORE)
+    for row, path in zip(rows, paths, strict=True):
+        if not path.is_file():
+            raise NotFound(f"instance {row.sop_uid}: its file is missing")
+        if not syntax or syntax == row.transfer_syntax:
+            await answer.file_part(f"application/dicom; transfer-syntax={row.transfer_syntax}",
+                                   path)
+        else:
+            body = await asyncio.to_thread(_explicit_little_endian, path)
+            await answer.part(f"application/dicom; transfer-syntax={syntax}", body)
+    return await answer.finish()
+
+
+# -- metadata ------------------------------------------------------------------------------
+
+
+def _anonymized(json: dict[str, Any]) -> dict[str, Any]:
+    return {tag: ({"vr": body["vr"]} if tag in PHI_TAGS else body) for tag, body in json.items()}
+
+
+async def _metadata_of(request: web.Request, who: Reader,
+                       rows: list[StoredInstanceRow]) -> list[InstanceMetadata]:
+    """The metadata of `rows`, through each series' metadata file."""
+    services = request.app[SERVICES]
+    wanted = {r.sop_uid for r in rows}
+    found: list[InstanceMetadata] = []
+    for series_uid in dict.fromkeys(r.series_uid for r in rows):
+        every = await stored_instances(services.sessions, Scope(), rows[0].study_uid,
+                                       series_uid)
+        series = await request.app[METADATA].series(series_uid, every)
+        found += [m for m in series if m.sop_uid in wanted]
+    return found
+
+
+async def metadata(request: web.Request) -> web.Response:
+    require_json(request)
+    who = await reader(request)
+    rows = await _rows(request, who)
+    found = await _metadata_of(request, who, rows)
+    jsons = [_anonymized(m.json) if who.anonymize else m.json for m in found]
+    base = base_url(request).encode("utf-8")
+    body = orjson.dumps(jsons).replace(b'"BulkDataURI":"', b'"BulkDataURI":"' + base + b"/")
+    return web.Response(body=body, content_type=DICOM_JSON, headers=NO_STORE)
+
+
+# -- frames and bulk data ----------------------------------------------------------------------
+
+
+def _frame_numbers(text: str) -> list[int]:
+    parts = text.split(",")
+    if len(parts) > MAX_FRAMES_ASKED or not all(p.isdigit() and len(p) < 10 for p in parts):
+        raise InvalidInput("frames: a comma-separated list of frame numbers", field="frames")
+    numbers = [int(p) for p in parts]
+    if any(n < 1 for n in numbers):
+        raise InvalidInput("frames: frame numbers start at 1", field="frames")
+    return numbers
+
+
+def _frame_choice(ranges: list[MediaRange], stored: str) -> tuple[bool, str]:
+    """(uncompressed, the multipart `type`) for frames stored in `stored`; 406 otherwise."""
+    stored_type = FRAME_MEDIA_TYPES.get(stored)
+    for media in ranges:
+        inner = media.inner_type
+        wanted = media.params.get("transfer-syntax", "")
+        if media.media_type in ("*/*", "multipart/*") or inner in ("*/*", "multipart/related"):
+            return stored_type is None, stored_type or OCTET_STREAM
+        if inner == OCTET_STREAM:
+            if wanted == "*":
+                return stored_type is None, OCTET_STREAM
+            if wanted in ("", ExplicitVRLittleEndian, stored) and (
+                    wanted != stored or stored_type is None):
+                return True, OCTET_STREAM
+        elif stored_type is not None and inner == stored_type and wanted in ("", "*", stored):
+            return False, stored_type
+    raise not_acceptable(ranges)
+
+
+async def _refuse_burned_in(request: web.Request, who: Reader, row: StoredInstanceRow) -> None:
+    """An anonymized session gets no pixels of an instance with burned-in annotation (Burned
+    In Annotation YES, as the viewer's own routes decide), nor of one whose header is
+    unreadable."""
+    if not who.anonymize:
+        return
+    found = await _metadata_of(request, who, [row])
+    flag = found[0].json.get(BURNED_IN, {}).get("Value", [""]) if found else ["YES"]
+    if str(flag[0]).strip().upper() == "YES":
+        raise web.HTTPForbidden(reason="this image has burned-in annotation and the session "
+                                "is anonymized")
+
+
+async def frames(request: web.Request) -> web.StreamResponse:
+    who = await reader(request)
+    numbers = _frame_numbers(request.match_info["frames"])
+    row = (await _rows(request, who))[0]
+    await _refuse_burned_in(request, who, row)
+    uncompressed, inner = _frame_choice(accepted(request), row.transfer_syntax)
+    path = await request.app[SERVICES].storage.local_path_async(row.path)
+    found = await asyncio.to_thread(read_frames, path, numbers, uncompressed)
+    part_type = OCTET_STREAM if inner == OCTET_STREAM else inner
+    answer = MultipartRelated(request, inner, IMMUTABLE)
+    for frame in found.frames:
+        await answer.part(f"{part_type}; transfer-syntax={found.transfer_syntax}", frame)
+    return await answer.finish()
+
+
+def _element_bytes(path: Any, tag: int) -> bytes:
+    ds = dcmread(path, force=True, specific_tags=[tag])
+    if tag not in ds:
+        raise NotFound(f"the instance has no element {tag:08X}")
+    value = ds[tag].value
+    if not isinstance(value, bytes):
+        raise NotFound(f"element {tag:08X} is not bulk data")
+    return value
+
+
+async def bulkdata(request: web.Request) -> web.StreamResponse:
+    who = await reader(request)
+    text = request.match_info["tag"]
+    if not _TAG.match(text):
+        raise InvalidInput("tag: eight hexadecimal digits", field="tag")
+    tag = int(text, 16)
+    row = (await _rows(request, who))[0]
+    if who.anonymize and tag not in PIXEL_DATA_TAGS:
+        raise web.HTTPForbidden(reason="the session is anonymized: only pixel data is served "
+                                "as bulk data")
+    await _refuse_burned_in(request, who, row)
+    path = await request.app[SERVICES].storage.local_path_async(row.path)
+    value = await asyncio.to_thread(_element_bytes, path, tag)
+    # Never rendered by a browser whatever it holds: bytes in a multipart, or plain octets.
+    headers = {**NO_STORE, "X-Content-Type-Options": "nosniff"}
+    if any(m.media_type == OCTET_STREAM for m in accepted(request)):
+        return web.Response(body=value, content_type=OCTET_STREAM, headers=headers)
+    answer = MultipartRelated(request, OCTET_STREAM, headers)
+    await answer.part(OCTET_STREAM, value)
+    return await answer.finish()
+
+
+# -- rendered ------------------------------------------------------------------------------
+
+
+def _number(text: str, name: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise InvalidInput(f"{name}: not a number", field=name) from None
+    if len(text) > 24:
+        raise InvalidInput(f"{name}: not a number", field=name)
+    return value
+
+
+def _render_params(request: web.Request, frame: int, thumbnail: bool) -> RenderParams:
+    """PS3.18 8.3.5: `window=center,width[,function]`, `viewport=vw,vh[,...]`, `quality`."""
+    ranges = accepted(request)
+    image_format = ""
+    for media in ranges:
+        if media.media_type in ("image/jpeg", "image/*", "*/*"):
+            image_format = "jpeg"
+        elif media.media_type == "image/png":
+            image_format = "png"
+        if image_format:
+            break
+    if not image_format:
+        raise not_acceptable(ranges)
+    window = None
+    if request.query.get("window"):
+        parts = request.query["window"].split(",")
+        if len(parts) not in (2, 3):
+            raise InvalidInput("window: center,width[,function]", field="window")
+        function = (parts[2] if len(parts) == 3 else "linear").upper().replace("-", "_")
+        if function not in ("LINEAR", "LINEAR_EXACT", "SIGMOID"):
+            raise InvalidInput("window: the function is linear, linear-exact or sigmoid",
+                               field="window")
+        window = Window(_number(parts[0], "window"), _number(parts[1], "window"),
+                        function)  # type: ignore[arg-type]
+    size = 128 if thumbnail else 0
+    if request.query.get("viewport"):
+        parts = request.query["viewport"].split(",")
+        if len(parts) < 2 or not all(p.isdigit() and len(p) < 6 for p in parts[:2]):
+            raise InvalidInput("viewport: vw,vh in pixels", field="viewport")
+        size = min(max(int(parts[0]), int(parts[1])), 4096)
+    quality = request.query.get("quality", "")
+    if quality and (not quality.isdigit() or not 1 <= int(quality) <= 100):
+        raise InvalidInput("quality: 1 to 100", field="quality")
+    return RenderParams(frame=frame - 1, window=window, format=image_format,  # type: ignore[arg-type]
+                        quality=int(quality) if quality else RenderParams.quality, size=size)
+
+
+def _representative(rows: list[StoredInstanceRow]) -> StoredInstanceRow:
+    """The image a study or series thumbnail shows: the middle of its first image series."""
+    images = [r for r in rows if is_image(r.sop_class_uid, r.transfer_syntax)] or rows
+    series = images[0].series_uid
+    in_series = [r for r in images if r.series_uid == series]
+    return in_series[len(in_series) // 2]
+
+
+async def _rendered(request: web.Request, thumbnail: bool) -> web.StreamResponse:
+    who = await reader(request)
+    rows = await _rows(request, who)
+    row = rows[0] if request.match_info.get("sop") else _representative(rows)
+    frame = _frame_numbers(request.match_info.get("frame", "1"))[0]
+    await _refuse_burned_in(request, who, row)
+    params = _render_params(request, frame, thumbnail)
+    path = await request.app[SERVICES].storage.local_path_async(row.path)
+    try:
+        rendered = await request.app[RENDERER].render(row.sop_uid, path, params)
+    except NotRenderable as exc:
+        return json_error(406 if thumbnail else 422, str(exc))
+    etag = f'"{cache_key(row.sop_uid, path, params)[:40]}"'
+    return web.Response(body=rendered.body, content_type=rendered.media_type,
+                        headers={**IMMUTABLE, "ETag": etag})
+
+
+async def rendered(request: web.Request) -> web.StreamResponse:
+    return await _rendered(request, thumbnail=False)
+
+
+async def thumbnail(request: web.Request) -> web.StreamResponse:
+    return await _rendered(request, thumbnail=True)
+
+
+_ROUTES: tuple[tuple[str, Callable[[web.Request], Any]], ...] = (
+    (STUDY, retrieve), (SERIES, retrieve), (INSTANCE, retrieve),
+    (STUDY + "/metadata", metadata), (SERIES + "/metadata", metadata),
+    (INSTANCE + "/metadata", metadata),
+    (INSTANCE + "/frames/{frames}", frames),
+    (INSTANCE + "/bulkdata/{tag}", bulkdata),
+    (INSTANCE + "/rendered", rendered),
+    (INSTANCE + "/frames/{frame}/rendered", rendered),
+    (STUDY + "/thumbnail", thumbnail), (SERIES + "/thumbnail", thumbnail),
+    (INSTANCE + "/thumbnail", thumbnail), (INSTANCE + "/frames/{frame}/thumbnail", thumbnail),
+)
+
+for _path, _handler in _ROUTES:
+    routes.get(_path, allow_head=False)(public(_handler))
