@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import socket
 import tomllib
 import types
@@ -154,6 +155,15 @@ class MediaSection:
 
 
 @dataclass(frozen=True)
+class DicomwebSection:
+    """The DICOMweb routes (/dicom-web)."""
+
+    # Origins of viewers served elsewhere that may call the DICOMweb routes from a browser
+    # (CORS), e.g. ["https://viewer.hospital.example"]; empty: none (same origin only).
+    cors_origins: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class JobsSection:
     """Background jobs (retrievals, preloads), claimed through the database by one instance."""
 
@@ -179,6 +189,7 @@ class Config:
     sources: SourcesSection = field(default_factory=SourcesSection)
     media: MediaSection = field(default_factory=MediaSection)
     jobs: JobsSection = field(default_factory=JobsSection)
+    dicomweb: DicomwebSection = field(default_factory=DicomwebSection)
     source_nodes: tuple[RemoteNode, ...] = ()
     move_destinations: tuple[MoveDestination, ...] = ()
     # The folder the configuration file was read from: relative paths are resolved against it.
@@ -337,6 +348,10 @@ def _validate(config: Config) -> None:
         except ValueError as exc:
             raise ConfigError(f"http.trusted_proxies: {entry!r} is not an IP address or "
                               "network") from exc
+    for origin in config.dicomweb.cors_origins:
+        if not re.fullmatch(r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?", origin):
+            raise ConfigError(f"dicomweb.cors_origins: {origin!r} is not an origin "
+                              "(scheme://host[:port], no path, no '*')")
     storage = config.storage
     if storage.backend == "s3" and not storage.bucket:
         raise ConfigError("storage.bucket: required when storage.backend is \"s3\"")

@@ -11,12 +11,13 @@ from aiohttp import web
 
 from node.series_metadata import SeriesMetadata
 from rest.dicomweb import qido, wado
+from rest.dicomweb.cors import cors_headers, preflight
 from rest.dicomweb.state import METADATA
 from rest.state import SERVICES
 
 ROUTE_TABLES = (qido.routes, wado.routes)
 
-__all__ = ["ROUTE_TABLES", "setup"]
+__all__ = ["ROUTE_TABLES", "cors_headers", "preflight", "setup"]
 
 
 def setup(app: web.Application) -> None:
