@@ -128,6 +128,7 @@ class OrthancPeer:
     modalities: dict[str, tuple[str, str, int]] = field(default_factory=dict)
     name: str = "orthanc"
     ae_title: str = "ORTHANC"
+    dicomweb: dict[str, Any] = field(default_factory=dict)
     process: OrthancProcess | None = None
 
     @property
@@ -136,7 +137,8 @@ class OrthancPeer:
         return self.process.dicom_port
 
     def start(self) -> None:
-        self.process = OrthancProcess(self.folder, modalities=self.modalities).start()
+        self.process = OrthancProcess(self.folder, modalities=self.modalities,
+                                      dicomweb=self.dicomweb).start()
 
     def received(self) -> int:
         assert self.process is not None
