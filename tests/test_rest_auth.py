@@ -111,9 +111,20 @@ async def test_openapi_parameters_match_what_obscurl_reads(api: Api) -> None:
 async def test_openapi_parameters_match_what_multimonitor_reads(api: Api) -> None:
     names = {p["name"] for p in DOCUMENT["paths"]["/ngv/multimonitor-api"]["get"]["parameters"]}
     assert names == {
-        "username", "role", "patientID", "numberOfMonitors", "idIssuer", "studyInstanceUID",
-        "accNum", "fullPreloadStudy", "sticky", "anonymize", "hideSearch", "sourceNodes",
+        "username", "role", "patientID", "numberOfMonitors", "idIssuer", "studyIntanceUID",
+        "studyInstanceUID", "studyInstanceUid", "accNum", "fullPreloadStudy", "sticky",
+        "anonymize", "hideSearch", "sourceNodes",
     }
+
+
+async def test_openapi_shows_the_specs_spelling_of_the_study_parameter_first() -> None:
+    """The spec's table and example say studyIntanceUID; the other spellings are aliases."""
+    parameters = DOCUMENT["paths"]["/ngv/multimonitor-api"]["get"]["parameters"]
+    spellings = [p for p in parameters if p["name"].lower().startswith("study")]
+    assert [p["name"] for p in spellings] == [
+        "studyIntanceUID", "studyInstanceUID", "studyInstanceUid"]
+    assert "alias" not in spellings[0]["description"].lower()
+    assert all(p["description"].startswith("Alias of studyIntanceUID") for p in spellings[1:])
 
 
 async def test_malformed_multipart_body_is_a_400(api: Api) -> None:
