@@ -249,6 +249,8 @@ DOCUMENT["paths"].update({
                 "multipart/form-data": {"schema": {"type": "object", "properties": {
                     "file": {"type": "string", "format": "binary"}}}}}},
             "responses": {"200": {"description": "Stored.", **_JSON_OBJECT}, **_ERRORS,
+                          "404": {**_NOT_FOUND, "description": "No slide has this "
+                                                               "containerIdentifier."},
                           "409": {"description": "The slide already has a .cube file.",
                                   **_JSON_OBJECT}},
         },
