@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 
 import pytest
 
 from rest.openapi import DOCUMENT
 from tests.factory import uid
+from tests.peers import REPO
 from tests.rest_support import API_KEY, ROLE, Api, running_app
 
 PARAMS = {"username": "janedoe", "role": ROLE, "studyUID": uid(4001)}
@@ -136,3 +138,32 @@ async def test_malformed_multipart_body_is_a_400(api: Api) -> None:
         data=b"--b0undary\r\n[]--b0undary--\r\n")
     assert response.status == 400
     assert "malformed request" in (await response.json())["error"]
+
+
+def _access_bullets() -> dict[str, str]:
+    """README's "Access" list under Security: each bullet's text by its bold title."""
+    text = (REPO / "README.md").read_text()
+    section = text.split("### Access: API key, token, session cookie", 1)[1].split("\n### ", 1)[0]
+    bullets = [b for b in re.split(r"\n- ", "\n" + section) if b.startswith("**")]
+    return {b.split("**")[1]: " ".join(b.split()) for b in bullets}
+
+
+def _named(path: str, text: str) -> bool:
+    """`path` up to its first parameter, not continued by more path, appears in `text`."""
+    prefix = path.split("{", 1)[0].rstrip("/")
+    return re.search(re.escape(prefix) + r"(?![\w/-])", text) is not None
+
+
+async def test_readme_says_which_routes_need_the_key(api: Api) -> None:
+    bullets = _access_bullets()
+    with_key = bullets.pop("API key")
+    without_key = " ".join(bullets.values())
+    assert "/api/openapi.json" in bullets["Public"]
+    for route in api.client.app.router.routes():
+        if route.resource is None or route.method == "HEAD":
+            continue
+        path = route.resource.canonical
+        if getattr(route.handler, "public", False):
+            assert _named(path, without_key) and not _named(path, with_key), path
+        else:
+            assert _named(path, with_key) and not _named(path, without_key), path
