@@ -137,6 +137,56 @@ class SourcesSection:
     # made on first use (mode 0600). Empty: "<data_dir>/credentials.key". Instances sharing one
     # database must share the key: give them the same file (on the shared data folder).
     credentials_key_file: str = ""
+    # Hosts a request's WADO URL may name although they are loopback, link-local or this
+    # node's own ports: "host", "host:port" or a network ("10.9.0.0/16"). An entry without a
+    # port allows every port but the node's own (name those as "host:port").
+    allowed_hosts: tuple[str, ...] = ()
+
+
+_HOST_NAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?"
+                        r"(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?$")
+
+
+@dataclass(frozen=True)
+class HostEntry:
+    """One `sources.allowed_hosts` entry: a host name or an address network, perhaps with a
+    port. Parsed here so that a malformed entry stops the node at start, naming it."""
+
+    name: str = ""
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
+    port: int | None = None
+
+    @classmethod
+    def parse(cls, entry: str) -> HostEntry:
+        """ValueError with a sentence when `entry` is neither host, host:port nor a network."""
+        text = entry.strip()
+        try:
+            return cls(network=ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            pass
+        host, port = text, None
+        if text.startswith("["):  # [IPv6]:port
+            host, closed, rest = text[1:].partition("]")
+            if not closed or (rest and not rest.startswith(":")):
+                raise ValueError(f"{entry!r} is not a host, host:port or network")
+            port = _entry_port(rest[1:]) if rest else None
+        elif text.count(":") == 1:
+            host, _, number = text.partition(":")
+            port = _entry_port(number)
+        try:
+            return cls(network=ipaddress.ip_network(host), port=port)
+        except ValueError:
+            pass
+        if not _HOST_NAME.match(host):
+            raise ValueError(f"{entry!r} is not a host, host:port or network")
+        return cls(name=host.lower().rstrip("."), port=port)
+
+
+def _entry_port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) <= 65535:
+        raise ValueError(f"{text!r} is not a port (1 to 65535)")
+    return int(text)
+
 
 
 @dataclass(frozen=True)
@@ -356,6 +406,11 @@ def _validate(config: Config) -> None:
         if not re.fullmatch(r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?", origin):
             raise ConfigError(f"dicomweb.cors_origins: {origin!r} is not an origin "
                               "(scheme://host[:port], no path, no '*')")
+    for entry in config.sources.allowed_hosts:
+        try:
+            HostEntry.parse(entry)
+        except ValueError as exc:
+            raise ConfigError(f"sources.allowed_hosts: {exc}") from exc
     storage = config.storage
     if storage.backend == "s3" and not storage.bucket:
         raise ConfigError("storage.bucket: required when storage.backend is \"s3\"")
