@@ -58,8 +58,13 @@ class HttpSection:
     # proxy routed a request) and the name it claims background jobs under. Empty: host:port.
     instance_name: str = ""
     # Reverse proxies (IP addresses or networks such as "10.0.0.0/8") whose X-Forwarded-For
-    # header names the client recorded in the audit; from any other peer the header is ignored.
+    # header names the client recorded in the audit, and whose X-Forwarded-Proto and
+    # X-Forwarded-Host give the origin browsers use; from any other peer they are ignored.
     trusted_proxies: tuple[str, ...] = ()
+    # Mark the session cookie Secure on every response, for a TLS proxy that sends no
+    # X-Forwarded-Proto; otherwise it is Secure when the request came over TLS (directly, or
+    # through a trusted proxy's X-Forwarded-Proto: https).
+    secure_cookies: bool = False
 
 
 @dataclass(frozen=True)

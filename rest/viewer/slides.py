@@ -22,6 +22,7 @@ from pathology.annotation_store import delete_layer, import_instances, list_laye
 from pathology.annotations import Layer, Visibility, check_name, parse_shapes, visible_layers
 from pathology.catalogue import check_container_identifier, slide_metadata, slides_of_case
 from rest import slides
+from rest.json_body import read_json
 from rest.middleware import public
 from rest.state import SERVICES
 from rest.viewer.access import Grant
@@ -173,10 +174,7 @@ async def session_put_layer(request: web.Request) -> web.Response:
     grant, cid = await _require_slide(request)
     name = check_name(request.match_info["name"], "name")
     _, slide, _ = await request.app[slides.SLIDES].describe(cid)
-    try:
-        data = await request.json()
-    except ValueError:
-        raise InvalidInput("the body must be JSON: {\"shapes\": [...]}") from None
+    data = await read_json(request)
     if not isinstance(data, dict):
         raise InvalidInput("the body must be a JSON object with shapes")
     shapes = parse_shapes(data.get("shapes"), slide.info.width, slide.info.height)

@@ -1,0 +1,83 @@
+"""State changes by the browser's session cookie come from the viewer's own pages only.
+
+A page on another site can make the browser send POST, PUT or DELETE to the node, and a
+`text/plain` or form body needs no CORS preflight; SameSite=Strict on the cookie is then the
+only thing in the way (and a sibling site counts as same-site). So every state-changing route
+that is not behind the API key (search/open, the session's annotation layers, any later one)
+checks, before its handler runs:
+
+- the body is JSON (`Content-Type: application/json` or `...+json`), else 415: a cross-site
+  form or `text/plain` request cannot send that without a preflight the node never answers;
+- `Origin`, when sent, is the node's own origin as the browser addressed it (through a trusted
+  proxy: X-Forwarded-Proto and X-Forwarded-Host), else 403;
+- without Origin, `Sec-Fetch-Site`, when sent, is `same-origin` or `none` (typed by the
+  user), else 403;
+- with neither header the client is no browser (every current browser sends Origin on
+  these methods): a script holding the cookie may pass, as it could send any header anyway.
+
+Routes behind the API key are called by servers, not browsers, and are left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from yarl import URL
+
+from rest.client_address import request_origin
+from rest.middleware import Handler, json_error
+
+log = logging.getLogger(__name__)
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+ALLOWED_FETCH_SITES = frozenset({"same-origin", "none"})
+
+
+def _same(sent: str, own: URL | None) -> bool:
+    if own is None or sent == "null":
+        return False
+    try:
+        origin = URL(sent)
+        return (origin.is_absolute() and origin.path in ("", "/") and not origin.query_string
+                and (origin.scheme, origin.host, origin.port) == (
+                    own.scheme, own.host, own.port))
+    except ValueError:
+        return False
+
+
+def refusal(request: web.Request) -> tuple[int, str, str] | None:
+    """(status, message, header at fault) when the request may not change state."""
+    sent = request.headers.get("Origin")
+    if sent is not None:
+        if not _same(sent, request_origin(request)):
+            return 403, f"cross-origin request refused: Origin {sent[:200]!r} is not the " \
+                        "viewer's origin", "Origin"
+    else:
+        site = request.headers.get("Sec-Fetch-Site")
+        if site is not None and site.lower() not in ALLOWED_FETCH_SITES:
+            return 403, f"cross-origin request refused: Sec-Fetch-Site {site[:40]!r}", \
+                "Sec-Fetch-Site"
+    if request.method in BODY_METHODS:
+        kind = request.content_type
+        if kind != "application/json" and not kind.endswith("+json"):
+            return 415, f"Content-Type: expected application/json, not {kind[:100]!r}", \
+                "Content-Type"
+    return None
+
+
+@web.middleware
+async def require_same_origin(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The checks above on unsafe methods of the public (session cookie) routes."""
+    match = request.match_info
+    if (request.method in SAFE_METHODS or match.http_exception is not None
+            or not getattr(match.handler, "public", False)):
+        return await handler(request)
+    refused = refusal(request)
+    if refused is None:
+        return await handler(request)
+    status, message, header = refused
+    log.warning("%d %s %s from %s: %s refused", status, request.method, request.path,
+                request.remote, header)
+    return json_error(status, message, header)
