@@ -17,7 +17,9 @@ from pynetdicom import evt
 from pynetdicom.events import Event
 
 from node.dimse import store_direct
+from node.dimse.access import STATUS_NOT_AUTHORIZED, CallerAccess
 from node.dimse.origin import store_origin
+from node.dimse.peer_text import peer_address
 from node.dimse.store_direct import ReceivedStore
 from node.dimse.store_receive import received_head
 from node.errors import InvalidInput
@@ -35,9 +37,13 @@ STATUS_CANNOT_UNDERSTAND = 0xC000
 STATUS_OUT_OF_RESOURCES = 0xA700
 
 
-def store_received(request: ReceivedStore, services: NodeServices) -> tuple[int, str | None]:
+def store_received(request: ReceivedStore, services: NodeServices, access: CallerAccess
+                   ) -> tuple[int, str | None]:
     """Ingest the request's file (it is consumed: stored or deleted); the status to answer and
     its error comment."""
+    if access.refuses("C-STORE", request.sender, request.peer):
+        request.path.unlink(missing_ok=True)
+        return STATUS_NOT_AUTHORIZED, "calling AE title not authorized"
     try:
         result = services.ingestor.ingest_incoming_blocking(
             request.path,
@@ -60,16 +66,17 @@ def store_received(request: ReceivedStore, services: NodeServices) -> tuple[int,
     return STATUS_SUCCESS, None
 
 
-def handle_store(event: Event, services: NodeServices) -> Dataset | int:
+def handle_store(event: Event, services: NodeServices, access: CallerAccess
+                 ) -> Dataset | int:
     """The requests pynetdicom serves itself. Success is answered as a bare status code:
     pynetdicom accepts it, and a status Dataset for every stored instance cost ~5% of the
     handler thread's time."""
     request = ReceivedStore(
         Path(event.dataset_path), event.assoc.requestor.ae_title,
         getattr(event.request, "MoveOriginatorApplicationEntityTitle", None),
-        received_head(event.request),
+        received_head(event.request), peer=peer_address(event.assoc),
     )
-    status, comment = store_received(request, services)
+    status, comment = store_received(request, services, access)
     if comment is None:
         return status
     answer = Dataset()
@@ -78,6 +85,6 @@ def handle_store(event: Event, services: NodeServices) -> Dataset | int:
     return answer
 
 
-def handlers(services: NodeServices) -> list[tuple[Any, ...]]:
+def handlers(services: NodeServices, access: CallerAccess) -> list[tuple[Any, ...]]:
     store_direct.register(handle_store, store_received)
-    return [(evt.EVT_C_STORE, handle_store, [services])]
+    return [(evt.EVT_C_STORE, handle_store, [services, access])]
