@@ -55,6 +55,12 @@ class Api:
         self.client.session.cookie_jar.clear()
         return response, morsel.value if morsel is not None else None
 
+    async def session_headers(self, params: Any) -> dict[str, str]:
+        """A fresh viewer session for a token with `params`, as the Cookie header."""
+        _, cookie = await self.redeem(await self.token(params))
+        assert cookie is not None
+        return {"Cookie": f"ngv_session={cookie}"}
+
     async def context(self, url_or_token: str) -> dict[str, Any]:
         """Redeem, then make the viewer's data request with the session cookie."""
         response, cookie = await self.redeem(url_or_token)

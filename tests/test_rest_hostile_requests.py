@@ -45,11 +45,8 @@ def own_origin(api: Api) -> str:
 
 
 async def search_session(api: Api) -> dict[str, str]:
-    token = await api.token({"username": "u", "role": ROLE, "studyUID": OPENED,
-                             "hideSearch": "false"})
-    _, cookie = await api.redeem(token)
-    assert cookie is not None
-    return {"Cookie": f"ngv_session={cookie}"}
+    return await api.session_headers({"username": "u", "role": ROLE, "studyUID": OPENED,
+                                      "hideSearch": "false"})
 
 
 async def open_found(api: Api, headers: dict[str, str], body: str | None = None,

@@ -72,11 +72,8 @@ async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
 
 
 async def session(api: Api) -> dict[str, str]:
-    token = await api.token({"username": "u", "role": ROLE, "studyUID": STUDY.study_uid,
-                             "hideDocuments": "false"})
-    _, cookie = await api.redeem(token)
-    assert cookie is not None
-    return {"Cookie": f"ngv_session={cookie}"}
+    return await api.session_headers({"username": "u", "role": ROLE,
+                                      "studyUID": STUDY.study_uid, "hideDocuments": "false"})
 
 
 def assert_sandboxed(response: ClientResponse) -> None:
