@@ -18,7 +18,8 @@ from tests.rest_support import API_KEY, ROLE, Api, running_app
 OPENED = uid(9901)
 FOUND = uid(9902)
 PROXY_HOST = "viewer.hospital.example"
-DEEP = ["[" * 100_000, '{"a":' * 100_000, '{"studyInstanceUID": ' + "[" * 100_000]
+DEEP = ["[" * 100_000, '{"a":' * 100_000, '{"studyInstanceUID": ' + "[" * 100_000,
+        "[" * 40 + "]" * 40]
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +66,7 @@ async def error_of(response: ClientResponse) -> str:
 # --- deeply nested JSON ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("body", DEEP, ids=["arrays", "objects", "in-a-field"])
+@pytest.mark.parametrize("body", DEEP, ids=["arrays", "objects", "in-a-field", "well-formed-40"])
 async def test_deeply_nested_json_to_post_obscurl_is_400_and_the_worker_keeps_serving(
         direct: Api, body: str) -> None:
     started = time.perf_counter()
@@ -89,7 +90,7 @@ async def test_deeply_nested_json_inside_a_service_account_token_is_400(direct: 
     assert "token" in await error_of(response)
 
 
-@pytest.mark.parametrize("body", DEEP, ids=["arrays", "objects", "in-a-field"])
+@pytest.mark.parametrize("body", DEEP, ids=["arrays", "objects", "in-a-field", "well-formed-40"])
 async def test_deeply_nested_json_to_search_open_is_400(direct: Api, body: str) -> None:
     response = await open_found(direct, await search_session(direct), body)
     assert response.status == 400
