@@ -50,21 +50,22 @@ def _same(sent: str, own: URL | None) -> bool:
 def refusal(request: web.Request) -> tuple[int, str, str] | None:
     """(status, message, header at fault) when the request may not change state."""
     sent = request.headers.get("Origin")
-    if sent is not None:
-        if not _same(sent, request_origin(request)):
-            return 403, f"cross-origin request refused: Origin {sent[:200]!r} is not the " \
-                        "viewer's origin", "Origin"
-    else:
-        site = request.headers.get("Sec-Fetch-Site")
-        if site is not None and site.lower() not in ALLOWED_FETCH_SITES:
-            return 403, f"cross-origin request refused: Sec-Fetch-Site {site[:40]!r}", \
-                "Sec-Fetch-Site"
-    if request.method in BODY_METHODS:
-        kind = request.content_type
-        if kind != "application/json" and not kind.endswith("+json"):
-            return 415, f"Content-Type: expected application/json, not {kind[:100]!r}", \
-                "Content-Type"
+    site = request.headers.get("Sec-Fetch-Site")
+    if sent is not None and not _same(sent, request_origin(request)):
+        message = f"Origin {sent[:200]!r} is not the viewer's origin"
+        return 403, f"cross-origin request refused: {message}", "Origin"
+    if sent is None and site is not None and site.lower() not in ALLOWED_FETCH_SITES:
+        message = f"Sec-Fetch-Site {site[:40]!r}"
+        return 403, f"cross-origin request refused: {message}", "Sec-Fetch-Site"
+    kind = request.content_type
+    if request.method in BODY_METHODS and not _is_json(kind):
+        message = f"expected application/json, not {kind[:100]!r}"
+        return 415, f"Content-Type: {message}", "Content-Type"
     return None
+
+
+def _is_json(media_type: str) -> bool:
+    return media_type == "application/json" or media_type.endswith("+json")
 
 
 @web.middleware
