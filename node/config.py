@@ -47,6 +47,14 @@ class DicomSection:
     query_timeout: float = 10.0
     # Timeout of a whole outgoing retrieval (C-MOVE/C-GET) from one source node.
     retrieve_timeout: float = 600.0
+    # Calling AE titles that may query and retrieve (C-FIND, C-MOVE, C-GET) besides the source
+    # nodes and move destinations, which always may; ["*"]: any calling AE title.
+    query_from: tuple[str, ...] = ()
+    # Calling AE titles that may store (C-STORE) besides the source nodes (which send what the
+    # node retrieves); ["*"]: any. A calling AE title allowed nothing is refused at association.
+    store_from: tuple[str, ...] = ("*",)
+    # Refuse an association whose called AE title is not node.ae_title.
+    check_called_ae: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,8 +66,13 @@ class HttpSection:
     # proxy routed a request) and the name it claims background jobs under. Empty: host:port.
     instance_name: str = ""
     # Reverse proxies (IP addresses or networks such as "10.0.0.0/8") whose X-Forwarded-For
-    # header names the client recorded in the audit; from any other peer the header is ignored.
+    # header names the client recorded in the audit, and whose X-Forwarded-Proto and
+    # X-Forwarded-Host give the origin browsers use; from any other peer they are ignored.
     trusted_proxies: tuple[str, ...] = ()
+    # Mark the session cookie Secure on every response, for a TLS proxy that sends no
+    # X-Forwarded-Proto; otherwise it is Secure when the request came over TLS (directly, or
+    # through a trusted proxy's X-Forwarded-Proto: https).
+    secure_cookies: bool = False
 
 
 @dataclass(frozen=True)
@@ -369,6 +382,11 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
     return value
 
 
+def _is_ae_title(title: str) -> bool:
+    return 0 < len(title) <= 16 and title == title.strip() and title.isascii() \
+        and title.isprintable() and "\\" not in title
+
+
 def _validate(config: Config) -> None:
     for section, ae in [("node.ae_title", config.node.ae_title)] + [
         (f"source_nodes[{i}].ae_title", n.ae_title) for i, n in enumerate(config.source_nodes)
@@ -377,6 +395,11 @@ def _validate(config: Config) -> None:
         if not ae or len(ae) > 16 or ae != ae.strip() or "\\" in ae:
             raise ConfigError(f"{section}: an AE title is 1 to 16 characters without spaces at "
                               "either end or backslashes")
+    for key in ("query_from", "store_from"):
+        for title in getattr(config.dicom, key):
+            if title != "*" and not _is_ae_title(title):
+                raise ConfigError(f"dicom.{key}: {title!r} is neither \"*\" nor an AE title "
+                                  "(1 to 16 printable ASCII characters, no backslash)")
     for name, port in (("dicom.port", config.dicom.port), ("http.port", config.http.port)):
         if not 0 <= port <= 65535:
             raise ConfigError(f"{name}: must be between 0 and 65535")

@@ -2,7 +2,8 @@
 
 Order of work, chosen so that a crash at any point leaves nothing half done:
 1. the complete file is in `incoming/` (the caller put it there);
-2. its header is read and validated;
+2. it is checked whole (node/file_completeness.py: a complete message or download can still
+   carry a data set cut short), and its header is read and validated;
 3. it is published (Storage.publish): in a folder it gets its storage name as a second name (a
    hard link), in an object store it is uploaded;
 4. the index row is committed (group commit);
@@ -127,10 +128,10 @@ class Ingestor:
                  size: int | None = None) -> tuple[StoredFile, str | None]:
         """The file's index record, and where it was published (None: it is placed after the
         commit)."""
-        record = read_record_fast(incoming, head)
-        relative = self.storage.relative_path(record.study_uid, record.sop_uid)
         if size is None:
             size = incoming.stat().st_size
+        record = read_record_fast(incoming, head, size)  # a whole file only
+        relative = self.storage.relative_path(record.study_uid, record.sop_uid)
         item = StoredFile(record, relative, size, origin)
         published = self.storage.publish(incoming, relative, self.overwrite_duplicates)
         return item, relative if published else None

@@ -22,7 +22,8 @@ from rest import (
     viewer_session,
 )
 from rest.client_address import trusted_networks
-from rest.middleware import errors_as_json, require_api_key, routing_headers
+from rest.middleware import errors_as_json, require_api_key, routing_headers, security_headers
+from rest.same_origin import require_same_origin
 from rest.state import API_KEY, INSTANCE_NAME, ISSUER, RETRIEVALS, SERVICES, TRUSTED_PROXIES
 
 __all__ = ["API_KEY", "SERVICES", "create_app"]
@@ -48,7 +49,7 @@ def create_app(services: NodeServices, api_key: str) -> web.Application:
     app = web.Application(
         client_max_size=services.config.http.max_body_bytes,
         # errors_as_json is outermost, so a refused key and a handler's error look alike.
-        middlewares=[errors_as_json, dicomweb.preflight, require_api_key],
+        middlewares=[errors_as_json, dicomweb.preflight, require_api_key, require_same_origin],
     )
     retrievals = RetrievalRegistry(services)
     app[SERVICES] = services
@@ -60,6 +61,7 @@ def create_app(services: NodeServices, api_key: str) -> web.Application:
     app.cleanup_ctx.append(_viewing)
     app.on_response_prepare.append(routing_headers)
     app.on_response_prepare.append(dicomweb.cors_headers)
+    app.on_response_prepare.append(security_headers)
     slides.setup(app)
     viewer.setup(app)
     dicomweb.setup(app)

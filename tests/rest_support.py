@@ -21,7 +21,7 @@ from rest.app import create_app
 from rest.state import RETRIEVALS
 from tests.factory import StudySpec, write_study
 from tests.index_db import database_url
-from tests.peers import free_port, toml_value
+from tests.peers import DCMTK_QUERY_CALLERS, free_port, toml_value
 
 API_KEY = "rest-test-key-0123456789"
 ROLE = "physician"
@@ -55,6 +55,12 @@ class Api:
         self.client.session.cookie_jar.clear()
         return response, morsel.value if morsel is not None else None
 
+    async def session_headers(self, params: Any) -> dict[str, str]:
+        """A fresh viewer session for a token with `params`, as the Cookie header."""
+        _, cookie = await self.redeem(await self.token(params))
+        assert cookie is not None
+        return {"Cookie": f"ngv_session={cookie}"}
+
     async def context(self, url_or_token: str) -> dict[str, Any]:
         """Redeem, then make the viewer's data request with the session cookie."""
         response, cookie = await self.redeem(url_or_token)
@@ -80,7 +86,7 @@ def config_dict(source_nodes: list[dict[str, Any]] | None = None,
     raw: dict[str, Any] = {
         "node": {"ae_title": "VIEWNODE", "data_dir": "data"},
         "dicom": {"bind": "127.0.0.1", "port": free_port(), "query_timeout": 3.0,
-                  "retrieve_timeout": 30.0},
+                  "retrieve_timeout": 30.0, "query_from": list(DCMTK_QUERY_CALLERS)},
         "storage": {"fsync": False},
     }
     for name, values in sections.items():

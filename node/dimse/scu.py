@@ -57,6 +57,7 @@ from sqlalchemy import func, select
 
 from node.config import Config, RemoteNode
 from node.dimse.server import configure_pynetdicom
+from node.dimse.store_receive import received_write_error
 from node.dimse.store_scp import (
     STATUS_CANNOT_UNDERSTAND,
     STATUS_DATASET_MISMATCH,
@@ -408,6 +409,9 @@ def _store_retrieved(event: Event, services: NodeServices) -> int:
     sender = event.assoc.requestor.ae_title if event.assoc.is_acceptor else \
         event.assoc.acceptor.ae_title
     try:
+        write_error = received_write_error(event.request)
+        if write_error is not None:  # the receiver could not write it (node/dimse/store_receive)
+            raise write_error
         incoming = _into_incoming(services.storage, Path(event.dataset_path))
         result = services.ingestor.ingest_incoming_blocking(
             incoming, f"retrieve:{sender}", services.config.dicom.dimse_timeout
