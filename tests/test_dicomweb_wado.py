@@ -25,9 +25,9 @@ from tests.test_dicomweb_qido import session_client, value
 from tests.viewer_data import wrapped_file
 
 ROLE = "dicomweb-qido"  # made by the QIDO tests' fixture; both modules use the same node
-SPEC = StudySpec(patient_id="WADO-1", patient_name="WADO^PATIENT", study_uid=uid(9601),
+SPEC = StudySpec(patient_id="WADO-1", patient_name="WADO^PATIENT", study_uid=uid(1960, 1),
                  accession="WADOACC", instances_per_series=3, rows=16, columns=12)
-OTHER = StudySpec(patient_id="WADO-2", patient_name="WADO^OTHER", study_uid=uid(9602),
+OTHER = StudySpec(patient_id="WADO-2", patient_name="WADO^OTHER", study_uid=uid(1960, 2),
                   instances_per_series=1, rows=8, columns=8)
 CT_SERIES = f"{SPEC.study_uid}.1"
 MULTIFRAME = f"{SPEC.study_uid}.93.1"
@@ -263,7 +263,7 @@ def test_an_anonymized_session_reads_pixels_but_no_identity(node: NodeProcess,
 def test_metadata_is_made_ahead_once_the_node_is_idle(node: NodeProcess,
                                                       tmp_path: Path) -> None:
     """A series received over C-STORE gets its metadata file without anyone asking for it."""
-    spec = StudySpec(patient_id="WADO-AHEAD", study_uid=uid(9603), instances_per_series=4,
+    spec = StudySpec(patient_id="WADO-AHEAD", study_uid=uid(1960, 3), instances_per_series=4,
                      rows=8, columns=8)
     write_study(tmp_path, spec)
     result = dcmtk("storescu", "-aec", node.ae_title, "+sd", "+r", "127.0.0.1",
