@@ -154,6 +154,15 @@ class MediaSection:
 
 
 @dataclass(frozen=True)
+class DicomwebSection:
+    """The DICOMweb routes at /dicom-web."""
+
+    # The largest STOW-RS body, in bytes: parts are streamed to incoming/ (http.max_body_bytes
+    # does not apply); a larger body is refused with 413.
+    max_stow_bytes: int = 4 * 1024**3
+
+
+@dataclass(frozen=True)
 class JobsSection:
     """Background jobs (retrievals, preloads), claimed through the database by one instance."""
 
@@ -179,6 +188,7 @@ class Config:
     sources: SourcesSection = field(default_factory=SourcesSection)
     media: MediaSection = field(default_factory=MediaSection)
     jobs: JobsSection = field(default_factory=JobsSection)
+    dicomweb: DicomwebSection = field(default_factory=DicomwebSection)
     source_nodes: tuple[RemoteNode, ...] = ()
     move_destinations: tuple[MoveDestination, ...] = ()
     # The folder the configuration file was read from: relative paths are resolved against it.
@@ -322,6 +332,8 @@ def _validate(config: Config) -> None:
                           "at least 0")
     if config.sources.imports_at_once < 1:
         raise ConfigError("sources.imports_at_once must be at least 1")
+    if config.dicomweb.max_stow_bytes < 1:
+        raise ConfigError("dicomweb.max_stow_bytes must be at least 1")
     jobs = config.jobs
     if not 0 < jobs.heartbeat_seconds < jobs.stale_seconds or jobs.poll_seconds <= 0 \
             or jobs.max_attempts < 1:

@@ -1,4 +1,5 @@
-"""DICOMweb (PS3.18) over the node's index and storage, at /dicom-web: QIDO-RS to search.
+"""DICOMweb (PS3.18) over the node's index and storage, at /dicom-web: QIDO-RS to search,
+STOW-RS to store (through the one ingest path).
 
 Every route takes the API key (full access) or a viewer session cookie (what its viewing context
 grants, with its options applied); see access.py.
@@ -8,9 +9,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from rest.dicomweb import qido
+from rest.dicomweb import qido, stow
 
-ROUTE_TABLES = (qido.routes,)
+ROUTE_TABLES = (qido.routes, stow.routes)
 
 __all__ = ["ROUTE_TABLES", "setup"]
 
