@@ -61,6 +61,10 @@ CHUNK_BYTES = 256 * 1024
 IN_FLIGHT = 16
 # SOP Instance UIDs named in a session's audit row; the count is always there.
 AUDITED_UIDS = 1000
+# Parts in one request (each costs a task and an item of the answer, even when empty), and
+# what each counts against max_stow_bytes beside its content (its boundary and headers).
+MAX_PARTS = 100_000
+PART_OVERHEAD = 100
 
 
 class Refused(Exception):
@@ -118,6 +122,10 @@ class Store:
             if part is None:
                 return
             number += 1
+            self.remaining -= PART_OVERHEAD
+            if number > MAX_PARTS or self.remaining < 0:
+                raise BodyError(413, f"the body is larger than dicomweb.max_stow_bytes or "
+                                     f"has more than {MAX_PARTS} parts")
             received = await self._receive(_dicom_part(part, number), number)
             if isinstance(received, PartOutcome):
                 self.tasks.append(asyncio.create_task(_done(received)))
