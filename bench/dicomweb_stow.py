@@ -18,9 +18,11 @@ import argparse
 import os
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -62,53 +64,36 @@ def timed(url: str, headers: dict[str, str], bodies: list[bytes], clients: int) 
     return time.perf_counter() - start
 
 
-def run_node(bodies: list[bytes], count: int, clients: int) -> float:
-    folder = fresh_folder("stow-node")
-    peer = NodePeer(folder)
+def measured(peer: NodePeer | OrthancPeer, count: int,
+             send_all: Callable[[NodePeer | OrthancPeer], float]) -> float:
+    """Seconds `send_all` takes on the freshly started peer, which must then hold `count`."""
     peer.start()
     try:
-        node = peer.process
-        assert node is not None
-        seconds = timed(f"{node.http_url}/dicom-web/studies",
-                        {"Authorization": node.api_key, "Content-Type": CONTENT_TYPE},
-                        bodies, clients)
+        seconds = send_all(peer)
         if peer.received() != count:
-            raise RuntimeError(f"node: {peer.received()} of {count} indexed")
+            raise RuntimeError(f"{peer.name}: {peer.received()} of {count} stored")
         return seconds
     finally:
         peer.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(peer.folder, ignore_errors=True)
 
 
-def run_cstore(root: Path, count: int) -> float:
-    folder = fresh_folder("stow-cstore")
-    peer = NodePeer(folder)
-    peer.start()
-    try:
-        seconds = storescu(peer, [root])
-        if peer.received() != count:
-            raise RuntimeError(f"node (C-STORE): {peer.received()} of {count} indexed")
-        return seconds
-    finally:
-        peer.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+def stow_to_node(bodies: list[bytes], clients: int) -> Callable[[NodePeer | OrthancPeer], float]:
+    def send_all(peer: NodePeer | OrthancPeer) -> float:
+        assert isinstance(peer, NodePeer) and peer.process is not None
+        return timed(f"{peer.process.http_url}/dicom-web/studies",
+                     {"Authorization": peer.process.api_key, "Content-Type": CONTENT_TYPE},
+                     bodies, clients)
+    return send_all
 
 
-def run_orthanc(bodies: list[bytes], count: int, clients: int) -> float:
-    folder = fresh_folder("stow-orthanc")
-    peer = OrthancPeer(folder)
-    peer.start()
-    try:
-        orthanc = peer.process
-        assert orthanc is not None
-        seconds = timed(f"{orthanc.http_url}/dicom-web/studies",
-                        {"Content-Type": CONTENT_TYPE}, bodies, clients)
-        if peer.received() != count:
-            raise RuntimeError(f"orthanc: {peer.received()} of {count} stored")
-        return seconds
-    finally:
-        peer.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+def stow_to_orthanc(bodies: list[bytes], clients: int
+                    ) -> Callable[[NodePeer | OrthancPeer], float]:
+    def send_all(peer: NodePeer | OrthancPeer) -> float:
+        assert isinstance(peer, OrthancPeer) and peer.process is not None
+        return timed(f"{peer.process.http_url}/dicom-web/studies",
+                     {"Content-Type": CONTENT_TYPE}, bodies, clients)
+    return send_all
 
 
 def main() -> None:
@@ -123,9 +108,15 @@ def main() -> None:
     bodies = batches(files, args.batch)
     best = {"node": float("inf"), "orthanc": float("inf"), "cstore": float("inf")}
     for _ in range(args.repeat):
-        best["node"] = min(best["node"], run_node(bodies, len(files), args.clients))
-        best["orthanc"] = min(best["orthanc"], run_orthanc(bodies, len(files), args.clients))
-        best["cstore"] = min(best["cstore"], run_cstore(data.root, len(files)))
+        runs: dict[str, tuple[NodePeer | OrthancPeer, Callable[[Any], float]]] = {
+            "node": (NodePeer(fresh_folder("stow-node")), stow_to_node(bodies, args.clients)),
+            "orthanc": (OrthancPeer(fresh_folder("stow-orthanc")),
+                        stow_to_orthanc(bodies, args.clients)),
+            "cstore": (NodePeer(fresh_folder("stow-cstore")),
+                       lambda peer: storescu(peer, [data.root])),
+        }
+        for name, (peer, send_all) in runs.items():
+            best[name] = min(best[name], measured(peer, len(files), send_all))
     rates = {name: len(files) / seconds for name, seconds in best.items()}
     print_table(
         ["instances", "batch", "clients", "node STOW /s", "orthanc STOW /s", "node/orthanc",
