@@ -223,11 +223,14 @@ class MediaSection:
 
 @dataclass(frozen=True)
 class DicomwebSection:
-    """The DICOMweb routes (/dicom-web)."""
+    """The DICOMweb routes at /dicom-web."""
 
     # Origins of viewers served elsewhere that may call the DICOMweb routes from a browser
     # (CORS), e.g. ["https://viewer.hospital.example"]; empty: none (same origin only).
     cors_origins: tuple[str, ...] = ()
+    # The largest STOW-RS body, in bytes: parts are streamed to incoming/ (http.max_body_bytes
+    # does not apply); a larger body is refused with 413.
+    max_stow_bytes: int = 4 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -410,6 +413,8 @@ def _validate(config: Config) -> None:
                           "at least 0")
     if config.sources.imports_at_once < 1:
         raise ConfigError("sources.imports_at_once must be at least 1")
+    if config.dicomweb.max_stow_bytes < 1:
+        raise ConfigError("dicomweb.max_stow_bytes must be at least 1")
     jobs = config.jobs
     if not 0 < jobs.heartbeat_seconds < jobs.stale_seconds or jobs.poll_seconds <= 0 \
             or jobs.max_attempts < 1:

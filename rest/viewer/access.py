@@ -45,11 +45,14 @@ class Grant:
     @property
     def features(self) -> dict[str, bool]:
         """The role's permissions less what the request hid; anonymized contexts lose what
-        would show identifiers (search by patient, media that carry the patient's name)."""
+        would show identifiers (search by patient, media that carry the patient's name) and
+        saving (a viewer that sees no identifiers cannot write an object consistent with
+        the patient's)."""
         features = dict(self.context["features"])
         if self.anonymize:
             features["search"] = False
             features["download"] = False
+            features["save"] = False
         return features
 
     def require(self, study_uid: str) -> None:
