@@ -224,6 +224,27 @@ def test_rendered_and_thumbnails(client: DICOMwebClient, node: NodeProcess) -> N
     assert max(Image.open(io.BytesIO(thumbnail.content)).size) <= 128
 
 
+def multipart_bodies(response: requests.Response) -> list[bytes]:
+    """The parts' bodies of a multipart/related answer."""
+    boundary = response.headers["Content-Type"].split("boundary=")[1].strip('"').encode()
+    parts = response.content.split(b"--" + boundary)[1:-1]
+    return [part.split(b"\r\n\r\n", 1)[1][:-2] for part in parts]
+
+
+def test_a_series_rendered_is_one_image_per_instance(node: NodeProcess,
+                                                     sent: dict[str, Any]) -> None:
+    # dicomweb-client reads a rendered series as one image: its parts are read here.
+    response = requests.get(
+        f"{node.http_url}/dicom-web/studies/{SPEC.study_uid}/series/{CT_SERIES}/rendered",
+        headers={"Authorization": node.api_key, "Accept": "image/jpeg"}, timeout=60)
+    assert response.status_code == 200, response.text
+    assert 'type="image/jpeg"' in response.headers["Content-Type"]
+    images = multipart_bodies(response)
+    assert len(images) == 3
+    assert all(Image.open(io.BytesIO(image)).size == (SPEC.columns, SPEC.rows)
+               for image in images)
+
+
 def test_a_session_reads_its_grant_only(node: NodeProcess, sent: dict[str, Any]) -> None:
     browser, cookies = session_client(node, studyUID=SPEC.study_uid, hideDocuments="false")
     metadata = browser.retrieve_series_metadata(SPEC.study_uid, CT_SERIES)

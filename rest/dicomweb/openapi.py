@@ -149,6 +149,11 @@ DICOMWEB_PATHS: dict[str, Any] = {
         "the instance rendered.", _INSTANCE, _IMAGES, _RENDER_PARAMETERS),
     "/dicom-web/studies/{study}/series/{series}/instances/{sop}/frames/{frame}/rendered": _read(
         "a frame rendered.", [*_INSTANCE, _FRAME], _IMAGES, _RENDER_PARAMETERS),
+    "/dicom-web/studies/{study}/rendered": _read(
+        "a study's images rendered, one part each.", [_STUDY], _MULTIPART, _RENDER_PARAMETERS),
+    "/dicom-web/studies/{study}/series/{series}/rendered": _read(
+        "a series' images rendered, one part each.", [_STUDY, _SERIES], _MULTIPART,
+        _RENDER_PARAMETERS),
     "/dicom-web/studies/{study}/thumbnail": _read("a study's thumbnail.", [_STUDY], _IMAGES,
                                                   _RENDER_PARAMETERS),
     "/dicom-web/studies/{study}/series/{series}/thumbnail": _read(
