@@ -19,6 +19,7 @@ from node.runtime import open_services
 from node.services import NodeServices
 from rest.app import create_app
 from rest.state import RETRIEVALS
+from tests.clock import MovableClock
 from tests.factory import StudySpec, write_study
 from tests.index_db import database_url
 from tests.peers import DCMTK_QUERY_CALLERS, free_port, toml_value
@@ -32,6 +33,8 @@ class Api:
     client: TestClient[Any, Any]
     services: NodeServices
     folder: Path
+    # The app's clock: a test moves it to end a token's or a session's lifetime.
+    clock: MovableClock
 
     async def get(self, path: str, params: Any = None, key: str | None = API_KEY,
                   headers: dict[str, str] | None = None, **kwargs: Any) -> ClientResponse:
@@ -119,10 +122,11 @@ async def running_app(folder: Path, source_nodes: list[dict[str, Any]] | None = 
     folder.mkdir(parents=True, exist_ok=True)
     if config is None:
         config = config_from_dict(config_dict(source_nodes, **sections), base_dir=folder)
-    async with open_services(config) as services:
+    clock = MovableClock()
+    async with open_services(config, clock=clock) as services:
         # Instances sharing one database share its roles too.
         with contextlib.suppress(Conflict):
             await add_role(services.sessions, ROLE, ["search", "download", "documents"])
         app = create_app(services, API_KEY)
         async with TestClient(TestServer(app, host="127.0.0.1")) as client:
-            yield Api(client, services, folder)
+            yield Api(client, services, folder, clock)

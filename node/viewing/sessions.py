@@ -47,7 +47,7 @@ async def redeem(services: NodeServices, token: str, client_address: str) -> Red
     if not looks_like_token(token):
         return Redemption("unknown")
     keys = token_keys(token)
-    now = datetime.now(UTC)
+    now = services.clock.now()
     lifetime = services.config.api.session_lifetime_seconds
     async with services.sessions() as session:
         result = await session.execute(
@@ -105,7 +105,7 @@ async def session_context(services: NodeServices, cookie: str | None) -> int | N
         row = await session.scalar(select(ViewerSession.context_pk).where(
             ViewerSession.cookie_hash == digest(cookie),
             ViewerSession.revoked_at.is_(None),
-            ViewerSession.expires_at > datetime.now(UTC),
+            ViewerSession.expires_at > services.clock.now(),
         ))
     return row
 
