@@ -1,13 +1,18 @@
 """Is a DICOM Part 10 file complete? An element walk that reads headers and seeks over values.
 
 pydicom reads a truncated file without complaint (a cut pixel data element just comes back
-short), so every file the ingest path takes is walked: every element, item and delimiter must
-end inside the file, and the last one exactly at its end. Only element headers are read, so a
-multi-gigabyte file costs a few hundred small reads, not its size. A complete C-STORE message
-can still carry a data set cut short: its sender decides where it ends. On the ingest hot path
-the header scanner walks the bytes it holds itself and hands the rest of the walk to
-`check_rest`; `check_complete` walks a whole file (import, repair, and every file the scanner
-leaves to pydicom). A deflated data set is inflated as it is walked, to the same rules.
+short), and a complete C-STORE message or download can still carry a data set cut short (its
+sender decides where it ends), so every file the ingest path takes is walked: every element,
+item and delimiter must end inside the file, and the last one exactly at its end. The one cut a
+walk cannot see is a cut exactly between two elements, and a writer that died after an image's
+header and before its pixels leaves just that: an image's Rows without pixel data is refused too.
+
+`check_complete` walks a whole file (import, POST sources, repair, and every file the header
+scanner leaves to pydicom). On the ingest hot path the header scanner (node/header_scan.py)
+walks the bytes it holds itself, and `check_rest` walks the file on from where it stopped. Only
+element headers are read, so a multi-gigabyte file costs its headers, not its size; but a
+deflated data set is inflated twice (once for its size, then as it is walked, a chunk at a time
+in memory) and checked to the same rules.
 """
 
 from __future__ import annotations

@@ -11,9 +11,14 @@ Here each thread blocks until there is work: the DUL thread in `select` on its s
 wake-up pipe that is written whenever the association queues a primitive to send (or asks the
 thread to stop), the association thread on an event set whenever a DIMSE message or an ACSE
 primitive is queued for it. Both still wake every IDLE_WAIT seconds to look at their timers.
-The loop bodies are pynetdicom's own, so the protocol behaviour is unchanged. On an acceptor a
-C-STORE request is served by the DUL thread that received it, without the hand-over
-(`_ServingQueue` says when and why).
+The loop bodies and the state machine are pynetdicom's own, but for a peer that breaks the
+protocol and for connections that carry no association: an A-ASSOCIATE-RQ is checked against
+PS3.8 before pynetdicom decodes it, and a malformed one, or a PDU longer than the node accepts,
+is aborted with one log line (`_read_pdu_data`); an acceptor's connection that will carry no
+association (closed or aborted before a request, or its request refused) is closed at once
+rather than after acse_timeout (`_end_unestablished`). On an acceptor a C-STORE request is
+served by the DUL thread that received it, without the hand-over (`_ServingQueue` says when
+and why).
 
 These are private internals, so the patch applies only to the pynetdicom version it was written
 against; any other version keeps its own loops.

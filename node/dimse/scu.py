@@ -100,9 +100,10 @@ RETURN_KEYS: dict[str, tuple[str, ...]] = {
     ),
 }
 
-# What a C-GET proposes for the instances coming back: pynetdicom's 120 most common storage SOP
-# classes (with the Get context that makes 121, under the 128 presentation contexts an
-# association may carry), each with the transfer syntaxes archives actually store.
+# What a C-GET proposes for the instances coming back: the storage SOP classes of pynetdicom's
+# StoragePresentationContexts (its 120 most common ones in 3.0.4), each with the transfer
+# syntaxes archives actually store. With the Get context that makes 121 presentation contexts;
+# the cap of 127 keeps a longer list under the 128 an association may carry (PS3.8 9.3.2.2).
 GET_TRANSFER_SYNTAXES = [
     ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian,
     JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLosslessSV1, JPEGLSLossless, JPEGLSNearLossless,
