@@ -32,7 +32,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from node.config import StorageSection
 from node.errors import ConfigError
 from node.file_cache import FileCache
-from node.storage import Storage
+from node.storage import Storage, probe_folder
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +150,15 @@ class S3Storage(Storage):
         except BotoCoreError as exc:
             raise ConfigError(f"storage.bucket: {self.bucket} cannot be reached "
                               f"({type(exc).__name__})") from None
+
+    def check_writable(self) -> None:
+        """Raise OSError unless incoming/ takes a file and the bucket answers."""
+        probe_folder(self.incoming)
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(f"bucket {self.bucket}: not reachable ({type(exc).__name__})"
+                               ) from None
 
     # -- reading -----------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -69,6 +70,12 @@ class Storage:
     def listing(self, exclude: tuple[Path, ...] = ()) -> Iterator[tuple[str, int]]:
         """(relative path, size) of everything stored, in the order of the path strings."""
         return walk_sorted(self.root, exclude)
+
+    def check_writable(self) -> None:
+        """Raise OSError unless a file can be made in incoming/ and in the storage folder
+        (the readiness probe: a full, read-only or vanished folder fails every C-STORE)."""
+        probe_folder(self.incoming)
+        probe_folder(self.root)
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -204,6 +211,17 @@ class Storage:
     def incoming_files(self) -> list[Path]:
         """Files in incoming/, in the worker processes' folders of it too (node/workers.py)."""
         return sorted(p for p in self.incoming.rglob("*") if p.is_file())
+
+
+def probe_folder(folder: Path) -> None:
+    """Create a small file in `folder` and remove it; OSError when that cannot be done."""
+    name = folder / f".probe-{os.getpid()}-{threading.get_ident()}"
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, b"probe")
+    finally:
+        os.close(fd)
+        name.unlink(missing_ok=True)
 
 
 def walk_sorted(root: Path, exclude: tuple[Path, ...] = ()) -> Iterator[tuple[str, int]]:

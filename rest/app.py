@@ -11,6 +11,7 @@ from node.viewing import RetrievalRegistry, TokenIssuer
 from rest import annotations as annotation_layers
 from rest import (
     dicomweb,
+    health,
     iso,
     lut,
     multimonitor,
@@ -30,7 +31,7 @@ __all__ = ["API_KEY", "SERVICES", "create_app"]
 ROUTE_TABLES = (obscurl.routes, multimonitor.routes, viewer_session.routes, openapi.routes,
                 iso.routes,
                 lut.routes, slides.routes, obscurl_post.routes,
-                annotation_layers.routes)
+                annotation_layers.routes, health.routes)
 
 
 async def _viewing(app: web.Application) -> AsyncIterator[None]:

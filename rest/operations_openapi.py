@@ -1,0 +1,24 @@
+"""OpenAPI entries of the operations routes: probes, metrics, study deletion (merged into
+/api/openapi.json by rest/openapi.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_JSON = {"content": {"application/json": {"schema": {"type": "object"}}}}
+
+OPERATIONS_PATHS: dict[str, Any] = {
+    "/healthz": {"get": {
+        "summary": "Liveness: the process answers (no key, no detail).",
+        "responses": {"200": {"description": "Alive.", **_JSON}},
+    }},
+    "/readyz": {"get": {
+        "summary": "Readiness: the database answers and the storage takes a file (no key).",
+        "responses": {
+            "200": {"description": "Ready.", **_JSON},
+            "503": {"description": "Not ready; `failing` names the parts (database, storage).",
+                    **_JSON},
+        },
+    }},
+}
