@@ -149,6 +149,10 @@ class MediaSection:
     viewer_windows: str = "viewer-win32.exe"
     viewer_macos: str = "viewer-mac.app"
     viewer_linux: str = "viewer-linux.sh"
+    # What each launcher passes to the viewer, one argument per item; {dicom} becomes the
+    # medium's DICOM folder, {dicomdir} its DICOMDIR. The default is Weasis portable's command:
+    # its launch scripts pass on only Weasis commands. A viewer taking a path: ["{dicomdir}"].
+    viewer_arguments: tuple[str, ...] = ('$dicom:get -l "{dicom}"',)
     # The largest ISO image /webdv/getIso builds, in bytes (default: a single-layer DVD);
     # larger requests are refused with 413.
     max_iso_bytes: int = 4_700_372_992

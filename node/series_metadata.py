@@ -18,7 +18,8 @@ import asyncio
 import logging
 import os
 import tempfile
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,14 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
-from node.index.instance_queries import SeriesStamp, StoredInstanceRow, series_stamp
+from node.index.instance_queries import (
+    SeriesStamp,
+    StoredInstanceRow,
+    series_stamp,
+    stored_instances,
+)
+from node.index.query import Scope
+from node.instance_record import InstanceRecord
 from node.services import NodeServices
 
 log = logging.getLogger(__name__)
@@ -42,6 +50,9 @@ DEFER_BYTES = 4096
 BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 PIXEL_DATA_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 UNDEFINED_LENGTH = 0xFFFFFFFF
+# The warmer makes metadata once nothing was received for this long, looking this often.
+IDLE_SECONDS = 2.0
+POLL_SECONDS = 1.0
 # JSON kept in memory per process (the most recently used series), beside the files on disk.
 REMEMBERED_BYTES = 256 * 1024**2
 FORMAT_VERSION = 1
@@ -209,3 +220,49 @@ class SeriesMetadata:
 
 def _entry(stamp: list[object], instances: list[InstanceMetadata]) -> SeriesEntry:
     return SeriesEntry(stamp, instances, orjson.dumps([m.json for m in instances]))
+
+
+class MetadataWarmer:
+    """Makes the metadata of series that received instances while nobody waits for it: once the
+    node has received nothing for IDLE_SECONDS, one series at a time, so that a viewer opening a
+    study later finds its metadata ready instead of waiting for every header to be read.
+
+    Ingest only appends to a deque (Ingestor.listeners, in the ingesting thread): no lock and no
+    wake-up on the hot path; the warmer looks every POLL_SECONDS.
+    """
+
+    def __init__(self, services: NodeServices, metadata: SeriesMetadata,
+                 idle_seconds: float = IDLE_SECONDS, poll_seconds: float = POLL_SECONDS) -> None:
+        self._services = services
+        self._metadata = metadata
+        self._idle = idle_seconds
+        self._poll = poll_seconds
+        self._arrivals: deque[tuple[str, str]] = deque()
+        self._pending: dict[str, str] = {}
+        self._last_arrival = 0.0
+
+    def instance_indexed(self, record: InstanceRecord) -> None:
+        """Ingestor listener (any thread)."""
+        self._arrivals.append((record.study_uid, record.series_uid))
+        self._last_arrival = time.monotonic()
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll)
+            while self._arrivals:
+                study_uid, series_uid = self._arrivals.popleft()
+                self._pending[series_uid] = study_uid
+            while self._pending and time.monotonic() - self._last_arrival >= self._idle:
+                series_uid, study_uid = next(iter(self._pending.items()))
+                del self._pending[series_uid]
+                await self._warm(study_uid, series_uid)
+
+    async def _warm(self, study_uid: str, series_uid: str) -> None:
+        async def rows() -> list[StoredInstanceRow]:
+            return await stored_instances(self._services.sessions, Scope(), study_uid,
+                                          series_uid)
+        try:
+            await self._metadata.series(study_uid, series_uid, rows)
+        except Exception:  # the request path builds it again if it must
+            log.warning("series %s: its metadata could not be made ahead", series_uid,
+                        exc_info=True)
