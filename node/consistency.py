@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from node.errors import InvalidInput, NodeError
 from node.file_completeness import check_complete
 from node.index.models import Instance, Patient, Series, Study
+from node.index.study_usage import recount
 from node.index.writer import AddOutcome
 from node.ingest import Ingestor
 from node.instance_record import read_record
@@ -321,6 +322,7 @@ async def remove_rows(sessions: async_sessionmaker[AsyncSession], ids: list[int]
                 Series.id.in_(chunk),
                 ~select(Instance.id).where(Instance.series_pk == Series.id).exists(),
             ))
+        await recount(session, study_pks)
         patient_pks: set[int] = set()
         for chunk in _chunks(sorted(study_pks)):
             patient_pks.update(await session.scalars(
