@@ -60,6 +60,9 @@ class HttpSection:
     # Reverse proxies (IP addresses or networks such as "10.0.0.0/8") whose X-Forwarded-For
     # header names the client recorded in the audit; from any other peer the header is ignored.
     trusted_proxies: tuple[str, ...] = ()
+    # GET /metrics without the API key (for a Prometheus that cannot send it): it names no
+    # patient data either way, but says how busy the node is.
+    metrics_public: bool = False
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from node import metrics
 from node.errors import InvalidInput
 from node.flush_threads import Flush, FlushThreads
 from node.header_scan import read_record_fast
@@ -106,7 +107,9 @@ class Ingestor:
                     listener(item.record)
         except BaseException:
             self._failed(incoming, None if committed else published)
+            metrics.instance_failed(origin)
             raise
+        metrics.instance_received(origin, outcome.value)
         return self._result(item.record, outcome, path)
 
     def _flush(self, incoming: Path, published: str | None) -> Flush:

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+from node import metrics
 from node.config import Config
 from node.connection_load import ConnectionLoad
 from node.dimse.server import SharedListener
@@ -122,6 +123,7 @@ class _Supervisor:
             index, started = self.children.pop(pid, (-1, 0.0))
             if index < 0:
                 continue
+            metrics.worker_gone(pid)
             self.load.mark_stopped(index)
             self.http_load.mark_stopped(index)
             if not self.stopping:

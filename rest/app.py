@@ -14,6 +14,7 @@ from rest import (
     health,
     iso,
     lut,
+    metrics,
     multimonitor,
     obscurl,
     obscurl_post,
@@ -49,7 +50,8 @@ def create_app(services: NodeServices, api_key: str) -> web.Application:
     app = web.Application(
         client_max_size=services.config.http.max_body_bytes,
         # errors_as_json is outermost, so a refused key and a handler's error look alike.
-        middlewares=[errors_as_json, dicomweb.preflight, require_api_key],
+        # metrics.timed is outermost of all: what a client waited for, and the status it got.
+        middlewares=[metrics.timed, errors_as_json, dicomweb.preflight, require_api_key],
     )
     retrievals = RetrievalRegistry(services)
     app[SERVICES] = services
@@ -65,6 +67,7 @@ def create_app(services: NodeServices, api_key: str) -> web.Application:
     viewer.setup(app)
     dicomweb.setup(app)
     obscurl_post.setup(app)
+    metrics.setup(app)
     for table in ROUTE_TABLES:
         app.add_routes(table)
     return app

@@ -21,4 +21,14 @@ OPERATIONS_PATHS: dict[str, Any] = {
                     **_JSON},
         },
     }},
+    "/metrics": {"get": {
+        "summary": "Prometheus metrics of all the node's worker processes (text format 0.0.4).",
+        "security": [{"apiKey": []}],
+        "description": "Without the key when `[http] metrics_public = true`.",
+        "responses": {
+            "200": {"description": "The metrics.",
+                    "content": {"text/plain": {"schema": {"type": "string"}}}},
+            "401": {"description": "Missing or wrong API key.", **_ERROR},
+        },
+    }},
 }

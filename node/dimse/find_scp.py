@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import evt
 from pynetdicom.events import Event
 
+from node import metrics
 from node.dimse.identifier_bytes import (
     EncodedIdentifier,
     IdentifierEncoder,
@@ -83,6 +84,7 @@ def each_in_batches(batches: Generator[list[T], None, None],
         batches.close()
 
 
+@metrics.dimse_timed("C-FIND")
 def handle_find(event: Event, services: NodeServices) -> Iterator[tuple[Any, Dataset | None]]:
     calling = event.assoc.requestor.ae_title
     started = time.perf_counter()

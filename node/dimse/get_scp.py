@@ -14,12 +14,14 @@ from typing import Any
 from pynetdicom import evt
 from pynetdicom.events import Event
 
+from node import metrics
 from node.dimse.retrieve import install_stored_file_sending, start_retrieval, sub_operations
 from node.dimse.syntax_negotiation import install_syntax_negotiation
 from node.index.query import stored_syntaxes_since
 from node.services import NodeServices
 
 
+@metrics.dimse_timed("C-GET")
 def handle_get(event: Event, services: NodeServices) -> Iterator[Any]:
     retrieval = start_retrieval(event, services, "C-GET")
     if retrieval.failure is not None:

@@ -16,6 +16,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import evt
 from pynetdicom.events import Event
 
+from node import metrics
 from node.dimse import store_direct
 from node.dimse.origin import store_origin
 from node.dimse.store_direct import ReceivedStore
@@ -38,6 +39,13 @@ STATUS_OUT_OF_RESOURCES = 0xA700
 def store_received(request: ReceivedStore, services: NodeServices) -> tuple[int, str | None]:
     """Ingest the request's file (it is consumed: stored or deleted); the status to answer and
     its error comment."""
+    status, comment = _store(request, services)
+    if status >= 0xA000 and status & 0xF000 != 0xB000:
+        metrics.store_failure(status)
+    return status, comment
+
+
+def _store(request: ReceivedStore, services: NodeServices) -> tuple[int, str | None]:
     try:
         result = services.ingestor.ingest_incoming_blocking(
             request.path,

@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from node import metrics
 from node.errors import NotFound
 from node.index.viewing_models import ViewerSession, ViewingContext
 from node.roles import get_role
@@ -45,6 +46,7 @@ def utc(moment: datetime) -> datetime:
 
 async def redeem(services: NodeServices, token: str, client_address: str) -> Redemption:
     if not looks_like_token(token):
+        metrics.token_refused("unknown")
         return Redemption("unknown")
     keys = token_keys(token)
     now = datetime.now(UTC)
@@ -67,6 +69,7 @@ async def redeem(services: NodeServices, token: str, client_address: str) -> Red
                              role=context.role, context_pk=context.id,
                              client_address=client_address, reason=outcome)
                 await session.commit()
+            metrics.token_refused(outcome)
             log.info("token refused (%s)%s", outcome,
                      f" for context {context.id}" if context is not None else "")
             return Redemption(outcome)
@@ -80,6 +83,7 @@ async def redeem(services: NodeServices, token: str, client_address: str) -> Red
                      context_pk=context.id, client_address=client_address,
                      issuedTo=context.client_address)
         await session.commit()
+    metrics.token_redeemed()
     log.info("token redeemed: context %d", context.id)
     return Redemption("ok", cookie, context.id, context.sticky, lifetime)
 
