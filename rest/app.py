@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from node.retention import StudyDeletions
 from node.services import NodeServices
 from node.viewing import RetrievalRegistry, TokenIssuer
 from rest import annotations as annotation_layers
@@ -20,26 +21,37 @@ from rest import (
     obscurl_post,
     openapi,
     slides,
+    studies,
     viewer,
     viewer_session,
 )
 from rest.client_address import trusted_networks
 from rest.middleware import errors_as_json, require_api_key, routing_headers
-from rest.state import API_KEY, INSTANCE_NAME, ISSUER, RETRIEVALS, SERVICES, TRUSTED_PROXIES
+from rest.state import (
+    API_KEY,
+    DELETIONS,
+    INSTANCE_NAME,
+    ISSUER,
+    RETRIEVALS,
+    SERVICES,
+    TRUSTED_PROXIES,
+)
 
 __all__ = ["API_KEY", "SERVICES", "create_app"]
 
 ROUTE_TABLES = (obscurl.routes, multimonitor.routes, viewer_session.routes, openapi.routes,
                 iso.routes,
                 lut.routes, slides.routes, obscurl_post.routes,
-                annotation_layers.routes, health.routes)
+                annotation_layers.routes, health.routes, studies.routes)
 
 
 async def _viewing(app: web.Application) -> AsyncIterator[None]:
     # Background jobs are shared through the database: every instance takes part from the start.
     app[RETRIEVALS].start()
     app[ISSUER].start()
+    app[DELETIONS].start()
     yield
+    await app[DELETIONS].close()
     await app[ISSUER].close()
     await app[RETRIEVALS].close()
 
@@ -57,6 +69,7 @@ def create_app(services: NodeServices, api_key: str) -> web.Application:
     app[SERVICES] = services
     app[API_KEY] = api_key
     app[RETRIEVALS] = retrievals
+    app[DELETIONS] = StudyDeletions(services)
     app[ISSUER] = TokenIssuer(services, retrievals)
     app[INSTANCE_NAME] = services.config.instance_name
     app[TRUSTED_PROXIES] = trusted_networks(services.config.http.trusted_proxies)

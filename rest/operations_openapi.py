@@ -21,6 +21,21 @@ OPERATIONS_PATHS: dict[str, Any] = {
                     **_JSON},
         },
     }},
+    "/api/studies/{study}": {"delete": {
+        "summary": "Delete a stored study: gone from every query at once, its files removed "
+                   "in the background.",
+        "security": [{"apiKey": []}],
+        "parameters": [{"name": "study", "in": "path", "required": True,
+                        "description": "Study Instance UID.",
+                        "schema": {"type": "string", "maxLength": 64,
+                                   "pattern": r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$"}}],
+        "responses": {
+            "202": {"description": "Deleted; `instances` and `bytes` it held.", **_JSON},
+            "400": {"description": "Not a valid UID.", **_ERROR},
+            "401": {"description": "Missing or wrong API key.", **_ERROR},
+            "404": {"description": "The study is not stored.", **_ERROR},
+        },
+    }},
     "/metrics": {"get": {
         "summary": "Prometheus metrics of all the node's worker processes (text format 0.0.4).",
         "security": [{"apiKey": []}],

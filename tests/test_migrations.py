@@ -35,7 +35,7 @@ async def main() -> None:
 
 asyncio.run(main())
 """
-HEADS = {"alembic_version": "0006_study_sizes",
+HEADS = {"alembic_version": "0007_retention",
          "alembic_version_pathology": "p0001_pathology"}
 
 

@@ -41,6 +41,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from node.index.database import sqlite_pragmas
+from node.index.deletion import DELETION_STAMP
 from node.index.models import Base
 from node.index.write_lock import WriteLock
 from node.instance_record import InstanceRecord
@@ -302,7 +303,23 @@ class IndexWriter:
 def _commit_sqlite(connection: sqlite3.Connection, lock: WriteLock, cache: _KeyCache,
                    fresh: _KeyCache, batch: list[_Pending]) -> list[Outcome]:
     with lock.transaction(connection):
+        _forget_deleted_keys(connection, cache)
         return _Upsert(_SqliteSql(connection), cache, fresh).run(batch)
+
+
+def _forget_deleted_keys(connection: sqlite3.Connection, cache: _KeyCache) -> None:
+    """Drop the cached keys when studies were deleted since the last commit (the deletion
+    stamp changed, node/index/deletion.py). SQLite gives a new row the highest deleted id
+    again, so a cached key could name another study's row: an instance of the deleted study
+    received anew would be filed under it without any error. (PostgreSQL never reuses ids: a
+    stale key there fails the batch on its foreign key, and the retry reads afresh.) One
+    primary-key read per commit."""
+    row = connection.execute("SELECT value FROM settings WHERE key = ?",
+                             (DELETION_STAMP,)).fetchone()
+    stamp = row[0] if row is not None else None
+    if stamp != cache.deletion_stamp:
+        cache.clear()
+        cache.deletion_stamp = stamp
 
 
 # --- the four statements the writer needs, for each kind of connection ---
@@ -450,6 +467,8 @@ class _KeyCache:
         self.series: dict[str, int] = {}
         # study pk -> the updated_at this writer last committed for it
         self.stamps: dict[int, datetime] = {}
+        # The index's deletion stamp the keys above were read under (SQLite).
+        self.deletion_stamp: str | None = None
 
     def _levels(self) -> tuple[dict[Any, Any], ...]:
         return self.patients, self.studies, self.series, self.stamps
