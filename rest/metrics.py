@@ -12,6 +12,7 @@ import time
 from aiohttp import web
 
 from node import metrics
+from node.config import StorageSection
 from node.index.node_figures import NodeFigures, node_figures
 from node.metrics.exposition import Figure
 from rest.middleware import Handler, public
@@ -41,17 +42,22 @@ async def timed(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 async def metrics_text(request: web.Request) -> web.Response:
-    figures = await node_figures(request.app[SERVICES].engine)
-    body, content_type = metrics.render(_gauges(figures))
+    services = request.app[SERVICES]
+    figures = await node_figures(services.engine)
+    body, content_type = metrics.render(_gauges(figures, services.config.storage))
     # aiohttp wants the charset apart from the media type.
     media_type, _, charset = content_type.partition("; charset=")
     return web.Response(body=body, content_type=media_type, charset=charset or None,
                         headers={"Cache-Control": "no-store"})
 
 
-def _gauges(figures: NodeFigures) -> list[Figure]:
+def _gauges(figures: NodeFigures, storage: StorageSection) -> list[Figure]:
     stored = figures.stored
     return [
+        ("viewnode_storage_limit_bytes", "[storage] max_bytes (0: no limit).", (),
+         [((), float(storage.max_bytes))]),
+        ("viewnode_storage_limit_studies", "[storage] max_studies (0: no limit).", (),
+         [((), float(storage.max_studies))]),
         ("viewnode_stored_bytes", "Bytes of the stored instances (the index's sum).", (),
          [((), float(stored.bytes))]),
         ("viewnode_stored_studies", "Studies in the index.", (), [((), float(stored.studies))]),

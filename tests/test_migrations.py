@@ -35,7 +35,7 @@ async def main() -> None:
 
 asyncio.run(main())
 """
-HEADS = {"alembic_version": "0007_retention",
+HEADS = {"alembic_version": "0008_study_used_at",
          "alembic_version_pathology": "p0001_pathology"}
 
 

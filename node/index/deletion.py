@@ -59,29 +59,37 @@ async def delete_studies(engine: AsyncEngine, study_uids: Sequence[str], request
     deleted, the UIDs it did not hold)."""
     wanted = list(dict.fromkeys(study_uids))
     async with engine.begin() as conn:
-        rows = (await conn.execute(
-            select(Study.id, Study.study_uid, Study.patient_pk, Study.size_bytes,
-                   Study.instance_count).where(Study.study_uid.in_(wanted)))).all()
-        if not rows:
-            return [], wanted
-        now = datetime.now(UTC)
-        deleted = []
-        for pk, uid, _patient, size, count in rows:
-            key = f"{uid}@{time.time_ns()}"
-            deleted.append(DeletedStudy(uid, int(count), int(size), key))
-            await conn.execute(insert(DeletionFile).from_select(
-                ["job_key", "sop_uid", "path"],
-                select(literal(key, String), Instance.sop_uid, Instance.path)
-                .join(Series, Instance.series_pk == Series.id).where(Series.study_pk == pk)))
-        await _remove_rows(conn, [row[0] for row in rows], {row[2] for row in rows})
-        await conn.execute(delete(Job).where(Job.kind.in_(_REMEMBERED_KINDS),
-                                             Job.key.in_([d.study_uid for d in deleted]),
-                                             Job.state.not_in(("queued", "running"))))
-        await conn.execute(insert(Job), [_job(d, now, requester) for d in deleted])
-        await conn.execute(insert(AuditEvent), [_audit(d, now, requester) for d in deleted])
-        await _stamp(conn)
+        deleted = await delete_in(conn, Study.study_uid.in_(wanted), requester)
     held = {d.study_uid for d in deleted}
     return deleted, [uid for uid in wanted if uid not in held]
+
+
+async def delete_in(conn: AsyncConnection, which: Any, requester: Requester
+                    ) -> list[DeletedStudy]:
+    """Delete the studies `which` (a condition on Study) selects, in the caller's transaction
+    (node/index/recycling.py deletes this way too)."""
+    rows = (await conn.execute(
+        select(Study.id, Study.study_uid, Study.patient_pk, Study.size_bytes,
+               Study.instance_count).where(which))).all()
+    if not rows:
+        return []
+    now = datetime.now(UTC)
+    deleted = []
+    for pk, uid, _patient, size, count in rows:
+        key = f"{uid}@{time.time_ns()}"
+        deleted.append(DeletedStudy(uid, int(count), int(size), key))
+        await conn.execute(insert(DeletionFile).from_select(
+            ["job_key", "sop_uid", "path"],
+            select(literal(key, String), Instance.sop_uid, Instance.path)
+            .join(Series, Instance.series_pk == Series.id).where(Series.study_pk == pk)))
+    await _remove_rows(conn, [row[0] for row in rows], {row[2] for row in rows})
+    await conn.execute(delete(Job).where(Job.kind.in_(_REMEMBERED_KINDS),
+                                         Job.key.in_([d.study_uid for d in deleted]),
+                                         Job.state.not_in(("queued", "running"))))
+    await conn.execute(insert(Job), [_job(d, now, requester) for d in deleted])
+    await conn.execute(insert(AuditEvent), [_audit(d, now, requester) for d in deleted])
+    await stamp_deletion(conn)
+    return deleted
 
 
 async def _remove_rows(conn: AsyncConnection, study_pks: list[int],
@@ -109,7 +117,9 @@ def _audit(deleted: DeletedStudy, now: datetime, requester: Requester) -> dict[s
                        "bytes": deleted.bytes, "reason": requester.reason}}
 
 
-async def _stamp(conn: AsyncConnection) -> None:
+async def stamp_deletion(conn: AsyncConnection) -> None:
+    """Change the deletion stamp (also the first write of a recycling transaction, which on
+    SQLite makes it take the write lock before it reads the totals it decides on)."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     stamp = str(time.time_ns())
     await conn.execute(dialect.insert(Setting).values(key=DELETION_STAMP, value=stamp)

@@ -66,6 +66,9 @@ class Study(Base):
     # transactions as the instances (sums over studies, not over every instance).
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     instance_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # When the study was last opened by a token, retrieved from the node or exported (None:
+    # never); with updated_at (last stored) the order in which studies are recycled.
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     patient: Mapped[Patient] = relationship(back_populates="studies")
     series: Mapped[list[Series]] = relationship(back_populates="study")

@@ -18,6 +18,7 @@ from sqlalchemy.orm import selectinload
 
 from node import metrics
 from node.errors import NotFound
+from node.index.recycling import mark_context_used
 from node.index.viewing_models import ViewerSession, ViewingContext
 from node.roles import get_role
 from node.services import NodeServices
@@ -82,6 +83,7 @@ async def redeem(services: NodeServices, token: str, client_address: str) -> Red
         audit.record(session, "redeem", username=context.username, role=context.role,
                      context_pk=context.id, client_address=client_address,
                      issuedTo=context.client_address)
+        await mark_context_used(session, context.id)  # opened: recycled last (storage quota)
         await session.commit()
     metrics.token_redeemed()
     log.info("token redeemed: context %d", context.id)
