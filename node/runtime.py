@@ -76,7 +76,7 @@ async def open_services(config: Config, recover: bool = False,
         ingestor = Ingestor(storage, writer, loop, config.node.overwrite_duplicates)
         if config.storage.max_bytes or config.storage.max_studies:
             quota = StorageQuota(config.storage, engine, loop,
-                                 worker.count if worker is not None else 1)
+                                 worker.count if worker is not None else 1, thread_reader)
             ingestor.admission = quota
         try:
             yield NodeServices(config, engine, sessions, storage, writer, ingestor, loop,

@@ -7,7 +7,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Engine, Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from node.index.models import Instance, Series, Study
@@ -20,12 +20,22 @@ class StoredTotals:
     bytes: int
 
 
-async def stored_totals(engine: AsyncEngine) -> StoredTotals:
+def _totals_query() -> Select[int, int, int]:
     """One pass over the studies (each keeps its own sums: node/index/writer.py)."""
+    return select(func.count(Study.id), func.coalesce(func.sum(Study.instance_count), 0),
+                  func.coalesce(func.sum(Study.size_bytes), 0))
+
+
+async def stored_totals(engine: AsyncEngine) -> StoredTotals:
     async with engine.connect() as conn:
-        row = (await conn.execute(select(
-            func.count(Study.id), func.coalesce(func.sum(Study.instance_count), 0),
-            func.coalesce(func.sum(Study.size_bytes), 0)))).one()
+        row = (await conn.execute(_totals_query())).one()
+    return StoredTotals(int(row[0]), int(row[1]), int(row[2]))
+
+
+def stored_totals_in_thread(engine: Engine) -> StoredTotals:
+    """stored_totals in the calling thread, on the SQLite file's thread reader."""
+    with engine.connect() as conn:
+        row = conn.execute(_totals_query()).one()
     return StoredTotals(int(row[0]), int(row[1]), int(row[2]))
 
 
