@@ -73,6 +73,9 @@ class HttpSection:
     # X-Forwarded-Proto; otherwise it is Secure when the request came over TLS (directly, or
     # through a trusted proxy's X-Forwarded-Proto: https).
     secure_cookies: bool = False
+    # GET /metrics without the API key (for a Prometheus that cannot send it): it names no
+    # patient data either way, but says how busy the node is.
+    metrics_public: bool = False
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,15 @@ class StorageSection:
     # s3: bytes of downloaded objects kept in "<data_dir>/cache" for readers (least recently
     # used evicted first; files in use stay, so the bound can be passed for a while).
     cache_max_bytes: int = 10 * 1024**3
+    # The most the stored instances may take, in bytes (as indexed), and the most studies;
+    # 0: no limit. Several instances on one database share the limits.
+    max_bytes: int = 0
+    max_studies: int = 0
+    # What a store that would pass a limit does: "recycle" deletes the least recently used
+    # studies first (stored, opened by a token, retrieved or exported), never a protected one
+    # or one a live token, session, import or retrieval needs; "reject" refuses the store
+    # (C-STORE 0xA700; an import marks the study failed with "storage full").
+    full_policy: Literal["recycle", "reject"] = "recycle"
 
 
 @dataclass(frozen=True)
@@ -444,6 +456,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("storage.bucket: required when storage.backend is \"s3\"")
     if storage.cache_max_bytes < 0:
         raise ConfigError("storage.cache_max_bytes: must be 0 or more")
+    if storage.max_bytes < 0 or storage.max_studies < 0:
+        raise ConfigError("storage.max_bytes and storage.max_studies: 0 (no limit) or more")
     if Path(storage.credentials_file).is_absolute() or ".." in Path(
             storage.credentials_file).parts:
         raise ConfigError("storage.credentials_file: a file name inside data_dir")

@@ -26,10 +26,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from node import metrics
 from node.errors import InvalidInput
 from node.flush_threads import Flush, FlushThreads
 from node.header_scan import read_record_fast
@@ -43,6 +45,12 @@ log = logging.getLogger(__name__)
 # fsyncs of incoming files and their published names, run while the index commit runs (see the
 # module's docstring); shared by all ingestors, like asyncio's default executor.
 _FLUSHERS = FlushThreads(8, "ingest-flush")
+
+
+class Admission(Protocol):
+    def admit(self, item: StoredFile) -> None: ...
+
+    def settled(self, item: StoredFile) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,9 @@ class Ingestor:
         # Called with each record indexed (added or replaced), in the ingesting thread: must be
         # quick and thread-safe (node/series_metadata.MetadataWarmer appends to a deque).
         self.listeners: list[Callable[[InstanceRecord], None]] = []
+        # Asked before anything is published, told once the commit is over (the storage quota,
+        # node/retention/quota.py); what `admit` raises refuses the instance.
+        self.admission: Admission | None = None
 
     async def ingest_incoming(self, incoming: Path, origin: str) -> IngestResult:
         """Ingest a complete file already in incoming/ (consumed: placed or deleted).
@@ -103,6 +114,8 @@ class Ingestor:
                 committed = True
             finally:
                 error = flush.wait()
+                if self.admission is not None:
+                    self.admission.settled(item)
             self._flushed(error, incoming, outcome, path, published)
             self._finish(incoming, outcome, path, published)
             if outcome is not AddOutcome.DUPLICATE_KEPT:
@@ -110,7 +123,9 @@ class Ingestor:
                     listener(item.record)
         except BaseException:
             self._failed(incoming, None if committed else published)
+            metrics.instance_failed(origin)
             raise
+        metrics.instance_received(origin, outcome.value)
         return self._result(item.record, outcome, path)
 
     def _flush(self, incoming: Path, published: str | None) -> Flush:
@@ -139,6 +154,8 @@ class Ingestor:
             admit(record)
         relative = self.storage.relative_path(record.study_uid, record.sop_uid)
         item = StoredFile(record, relative, size, origin)
+        if self.admission is not None:
+            self.admission.admit(item)
         published = self.storage.publish(incoming, relative, self.overwrite_duplicates)
         return item, relative if published else None
 

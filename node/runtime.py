@@ -17,6 +17,7 @@ from node.index.database import (
 )
 from node.index.writer import IndexWriter
 from node.ingest import Ingestor, recover_incoming
+from node.retention.quota import StorageQuota
 from node.services import NodeServices
 from node.storage import Storage
 
@@ -75,6 +76,10 @@ async def open_services(config: Config, recover: bool = False,
         await writer.start()
         loop = asyncio.get_running_loop()
         ingestor = Ingestor(storage, writer, loop, config.node.overwrite_duplicates)
+        if config.storage.max_bytes or config.storage.max_studies:
+            quota = StorageQuota(config.storage, engine, loop,
+                                 worker.count if worker is not None else 1, thread_reader)
+            ingestor.admission = quota
         try:
             yield NodeServices(config, engine, sessions, storage, writer, ingestor, loop,
                                thread_reader, clock or Clock())

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+from node import metrics
 from node.association_limit import AssociationLimit
 from node.config import Config
 from node.connection_load import ConnectionLoad
@@ -125,6 +126,7 @@ class _Supervisor:
             index, started = self.children.pop(pid, (-1, 0.0))
             if index < 0:
                 continue
+            metrics.worker_gone(pid)
             self.load.mark_stopped(index)
             self.http_load.mark_stopped(index)
             self.association_limit.clear(index)

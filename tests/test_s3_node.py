@@ -6,7 +6,10 @@ bucket, each serving what the other received.
 
 from __future__ import annotations
 
+import json
 import subprocess
+import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -334,3 +337,46 @@ def send_the_same_instances_to_both_at_once(first: NodeProcess, second: NodeProc
         text=True) for node in (first, second)]
     outputs = [sender.communicate(timeout=300)[0] for sender in senders]
     assert [s.returncode for s in senders] == [0, 0], outputs
+
+
+def test_a_deleted_study_leaves_the_bucket_in_the_background(
+        tmp_path: Path, moto: ServerProcess) -> None:
+    bucket = new_bucket(moto)
+    node = s3_node(tmp_path / "node", moto, bucket).start()
+    try:
+        study_uid = uid(7713)
+        write_study(tmp_path / "sent", StudySpec(study_uid=study_uid, instances_per_series=4,
+                                                 rows=16, columns=16))
+        result = dcmtk("storescu", "-aec", node.ae_title, "+sd", "+r", "127.0.0.1",
+                       str(node.dicom_port), str(tmp_path / "sent"))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert len(bucket_objects(moto, bucket)) == 4
+        request = urllib.request.Request(f"{node.http_url}/api/studies/{study_uid}",
+                                         method="DELETE",
+                                         headers={"Authorization": node.api_key})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 202
+        assert index_db.rows(node.data_dir, "SELECT count(*) FROM instances") == [(0,)]
+        client = s3_client(moto.url, REGION)
+        deadline = time.monotonic() + 60
+        while client.list_objects_v2(Bucket=bucket).get("Contents"):
+            assert time.monotonic() < deadline, "the objects stayed in the bucket"
+            time.sleep(0.1)
+    finally:
+        node.stop()
+
+
+def test_readyz_names_the_storage_once_the_bucket_is_gone(
+        tmp_path: Path, moto: ServerProcess) -> None:
+    bucket = new_bucket(moto)
+    node = s3_node(tmp_path / "node", moto, bucket).start()
+    try:
+        with urllib.request.urlopen(f"{node.http_url}/readyz", timeout=30) as response:
+            assert response.status == 200
+        s3_client(moto.url, REGION).delete_bucket(Bucket=bucket)
+        with pytest.raises(urllib.error.HTTPError) as failing:
+            urllib.request.urlopen(f"{node.http_url}/readyz", timeout=30)
+        assert failing.value.code == 503
+        assert json.loads(failing.value.read())["failing"] == ["storage"]
+    finally:
+        node.stop()

@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import evt
 from pynetdicom.events import Event
 
+from node import metrics
 from node.dimse.access import STATUS_NOT_AUTHORIZED, CallerAccess
 from node.dimse.identifier_bytes import (
     EncodedIdentifier,
@@ -85,6 +86,7 @@ def each_in_batches(batches: Generator[list[T], None, None],
         batches.close()
 
 
+@metrics.dimse_timed("C-FIND")
 def handle_find(event: Event, services: NodeServices, access: CallerAccess
                 ) -> Iterator[tuple[Any, Dataset | None]]:
     calling = event.assoc.requestor.ae_title

@@ -14,6 +14,7 @@ from typing import Any
 from pynetdicom import evt
 from pynetdicom.events import Event
 
+from node import metrics
 from node.dimse.access import CallerAccess
 from node.dimse.retrieve import install_stored_file_sending, start_retrieval, sub_operations
 from node.dimse.syntax_negotiation import install_syntax_negotiation
@@ -21,6 +22,7 @@ from node.index.query import stored_syntaxes_since
 from node.services import NodeServices
 
 
+@metrics.dimse_timed("C-GET")
 def handle_get(event: Event, services: NodeServices, access: CallerAccess) -> Iterator[Any]:
     retrieval = start_retrieval(event, services, "C-GET", access)
     if retrieval.failure is not None:

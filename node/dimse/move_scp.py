@@ -15,6 +15,7 @@ from pynetdicom.events import Event
 from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import Verification
 
+from node import metrics
 from node.dimse.access import CallerAccess
 from node.dimse.peer_text import peer_address, printable
 from node.dimse.retrieve import (
@@ -28,6 +29,7 @@ from node.services import NodeServices
 log = logging.getLogger(__name__)
 
 
+@metrics.dimse_timed("C-MOVE")
 def handle_move(event: Event, services: NodeServices, access: CallerAccess) -> Iterator[Any]:
     destination_ae = str(event.move_destination or "").strip()
     destination = services.config.move_destination(destination_ae)

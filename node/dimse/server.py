@@ -140,6 +140,11 @@ class DicomServer:
             raise RuntimeError("DICOM server not started")
         return int(self._server.server_address[1])
 
+    def association_count(self) -> int:
+        """Associations this SCP serves now."""
+        server = self._server
+        return len(server.active_associations) if server is not None else 0
+
     def stop(self) -> None:
         """Stop accepting, let running associations finish, then close."""
         if self._server is not None:

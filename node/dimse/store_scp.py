@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import evt
 from pynetdicom.events import Event
 
+from node import metrics
 from node.dimse import store_direct
 from node.dimse.access import STATUS_NOT_AUTHORIZED, CallerAccess
 from node.dimse.origin import store_origin
@@ -42,6 +43,14 @@ def store_received(request: ReceivedStore, services: NodeServices, access: Calle
                    ) -> tuple[int, str | None]:
     """Ingest the request's file (it is consumed: stored or deleted); the status to answer and
     its error comment."""
+    status, comment = _store(request, services, access)
+    if (status >= 0xA000 and status & 0xF000 != 0xB000) or status == STATUS_NOT_AUTHORIZED:
+        metrics.store_failure(status)
+    return status, comment
+
+
+def _store(request: ReceivedStore, services: NodeServices, access: CallerAccess
+           ) -> tuple[int, str | None]:
     if access.refuses("C-STORE", request.sender, request.peer):
         request.path.unlink(missing_ok=True)
         return STATUS_NOT_AUTHORIZED, "calling AE title not authorized"

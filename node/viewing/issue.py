@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from node import metrics
 from node.errors import InvalidInput
 from node.render.preload import StudyPreloader
 from node.resolve import Findings, StudyRequest, find_remote, remote_queries, select_sources
@@ -127,6 +128,7 @@ class TokenIssuer:
             await self._start_retrievals(prepared.arrangements)
         if prepared.preload:
             self._start_preloads(prepared.arrangements)
+        metrics.tokens_issued("get", len(prepared.tokens))
         if log.isEnabledFor(logging.DEBUG):
             log.debug("issued %d token(s): context(s) %s, %d source node(s) failed",
                       len(prepared.tokens), ",".join(map(str, prepared.ids)),
