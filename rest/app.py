@@ -16,6 +16,7 @@ from rest import (
     multimonitor,
     obscurl,
     obscurl_post,
+    ohif,
     openapi,
     slides,
     viewer,
@@ -62,6 +63,7 @@ def create_app(services: NodeServices, api_key: str) -> web.Application:
     slides.setup(app)
     viewer.setup(app)
     dicomweb.setup(app)
+    ohif.setup(app)
     obscurl_post.setup(app)
     for table in ROUTE_TABLES:
         app.add_routes(table)

@@ -1,0 +1,187 @@
+"""OHIF Viewer in headless Chromium: what a radiologist sees after opening a token URL.
+
+One app (in-process, real index and storage, the OHIF build prepared from node_modules) and one
+browser for the module; each test opens its own token in a fresh browser context. WebGL runs
+on SwiftShader. Screenshots go to tests/artifacts/.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from playwright.async_api import Browser, ConsoleMessage, Page, Request, Response
+from playwright.async_api import Error as PlaywrightError
+
+from rest.ohif.bundle import OHIF_PACKAGE
+from tests.browser import browser, new_page, screenshot
+from tests.factory import StudySpec, uid
+from tests.rest_support import ROLE, Api, running_app
+from tests.viewer_data import ct_instances, sr_instance, wrapped_file, write_all
+
+__all__ = ["browser"]
+
+pytestmark = pytest.mark.skipif(not (OHIF_PACKAGE / "dist").is_dir(),
+                                reason="OHIF Viewer not installed (./manage.sh runs npm ci)")
+
+PATIENT = "PID-OHIF-1"
+NAME = "ZEBRAWSKI^ODALYS"
+CT = StudySpec(study_uid=uid(8301), patient_id=PATIENT, patient_name=NAME,
+               accession="ACC-OHIF-1", study_date="20240510", study_description="CT THORAX",
+               rows=256, columns=256)
+PRIOR = StudySpec(study_uid=uid(8302), patient_id=PATIENT, patient_name=NAME,
+                  accession="ACC-OHIF-0", study_date="20230105",
+                  study_description="CT THORAX PRIOR", rows=256, columns=256)
+OTHER = StudySpec(study_uid=uid(8303), patient_id="PID-OHIF-OTHER",
+                  patient_name="QUILLFEATHER^BARNABY", accession="ACC-OHIF-9",
+                  study_date="20240601", study_description="CT OTHER PATIENT",
+                  rows=128, columns=128)
+SLICES = 8
+BASE = {"username": "radiologist", "role": ROLE}
+VIEWPORT = "[data-cy='viewport-pane']"
+# The viewport's bottom-left overlay shows the window once an image is drawn.
+DRAWN = ("() => { const o = document.querySelector(\"[data-cy='viewport-overlay-bottom-left']\");"
+         " return !!o && o.textContent.includes('W:'); }")
+SECRETS = ("ZEBRAWSKI", "ODALYS", PATIENT, CT.accession, "19700101", "HOUSE")
+
+
+@pytest.fixture(scope="module")
+async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
+    folder = tmp_path_factory.mktemp("ohif-browser")
+    async with running_app(folder) as api:
+        files = write_all(folder / "ct", ct_instances(CT, SLICES))
+        files += write_all(folder / "prior", ct_instances(PRIOR, 4))
+        files += write_all(folder / "other", ct_instances(OTHER, 2))
+        files += write_all(folder / "sr", [sr_instance(CT)])
+        files += [wrapped_file(folder / "wrapped", "pdf", CT, 40)]
+        for path in files:
+            await api.services.ingestor.ingest_copy(path, "import")
+        yield api
+
+
+@dataclass
+class Session:
+    """A browser page on a token's viewer, with what it asked of the network."""
+
+    page: Page
+    origin: str
+    requests: list[str] = field(default_factory=list)
+    console: list[str] = field(default_factory=list)
+    bodies: list[str] = field(default_factory=list)
+
+    def foreign_requests(self) -> list[str]:
+        return [url for url in self.requests
+                if not url.startswith((self.origin + "/", "data:", "blob:"))]
+
+    async def close(self) -> None:
+        await self.page.context.close()
+
+
+
+async def open_url(api: Api, browser: Browser, path: str, keep_bodies: bool = False,
+                   size: tuple[int, int] = (1600, 900)) -> Session:
+    page = await new_page(browser, *size)
+    origin = str(api.client.make_url("/")).rstrip("/")
+    opened = Session(page, origin)
+
+    def on_request(request: Request) -> None:
+        opened.requests.append(request.url)
+
+    def on_console(message: ConsoleMessage) -> None:
+        opened.console.append(message.text)
+
+    async def on_response(response: Response) -> None:
+        kind = response.headers.get("content-type", "")
+        if kind.startswith(("text/", "application/json", "application/dicom+json")):
+            # A redirect or an aborted request has no body.
+            with contextlib.suppress(PlaywrightError):
+                opened.bodies.append(await response.text())
+
+    page.on("request", on_request)
+    page.on("console", on_console)
+    if keep_bodies:
+        page.on("response", on_response)
+    await page.goto(origin + path)
+    return opened
+
+
+async def open_token(api: Api, browser: Browser, params: dict[str, Any],
+                     options: dict[str, Any] | None = None, keep_bodies: bool = False,
+                     size: tuple[int, int] = (1600, 900)) -> Session:
+    token = await api.token({**BASE, **params})
+    if options:
+        await api.set_options(token, options)
+    return await open_url(api, browser, f"/ngv?q={token}", keep_bodies, size)
+
+
+async def first_image(opened: Session) -> dict[str, float]:
+    """Wait for the first image, then measure the viewport as drawn on screen (WebGL canvases
+    cannot be read back from a script)."""
+    await opened.page.wait_for_function(DRAWN, timeout=60_000)
+    await opened.page.wait_for_timeout(300)
+    png = await opened.page.locator(VIEWPORT).first.screenshot()
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.float64)
+    return {"mean": float(pixels.mean()), "std": float(pixels.std())}
+
+
+async def test_token_opens_ohif_and_draws_the_first_image_from_the_node_alone(
+        api: Api, browser: Browser) -> None:
+    opened = await open_token(api, browser, {"studyUID": CT.study_uid})
+    stats = await first_image(opened)
+    assert stats["std"] > 20, stats
+    page = opened.page
+    assert page.url.startswith(f"{opened.origin}/viewer/viewer?StudyInstanceUIDs={CT.study_uid}")
+    await screenshot(page, "ohif-first-image")
+    assert opened.foreign_requests() == []
+    assert [m for m in opened.console if "Content Security Policy" in m] == []
+    # No investigational-use dialog, no onboarding tour over the image.
+    assert await page.locator(".shepherd-element").count() == 0
+    assert "investigational" not in (await page.text_content("body") or "").lower()
+    await opened.close()
+
+
+async def test_the_banner_names_the_patient(api: Api, browser: Browser) -> None:
+    opened = await open_token(api, browser, {"studyUID": CT.study_uid})
+    await first_image(opened)
+    text = await opened.page.text_content("body") or ""
+    assert "ZEBRAWSKI, ODALYS" in text and PATIENT in text
+    await opened.close()
+
+
+async def test_a_session_cannot_read_another_patients_study(api: Api, browser: Browser) -> None:
+    opened = await open_token(api, browser, {"studyUID": CT.study_uid})
+    await first_image(opened)
+    request = opened.page.request
+    base = f"{opened.origin}/dicom-web/studies/{OTHER.study_uid}"
+    for path in ("/series", "/metadata", "/series/x/metadata".replace("x", uid(1))):
+        response = await request.get(base + path)
+        assert response.status == 403, path
+    response = await request.get(f"{opened.origin}/dicom-web/studies",
+                                 params={"PatientID": OTHER.patient_id})
+    assert response.status == 204
+    assert OTHER.patient_name.split("^")[0] not in "".join(opened.bodies)
+    await opened.close()
+
+
+async def test_anonymized_session_shows_and_receives_no_identifiers(
+        api: Api, browser: Browser) -> None:
+    opened = await open_token(api, browser, {"studyUID": CT.study_uid, "anonymize": "true"},
+                              keep_bodies=True)
+    await first_image(opened)
+    await opened.page.wait_for_timeout(500)
+    await screenshot(opened.page, "ohif-anonymized")
+    dom = await opened.page.content()
+    title = await opened.page.title()
+    assert len(opened.bodies) >= 3
+    for secret in SECRETS:
+        assert secret not in dom, secret
+        assert secret not in title, secret
+        for body in opened.bodies:
+            assert secret not in body, secret
+    await opened.close()
