@@ -1,8 +1,8 @@
 """What every benchmark needs: the peers as fresh processes, DCMTK runs timed, a results table.
 
-Every peer runs on 127.0.0.1 with free ports; DCMTK tools and Orthanc get TCP_NODELAY=1 (see
-shared/notes/PEERS.md). Each measured run gets a fresh peer with empty storage, so that no run
-pays for (or profits from) what an earlier one left behind.
+Every peer runs on 127.0.0.1 with free ports; DCMTK tools and Orthanc get TCP_NODELAY=1 (their
+defaults leave Nagle's algorithm on). Each measured run gets a fresh peer with empty storage, so
+that no run pays for (or profits from) what an earlier one left behind.
 """
 
 from __future__ import annotations
@@ -128,6 +128,7 @@ class OrthancPeer:
     modalities: dict[str, tuple[str, str, int]] = field(default_factory=dict)
     name: str = "orthanc"
     ae_title: str = "ORTHANC"
+    dicomweb: dict[str, Any] = field(default_factory=dict)
     process: OrthancProcess | None = None
 
     @property
@@ -136,7 +137,8 @@ class OrthancPeer:
         return self.process.dicom_port
 
     def start(self) -> None:
-        self.process = OrthancProcess(self.folder, modalities=self.modalities).start()
+        self.process = OrthancProcess(self.folder, modalities=self.modalities,
+                                      dicomweb=self.dicomweb).start()
 
     def received(self) -> int:
         assert self.process is not None

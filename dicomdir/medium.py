@@ -115,6 +115,7 @@ def medium_options(config: Config, profile: str = "auto") -> MediumOptions:
             windows=config.media.viewer_windows,
             macos=config.media.viewer_macos,
             linux=config.media.viewer_linux,
+            arguments=config.media.viewer_arguments,
         )
     return MediumOptions(profile=profile, creator=config.node.ae_title, viewer=viewer)
 

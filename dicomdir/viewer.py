@@ -1,9 +1,14 @@
 """A viewer on the medium: the configured folder, copied as is, plus AUTORUN.INF and one launch
-file per platform in the root, each starting the viewer on the medium's DICOMDIR.
+file per platform in the root, each starting the viewer on the medium's images.
 
 The folder keeps its long names through Joliet (Windows) and Rock Ridge (macOS, Linux);
 executables keep their executable bit through Rock Ridge. A launcher is written only for a
 platform whose executable is in the folder, so a viewer for one platform gets one launcher.
+
+What a launcher passes is `ViewerSpec.arguments`, with `{dicom}` and `{dicomdir}` made into the
+medium's DICOM folder and DICOMDIR wherever the medium is mounted. The default suits Weasis
+portable, whose own launch scripts pass on only Weasis commands (arguments starting with `$`)
+and which, started from VIEWER/, would not find the images at the root by itself.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dicomdir.content import BytesContent, FileRange, MediumFile
+from node.config import MediaSection
 from node.errors import ConfigError
 
 VIEWER_FOLDER = "VIEWER"
@@ -27,6 +33,8 @@ class ViewerSpec:
     windows: str
     macos: str
     linux: str
+    # What the launchers pass; [media] viewer_arguments.
+    arguments: tuple[str, ...] = MediaSection().viewer_arguments
 
 
 def viewer_files(spec: ViewerSpec) -> list[MediumFile]:
@@ -51,22 +59,56 @@ def _exists(spec: ViewerSpec, relative: str) -> bool:
     return bool(relative) and (spec.folder / relative).exists()
 
 
+def _checked(arguments: tuple[str, ...]) -> tuple[str, ...]:
+    for argument in arguments:
+        if not argument.isprintable() or not argument.isascii():
+            raise ConfigError(f"media.viewer_arguments: {argument[:40]!r} must be printable "
+                              "ASCII (it is written into the launch scripts)")
+    return arguments
+
+
+def _batch_arguments(arguments: tuple[str, ...]) -> str:
+    """Each argument in double quotes for cmd.exe and the program's own parsing: a quote in
+    it as \\", a % as %%; the placeholders as paths beside START.BAT."""
+    quoted = []
+    for argument in arguments:
+        text = argument.replace("%", "%%").replace('"', '\\"')
+        text = text.replace("{dicomdir}", "%~dp0DICOMDIR").replace("{dicom}", "%~dp0DICOM")
+        quoted.append(f'"{text}"')
+    return " ".join(quoted)
+
+
+def _sh_arguments(arguments: tuple[str, ...]) -> str:
+    """Each argument in double quotes for sh, with \\ " $ ` escaped (so Weasis's `$dicom:get`
+    stays text); the placeholders as paths beside the script."""
+    quoted = []
+    for argument in arguments:
+        text = argument
+        for special in ('\\', '"', "$", "`"):
+            text = text.replace(special, "\\" + special)
+        text = text.replace("{dicomdir}", "$HERE/DICOMDIR").replace("{dicom}", "$HERE/DICOM")
+        quoted.append(f'"{text}"')
+    return " ".join(quoted)
+
+
 def launchers(spec: ViewerSpec) -> list[tuple[str, MediumFile]]:
     """(platform, launch file) for each platform whose executable the folder has."""
     result: list[tuple[str, MediumFile]] = []
+    arguments = _checked(spec.arguments)
     if _exists(spec, spec.windows):
         target = spec.windows.replace("/", "\\")
         script = (
             "@echo off\r\n"
             "rem Opens the DICOM images of this medium with the viewer in the VIEWER folder.\r\n"
-            f'start "" "%~dp0{VIEWER_FOLDER}\\{target}" "%~dp0DICOMDIR"\r\n'
+            f'start "" "%~dp0{VIEWER_FOLDER}\\{target}" {_batch_arguments(arguments)}\r\n'
         )
         result.append(("Windows", MediumFile((WINDOWS_LAUNCHER,),
                                              BytesContent(script.encode("ascii")), True)))
     if _exists(spec, spec.macos):
         target = f'"$HERE/{VIEWER_FOLDER}/{spec.macos}"'
-        start = (f"open -a {target} --args \"$HERE/DICOMDIR\"" if spec.macos.endswith(".app")
-                 else f'exec {target} "$HERE/DICOMDIR"')
+        start = (f"open -a {target} --args {_sh_arguments(arguments)}"
+                 if spec.macos.endswith(".app")
+                 else f"exec {target} {_sh_arguments(arguments)}")
         script = (
             "#!/bin/sh\n"
             "# Opens the DICOM images of this medium with the viewer in the VIEWER folder.\n"
@@ -80,7 +122,7 @@ def launchers(spec: ViewerSpec) -> list[tuple[str, MediumFile]]:
             "#!/bin/sh\n"
             "# Opens the DICOM images of this medium with the viewer in the VIEWER folder.\n"
             'HERE="$(cd "$(dirname "$0")" && pwd)"\n'
-            f'exec "$HERE/{VIEWER_FOLDER}/{spec.linux}" "$HERE/DICOMDIR"\n'
+            f'exec "$HERE/{VIEWER_FOLDER}/{spec.linux}" {_sh_arguments(arguments)}\n'
         )
         result.append(("Linux", MediumFile((LINUX_LAUNCHER,),
                                            BytesContent(script.encode("utf-8")), True)))

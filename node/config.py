@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import socket
 import tomllib
 import types
@@ -136,6 +137,56 @@ class SourcesSection:
     # made on first use (mode 0600). Empty: "<data_dir>/credentials.key". Instances sharing one
     # database must share the key: give them the same file (on the shared data folder).
     credentials_key_file: str = ""
+    # Hosts a request's WADO URL may name although they are loopback, link-local or this
+    # node's own ports: "host", "host:port" or a network ("10.9.0.0/16"). An entry without a
+    # port allows every port but the node's own (name those as "host:port").
+    allowed_hosts: tuple[str, ...] = ()
+
+
+_HOST_NAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?"
+                        r"(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?$")
+
+
+@dataclass(frozen=True)
+class HostEntry:
+    """One `sources.allowed_hosts` entry: a host name or an address network, perhaps with a
+    port. Parsed here so that a malformed entry stops the node at start, naming it."""
+
+    name: str = ""
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
+    port: int | None = None
+
+    @classmethod
+    def parse(cls, entry: str) -> HostEntry:
+        """ValueError with a sentence when `entry` is neither host, host:port nor a network."""
+        text = entry.strip()
+        try:
+            return cls(network=ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            pass
+        host, port = text, None
+        if text.startswith("["):  # [IPv6]:port
+            host, closed, rest = text[1:].partition("]")
+            if not closed or (rest and not rest.startswith(":")):
+                raise ValueError(f"{entry!r} is not a host, host:port or network")
+            port = _entry_port(rest[1:]) if rest else None
+        elif text.count(":") == 1:
+            host, _, number = text.partition(":")
+            port = _entry_port(number)
+        try:
+            return cls(network=ipaddress.ip_network(host), port=port)
+        except ValueError:
+            pass
+        if not _HOST_NAME.match(host):
+            raise ValueError(f"{entry!r} is not a host, host:port or network")
+        return cls(name=host.lower().rstrip("."), port=port)
+
+
+def _entry_port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) <= 65535:
+        raise ValueError(f"{text!r} is not a port (1 to 65535)")
+    return int(text)
+
 
 
 @dataclass(frozen=True)
@@ -148,9 +199,22 @@ class MediaSection:
     viewer_windows: str = "viewer-win32.exe"
     viewer_macos: str = "viewer-mac.app"
     viewer_linux: str = "viewer-linux.sh"
+    # What each launcher passes to the viewer, one argument per item; {dicom} becomes the
+    # medium's DICOM folder, {dicomdir} its DICOMDIR. The default is Weasis portable's command:
+    # its launch scripts pass on only Weasis commands. A viewer taking a path: ["{dicomdir}"].
+    viewer_arguments: tuple[str, ...] = ('$dicom:get -l "{dicom}"',)
     # The largest ISO image /webdv/getIso builds, in bytes (default: a single-layer DVD);
     # larger requests are refused with 413.
     max_iso_bytes: int = 4_700_372_992
+
+
+@dataclass(frozen=True)
+class DicomwebSection:
+    """The DICOMweb routes (/dicom-web)."""
+
+    # Origins of viewers served elsewhere that may call the DICOMweb routes from a browser
+    # (CORS), e.g. ["https://viewer.hospital.example"]; empty: none (same origin only).
+    cors_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -179,6 +243,7 @@ class Config:
     sources: SourcesSection = field(default_factory=SourcesSection)
     media: MediaSection = field(default_factory=MediaSection)
     jobs: JobsSection = field(default_factory=JobsSection)
+    dicomweb: DicomwebSection = field(default_factory=DicomwebSection)
     source_nodes: tuple[RemoteNode, ...] = ()
     move_destinations: tuple[MoveDestination, ...] = ()
     # The folder the configuration file was read from: relative paths are resolved against it.
@@ -337,6 +402,15 @@ def _validate(config: Config) -> None:
         except ValueError as exc:
             raise ConfigError(f"http.trusted_proxies: {entry!r} is not an IP address or "
                               "network") from exc
+    for origin in config.dicomweb.cors_origins:
+        if not re.fullmatch(r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?", origin):
+            raise ConfigError(f"dicomweb.cors_origins: {origin!r} is not an origin "
+                              "(scheme://host[:port], no path, no '*')")
+    for entry in config.sources.allowed_hosts:
+        try:
+            HostEntry.parse(entry)
+        except ValueError as exc:
+            raise ConfigError(f"sources.allowed_hosts: {exc}") from exc
     storage = config.storage
     if storage.backend == "s3" and not storage.bucket:
         raise ConfigError("storage.bucket: required when storage.backend is \"s3\"")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +64,9 @@ class Ingestor:
         self.writer = writer
         self.loop = loop
         self.overwrite_duplicates = overwrite_duplicates
+        # Called with each record indexed (added or replaced), in the ingesting thread: must be
+        # quick and thread-safe (node/series_metadata.MetadataWarmer appends to a deque).
+        self.listeners: list[Callable[[InstanceRecord], None]] = []
 
     async def ingest_incoming(self, incoming: Path, origin: str) -> IngestResult:
         """Ingest a complete file already in incoming/ (consumed: placed or deleted).
@@ -97,6 +101,9 @@ class Ingestor:
                 error = flush.wait()
             self._flushed(error, incoming, outcome, path, published)
             self._finish(incoming, outcome, path, published)
+            if outcome is not AddOutcome.DUPLICATE_KEPT:
+                for listener in self.listeners:
+                    listener(item.record)
         except BaseException:
             self._failed(incoming, None if committed else published)
             raise

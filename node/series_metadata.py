@@ -18,8 +18,9 @@ import asyncio
 import logging
 import os
 import tempfile
-from collections import OrderedDict
-from collections.abc import Sequence
+import time
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,14 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
-from node.index.instance_queries import SeriesStamp, StoredInstanceRow, series_stamp
+from node.index.instance_queries import (
+    SeriesStamp,
+    StoredInstanceRow,
+    series_stamp,
+    stored_instances,
+)
+from node.index.query import Scope
+from node.instance_record import InstanceRecord
 from node.services import NodeServices
 
 log = logging.getLogger(__name__)
@@ -42,8 +50,11 @@ DEFER_BYTES = 4096
 BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 PIXEL_DATA_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 UNDEFINED_LENGTH = 0xFFFFFFFF
-# Series kept parsed in memory per process, beside the files on disk.
-REMEMBERED_SERIES = 64
+# The warmer makes metadata once nothing was received for this long, looking this often.
+IDLE_SECONDS = 2.0
+POLL_SECONDS = 1.0
+# JSON kept in memory per process (the most recently used series), beside the files on disk.
+REMEMBERED_BYTES = 256 * 1024**2
 FORMAT_VERSION = 1
 
 
@@ -96,63 +107,86 @@ def _dictionary_vr(tag: int) -> str:
         return "UN"
 
 
+@dataclass(frozen=True)
+class SeriesEntry:
+    """A series' metadata as computed for one stamp: per instance, and as one JSON array (the
+    answer to a whole-series request, served as it is)."""
+
+    stamp: list[object]
+    instances: list[InstanceMetadata]
+    body: bytes
+
+
+RowsLoader = Callable[[], Awaitable[Sequence[StoredInstanceRow]]]
+
+
 class SeriesMetadata:
-    """The metadata of whole series, computed once and kept in `folder`."""
+    """The metadata of whole series, computed once and kept in `folder` (and the most recent
+    series in memory, up to REMEMBERED_BYTES of JSON)."""
 
     def __init__(self, services: NodeServices, folder: Path,
-                 remembered: int = REMEMBERED_SERIES) -> None:
+                 remembered_bytes: int = REMEMBERED_BYTES) -> None:
         self._services = services
         self._folder = folder
-        self._remembered = remembered
-        self._memory: OrderedDict[str, tuple[list[object], list[InstanceMetadata]]] = (
-            OrderedDict())
+        self._remembered_bytes = remembered_bytes
+        self._memory: OrderedDict[str, SeriesEntry] = OrderedDict()
+        self._memory_bytes = 0
         self._building: dict[str, asyncio.Lock] = {}
         folder.mkdir(parents=True, exist_ok=True)
 
     def _file(self, series_uid: str) -> Path:
         return self._folder / series_uid[-2:] / f"{series_uid}.json"
 
-    async def series(self, series_uid: str, rows: Sequence[StoredInstanceRow]
-                     ) -> list[InstanceMetadata]:
-        """Every instance of the series (`rows`: the series' instances, all of them), from
-        memory, from the file, or read from the instances' headers, whichever is current."""
-        stamp = await series_stamp(self._services.sessions, series_uid)
+    async def series(self, study_uid: str, series_uid: str, rows: RowsLoader
+                     ) -> SeriesEntry | None:
+        """Every instance of the series, from memory, from the file, or read from the
+        instances' headers (`rows`: loads the series' instances, all of them), whichever is
+        current; None when the study holds no such series."""
+        stamp = await series_stamp(self._services.sessions, study_uid, series_uid)
         if stamp is None:
-            return []
+            return None
         wanted = stamp.as_list()
-        remembered = self._memory.get(series_uid)
-        if remembered is not None and remembered[0] == wanted:
+        entry = self._memory.get(series_uid)
+        if entry is not None and entry.stamp == wanted:
             self._memory.move_to_end(series_uid)
-            return remembered[1]
+            return entry
         lock = self._building.setdefault(series_uid, asyncio.Lock())
         async with lock:
-            found = await asyncio.to_thread(self._read, series_uid, wanted)
-            if found is None:
-                found = await self._build(series_uid, stamp, rows)
+            entry = await asyncio.to_thread(self._read, series_uid, wanted)
+            if entry is None:
+                entry = await self._build(series_uid, stamp, await rows())
         self._building.pop(series_uid, None)
-        self._memory[series_uid] = (wanted, found)
-        while len(self._memory) > self._remembered:
-            self._memory.popitem(last=False)
-        return found
+        self._remember(series_uid, entry)
+        return entry
 
-    def _read(self, series_uid: str, wanted: list[object]) -> list[InstanceMetadata] | None:
+    def _remember(self, series_uid: str, entry: SeriesEntry) -> None:
+        previous = self._memory.pop(series_uid, None)
+        if previous is not None:
+            self._memory_bytes -= len(previous.body)
+        self._memory[series_uid] = entry
+        self._memory_bytes += len(entry.body)
+        while self._memory_bytes > self._remembered_bytes and len(self._memory) > 1:
+            _, dropped = self._memory.popitem(last=False)
+            self._memory_bytes -= len(dropped.body)
+
+    def _read(self, series_uid: str, wanted: list[object]) -> SeriesEntry | None:
         try:
             saved = orjson.loads(self._file(series_uid).read_bytes())
         except (OSError, orjson.JSONDecodeError):
             return None
         if saved.get("version") != FORMAT_VERSION or saved.get("stamp") != wanted:
             return None
-        return [InstanceMetadata(sop, sop_class, json)
-                for sop, sop_class, json in saved["instances"]]
+        return _entry(wanted, [InstanceMetadata(sop, sop_class, json)
+                               for sop, sop_class, json in saved["instances"]])
 
     async def _build(self, series_uid: str, stamp: SeriesStamp,
-                     rows: Sequence[StoredInstanceRow]) -> list[InstanceMetadata]:
+                     rows: Sequence[StoredInstanceRow]) -> SeriesEntry:
         paths = await self._services.storage.local_paths_async([r.path for r in rows])
         built = await asyncio.to_thread(self._parse_all, list(zip(paths, rows, strict=True)))
         # Another request may have added an instance meanwhile: the file is written under the
         # stamp read before the rows, so that it is made again on the next request if so.
         await asyncio.to_thread(self._write, series_uid, stamp, built)
-        return built
+        return _entry(stamp.as_list(), built)
 
     @staticmethod
     def _parse_all(items: list[tuple[Path, StoredInstanceRow]]) -> list[InstanceMetadata]:
@@ -182,3 +216,53 @@ class SeriesMetadata:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
+
+
+def _entry(stamp: list[object], instances: list[InstanceMetadata]) -> SeriesEntry:
+    return SeriesEntry(stamp, instances, orjson.dumps([m.json for m in instances]))
+
+
+class MetadataWarmer:
+    """Makes the metadata of series that received instances while nobody waits for it: once the
+    node has received nothing for IDLE_SECONDS, one series at a time, so that a viewer opening a
+    study later finds its metadata ready instead of waiting for every header to be read.
+
+    Ingest only appends to a deque (Ingestor.listeners, in the ingesting thread): no lock and no
+    wake-up on the hot path; the warmer looks every POLL_SECONDS.
+    """
+
+    def __init__(self, services: NodeServices, metadata: SeriesMetadata,
+                 idle_seconds: float = IDLE_SECONDS, poll_seconds: float = POLL_SECONDS) -> None:
+        self._services = services
+        self._metadata = metadata
+        self._idle = idle_seconds
+        self._poll = poll_seconds
+        self._arrivals: deque[tuple[str, str]] = deque()
+        self._pending: dict[str, str] = {}
+        self._last_arrival = 0.0
+
+    def instance_indexed(self, record: InstanceRecord) -> None:
+        """Ingestor listener (any thread)."""
+        self._arrivals.append((record.study_uid, record.series_uid))
+        self._last_arrival = time.monotonic()
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll)
+            while self._arrivals:
+                study_uid, series_uid = self._arrivals.popleft()
+                self._pending[series_uid] = study_uid
+            while self._pending and time.monotonic() - self._last_arrival >= self._idle:
+                series_uid, study_uid = next(iter(self._pending.items()))
+                del self._pending[series_uid]
+                await self._warm(study_uid, series_uid)
+
+    async def _warm(self, study_uid: str, series_uid: str) -> None:
+        async def rows() -> list[StoredInstanceRow]:
+            return await stored_instances(self._services.sessions, Scope(), study_uid,
+                                          series_uid)
+        try:
+            await self._metadata.series(study_uid, series_uid, rows)
+        except Exception:  # the request path builds it again if it must
+            log.warning("series %s: its metadata could not be made ahead", series_uid,
+                        exc_info=True)

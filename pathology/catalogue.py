@@ -91,6 +91,17 @@ async def locate_slide(
     raise NotFound(f"no slide with containerIdentifier {container_identifier}")
 
 
+async def slide_exists(sessions: Sessions, container_identifier: str) -> bool:
+    """Whether `locate_slide` would find the slide, without resolving (or, from a bucket,
+    downloading) its files."""
+    async with sessions() as session:
+        dicom = await session.scalar(
+            select(Instance.id).where(Instance.container_identifier == container_identifier,
+                                      Instance.sop_class_uid == WSI_SOP_CLASS).limit(1))
+        return dicom is not None or await session.get(SlideFile, container_identifier) \
+            is not None
+
+
 async def _absolute(storage: Storage, path: str) -> Path:
     candidate = Path(path)
     return candidate if candidate.is_absolute() else await storage.local_path_async(path)

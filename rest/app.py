@@ -49,7 +49,7 @@ def create_app(services: NodeServices, api_key: str) -> web.Application:
     app = web.Application(
         client_max_size=services.config.http.max_body_bytes,
         # errors_as_json is outermost, so a refused key and a handler's error look alike.
-        middlewares=[errors_as_json, require_api_key],
+        middlewares=[errors_as_json, dicomweb.preflight, require_api_key],
     )
     retrievals = RetrievalRegistry(services)
     app[SERVICES] = services
@@ -60,6 +60,7 @@ def create_app(services: NodeServices, api_key: str) -> web.Application:
     app[TRUSTED_PROXIES] = trusted_networks(services.config.http.trusted_proxies)
     app.cleanup_ctx.append(_viewing)
     app.on_response_prepare.append(routing_headers)
+    app.on_response_prepare.append(dicomweb.cors_headers)
     slides.setup(app)
     viewer.setup(app)
     dicomweb.setup(app)

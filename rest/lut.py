@@ -2,7 +2,9 @@
 
 Statuses as the spec gives them: 200 stored; 400 without containerIdentifier, and for an empty,
 malformed or oversized .cube (the message names the line at fault); 409 when the slide already
-has one. GET returns the stored bytes; DELETE removes them so that a corrected table can be sent.
+has one; and 404 when no slide has that containerIdentifier (a table is stored only for a slide
+the node has: send it once the slide is imported). GET returns the stored bytes; DELETE removes
+them so that a corrected table can be sent.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import BodyPartReader, web
 
 from node.errors import NotFound
-from pathology.catalogue import check_container_identifier
+from pathology.catalogue import check_container_identifier, slide_exists
 from pathology.cube import MAX_BYTES, CubeError
 from pathology.luts import delete_lut, load_lut, store_lut
 from rest.slides import SLIDES
@@ -37,6 +39,9 @@ async def upload_lut(request: web.Request) -> web.Response:
         data = await _multipart_file(request)
     else:
         data = await _read_limited(request.content.read)
+    # After the body is read: a malformed multipart body stays the 400 it is.
+    if not await slide_exists(request.app[SERVICES].sessions, cid):
+        raise NotFound(f"no slide with containerIdentifier {cid}")
     cube = await store_lut(request.app[SERVICES].sessions, cid, data)
     request.app[SLIDES].forget_lut(cid)
     return web.json_response({"containerIdentifier": cid, "title": cube.title, "size": cube.size})

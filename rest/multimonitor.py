@@ -1,10 +1,16 @@
 """GET /ngv/multimonitor-api: tokens for one or two monitors, for one patient.
 
-The spec spells the study parameter `studyIntanceUID` in its table and `studyInstanceUid` in
-its prose; all spellings are accepted, together with the correct `studyInstanceUID`.
+The spec spells the study parameter `studyIntanceUID` in its table and example and
+`studyInstanceUid` in its prose; all spellings are accepted, together with the correct
+`studyInstanceUID`, and the OpenAPI document shows the table's first.
+
+Each URL carries the request's `sticky` too, so that a proxy routing on it sends the token's
+redemption to the instance that the viewer's later requests reach.
 """
 
 from __future__ import annotations
+
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -18,8 +24,8 @@ from rest.state import ISSUER
 
 routes = web.RouteTableDef()
 
-STUDY_PARAMETER = "studyInstanceUID"
-STUDY_ALIASES = ("studyIntanceUID", "studyInstanceUid")
+STUDY_PARAMETER = "studyIntanceUID"
+STUDY_ALIASES = ("studyInstanceUID", "studyInstanceUid")
 
 
 @routes.get("/ngv/multimonitor-api", allow_head=False)
@@ -41,13 +47,20 @@ async def multimonitor(request: web.Request) -> web.Response:
         study_uids=study_uids, accession=accession, accession_any_patient=True,
         patient_id=patient_id, issuer=issuer, preload=params.uids("fullPreloadStudy"),
     )
+    sticky = params.sticky()
     issue = IssueRequest(
         username=username, role=role, studies=studies,
-        options=viewing_options(params, pathology=False), sticky=params.sticky(),
+        options=viewing_options(params, pathology=False), sticky=sticky,
         source_nodes=params.ae_titles("sourceNodes"), client_address=client_address(request),
     )
     tokens = await request.app[ISSUER].issue_monitors(issue, monitors)
-    body = {"primaryMonitorRelativeUrl": f"/ngv?q={tokens[0]}"}
+    body = {"primaryMonitorRelativeUrl": viewer_url(tokens[0], sticky)}
     if monitors == 2:
-        body["secondaryMonitorRelativeUrl"] = f"/ngv?q={tokens[1]}"
+        body["secondaryMonitorRelativeUrl"] = viewer_url(tokens[1], sticky)
     return web.json_response(body, headers={"Cache-Control": "no-store"})
+
+
+def viewer_url(token: str, sticky: str) -> str:
+    """The relative URL that redeems `token`, with `&sticky=VALUE` when the request had one."""
+    query = {"q": token, **({"sticky": sticky} if sticky else {})}
+    return f"/ngv?{urlencode(query)}"

@@ -27,7 +27,7 @@ from node.storage_mapping import load_mappings
 from pathology.catalogue import record_slide_metadata, register_slide_file
 from rest.obscurl import client_address
 from rest.openapi import DOCUMENT, UID_PATTERN
-from rest.state import SERVICES
+from rest.state import ISSUER, SERVICES
 
 routes = web.RouteTableDef()
 
@@ -56,7 +56,8 @@ class PathologySlides:
 
 def setup(app: web.Application) -> None:
     services = app[SERVICES]
-    app[IMPORTS] = ImportJobs(services, PathologySlides(services))
+    app[IMPORTS] = ImportJobs(services, PathologySlides(services),
+                              preload=app[ISSUER].schedule_preload)
     app.cleanup_ctx.append(_imports)
 
 
@@ -91,7 +92,7 @@ def _string(description: str, max_length: int = 64, **extra: Any) -> dict[str, A
 _UID = {"type": "string", "maxLength": 64, "pattern": UID_PATTERN}
 _DATE = {"type": "string", "pattern": "^[0-9]{8}$"}
 _INSTANCE = {
-    "type": "object", "additionalProperties": False,
+    "type": "object",
     "properties": {
         "sopInstanceUID": _UID,
         "file": _string("A host path (mapped by `python -m node mapping add`) or an object "
@@ -101,7 +102,7 @@ _INSTANCE = {
     },
 }
 _SERIES = {
-    "type": "object", "additionalProperties": False, "required": ["seriesInstanceUID"],
+    "type": "object", "required": ["seriesInstanceUID"],
     "properties": {
         "seriesInstanceUID": _UID, "seriesDescription": _string("Series Description."),
         "modality": _string("Modality.", 16, pattern="^[A-Z0-9_ ]+$"),
@@ -109,7 +110,7 @@ _SERIES = {
     },
 }
 _STORAGE = {
-    "type": "object", "additionalProperties": False, "required": ["type", "name"],
+    "type": "object", "required": ["type", "name"],
     "properties": {
         "type": {"type": "string", "enum": list(STORAGE_TYPES)},
         "name": _string("Bucket name, or a label for a WADO server.", 1024),
@@ -119,16 +120,42 @@ _STORAGE = {
         "secretAccessKey": _string("S3/Wasabi secret key (never logged; kept only encrypted "
                                    "while its import runs).", 256),
         "token": _string("Google service-account key, base64 JSON (never logged; kept only "
-                         "encrypted while its import runs).",
+                         "encrypted while its import runs); its token_uri must be Google's.",
                          65536),
-        "url": _string("WADO-RS base URL or WADO-URI URL.", 1024),
+        "url": _string("WADO-RS base URL or WADO-URI URL. Loopback, link-local and this "
+                       "node's own ports are refused unless [sources] allowed_hosts lists "
+                       "them; redirects to another server are not followed. A user name and "
+                       "password in it are sent as Basic authentication and kept like "
+                       "httpHeaders.", 1024),
         "httpHeaders": {"type": "object", "additionalProperties": {"type": "string"},
-                        "description": "Headers sent to the WADO server (never logged; kept "
-                                       "only encrypted while its import runs)."},
+                        "description": "Headers sent to the WADO server and to no other "
+                                       "(never logged; kept only encrypted while its import "
+                                       "runs)."},
+    },
+}
+_BOOLEAN = {"type": "boolean"}
+_OPENING = {
+    "type": "object",
+    "description": "Viewer options, with the meanings and defaults of GET /ngv/obscurl's "
+                   "parameters, except hideDocuments.",
+    "properties": {
+        "collapsePreviews": {**_BOOLEAN, "default": False,
+                             "description": "Show the thumbnail panel collapsed."},
+        "anonymize": {**_BOOLEAN, "default": False},
+        "hideSearch": {**_BOOLEAN, "default": True},
+        "hideDocuments": {**_BOOLEAN, "description": "Default: false when the request lists "
+                                                     "a document file itself (a PDF), "
+                                                     "else true."},
+        "hideLayers": {**_BOOLEAN, "default": False},
+        "annotationVisibility": {"type": "string", "enum": ["ALL", "USER"], "default": "ALL"},
+        "fullPreloadStudy": {
+            "oneOf": [_UID, {"type": "array", "items": _UID}],
+            "description": "Studies to render ahead of time once imported (of those the "
+                           "request brings in)."},
     },
 }
 _STUDY = {
-    "type": "object", "additionalProperties": False, "required": ["studyInstanceUID"],
+    "type": "object", "required": ["studyInstanceUID"],
     "properties": {
         "storage": _STORAGE, "patientID": _string("Patient ID."),
         "patientName": _string("Patient's Name (DICOM PN).", 194),
@@ -144,17 +171,19 @@ DOCUMENT["paths"]["/ngv/v1/obscurl"] = {"post": {
     "description": "Exactly one of `studies` and `folder`. Local paths are read only through "
                    "the storage mappings. The token is returned once the request is checked; "
                    "the import runs in the background and its progress is in the viewing "
-                   "context.",
+                   "context. A field the node does not know is ignored (and named in its "
+                   "log); a known field with a wrong type or value is a 400 naming it.",
     "security": [{"apiKey": []}],
     "requestBody": {"required": True, "content": {"application/json": {"schema": {
-        "type": "object", "additionalProperties": False, "required": ["username", "role"],
+        "type": "object", "required": ["username", "role"],
         "properties": {
             "username": _string("Who asks."), "role": _string("An existing role."),
-            "folder": {"type": "object", "additionalProperties": False, "required": ["path"],
+            "folder": {"type": "object", "required": ["path"],
                        "properties": {"path": _string("A mapped host folder.", 1024)}},
             "studies": {"type": "array", "minItems": 1, "items": _STUDY},
-            "openingParameters": {"type": "object", "additionalProperties": False,
-                                  "properties": {"collapsePreviews": {"type": "boolean"}}},
+            "openingParameters": _OPENING,
+            "OpeningParameters": {**_OPENING, "description": "The spec's other spelling of "
+                                                             "openingParameters (not both)."},
         },
     }}}},
     "responses": {

@@ -19,6 +19,7 @@ routes = web.RouteTableDef()
 
 UID_PATTERN = r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$"
 TOKEN_PATTERN = "^[0-9a-f]{64}$"
+_MONITOR_URL = "^/ngv\\?q=[0-9a-f]{64}(&sticky=[^&]+)?$"
 
 
 def _text(name: str, description: str, required: bool = False, max_length: int = 64,
@@ -87,8 +88,9 @@ DOCUMENT: dict[str, Any] = {
                 "type": "object", "required": ["primaryMonitorRelativeUrl"],
                 "additionalProperties": False,
                 "properties": {
-                    "primaryMonitorRelativeUrl": {"type": "string", "pattern": "^/ngv\\?q="},
-                    "secondaryMonitorRelativeUrl": {"type": "string", "pattern": "^/ngv\\?q="},
+                    "primaryMonitorRelativeUrl": {"type": "string", "pattern": _MONITOR_URL},
+                    "secondaryMonitorRelativeUrl": {"type": "string",
+                                                    "pattern": _MONITOR_URL},
                 }},
         },
     },
@@ -135,14 +137,20 @@ DOCUMENT: dict[str, Any] = {
                  "schema": {"type": "string", "enum": ["1", "2"]}},
                 _text("idIssuer", "Issuer of Patient ID (NONE: the patient whose ID has no "
                       "issuer); required with 2 monitors.", pattern=_DICOM_TEXT),
-                _uids("studyInstanceUID", "Studies for the first monitor (also accepted: "
-                      "studyIntanceUID, studyInstanceUid); not with accNum."),
+                _uids("studyIntanceUID", "Studies for the first monitor, spelt as in the "
+                      "spec's table and example; not with accNum."),
+                _uids("studyInstanceUID", "Alias of studyIntanceUID (values of both "
+                      "spellings are taken together)."),
+                _uids("studyInstanceUid", "Alias of studyIntanceUID, as the spec's prose "
+                      "spells it."),
                 _text("accNum", "Accession Number for the first monitor; not with "
-                      "studyInstanceUID.", max_length=16, pattern=_DICOM_TEXT),
+                      "studyIntanceUID.", max_length=16, pattern=_DICOM_TEXT),
                 *_SHARED_OPTIONS,
             ],
             "responses": {
-                "200": {"description": "Relative URLs opening each monitor.",
+                "200": {"description": "Relative URLs opening each monitor; with the "
+                                       "request's sticky as `&sticky=VALUE`, so that the "
+                                       "redemption is routed like the viewer's requests.",
                         "content": {"application/json": {"schema": {
                             "$ref": "#/components/schemas/MultimonitorUrls"}}}},
                 **_ERRORS,
@@ -151,8 +159,15 @@ DOCUMENT: dict[str, Any] = {
         }},
         "/ngv": {"get": {
             "summary": "Redeem a token (once) for a viewer session and go to the viewer.",
-            "parameters": [{"name": "q", "in": "query", "required": True,
-                            "schema": {"type": "string", "pattern": TOKEN_PATTERN}}],
+            "parameters": [
+                {"name": "q", "in": "query", "required": True,
+                 "schema": {"type": "string", "pattern": TOKEN_PATTERN}},
+                {"name": "sticky", "in": "query", "required": False,
+                 "description": "The token request's sticky (the multimonitor URLs carry it; "
+                                "add it to a GET /ngv/obscurl token): not read by the node, "
+                                "routed on by the proxy.",
+                 "schema": {"type": "string", "pattern": r"^[\x21-\x7e]+$"}},
+            ],
             "responses": {
                 "302": {"description": "Session cookie set; redirect to the viewer."},
                 "403": {"description": "Token already used, expired or revoked.", **_HTML_PAGE},
@@ -237,6 +252,8 @@ DOCUMENT["paths"].update({
                 "multipart/form-data": {"schema": {"type": "object", "properties": {
                     "file": {"type": "string", "format": "binary"}}}}}},
             "responses": {"200": {"description": "Stored.", **_JSON_OBJECT}, **_ERRORS,
+                          "404": {**_NOT_FOUND, "description": "No slide has this "
+                                                               "containerIdentifier."},
                           "409": {"description": "The slide already has a .cube file.",
                                   **_JSON_OBJECT}},
         },

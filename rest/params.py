@@ -22,6 +22,7 @@ class QueryParams:
     def __init__(self, query: MultiMapping[str]) -> None:
         # One pass over the query, then each parameter is a dict look-up: a token request
         # reads a dozen parameters, most of them absent.
+        self._query = query
         self._lists: dict[str, list[str]] = {}
         for name, value in query.items():
             self._lists.setdefault(name, []).append(value)
@@ -72,14 +73,18 @@ class QueryParams:
         return value.upper()
 
     def uids(self, name: str, aliases: tuple[str, ...] = ()) -> tuple[str, ...]:
-        """A 1-n UID parameter (repeated); every value must be a valid UID."""
-        values = self._values((name, *aliases)) if aliases else self._lists.get(name, ())
-        if not values:
-            return ()
-        for value in values:
+        """A 1-n UID parameter (repeated, under any of its spellings, in the request's order);
+        every value must be a valid UID, and an error names the spelling the request used."""
+        if aliases:
+            spellings = {name, *aliases}
+            given = [(key, value) for key, value in self._query.items() if key in spellings]
+        else:
+            given = [(name, value) for value in self._lists.get(name, ())]
+        for spelling, value in given:
             if not is_valid_uid(value):
-                raise InvalidInput(f"{name}: not a valid DICOM UID: {value[:80]!r}", name)
-        return tuple(dict.fromkeys(values))
+                raise InvalidInput(f"{spelling}: not a valid DICOM UID: {value[:80]!r}",
+                                   spelling)
+        return tuple(dict.fromkeys(value for _, value in given))
 
     def ae_titles(self, name: str) -> tuple[str, ...]:
         """AE titles separated by ';' (empty items ignored)."""

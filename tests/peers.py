@@ -180,6 +180,8 @@ class OrthancProcess:
     dicom_port: int = field(default_factory=free_port)
     http_port: int = field(default_factory=free_port)
     modalities: dict[str, tuple[str, str, int]] = field(default_factory=dict)
+    # Further "DicomWeb" settings (e.g. {"SeriesMetadata": "MainDicomTags"}).
+    dicomweb: dict[str, Any] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -208,7 +210,7 @@ class OrthancProcess:
             "StableAge": 1,
             "Plugins": ["/usr/share/orthanc/plugins/libOrthancDicomWeb.so"],
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": True,
-                         "WadoRoot": "/wado"},
+                         "WadoRoot": "/wado", **self.dicomweb},
         }
         path = self.folder / "orthanc.json"
         path.write_text(json.dumps(config, indent=2))

@@ -5,6 +5,7 @@ a viewer session may read."""
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 from typing import Any
 
@@ -257,3 +258,21 @@ def test_an_anonymized_session_reads_pixels_but_no_identity(node: NodeProcess,
                                             frame_numbers=[1])
     whole = cookies.get(f"{node.http_url}/dicom-web/studies/{SPEC.study_uid}", timeout=30)
     assert whole.status_code == 403
+
+
+def test_metadata_is_made_ahead_once_the_node_is_idle(node: NodeProcess,
+                                                      tmp_path: Path) -> None:
+    """A series received over C-STORE gets its metadata file without anyone asking for it."""
+    spec = StudySpec(patient_id="WADO-AHEAD", study_uid=uid(9603), instances_per_series=4,
+                     rows=8, columns=8)
+    write_study(tmp_path, spec)
+    result = dcmtk("storescu", "-aec", node.ae_title, "+sd", "+r", "127.0.0.1",
+                   str(node.dicom_port), str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    series = f"{spec.study_uid}.1"
+    made = node.data_dir / "dicomweb-metadata" / series[-2:] / f"{series}.json"
+    deadline = time.monotonic() + 30
+    while not made.is_file() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert made.is_file(), "no metadata file 30 s after the series arrived"
+    assert all(sop in made.read_text() for sop in (f"{series}.{n}" for n in range(1, 5)))

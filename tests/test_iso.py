@@ -503,7 +503,8 @@ def test_viewer_folder_keeps_long_names_and_launchers_open_dicomdir(medium: Medi
     linux = medium.root / "START.SH"
     assert os.access(linux, os.X_OK)
     run = subprocess.run([str(linux)], capture_output=True, text=True, timeout=10)
-    assert run.stdout.strip() == str(medium.root / "DICOMDIR")
+    # [media] viewer_arguments' default: Weasis's command for the medium's DICOM folder.
+    assert run.stdout.strip() == f'$dicom:get -l "{medium.root / "DICOM"}"'
 
 
 def test_uncompressed_study_gets_std_gen_cd(iso_node: NodeProcess, tmp_path: Path) -> None:

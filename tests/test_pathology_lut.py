@@ -219,11 +219,12 @@ async def test_dicom_passthrough_stops_while_a_table_applies(api: Api) -> None:
     assert await again.read() == plain_body
 
 
-async def test_a_table_for_a_slide_not_yet_known_is_kept(api: Api) -> None:
-    status, _ = await post_cube(api, "ARRIVES-LATER-1", factory.identity_cube(3))
-    assert status == 200
-    response = await api.get("/webdv/lut", params={"containerIdentifier": "ARRIVES-LATER-1"})
-    assert response.status == 200
+async def test_a_table_for_a_slide_that_does_not_exist_is_404_and_not_kept(api: Api) -> None:
+    status, body = await post_cube(api, "NO-SUCH", factory.identity_cube(3))
+    assert status == 404
+    assert "NO-SUCH" in body["error"]
+    response = await api.get("/webdv/lut", params={"containerIdentifier": "NO-SUCH"})
+    assert response.status == 404
 
 
 # --- the scanner's ICC profile ------------------------------------------------------------

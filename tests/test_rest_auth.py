@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 
 import pytest
 
 from rest.openapi import DOCUMENT
 from tests.factory import uid
+from tests.peers import REPO
 from tests.rest_support import API_KEY, ROLE, Api, running_app
 
 PARAMS = {"username": "janedoe", "role": ROLE, "studyUID": uid(4001)}
@@ -111,9 +113,20 @@ async def test_openapi_parameters_match_what_obscurl_reads(api: Api) -> None:
 async def test_openapi_parameters_match_what_multimonitor_reads(api: Api) -> None:
     names = {p["name"] for p in DOCUMENT["paths"]["/ngv/multimonitor-api"]["get"]["parameters"]}
     assert names == {
-        "username", "role", "patientID", "numberOfMonitors", "idIssuer", "studyInstanceUID",
-        "accNum", "fullPreloadStudy", "sticky", "anonymize", "hideSearch", "sourceNodes",
+        "username", "role", "patientID", "numberOfMonitors", "idIssuer", "studyIntanceUID",
+        "studyInstanceUID", "studyInstanceUid", "accNum", "fullPreloadStudy", "sticky",
+        "anonymize", "hideSearch", "sourceNodes",
     }
+
+
+async def test_openapi_shows_the_specs_spelling_of_the_study_parameter_first() -> None:
+    """The spec's table and example say studyIntanceUID; the other spellings are aliases."""
+    parameters = DOCUMENT["paths"]["/ngv/multimonitor-api"]["get"]["parameters"]
+    spellings = [p for p in parameters if p["name"].lower().startswith("study")]
+    assert [p["name"] for p in spellings] == [
+        "studyIntanceUID", "studyInstanceUID", "studyInstanceUid"]
+    assert "alias" not in spellings[0]["description"].lower()
+    assert all(p["description"].startswith("Alias of studyIntanceUID") for p in spellings[1:])
 
 
 async def test_malformed_multipart_body_is_a_400(api: Api) -> None:
@@ -125,3 +138,32 @@ async def test_malformed_multipart_body_is_a_400(api: Api) -> None:
         data=b"--b0undary\r\n[]--b0undary--\r\n")
     assert response.status == 400
     assert "malformed request" in (await response.json())["error"]
+
+
+def _access_bullets() -> dict[str, str]:
+    """README's "Access" list under Security: each bullet's text by its bold title."""
+    text = (REPO / "README.md").read_text()
+    section = text.split("### Access: API key, token, session cookie", 1)[1].split("\n### ", 1)[0]
+    bullets = [b for b in re.split(r"\n- ", "\n" + section) if b.startswith("**")]
+    return {b.split("**")[1]: " ".join(b.split()) for b in bullets}
+
+
+def _named(path: str, text: str) -> bool:
+    """`path` up to its first parameter, not continued by more path, appears in `text`."""
+    prefix = path.split("{", 1)[0].rstrip("/")
+    return re.search(re.escape(prefix) + r"(?![\w/-])", text) is not None
+
+
+async def test_readme_says_which_routes_need_the_key(api: Api) -> None:
+    bullets = _access_bullets()
+    with_key = bullets.pop("API key")
+    without_key = " ".join(bullets.values())
+    assert "/api/openapi.json" in bullets["Public"]
+    for route in api.client.app.router.routes():
+        if route.resource is None or route.method == "HEAD":
+            continue
+        path = route.resource.canonical
+        if getattr(route.handler, "public", False):
+            assert _named(path, without_key) and not _named(path, with_key), path
+        else:
+            assert _named(path, with_key) and not _named(path, without_key), path

@@ -108,8 +108,9 @@ async def test_study_parameter_takes_several_values(api: Api) -> None:
     assert opened(context) == [OLD.study_uid, NEW.study_uid]
 
 
-async def test_invalid_study_uid_is_400(api: Api) -> None:
-    assert (await error(api, {**ONE, "studyIntanceUID": "1..2"}))["field"] == "studyInstanceUID"
+@pytest.mark.parametrize("spelling", ["studyIntanceUID", "studyInstanceUID", "studyInstanceUid"])
+async def test_invalid_study_uid_is_400_naming_the_spelling_sent(api: Api, spelling: str) -> None:
+    assert (await error(api, {**ONE, spelling: "1..2"}))["field"] == spelling
 
 
 @pytest.mark.parametrize("name", ["anonymize", "hideSearch"])
@@ -120,6 +121,20 @@ async def test_booleans_are_strict(api: Api, name: str) -> None:
 async def test_unknown_role_and_source_node_are_400(api: Api) -> None:
     assert (await error(api, {**ONE, "role": "nobody"}))["field"] == "role"
     assert (await error(api, {**ONE, "sourceNodes": "PACS"}))["field"] == "sourceNodes"
+
+
+@pytest.mark.parametrize(("sticky", "sent"), [("ah6799c", "ah6799c"), ("a/b+c&d", "a%2Fb%2Bc%26d")])
+async def test_both_urls_carry_the_sticky_value(api: Api, sticky: str, sent: str) -> None:
+    """The redemption is the first hop: a proxy routing on sticky needs it there too."""
+    body = await urls(api, {**TWO, "sticky": sticky})
+    for url in body.values():
+        assert url.endswith(f"&sticky={sent}") and URL.match(url.split("&")[0])
+        response, _ = await api.redeem(url)
+        assert response.status == 302 and response.headers["X-Sticky"] == sticky
+
+
+async def test_urls_carry_no_sticky_when_the_request_had_none(api: Api) -> None:
+    assert all(URL.match(url) for url in (await urls(api, TWO)).values())
 
 
 async def test_defaults_and_options_are_recorded(api: Api) -> None:

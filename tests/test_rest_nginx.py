@@ -105,3 +105,25 @@ async def test_access_log_carries_no_query_string(proxy: str, nginx_folder: Path
     text = (nginx_folder / "access.log").read_text()
     assert "GET /ngv/obscurl" in text
     assert "janedoe" not in text and "logged-sticky" not in text and API_KEY not in text
+
+
+async def test_the_multimonitor_urls_are_redeemed_where_their_sticky_value_goes(
+    proxy: str
+) -> None:
+    """The first hop is sticky too: the URLs carry the value, so that nginx sends the token's
+    redemption to the instance that the viewer's later requests reach."""
+    params = {"username": "janedoe", "role": ROLE, "patientID": "PID-NGINX",
+              "numberOfMonitors": "2", "idIssuer": "NONE"}
+    async with aiohttp.ClientSession() as session:
+        for i in range(8):
+            sticky = f"first-hop-{i}"
+            async with session.get(f"{proxy}/ngv/multimonitor-api",
+                                   params={**params, "sticky": sticky},
+                                   headers={"Authorization": API_KEY}) as response:
+                assert response.status == 200, await response.text()
+                issued_on = response.headers["X-Node-Instance"]
+                urls = await response.json()
+            for url in urls.values():
+                async with session.get(f"{proxy}{url}", allow_redirects=False) as redeemed:
+                    assert redeemed.status == 302, await redeemed.text()
+                    assert redeemed.headers["X-Node-Instance"] == issued_on, (sticky, url)

@@ -69,8 +69,34 @@ def test_wado_rs_study_needs_no_series() -> None:
 def test_opening_parameters_collapse_previews() -> None:
     body = example("folder")
     body["openingParameters"] = {"collapsePreviews": True}
-    assert parse_request(body).collapse_previews is True
-    assert parse_request(example("folder")).collapse_previews is False
+    assert parse_request(body).opening.collapse_previews is True
+    assert parse_request(example("folder")).opening.collapse_previews is False
+
+
+def test_opening_parameters_survive_the_kept_request() -> None:
+    """A resumed import parses the context's copy of the request again."""
+    body = example("files")
+    body["OpeningParameters"] = {"anonymize": True, "hideDocuments": False,
+                                 "annotationVisibility": "user",
+                                 "fullPreloadStudy": "1.2.826.123.1"}
+    opening = parse_request(body).opening
+    assert (opening.anonymize, opening.hide_documents, opening.annotation_visibility,
+            opening.full_preload_study) == (True, False, "USER", ("1.2.826.123.1",))
+    assert parse_request(parse_request(body).as_json()).opening == opening
+    assert parse_request(example("files")).opening.hide_documents is None
+
+
+def test_unknown_fields_are_ignored_wherever_they_are() -> None:
+    body = example("files")
+    body["priority"] = 1
+    body["studies"][0]["studyInstanceUid"] = "1.2.3"
+    body["studies"][0]["series"][0]["instances"][0]["checksum"] = {"sha1": "x"}
+    body["openingParameters"] = {"collapse": True}
+    request = parse_request(body)
+    assert request == parse_request(example("files"))
+    folder = example("folder")
+    folder["folder"]["recursive"] = True
+    assert parse_request(folder).folder == "/storage/studies/study1"
 
 
 @pytest.mark.parametrize(("change", "field"), [
@@ -96,11 +122,12 @@ def test_opening_parameters_collapse_previews() -> None:
      "studies[0].series[0].instances"),
     (lambda b: b["studies"][0]["series"][0]["instances"][0].update(slideAlias=["A"]),
      "studies[0].series[0].instances[0].slideAlias"),
-    (lambda b: b["studies"][0].update(studyInstanceUid="1.2.3"), "studies[0].studyInstanceUid"),
     (lambda b: b.update(studies=[]), "studies"),
     (lambda b: b.update(openingParameters={"collapsePreviews": "yes"}),
      "openingParameters.collapsePreviews"),
-    (lambda b: b.update(openingParameters={"collapse": True}), "openingParameters.collapse"),
+    (lambda b: b.update(openingParameters={"hideSearch": "false"}),
+     "openingParameters.hideSearch"),
+    (lambda b: b.update(openingParameters=[]), "openingParameters"),
     (lambda b: b.pop("username"), "username"),
     (lambda b: b.update(role=""), "role"),
     (lambda b: b.update(folder={"path": "/storage"}), "studies"),
@@ -118,7 +145,6 @@ def test_mistakes_name_their_field(change: Any, field: str) -> None:
     ("aws-bucket", lambda s: s.pop("secretAccessKey"), "studies[0].storage.secretAccessKey"),
     ("aws-bucket", lambda s: s.update(region="EU Central"), "studies[0].storage.region"),
     ("wasabi-bucket", lambda s: s.update(name="Not A Bucket"), "studies[0].storage.name"),
-    ("wasabi-bucket", lambda s: s.update(url="http://x"), "studies[0].storage.url"),
     ("wado-rs", lambda s: s.update(url="ftp://pacs/wado"), "studies[0].storage.url"),
     ("wado-rs", lambda s: s.update(httpHeaders={"Authorization": "a\r\nX: b"}),
      "studies[0].storage.httpHeaders.Authorization"),

@@ -278,7 +278,7 @@ async def test_unknown_study_says_study_not_found(api: Api, browser: Browser) ->
 async def test_secondary_monitor_shows_the_priors_side_by_side(
         api: Api, browser: Browser) -> None:
     answer = await api.get("/ngv/multimonitor-api", {
-        **BASE, "patientID": PATIENT, "numberOfMonitors": "2", "idIssuer": "HOSP",
+        **BASE, "patientID": PATIENT, "numberOfMonitors": "2", "idIssuer": "NONE",
         "studyInstanceUID": CT.study_uid})
     urls = await answer.json()
     page = await new_page(browser)

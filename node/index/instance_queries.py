@@ -74,14 +74,15 @@ async def series_of_study(sessions: async_sessionmaker[AsyncSession], study_uid:
         return list(rows.all())
 
 
-async def series_stamp(sessions: async_sessionmaker[AsyncSession], series_uid: str
-                       ) -> SeriesStamp | None:
-    """The series' stamp; None when the series is not in the index."""
+async def series_stamp(sessions: async_sessionmaker[AsyncSession], study_uid: str,
+                       series_uid: str) -> SeriesStamp | None:
+    """The series' stamp; None when the study holds no such series."""
     async with sessions() as session:
         row = (await session.execute(
             select(func.count(Instance.id), func.max(Instance.id), func.max(Instance.received_at))
             .join(Series, Instance.series_pk == Series.id)
-            .where(Series.series_uid == series_uid))).first()
+            .join(Study, Series.study_pk == Study.id)
+            .where(Series.series_uid == series_uid, Study.study_uid == study_uid))).first()
     if row is None or not row[0]:
         return None
     received: datetime | str | None = row[2]

@@ -6,7 +6,9 @@ progress into the context; if that instance dies, the job's heartbeat goes stale
 runner to look (another instance, or this one restarted) claims it again. The resumed run
 rebuilds the request from the context (and its sealed secrets, node/sources/vault.py), counts
 the objects whose outcomes the earlier run wrote (`import_outcomes`) without fetching them, and
-imports the rest. An orderly shutdown hands running imports back to the queue at once.
+imports the rest. An orderly shutdown hands running imports back to the queue at once. Once an
+import has ended, the studies its request names in `fullPreloadStudy` and that it brought in are
+handed to `preload`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -41,9 +44,11 @@ SWEEP_SECONDS = 60.0
 class ImportJobs:
     """This instance's share of the POST imports of every instance."""
 
-    def __init__(self, services: NodeServices, slides: SlideRegistry | None = None) -> None:
+    def __init__(self, services: NodeServices, slides: SlideRegistry | None = None,
+                 preload: Callable[[str], None] | None = None) -> None:
         self.services = services
         self.slides = slides
+        self.preload = preload
         self.vault = CredentialVault(services.config.credentials_key_path)
         settings = services.config.jobs
         board = JobBoard(services.engine, settings, worker_name(services.config.instance_name))
@@ -130,10 +135,23 @@ class ImportJobs:
             progress.fail("request", f"internal error ({type(exc).__name__})", counted=False)
             progress.set_state("stopped")
         await writer.finish(progress)
+        self._preload_imported(dict(row.request or {}), progress)
         log.info("context %d: import %s, %d of %d instances, %d failed", context_pk,
                  progress.state, progress.done, progress.total, progress.failed)
         return ("done" if progress.state == "done" else "failed",
                 f"{progress.done} of {progress.total} imported, {progress.failed} failed")
+
+    def _preload_imported(self, request_json: dict[str, Any], progress: ImportProgress
+                          ) -> None:
+        """fullPreloadStudy: only studies this import brought in (a folder's studies are
+        known only now); a UID naming anything else is no reason to render it."""
+        if self.preload is None:
+            return
+        opening = request_json.get("openingParameters") or {}
+        for study_uid in opening.get("fullPreloadStudy") or ():
+            counts = progress.studies.get(study_uid)
+            if counts is not None and counts.done:
+                self.preload(study_uid)
 
     async def _sources(self, context_pk: int, request_json: dict[str, Any]
                        ) -> tuple[Source, ...]:

@@ -49,9 +49,19 @@ async def check_role(services: NodeServices, name: str) -> None:
 
 
 def context_options(plan: ImportPlan) -> dict[str, Any]:
-    """The GET API's defaults, plus the POST's one opening parameter."""
-    return {**ViewingOptions().as_json(),
-            "collapsePreviews": plan.request.collapse_previews}
+    """The request's opening parameters over the GET API's defaults. Documents differ: a
+    request that lists a document file itself (a PDF) wants it shown, so `hideDocuments`
+    defaults to false for it; other requests (a folder, a WADO study) keep the GET default,
+    true, as their documents are only attached to what they name."""
+    opening = plan.request.opening
+    hide_documents = opening.hide_documents
+    if hide_documents is None:
+        hide_documents = not plan.request.lists_documents()
+    options = ViewingOptions(
+        anonymize=opening.anonymize, hide_search=opening.hide_search,
+        hide_documents=hide_documents, hide_layers=opening.hide_layers,
+        annotation_visibility="USER" if opening.annotation_visibility == "USER" else "ALL")
+    return {**options.as_json(), "collapsePreviews": opening.collapse_previews}
 
 
 async def issue_context(services: NodeServices, plan: ImportPlan, progress: ImportProgress,
@@ -99,7 +109,8 @@ async def issue_context(services: NodeServices, plan: ImportPlan, progress: Impo
 def _study_row(position: int, study_uid: str, plan: ImportPlan) -> ContextStudy:
     entry = next((s for s in plan.request.studies if s.study_uid == study_uid), None)
     return ContextStudy(
-        position=position, study_uid=study_uid, purpose="open", preload=False,
+        position=position, study_uid=study_uid, purpose="open",
+        preload=study_uid in plan.request.opening.full_preload_study,
         state="pending", source="",
         patient_id=entry.patient_id if entry else "",
         accession_number=entry.accession if entry else "",

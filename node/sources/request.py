@@ -1,11 +1,15 @@
 """The POST API's request body, checked field by field into typed values.
 
 Every error names the field by its path in the body (`studies[0].series[2].instances[0].file`),
-so that the caller can find it in a request of hundreds of instances. Unknown fields are refused
-too: a misspelt `studyInstanceUid` would otherwise open nothing, silently.
+so that the caller can find it in a request of hundreds of instances. A field the node does not
+know is ignored, and the whole request's such fields are named in one log line: a caller adding a
+field of a later version of the API (`folder.recursive`, say) still opens its studies. A known
+field with a wrong type or value is refused.
 
-Secrets (cloud keys, WADO headers) live only in `StorageSpec`, hidden from `repr`, and are left
-out of `OpenRequest.as_json()`, which is what the viewing context keeps.
+Secrets (cloud keys, WADO headers, the user name and password of a WADO URL such as
+`http://user:password@pacs/wado`) live only in `StorageSpec`, hidden from `repr`, and are left
+out of `OpenRequest.as_json()`, which is what the viewing context keeps: its URL is the one
+without them.
 """
 
 from __future__ import annotations
@@ -13,16 +17,20 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import re
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from node.errors import InvalidInput
 from node.instance_record import is_valid_uid
 from node.slide_metadata import JSON_FIELDS, SlideMetadata
+
+log = logging.getLogger(__name__)
 
 # mimeType -> what the file is; "slide" is a non-DICOM whole-slide image (NDPI, MRXS, SVS, TIFF).
 MIME_TYPES = {
@@ -46,6 +54,11 @@ _CS = re.compile(r"^[A-Z0-9_ ]{1,16}$")
 _TIME = re.compile(r"^([01][0-9]|2[0-3])([0-5][0-9]([0-5][0-9](\.[0-9]{1,6})?)?)?$")
 _REGION = re.compile(r"^[a-z0-9-]{2,32}$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
+# The spec's example spells it `openingParameters`, its list of fields `OpeningParameters`.
+OPENING_KEYS = ("openingParameters", "OpeningParameters")
+# Unknown fields met while one body is parsed, named together in one log line.
+_IGNORED: ContextVar[list[str] | None] = ContextVar("ignored_fields", default=None)
+MAX_LOGGED_FIELDS = 10
 
 
 @dataclass(frozen=True)
@@ -86,10 +99,14 @@ class StorageSpec:
     # The decoded service-account key of a google-bucket.
     service_account: dict[str, Any] = field(default_factory=dict, repr=False)
     http_headers: dict[str, str] = field(default_factory=dict, repr=False)
+    # The user name and password the WADO URL carried (`url` is the URL without them).
+    url_user: str = field(default="", repr=False)
+    url_password: str = field(default="", repr=False)
 
     def secrets(self) -> list[str]:
         """Every secret value of the request, for tests and redaction."""
-        values = [self.access_key, self.secret_key, *self.http_headers.values()]
+        values = [self.access_key, self.secret_key, *self.http_headers.values(),
+                  self.url_user, self.url_password]
         values += [str(v) for k, v in self.service_account.items()
                    if k in ("private_key", "private_key_id")]
         return [v for v in values if v]
@@ -102,7 +119,22 @@ class StorageSpec:
         if self.type == "google-bucket":
             text = json.dumps(self.service_account, separators=(",", ":"))
             return {"token": base64.b64encode(text.encode()).decode()}
-        return {"httpHeaders": dict(self.http_headers)} if self.http_headers else {}
+        out: dict[str, Any] = {}
+        if self.http_headers:
+            out["httpHeaders"] = dict(self.http_headers)
+        if self.url_user or self.url_password:
+            out["url"] = self.url_with_credentials()
+        return out
+
+    def url_with_credentials(self) -> str:
+        """The URL as the request gave it, user name and password included."""
+        if not (self.url_user or self.url_password):
+            return self.url
+        parts = urlsplit(self.url)
+        userinfo = quote(self.url_user, safe="")
+        if self.url_password:
+            userinfo += ":" + quote(self.url_password, safe="")
+        return urlunsplit(parts._replace(netloc=f"{userinfo}@{parts.netloc}"))
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type, "name": self.name}
@@ -132,12 +164,50 @@ class StudyEntry:
 
 
 @dataclass(frozen=True)
+class OpeningParameters:
+    """The viewer options of a POST request: those of the GET API that make sense here, with
+    the same meanings and defaults, but `hideDocuments` is None unless given (the documents
+    the request lists itself are then shown: node/sources/opening.py)."""
+
+    collapse_previews: bool = False
+    anonymize: bool = False
+    hide_search: bool = True
+    hide_documents: bool | None = None
+    hide_layers: bool = False
+    annotation_visibility: str = "ALL"
+    full_preload_study: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        """collapsePreviews, and the others where they differ from their defaults."""
+        default = OpeningParameters()
+        out: dict[str, Any] = {"collapsePreviews": self.collapse_previews}
+        for name, attribute in _OPENING_JSON.items():
+            value = getattr(self, attribute)
+            if value != getattr(default, attribute):
+                out[name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+
+# openingParameters' fields besides collapsePreviews, and the attributes that keep them.
+_OPENING_JSON = {
+    "anonymize": "anonymize", "hideSearch": "hide_search", "hideDocuments": "hide_documents",
+    "hideLayers": "hide_layers", "annotationVisibility": "annotation_visibility",
+    "fullPreloadStudy": "full_preload_study",
+}
+
+
+@dataclass(frozen=True)
 class OpenRequest:
     username: str
     role: str
     studies: tuple[StudyEntry, ...] = ()
     folder: str = ""
-    collapse_previews: bool = False
+    opening: OpeningParameters = field(default_factory=OpeningParameters)
+
+    def lists_documents(self) -> bool:
+        """Whether the request names a document file itself (a PDF)."""
+        return any(i.kind == "pdf" for s in self.studies for r in s.series
+                   for i in r.instances)
 
     def secrets(self) -> list[str]:
         return [s for study in self.studies if study.storage for s in study.storage.secrets()]
@@ -158,7 +228,7 @@ class OpenRequest:
             out["folder"] = {"path": self.folder}
         else:
             out["studies"] = [_study_json(s) for s in self.studies]
-        out["openingParameters"] = {"collapsePreviews": self.collapse_previews}
+        out["openingParameters"] = self.opening.as_json()
         return out
 
 
@@ -204,7 +274,7 @@ def _study_json(study: StudyEntry) -> dict[str, Any]:
 
 
 class _Object:
-    """One JSON object being read: each read marks its key, `done` refuses the rest."""
+    """One JSON object being read: each read marks its key, `done` notes the rest as ignored."""
 
     def __init__(self, value: Any, where: str) -> None:
         if not isinstance(value, dict):
@@ -273,10 +343,9 @@ class _Object:
         return value
 
     def done(self) -> None:
-        for key in self.value:
-            if key not in self.read:
-                where = self.at(key)
-                raise InvalidInput(f"{where}: unknown field", field=where)
+        ignored = _IGNORED.get()
+        if ignored is not None:
+            ignored += [self.at(key) for key in self.value if key not in self.read]
 
 
 def _uid_problem(value: str) -> str | None:
@@ -320,19 +389,28 @@ def parse_body(text: bytes | str) -> OpenRequest:
 
 
 def parse_request(value: Any) -> OpenRequest:
+    ignored: list[str] = []
+    reset = _IGNORED.set(ignored)
+    try:
+        request = _parse_request(value)
+    finally:
+        _IGNORED.reset(reset)
+    if ignored:
+        names = ", ".join(repr(name[:80]) for name in ignored[:MAX_LOGGED_FIELDS])
+        more = len(ignored) - MAX_LOGGED_FIELDS
+        log.warning("POST request body: unknown field(s) ignored: %s%s", names,
+                    f" and {more} more" if more > 0 else "")
+    return request
+
+
+def _parse_request(value: Any) -> OpenRequest:
     body = _Object(value, "")
     username = body.text("username", required=True, dicom=False)
     role = body.text("role", required=True, dicom=False)
     has_studies, has_folder = body.has("studies"), body.has("folder")
     if has_studies == has_folder:
         raise InvalidInput("exactly one of studies and folder is required", field="studies")
-    collapse = False
-    if body.has("openingParameters"):
-        opening = _Object(body.raw("openingParameters"), "openingParameters")
-        collapse = opening.boolean("collapsePreviews", False)
-        opening.done()
-    else:
-        body.raw("openingParameters")
+    opening = _opening_parameters(body)
     folder = ""
     studies: list[StudyEntry] = []
     if has_folder:
@@ -344,7 +422,50 @@ def parse_request(value: Any) -> OpenRequest:
         studies = [_study(item, f"studies[{i}]") for i, item in enumerate(items)]
         _check_unique(studies)
     body.done()
-    return OpenRequest(username, role, tuple(studies), folder, collapse)
+    return OpenRequest(username, role, tuple(studies), folder, opening)
+
+
+def _opening_parameters(body: _Object) -> OpeningParameters:
+    given = [key for key in OPENING_KEYS if body.raw(key) is not None]
+    if not given:
+        return OpeningParameters()
+    if len(given) > 1:
+        raise InvalidInput("give openingParameters or OpeningParameters, not both",
+                           field=given[1])
+    obj = _Object(body.raw(given[0]), given[0])
+    visibility = obj.text("annotationVisibility", max_length=8, dicom=False).upper() or "ALL"
+    if visibility not in ("ALL", "USER"):
+        where = obj.at("annotationVisibility")
+        raise InvalidInput(f"{where}: must be ALL or USER", field=where)
+    hide_documents = obj.boolean("hideDocuments", False) if obj.has("hideDocuments") else None
+    opening = OpeningParameters(
+        collapse_previews=obj.boolean("collapsePreviews", False),
+        anonymize=obj.boolean("anonymize", False),
+        hide_search=obj.boolean("hideSearch", True),
+        hide_documents=hide_documents,
+        hide_layers=obj.boolean("hideLayers", False),
+        annotation_visibility=visibility,
+        full_preload_study=_uid_list(obj, "fullPreloadStudy"),
+    )
+    obj.done()
+    return opening
+
+
+def _uid_list(obj: _Object, key: str) -> tuple[str, ...]:
+    """A UID, or a list of them (the GET API's 1-n parameter)."""
+    value = obj.raw(key)
+    where = obj.at(key)
+    if value is None:
+        return ()
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or len(values) > MAX_ITEMS:
+        raise InvalidInput(f"{where}: must be a UID or a list of at most {MAX_ITEMS} UIDs",
+                           field=where)
+    for index, uid in enumerate(values):
+        if not isinstance(uid, str) or not is_valid_uid(uid):
+            at = f"{where}[{index}]" if isinstance(value, list) else where
+            raise InvalidInput(f"{at}: not a valid DICOM UID", field=at)
+    return tuple(dict.fromkeys(values))
 
 
 def _study(value: Any, where: str) -> StudyEntry:
@@ -423,7 +544,9 @@ def _storage(value: Any, where: str) -> StorageSpec:
                            f"{', '.join(STORAGE_TYPES)})", field=obj.at("type"))
     if kind in WADO_TYPES:
         name = obj.text("name", required=True, max_length=MAX_FILE, dicom=False)
-        spec = StorageSpec(kind, name, url=_url(obj), http_headers=_headers(obj))
+        url, user, password = _url(obj)
+        spec = StorageSpec(kind, name, url=url, http_headers=_headers(obj), url_user=user,
+                           url_password=password)
     else:
         name = obj.text("name", required=True, max_length=222, dicom=False,
                         check=lambda v: None if _BUCKET.match(v) else "not a bucket name")
@@ -442,16 +565,23 @@ def _storage(value: Any, where: str) -> StorageSpec:
     return spec
 
 
-def _url(obj: _Object) -> str:
+def _url(obj: _Object) -> tuple[str, str, str]:
+    """(the URL without user name and password, the user name, the password)."""
     url = obj.text("url", required=True, max_length=MAX_FILE, dicom=False)
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidInput(f"{obj.at('url')}: must be an http or https URL",
-                           field=obj.at("url"))
+    where = obj.at("url")
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        _ = parts.port  # out of range: ValueError
+    except ValueError:
+        valid = False
+    if not valid:
+        raise InvalidInput(f"{where}: must be an http or https URL", field=where)
     if parts.query or parts.fragment:
-        raise InvalidInput(f"{obj.at('url')}: must not carry a query or fragment",
-                           field=obj.at("url"))
-    return url
+        raise InvalidInput(f"{where}: must not carry a query or fragment", field=where)
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    return urlunsplit(parts._replace(netloc=host)), unquote(user), unquote(password)
 
 
 def _headers(obj: _Object) -> dict[str, str]:

@@ -67,6 +67,10 @@ class TokenIssuer:
         await self._catalogue.close()
         await self._preloads.close()
 
+    def schedule_preload(self, study_uid: str) -> None:
+        """Queue a study's preload (a POST import's fullPreloadStudy, once imported)."""
+        self._preloads.schedule(study_uid)
+
     async def preloads_done(self) -> None:
         """Wait until no fullPreloadStudy preload runs (tests and benchmarks)."""
         await self._preloads.wait_idle()

@@ -121,6 +121,19 @@ async def context_json(services: NodeServices, context_pk: int) -> dict[str, Any
         return await _as_json(session, context)
 
 
+def _anonymized(request: dict[str, Any]) -> dict[str, Any]:
+    """The request without what a viewer would show of the patient; the audit table keeps
+    what was asked. A POST request's studies keep only their UIDs: its patient data, file
+    paths and folder may all name the patient."""
+    out = {**request, "patientID": None, "idIssuer": None, "accNum": None}
+    if "studies" in out:
+        out["studies"] = [{"studyInstanceUID": s.get("studyInstanceUID")}
+                          for s in out["studies"]]
+    if "folder" in out:
+        out["folder"] = None
+    return out
+
+
 async def _as_json(session: AsyncSession, context: ViewingContext) -> dict[str, Any]:
     role = await get_role(session, context.role)
     permissions = role.permissions if role else ()
@@ -131,10 +144,7 @@ async def _as_json(session: AsyncSession, context: ViewingContext) -> dict[str, 
         hide_documents=bool(options.get("hideDocuments")),
         hide_layers=bool(options.get("hideLayers")),
     )
-    request = dict(context.request)
-    if anonymize:
-        # Identifiers a viewer would show; the audit table keeps what was asked.
-        request.update(patientID=None, idIssuer=None, accNum=None)
+    request = _anonymized(context.request) if anonymize else dict(context.request)
     studies = []
     for row in context.studies:
         studies.append({

@@ -7,16 +7,34 @@ grants, with its options applied); see access.py.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
 from aiohttp import web
 
-from node.series_metadata import SeriesMetadata
+from node.series_metadata import MetadataWarmer, SeriesMetadata
 from rest.dicomweb import qido, wado
+from rest.dicomweb.cors import cors_headers, preflight
 from rest.dicomweb.state import METADATA
 from rest.state import SERVICES
 
 ROUTE_TABLES = (qido.routes, wado.routes)
 
-__all__ = ["ROUTE_TABLES", "setup"]
+__all__ = ["ROUTE_TABLES", "cors_headers", "preflight", "setup"]
+
+
+async def _warm_metadata(app: web.Application) -> AsyncIterator[None]:
+    """Series metadata made ahead, while the node is idle (node/series_metadata.py)."""
+    services = app[SERVICES]
+    warmer = MetadataWarmer(services, app[METADATA])
+    services.ingestor.listeners.append(warmer.instance_indexed)
+    task = asyncio.create_task(warmer.run())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    services.ingestor.listeners.remove(warmer.instance_indexed)
 
 
 def setup(app: web.Application) -> None:
@@ -24,5 +42,6 @@ def setup(app: web.Application) -> None:
     shared)."""
     services = app[SERVICES]
     app[METADATA] = SeriesMetadata(services, services.config.data_dir / "dicomweb-metadata")
+    app.cleanup_ctx.append(_warm_metadata)
     for table in ROUTE_TABLES:
         app.add_routes(table)

@@ -28,12 +28,12 @@ from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian
 
 from node.errors import InvalidInput, NotFound
-from node.index.instance_queries import StoredInstanceRow, stored_instances
+from node.index.instance_queries import StoredInstanceRow, series_of_study, stored_instances
 from node.index.query import Scope
 from node.render import NotRenderable, RenderParams, Window, is_image
 from node.render.renderer import cache_key
 from node.render.stored_frames import FRAME_MEDIA_TYPES, read_frames
-from node.series_metadata import PIXEL_DATA_TAGS, InstanceMetadata
+from node.series_metadata import PIXEL_DATA_TAGS, InstanceMetadata, RowsLoader
 from rest.dicomweb.access import Reader, reader
 from rest.dicomweb.dicom_json import PHI_TAGS
 from rest.dicomweb.multipart import MultipartRelated
@@ -138,28 +138,54 @@ def _anonymized(json: dict[str, Any]) -> dict[str, Any]:
     return {tag: ({"vr": body["vr"]} if tag in PHI_TAGS else body) for tag, body in json.items()}
 
 
-async def _metadata_of(request: web.Request, who: Reader,
-                       rows: list[StoredInstanceRow]) -> list[InstanceMetadata]:
+def _all_rows(request: web.Request, study_uid: str, series_uid: str) -> RowsLoader:
+    async def load() -> list[StoredInstanceRow]:
+        return await stored_instances(request.app[SERVICES].sessions, Scope(), study_uid,
+                                      series_uid)
+    return load
+
+
+async def _metadata_of(request: web.Request, rows: list[StoredInstanceRow]
+                       ) -> list[InstanceMetadata]:
     """The metadata of `rows`, through each series' metadata file."""
-    services = request.app[SERVICES]
     wanted = {r.sop_uid for r in rows}
     found: list[InstanceMetadata] = []
     for series_uid in dict.fromkeys(r.series_uid for r in rows):
-        every = await stored_instances(services.sessions, Scope(), rows[0].study_uid,
-                                       series_uid)
-        series = await request.app[METADATA].series(series_uid, every)
-        found += [m for m in series if m.sop_uid in wanted]
+        entry = await request.app[METADATA].series(
+            rows[0].study_uid, series_uid, _all_rows(request, rows[0].study_uid, series_uid))
+        if entry is not None:
+            found += [m for m in entry.instances if m.sop_uid in wanted]
     return found
 
 
 async def metadata(request: web.Request) -> web.Response:
+    """A whole series the reader sees unchanged is its metadata file's JSON as it is; anything
+    else (one instance, hidden documents, anonymized) is chosen from its instances."""
     require_json(request)
     who = await reader(request)
-    rows = await _rows(request, who)
-    found = await _metadata_of(request, who, rows)
-    jsons = [_anonymized(m.json) if who.anonymize else m.json for m in found]
+    study, series, sop = (_uid(request, name) for name in ("study", "series", "sop"))
+    assert study is not None
+    who.require(study)
+    sessions = request.app[SERVICES].sessions
+    hidden = who.scope().without_sop_class_prefixes
+    arrays: list[bytes] = []
+    for series_uid in [series] if series else await series_of_study(sessions, study):
+        entry = await request.app[METADATA].series(study, series_uid,
+                                                   _all_rows(request, study, series_uid))
+        if entry is None:
+            continue
+        if sop is None and not hidden and not who.anonymize:
+            arrays.append(entry.body)
+            continue
+        chosen = [m.json for m in entry.instances if (sop is None or m.sop_uid == sop)
+                  and not m.sop_class_uid.startswith(hidden)]
+        arrays.append(orjson.dumps([_anonymized(j) if who.anonymize else j for j in chosen]))
+    items = [array[1:-1] for array in arrays if array != b"[]"]
+    if not items:
+        raise NotFound("no such study, series or instance")
     base = base_url(request).encode("utf-8")
-    body = orjson.dumps(jsons).replace(b'"BulkDataURI":"', b'"BulkDataURI":"' + base + b"/")
+    body = (b"[" + b",".join(items) + b"]").replace(
+        b'"BulkDataURI":"', b'"BulkDataURI":"' + base + b"/")
     return web.Response(body=body, content_type=DICOM_JSON, headers=NO_STORE)
 
 
@@ -201,7 +227,7 @@ async def _refuse_burned_in(request: web.Request, who: Reader, row: StoredInstan
     unreadable."""
     if not who.anonymize:
         return
-    found = await _metadata_of(request, who, [row])
+    found = await _metadata_of(request, [row])
     flag = found[0].json.get(BURNED_IN, {}).get("Value", [""]) if found else ["YES"]
     if str(flag[0]).strip().upper() == "YES":
         raise web.HTTPForbidden(reason="this image has burned-in annotation and the session "

@@ -1,6 +1,9 @@
-// The viewer page: which study is open, how the image area is laid out, the keyboard, and
-// polling while studies are still being retrieved.
+// The viewer page: which patient and study are open, how the image area is laid out, the
+// keyboard, and polling while studies are still being retrieved. The window shows one patient
+// at a time: opening a study of another patient of the session switches the banner and the
+// study list to that patient first.
 import { getJson, studyUrl, viewerConfig } from "./api.js";
+import { Patients } from "./banner.js";
 import { bindSearch, markThumbnail, renderDocuments, renderThumbnails } from "./panels.js";
 import { Viewport } from "./viewport.js";
 
@@ -14,6 +17,8 @@ const WAITING = new Set(["pending", "retrieving"]);
 
 const state = {
   studies: config.studies,
+  patients: new Patients(config.patients, config.anonymize),
+  patient: config.patient,
   open: null,
   listing: null,
   viewports: [],
@@ -47,6 +52,7 @@ function layoutGrid(rows, columns) {
   for (let position = 0; position < rows * columns; position += 1) {
     state.viewports.push(new Viewport(grid, position, {
       onActivate: activate,
+      identify: identify,
       onCine: (viewport, playing) => {
         if (viewport === state.active) $("cine").setAttribute("aria-pressed", String(playing));
       },
@@ -64,12 +70,58 @@ function activate(viewport) {
   if (viewport.series) markThumbnail(thumbnails, viewport.series.seriesInstanceUID);
 }
 
+// ---- patients -----------------------------------------------------------------------------
+
+// What a viewport's overlay says of the study it shows: its patient and its date.
+function identify(uid) {
+  const study = studyInfo(uid);
+  return study ? state.patients.overlay(study.patient, study.studyDate) : { patient: "", date: "" };
+}
+
+function renderPatient() {
+  state.patients.renderBanner($("patient"), state.patient);
+  state.patients.renderSwitch($("patient-switch"), state.patient, switchPatient);
+}
+
+// Show `key`'s banner and studies; the image area, thumbnails and documents of the patient shown
+// before are cleared, so that nothing of theirs stays under the new name.
+function setPatient(key) {
+  if (key === state.patient) return;
+  state.patient = key;
+  stopPolling();
+  state.open = null;
+  state.listing = null;
+  layoutGrid(1, 1);
+  thumbnails.replaceChildren();
+  $("document-list")?.replaceChildren();
+  $("document-view")?.replaceChildren();
+  setStatus("");
+  renderPatient();
+  renderStudyList();
+}
+
+function patientStudies() {
+  return state.studies.filter((s) => s.patient === state.patient);
+}
+
+function switchPatient(key) {
+  setPatient(key);
+  if (config.monitor === "secondary") return openPriors();
+  const mine = patientStudies();
+  const first = mine.find((s) => s.purpose === "open" || s.purpose === "search") || mine[0];
+  if (first && first.studyInstanceUID !== state.open) openStudy(first.studyInstanceUID);
+}
+
 // ---- studies ------------------------------------------------------------------------------
+// Images of a study that is still arriving are shown only after the study list has been read
+// again *after* its series: until its first image is in the index, its patient is only what
+// the calling system claimed, and images that have just arrived must not be shown under that
+// claim if they are another patient's.
 
 function renderStudyList() {
   const list = $("study-list");
   list.replaceChildren();
-  for (const study of state.studies) {
+  for (const study of patientStudies()) {
     const item = document.createElement("li");
     const button = document.createElement("button");
     button.type = "button";
@@ -105,10 +157,24 @@ $("study-list").addEventListener("click", (event) => {
   if (button) openStudy(button.dataset.study);
 });
 
+// The study list again. A study that has arrived may turn out to be another patient's than the
+// one shown (its patient was not known before): the window then switches to that patient and
+// this returns the study's UID for the caller to open again; else null.
 async function refreshStudies() {
   const answer = await getJson("/ngv/api/studies");
   state.studies = answer.studies;
+  state.patients.update(answer.patients);
+  const open = state.open && studyInfo(state.open);
+  if (open && open.patient !== state.patient) {
+    const uid = state.open;
+    setPatient(open.patient);
+    return uid;
+  }
+  if (!state.patients.byKey.has(state.patient) && answer.patients.length) setPatient(answer.patients[0].key);
+  renderPatient();
   renderStudyList();
+  for (const viewport of state.viewports) viewport.writeOverlays();
+  return null;
 }
 
 function studyInfo(uid) {
@@ -120,11 +186,13 @@ function imageSeries(listing) {
 }
 
 async function openStudy(uid) {
+  const study = studyInfo(uid);
+  if (!study) return setStatus("This study is not part of the session", true);
+  setPatient(study.patient);
   stopPolling();
   state.open = uid;
   renderStudyList();
-  const study = studyInfo(uid);
-  if (study && study.state === "not-found") {
+  if (study.state === "not-found") {
     layoutGrid(1, 1);
     state.viewports[0].setMessage("Study not found", "error");
     state.viewports[0].root.dataset.state = "not-found";
@@ -136,6 +204,10 @@ async function openStudy(uid) {
   state.viewports[0].setMessage("Loading study…", "loading");
   try {
     const listing = await getJson(studyUrl(uid, "/series"));
+    if (WAITING.has(study.state)) {
+      const moved = await refreshStudies();
+      if (moved) return openStudy(moved);
+    }
     if (state.open !== uid) return;
     showListing(uid, listing, true);
   } catch (error) {
@@ -181,8 +253,9 @@ function startPolling(uid) {
   stopPolling();
   state.poll = setTimeout(async () => {
     try {
-      await refreshStudies();
       const listing = await getJson(studyUrl(uid, "/series"));
+      const moved = await refreshStudies();
+      if (moved) return openStudy(moved);
       if (state.open === uid) showListing(uid, listing, false);
     } catch (error) {
       setStatus(error.message, true);
@@ -198,7 +271,7 @@ function stopPolling() {
 // ---- the secondary monitor: priors side by side -----------------------------------------------
 
 async function openPriors() {
-  const priors = state.studies.filter((s) => s.purpose === "prior" || s.purpose === "open").slice(0, 3);
+  const priors = patientStudies().filter((s) => s.purpose === "prior" || s.purpose === "open").slice(0, 3);
   if (!priors.length) {
     layoutGrid(1, 1);
     state.viewports[0].setMessage("No prior studies for comparison");
@@ -207,24 +280,36 @@ async function openPriors() {
   layoutGrid(1, priors.length);
   state.open = priors[0].studyInstanceUID;
   renderStudyList();
-  await Promise.all(priors.map(async (study, position) => {
-    const viewport = state.viewports[position];
-    if (study.state === "not-found") return viewport.setMessage("Study not found", "error");
+  const patient = state.patient;
+  const answers = await Promise.all(priors.map(async (study) => {
+    if (study.state === "not-found") return { error: "Study not found" };
     try {
-      const listing = await getJson(studyUrl(study.studyInstanceUID, "/series"));
-      const series = imageSeries(listing)[0];
-      if (series) viewport.show(study.studyInstanceUID, series);
-      else viewport.setMessage(stateText(study) || "No images", WAITING.has(study.state) ? "loading" : "");
-      if (position === 0) {
-        state.listing = listing;
-        renderThumbnails(thumbnails, study.studyInstanceUID, listing, config.thumbnailQuery, (picked) => state.active.show(study.studyInstanceUID, picked));
-        renderDocuments($("document-list"), $("document-view"), study.studyInstanceUID, listing);
-      }
+      return { listing: await getJson(studyUrl(study.studyInstanceUID, "/series")) };
     } catch (error) {
-      viewport.setMessage(error.message, "error");
+      return { error: error.message };
     }
   }));
-  if (priors.some((s) => WAITING.has(s.state))) setTimeout(async () => { await refreshStudies(); openPriors(); }, POLL_MS);
+  const waiting = priors.some((s) => WAITING.has(s.state));
+  if (waiting) {
+    await refreshStudies();
+    if (state.patient !== patient) return openPriors();
+  }
+  priors.forEach((study, position) => {
+    const viewport = state.viewports[position];
+    const { listing, error } = answers[position];
+    if (error) return viewport.setMessage(error, "error");
+    const now = studyInfo(study.studyInstanceUID) || study;
+    if (now.patient !== patient) return viewport.setMessage("This study is another patient's", "error");
+    const series = imageSeries(listing)[0];
+    if (series) viewport.show(study.studyInstanceUID, series);
+    else viewport.setMessage(stateText(now) || "No images", WAITING.has(now.state) ? "loading" : "");
+    if (position === 0) {
+      state.listing = listing;
+      renderThumbnails(thumbnails, study.studyInstanceUID, listing, config.thumbnailQuery, (picked) => state.active.show(study.studyInstanceUID, picked));
+      renderDocuments($("document-list"), $("document-view"), study.studyInstanceUID, listing);
+    }
+  });
+  if (waiting) setTimeout(openPriors, POLL_MS);
 }
 
 // ---- toolbar and keyboard ---------------------------------------------------------------------
@@ -331,8 +416,11 @@ document.addEventListener("keydown", (event) => {
 
 function start() {
   layoutGrid(1, 1);
+  renderPatient();
+  renderStudyList();
   if (config.monitor === "secondary") return openPriors();
-  const first = state.studies.find((s) => s.purpose === "open") || (config.display === "studies" ? state.studies[0] : null);
+  const mine = patientStudies();
+  const first = mine.find((s) => s.purpose === "open") || (config.display === "studies" ? mine[0] : null);
   if (first) return openStudy(first.studyInstanceUID);
   if (!state.studies.length) {
     state.viewports[0].setMessage("Study not found", "error");

@@ -1,5 +1,7 @@
 // One cell of the image area: a stack of frames drawn on a canvas, with window/level, zoom,
 // pan and cine. Frames are rendered by the server; the file's own window is the starting point.
+// The top-left overlay names the patient and the date of the study whose images are drawn (the
+// page's identify hook says what to write), so that a comparison never hides whose they are.
 import { frameUrl, loadFrame, studyUrl } from "./api.js";
 import { cachedFrame, Prefetcher } from "./frames.js";
 
@@ -25,6 +27,9 @@ export class Viewport {
     this.canvas = element("canvas", "", this.root);
     this.overlays = {};
     for (const corner of ["tl", "tr", "bl", "br"]) this.overlays[corner] = element("div", "overlay " + corner, this.root);
+    this.patientLine = element("div", "overlay-patient", this.overlays.tl);
+    this.dateLine = element("div", "overlay-date", this.overlays.tl);
+    this.seriesLine = element("div", "overlay-series", this.overlays.tl);
     this.message = element("div", "message", this.root);
     this.progress = element("div", "progress", this.root);
     this.prefetcher = new Prefetcher();
@@ -37,6 +42,7 @@ export class Viewport {
   clear(text, kind = "") {
     this.stopCine();
     this.study = null;
+    delete this.root.dataset.study;
     this.series = null;
     this.stack = [];
     this.index = 0;
@@ -72,8 +78,16 @@ export class Viewport {
     this.stopCine();
     this.removeVideo();
     const previous = this.index;
+    // A frame of another study never stays on screen under this study's name, not even while
+    // the first frame of this one loads; a frame still on its way for it is dropped on arrival.
+    this.ticket = (this.ticket || 0) + 1;
+    if (this.study !== study && this.current) {
+      if (this.current.owned) this.current.bitmap.close();
+      this.current = null;
+    }
     this.study = study;
     this.series = series;
+    this.root.dataset.study = study;
     this.root.dataset.series = series.seriesInstanceUID;
     this.stack = [];
     for (const instance of series.instances) {
@@ -106,7 +120,7 @@ export class Viewport {
     this.video.src = studyUrl(this.study, `/instances/${encodeURIComponent(instance.sopInstanceUID)}/video`);
     this.video.addEventListener("error", () => this.setMessage("This video cannot be played here", "error"));
     this.root.dataset.state = "video";
-    this.overlays.tl.textContent = this.seriesLabel();
+    this.writeOverlays();
   }
 
   removeVideo() {
@@ -222,14 +236,17 @@ export class Viewport {
   }
 
   writeOverlays() {
-    if (!this.current || !this.stack.length) {
-      for (const corner of Object.values(this.overlays)) corner.textContent = "";
-      if (this.video) this.overlays.tl.textContent = this.seriesLabel();
+    const drawn = Boolean(this.current && this.stack.length);
+    const identity = (drawn || this.video) && this.study ? this.hooks.identify?.(this.study) : null;
+    this.patientLine.textContent = identity?.patient || "";
+    this.dateLine.textContent = identity?.date || "";
+    this.seriesLine.textContent = drawn || this.video ? this.seriesLabel() : "";
+    if (!drawn) {
+      for (const corner of ["tr", "bl", "br"]) this.overlays[corner].textContent = "";
       return;
     }
     const entry = this.stack[this.index];
     const frameText = entry.frames > 1 ? `  Fr ${entry.frame}/${entry.frames}` : "";
-    this.overlays.tl.textContent = this.seriesLabel();
     this.overlays.tr.textContent = `Im ${this.index + 1}/${this.stack.length}${frameText}`;
     const w = this.appliedWindow;
     this.overlays.bl.textContent = w ? `W ${Math.round(w.width)}  L ${Math.round(w.center)}` : "";

@@ -1,7 +1,8 @@
 """The viewer page's JSON: the studies it may open and each study's series.
 
 GET /ngv/api/studies: the history panel (the context's studies with their retrieval state and
-instance counts, then the patient's other local studies); polled while studies arrive.
+instance counts, then their patients' other local studies), each study with its patient's
+session key, and each patient's banner; polled while studies arrive.
 GET /ngv/api/studies/{study}/series: series and instances in display order, each instance's
 kind (image, video, pdf, sr, slide, other), and the hanging protocol's layout.
 """
@@ -17,7 +18,7 @@ from rest.middleware import public
 from rest.state import SERVICES
 from rest.viewer.layout import layout
 from rest.viewer.state import GRANTS
-from rest.viewer.studies import study_list
+from rest.viewer.studies import study_listing
 
 routes = web.RouteTableDef()
 
@@ -30,10 +31,10 @@ THUMBNAIL_QUERY = f"format={THUMBNAIL.format}&size={THUMBNAIL.size}"
 async def studies(request: web.Request) -> web.Response:
     grant = await request.app[GRANTS].for_request(request, fresh=True)
     async with request.app[SERVICES].sessions() as session:
-        listed = await study_list(session, grant)
+        listing = await study_listing(session, grant)
     return web.json_response({"monitor": grant.context["monitor"],
                               "display": grant.context["display"],
-                              "studies": listed}, headers=NO_STORE)
+                              **listing.as_json(grant.anonymize)}, headers=NO_STORE)
 
 
 def _series_json(series: StoredSeries) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """The viewer page (GET /ngv/viewer) and its static files (GET /ngv/static/...).
 
-The page is rendered on the server with what the session may see: the banner (empty when
-anonymized), the panels its features allow (a hidden feature's markup is absent, not merely
-hidden), and the context's studies as JSON for the page's scripts.
+The page is rendered on the server with what the session may see: the banner of the patient
+it opens with (no identifiers when anonymized) and that patient's studies, the panels its
+features allow (a hidden feature's markup is absent, not merely hidden), and every patient and
+study of the session as JSON for the page's scripts, which switch the banner with the study.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from rest.middleware import public
 from rest.state import SERVICES
 from rest.viewer.access import Grant
 from rest.viewer.state import GRANTS, TEMPLATES
-from rest.viewer.studies import banner, study_list
+from rest.viewer.studies import StudyListing, study_listing
 
 routes = web.RouteTableDef()
 
@@ -42,7 +43,7 @@ PRESETS = {
 }
 
 
-def _page_config(grant: Grant, studies: list[dict[str, Any]], sticky: str) -> dict[str, Any]:
+def _page_config(grant: Grant, listing: StudyListing, sticky: str) -> dict[str, Any]:
     context = grant.context
     return {
         "monitor": context["monitor"], "display": context["display"],
@@ -50,7 +51,7 @@ def _page_config(grant: Grant, studies: list[dict[str, Any]], sticky: str) -> di
         "options": {"collapsePreviews": bool(context["options"].get("collapsePreviews")),
                     "hideDocuments": bool(context["options"].get("hideDocuments", True)),
                     "annotationVisibility": context["options"].get("annotationVisibility")},
-        "studies": studies, "presets": PRESETS,
+        **listing.as_json(grant.anonymize), "patient": listing.current, "presets": PRESETS,
         "thumbnailQuery": f"format={THUMBNAIL.format}&size={THUMBNAIL.size}",
         "sticky": sticky,
     }
@@ -69,13 +70,13 @@ async def viewer_page(request: web.Request) -> web.Response:
         return web.Response(status=401, text=text, content_type="text/html",
                             headers=PAGE_HEADERS)
     async with request.app[SERVICES].sessions() as session:
-        studies = await study_list(session, grant)
-        patient = await banner(session, grant)
+        listing = await study_listing(session, grant)
     sticky = request.query.get("sticky", "")
-    config = _page_config(grant, studies, sticky if sticky.isprintable() else "")
+    config = _page_config(grant, listing, sticky if sticky.isprintable() else "")
     text = templates.get_template("viewer.html").render(
-        banner=patient, anonymize=grant.anonymize, features=grant.features,
-        monitor=grant.context["monitor"], studies=studies, user=grant.context["username"],
+        banner=listing.banner(), patient_count=len(listing.patients),
+        anonymize=grant.anonymize, features=grant.features, monitor=grant.context["monitor"],
+        studies=listing.studies_of(listing.current), user=grant.context["username"],
         config_json=json.dumps(config).replace("</", "<\\/"),
         collapse=config["options"]["collapsePreviews"])
     return web.Response(text=text, content_type="text/html", headers=PAGE_HEADERS)

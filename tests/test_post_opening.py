@@ -1,0 +1,152 @@
+"""POST /ngv/v1/obscurl's opening parameters and unknown fields, over HTTP: what a request
+lists itself is shown (the spec's PDF opens), the GET options apply with the GET defaults, the
+spec's `OpeningParameters` spelling is read, and a field the node does not know is ignored with
+one log line while a known field with a wrong value is still a 400 naming it."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rest.obscurl_post import IMPORTS
+from rest.state import ISSUER
+from tests.index_db import rows
+from tests.post_examples import example
+from tests.rest_support import Api
+from tests.source_fixtures import write_spec_files, write_spec_folder
+from tests.test_post_obscurl import mapped, opened, post, token_for
+
+__all__ = ["mapped"]  # the fixture, used by name
+
+STUDY = "1.2.826.123.1"
+PDF = "1.2.826.123.1.6.1"
+
+
+def spec_body(volume: Path, name: str, **fields: Any) -> dict[str, Any]:
+    """The spec's "files" or "folder" example, its files in the mapped volume, plus `fields`."""
+    (write_spec_files if name == "files" else write_spec_folder)(volume)
+    return {**example(name), **fields}
+
+
+async def _document_status(api: Api, body: dict[str, Any]) -> int:
+    """Post, let the import finish, open the session, and ask for the listed PDF."""
+    token = await token_for(api, body)
+    await api.client.app[IMPORTS].wait_idle()
+    response, cookie = await api.redeem(token)
+    assert response.status == 302 and cookie is not None
+    document = await api.client.get(f"/ngv/api/studies/{STUDY}/instances/{PDF}/document",
+                                    headers={"Cookie": f"ngv_session={cookie}"})
+    if document.status == 200:
+        assert document.content_type == "application/pdf"
+        assert (await document.read()).startswith(b"%PDF")
+    return document.status
+
+
+@pytest.mark.parametrize(("opening", "status"), [
+    (None, 200),  # the spec's example as written: its PDF opens
+    ({"hideDocuments": True}, 403),  # asked to hide documents: even a listed one
+])
+async def test_the_pdf_the_files_example_lists(
+    mapped: tuple[Api, Path], opening: dict[str, Any] | None, status: int
+) -> None:
+    api, volume = mapped
+    body = spec_body(volume, "files", **({"openingParameters": opening} if opening else {}))
+    assert await _document_status(api, body) == status
+
+
+@pytest.mark.parametrize(("name", "shown"), [
+    ("files", True),  # lists a PDF itself
+    ("folder", False),  # the GET default: documents hidden
+])
+async def test_documents_are_shown_when_the_request_lists_one(
+    mapped: tuple[Api, Path], name: str, shown: bool
+) -> None:
+    api, volume = mapped
+    context = await opened(api, spec_body(volume, name))
+    assert context["options"]["hideDocuments"] is not shown
+    assert context["features"]["documents"] is shown
+
+
+async def test_the_get_options_apply_with_the_get_defaults(mapped: tuple[Api, Path]) -> None:
+    api, volume = mapped
+    names = ("anonymize", "hideSearch", "hideLayers", "annotationVisibility",
+             "collapsePreviews")
+    defaults = (await opened(api, spec_body(volume, "folder")))["options"]
+    assert [defaults[n] for n in names] == [False, True, False, "ALL", False]
+    context = await opened(api, spec_body(volume, "folder", openingParameters={
+        "anonymize": True, "hideSearch": False, "hideLayers": True,
+        "annotationVisibility": "user", "collapsePreviews": True}))
+    assert [context["options"][n] for n in names] == [True, False, True, "USER", True]
+    assert context["features"]["search"] is True  # the role allows it, hideSearch=false
+
+
+async def test_an_anonymized_context_shows_no_patient_data_of_the_request(
+    mapped: tuple[Api, Path]
+) -> None:
+    api, volume = mapped
+    context = await opened(api, spec_body(volume, "files",
+                                          openingParameters={"anonymize": True}))
+    text = repr(context)
+    for shown in ("DOE^JANE", "PID-123", "AN-123", "19821108", "report-1.pdf"):
+        assert shown not in text
+    assert context["request"]["studies"] == [{"studyInstanceUID": STUDY}]
+
+
+async def test_the_specs_opening_parameters_spelling_is_read(mapped: tuple[Api, Path]) -> None:
+    api, volume = mapped
+    body = spec_body(volume, "folder", OpeningParameters={"collapsePreviews": True})
+    assert (await opened(api, body))["options"]["collapsePreviews"] is True
+    response = await post(api, {**body, "openingParameters": {"collapsePreviews": False}})
+    assert response.status == 400
+    assert (await response.json())["field"] == "OpeningParameters"
+
+
+async def test_unknown_fields_are_ignored_with_one_log_line(
+    mapped: tuple[Api, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    api, volume = mapped
+    body = spec_body(volume, "folder", priority="high",
+                     openingParameters={"collapsePreviews": True, "theme": "dark"})
+    body["folder"]["recursive"] = True
+    caplog.set_level(logging.INFO, logger="node.sources.request")
+    context = await opened(api, body)
+    assert context["options"]["collapsePreviews"] is True
+    assert context["sources"]["import"]["state"] == "done"
+    (record,) = [r for r in caplog.records if r.name == "node.sources.request"]
+    message = record.getMessage()
+    for name in ("folder.recursive", "openingParameters.theme", "priority"):
+        assert name in message
+    assert "dark" not in message and "high" not in message  # names, never values
+
+
+@pytest.mark.parametrize(("opening", "field"), [
+    ({"anonymize": "yes"}, "openingParameters.anonymize"),
+    ({"hideDocuments": 1}, "openingParameters.hideDocuments"),
+    ({"annotationVisibility": "SOME"}, "openingParameters.annotationVisibility"),
+    ({"fullPreloadStudy": [STUDY, "1.02"]}, "openingParameters.fullPreloadStudy[1]"),
+    ({"fullPreloadStudy": 7}, "openingParameters.fullPreloadStudy"),
+])
+async def test_a_known_field_with_a_wrong_value_is_400_naming_it(
+    mapped: tuple[Api, Path], opening: dict[str, Any], field: str
+) -> None:
+    api, _ = mapped
+    response = await post(api, {**example("files"), "openingParameters": opening})
+    assert response.status == 400
+    assert (await response.json())["field"] == field
+
+
+async def test_full_preload_study_renders_the_study_once_imported(
+    mapped: tuple[Api, Path]
+) -> None:
+    api, volume = mapped
+    context = await opened(api, spec_body(volume, "files", openingParameters={
+        "fullPreloadStudy": [STUDY, "1.2.3.4.5"]}))
+    assert [s["preload"] for s in context["studies"]] == [True]
+    await api.client.app[ISSUER].preloads_done()
+    jobs = rows(api.services.config.data_dir,
+                "SELECT key, state, outcome FROM jobs WHERE kind = 'preload'")
+    assert [(key, state) for key, state, _ in jobs] == [(STUDY, "done")], jobs
+    assert "rendered" in jobs[0][2]
