@@ -45,9 +45,14 @@ OTHER = StudySpec(study_uid=uid(8303), patient_id="PID-OHIF-OTHER",
 SLICES = 8
 BASE = {"username": "radiologist", "role": ROLE}
 VIEWPORT = "[data-cy='viewport-pane']"
+STUDY_BROWSER = "[data-cy='studyBrowser-panel']"
 # The viewport's bottom-left overlay shows the window once an image is drawn.
 DRAWN = ("() => { const o = document.querySelector(\"[data-cy='viewport-overlay-bottom-left']\");"
          " return !!o && o.textContent.includes('W:'); }")
+PDF_MAGIC = """async (url) => {
+  const bytes = new Uint8Array(await (await fetch(url)).arrayBuffer());
+  return String.fromCharCode(...bytes.slice(0, 4));
+}"""
 SECRETS = ("ZEBRAWSKI", "ODALYS", PATIENT, CT.accession, "19700101", "HOUSE")
 
 
@@ -76,8 +81,10 @@ class Session:
     bodies: list[str] = field(default_factory=list)
 
     def foreign_requests(self) -> list[str]:
-        return [url for url in self.requests
-                if not url.startswith((self.origin + "/", "data:", "blob:"))]
+        """Requests that went anywhere but the node (the browser's own PDF viewer, an extension
+        built into Chromium, is no network request)."""
+        return [url for url in self.requests if not url.startswith(
+            (self.origin + "/", "data:", "blob:", "chrome-extension://", "chrome://"))]
 
     async def close(self) -> None:
         await self.page.context.close()
@@ -171,11 +178,15 @@ async def test_a_session_cannot_read_another_patients_study(api: Api, browser: B
 
 async def test_anonymized_session_shows_and_receives_no_identifiers(
         api: Api, browser: Browser) -> None:
-    opened = await open_token(api, browser, {"studyUID": CT.study_uid, "anonymize": "true"},
-                              keep_bodies=True)
+    opened = await open_token(api, browser, {"studyUID": CT.study_uid, "anonymize": "true",
+                                             "hideDocuments": "false"}, keep_bodies=True)
     await first_image(opened)
-    await opened.page.wait_for_timeout(500)
     await screenshot(opened.page, "ohif-anonymized")
+    # The report too: its observer is a person.
+    await opened.page.locator(STUDY_BROWSER).get_by_text("Radiology report").dblclick()
+    await opened.page.wait_for_function(
+        "() => document.body.textContent.includes('No focal lesion of the liver.')")
+    await opened.page.wait_for_timeout(300)
     dom = await opened.page.content()
     title = await opened.page.title()
     assert len(opened.bodies) >= 3
@@ -184,4 +195,64 @@ async def test_anonymized_session_shows_and_receives_no_identifiers(
         assert secret not in title, secret
         for body in opened.bodies:
             assert secret not in body, secret
+    await opened.close()
+
+
+async def test_history_lists_the_patients_other_studies_newest_first(
+        api: Api, browser: Browser) -> None:
+    opened = await open_token(api, browser, {"studyUID": CT.study_uid})
+    await first_image(opened)
+    await opened.page.wait_for_function(
+        "() => document.body.textContent.includes('CT THORAX PRIOR')")
+    text = await opened.page.text_content(STUDY_BROWSER) or ""
+    assert text.index("10-May-2024") < text.index("05-Jan-2023")
+    assert OTHER.study_description not in text
+    await screenshot(opened.page, "ohif-history")
+    await opened.close()
+
+
+async def test_collapse_previews_starts_with_the_study_browser_closed(
+        api: Api, browser: Browser) -> None:
+    opened = await open_token(api, browser, {"studyUID": CT.study_uid},
+                              options={"collapsePreviews": True})
+    await first_image(opened)
+    await screenshot(opened.page, "ohif-collapsed")
+    assert not await opened.page.locator(STUDY_BROWSER).is_visible()
+    await opened.close()
+    opened = await open_token(api, browser, {"studyUID": CT.study_uid})
+    await first_image(opened)
+    assert await opened.page.locator(STUDY_BROWSER).is_visible()
+    await opened.close()
+
+
+async def test_documents_are_absent_by_default(api: Api, browser: Browser) -> None:
+    opened = await open_token(api, browser, {"studyUID": CT.study_uid})
+    await first_image(opened)
+    await opened.page.wait_for_function(
+        "() => document.body.textContent.includes('CT THORAX PRIOR')")
+    listed = await opened.page.text_content(STUDY_BROWSER) or ""
+    assert "AXIAL 5mm" in listed
+    assert "Radiology report" not in listed and "wrapped pdf" not in listed
+    await opened.close()
+
+
+async def test_documents_open_in_ohif_when_allowed(api: Api, browser: Browser) -> None:
+    opened = await open_token(api, browser, {"studyUID": CT.study_uid, "hideDocuments": "false"})
+    await first_image(opened)
+    page = opened.page
+    browser_panel = page.locator(STUDY_BROWSER)
+    await browser_panel.get_by_text("Radiology report").dblclick()
+    await page.wait_for_function(
+        "() => document.body.textContent.includes('No focal lesion of the liver.')",
+        timeout=30_000)
+    assert "12.5" in (await page.text_content(VIEWPORT) or "")
+    await screenshot(page, "ohif-documents-sr")
+    await browser_panel.get_by_text("wrapped pdf").dblclick()
+    document = page.locator(f"{VIEWPORT} :is(object, iframe, embed)")
+    await document.wait_for(timeout=30_000)
+    # Headless Chromium has no PDF plug-in to draw it: the document's own bytes are checked.
+    source = await document.evaluate("(e) => e.data || e.src")
+    assert await page.evaluate(PDF_MAGIC, source) == "%PDF"
+    await screenshot(page, "ohif-documents-pdf")
+    assert opened.foreign_requests() == []
     await opened.close()

@@ -135,7 +135,19 @@ async def retrieve(request: web.Request) -> web.StreamResponse:
 
 
 def _anonymized(json: dict[str, Any]) -> dict[str, Any]:
-    return {tag: ({"vr": body["vr"]} if tag in PHI_TAGS else body) for tag, body in json.items()}
+    """Identifying values emptied at every depth: a person name anywhere (a report's observer
+    in its content tree, an operator in a sequence) and the listed attributes wherever they
+    are nested."""
+    out: dict[str, Any] = {}
+    for tag, body in json.items():
+        vr = body.get("vr")
+        if tag in PHI_TAGS or vr == "PN":
+            out[tag] = {"vr": vr}
+        elif vr == "SQ" and "Value" in body:
+            out[tag] = {"vr": vr, "Value": [_anonymized(item) for item in body["Value"]]}
+        else:
+            out[tag] = body
+    return out
 
 
 def _all_rows(request: web.Request, study_uid: str, series_uid: str) -> RowsLoader:

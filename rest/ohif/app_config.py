@@ -56,7 +56,7 @@ def data_source() -> dict[str, Any]:
             "supportsReject": False,
             "dicomUploadEnabled": False,
             "staticWado": False,
-            "singlepart": "bulkdata,video,pdf",
+            "singlepart": "bulkdata,video",
             "bulkDataURI": {"enabled": True, "relativeResolution": "studies"},
             "omitQuotationForMultipartRequest": True,
         },

@@ -33,7 +33,7 @@ PAGE_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; "
         "style-src 'self' 'unsafe-inline'; img-src 'self' blob: data:; font-src 'self' data:; "
-        "connect-src 'self'; worker-src 'self' blob:; media-src 'self' blob:; "
+        "connect-src 'self' blob:; worker-src 'self' blob:; media-src 'self' blob:; "
         "frame-src 'self' blob:; object-src 'self' blob:; base-uri 'none'; "
         "form-action 'none'; frame-ancestors 'self'"),
 }
