@@ -256,3 +256,32 @@ async def test_documents_open_in_ohif_when_allowed(api: Api, browser: Browser) -
     await screenshot(page, "ohif-documents-pdf")
     assert opened.foreign_requests() == []
     await opened.close()
+
+
+async def test_without_search_there_is_no_study_list(api: Api, browser: Browser) -> None:
+    opened = await open_token(api, browser, {"studyUID": CT.study_uid})
+    await first_image(opened)
+    await opened.page.goto(f"{opened.origin}/viewer/")
+    await opened.page.wait_for_selector("text=Error (404)")
+    assert await opened.page.locator("[data-cy='study-list-results']").count() == 0
+    await opened.close()
+
+
+async def test_with_search_the_study_list_searches_the_node_and_opens_another_patient(
+        api: Api, browser: Browser) -> None:
+    opened = await open_token(api, browser, {"studyUID": CT.study_uid, "hideSearch": "false"})
+    await first_image(opened)
+    page = opened.page
+    await page.goto(f"{opened.origin}/viewer/")
+    await page.wait_for_selector(f"text={OTHER.study_description}")
+    await screenshot(page, "ohif-study-list")
+    await page.get_by_text(OTHER.study_description).click()
+    await page.get_by_role("button", name="Basic Viewer").click()
+    await page.wait_for_url(f"**/viewer/viewer?StudyInstanceUIDs={OTHER.study_uid}*")
+    stats = await first_image(opened)
+    assert stats["std"] > 10, stats
+    banner = await page.text_content("body") or ""
+    assert "QUILLFEATHER, BARNABY" in banner and "ZEBRAWSKI" not in banner
+    await screenshot(page, "ohif-study-list-opened-another-patient")
+    assert opened.foreign_requests() == []
+    await opened.close()
