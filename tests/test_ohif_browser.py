@@ -19,6 +19,7 @@ from PIL import Image
 from playwright.async_api import Browser, ConsoleMessage, Page, Request, Response
 from playwright.async_api import Error as PlaywrightError
 
+from node.roles import add_role
 from rest.ohif.bundle import OHIF_PACKAGE
 from tests.browser import browser, new_page, screenshot
 from tests.factory import StudySpec, uid
@@ -38,12 +39,17 @@ CT = StudySpec(study_uid=uid(8301), patient_id=PATIENT, patient_name=NAME,
 PRIOR = StudySpec(study_uid=uid(8302), patient_id=PATIENT, patient_name=NAME,
                   accession="ACC-OHIF-0", study_date="20230105",
                   study_description="CT THORAX PRIOR", rows=256, columns=256)
+PRIOR_2 = StudySpec(study_uid=uid(8304), patient_id=PATIENT, patient_name=NAME,
+                    accession="ACC-OHIF-00", study_date="20220105",
+                    study_description="CT THORAX OLDER", rows=128, columns=128)
 OTHER = StudySpec(study_uid=uid(8303), patient_id="PID-OHIF-OTHER",
                   patient_name="QUILLFEATHER^BARNABY", accession="ACC-OHIF-9",
                   study_date="20240601", study_description="CT OTHER PATIENT",
                   rows=128, columns=128)
 SLICES = 8
 BASE = {"username": "radiologist", "role": ROLE}
+# A role that may look, not download or save.
+READER = "ohif-reader"
 VIEWPORT = "[data-cy='viewport-pane']"
 STUDY_BROWSER = "[data-cy='studyBrowser-panel']"
 # The viewport's bottom-left overlay shows the window once an image is drawn.
@@ -62,11 +68,13 @@ async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
     async with running_app(folder) as api:
         files = write_all(folder / "ct", ct_instances(CT, SLICES))
         files += write_all(folder / "prior", ct_instances(PRIOR, 4))
+        files += write_all(folder / "prior2", ct_instances(PRIOR_2, 3))
         files += write_all(folder / "other", ct_instances(OTHER, 2))
         files += write_all(folder / "sr", [sr_instance(CT)])
         files += [wrapped_file(folder / "wrapped", "pdf", CT, 40)]
         for path in files:
             await api.services.ingestor.ingest_copy(path, "import")
+        await add_role(api.services.sessions, READER, ["documents"])
         yield api
 
 
@@ -285,3 +293,42 @@ async def test_with_search_the_study_list_searches_the_node_and_opens_another_pa
     await screenshot(page, "ohif-study-list-opened-another-patient")
     assert opened.foreign_requests() == []
     await opened.close()
+
+
+async def test_tools_the_role_does_not_allow_are_absent(api: Api, browser: Browser) -> None:
+    opened = await open_token(api, browser, {"studyUID": CT.study_uid})
+    await first_image(opened)
+    assert await opened.page.locator("[data-cy='Capture']").count() == 1
+    await opened.close()
+    opened = await open_token(api, browser, {"studyUID": CT.study_uid, "role": READER})
+    await first_image(opened)
+    assert await opened.page.locator("[data-cy='Capture']").count() == 0
+    assert await opened.page.locator("[data-cy='Zoom']").count() == 1
+    await screenshot(opened.page, "ohif-reader-role")
+    await opened.close()
+
+
+async def test_two_monitors_open_the_current_study_and_the_priors_side_by_side(
+        api: Api, browser: Browser) -> None:
+    answer = await api.get("/ngv/multimonitor-api", {
+        **BASE, "patientID": PATIENT, "numberOfMonitors": "2", "idIssuer": "NONE",
+        "studyInstanceUID": CT.study_uid})
+    urls = await answer.json()
+    primary = await open_url(api, browser, urls["primaryMonitorRelativeUrl"])
+    await first_image(primary)
+    assert f"StudyInstanceUIDs={CT.study_uid}" in primary.page.url
+    await primary.close()
+    secondary = await open_url(api, browser, urls["secondaryMonitorRelativeUrl"])
+    page = secondary.page
+    await page.wait_for_function(
+        "() => document.querySelectorAll(`[data-cy='viewport-pane']`).length === 2")
+    await page.wait_for_function(
+        "() => [...document.querySelectorAll(`[data-cy='viewport-overlay-bottom-left']`)]"
+        ".filter((o) => o.textContent.includes('W:')).length === 2", timeout=60_000)
+    await page.wait_for_timeout(300)
+    dates = await page.locator("[data-cy='viewport-overlay-top-left']").all_text_contents()
+    assert ["05-Jan-2023" in dates[0], "05-Jan-2022" in dates[1]] == [True, True], dates
+    assert CT.study_uid not in page.url
+    assert not any(f"/studies/{CT.study_uid}/series/" in url for url in secondary.requests)
+    await screenshot(page, "ohif-secondary-priors")
+    await secondary.close()

@@ -16,6 +16,7 @@ import json
 from typing import Any
 
 from rest.ohif.bundle import BASE_PATH, PreparedApp
+from rest.ohif.protocols import EXTENSION_ID, protocol_module
 from rest.viewer.access import Grant
 
 DATA_SOURCE = "node"
@@ -26,6 +27,10 @@ BASE_URL_PLACEHOLDER = "/dicom-web"
 VIEWER_MODE = "@ohif/mode-longitudinal"
 # OHIF customizations for every session: no onboarding tours.
 GLOBAL_CUSTOMIZATIONS: dict[str, Any] = {"ohif.tours": {"$set": []}}
+# Toolbar buttons that need a role permission: Capture saves the viewport as an image file.
+BUTTON_PERMISSIONS = {"Capture": "download"}
+# OHIF's toolbar layouts (customization keys) whose primary bar may hold those buttons.
+TOOLBAR_LAYOUTS = ("cornerstone.toolbarSections", "cornerstone.segmentationModeToolbarSections")
 
 
 def data_source() -> dict[str, Any]:
@@ -98,6 +103,30 @@ def _viewer_mode(collapse_previews: bool) -> dict[str, Any]:
     return {"routes": {"0": {"layoutInstance": {"props": props}}}}
 
 
+def hidden_buttons(grant: Grant) -> list[str]:
+    features = grant.features
+    return sorted(button for button, feature in BUTTON_PERMISSIONS.items()
+                  if not features.get(feature))
+
+
+def _toolbar_filter(hidden: list[str]) -> str:
+    """JavaScript that takes the hidden buttons out of OHIF's toolbar layouts: an
+    immutability-helper `$apply` (a function, which JSON cannot carry) on each layout's
+    primary bar, at global scope so every mode gets it."""
+    if not hidden:
+        return ""
+    lines = [f"var viewnodeHidden = {_js(hidden)};",
+             "function viewnodeWithout(ids) {",
+             "  return (ids || []).filter(function (id) {",
+             "    return viewnodeHidden.indexOf(id) < 0;",
+             "  });",
+             "}"]
+    for layout in TOOLBAR_LAYOUTS:
+        lines.append(f"window.config.customizationService.global[{_js(layout)}] = "
+                     "{primary: {$apply: viewnodeWithout}};")
+    return "\n".join(lines) + "\n"
+
+
 def app_config_script(grant: Grant, app: PreparedApp, dicomweb_root: str) -> str:
     """The script itself: OHIF's public path, the dynamic-import helper its index.html
     defined inline (the page allows no inline script), then the configuration, with the
@@ -108,8 +137,20 @@ def app_config_script(grant: Grant, app: PreparedApp, dicomweb_root: str) -> str
         settings = source["configuration"]
         for key in ("qidoRoot", "wadoRoot", "wadoUriRoot"):
             settings[key] = dicomweb_root
-    text = json.dumps(config, indent=1).replace("</", "<\\/")
     return (
-        f"window.PUBLIC_URL = {json.dumps(app.static_prefix)};\n"
+        f"window.PUBLIC_URL = {_js(app.static_prefix)};\n"
         "window.browserImportFunction = function (name) { return import(name); };\n"
-        f"window.config = {text};\n")
+        f"window.config = {_js(config)};\n"
+        + _extension() + _toolbar_filter(hidden_buttons(grant)))
+
+
+def _js(value: Any) -> str:
+    """A JSON value as a script literal ("</" escaped, so it cannot end a script element)."""
+    return json.dumps(value, indent=1).replace("</", "<\\/")
+
+
+def _extension() -> str:
+    """The node's own OHIF extension: an object in `config.extensions` (OHIF registers
+    objects as they are), which hands OHIF the node's hanging protocols."""
+    return (f"window.config.extensions = [{{id: {_js(EXTENSION_ID)}, "
+            f"getHangingProtocolModule: function () {{ return {_js(protocol_module())}; }}}}];\n")

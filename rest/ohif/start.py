@@ -12,6 +12,7 @@ from node.index.viewing_models import ViewingContext
 from node.services import NodeServices
 from pathology.catalogue import slides_of_case
 from rest.ohif.bundle import BASE_PATH
+from rest.ohif.protocols import PRIORS_SIDE_BY_SIDE
 
 # The context's studies that a window opens (the rest are the history it lists).
 OPENED = ("open", "prior")
@@ -33,6 +34,11 @@ async def start_url(services: NodeServices, context_pk: int) -> str:
             return SLIDE_VIEWER_PATH
         uids = [row.study_uid for row in context.studies if row.purpose in OPENED]
         uids = uids or [row.study_uid for row in context.studies[:1]]
+        secondary = context.kind == "secondary"
     if accession and await slides_of_case(services.sessions, accession):
         return SLIDE_VIEWER_PATH
-    return f"{OHIF_VIEWER_ROUTE}?{urlencode({'StudyInstanceUIDs': ','.join(uids)})}"
+    query = {"StudyInstanceUIDs": ",".join(uids)}
+    if secondary and len(uids) > 1:
+        # The second monitor compares the priors (same modality first, then newest).
+        query["hangingProtocolId"] = PRIORS_SIDE_BY_SIDE
+    return f"{OHIF_VIEWER_ROUTE}?{urlencode(query)}"
