@@ -11,6 +11,7 @@ import contextlib
 import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -18,8 +19,12 @@ import pytest
 from PIL import Image
 from playwright.async_api import Browser, ConsoleMessage, Page, Request, Response
 from playwright.async_api import Error as PlaywrightError
+from sqlalchemy import update
 
+from node.index.viewing_models import ViewingContext
 from node.roles import add_role
+from node.viewing import revoke_token
+from node.viewing.tokens import token_key
 from rest.ohif.bundle import OHIF_PACKAGE
 from tests.browser import browser, new_page, screenshot
 from tests.factory import StudySpec, uid
@@ -332,3 +337,55 @@ async def test_two_monitors_open_the_current_study_and_the_priors_side_by_side(
     assert not any(f"/studies/{CT.study_uid}/series/" in url for url in secondary.requests)
     await screenshot(page, "ohif-secondary-priors")
     await secondary.close()
+
+
+BACKGROUND_JS = """() => getComputedStyle(document.body).backgroundColor
+  .match(/\\d+/g).slice(0, 3).map(Number)"""
+
+
+async def expire(api: Api, token: str) -> None:
+    async with api.services.sessions() as session:
+        await session.execute(update(ViewingContext).where(
+            ViewingContext.token_hash == token_key(token)).values(
+                expires_at=datetime.now(UTC) - timedelta(minutes=1)))
+        await session.commit()
+
+
+@pytest.mark.parametrize(("outcome", "status", "said"), [
+    ("used", 403, "already been used"), ("expired", 403, "expired"),
+    ("revoked", 403, "revoked"), ("unknown", 404, "not valid")])
+async def test_a_refused_link_gets_a_dark_page_that_says_why_and_what_to_do(
+        api: Api, browser: Browser, outcome: str, status: int, said: str) -> None:
+    token = await api.token({**BASE, "studyUID": CT.study_uid})
+    if outcome == "used":
+        first = await open_url(api, browser, f"/ngv?q={token}")
+        await first.close()
+    elif outcome == "expired":
+        await expire(api, token)
+    elif outcome == "revoked":
+        await revoke_token(api.services, token)
+    elif outcome == "unknown":
+        token = "0" * 64
+    page = await new_page(browser)
+    response = await page.goto(str(api.client.make_url(f"/ngv?q={token}")))
+    assert response is not None and response.status == status
+    text = await page.text_content("body") or ""
+    assert said in text
+    assert "calling application" in text or "new link" in text
+    assert "ZEBRAWSKI" not in text and PATIENT not in text and CT.study_uid not in text
+    red, green, blue = await page.evaluate(BACKGROUND_JS)
+    assert max(red, green, blue) < 40, (red, green, blue)
+    await screenshot(page, f"ohif-refused-{outcome}")
+    await page.context.close()
+
+
+async def test_the_viewer_without_a_session_is_the_dark_refusal_page(
+        api: Api, browser: Browser) -> None:
+    page = await new_page(browser)
+    response = await page.goto(str(api.client.make_url(
+        f"/viewer/viewer?StudyInstanceUIDs={CT.study_uid}")))
+    assert response is not None and response.status == 401
+    assert "No viewer session" in (await page.text_content("body") or "")
+    red, green, blue = await page.evaluate(BACKGROUND_JS)
+    assert max(red, green, blue) < 40
+    await page.context.close()
