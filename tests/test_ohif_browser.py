@@ -76,7 +76,8 @@ async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
         files += write_all(folder / "prior2", ct_instances(PRIOR_2, 3))
         files += write_all(folder / "other", ct_instances(OTHER, 2))
         files += write_all(folder / "sr", [sr_instance(CT)])
-        files += [wrapped_file(folder / "wrapped", "pdf", CT, 40)]
+        files += [wrapped_file(folder / "wrapped", kind, CT, series)
+                  for kind, series in (("pdf", 40), ("mp4", 41))]
         for path in files:
             await api.services.ingestor.ingest_copy(path, "import")
         await add_role(api.services.sessions, READER, ["documents"])
@@ -389,3 +390,59 @@ async def test_the_viewer_without_a_session_is_the_dark_refusal_page(
     red, green, blue = await page.evaluate(BACKGROUND_JS)
     assert max(red, green, blue) < 40
     await page.context.close()
+
+
+async def test_frames_of_a_video_asked_uncompressed_are_not_acceptable(api: Api) -> None:
+    """What OHIF asked of the video series: a 406 that says how to ask, never a 500."""
+    instance = (f"/dicom-web/studies/{CT.study_uid}/series/{CT.study_uid}.41/instances/"
+                f"{CT.study_uid}.41.1")
+    response = await api.get(f"{instance}/frames/1", headers={
+        "Accept": "multipart/related; type=application/octet-stream"})
+    assert response.status == 406
+    assert (await response.json())["field"] == "transfer-syntax"
+
+
+OVERLAY = "[data-cy='viewport-overlay-bottom-{}']"
+
+
+async def test_scrolling_and_window_level_draw_without_asking_the_node(
+        api: Api, browser: Browser) -> None:
+    opened = await open_token(api, browser, {"studyUID": CT.study_uid})
+    before = await first_image(opened)
+    page = opened.page
+    frames = f"/studies/{CT.study_uid}/series/{CT.study_uid}.1/instances/"
+    # Every frame of the stack fetched once (OHIF loads the whole stack ahead).
+    await page.wait_for_function(
+        "([count, part]) => performance.getEntriesByType('resource')"
+        ".filter((e) => e.name.includes(part)).length >= count", arg=[SLICES, frames],
+        timeout=30_000)
+    asked = len(opened.requests)
+    box = await page.locator(VIEWPORT).bounding_box()
+    assert box is not None
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    await page.mouse.move(x, y)
+    for _ in range(5):
+        await page.mouse.wheel(0, 120)
+    await page.wait_for_function(
+        f"() => document.querySelector(\"{OVERLAY.format('right')}\").textContent"
+        f".includes('(6/{SLICES})')")
+    await page.mouse.down()
+    await page.mouse.move(x + 150, y + 80, steps=6)
+    await page.mouse.up()
+    await page.wait_for_function(
+        f"() => !document.querySelector(\"{OVERLAY.format('left')}\").textContent"
+        ".includes('W: 400 L: 40') && !document.querySelector("
+        f"\"{OVERLAY.format('left')}\").textContent.includes('W:400')")
+    after = await first_image(opened)
+    assert abs(after["mean"] - before["mean"]) > 1 or abs(after["std"] - before["std"]) > 1
+    assert [url for url in opened.requests[asked:] if "/dicom-web/" in url] == []
+    await screenshot(page, "ohif-scrolled-and-windowed")
+    await opened.close()
+
+
+async def test_a_study_the_node_does_not_have_says_so(api: Api, browser: Browser) -> None:
+    opened = await open_token(api, browser, {"studyUID": uid(8399)})
+    await opened.page.wait_for_selector(
+        "text=One or more of the requested studies are not available", timeout=30_000)
+    await screenshot(opened.page, "ohif-study-not-found")
+    await opened.close()
