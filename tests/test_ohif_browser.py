@@ -21,6 +21,7 @@ from playwright.async_api import Browser, ConsoleMessage, Page, Request, Respons
 from playwright.async_api import Error as PlaywrightError
 from sqlalchemy import update
 
+from node.hanging_protocols import Rule, add_protocol
 from node.index.viewing_models import ViewingContext
 from node.roles import add_role
 from node.viewing import revoke_token
@@ -81,6 +82,12 @@ async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
         for path in files:
             await api.services.ingestor.ingest_copy(path, "import")
         await add_role(api.services.sessions, READER, ["documents"])
+        # A user whose protocol puts CT in the right of two cells, and one whose protocol
+        # places nothing of these studies.
+        await add_protocol(api.services.sessions, "ct-right", "user", "hp-user", 1, 2,
+                           [Rule(2, modality="CT")])
+        await add_protocol(api.services.sessions, "mr-only", "user", "hp-nothing", 1, 2,
+                           [Rule(1, modality="MR")])
         yield api
 
 
@@ -462,4 +469,28 @@ async def test_a_token_of_two_patients_never_names_one_for_both(
     text = await page.text_content("body") or ""
     assert "Multiple Patients" in text
     assert "ZEBRAWSKI" not in text and "QUILLFEATHER" not in text
+    await opened.close()
+
+
+DRAWN_VIEWPORTS = ("() => [...document.querySelectorAll(`[data-cy='viewport-pane']`)].map((v) =>"
+                   " !!v.querySelector(`[data-cy='viewport-overlay-bottom-left']`)"
+                   " && v.textContent.includes('W:'))")
+
+
+async def test_the_users_hanging_protocol_lays_out_the_study(api: Api, browser: Browser) -> None:
+    opened = await open_token(api, browser, {"studyUID": CT.study_uid, "username": "hp-user"})
+    page = opened.page
+    await page.wait_for_function(f"() => ({DRAWN_VIEWPORTS})().length === 2", timeout=60_000)
+    await page.wait_for_function(f"() => ({DRAWN_VIEWPORTS})()[1]", timeout=60_000)
+    assert await page.evaluate(DRAWN_VIEWPORTS) == [False, True]
+    await screenshot(page, "ohif-protocol-ct-right")
+    await opened.close()
+
+
+async def test_a_protocol_that_places_nothing_leaves_ohifs_default(
+        api: Api, browser: Browser) -> None:
+    opened = await open_token(api, browser, {"studyUID": CT.study_uid,
+                                             "username": "hp-nothing"})
+    await first_image(opened)
+    assert await opened.page.evaluate(DRAWN_VIEWPORTS) == [True]
     await opened.close()

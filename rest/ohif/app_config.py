@@ -16,7 +16,7 @@ import json
 from typing import Any
 
 from rest.ohif.bundle import BASE_PATH, PreparedApp
-from rest.ohif.protocols import EXTENSION_ID, protocol_module
+from rest.ohif.protocols import EXTENSION_ID, SESSION_PROTOCOL, protocol_module
 from rest.viewer.access import Grant
 
 DATA_SOURCE = "node"
@@ -68,7 +68,7 @@ def data_source() -> dict[str, Any]:
     }
 
 
-def app_config(grant: Grant) -> dict[str, Any]:
+def app_config(grant: Grant, session_protocol: bool = False) -> dict[str, Any]:
     features = grant.features
     options = grant.context["options"]
     return {
@@ -91,16 +91,22 @@ def app_config(grant: Grant) -> dict[str, Any]:
         "showPatientInfo": "disabled" if grant.anonymize else "visibleReadOnly",
         "customizationService": {"global": GLOBAL_CUSTOMIZATIONS},
         "modesConfiguration": {
-            VIEWER_MODE: _viewer_mode(collapse_previews=bool(options.get("collapsePreviews"))),
+            VIEWER_MODE: _viewer_mode(collapse_previews=bool(options.get("collapsePreviews")),
+                                      session_protocol=session_protocol),
         },
     }
 
 
-def _viewer_mode(collapse_previews: bool) -> dict[str, Any]:
+def _viewer_mode(collapse_previews: bool, session_protocol: bool) -> dict[str, Any]:
     """Changes to OHIF's basic viewer mode, as immutability-helper commands on the mode (OHIF
     applies `modesConfiguration[mode id]` when it loads the mode)."""
     props: dict[str, Any] = {"leftPanelClosed": {"$set": collapse_previews}}
-    return {"routes": {"0": {"layoutInstance": {"props": props}}}}
+    changes: dict[str, Any] = {"routes": {"0": {"layoutInstance": {"props": props}}}}
+    if session_protocol:
+        # OHIF picks the best match of the list: the session's protocol for the study it was
+        # made for (its matching rule), its default for any other.
+        changes["hangingProtocol"] = {"$set": [SESSION_PROTOCOL, "default"]}
+    return changes
 
 
 def hidden_buttons(grant: Grant) -> list[str]:
@@ -127,12 +133,13 @@ def _toolbar_filter(hidden: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def app_config_script(grant: Grant, app: PreparedApp, dicomweb_root: str) -> str:
+def app_config_script(grant: Grant, app: PreparedApp, dicomweb_root: str,
+                      session_protocol: dict[str, Any] | None = None) -> str:
     """The script itself: OHIF's public path, the dynamic-import helper its index.html
     defined inline (the page allows no inline script), then the configuration, with the
     DICOMweb roots as the node's own absolute URL (rest/dicomweb/urls.py: the origin the
     browser used, through a trusted proxy as the proxy names it)."""
-    config = app_config(grant)
+    config = app_config(grant, session_protocol is not None)
     for source in config["dataSources"]:
         settings = source["configuration"]
         for key in ("qidoRoot", "wadoRoot", "wadoUriRoot"):
@@ -141,7 +148,7 @@ def app_config_script(grant: Grant, app: PreparedApp, dicomweb_root: str) -> str
         f"window.PUBLIC_URL = {_js(app.static_prefix)};\n"
         "window.browserImportFunction = function (name) { return import(name); };\n"
         f"window.config = {_js(config)};\n"
-        + _extension() + _toolbar_filter(hidden_buttons(grant)))
+        + _extension(session_protocol) + _toolbar_filter(hidden_buttons(grant)))
 
 
 def _js(value: Any) -> str:
@@ -149,8 +156,9 @@ def _js(value: Any) -> str:
     return json.dumps(value, indent=1).replace("</", "<\\/")
 
 
-def _extension() -> str:
+def _extension(session_protocol: dict[str, Any] | None) -> str:
     """The node's own OHIF extension: an object in `config.extensions` (OHIF registers
     objects as they are), which hands OHIF the node's hanging protocols."""
+    module = _js(protocol_module(session_protocol))
     return (f"window.config.extensions = [{{id: {_js(EXTENSION_ID)}, "
-            f"getHangingProtocolModule: function () {{ return {_js(protocol_module())}; }}}}];\n")
+            f"getHangingProtocolModule: function () {{ return {module}; }}}}];\n")

@@ -9,14 +9,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
+from node.render import study_series
 from rest.dicomweb.urls import base_url
 from rest.middleware import json_error, public
 from rest.ohif.app_config import app_config_script
 from rest.ohif.bundle import BASE_PATH, CONFIG_PATH, PreparedApp, served_file
+from rest.ohif.protocols import session_protocol
 from rest.ohif.state import OHIF
 from rest.refusal import refusal_page
+from rest.state import SERVICES
 from rest.viewer.access import Grant
 from rest.viewer.state import GRANTS
 
@@ -63,8 +68,22 @@ async def config_script(request: web.Request) -> web.Response:
     grant = await _grant(request)
     if grant is None:
         return json_error(401, "no valid viewer session")
-    return web.Response(text=app_config_script(grant, app, base_url(request)),
+    protocol = await _session_protocol(request, grant)
+    return web.Response(text=app_config_script(grant, app, base_url(request), protocol),
                         content_type="text/javascript", headers=PAGE_HEADERS)
+
+
+async def _session_protocol(request: web.Request, grant: Grant) -> dict[str, Any] | None:
+    """The database's hanging protocol for the first study the session opens (not on a
+    second monitor, whose URL names its own)."""
+    context = grant.context
+    snapshot = context.get("hangingProtocols") or {}
+    opened = [s["studyInstanceUID"] for s in context["studies"] if s["purpose"] == "open"]
+    if context["monitor"] == "secondary" or not snapshot.get("protocols") or not opened:
+        return None
+    async with request.app[SERVICES].sessions() as session:
+        series = await study_series(session, opened[0])
+    return session_protocol(snapshot, opened[0], series)
 
 
 @routes.get(BASE_PATH + "/static/{build}/{path:.+}", allow_head=False)
