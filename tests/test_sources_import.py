@@ -4,6 +4,7 @@ holds afterwards, and how failures are reported per instance."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -155,8 +156,11 @@ async def test_progress_reaches_the_context_while_and_after_importing(
     progress.set_state("fetching")
     progress.add_total(3)
     progress.succeed(uid(401, 1))
-    await asyncio.sleep(WRITE_INTERVAL + 0.5)  # throttled write, without being asked
-    context = await context_json(services, context_pk)
+    # The throttled write comes within WRITE_INTERVAL, without being asked.
+    deadline = time.monotonic() + WRITE_INTERVAL + 10
+    while (context := await context_json(services, context_pk))["sources"]["import"]["done"] < 1:
+        assert time.monotonic() < deadline, "the progress was not written without being asked"
+        await asyncio.sleep(0.02)
     assert context["sources"]["import"]["done"] == 1
     assert [(s["studyInstanceUID"], s["state"]) for s in context["studies"]] == [
         (uid(401, 1), "retrieving")]

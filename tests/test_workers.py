@@ -16,7 +16,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -59,6 +59,37 @@ def wait_ready(node: NodeProcess, timeout: float = 30.0) -> None:
     raise AssertionError("the workers did not all get ready")
 
 
+def _thread_cpu(pids: list[int]) -> dict[str, int]:
+    """CPU time so far of every thread of `pids`, in nanoseconds (/proc schedstat)."""
+    used = {}
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                used[task.name] = int((task / "schedstat").read_text().split()[0])
+            except (FileNotFoundError, ProcessLookupError):
+                continue  # the thread ended meanwhile
+    return used
+
+
+def workers_idle(node: NodeProcess, window: float = 0.1, timeout: float = 30.0) -> None:
+    """Until the workers have used under a tenth of a core over `window` (longer than their
+    REFRESH_SECONDS) with no thread starting or ending. A busier worker leaves a new
+    connection to the other only for ASSOCIATION_YIELD_SECONDS (node/connection_load.py): a
+    worker still finishing the last association's work, or an association thread not yet
+    ended, can keep the other from taking the next one in time on a loaded machine."""
+    pids = workers_of(node)
+    deadline = time.monotonic() + timeout
+    before = _thread_cpu(pids)
+    while True:
+        time.sleep(window)
+        after = _thread_cpu(pids)
+        if after.keys() == before.keys() and \
+                sum(after.values()) - sum(before.values()) < window * 1e8:
+            return
+        assert time.monotonic() < deadline, "the workers did not go idle"
+        before = after
+
+
 def socket_owner(local_port: int, remote_port: int, pids: list[int]) -> int | None:
     """Which of `pids` holds the TCP socket local_port <-> remote_port (an accepted one)."""
     inodes = set()
@@ -84,6 +115,23 @@ def client_port(assoc: Association) -> int:
     sock = assoc.dul.socket
     assert sock is not None and sock.socket is not None
     return int(sock.socket.getsockname()[1])
+
+
+def waits_for_lock(database: str) -> bool:
+    """Whether a writer is blocked on the writers' lock of `database` (node/index/write_lock.py):
+    /proc/locks lists a blocked flock with "->"."""
+    found = os.stat(f"{database}-writer.lock")
+    file_id = f"{os.major(found.st_dev):02x}:{os.minor(found.st_dev):02x}:{found.st_ino}"
+    return any(fields[1:3] == ["->", "FLOCK"] and fields[6] == file_id
+               for fields in (line.split() for line in Path("/proc/locks").read_text()
+                              .splitlines()))
+
+
+def until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
 
 
 def alive(pid: int) -> bool:
@@ -117,7 +165,7 @@ def test_two_open_associations_are_served_by_two_different_workers(node: NodePro
     first = ae.associate("127.0.0.1", node.dicom_port, ae_title=node.ae_title)
     try:
         assert first.is_established
-        time.sleep(0.2)  # the first worker has published its association
+        workers_idle(node)  # done with the first association, so the other accepts in time
         second = ae.associate("127.0.0.1", node.dicom_port, ae_title=node.ae_title)
         try:
             assert second.is_established
@@ -145,7 +193,7 @@ def test_four_associations_opened_at_once_are_shared_two_and_two(node: NodeProce
         start.wait()
         return ae.associate("127.0.0.1", node.dicom_port, ae_title=node.ae_title)
 
-    time.sleep(0.2)  # the workers have published that they serve nothing
+    workers_idle(node)  # earlier associations ended, and the workers published that
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         associations = list(pool.map(lambda _: associate(), range(4)))
     try:
@@ -169,7 +217,7 @@ def test_keep_alive_http_connections_are_shared_between_the_workers(node: NodePr
             client.sendall(b"GET /ngv?q=0 HTTP/1.1\r\nHost: x\r\n\r\n")
             assert client.recv(100).startswith(b"HTTP/1.1 ")  # served, and kept open
             clients.append(client)
-            time.sleep(0.1)
+            workers_idle(node)
         pids = workers_of(node)
         owners = [socket_owner(node.http_port, c.getsockname()[1], pids) for c in clients]
         assert sorted(owners.count(pid) for pid in pids) == [2, 2], owners
@@ -317,7 +365,7 @@ def test_one_write_lock_holder_keeps_another_out_until_it_commits(tmp_path: Path
     thread.start()
     with first.transaction(a):
         inside.set()
-        time.sleep(0.2)  # the other writer is waiting on the lock meanwhile
+        until(lambda: bool(order) or waits_for_lock(database), "the other writer to wait")
         order.append("first")
         a.execute("INSERT INTO t VALUES (1)")
     thread.join(5)
@@ -347,7 +395,8 @@ def test_a_transaction_inside_held_keeps_the_lock_until_held_ends(tmp_path: Path
             connection.execute("INSERT INTO t VALUES (1)")
         thread = threading.Thread(target=take)
         thread.start()
-        assert not got_it.wait(0.3), "the lock was let go when the inner transaction ended"
+        until(lambda: got_it.is_set() or waits_for_lock(database), "the other to take the lock")
+        assert not got_it.is_set(), "the lock was let go when the inner transaction ended"
     assert got_it.wait(5)
     thread.join(5)
     mine.close()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
@@ -71,7 +71,7 @@ async def issue_context(services: NodeServices, plan: ImportPlan, progress: Impo
     """Store the context of a checked request with its queued import job (and sealed
     secrets); (token, context id). The role must exist."""
     request = plan.request
-    now = datetime.now(UTC)
+    now = services.clock.now()
     lifetime = timedelta(seconds=services.config.api.token_lifetime_seconds)
     token = new_token()
     async with services.sessions() as session:
