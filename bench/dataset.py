@@ -48,13 +48,16 @@ def _study_sizes(count: int) -> list[int]:
     return [count // studies + (1 if s < count % studies else 0) for s in range(studies)]
 
 
-def store_set(kind: str, count: int) -> StoreSet:
-    """The data set of `count` instances of `kind`, generated on first use."""
+def store_set(kind: str, count: int, filler: bool = False) -> StoreSet:
+    """The data set of `count` instances of `kind`, generated on first use. `filler`: another
+    set of the same shape, other studies (bench.ingest's node at its storage quota)."""
     size, modality, branch = KINDS[kind]
-    root = DATA / f"{kind}-{count}"
+    if filler:
+        branch += 10
+    root = DATA / f"{kind}{'-filler' if filler else ''}-{count}"
     parts = tuple(root / f"part{p}" for p in range(PARTS))
     if not root.is_dir():
-        building = DATA / f".{kind}-{count}.building"
+        building = DATA / f".{root.name}.building"
         shutil.rmtree(building, ignore_errors=True)
         for study, n in enumerate(_study_sizes(count)):
             spec = StudySpec(

@@ -4,6 +4,11 @@ bare pynetdicom SCP, over one association and over four concurrent ones.
     .venv/bin/python -m bench.ingest                      # 5,000 small + 2,000 CT (a few minutes)
     .venv/bin/python -m bench.ingest --small 1000 --ct 300
     .venv/bin/python -m bench.ingest --peers node,bare-pynetdicom --assocs 1
+    .venv/bin/python -m bench.ingest --peers node,node-at-quota --small 2000 --ct 0
+
+`node-at-quota` is the node with `[storage] max_bytes` set to the size of a filler set of
+other studies, sent first (not timed): every instance of the timed run then makes room by
+recycling the least recently used studies. Its received count is read from GET /metrics.
 
 Every run starts a fresh peer with empty storage; the time is storescu's wall time (from the
 start of the first process to the exit of the last), and the received count is checked.
@@ -13,8 +18,12 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.common import (
     RUNS,
@@ -26,14 +35,50 @@ from bench.common import (
     fresh_folder,
     print_table,
     storescu,
+    wait_for_every_worker,
 )
 from bench.dataset import StoreSet, store_set
+from tests.peers import NodeProcess
 
-PEERS: dict[str, Callable[[Path], Peer]] = {
-    "storescp": lambda folder: StoreSCPPeer(folder),
-    "orthanc": lambda folder: OrthancPeer(folder),
-    "bare-pynetdicom": lambda folder: BarePeer(folder),
-    "node": lambda folder: NodePeer(folder),
+
+@dataclass
+class QuotaNodePeer(NodePeer):
+    """The node filled to its storage quota before the run (see the module docstring)."""
+
+    filler: StoreSet | None = None
+    name: str = "node-at-quota"
+    # Instances the node had received when the timed run started (the filler's).
+    _before: int = 0
+
+    def start(self) -> None:
+        assert self.filler is not None
+        self.process = NodeProcess(self.folder, ae_title=self.ae_title, extra={
+            "storage": {"max_bytes": self.filler.size_bytes}}).start()
+        wait_for_every_worker(self.process)
+        storescu(self, list(self.filler.parts))
+        self._before = self._received_total()
+
+    def received(self) -> int:
+        return self._received_total() - self._before
+
+    def _received_total(self) -> int:
+        assert self.process is not None
+        request = urllib.request.Request(f"{self.process.http_url}/metrics",
+                                         headers={"Authorization": self.process.api_key})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            text = response.read().decode()
+        return int(sum(sample.value for family in text_string_to_metric_families(text)
+                       for sample in family.samples
+                       if sample.name == "viewnode_instances_received_total"))
+
+
+PEERS: dict[str, Callable[[Path, StoreSet], Peer]] = {
+    "storescp": lambda folder, data: StoreSCPPeer(folder),
+    "orthanc": lambda folder, data: OrthancPeer(folder),
+    "bare-pynetdicom": lambda folder, data: BarePeer(folder),
+    "node": lambda folder, data: NodePeer(folder),
+    "node-at-quota": lambda folder, data: QuotaNodePeer(
+        folder, filler=store_set(data.kind, data.count, filler=True)),
 }
 
 
@@ -45,7 +90,7 @@ def measure(name: str, data: StoreSet, assocs: int, run: int) -> float:
     over the recently freed inodes, which made every peer pay for the one measured before it.
     """
     folder = fresh_folder(f"ingest-{name}-{data.kind}-{assocs}-{run}")
-    peer = PEERS[name](folder)
+    peer = PEERS[name](folder, data)
     peer.start()
     try:
         folders = [data.root] if assocs == 1 else list(data.parts)
@@ -81,7 +126,7 @@ def main() -> None:
             shutil.rmtree(folder, ignore_errors=True)
     print()
     print_table(["data set", "assocs", *[f"{n} /s" for n in names], "node/orthanc",
-                 "node/bare"], rows)
+                 "node/bare", "at quota/node"], rows)
 
 
 def measure_all(sets: list[StoreSet], names: list[str], assoc_counts: list[int],
@@ -105,6 +150,8 @@ def measure_all(sets: list[StoreSet], names: list[str], assoc_counts: list[int],
             row.append(node / rates["orthanc"] if node and "orthanc" in rates else "-")
             row.append(node / rates["bare-pynetdicom"]
                        if node and "bare-pynetdicom" in rates else "-")
+            row.append(rates["node-at-quota"] / node
+                       if node and "node-at-quota" in rates else "-")
             rows.append(row)
     return rows
 

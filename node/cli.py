@@ -14,7 +14,8 @@ from node.errors import ConfigError, NodeError
 COMMANDS = {
     "serve": "serve", "echo": "echo", "find": "find", "retrieve": "retrieve", "role": "role",
     "token": "token", "protocol": "protocol", "import": "import_files", "check": "check",
-    "mapping": "mapping", "iso": "iso",
+    "mapping": "mapping", "iso": "iso", "delete": "delete", "protect": "protect",
+    "unprotect": "protect",
 }
 
 
@@ -28,7 +29,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     named = next((arg for arg in argv or () if not arg.startswith("-")), None)
-    modules = [COMMANDS[named]] if named in COMMANDS else list(COMMANDS.values())
+    modules = [COMMANDS[named]] if named in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
     for module in modules:
         importlib.import_module(f"node.commands.{module}").register(sub)
     return parser

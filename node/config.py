@@ -47,6 +47,14 @@ class DicomSection:
     query_timeout: float = 10.0
     # Timeout of a whole outgoing retrieval (C-MOVE/C-GET) from one source node.
     retrieve_timeout: float = 600.0
+    # Calling AE titles that may query and retrieve (C-FIND, C-MOVE, C-GET) besides the source
+    # nodes and move destinations, which always may; ["*"]: any calling AE title.
+    query_from: tuple[str, ...] = ()
+    # Calling AE titles that may store (C-STORE) besides the source nodes (which send what the
+    # node retrieves); ["*"]: any. A calling AE title allowed nothing is refused at association.
+    store_from: tuple[str, ...] = ("*",)
+    # Refuse an association whose called AE title is not node.ae_title.
+    check_called_ae: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,8 +66,16 @@ class HttpSection:
     # proxy routed a request) and the name it claims background jobs under. Empty: host:port.
     instance_name: str = ""
     # Reverse proxies (IP addresses or networks such as "10.0.0.0/8") whose X-Forwarded-For
-    # header names the client recorded in the audit; from any other peer the header is ignored.
+    # header names the client recorded in the audit, and whose X-Forwarded-Proto and
+    # X-Forwarded-Host give the origin browsers use; from any other peer they are ignored.
     trusted_proxies: tuple[str, ...] = ()
+    # Mark the session cookie Secure on every response, for a TLS proxy that sends no
+    # X-Forwarded-Proto; otherwise it is Secure when the request came over TLS (directly, or
+    # through a trusted proxy's X-Forwarded-Proto: https).
+    secure_cookies: bool = False
+    # GET /metrics without the API key (for a Prometheus that cannot send it): it names no
+    # patient data either way, but says how busy the node is.
+    metrics_public: bool = False
 
 
 @dataclass(frozen=True)
@@ -95,6 +111,15 @@ class StorageSection:
     # s3: bytes of downloaded objects kept in "<data_dir>/cache" for readers (least recently
     # used evicted first; files in use stay, so the bound can be passed for a while).
     cache_max_bytes: int = 10 * 1024**3
+    # The most the stored instances may take, in bytes (as indexed), and the most studies;
+    # 0: no limit. Several instances on one database share the limits.
+    max_bytes: int = 0
+    max_studies: int = 0
+    # What a store that would pass a limit does: "recycle" deletes the least recently used
+    # studies first (stored, opened by a token, retrieved or exported), never a protected one
+    # or one a live token, session, import or retrieval needs; "reject" refuses the store
+    # (C-STORE 0xA700; an import marks the study failed with "storage full").
+    full_policy: Literal["recycle", "reject"] = "recycle"
 
 
 @dataclass(frozen=True)
@@ -210,11 +235,14 @@ class MediaSection:
 
 @dataclass(frozen=True)
 class DicomwebSection:
-    """The DICOMweb routes (/dicom-web)."""
+    """The DICOMweb routes at /dicom-web."""
 
     # Origins of viewers served elsewhere that may call the DICOMweb routes from a browser
     # (CORS), e.g. ["https://viewer.hospital.example"]; empty: none (same origin only).
     cors_origins: tuple[str, ...] = ()
+    # The largest STOW-RS body, in bytes: parts are streamed to incoming/ (http.max_body_bytes
+    # does not apply); a larger body is refused with 413.
+    max_stow_bytes: int = 4 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -369,6 +397,11 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
     return value
 
 
+def _is_ae_title(title: str) -> bool:
+    return 0 < len(title) <= 16 and title == title.strip() and title.isascii() \
+        and title.isprintable() and "\\" not in title
+
+
 def _validate(config: Config) -> None:
     for section, ae in [("node.ae_title", config.node.ae_title)] + [
         (f"source_nodes[{i}].ae_title", n.ae_title) for i, n in enumerate(config.source_nodes)
@@ -377,6 +410,11 @@ def _validate(config: Config) -> None:
         if not ae or len(ae) > 16 or ae != ae.strip() or "\\" in ae:
             raise ConfigError(f"{section}: an AE title is 1 to 16 characters without spaces at "
                               "either end or backslashes")
+    for key in ("query_from", "store_from"):
+        for title in getattr(config.dicom, key):
+            if title != "*" and not _is_ae_title(title):
+                raise ConfigError(f"dicom.{key}: {title!r} is neither \"*\" nor an AE title "
+                                  "(1 to 16 printable ASCII characters, no backslash)")
     for name, port in (("dicom.port", config.dicom.port), ("http.port", config.http.port)):
         if not 0 <= port <= 65535:
             raise ConfigError(f"{name}: must be between 0 and 65535")
@@ -387,6 +425,8 @@ def _validate(config: Config) -> None:
                           "at least 0")
     if config.sources.imports_at_once < 1:
         raise ConfigError("sources.imports_at_once must be at least 1")
+    if config.dicomweb.max_stow_bytes < 1:
+        raise ConfigError("dicomweb.max_stow_bytes must be at least 1")
     jobs = config.jobs
     if not 0 < jobs.heartbeat_seconds < jobs.stale_seconds or jobs.poll_seconds <= 0 \
             or jobs.max_attempts < 1:
@@ -416,6 +456,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("storage.bucket: required when storage.backend is \"s3\"")
     if storage.cache_max_bytes < 0:
         raise ConfigError("storage.cache_max_bytes: must be 0 or more")
+    if storage.max_bytes < 0 or storage.max_studies < 0:
+        raise ConfigError("storage.max_bytes and storage.max_studies: 0 (no limit) or more")
     if Path(storage.credentials_file).is_absolute() or ".." in Path(
             storage.credentials_file).parts:
         raise ConfigError("storage.credentials_file: a file name inside data_dir")

@@ -25,7 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from node.errors import InvalidInput, NodeError
 from node.file_completeness import check_complete
+from node.index.deletion import pending_paths
 from node.index.models import Instance, Patient, Series, Study
+from node.index.study_usage import recount
 from node.index.writer import AddOutcome
 from node.ingest import Ingestor
 from node.instance_record import read_record
@@ -192,12 +194,15 @@ async def _look_again(services: NodeServices, report: ConsistencyReport) -> None
             if row[1] in candidates:
                 rows[row[1]] = IndexedFile(*row)
     sizes = await asyncio.to_thread(_sizes, services, candidates)
+    # Files of deleted studies that their deletion job has yet to remove: neither unindexed
+    # nor to be indexed again by a repair.
+    deleting = await pending_paths(services.engine, candidates - rows.keys())
     report.missing, report.unindexed, report.size_mismatches = [], [], []
     for path in sorted(candidates):
         found, size = rows.get(path), sizes.get(path)
         if found is not None and size is None:
             report.missing.append(found)
-        elif found is None and size is not None:
+        elif found is None and size is not None and path not in deleting:
             report.unindexed.append(path)
         elif found is not None and size is not None and found.size != size:
             report.size_mismatches.append(SizeMismatch(found, size))
@@ -321,6 +326,7 @@ async def remove_rows(sessions: async_sessionmaker[AsyncSession], ids: list[int]
                 Series.id.in_(chunk),
                 ~select(Instance.id).where(Instance.series_pk == Series.id).exists(),
             ))
+        await recount(session, study_pks)
         patient_pks: set[int] = set()
         for chunk in _chunks(sorted(study_pks)):
             patient_pks.update(await session.scalars(

@@ -1,5 +1,7 @@
 """The node's error types: callers act on the type, the edges map it to HTTP or DICOM statuses."""
 
+import errno
+
 
 class NodeError(Exception):
     """Base of every error the node raises on purpose."""
@@ -31,3 +33,13 @@ class RemoteNodeError(NodeError):
     def __init__(self, ae_title: str, message: str) -> None:
         super().__init__(f"{ae_title}: {message}")
         self.ae_title = ae_title
+
+
+class StorageFull(NodeError, OSError):
+    """Storing would pass the storage quota ([storage] max_bytes, max_studies) and nothing may
+    be recycled, or the policy is "reject". An OSError too, as a full disk is: the doors answer
+    it as a storage failure (C-STORE 0xA700), an import marks the study "storage full"."""
+
+    def __init__(self, message: str = "storage full") -> None:
+        super().__init__(message)
+        self.errno = errno.ENOSPC

@@ -2,7 +2,8 @@
 
 Order of work, chosen so that a crash at any point leaves nothing half done:
 1. the complete file is in `incoming/` (the caller put it there);
-2. its header is read and validated;
+2. it is checked whole (node/file_completeness.py: a complete message or download can still
+   carry a data set cut short), and its header is read and validated;
 3. it is published (Storage.publish): in a folder it gets its storage name as a second name (a
    hard link), in an object store it is uploaded;
 4. the index row is committed (group commit);
@@ -25,10 +26,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from node import metrics
 from node.errors import InvalidInput
 from node.flush_threads import Flush, FlushThreads
 from node.header_scan import read_record_fast
@@ -42,6 +45,12 @@ log = logging.getLogger(__name__)
 # fsyncs of incoming files and their published names, run while the index commit runs (see the
 # module's docstring); shared by all ingestors, like asyncio's default executor.
 _FLUSHERS = FlushThreads(8, "ingest-flush")
+
+
+class Admission(Protocol):
+    def admit(self, item: StoredFile) -> None: ...
+
+    def settled(self, item: StoredFile) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,9 @@ class Ingestor:
         # Called with each record indexed (added or replaced), in the ingesting thread: must be
         # quick and thread-safe (node/series_metadata.MetadataWarmer appends to a deque).
         self.listeners: list[Callable[[InstanceRecord], None]] = []
+        # Asked before anything is published, told once the commit is over (the storage quota,
+        # node/retention/quota.py); what `admit` raises refuses the instance.
+        self.admission: Admission | None = None
 
     async def ingest_incoming(self, incoming: Path, origin: str) -> IngestResult:
         """Ingest a complete file already in incoming/ (consumed: placed or deleted).
@@ -82,23 +94,28 @@ class Ingestor:
 
     def ingest_incoming_blocking(
         self, incoming: Path, origin: str, timeout: float | None, head: bytes | None = None,
-        size: int | None = None,
+        size: int | None = None, admit: Callable[[InstanceRecord], None] | None = None,
     ) -> IngestResult:
         """The same as `ingest_incoming`, for pynetdicom's handler threads: the file work runs
         in the calling thread, and so does the index commit when no other commit is running
         (IndexWriter.add_blocking): no event loop hop, since with one association each
         instance waits for its own commit. `head` and `size`: the file's first bytes and its
-        size, when the caller wrote it and knows them (header_scan.read_record_fast)."""
+        size, when the caller wrote it and knows them (header_scan.read_record_fast).
+        `admit`: called with the header's record before anything is published, for a door
+        that accepts only some instances (STOW-RS into one study); what it raises refuses
+        the instance, which leaves nothing behind."""
         published: str | None = None
         committed = False
         try:
-            item, published = self._prepare(incoming, origin, head, size)
+            item, published = self._prepare(incoming, origin, head, size, admit)
             flush = self._flush(incoming, published)
             try:
                 outcome, path = self.writer.add_blocking(item, self.overwrite_duplicates, timeout)
                 committed = True
             finally:
                 error = flush.wait()
+                if self.admission is not None:
+                    self.admission.settled(item)
             self._flushed(error, incoming, outcome, path, published)
             self._finish(incoming, outcome, path, published)
             if outcome is not AddOutcome.DUPLICATE_KEPT:
@@ -106,7 +123,9 @@ class Ingestor:
                     listener(item.record)
         except BaseException:
             self._failed(incoming, None if committed else published)
+            metrics.instance_failed(origin)
             raise
+        metrics.instance_received(origin, outcome.value)
         return self._result(item.record, outcome, path)
 
     def _flush(self, incoming: Path, published: str | None) -> Flush:
@@ -124,14 +143,19 @@ class Ingestor:
             self.storage.flush_published(published)
 
     def _prepare(self, incoming: Path, origin: str, head: bytes | None = None,
-                 size: int | None = None) -> tuple[StoredFile, str | None]:
+                 size: int | None = None, admit: Callable[[InstanceRecord], None] | None = None,
+                 ) -> tuple[StoredFile, str | None]:
         """The file's index record, and where it was published (None: it is placed after the
         commit)."""
-        record = read_record_fast(incoming, head)
-        relative = self.storage.relative_path(record.study_uid, record.sop_uid)
         if size is None:
             size = incoming.stat().st_size
+        record = read_record_fast(incoming, head, size)  # a whole file only
+        if admit is not None:
+            admit(record)
+        relative = self.storage.relative_path(record.study_uid, record.sop_uid)
         item = StoredFile(record, relative, size, origin)
+        if self.admission is not None:
+            self.admission.admit(item)
         published = self.storage.publish(incoming, relative, self.overwrite_duplicates)
         return item, relative if published else None
 

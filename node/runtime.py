@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from node.clock import Clock
 from node.config import Config
 from node.index.database import (
     create_engine,
@@ -16,6 +17,7 @@ from node.index.database import (
 )
 from node.index.writer import IndexWriter
 from node.ingest import Ingestor, recover_incoming
+from node.retention.quota import StorageQuota
 from node.services import NodeServices
 from node.storage import Storage
 
@@ -54,7 +56,8 @@ def open_storage(config: Config, worker: WorkerPlace | None = None) -> Storage:
 
 @asynccontextmanager
 async def open_services(config: Config, recover: bool = False,
-                        worker: WorkerPlace | None = None) -> AsyncIterator[NodeServices]:
+                        worker: WorkerPlace | None = None,
+                        clock: Clock | None = None) -> AsyncIterator[NodeServices]:
     """The index, storage and ingest path, ready to use; everything queued is committed on exit.
 
     `recover` finishes what a crash left in incoming/ (a worker: in its own folder of it); only
@@ -73,9 +76,13 @@ async def open_services(config: Config, recover: bool = False,
         await writer.start()
         loop = asyncio.get_running_loop()
         ingestor = Ingestor(storage, writer, loop, config.node.overwrite_duplicates)
+        if config.storage.max_bytes or config.storage.max_studies:
+            quota = StorageQuota(config.storage, engine, loop,
+                                 worker.count if worker is not None else 1, thread_reader)
+            ingestor.admission = quota
         try:
             yield NodeServices(config, engine, sessions, storage, writer, ingestor, loop,
-                               thread_reader)
+                               thread_reader, clock or Clock())
         finally:
             await writer.stop()
     finally:

@@ -20,7 +20,7 @@ import json
 import logging
 import shutil
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -32,7 +32,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from node.config import StorageSection
 from node.errors import ConfigError
 from node.file_cache import FileCache
-from node.storage import Storage
+from node.storage import Storage, probe_folder
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +150,15 @@ class S3Storage(Storage):
         except BotoCoreError as exc:
             raise ConfigError(f"storage.bucket: {self.bucket} cannot be reached "
                               f"({type(exc).__name__})") from None
+
+    def check_writable(self) -> None:
+        """Raise OSError unless incoming/ takes a file and the bucket answers."""
+        probe_folder(self.incoming)
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(f"bucket {self.bucket}: not reachable ({type(exc).__name__})"
+                               ) from None
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -278,6 +287,40 @@ class S3Storage(Storage):
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
         self._delete(relative)
+
+    def set_aside(self, relatives: Sequence[str]) -> list[str]:
+        """A bucket renames nothing: `retire` looks at each object instead."""
+        return list(relatives)
+
+    def retire(self, relatives: Sequence[str], keep: Collection[str],
+               deleted_at: float) -> tuple[int, int]:
+        """Delete the objects, except those an index row names again or uploaded since the
+        deletion (received anew)."""
+        removed = kept = 0
+        for relative in relatives:
+            if relative in keep:
+                kept += 1
+                continue
+            try:
+                head = self.client.head_object(Bucket=self.bucket, Key=self.key(relative))
+            except ClientError as exc:
+                if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+                    self.cache.forget(relative)
+                    continue
+                raise StorageError(f"bucket {self.bucket}: looking at {relative} failed "
+                                   f"({_code(exc)})") from None
+            except BotoCoreError as exc:
+                raise StorageError(f"bucket {self.bucket}: looking at {relative} failed "
+                                   f"({type(exc).__name__})") from None
+            if head["LastModified"].timestamp() >= deleted_at:
+                kept += 1
+                continue
+            self._delete(relative)
+            removed += 1
+        return removed, kept
+
+    def remove_empty_folders(self, relatives: Collection[str]) -> None:
+        """A bucket has no folders."""
 
     def _delete(self, relative: str) -> None:
         self.cache.forget(relative)

@@ -8,11 +8,13 @@ classes builds storage paths, and every reader gets a file it can open through `
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -69,6 +71,12 @@ class Storage:
     def listing(self, exclude: tuple[Path, ...] = ()) -> Iterator[tuple[str, int]]:
         """(relative path, size) of everything stored, in the order of the path strings."""
         return walk_sorted(self.root, exclude)
+
+    def check_writable(self) -> None:
+        """Raise OSError unless a file can be made in incoming/ and in the storage folder
+        (the readiness probe: a full, read-only or vanished folder fails every C-STORE)."""
+        probe_folder(self.incoming)
+        probe_folder(self.root)
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -162,6 +170,60 @@ class Storage:
         """Move a stored file out of the storage to `target` (quarantine)."""
         shutil.move(self.root / relative, target)
 
+    # -- removing the files of deleted studies (node/retention/deletion.py) ------------------
+
+    def set_aside(self, relatives: Sequence[str]) -> list[str]:
+        """First step of removing files whose rows were deleted: each file leaves its name
+        (one rename, to a hidden name beside it), so that a file an instance received again
+        is placed under from now on is never the one removed. The ones set aside (now, or
+        by an attempt that a crash cut short)."""
+        aside = []
+        for relative in relatives:
+            target = self.root / relative
+            hidden = _aside(target)
+            try:
+                os.rename(target, hidden)
+            except FileNotFoundError:
+                if not hidden.exists():
+                    continue
+            aside.append(relative)
+        return aside
+
+    def retire(self, relatives: Sequence[str], keep: Collection[str],
+               deleted_at: float) -> tuple[int, int]:
+        """Second step: remove the files `set_aside` took, except those an index row names
+        again (`keep`) or written since the deletion (`deleted_at`, epoch seconds: received
+        anew), which go back under their name unless a newer file is there already.
+        (removed, kept)."""
+        removed = kept = 0
+        for relative in relatives:
+            target = self.root / relative
+            hidden = _aside(target)
+            try:
+                if relative in keep or hidden.stat().st_mtime >= deleted_at:
+                    with contextlib.suppress(FileExistsError):
+                        os.link(hidden, target)
+                    kept += 1
+                else:
+                    removed += 1
+                hidden.unlink()
+            except FileNotFoundError:
+                continue
+        return removed, kept
+
+    def remove_empty_folders(self, relatives: Collection[str]) -> None:
+        """The folders of removed files, where they are left empty (best effort: a folder
+        an instance arrives in meanwhile stays, and placing recreates a removed one)."""
+        folders = {(self.root / relative).parent for relative in relatives}
+        for folder in sorted(folders, key=lambda f: len(f.parts), reverse=True):
+            while folder != self.root and self.root in folder.parents:
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+                self._folders.discard(folder)
+                folder = folder.parent
+
     def _into_folder(self, operation: Callable[[Path, Path], None], incoming_file: Path,
                      target: Path) -> None:
         """`operation` (link or rename) of an incoming file to `target`, creating the folder;
@@ -206,6 +268,22 @@ class Storage:
         return sorted(p for p in self.incoming.rglob("*") if p.is_file())
 
 
+def _aside(target: Path) -> Path:
+    """The hidden name of a file set aside for removal (listings skip hidden names)."""
+    return target.with_name(f".{target.name}.deleting")
+
+
+def probe_folder(folder: Path) -> None:
+    """Create a small file in `folder` and remove it; OSError when that cannot be done."""
+    name = folder / f".probe-{os.getpid()}-{threading.get_ident()}"
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, b"probe")
+    finally:
+        os.close(fd)
+        name.unlink(missing_ok=True)
+
+
 def walk_sorted(root: Path, exclude: tuple[Path, ...] = ()) -> Iterator[tuple[str, int]]:
     """(relative path, size) of every file under `root`, in the order of the path strings.
 
@@ -222,6 +300,8 @@ def walk_sorted(root: Path, exclude: tuple[Path, ...] = ()) -> Iterator[tuple[st
             return
         keyed: list[tuple[str, os.DirEntry[str]]] = []
         for entry in entries:
+            if entry.name.startswith("."):
+                continue  # the node's own: files set aside for removal, readiness probes
             if entry.is_dir(follow_symlinks=False):
                 if os.path.abspath(entry.path) not in excluded:
                     keyed.append((entry.name + "/", entry))

@@ -36,6 +36,7 @@ from dicomdir.medium import Medium, build_medium, medium_options
 from dicomdir.profiles import AUTO, profile_named
 from dicomdir.selection import gather_studies
 from node.errors import InvalidInput
+from node.index.recycling import mark_used
 from rest.params import QueryParams
 from rest.state import SERVICES
 
@@ -67,6 +68,7 @@ async def get_iso(request: web.Request) -> web.StreamResponse:
     config = services.config
     limit = config.media.max_iso_bytes
     selection = await gather_studies(services, study_uids)
+    await mark_used(services.engine, study_uids)  # exported: recycled last (storage quota)
     # The stored files are a lower bound of the image: refuse early, before reading headers.
     if selection.stored_size > limit:
         return _too_large(selection.stored_size, limit)

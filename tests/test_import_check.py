@@ -157,6 +157,19 @@ def test_check_finds_missing_and_unindexed_files_and_repair_fixes_them(
     assert stored_path(cli_node, extra.SOPInstanceUID).exists()
 
 
+def test_repair_recounts_the_size_of_a_study_that_lost_an_instance(
+    cli_node: NodeProcess, tmp_path: Path
+) -> None:
+    files = write_study(tmp_path / "study", StudySpec(study_uid=uid(9310), patient_id="CHK3",
+                                                      series=1, instances_per_series=3))
+    assert cli_node.cli("import", str(tmp_path / "study")).returncode == 0
+    stored_path(cli_node, files[0].stem).unlink()
+    assert cli_node.cli("check", "--repair").returncode == 0
+    kept = sum(stored_path(cli_node, path.stem).stat().st_size for path in files[1:])
+    assert rows(cli_node.data_dir, "SELECT size_bytes, instance_count FROM studies "
+                "WHERE study_uid = :uid", uid=uid(9310)) == [(kept, 2)]
+
+
 def test_check_reports_a_file_whose_size_differs(cli_node: NodeProcess, tmp_path: Path) -> None:
     files = write_study(tmp_path / "s", StudySpec(study_uid=uid(9400), patient_id="CHK3"))
     assert cli_node.cli("import", str(tmp_path / "s")).returncode == 0

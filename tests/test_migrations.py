@@ -35,7 +35,7 @@ async def main() -> None:
 
 asyncio.run(main())
 """
-HEADS = {"alembic_version": "0005_patient_study_anchor",
+HEADS = {"alembic_version": "0008_study_used_at",
          "alembic_version_pathology": "p0001_pathology"}
 
 
@@ -166,3 +166,38 @@ async def test_patients_merged_by_an_empty_patient_id_are_split(engine: AsyncEng
     assert by_study["2.1"][1:] == ("", "HOSP", "2.1", "ONLY^ONE")
     assert by_study["3.1"] == by_study["3.2"]
     assert by_study["3.1"][1:] == ("PID", "", "", "KEPT^AS^IS")
+
+
+async def test_studies_get_the_sizes_and_counts_of_the_instances_they_hold(
+        engine: AsyncEngine) -> None:
+    """0006 counts each existing study once; from then on the index writer keeps the sums."""
+    await migrate.upgrade(engine, revision="0005_patient_study_anchor")
+    async with engine.begin() as conn:
+        await conn.execute(text(
+            "INSERT INTO patients (patient_id, issuer, study_anchor, name, name_search,"
+            " birth_date, sex, charset) VALUES ('P', '', '', '', '', '', '', '')"))
+        for study_uid in ("1.1", "1.2"):
+            await conn.execute(text(
+                "INSERT INTO studies (patient_pk, study_uid, study_date, study_time,"
+                " accession_number, study_id, description, referring_physician, charset,"
+                " updated_at) SELECT id, :uid, '', '', '', '', '', '', '', CURRENT_TIMESTAMP"
+                " FROM patients"), {"uid": study_uid})
+        for series_uid, study_uid in (("1.1.1", "1.1"), ("1.1.2", "1.1")):
+            await conn.execute(text(
+                "INSERT INTO series (study_pk, series_uid, modality, series_number,"
+                " description, body_part) SELECT id, :uid, '', '', '', '' FROM studies"
+                " WHERE study_uid = :study"), {"uid": series_uid, "study": study_uid})
+        for sop_uid, series_uid, size in (("1", "1.1.1", 100), ("2", "1.1.1", 20),
+                                          ("3", "1.1.2", 3)):
+            await conn.execute(text(
+                "INSERT INTO instances (series_pk, sop_uid, sop_class_uid, instance_number,"
+                " number_of_frames, container_identifier, path, size, transfer_syntax, charset,"
+                " received_at, origin) SELECT id, :sop, '', '', 1, '', :path, :size, '', '',"
+                " CURRENT_TIMESTAMP, '' FROM series WHERE series_uid = :series"),
+                {"sop": sop_uid, "path": sop_uid, "series": series_uid, "size": size})
+    await migrate_everything(engine)
+    async with engine.connect() as conn:
+        found = {uid: (size, count) for uid, size, count in (await conn.execute(text(
+            "SELECT study_uid, size_bytes, instance_count FROM studies"))).all()}
+        assert await conn.run_sync(differences) == []
+    assert found == {"1.1": (123, 3), "1.2": (0, 0)}

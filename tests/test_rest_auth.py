@@ -149,9 +149,10 @@ def _access_bullets() -> dict[str, str]:
 
 
 def _named(path: str, text: str) -> bool:
-    """`path` up to its first parameter, not continued by more path, appears in `text`."""
+    """`path` up to its first parameter, neither continuing another path (`/api/studies` in
+    `/ngv/api/studies`) nor continued by more path, appears in `text`."""
     prefix = path.split("{", 1)[0].rstrip("/")
-    return re.search(re.escape(prefix) + r"(?![\w/-])", text) is not None
+    return re.search(r"(?<![\w/-])" + re.escape(prefix) + r"(?![\w/-])", text) is not None
 
 
 async def test_readme_says_which_routes_need_the_key(api: Api) -> None:

@@ -6,7 +6,10 @@ bucket, each serving what the other received.
 
 from __future__ import annotations
 
+import json
 import subprocess
+import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -15,6 +18,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from dicomweb_client.api import DICOMwebClient
 from pydicom import dcmread
 
 from tests import index_db
@@ -180,6 +184,31 @@ async def test_the_viewer_renders_a_frame_read_from_the_bucket(stored: Stored) -
             assert len(await r.read()) > 100
 
 
+def test_dicomweb_reads_and_stores_through_the_bucket(stored: Stored, moto: ServerProcess,
+                                                      tmp_path: Path) -> None:
+    """QIDO, metadata, frames and whole instances read from the bucket (cache emptied first),
+    and a STOW-RS instance uploaded to it."""
+    empty_cache(stored.node)
+    node = stored.node
+    client = DICOMwebClient(f"{node.http_url}/dicom-web", headers={"Authorization": node.api_key})
+    assert [s["0020000D"]["Value"][0] for s in client.search_for_studies(
+        search_filters={"PatientID": STUDY.patient_id})] == [STUDY.study_uid]
+    series = f"{STUDY.study_uid}.1"
+    assert len(client.retrieve_series_metadata(STUDY.study_uid, series)) == 3
+    original = dcmread(stored.sent[f"{series}.2"])
+    frame = client.retrieve_instance_frames(STUDY.study_uid, series, f"{series}.2",
+                                            frame_numbers=[1])
+    assert frame == [original.PixelData]
+    got = client.retrieve_study(STUDY.study_uid)
+    assert sorted(str(ds.SOPInstanceUID) for ds in got) == sorted(stored.sent)
+    extra = StudySpec(study_uid=uid(1990, 77), patient_id="S3-STOW", rows=8, columns=8,
+                      instances_per_series=1)
+    client.store_instances([dcmread(p) for p in write_study(tmp_path, extra)])
+    rows = stored_sop_files(node)
+    assert f"{extra.study_uid}.1.1" in rows
+    assert PREFIX + rows[f"{extra.study_uid}.1.1"] in bucket_objects(moto, stored.bucket)
+
+
 def test_get_iso_builds_the_medium_from_the_bucket(stored: Stored, tmp_path: Path) -> None:
     empty_cache(stored.node)
     node = stored.node
@@ -308,3 +337,46 @@ def send_the_same_instances_to_both_at_once(first: NodeProcess, second: NodeProc
         text=True) for node in (first, second)]
     outputs = [sender.communicate(timeout=300)[0] for sender in senders]
     assert [s.returncode for s in senders] == [0, 0], outputs
+
+
+def test_a_deleted_study_leaves_the_bucket_in_the_background(
+        tmp_path: Path, moto: ServerProcess) -> None:
+    bucket = new_bucket(moto)
+    node = s3_node(tmp_path / "node", moto, bucket).start()
+    try:
+        study_uid = uid(7713)
+        write_study(tmp_path / "sent", StudySpec(study_uid=study_uid, instances_per_series=4,
+                                                 rows=16, columns=16))
+        result = dcmtk("storescu", "-aec", node.ae_title, "+sd", "+r", "127.0.0.1",
+                       str(node.dicom_port), str(tmp_path / "sent"))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert len(bucket_objects(moto, bucket)) == 4
+        request = urllib.request.Request(f"{node.http_url}/api/studies/{study_uid}",
+                                         method="DELETE",
+                                         headers={"Authorization": node.api_key})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 202
+        assert index_db.rows(node.data_dir, "SELECT count(*) FROM instances") == [(0,)]
+        client = s3_client(moto.url, REGION)
+        deadline = time.monotonic() + 60
+        while client.list_objects_v2(Bucket=bucket).get("Contents"):
+            assert time.monotonic() < deadline, "the objects stayed in the bucket"
+            time.sleep(0.1)
+    finally:
+        node.stop()
+
+
+def test_readyz_names_the_storage_once_the_bucket_is_gone(
+        tmp_path: Path, moto: ServerProcess) -> None:
+    bucket = new_bucket(moto)
+    node = s3_node(tmp_path / "node", moto, bucket).start()
+    try:
+        with urllib.request.urlopen(f"{node.http_url}/readyz", timeout=30) as response:
+            assert response.status == 200
+        s3_client(moto.url, REGION).delete_bucket(Bucket=bucket)
+        with pytest.raises(urllib.error.HTTPError) as failing:
+            urllib.request.urlopen(f"{node.http_url}/readyz", timeout=30)
+        assert failing.value.code == 503
+        assert json.loads(failing.value.read())["failing"] == ["storage"]
+    finally:
+        node.stop()

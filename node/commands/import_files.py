@@ -20,6 +20,7 @@ from typing import Any
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from node import metrics
 from node.commands import add_config_argument
 from node.config import Config, load_config
 from node.errors import InvalidInput
@@ -73,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise InvalidInput("--jobs must be at least 1")
     config = load_config(args.config)
+    # Counted with the node's own (GET /metrics, door "import") while it serves.
+    metrics.enable_multiprocess(config.data_dir / "metrics", fresh=False)
     if not args.verbose:
         # Every duplicate is a warning for a C-STORE peer's log; here the summary counts them.
         logging.getLogger("node.ingest").setLevel(logging.ERROR)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from node import metrics
 from node.api_key import load_or_create_api_key
 from node.commands import add_config_argument
 from node.config import Config, load_config
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 SWITCH_INTERVAL_SECONDS = 0.0005
 # Net new container objects between two collections of the youngest generation (Python: 700).
 GC_YOUNG_THRESHOLD = 50_000
+# How often a worker publishes how many associations it serves (GET /metrics).
+ASSOCIATIONS_PUBLISH_SECONDS = 0.5
 
 
 def register(sub: Any) -> None:
@@ -69,6 +72,8 @@ def tune_interpreter() -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    # Before anything counts, and before the workers fork: they all count into this folder.
+    metrics.enable_multiprocess(config.data_dir / "metrics")
     announce_api_key(config)
     if config.worker_count > 1:
         from node.workers import supervise
@@ -109,6 +114,14 @@ def announce_api_key(config: Config) -> str:
             flush=True,
         )
     return api_key
+
+
+async def publish_associations(dicom: DicomServer) -> None:
+    """Keep this process's count of open associations in the metrics (each worker its own;
+    GET /metrics sums the live ones)."""
+    while True:
+        metrics.association_count(dicom.association_count())
+        await asyncio.sleep(ASSOCIATIONS_PUBLISH_SECONDS)
 
 
 async def serve(config: Config, worker: WorkerSockets | None = None) -> None:
@@ -160,9 +173,11 @@ async def serve(config: Config, worker: WorkerSockets | None = None) -> None:
         os.write(sys.stdout.fileno(), (
             f"node ready: AE {config.node.ae_title}, DICOM {config.dicom.bind}:{dicom.port}, "
             f"HTTP {config.http.bind}:{config.http.port}{which}\n").encode())
+        publishing = asyncio.create_task(publish_associations(dicom), name="associations")
         try:
             await stop.wait()
         finally:
+            publishing.cancel()
             log.info("shutting down: finishing in-flight requests and associations")
             if shared_http is not None:
                 shared_http.stop()

@@ -13,6 +13,7 @@ decompressed first when the peer takes only uncompressed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable, Iterator
@@ -28,7 +29,9 @@ from pynetdicom.association import Association
 from pynetdicom.events import Event
 from pynetdicom.presentation import PresentationContext, build_context
 
+from node.dimse.access import STATUS_NOT_AUTHORIZED, CallerAccess
 from node.dimse.light_dataset import init_empty, put_uid
+from node.dimse.peer_text import peer_address
 from node.dimse.qr_identifier import (
     STATUS_CANCEL,
     STATUS_IDENTIFIER_MISMATCH,
@@ -45,6 +48,7 @@ from node.index.query import (
     find_instances,
     find_instances_in_thread,
 )
+from node.index.recycling import mark_instances_used
 from node.services import NodeServices
 
 log = logging.getLogger(__name__)
@@ -151,6 +155,10 @@ def matching_files(services: NodeServices, identifier: Dataset, sop_class_uid: s
             find_instances(services.sessions, request.level, request.keys),
             services.config.dicom.dimse_timeout,
         )
+    if refs:
+        # Retrieved is used: the storage quota recycles these studies last. Not waited for.
+        asyncio.run_coroutine_threadsafe(_mark_used(services, [ref.sop_uid for ref in refs]),
+                                         services.loop)
     paths = services.storage.local_paths([ref.path for ref in refs])
     return [StoredFile(path, ref) for path, ref in zip(paths, refs, strict=True)]
 
@@ -167,10 +175,16 @@ class Retrieval:
     started: float = field(default_factory=time.perf_counter)
 
 
-def start_retrieval(event: Event, services: NodeServices, service: str) -> Retrieval:
-    """Read the request's identifier and find its files; a bad identifier (0xA900) or a failed
-    look-up (0xC000) leaves `failure` set instead."""
+def start_retrieval(event: Event, services: NodeServices, service: str,
+                    access: CallerAccess) -> Retrieval:
+    """Read the request's identifier and find its files; a calling AE title not allowed to
+    retrieve (0x0124), a bad identifier (0xA900) or a failed look-up (0xC000) leaves `failure`
+    set instead."""
     retrieval = Retrieval(service, event.assoc.requestor.ae_title)
+    if access.refuses(service, retrieval.calling, peer_address(event.assoc)):
+        retrieval.failure = failure_status(STATUS_NOT_AUTHORIZED,
+                                           "calling AE title not authorized")
+        return retrieval
     try:
         retrieval.files = matching_files(services, event.identifier,
                                          str(event.request.AffectedSOPClassUID))
@@ -181,6 +195,13 @@ def start_retrieval(event: Event, services: NodeServices, service: str) -> Retri
         log.exception("%s from %s failed", service, retrieval.calling)
         retrieval.failure = failure_status(STATUS_UNABLE_TO_PROCESS, "retrieval failed")
     return retrieval
+
+
+async def _mark_used(services: NodeServices, sop_uids: list[str]) -> None:
+    try:
+        await mark_instances_used(services.engine, sop_uids)
+    except Exception as exc:  # the order of recycling, not worth failing anything for
+        log.warning("could not mark retrieved studies as used: %s", type(exc).__name__)
 
 
 def sub_operations(event: Event, retrieval: Retrieval, destination: str = "") -> Iterator[Any]:

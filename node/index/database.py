@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 from node.index import job_models as job_models  # registers its table on Base
 from node.index import mapping_models as mapping_models  # registers its table on Base
 from node.index import migrate
+from node.index import retention_models as retention_models  # registers its tables on Base
 from node.index import viewing_models as viewing_models  # registers its tables on Base
 
 

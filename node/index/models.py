@@ -62,6 +62,13 @@ class Study(Base):
     referring_physician: Mapped[str] = mapped_column(String(324), default="")
     charset: Mapped[str] = mapped_column(String(128), default="")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # What the study's instances take in the storage, kept by the index writer in the same
+    # transactions as the instances (sums over studies, not over every instance).
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    instance_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # When the study was last opened by a token, retrieved from the node or exported (None:
+    # never); with updated_at (last stored) the order in which studies are recycled.
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     patient: Mapped[Patient] = relationship(back_populates="studies")
     series: Mapped[list[Series]] = relationship(back_populates="study")

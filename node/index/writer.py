@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import errno
 import logging
 import sqlite3
 import threading
@@ -41,6 +42,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from node.index.database import sqlite_pragmas
+from node.index.deletion import DELETION_STAMP
 from node.index.models import Base
 from node.index.write_lock import WriteLock
 from node.instance_record import InstanceRecord
@@ -266,7 +268,7 @@ class IndexWriter:
                 return
             log.error("index commit failed for SOP Instance UID %s: %s",
                       batch[0].item.record.sop_uid, exc)
-            batch[0].future.set_exception(exc)
+            batch[0].future.set_exception(_disk_full(exc) or exc)
             return
         for pending, outcome in zip(batch, outcomes, strict=True):
             pending.future.set_result(outcome)
@@ -299,10 +301,34 @@ class IndexWriter:
             return await conn.run_sync(upsert)
 
 
+def _disk_full(exc: Exception) -> OSError | None:
+    """SQLite's "database or disk is full" as the OSError a full disk raises for the file, so
+    that every door answers both alike (C-STORE: 0xA700, out of resources)."""
+    if isinstance(exc, sqlite3.Error) and exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
+        return OSError(errno.ENOSPC, f"the index database: {exc}")
+    return None
+
+
 def _commit_sqlite(connection: sqlite3.Connection, lock: WriteLock, cache: _KeyCache,
                    fresh: _KeyCache, batch: list[_Pending]) -> list[Outcome]:
     with lock.transaction(connection):
+        _forget_deleted_keys(connection, cache)
         return _Upsert(_SqliteSql(connection), cache, fresh).run(batch)
+
+
+def _forget_deleted_keys(connection: sqlite3.Connection, cache: _KeyCache) -> None:
+    """Drop the cached keys when studies were deleted since the last commit (the deletion
+    stamp changed, node/index/deletion.py). SQLite gives a new row the highest deleted id
+    again, so a cached key could name another study's row: an instance of the deleted study
+    received anew would be filed under it without any error. (PostgreSQL never reuses ids: a
+    stale key there fails the batch on its foreign key, and the retry reads afresh.) One
+    primary-key read per commit."""
+    row = connection.execute("SELECT value FROM settings WHERE key = ?",
+                             (DELETION_STAMP,)).fetchone()
+    stamp = row[0] if row is not None else None
+    if stamp != cache.deletion_stamp:
+        cache.clear()
+        cache.deletion_stamp = stamp
 
 
 # --- the four statements the writer needs, for each kind of connection ---
@@ -310,7 +336,7 @@ def _commit_sqlite(connection: sqlite3.Connection, lock: WriteLock, cache: _KeyC
 
 class _Sql(Protocol):
     def select_in(
-        self, table: Table, columns: Sequence[str], key: str, values: Collection[str]
+        self, table: Table, columns: Sequence[str], key: str, values: Collection[Any]
     ) -> list[tuple[Any, ...]]: ...
 
     def insert(self, table: Table, values: dict[str, Any]) -> int: ...
@@ -318,6 +344,8 @@ class _Sql(Protocol):
     def insert_many(self, table: Table, rows: list[dict[str, Any]]) -> None: ...
 
     def update(self, table: Table, pks: Collection[int], values: dict[str, Any]) -> None: ...
+
+    def add_to(self, table: Table, pk: int, amounts: dict[str, int]) -> None: ...
 
 
 # The unique key of each level above the instances: what a concurrent insert collides on.
@@ -338,7 +366,7 @@ class _CoreSql:
         self.conn = conn
 
     def select_in(
-        self, table: Table, columns: Sequence[str], key: str, values: Collection[str]
+        self, table: Table, columns: Sequence[str], key: str, values: Collection[Any]
     ) -> list[tuple[Any, ...]]:
         query = select(*(table.c[c] for c in columns)).where(table.c[key].in_(values))
         return [tuple(row) for row in self.conn.execute(query)]
@@ -362,6 +390,10 @@ class _CoreSql:
 
     def update(self, table: Table, pks: Collection[int], values: dict[str, Any]) -> None:
         self.conn.execute(update(table).where(table.c.id.in_(pks)).values(**values))
+
+    def add_to(self, table: Table, pk: int, amounts: dict[str, int]) -> None:
+        self.conn.execute(update(table).where(table.c.id == pk).values(
+            **{name: table.c[name] + amount for name, amount in amounts.items()}))
 
 
 class _SqliteSql:
@@ -387,7 +419,7 @@ class _SqliteSql:
         return out
 
     def select_in(
-        self, table: Table, columns: Sequence[str], key: str, values: Collection[str]
+        self, table: Table, columns: Sequence[str], key: str, values: Collection[Any]
     ) -> list[tuple[Any, ...]]:
         values = list(values)
         marks = ",".join("?" * len(values))
@@ -417,6 +449,11 @@ class _SqliteSql:
         params = self._bind(table, values) | {f"pk{i}": pk for i, pk in enumerate(pks)}
         self.connection.execute(f"UPDATE {table.name} SET {sets} WHERE id IN ({marks})", params)
 
+    def add_to(self, table: Table, pk: int, amounts: dict[str, int]) -> None:
+        sets = ", ".join(f"{n} = {n} + :{n}" for n in amounts)
+        self.connection.execute(f"UPDATE {table.name} SET {sets} WHERE id = :pk",
+                                {**amounts, "pk": pk})
+
 
 # --- what one batch writes ---
 
@@ -439,6 +476,8 @@ class _KeyCache:
         self.series: dict[str, int] = {}
         # study pk -> the updated_at this writer last committed for it
         self.stamps: dict[int, datetime] = {}
+        # The index's deletion stamp the keys above were read under (SQLite).
+        self.deletion_stamp: str | None = None
 
     def _levels(self) -> tuple[dict[Any, Any], ...]:
         return self.patients, self.studies, self.series, self.stamps
@@ -468,7 +507,11 @@ class _Upsert:
         patient_pks = self._patients(records)
         study_pks = self._studies(records, patient_pks)
         series_pks = self._series(records, study_pks)
-        return self._instances(batch, series_pks)
+        usage = _StudyUsage(self.sql, {series_pks[rec.series_uid]: study_pks[rec.study_uid]
+                                       for rec in records})
+        outcomes = self._instances(batch, series_pks, usage)
+        usage.write()
+        return outcomes
 
     def _patients(self, records: list[InstanceRecord]) -> dict[PatientKey, int]:
         wanted: dict[PatientKey, InstanceRecord] = {}
@@ -574,14 +617,16 @@ class _Upsert:
             self.fresh.series[uid] = pks[uid]
         return pks
 
-    def _instances(self, batch: list[_Pending], series_pks: dict[str, int]) -> list[Outcome]:
+    def _instances(self, batch: list[_Pending], series_pks: dict[str, int],
+                   usage: _StudyUsage) -> list[Outcome]:
         sop_uids = {p.item.record.sop_uid for p in batch}
-        existing: dict[str, tuple[int | None, str]] = {
-            sop_uid: (pk, path)
-            for pk, sop_uid, path in self.sql.select_in(
-                INSTANCES, ("id", "sop_uid", "path"), "sop_uid", sop_uids
-            )
-        }
+        existing: dict[str, tuple[int | None, str]] = {}
+        stored: dict[int, tuple[int, int]] = {}  # instance pk -> (size, series pk) as stored
+        for pk, sop_uid, path, size, series_pk in self.sql.select_in(
+            INSTANCES, ("id", "sop_uid", "path", "size", "series_pk"), "sop_uid", sop_uids
+        ):
+            existing[sop_uid] = (pk, path)
+            stored[pk] = (size, series_pk)
         new_rows: dict[str, dict[str, Any]] = {}
         outcomes: list[Outcome] = []
         for pending in batch:
@@ -600,9 +645,13 @@ class _Upsert:
                     new_rows[item.record.sop_uid].update(values)
                 else:
                     self.sql.update(INSTANCES, [pk], values)
+                    usage.replaced(stored[pk], (item.size, values["series_pk"]))
+                    stored[pk] = (item.size, values["series_pk"])
                 outcomes.append((AddOutcome.DUPLICATE_REPLACED, path))
         if new_rows:
             self.sql.insert_many(INSTANCES, list(new_rows.values()))
+            for row in new_rows.values():
+                usage.added(row["series_pk"], row["size"])
         return outcomes
 
     def _instance_values(self, item: StoredFile, series_pk: int) -> dict[str, Any]:
@@ -620,6 +669,40 @@ class _Upsert:
             "received_at": self.now,
             "origin": item.origin,
         }
+
+
+class _StudyUsage:
+    """What a batch adds to each study's `size_bytes` and `instance_count`, written in the
+    batch's transaction: the node's stored bytes are then a sum over the studies, not over
+    every instance (half a second at a million instances), for quotas and metrics alike."""
+
+    def __init__(self, sql: _Sql, study_of_series: dict[int, int]) -> None:
+        self.sql = sql
+        self.study_of_series = study_of_series
+        self.deltas: dict[int, list[int]] = {}
+
+    def added(self, series_pk: int, size: int, count: int = 1) -> None:
+        study_pk = self._study(series_pk)
+        delta = self.deltas.setdefault(study_pk, [0, 0])
+        delta[0] += size
+        delta[1] += count
+
+    def replaced(self, old: tuple[int, int], new: tuple[int, int]) -> None:
+        """A replaced duplicate: (size, series pk) before and after (it may change study)."""
+        self.added(old[1], -old[0], -1)
+        self.added(new[1], new[0], 1)
+
+    def _study(self, series_pk: int) -> int:
+        study_pk = self.study_of_series.get(series_pk)
+        if study_pk is None:  # a replaced instance's former series, of another study
+            found = self.sql.select_in(SERIES, ("id", "study_pk"), "id", [series_pk])
+            study_pk = self.study_of_series[series_pk] = int(found[0][1])
+        return study_pk
+
+    def write(self) -> None:
+        for study_pk, (size, count) in self.deltas.items():
+            if size or count:
+                self.sql.add_to(STUDIES, study_pk, {"size_bytes": size, "instance_count": count})
 
 
 def patient_key(rec: InstanceRecord) -> PatientKey:

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 
+from node import metrics
 from node.errors import InvalidInput
 from node.hanging_protocols import applicable_protocols
 from node.index.job_models import ImportOutcome, Job
@@ -102,6 +103,7 @@ async def issue_context(services: NodeServices, plan: ImportPlan, progress: Impo
                      request=request_json, studies=list(plan.study_uids))
         await session.commit()
         context_pk = context.id
+    metrics.tokens_issued("post")
     log.info("issued a POST token: context %d, %d source(s)", context_pk, len(plan.sources))
     return token, context_pk
 

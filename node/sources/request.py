@@ -28,6 +28,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from node.errors import InvalidInput
 from node.instance_record import is_valid_uid
+from node.json_input import parse_json
 from node.slide_metadata import JSON_FIELDS, SlideMetadata
 
 log = logging.getLogger(__name__)
@@ -381,11 +382,7 @@ def _name_problem(value: str) -> str | None:
 
 def parse_body(text: bytes | str) -> OpenRequest:
     """Parse and check the raw body; InvalidInput for anything else than a valid request."""
-    try:
-        value = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"body: not valid JSON ({exc})", field="body") from exc
-    return parse_request(value)
+    return parse_request(parse_json(text, "body"))
 
 
 def parse_request(value: Any) -> OpenRequest:
@@ -607,8 +604,8 @@ def _service_account(obj: _Object) -> dict[str, Any]:
     token = obj.text("token", required=True, max_length=65536, dicom=False)
     where = obj.at("token")
     try:
-        info = json.loads(base64.b64decode(token.strip(), validate=True))
-    except (binascii.Error, ValueError) as exc:
+        info = parse_json(base64.b64decode(token.strip(), validate=True), where)
+    except (binascii.Error, ValueError, InvalidInput) as exc:
         raise InvalidInput(f"{where}: must be a base64-encoded service-account key (JSON)",
                            field=where) from exc
     if not isinstance(info, dict) or info.get("type") != "service_account":

@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
+from node import metrics
 from node.errors import InvalidInput
 from node.render.preload import StudyPreloader
 from node.resolve import Findings, StudyRequest, find_remote, remote_queries, select_sources
@@ -55,7 +56,7 @@ class TokenIssuer:
         self._services = services
         self._retrievals = retrievals
         self._store = IssueStore(services.engine)
-        self._catalogue = Catalogue(services.engine)
+        self._catalogue = Catalogue(services.engine, services.clock)
         self._preloads = StudyPreloader(services)
 
     def start(self) -> None:
@@ -127,6 +128,7 @@ class TokenIssuer:
             await self._start_retrievals(prepared.arrangements)
         if prepared.preload:
             self._start_preloads(prepared.arrangements)
+        metrics.tokens_issued("get", len(prepared.tokens))
         if log.isEnabledFor(logging.DEBUG):
             log.debug("issued %d token(s): context(s) %s, %d source node(s) failed",
                       len(prepared.tokens), ",".join(map(str, prepared.ids)),
@@ -139,7 +141,7 @@ class TokenIssuer:
     ) -> Prepared:
         """The tokens and their contexts. May run on the store's thread (node/viewing/store.py):
         nothing here touches the event loop."""
-        now = datetime.now(UTC)
+        now = self._services.clock.now()
         expires = now + timedelta(seconds=self._services.config.api.token_lifetime_seconds)
         request_json = request.request_json()
         role = applicable.role.name

@@ -16,7 +16,9 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from node import metrics
 from node.errors import NotFound
+from node.index.recycling import mark_context_used
 from node.index.viewing_models import ViewerSession, ViewingContext
 from node.roles import get_role
 from node.services import NodeServices
@@ -45,9 +47,10 @@ def utc(moment: datetime) -> datetime:
 
 async def redeem(services: NodeServices, token: str, client_address: str) -> Redemption:
     if not looks_like_token(token):
+        metrics.token_refused("unknown")
         return Redemption("unknown")
     keys = token_keys(token)
-    now = datetime.now(UTC)
+    now = services.clock.now()
     lifetime = services.config.api.session_lifetime_seconds
     async with services.sessions() as session:
         result = await session.execute(
@@ -67,6 +70,7 @@ async def redeem(services: NodeServices, token: str, client_address: str) -> Red
                              role=context.role, context_pk=context.id,
                              client_address=client_address, reason=outcome)
                 await session.commit()
+            metrics.token_refused(outcome)
             log.info("token refused (%s)%s", outcome,
                      f" for context {context.id}" if context is not None else "")
             return Redemption(outcome)
@@ -79,7 +83,9 @@ async def redeem(services: NodeServices, token: str, client_address: str) -> Red
         audit.record(session, "redeem", username=context.username, role=context.role,
                      context_pk=context.id, client_address=client_address,
                      issuedTo=context.client_address)
+        await mark_context_used(session, context.id)  # opened: recycled last (storage quota)
         await session.commit()
+    metrics.token_redeemed()
     log.info("token redeemed: context %d", context.id)
     return Redemption("ok", cookie, context.id, context.sticky, lifetime)
 
@@ -105,7 +111,7 @@ async def session_context(services: NodeServices, cookie: str | None) -> int | N
         row = await session.scalar(select(ViewerSession.context_pk).where(
             ViewerSession.cookie_hash == digest(cookie),
             ViewerSession.revoked_at.is_(None),
-            ViewerSession.expires_at > datetime.now(UTC),
+            ViewerSession.expires_at > services.clock.now(),
         ))
     return row
 

@@ -1,0 +1,105 @@
+"""Deleting studies: gone from every query at once, their files removed in the background.
+
+The request (DELETE /api/studies/{uid}, `python -m node delete`) runs one transaction
+(node/index/deletion.py) that takes the study out of the index and queues a `delete` job
+listing its files in `deletion_files`. Any serving instance claims the job (node/jobs.py) and
+removes the files a batch at a time, forgetting each batch's rows as it goes: a job whose
+instance died is taken over once its heartbeat is stale and goes on with what is left.
+
+Nothing half-deleted is ever served: readers find files through index rows, and those were
+gone before the first file. An instance received again meanwhile keeps its new file: each
+file is first set aside under a hidden name, then removed only if no index row names its path
+again and it was written before the deletion (Storage.set_aside, Storage.retire).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from node import metrics
+from node.index.deletion import (
+    DELETE_KIND,
+    DeletedStudy,
+    Requester,
+    delete_studies,
+    forget_files,
+    indexed_again,
+    pending_files,
+)
+from node.jobs import ClaimedJob, JobBoard, JobRunner, worker_name
+from node.services import NodeServices
+
+log = logging.getLogger(__name__)
+
+# Files removed per step; each step's rows are forgotten in one commit.
+BATCH = 500
+# A storage that fails (a bucket away) is tried again after this long, doubled up to a minute.
+RETRY_SECONDS = 1.0
+MAX_RETRY_SECONDS = 60.0
+
+
+async def delete_now(services: NodeServices, study_uids: Sequence[str], requester: Requester
+                     ) -> tuple[list[DeletedStudy], list[str]]:
+    """Take the studies out of the index and queue the removal of their files; (deleted, the
+    UIDs the index did not hold)."""
+    deleted, missing = await delete_studies(services.engine, study_uids, requester)
+    if deleted:
+        metrics.studies_deleted(requester.reason, len(deleted), sum(d.bytes for d in deleted))
+        log.info("deleted %d studies (%d instances, %d bytes) for %s; files follow",
+                 len(deleted), sum(d.instances for d in deleted), sum(d.bytes for d in deleted),
+                 requester.who)
+    return deleted, missing
+
+
+class StudyDeletions:
+    """This instance's part in removing deleted studies' files (the jobs of any instance)."""
+
+    def __init__(self, services: NodeServices) -> None:
+        self._services = services
+        settings = services.config.jobs
+        board = JobBoard(services.engine, settings, worker_name(services.config.instance_name))
+        self._runner = JobRunner(board, settings, DELETE_KIND, self._remove_files, 1)
+
+    def start(self) -> None:
+        self._runner.start()
+
+    async def delete(self, study_uids: Sequence[str], requester: Requester
+                     ) -> tuple[list[DeletedStudy], list[str]]:
+        deleted, missing = await delete_now(self._services, study_uids, requester)
+        if deleted:
+            self._runner.wake()
+        return deleted, missing
+
+    async def _remove_files(self, job: ClaimedJob) -> tuple[str, str]:
+        deleted_at = float(job.payload.get("deleted_at", 0.0))
+        engine, storage = self._services.engine, self._services.storage
+        removed = kept = 0
+        paths: list[str] = []
+        delay = RETRY_SECONDS
+        while batch := await pending_files(engine, job.key, BATCH):
+            try:
+                aside = await asyncio.to_thread(storage.set_aside, [f.path for f in batch])
+                keep = await indexed_again(engine, batch)
+                done = await asyncio.to_thread(storage.retire, aside, keep, deleted_at)
+            except OSError as exc:  # the storage away: the files wait, the job keeps its claim
+                log.warning("deletion %s: removing files failed (%s); again in %.0f s",
+                            job.id, type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(MAX_RETRY_SECONDS, delay * 2)
+                continue
+            delay = RETRY_SECONDS
+            removed, kept = removed + done[0], kept + done[1]
+            paths.extend(f.path for f in batch)
+            await forget_files(engine, [f.id for f in batch])
+        await asyncio.to_thread(storage.remove_empty_folders, paths)
+        log.info("deletion %s: %d files removed, %d kept (received again)", job.id, removed,
+                 kept)
+        return "done", f"{removed} files removed, {kept} kept (received again)"
+
+    async def wait_idle(self) -> None:
+        await self._runner.wait_idle()
+
+    async def close(self) -> None:
+        await self._runner.close()

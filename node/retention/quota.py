@@ -1,0 +1,231 @@
+"""The storage quota (`[storage] max_bytes`, `max_studies`, `full_policy`), checked by the
+ingest path before anything is published (Ingestor.admission).
+
+Checking the database for every instance would cost the C-STORE path a query each. Instead
+each process keeps the totals it last read and admits instances against its share of the room
+left (the room divided by the worker processes), counting what it admitted since (committed,
+or still in flight); only when its share is used up does it read the totals again. The
+workers of a node together therefore never admit more than the room there was, give or take
+what another worker had in flight when the totals were read (an instance or two).
+
+"reject" refuses an instance that does not fit (StorageFull: C-STORE 0xA700, a failed
+import's "storage full"). "recycle" deletes least recently used studies
+(node/index/recycling.py): ahead of need, in the background, once the totals pass RECYCLE_AT
+of a limit, down to RECYCLE_TO, so that ingest goes on in the room left meanwhile and a node
+at its limit recycles once per few percent of it; an instance waits for room only when the
+limit itself is reached (and is refused when nothing may go).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from node import metrics
+from node.config import StorageSection
+from node.errors import StorageFull
+from node.index.deletion import DeletedStudy
+from node.index.recycling import Targets, recycle, study_exists
+from node.index.study_usage import StoredTotals, stored_totals, stored_totals_in_thread
+from node.index.writer import StoredFile
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Recycling starts, in the background, once the totals pass this share of a limit ...
+RECYCLE_AT = 0.95
+# ... and makes room down to this share.
+RECYCLE_TO = 0.90
+# Seconds a database read or a recycling may take before the store fails instead.
+READ_TIMEOUT = 30.0
+# An admitted instance not settled after this long failed before its commit.
+STALE_SECONDS = 300.0
+# Study UIDs known to be stored, per process (a new study counts against max_studies).
+KNOWN_STUDIES = 10_000
+
+Recycled = tuple[list[DeletedStudy], StoredTotals]
+
+
+@dataclass(frozen=True)
+class _Amount:
+    bytes: int = 0
+    studies: int = 0
+
+    def __add__(self, other: _Amount) -> _Amount:
+        return _Amount(self.bytes + other.bytes, self.studies + other.studies)
+
+
+class StorageQuota:
+    """One process's admission of instances under the limits (node/ingest.Admission)."""
+
+    def __init__(self, settings: StorageSection, engine: AsyncEngine,
+                 loop: asyncio.AbstractEventLoop, processes: int = 1,
+                 thread_reader: Engine | None = None) -> None:
+        self.max_bytes = settings.max_bytes
+        self.max_studies = settings.max_studies
+        self.recycling = settings.full_policy == "recycle"
+        self._engine = engine
+        self._thread_reader = thread_reader
+        self._loop = loop
+        self._processes = max(1, processes)
+        self._lock = threading.Lock()
+        self._totals: StoredTotals | None = None
+        # Admitted and settled (committed or failed) since the totals were read: in the next
+        # totals read (or never stored).
+        self._settled = _Amount()
+        # Admitted, commit not over yet (in no totals read): item id -> its amount and when.
+        self._in_flight: dict[int, tuple[_Amount, float]] = {}
+        self._known: OrderedDict[str, None] = OrderedDict()
+        self._recycled: concurrent.futures.Future[Recycled] | None = None
+
+    def admit(self, item: StoredFile) -> None:
+        """Return when the instance may be stored; raise StorageFull when it may not. Runs in
+        the ingesting thread, never on the event loop (it may wait for the database)."""
+        study_uid = item.record.study_uid
+        with self._lock:
+            new_study = self.max_studies > 0 and not self._is_known(study_uid)
+            amount = _Amount(item.size, 1 if new_study else 0)
+            if not self._fits(amount):
+                self._collect()
+                self._refresh()
+                if self.recycling and self._past(RECYCLE_AT, amount):
+                    self._recycle_ahead(amount, study_uid)
+                if not self._fits(amount, whole=True):
+                    self._make_room(amount, study_uid)
+            self._in_flight[id(item)] = (amount, time.monotonic())
+            if new_study:
+                self._remember(study_uid)
+
+    def settled(self, item: StoredFile) -> None:
+        """The instance's commit is over (done or failed)."""
+        with self._lock:
+            found = self._in_flight.pop(id(item), None)
+            if found is not None:
+                self._settled = self._settled + found[0]
+
+    def _fits(self, amount: _Amount, whole: bool = False) -> bool:
+        """Whether the instance fits in this process's share of the room the last totals
+        left (`whole`: in all of it), after what it admitted since."""
+        totals = self._totals
+        if totals is None:
+            return False
+        share = 1 if whole else self._processes
+        used = self._settled + self._pending() + amount
+        if self.max_bytes and used.bytes > (self.max_bytes - totals.bytes) // share:
+            return False
+        return not (self.max_studies and amount.studies
+                    and used.studies > (self.max_studies - totals.studies) // share)
+
+    def _past(self, share: float, amount: _Amount) -> bool:
+        """Whether the last totals and what was admitted since pass `share` of a limit."""
+        totals = self._totals
+        assert totals is not None
+        used = self._settled + self._pending() + amount
+        return bool((self.max_bytes and totals.bytes + used.bytes > self.max_bytes * share)
+                    or (self.max_studies
+                        and totals.studies + used.studies > self.max_studies * share))
+
+    def _pending(self) -> _Amount:
+        """What is admitted and not settled; an entry older than STALE_SECONDS is dropped (an
+        ingest that failed between its admission and its commit)."""
+        stale = time.monotonic() - STALE_SECONDS
+        total = _Amount()
+        for key, (amount, since) in list(self._in_flight.items()):
+            if since < stale:
+                del self._in_flight[key]
+            else:
+                total = total + amount
+        return total
+
+    def _refresh(self, totals: StoredTotals | None = None) -> None:
+        if totals is None:
+            if self._thread_reader is not None:
+                totals = stored_totals_in_thread(self._thread_reader)
+            else:
+                totals = self._read(stored_totals(self._engine))
+        self._totals = totals
+        self._settled = _Amount()
+
+    def _recycle_ahead(self, amount: _Amount, study_uid: str) -> None:
+        """Start recycling in the background, unless it runs already."""
+        if self._recycled is not None and not self._recycled.done():
+            return
+        pending = self._pending() + amount
+        targets = Targets(
+            int(self.max_bytes * RECYCLE_TO) - pending.bytes if self.max_bytes else None,
+            int(self.max_studies * RECYCLE_TO) - pending.studies if self.max_studies else None)
+        self._recycled = asyncio.run_coroutine_threadsafe(
+            _recycle(self._engine, targets, study_uid), self._loop)
+
+    def _make_room(self, amount: _Amount, study_uid: str) -> None:
+        """The limit is reached: wait for the recycling to make room, or refuse."""
+        if not self.recycling:
+            raise StorageFull()
+        self._recycle_ahead(amount, study_uid)
+        assert self._recycled is not None
+        self._recycled.result(READ_TIMEOUT)
+        self._refresh(self._collect())
+        if not self._fits(amount, whole=True):
+            self._refresh()  # another process may have made the room
+            if not self._fits(amount, whole=True):
+                raise StorageFull()
+
+    def _collect(self) -> StoredTotals | None:
+        """The totals a finished recycling left (None: none finished since), its studies
+        no longer known as stored."""
+        recycled, self._recycled = self._recycled, None
+        if recycled is None or not recycled.done():
+            self._recycled = recycled
+            return None
+        try:
+            deleted, totals = recycled.result()
+        except Exception as exc:  # the next one tries again; meanwhile the limit holds
+            log.warning("recycling failed: %s", type(exc).__name__)
+            return None
+        for study in deleted:
+            self._known.pop(study.study_uid, None)
+        return totals
+
+    def _is_known(self, study_uid: str) -> bool:
+        if study_uid in self._known:
+            self._known.move_to_end(study_uid)
+            return True
+        if self._read(study_exists(self._engine, study_uid)):
+            self._remember(study_uid)
+            return True
+        return False
+
+    def _remember(self, study_uid: str) -> None:
+        self._known[study_uid] = None
+        if len(self._known) > KNOWN_STUDIES:
+            self._known.popitem(last=False)
+
+    def _read(self, coro: Coroutine[Any, Any, T]) -> T:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # not on an event loop: the node's loop may run the query
+            return asyncio.run_coroutine_threadsafe(coro, self._loop).result(READ_TIMEOUT)
+        coro.close()
+        raise RuntimeError("the storage quota is checked in the ingesting thread, never on "
+                           "the event loop")
+
+
+async def _recycle(engine: AsyncEngine, targets: Targets, study_uid: str) -> Recycled:
+    """One recycling, on the event loop; counted and logged here, whoever waits for it."""
+    deleted, totals = await recycle(engine, targets, {study_uid})
+    if deleted:
+        freed = sum(d.bytes for d in deleted)
+        metrics.studies_deleted("recycle", len(deleted), freed)
+        log.info("recycled %d studies (%d bytes) to stay within the storage quota",
+                 len(deleted), freed)
+    return deleted, totals

@@ -1,0 +1,237 @@
+"""The storage quota ([storage] max_bytes, max_studies, full_policy): the least recently used
+studies are recycled first, never one a live token pins or one protected; "reject" answers
+0xA700 and the node keeps serving; under four associations the limit holds within an
+instance's size; a node killed while recycling loses nothing it still indexes."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pynetdicom import AE, StoragePresentationContexts
+from pynetdicom.sop_class import Verification
+
+from tests.factory import StudySpec, make_instance, uid, write_study
+from tests.index_db import rows
+from tests.peers import NodeProcess, dcmtk
+from tests.post_examples import example
+from tests.source_fixtures import write_spec_files
+from tests.test_post_obscurl import opened, start_api
+
+FAST_JOBS = {"heartbeat_seconds": 0.5, "stale_seconds": 2.0, "poll_seconds": 0.2}
+PER_STUDY = 10
+
+
+def poll(condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.05)
+
+
+def spec(n: int) -> StudySpec:
+    return StudySpec(study_uid=uid(5500 + n), patient_id=f"QUOTA{n}", series=1,
+                     instances_per_series=PER_STUDY, rows=16, columns=16)
+
+
+def study_bytes(folder: Path) -> int:
+    """What a study of spec() takes once imported (files are stored as they are)."""
+    files = write_study(folder, spec(99))
+    return sum(p.stat().st_size for p in files)
+
+
+def stored_studies(node: NodeProcess) -> set[str]:
+    return {row[0] for row in rows(node.data_dir, "SELECT study_uid FROM studies")}
+
+
+def import_study(node: NodeProcess, folder: Path, n: int) -> None:
+    write_study(folder / str(n), spec(n))
+    result = node.cli("import", str(folder / str(n)))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def totals(node: NodeProcess) -> tuple[int, int]:
+    [(count, size)] = rows(node.data_dir, "SELECT count(*), coalesce(sum(size_bytes), 0) "
+                           "FROM studies")
+    return int(count), int(size)
+
+
+def quota_node(folder: Path, workers: int = 1, **storage: Any) -> NodeProcess:
+    return NodeProcess(folder, extra={"node": {"workers": workers}, "storage": storage,
+                                      "jobs": FAST_JOBS})
+
+
+def test_the_least_recently_used_go_first_never_a_pinned_or_protected_one(
+        tmp_path: Path) -> None:
+    size = study_bytes(tmp_path / "measure")
+    node = quota_node(tmp_path / "node", max_bytes=int(size * 3.5)).start()
+    try:
+        for n in (0, 1, 2):
+            import_study(node, tmp_path, n)
+        # Study 0 retrieved from the node: used after 1 and 2 were stored.
+        got = dcmtk("getscu", "-S", "-aec", node.ae_title, "-od", str(tmp_path),
+                    "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={uid(5500)}",
+                    "127.0.0.1", str(node.dicom_port))
+        assert got.returncode == 0, got.stdout + got.stderr
+        poll(lambda: rows(node.data_dir, "SELECT used_at FROM studies WHERE study_uid = :u",
+                          u=uid(5500))[0][0] is not None)
+        import_study(node, tmp_path, 3)
+        assert stored_studies(node) == {uid(5500), uid(5502), uid(5503)}  # 1: least used
+        assert totals(node)[1] <= size * 3.5
+
+        # A live token pins study 2, the least recently used now: 0 goes instead.
+        assert node.cli("role", "add", "quota", "--allow", "search").returncode == 0
+        request = urllib.request.Request(
+            f"{node.http_url}/ngv/obscurl?username=u&role=quota&sourceNodes=&"
+            f"studyUID={uid(5502)}", headers={"Authorization": node.api_key})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 200
+        import_study(node, tmp_path, 4)
+        assert stored_studies(node) == {uid(5502), uid(5503), uid(5504)}
+
+        # Study 3 protected: of the others only 4 may go, and it does.
+        assert node.cli("protect", "--study", uid(5503)).returncode == 0
+        import_study(node, tmp_path, 5)
+        assert stored_studies(node) == {uid(5502), uid(5503), uid(5505)}
+        recycled = rows(node.data_dir, "SELECT username, detail FROM audit_events WHERE "
+                        "action = 'delete' ORDER BY id")
+        assert [who for who, _ in recycled] == ["recycle"] * 3
+        assert all("max_bytes" in str(detail) for _, detail in recycled)
+        poll(lambda: not any((node.data_dir / "storage").glob(f"*/{uid(5501)}/*")))
+    finally:
+        node.stop()
+
+
+def test_reject_answers_a700_and_the_node_keeps_serving(tmp_path: Path) -> None:
+    node = quota_node(tmp_path / "node", max_studies=1, full_policy="reject").start()
+    try:
+        ae = AE(ae_title="QUOTA")
+        ae.requested_contexts = StoragePresentationContexts[:100]
+        ae.add_requested_context(Verification)
+        assoc = ae.associate("127.0.0.1", node.dicom_port, ae_title=node.ae_title)
+        try:
+            assert assoc.send_c_store(make_instance(spec(10), 0, 0)).Status == 0x0000
+            refused = assoc.send_c_store(make_instance(spec(11), 0, 0))
+            assert refused.Status == 0xA700
+            assert assoc.send_c_echo().Status == 0x0000
+            assert assoc.send_c_store(make_instance(spec(10), 0, 1)).Status == 0x0000
+        finally:
+            assoc.release()
+        assert stored_studies(node) == {uid(5510)}
+        assert not any((node.data_dir / "storage").glob(f"*/{uid(5511)}/*"))
+    finally:
+        node.stop()
+
+
+def send_under_load(node: NodeProcess, studies: int, stop: threading.Event | None = None
+                    ) -> list[int]:
+    """Four associations at once, each sending its own studies; every status answered."""
+    ae = AE(ae_title="QUOTA")
+    ae.requested_contexts = StoragePresentationContexts[:100]
+    start = threading.Barrier(4, timeout=10)
+
+    def sender(part: int) -> list[int]:
+        start.wait()
+        assoc = ae.associate("127.0.0.1", node.dicom_port, ae_title=node.ae_title)
+        statuses = []
+        try:
+            for n in range(studies):
+                for i in range(PER_STUDY):
+                    if stop is not None and stop.is_set():
+                        return statuses
+                    answer = assoc.send_c_store(make_instance(spec(100 + part * 50 + n), 0, i))
+                    statuses.append(int(answer.Status) if "Status" in answer else -1)
+        finally:
+            if assoc.is_established:
+                assoc.release()
+        return statuses
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        return [s for part in pool.map(sender, range(4)) for s in part]
+
+
+def test_four_associations_at_the_limit_hold_it_within_one_instance(tmp_path: Path) -> None:
+    instance = len(make_instance(spec(100), 0, 0).PixelData) + 2048  # above any header
+    limit = 30 * instance
+    node = quota_node(tmp_path / "node", workers=2, max_bytes=limit).start()
+    try:
+        highest = 0
+        done = threading.Event()
+
+        def watch() -> None:
+            nonlocal highest
+            while not done.is_set():
+                highest = max(highest, totals(node)[1])
+                time.sleep(0.005)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            statuses = send_under_load(node, studies=4)
+        finally:
+            done.set()
+            watcher.join()
+        assert statuses == [0] * 4 * 4 * PER_STUDY
+        [(largest,)] = rows(node.data_dir, "SELECT max(size) FROM instances")
+        print(f"highest {highest} limit {limit} largest instance {largest}")
+        assert highest <= limit + largest, (highest, limit, largest)
+        assert totals(node)[1] <= limit
+        assert rows(node.data_dir, "SELECT count(*) FROM audit_events WHERE username = "
+                    "'recycle'")[0][0] > 0
+    finally:
+        node.stop()
+
+
+def test_a_node_killed_while_recycling_loses_nothing_it_still_indexes(tmp_path: Path) -> None:
+    instance = len(make_instance(spec(100), 0, 0).PixelData) + 2048
+    node = quota_node(tmp_path / "node", workers=2, max_bytes=20 * instance).start()
+    stop = threading.Event()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        sending = pool.submit(send_under_load, node, 6, stop)
+        poll(lambda: rows(node.data_dir, "SELECT count(*) FROM jobs WHERE kind = 'delete'")
+             [0][0] >= 2)
+        node.kill()
+        stop.set()
+        sending.exception()  # the associations broke: whatever they raised
+    node.start()
+    try:
+        poll(lambda: rows(node.data_dir, "SELECT count(*) FROM jobs WHERE kind = 'delete' "
+                          "AND state <> 'done'") == [(0,)])
+        checked = node.cli("check")
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert not [p for p in (node.data_dir / "storage").rglob(".*") if p.is_file()]
+    finally:
+        node.stop()
+
+
+async def test_a_post_import_past_the_limit_fails_its_study_with_storage_full(
+        tmp_path: Path) -> None:
+    manager, api, volume = await start_api(
+        tmp_path / "app", storage={"fsync": False, "max_studies": 1, "full_policy": "reject"})
+    try:
+        await api.ingest(spec(30))  # the one study the limit allows
+        write_spec_files(volume)  # the request's study: another one
+        context = await opened(api, example("files"))
+    finally:
+        await manager.__aexit__(None, None, None)
+    (study,) = context["studies"]
+    assert study["state"] == "failed"
+    assert "storage full" in study["message"]
+    failures = context["sources"]["import"]["failures"]
+    assert failures and {f["message"] for f in failures} == {"storage full"}
+
+
+def test_a_cli_import_past_the_limit_names_storage_full(tmp_path: Path) -> None:
+    node = quota_node(tmp_path / "node", max_studies=1, full_policy="reject")
+    node.write_config()
+    import_study(node, tmp_path, 20)
+    write_study(tmp_path / "21", spec(21))
+    result = node.cli("import", str(tmp_path / "21"))
+    assert result.returncode == 1
+    assert result.stdout.count("storage full") == PER_STUDY, result.stdout
+    assert stored_studies(node) == {uid(5520)}
