@@ -55,7 +55,9 @@ IDLE_SECONDS = 2.0
 POLL_SECONDS = 1.0
 # JSON kept in memory per process (the most recently used series), beside the files on disk.
 REMEMBERED_BYTES = 256 * 1024**2
-FORMAT_VERSION = 1
+# 2: Available Transfer Syntax UID added.
+FORMAT_VERSION = 2
+AVAILABLE_TRANSFER_SYNTAX = "00083002"
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,11 @@ def dataset_json(ds: Dataset, row: StoredInstanceRow) -> dict[str, Any]:
             out[key] = ds[tag].to_json_dict(None, DEFER_BYTES * 16)
         except Exception:  # a malformed value: the element is left out, the rest served
             log.debug("instance %s: element %s left out of its metadata", row.sop_uid, key)
+    if row.transfer_syntax:
+        # How the instance is stored (PS3.18 metadata may carry it): a viewer tells a video
+        # stream from frames it can decode by it.
+        out[AVAILABLE_TRANSFER_SYNTAX] = {"vr": "UI", "Value": [row.transfer_syntax]}
+        out = dict(sorted(out.items()))
     return out
 
 

@@ -494,3 +494,33 @@ async def test_a_protocol_that_places_nothing_leaves_ohifs_default(
     await first_image(opened)
     assert await opened.page.evaluate(DRAWN_VIEWPORTS) == [True]
     await opened.close()
+
+
+async def test_a_video_series_opens_as_a_video_read_from_rendered(
+        api: Api, browser: Browser) -> None:
+    """The test video is a synthetic MP4 (no decodable picture): what is checked is that OHIF
+    shows the series as a video and reads the stream from the node's /rendered, as MP4."""
+    opened = await open_token(api, browser, {"studyUID": CT.study_uid})
+    await first_image(opened)
+    page = opened.page
+    rendered = f"/instances/{CT.study_uid}.41.1/rendered"
+    async with page.expect_response(lambda r: r.url.endswith(rendered)) as waited:
+        await page.locator(STUDY_BROWSER).get_by_text("wrapped mp4").dblclick()
+    response = await waited.value
+    # 206: the browser's media player asks for ranges, as it does for a video.
+    assert response.status in (200, 206) and response.headers["content-type"] == "video/mp4"
+    assert (await response.body())[4:8] == b"ftyp"
+    await page.wait_for_function(
+        f"() => document.querySelector(`{VIEWPORT}`).textContent.includes('wrapped mp4')")
+    await opened.close()
+
+
+async def test_an_anonymized_session_gets_no_video_that_may_show_a_name(
+        api: Api, browser: Browser) -> None:
+    opened = await open_token(api, browser, {"studyUID": CT.study_uid, "anonymize": "true"})
+    await first_image(opened)
+    response = await opened.page.request.get(
+        f"{opened.origin}/dicom-web/studies/{CT.study_uid}/series/{CT.study_uid}.41/instances/"
+        f"{CT.study_uid}.41.1/rendered")
+    assert response.status == 403
+    await opened.close()

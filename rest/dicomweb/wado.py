@@ -42,6 +42,7 @@ from rest.dicomweb.state import METADATA
 from rest.dicomweb.urls import BASE_PATH, base_url
 from rest.middleware import json_error, public
 from rest.state import SERVICES
+from rest.viewer.media import extract_video, extracted_path
 from rest.viewer.state import RENDERER
 
 routes = web.RouteTableDef()
@@ -53,6 +54,8 @@ _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _TAG = re.compile(r"^[0-9A-Fa-f]{8}$")
 MAX_FRAMES_ASKED = 10_000
 OCTET_STREAM = "application/octet-stream"
+# MPEG-4 AVC/H.264 and HEVC/H.265 transfer syntaxes: the stream stored is an MP4 file.
+MP4_SYNTAXES = frozenset(f"1.2.840.10008.1.2.4.{n}" for n in range(102, 109))
 BURNED_IN = "00280301"
 NO_STORE = {"Cache-Control": "private, no-store"}
 # Frames and rendered images of a stored instance never change (a replaced instance is another
@@ -354,10 +357,31 @@ def _representative(rows: list[StoredInstanceRow]) -> StoredInstanceRow:
     return in_series[len(in_series) // 2]
 
 
+async def _video(request: web.Request, who: Reader, row: StoredInstanceRow
+                 ) -> web.StreamResponse:
+    """A video instance rendered (PS3.18 8.7.4: video/mp4): its MPEG-4 or HEVC stream as the
+    MP4 file it was, extracted once into the render cache and sent as a file, so that a
+    player's range requests (seeking) work. Anonymized sessions get a video only when it says
+    it has no burned-in annotation: a video shows what the screen showed."""
+    if who.anonymize:
+        found = await _metadata_of(request, [row])
+        flag = found[0].json.get(BURNED_IN, {}).get("Value", [""]) if found else [""]
+        if str(flag[0]).strip().upper() != "NO":
+            raise web.HTTPForbidden(reason="a video may show the patient's name and the "
+                                    "session is anonymized")
+    path = await request.app[SERVICES].storage.local_path_async(row.path)
+    target = extracted_path(request.app[RENDERER].cache.root, row.sop_uid, path, ".mp4")
+    await asyncio.to_thread(extract_video, path, target)
+    return web.FileResponse(target, headers={**IMMUTABLE, "Content-Type": "video/mp4"})
+
+
 async def _rendered(request: web.Request, thumbnail: bool) -> web.StreamResponse:
     who = await reader(request)
     rows = await _rows(request, who)
     row = rows[0] if request.match_info.get("sop") else _representative(rows)
+    if (row.transfer_syntax in MP4_SYNTAXES and request.match_info.get("sop")
+            and "frame" not in request.match_info and not thumbnail):
+        return await _video(request, who, row)
     frame = _frame_numbers(request.match_info.get("frame", "1"))[0]
     await _refuse_burned_in(request, who, row)
     params = _render_params(request, frame, thumbnail)

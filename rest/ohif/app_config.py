@@ -61,7 +61,7 @@ def data_source() -> dict[str, Any]:
             "supportsReject": False,
             "dicomUploadEnabled": False,
             "staticWado": False,
-            "singlepart": "bulkdata",
+            "singlepart": "bulkdata,video",
             "bulkDataURI": {"enabled": True, "relativeResolution": "studies"},
             "omitQuotationForMultipartRequest": True,
         },
