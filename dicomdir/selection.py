@@ -79,10 +79,6 @@ class Selection:
     def stored_size(self) -> int:
         return sum(s.size for s in self.studies)
 
-    @property
-    def instance_count(self) -> int:
-        return sum(len(s.instances) for st in self.studies for s in st.series)
-
 
 async def select_studies(
     sessions: async_sessionmaker[AsyncSession], storage: Storage, study_uids: Sequence[str]

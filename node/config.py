@@ -47,6 +47,14 @@ class DicomSection:
     query_timeout: float = 10.0
     # Timeout of a whole outgoing retrieval (C-MOVE/C-GET) from one source node.
     retrieve_timeout: float = 600.0
+    # Calling AE titles that may query and retrieve (C-FIND, C-MOVE, C-GET) besides the source
+    # nodes and move destinations, which always may; ["*"]: any calling AE title.
+    query_from: tuple[str, ...] = ()
+    # Calling AE titles that may store (C-STORE) besides the source nodes (which send what the
+    # node retrieves); ["*"]: any. A calling AE title allowed nothing is refused at association.
+    store_from: tuple[str, ...] = ("*",)
+    # Refuse an association whose called AE title is not node.ae_title.
+    check_called_ae: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,8 +66,13 @@ class HttpSection:
     # proxy routed a request) and the name it claims background jobs under. Empty: host:port.
     instance_name: str = ""
     # Reverse proxies (IP addresses or networks such as "10.0.0.0/8") whose X-Forwarded-For
-    # header names the client recorded in the audit; from any other peer the header is ignored.
+    # header names the client recorded in the audit, and whose X-Forwarded-Proto and
+    # X-Forwarded-Host give the origin browsers use; from any other peer they are ignored.
     trusted_proxies: tuple[str, ...] = ()
+    # Mark the session cookie Secure on every response, for a TLS proxy that sends no
+    # X-Forwarded-Proto; otherwise it is Secure when the request came over TLS (directly, or
+    # through a trusted proxy's X-Forwarded-Proto: https).
+    secure_cookies: bool = False
     # GET /metrics without the API key (for a Prometheus that cannot send it): it names no
     # patient data either way, but says how busy the node is.
     metrics_public: bool = False
@@ -149,6 +162,56 @@ class SourcesSection:
     # made on first use (mode 0600). Empty: "<data_dir>/credentials.key". Instances sharing one
     # database must share the key: give them the same file (on the shared data folder).
     credentials_key_file: str = ""
+    # Hosts a request's WADO URL may name although they are loopback, link-local or this
+    # node's own ports: "host", "host:port" or a network ("10.9.0.0/16"). An entry without a
+    # port allows every port but the node's own (name those as "host:port").
+    allowed_hosts: tuple[str, ...] = ()
+
+
+_HOST_NAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?"
+                        r"(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?$")
+
+
+@dataclass(frozen=True)
+class HostEntry:
+    """One `sources.allowed_hosts` entry: a host name or an address network, perhaps with a
+    port. Parsed here so that a malformed entry stops the node at start, naming it."""
+
+    name: str = ""
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
+    port: int | None = None
+
+    @classmethod
+    def parse(cls, entry: str) -> HostEntry:
+        """ValueError with a sentence when `entry` is neither host, host:port nor a network."""
+        text = entry.strip()
+        try:
+            return cls(network=ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            pass
+        host, port = text, None
+        if text.startswith("["):  # [IPv6]:port
+            host, closed, rest = text[1:].partition("]")
+            if not closed or (rest and not rest.startswith(":")):
+                raise ValueError(f"{entry!r} is not a host, host:port or network")
+            port = _entry_port(rest[1:]) if rest else None
+        elif text.count(":") == 1:
+            host, _, number = text.partition(":")
+            port = _entry_port(number)
+        try:
+            return cls(network=ipaddress.ip_network(host), port=port)
+        except ValueError:
+            pass
+        if not _HOST_NAME.match(host):
+            raise ValueError(f"{entry!r} is not a host, host:port or network")
+        return cls(name=host.lower().rstrip("."), port=port)
+
+
+def _entry_port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) <= 65535:
+        raise ValueError(f"{text!r} is not a port (1 to 65535)")
+    return int(text)
+
 
 
 @dataclass(frozen=True)
@@ -172,11 +235,14 @@ class MediaSection:
 
 @dataclass(frozen=True)
 class DicomwebSection:
-    """The DICOMweb routes (/dicom-web)."""
+    """The DICOMweb routes at /dicom-web."""
 
     # Origins of viewers served elsewhere that may call the DICOMweb routes from a browser
     # (CORS), e.g. ["https://viewer.hospital.example"]; empty: none (same origin only).
     cors_origins: tuple[str, ...] = ()
+    # The largest STOW-RS body, in bytes: parts are streamed to incoming/ (http.max_body_bytes
+    # does not apply); a larger body is refused with 413.
+    max_stow_bytes: int = 4 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -331,6 +397,11 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
     return value
 
 
+def _is_ae_title(title: str) -> bool:
+    return 0 < len(title) <= 16 and title == title.strip() and title.isascii() \
+        and title.isprintable() and "\\" not in title
+
+
 def _validate(config: Config) -> None:
     for section, ae in [("node.ae_title", config.node.ae_title)] + [
         (f"source_nodes[{i}].ae_title", n.ae_title) for i, n in enumerate(config.source_nodes)
@@ -339,6 +410,11 @@ def _validate(config: Config) -> None:
         if not ae or len(ae) > 16 or ae != ae.strip() or "\\" in ae:
             raise ConfigError(f"{section}: an AE title is 1 to 16 characters without spaces at "
                               "either end or backslashes")
+    for key in ("query_from", "store_from"):
+        for title in getattr(config.dicom, key):
+            if title != "*" and not _is_ae_title(title):
+                raise ConfigError(f"dicom.{key}: {title!r} is neither \"*\" nor an AE title "
+                                  "(1 to 16 printable ASCII characters, no backslash)")
     for name, port in (("dicom.port", config.dicom.port), ("http.port", config.http.port)):
         if not 0 <= port <= 65535:
             raise ConfigError(f"{name}: must be between 0 and 65535")
@@ -349,6 +425,8 @@ def _validate(config: Config) -> None:
                           "at least 0")
     if config.sources.imports_at_once < 1:
         raise ConfigError("sources.imports_at_once must be at least 1")
+    if config.dicomweb.max_stow_bytes < 1:
+        raise ConfigError("dicomweb.max_stow_bytes must be at least 1")
     jobs = config.jobs
     if not 0 < jobs.heartbeat_seconds < jobs.stale_seconds or jobs.poll_seconds <= 0 \
             or jobs.max_attempts < 1:
@@ -368,6 +446,11 @@ def _validate(config: Config) -> None:
         if not re.fullmatch(r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?", origin):
             raise ConfigError(f"dicomweb.cors_origins: {origin!r} is not an origin "
                               "(scheme://host[:port], no path, no '*')")
+    for entry in config.sources.allowed_hosts:
+        try:
+            HostEntry.parse(entry)
+        except ValueError as exc:
+            raise ConfigError(f"sources.allowed_hosts: {exc}") from exc
     storage = config.storage
     if storage.backend == "s3" and not storage.bucket:
         raise ConfigError("storage.bucket: required when storage.backend is \"s3\"")

@@ -1,19 +1,28 @@
 """Is a DICOM Part 10 file complete? An element walk that reads headers and seeks over values.
 
 pydicom reads a truncated file without complaint (a cut pixel data element just comes back
-short), so files from outside (import, repair) are walked here before they are ingested: every
-element, item and delimiter must end inside the file, and the last one exactly at its end. Only
-element headers are read, so a multi-gigabyte file costs a few hundred small reads, not its size.
-The C-STORE hot path does not need this: pynetdicom writes the file from a complete message.
+short), and a complete C-STORE message or download can still carry a data set cut short (its
+sender decides where it ends), so every file the ingest path takes is walked: every element,
+item and delimiter must end inside the file, and the last one exactly at its end. The one cut a
+walk cannot see is a cut exactly between two elements, and a writer that died after an image's
+header and before its pixels leaves just that: an image's Rows without pixel data is refused too.
+
+`check_complete` walks a whole file (import, POST sources, repair, and every file the header
+scanner leaves to pydicom). On the ingest hot path the header scanner (node/header_scan.py)
+walks the bytes it holds itself, and `check_rest` walks the file on from where it stopped. Only
+element headers are read, so a multi-gigabyte file costs its headers, not its size; but a
+deflated data set is inflated twice (once for its size, then as it is walked, a chunk at a time
+in memory) and checked to the same rules.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from node.errors import InvalidInput
 
@@ -25,6 +34,7 @@ _ITEM = 0xFFFEE000
 _ITEM_DELIMITER = 0xFFFEE00D
 _SEQUENCE_DELIMITER = 0xFFFEE0DD
 _UNDEFINED = 0xFFFFFFFF
+_INFLATE_CHUNK = 1 << 20
 _ROWS = 0x00280010
 # Pixel Data, Float Pixel Data, Double Float Pixel Data.
 _PIXEL_DATA_TAGS = frozenset((0x7FE00010, 0x7FE00008, 0x7FE00009))
@@ -40,6 +50,18 @@ _SHORT_VRS = frozenset(
 
 
 @dataclass(frozen=True)
+class DataSetRest:
+    """Where a walk of a little endian data set goes on when its first part was walked
+    elsewhere (node/header_scan.py): at `offset`, a top-level element's header."""
+
+    offset: int
+    implicit: bool
+    # Top-level Rows, and pixel data, among the elements walked before `offset`.
+    rows_seen: bool
+    pixels_seen: bool
+
+
+@dataclass(frozen=True)
 class Part10Header:
     """What the file meta information says; enough to decide how to treat the file."""
 
@@ -47,8 +69,18 @@ class Part10Header:
     transfer_syntax: str
 
 
+class _Readable(Protocol):
+    """A file, or a deflated data set as it inflates (_Inflated)."""
+
+    def read(self, count: int, /) -> bytes: ...
+
+    def tell(self) -> int: ...
+
+    def seek(self, offset: int, whence: int, /) -> object: ...
+
+
 class _Walk:
-    def __init__(self, fp: BinaryIO, size: int) -> None:
+    def __init__(self, fp: _Readable, size: int) -> None:
         self.fp = fp
         self.size = size
         # Top-level tags that tell an image without its pixel data: the one cut a walk cannot
@@ -135,7 +167,7 @@ def check_complete(path: Path) -> Part10Header:
     """Raise InvalidInput("not a DICOM file" / "truncated file: ...") unless `path` is a whole
     Part 10 file; return its file meta information."""
     with path.open("rb") as fp:
-        size = path.stat().st_size
+        size = os.fstat(fp.fileno()).st_size
         preamble = fp.read(132)
         if len(preamble) < 132 or preamble[128:] != b"DICM":
             raise InvalidInput("not a DICOM file")
@@ -146,9 +178,23 @@ def check_complete(path: Path) -> Part10Header:
         else:
             little = header.transfer_syntax != _EXPLICIT_BIG
             walk.dataset(_is_implicit(fp, header.transfer_syntax), little, in_item=False)
-            if walk.has_rows and not walk.has_pixels:
-                raise InvalidInput("truncated file: image attributes (Rows) without pixel data")
+            _check_pixels(walk.has_rows, walk.has_pixels)
     return header
+
+
+def check_rest(path: Path, rest: DataSetRest) -> None:
+    """Raise InvalidInput("truncated file: ...") unless the data set of `path` is whole from
+    `rest.offset` on, its part before that being whole already."""
+    with path.open("rb") as fp:
+        walk = _Walk(fp, os.fstat(fp.fileno()).st_size)
+        fp.seek(rest.offset)
+        walk.dataset(rest.implicit, True, in_item=False)
+        _check_pixels(rest.rows_seen or walk.has_rows, rest.pixels_seen or walk.has_pixels)
+
+
+def _check_pixels(has_rows: bool, has_pixels: bool) -> None:
+    if has_rows and not has_pixels:
+        raise InvalidInput("truncated file: image attributes (Rows) without pixel data")
 
 
 def _is_implicit(fp: BinaryIO, transfer_syntax: str) -> bool:
@@ -170,7 +216,7 @@ def _file_meta(walk: _Walk) -> Part10Header:
         header = walk.read(8, "a file meta element header")
         group, element = struct.unpack("<HH", header[:4])
         if group != 0x0002:
-            walk.fp.seek(start)
+            walk.fp.seek(start, os.SEEK_SET)
             break
         vr = header[4:6]
         if vr in _LONG_VRS:
@@ -190,14 +236,67 @@ def _file_meta(walk: _Walk) -> Part10Header:
 
 
 def _check_deflated(fp: BinaryIO) -> None:
-    """A deflated dataset is complete when its deflate stream reaches its end marker."""
+    """A deflated data set is whole when its deflate stream reaches its end marker and what it
+    inflates to is a whole data set (explicit VR little endian, PS3.5 A.5)."""
+    start = fp.tell()
+    size = _inflated_size(fp)
+    fp.seek(start)
+    walk = _Walk(_Inflated(fp), size)
+    walk.dataset(False, True, in_item=False)
+    _check_pixels(walk.has_rows, walk.has_pixels)
+
+
+def _inflated_size(fp: BinaryIO) -> int:
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    size = 0
     try:
-        while chunk := fp.read(1 << 20):
-            inflater.decompress(chunk, 1 << 20)
+        while chunk := fp.read(_INFLATE_CHUNK):
+            size += len(inflater.decompress(chunk, _INFLATE_CHUNK))
             while inflater.unconsumed_tail:
-                inflater.decompress(inflater.unconsumed_tail, 1 << 20)
+                size += len(inflater.decompress(inflater.unconsumed_tail, _INFLATE_CHUNK))
     except zlib.error as exc:
         raise InvalidInput(f"malformed deflated dataset: {exc}") from exc
     if not inflater.eof:
         raise InvalidInput("truncated file: the deflated dataset ends before its end marker")
+    return size
+
+
+class _Inflated:
+    """A deflated data set read forward as the walk reads a file (read, tell, seek onward),
+    one chunk of it in memory at a time."""
+
+    def __init__(self, fp: BinaryIO) -> None:
+        self._fp = fp
+        self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        self._buffer = b""
+        self._offset = 0  # in the buffer
+        self._position = 0  # in the inflated data set
+
+    def tell(self) -> int:
+        return self._position
+
+    def read(self, count: int) -> bytes:
+        while len(self._buffer) - self._offset < count and self._fill():
+            pass
+        data = self._buffer[self._offset:self._offset + count]
+        self._offset += len(data)
+        self._position += len(data)
+        return data
+
+    def seek(self, count: int, whence: int) -> None:
+        """Onward by `count` bytes from here (whence 1): the only move the walk makes."""
+        assert whence == 1 and count >= 0
+        while count > 0 and (data := self.read(min(count, _INFLATE_CHUNK))):
+            count -= len(data)
+
+    def _fill(self) -> bool:
+        inflater = self._inflater
+        if inflater.unconsumed_tail:
+            more = inflater.decompress(inflater.unconsumed_tail, _INFLATE_CHUNK)
+        elif inflater.eof or not (chunk := self._fp.read(_INFLATE_CHUNK)):
+            return False
+        else:
+            more = inflater.decompress(chunk, _INFLATE_CHUNK)
+        self._buffer = self._buffer[self._offset:] + more
+        self._offset = 0
+        return True

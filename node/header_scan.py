@@ -4,19 +4,24 @@
 instance here, more than everything else the node does per C-STORE apart from pynetdicom. Most
 files are plain: little endian, plain ASCII values, the elements the index needs near the start.
 For those this scanner walks the element headers of the first 64 KiB, skips sequences without
-decoding them, stops after the last element the index needs, and hands the raw text to the same
-validation as `read_record` (`record_from_dataset`). Anything else (big endian or deflated
-syntaxes, non-ASCII or multi-valued text, a header past 64 KiB, damage) goes to `read_record`,
-which decodes with pydicom as before: the fast path never decides anything on its own.
+decoding them, and hands the raw text of the elements the index needs to the same validation as
+`read_record` (`record_from_dataset`). It walks on to the end of those bytes, and past them
+only to the element the file ends with or the file walk takes on from (`check_rest`): a file
+that is not whole is never indexed (node/file_completeness.py). Anything else (big endian or
+deflated syntaxes, non-ASCII or multi-valued text, a header past 64 KiB, damage, a data set
+that does not end where the file does) goes to `check_complete` and `read_record`, which walk
+the whole file and decode with pydicom: the fast path never decides anything on its own.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 from pathlib import Path
 
 from node.errors import InvalidInput
+from node.file_completeness import DataSetRest, check_complete, check_rest
 from node.instance_record import InstanceRecord, read_record, record_from_dataset
 
 HEAD_BYTES = 65536
@@ -49,10 +54,18 @@ WANTED: dict[int, str] = {
 }
 LAST_WANTED = max(WANTED)
 INTEGER_STRINGS = {0x00200011, 0x00200013, 0x00280008}
+ROWS = 0x00280010
+# Pixel Data, Float Pixel Data, Double Float Pixel Data: an image's Rows without one of these
+# is an image cut short between two elements (file_completeness).
+PIXEL_DATA_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}
 
-# Explicit VR elements whose length takes 4 bytes (after 2 reserved ones).
+# Explicit VR elements whose length takes 4 bytes (after 2 reserved ones), and the others.
 LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT",
             b"UV"}
+SHORT_VRS = {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT",
+             b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"}
+# Explicit VRs an undefined length is allowed for: sequences, and encapsulated pixel data.
+UNDEFINED_LENGTH_VRS = {b"SQ", b"OB", b"OW", b"UN"}
 IMPLICIT_LE = "1.2.840.10008.1.2"
 # Big endian and deflated datasets need pydicom.
 NOT_SCANNED = {"1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"}
@@ -70,6 +83,9 @@ _U32 = struct.Struct("<I")
 _TAG = struct.Struct("<HH")
 # group, element, and the 16-bit length of an explicit VR element with a short VR
 _ELEMENT = struct.Struct("<HH2xH")
+# group, element, VR and 16-bit length (explicit VR); group, element, b"" and length (implicit)
+_EXPLICIT_HEADER = struct.Struct("<HH2sH")
+_IMPLICIT_HEADER = struct.Struct("<HH0sI")
 
 
 class _NotPlain(Exception):
@@ -86,29 +102,48 @@ class _Values:
         return self._values.get(keyword)
 
 
-def read_record_fast(path: Path, head: bytes | None = None) -> InstanceRecord:
-    """The same record as `read_record(path)`, without pydicom when the header is plain.
-    `head`: the file's first HEAD_BYTES bytes (all of it when shorter), when the caller holds
-    them already (node/dimse/store_receive.py wrote them)."""
+def read_record_fast(path: Path, head: bytes | None = None, size: int | None = None
+                     ) -> InstanceRecord:
+    """The same record as `read_record(path)`, without pydicom when the header is plain; for a
+    whole file only: InvalidInput ("truncated file: ...") for one that is not. `head`: the
+    file's first HEAD_BYTES bytes (all of it when shorter), and `size`: its size, when the
+    caller holds them already (node/dimse/store_receive.py wrote them)."""
     try:
-        if head is None:
+        if head is None or size is None:
             with path.open("rb") as f:
-                head = f.read(HEAD_BYTES)
-        values, transfer_syntax = _Scanner(head, complete=len(head) < HEAD_BYTES).scan()
-        return record_from_dataset(_Values(values), transfer_syntax)  # type: ignore[arg-type]
+                head = f.read(HEAD_BYTES) if head is None else head
+                size = os.fstat(f.fileno()).st_size if size is None else size
+        scanner = _Scanner(head, size)
+        values, transfer_syntax = scanner.scan()
+        record = record_from_dataset(_Values(values), transfer_syntax)  # type: ignore[arg-type]
     except (_NotPlain, InvalidInput, struct.error, OSError):
-        return read_record(path)
+        return _read_whole(path)
+    if scanner.rest is not None:
+        check_rest(path, scanner.rest)
+    return record
+
+
+def _read_whole(path: Path) -> InstanceRecord:
+    """pydicom's record of a file walked whole first, so that a truncated one is refused as
+    such (pydicom reads it without complaint)."""
+    try:
+        check_complete(path)
+    except OSError as exc:
+        raise InvalidInput(f"not a readable DICOM Part 10 file: {exc}") from exc
+    return read_record(path)
 
 
 class _Scanner:
-    def __init__(self, data: bytes, complete: bool) -> None:
+    def __init__(self, data: bytes, size: int) -> None:
         self.data = data
-        self.complete = complete
+        self.size = size  # of the file `data` is the start of
         self.implicit = False
+        # Where the file walk takes on (check_rest); None: the file was seen to its end.
+        self.rest: DataSetRest | None = None
 
     def scan(self) -> tuple[dict[str, str], str]:
         data = self.data
-        if data[128:132] != b"DICM":
+        if data[128:132] != b"DICM" or len(data) > self.size:
             raise _NotPlain
         pos = 132
         transfer_syntax = ""
@@ -135,6 +170,7 @@ class _Scanner:
             raise _NotPlain
         self.implicit = implicit = transfer_syntax == IMPLICIT_LE
         values: dict[str, str] = {}
+        rows_seen = False
         # The loop below is the hot path of every C-STORE: element headers read inline, in one
         # unpack each, rather than through _header/_need (half the scan's time went to calls).
         end = len(data)
@@ -142,7 +178,7 @@ class _Scanner:
             group, element, short_length = _ELEMENT.unpack_from(data, pos)
             tag = group << 16 | element
             if tag > LAST_WANTED:
-                return values, transfer_syntax
+                break
             if implicit:
                 vr = b""
                 length = _U32.unpack_from(data, pos + 4)[0]
@@ -154,21 +190,85 @@ class _Scanner:
                         raise _NotPlain
                     length = _U32.unpack_from(data, pos + 8)[0]
                     pos += 12
-                else:
+                elif vr in SHORT_VRS:
                     length = short_length
                     pos += 8
+                else:
+                    raise _NotPlain
             if length == UNDEFINED:
-                pos = self._skip_items(pos, implicit or vr == b"UN")
+                pos = self._skip_undefined(pos, vr, implicit)
                 continue
             if pos + length > end:
                 raise _NotPlain
             keyword = WANTED.get(tag)
             if keyword is not None:
                 values[keyword] = self._text(data[pos:pos + length], tag in INTEGER_STRINGS)
+            elif tag == ROWS:
+                rows_seen = True
             pos += length
-        if not self.complete or pos != end:
-            raise _NotPlain  # the header goes on past what was read, or the file is cut short
+        self.rest = self._walk_rest(pos, rows_seen)
         return values, transfer_syntax
+
+    def _walk_rest(self, pos: int, rows_seen: bool) -> DataSetRest | None:
+        """Walk the top-level elements from `pos` to the end of the bytes held; where the file
+        walk goes on from, or None when the data set ends exactly where the file does.
+        _NotPlain for anything check_complete is to judge: a file cut short, a malformed
+        element."""
+        data, size, implicit = self.data, self.size, self.implicit
+        end = len(data)
+        pixels_seen = False
+        # One unpack per element, its VR (b"" in implicit VR) and its 16- or 32-bit length.
+        header = _IMPLICIT_HEADER if implicit else _EXPLICIT_HEADER
+        while pos < end:
+            start = pos
+            if pos + 8 > end:
+                break  # an element header across the end of the bytes held
+            group, element, vr, length = header.unpack_from(data, pos)
+            pos += 8
+            if group == 0xFFFE:
+                raise _NotPlain  # an item or delimiter outside a sequence
+            if group == 0x7FE0 and (group << 16 | element) in PIXEL_DATA_TAGS:
+                pixels_seen = True
+            if vr:
+                if vr in LONG_VRS:
+                    if pos + 4 > end:
+                        pos = start
+                        break
+                    length = _U32.unpack_from(data, pos)[0]
+                    pos += 4
+                elif vr not in SHORT_VRS:
+                    raise _NotPlain
+            if length == UNDEFINED:
+                try:
+                    pos = self._skip_undefined(pos, vr, implicit)
+                except _NotPlain:
+                    if end == size:
+                        raise
+                    pos = start  # it goes on past the bytes held: the file walk takes it
+                    break
+                continue
+            pos += length
+            if pos >= end:  # the last element held, or one that goes on past them
+                start = pos
+                break
+        else:
+            start = pos
+        # `start`: a top-level element's header, or where the data set ends.
+        if start == size:
+            if rows_seen and not pixels_seen:
+                raise _NotPlain
+            return None
+        if start > size or end == size:
+            raise _NotPlain  # cut short: check_complete says where
+        return DataSetRest(start, implicit, rows_seen, pixels_seen)
+
+    def _skip_undefined(self, pos: int, vr: bytes, implicit: bool) -> int:
+        """Skip the value of an undefined-length element (its header read, `vr` b"" in
+        implicit VR): a sequence, or encapsulated pixel data. Undefined-length UN content is
+        implicit VR (PS3.5 6.2.2)."""
+        if vr and vr not in UNDEFINED_LENGTH_VRS:
+            raise _NotPlain
+        return self._skip_items(pos, implicit or vr == b"UN")
 
     def _need(self, pos: int, length: int) -> None:
         if pos + length > len(self.data):
@@ -183,11 +283,13 @@ class _Scanner:
         if vr in LONG_VRS:
             self._need(pos, 12)
             return pos + 12, _U32.unpack_from(self.data, pos + 8)[0], vr
+        if vr not in SHORT_VRS:
+            raise _NotPlain
         return pos + 8, _U16.unpack_from(self.data, pos + 6)[0], vr
 
     def _skip_items(self, pos: int, implicit: bool) -> int:
         """Skip the items of an undefined-length sequence (or encapsulated value); returns the
-        position after its delimiter. Undefined-length UN content is implicit VR (PS3.5 6.2.2)."""
+        position after its delimiter."""
         data = self.data
         while True:
             self._need(pos, 8)
@@ -207,9 +309,11 @@ class _Scanner:
                 if tag == ITEM_END:
                     pos += 8
                     break
+                if tag >> 16 == 0xFFFE:
+                    raise _NotPlain
                 pos, length, vr = self._header(pos, implicit)
                 if length == UNDEFINED:
-                    pos = self._skip_items(pos, implicit or vr == b"UN")
+                    pos = self._skip_undefined(pos, vr, implicit)
                 else:
                     pos += length
 

@@ -2,7 +2,8 @@
 
 Order of work, chosen so that a crash at any point leaves nothing half done:
 1. the complete file is in `incoming/` (the caller put it there);
-2. its header is read and validated;
+2. it is checked whole (node/file_completeness.py: a complete message or download can still
+   carry a data set cut short), and its header is read and validated;
 3. it is published (Storage.publish): in a folder it gets its storage name as a second name (a
    hard link), in an object store it is uploaded;
 4. the index row is committed (group commit);
@@ -93,17 +94,20 @@ class Ingestor:
 
     def ingest_incoming_blocking(
         self, incoming: Path, origin: str, timeout: float | None, head: bytes | None = None,
-        size: int | None = None,
+        size: int | None = None, admit: Callable[[InstanceRecord], None] | None = None,
     ) -> IngestResult:
         """The same as `ingest_incoming`, for pynetdicom's handler threads: the file work runs
         in the calling thread, and so does the index commit when no other commit is running
         (IndexWriter.add_blocking): no event loop hop, since with one association each
         instance waits for its own commit. `head` and `size`: the file's first bytes and its
-        size, when the caller wrote it and knows them (header_scan.read_record_fast)."""
+        size, when the caller wrote it and knows them (header_scan.read_record_fast).
+        `admit`: called with the header's record before anything is published, for a door
+        that accepts only some instances (STOW-RS into one study); what it raises refuses
+        the instance, which leaves nothing behind."""
         published: str | None = None
         committed = False
         try:
-            item, published = self._prepare(incoming, origin, head, size)
+            item, published = self._prepare(incoming, origin, head, size, admit)
             flush = self._flush(incoming, published)
             try:
                 outcome, path = self.writer.add_blocking(item, self.overwrite_duplicates, timeout)
@@ -139,13 +143,16 @@ class Ingestor:
             self.storage.flush_published(published)
 
     def _prepare(self, incoming: Path, origin: str, head: bytes | None = None,
-                 size: int | None = None) -> tuple[StoredFile, str | None]:
+                 size: int | None = None, admit: Callable[[InstanceRecord], None] | None = None,
+                 ) -> tuple[StoredFile, str | None]:
         """The file's index record, and where it was published (None: it is placed after the
         commit)."""
-        record = read_record_fast(incoming, head)
-        relative = self.storage.relative_path(record.study_uid, record.sop_uid)
         if size is None:
             size = incoming.stat().st_size
+        record = read_record_fast(incoming, head, size)  # a whole file only
+        if admit is not None:
+            admit(record)
+        relative = self.storage.relative_path(record.study_uid, record.sop_uid)
         item = StoredFile(record, relative, size, origin)
         if self.admission is not None:
             self.admission.admit(item)

@@ -22,8 +22,11 @@ UID_PATTERN = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 _REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 
 
+UID_LIMIT = 64  # characters (PS3.5 9.1)
+
+
 def is_valid_uid(value: str) -> bool:
-    return 0 < len(value) <= 64 and UID_PATTERN.match(value) is not None
+    return 0 < len(value) <= UID_LIMIT and UID_PATTERN.match(value) is not None
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ class InstanceRecord:
     charset: str
 
 
-def _text(ds: Dataset, keyword: str, limit: int = 64) -> str:
+def _text(ds: Dataset, keyword: str, limit: int | None = 64) -> str:
     try:
         value = ds.get(keyword)
     except Exception:  # a malformed value must not stop ingest: the index keeps it empty
@@ -71,9 +74,14 @@ def _text(ds: Dataset, keyword: str, limit: int = 64) -> str:
 def record_from_dataset(ds: Dataset, transfer_syntax: str) -> InstanceRecord:
     """Validate the unique keys and build the index record; InvalidInput names what is wrong."""
     for keyword in _REQUIRED_UIDS:
-        value = _text(ds, keyword)
+        # Checked whole: cut to the index's 64 characters, two UIDs that differ only past
+        # them would be one instance (or study, or series).
+        value = _text(ds, keyword, limit=None)
         if not value:
             raise InvalidInput(f"dataset has no {keyword}", field=keyword)
+        if len(value) > UID_LIMIT:
+            raise InvalidInput(f"{keyword} is longer than {UID_LIMIT} characters "
+                               f"({len(value)})", field=keyword)
         if not is_valid_uid(value):
             raise InvalidInput(f"{keyword} is not a valid UID: {value!r}", field=keyword)
     frames_text = _text(ds, "NumberOfFrames")

@@ -26,6 +26,7 @@ from sqlalchemy import Table, and_, exists, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from node.clock import REAL_CLOCK, Clock
 from node.config import JobsSection
 from node.index.job_models import Job
 
@@ -73,17 +74,20 @@ JobFinished = Callable[[ClaimedJob, str, str], Awaitable[None]]
 class JobBoard:
     """The jobs table's statements: queue, claim, heartbeat, finish, release."""
 
-    def __init__(self, engine: AsyncEngine, settings: JobsSection, worker: str) -> None:
+    def __init__(self, engine: AsyncEngine, settings: JobsSection, worker: str,
+                 clock: Clock = REAL_CLOCK) -> None:
         self._engine = engine
         self._settings = settings
         self.worker = worker
+        # Heartbeats and the staleness they are judged by, on the instances' shared wall clock.
+        self._clock = clock
 
     async def enqueue(self, kind: str, key: str, payload: dict[str, Any],
                       keep_done: Callable[[JobStatus], bool] = lambda _status: False
                       ) -> tuple[JobStatus, bool]:
         """Queue the job unless it is queued or running, or finished and `keep_done` says its
         outcome still stands. Returns its status and whether this call queued it."""
-        now = datetime.now(UTC)
+        now = self._clock.now()
         dialect = self._engine.dialect.name
         async with self._engine.begin() as conn:
             if dialect in ("postgresql", "sqlite"):
@@ -123,7 +127,7 @@ class JobBoard:
                 await given_up(job, "failed", GIVEN_UP)
 
     async def _claim_once(self, kind: str, blocked_by: str | None) -> ClaimedJob | None:
-        now = datetime.now(UTC)
+        now = self._clock.now()
         stale = now - timedelta(seconds=self._settings.stale_seconds)
         claimable = or_(JOBS.c.state == "queued",
                         and_(JOBS.c.state == "running", JOBS.c.heartbeat_at < stale))
@@ -165,7 +169,7 @@ class JobBoard:
             await conn.execute(
                 update(JOBS).where(JOBS.c.id.in_(ids), JOBS.c.claimed_by == self.worker,
                                    JOBS.c.state == "running")
-                .values(heartbeat_at=datetime.now(UTC)))
+                .values(heartbeat_at=self._clock.now()))
 
     async def finish(self, job_id: int, state: str, outcome: str) -> bool:
         """Record the outcome, if the job is still this worker's (False: taken over)."""
@@ -173,7 +177,7 @@ class JobBoard:
             done = await conn.execute(
                 update(JOBS).where(JOBS.c.id == job_id, JOBS.c.claimed_by == self.worker,
                                    JOBS.c.state == "running")
-                .values(state=state, outcome=outcome[:2000], finished_at=datetime.now(UTC),
+                .values(state=state, outcome=outcome[:2000], finished_at=self._clock.now(),
                         heartbeat_at=None))
             return done.rowcount == 1
 

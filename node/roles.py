@@ -18,7 +18,8 @@ from node.errors import Conflict, InvalidInput, NotFound
 from node.index.viewing_models import Role
 
 # What a role may be allowed; the request's hide* options can only take features away.
-PERMISSIONS = ("search", "download", "documents", "layers", "annotations", "export")
+# "save": store instances over STOW-RS into the session's studies (OHIF's saved measurements).
+PERMISSIONS = ("search", "download", "documents", "layers", "annotations", "export", "save")
 
 MAX_NAME = 64
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from node.clock import Clock
 from node.config import Config
 from node.index.database import (
     create_engine,
@@ -55,7 +56,8 @@ def open_storage(config: Config, worker: WorkerPlace | None = None) -> Storage:
 
 @asynccontextmanager
 async def open_services(config: Config, recover: bool = False,
-                        worker: WorkerPlace | None = None) -> AsyncIterator[NodeServices]:
+                        worker: WorkerPlace | None = None,
+                        clock: Clock | None = None) -> AsyncIterator[NodeServices]:
     """The index, storage and ingest path, ready to use; everything queued is committed on exit.
 
     `recover` finishes what a crash left in incoming/ (a worker: in its own folder of it); only
@@ -80,7 +82,7 @@ async def open_services(config: Config, recover: bool = False,
             ingestor.admission = quota
         try:
             yield NodeServices(config, engine, sessions, storage, writer, ingestor, loop,
-                               thread_reader)
+                               thread_reader, clock or Clock())
         finally:
             await writer.stop()
     finally:

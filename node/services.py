@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from node.clock import Clock
 from node.config import Config
 from node.index.writer import IndexWriter
 from node.ingest import Ingestor
@@ -30,6 +31,8 @@ class NodeServices:
     # On a SQLite file: C-FIND, C-MOVE and C-GET handlers read through it in their own thread
     # (node/index/database.create_thread_reader). None on PostgreSQL.
     thread_reader: Engine | None = None
+    # Token, session and job lifetimes read the time here (node/clock.py).
+    clock: Clock = field(default_factory=Clock)
 
     def run_blocking(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run a coroutine on the node's event loop from a pynetdicom handler thread: handlers

@@ -36,6 +36,7 @@ from types import FrameType
 from typing import Any
 
 from node import metrics
+from node.association_limit import AssociationLimit
 from node.config import Config
 from node.connection_load import ConnectionLoad
 from node.dimse.server import SharedListener
@@ -104,6 +105,8 @@ class _Supervisor:
         self.http = http
         self.load = ConnectionLoad(count)
         self.http_load = ConnectionLoad(count)
+        # dicom.max_associations is the node's, not each worker's.
+        self.association_limit = AssociationLimit(count, config.dicom.max_associations)
         self.children: dict[int, tuple[int, float]] = {}  # pid -> (worker index, started)
         self.stopping = False
         self.quick_failures = 0
@@ -126,6 +129,7 @@ class _Supervisor:
             metrics.worker_gone(pid)
             self.load.mark_stopped(index)
             self.http_load.mark_stopped(index)
+            self.association_limit.clear(index)
             if not self.stopping:
                 self._replace(index, started, os.waitstatus_to_exitcode(status))
         return self.exit_code
@@ -178,7 +182,8 @@ class _Supervisor:
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             _tag_log_lines(index)
             sockets = WorkerSockets(WorkerPlace(index, self.count),
-                                    SharedListener(self.dicom, self.load, index), self.http,
+                                    SharedListener(self.dicom, self.load, index,
+                                                   self.association_limit), self.http,
                                     self.http_load)
             asyncio.run(self.serve(self.config, sockets))
             code = 0

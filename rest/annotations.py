@@ -22,6 +22,7 @@ from pathology.annotation_store import (
 )
 from pathology.annotations import Layer, Visibility, check_name, parse_shapes, visible_layers
 from pathology.catalogue import check_container_identifier
+from rest.json_body import read_json
 from rest.slides import SLIDES
 from rest.state import SERVICES
 
@@ -76,10 +77,7 @@ async def put_layer(request: web.Request) -> web.Response:
     user = _user(request)
     name = check_name(request.match_info["name"], "name")
     _, slide, _ = await request.app[SLIDES].describe(cid)
-    try:
-        data = await request.json()
-    except ValueError:
-        raise InvalidInput("the body must be JSON: {\"shapes\": [...]}") from None
+    data = await read_json(request)
     if not isinstance(data, dict):
         raise InvalidInput("the body must be a JSON object with shapes")
     shapes = parse_shapes(data.get("shapes"), slide.info.width, slide.info.height)

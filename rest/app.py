@@ -26,7 +26,8 @@ from rest import (
     viewer_session,
 )
 from rest.client_address import trusted_networks
-from rest.middleware import errors_as_json, require_api_key, routing_headers
+from rest.middleware import errors_as_json, require_api_key, routing_headers, security_headers
+from rest.same_origin import require_same_origin
 from rest.state import (
     API_KEY,
     DELETIONS,
@@ -63,7 +64,8 @@ def create_app(services: NodeServices, api_key: str) -> web.Application:
         client_max_size=services.config.http.max_body_bytes,
         # errors_as_json is outermost, so a refused key and a handler's error look alike.
         # metrics.timed is outermost of all: what a client waited for, and the status it got.
-        middlewares=[metrics.timed, errors_as_json, dicomweb.preflight, require_api_key],
+        middlewares=[metrics.timed, errors_as_json, dicomweb.preflight, require_api_key,
+                     require_same_origin],
     )
     retrievals = RetrievalRegistry(services)
     app[SERVICES] = services
@@ -76,6 +78,7 @@ def create_app(services: NodeServices, api_key: str) -> web.Application:
     app.cleanup_ctx.append(_viewing)
     app.on_response_prepare.append(routing_headers)
     app.on_response_prepare.append(dicomweb.cors_headers)
+    app.on_response_prepare.append(security_headers)
     slides.setup(app)
     viewer.setup(app)
     dicomweb.setup(app)

@@ -1,4 +1,4 @@
-"""Cross-cutting HTTP work: the API key, errors as JSON, and the routing headers.
+"""Cross-cutting HTTP work: the API key, errors as JSON, the routing and security headers.
 
 Every route needs the API key unless its handler is marked `public` (the pages a browser opens
 with a token or a session cookie, and the OpenAPI document).
@@ -26,6 +26,19 @@ H = TypeVar("H", bound=Callable[..., Any])
 
 # A sticky value echoed in a header: visible ASCII only, so it can never split a header.
 STICKY_PATTERN = re.compile(r"^[\x21-\x7e]{1,64}$")
+
+# What a browser may render as a page of the node's origin when it navigates to the response.
+# A page that needs more (the viewer) sets its own policy; these are the defaults.
+PAGE_POLICY = ("default-src 'none'; base-uri 'none'; form-action 'none'; "
+               "frame-ancestors 'none'")
+# A document from a study (PDF, or anything offered as a download): sandboxed by the response
+# itself, an opaque origin without scripts, forms, popups or top navigation. Chromium's PDF
+# viewer works under it (it refuses any PDF in an <iframe sandbox>, whatever the tokens).
+DOCUMENT_POLICY = ("sandbox; default-src 'none'; base-uri 'none'; form-action 'none'; "
+                   "frame-ancestors 'self'")
+PAGE_TYPES = frozenset({"text/html", "application/xhtml+xml", "image/svg+xml", "text/xml",
+                        "application/xml"})
+DOCUMENT_TYPES = frozenset({"application/pdf", "application/octet-stream"})
 
 
 def public(handler: H) -> H:
@@ -98,3 +111,15 @@ async def routing_headers(request: web.Request, response: web.StreamResponse) ->
     sticky = request.query.get("sticky", "")
     if sticky and "X-Sticky" not in response.headers and STICKY_PATTERN.match(sticky):
         response.headers["X-Sticky"] = sticky
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """`X-Content-Type-Options: nosniff` on every response, so that nothing is ever read as
+    another type than the one it is sent as; a Content-Security-Policy on every response a
+    browser could render as a page or a document, unless its route set a policy of its own."""
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    kind = response.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+    if kind in PAGE_TYPES:
+        response.headers.setdefault("Content-Security-Policy", PAGE_POLICY)
+    elif kind in DOCUMENT_TYPES:
+        response.headers.setdefault("Content-Security-Policy", DOCUMENT_POLICY)

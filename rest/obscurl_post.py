@@ -120,12 +120,17 @@ _STORAGE = {
         "secretAccessKey": _string("S3/Wasabi secret key (never logged; kept only encrypted "
                                    "while its import runs).", 256),
         "token": _string("Google service-account key, base64 JSON (never logged; kept only "
-                         "encrypted while its import runs).",
+                         "encrypted while its import runs); its token_uri must be Google's.",
                          65536),
-        "url": _string("WADO-RS base URL or WADO-URI URL.", 1024),
+        "url": _string("WADO-RS base URL or WADO-URI URL. Loopback, link-local and this "
+                       "node's own ports are refused unless [sources] allowed_hosts lists "
+                       "them; redirects to another server are not followed. A user name and "
+                       "password in it are sent as Basic authentication and kept like "
+                       "httpHeaders.", 1024),
         "httpHeaders": {"type": "object", "additionalProperties": {"type": "string"},
-                        "description": "Headers sent to the WADO server (never logged; kept "
-                                       "only encrypted while its import runs)."},
+                        "description": "Headers sent to the WADO server and to no other "
+                                       "(never logged; kept only encrypted while its import "
+                                       "runs)."},
     },
 }
 _BOOLEAN = {"type": "boolean"}

@@ -121,6 +121,40 @@ async def describe_slide(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+# The answers below by slide, for these API-key routes and for the viewer session's routes
+# (rest/viewer/slides.py), which name the slide their own way.
+
+
+async def descriptor_response(request: web.Request, cid: str) -> web.Response:
+    _, _, deepzoom = await request.app[SLIDES].describe(cid)
+    return web.Response(text=deepzoom.dzi(), content_type="application/xml",
+                        headers={"Cache-Control": "private, no-cache"})
+
+
+async def tile_response(request: web.Request, cid: str) -> web.Response:
+    match = request.match_info
+    lut = _lut_flag(request)
+    tile = await request.app[SLIDES].tile(
+        cid, int(match["level"]), int(match["col"]), int(match["row"]),
+        _format(match["fmt"]), lut, request.headers.get("If-None-Match"))
+    return _image_response(tile, LUT_TILE_CACHE if lut else RAW_TILE_CACHE)
+
+
+async def thumbnail_response(request: web.Request, cid: str) -> web.Response:
+    try:
+        size = int(request.query.get("size", "512"))
+    except ValueError:
+        raise InvalidInput("size must be a whole number", field="size") from None
+    tile = await request.app[SLIDES].thumbnail(cid, size, _format(request.match_info["fmt"]))
+    return _image_response(tile, RAW_TILE_CACHE)
+
+
+async def associated_response(request: web.Request, cid: str) -> web.Response:
+    name: AssociatedName = "label" if request.match_info["name"] == "label" else "macro"
+    tile = await request.app[SLIDES].associated(cid, name, _format(request.match_info["fmt"]))
+    return _image_response(tile, RAW_TILE_CACHE)
+
+
 @routes.get("/webdv/slides/{slide_id}/metadata", allow_head=False)
 async def describe_metadata(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
@@ -130,18 +164,11 @@ async def describe_metadata(request: web.Request) -> web.Response:
 
 @routes.get("/webdv/slides/{slide_id}/dz.dzi", allow_head=False)
 async def deepzoom_descriptor(request: web.Request) -> web.Response:
-    _, _, deepzoom = await request.app[SLIDES].describe(_slide_id(request))
-    return web.Response(text=deepzoom.dzi(), content_type="application/xml",
-                        headers={"Cache-Control": "private, no-cache"})
+    return await descriptor_response(request, _slide_id(request))
 
 
 async def deepzoom_tile(request: web.Request) -> web.Response:
-    match = request.match_info
-    lut = _lut_flag(request)
-    tile = await request.app[SLIDES].tile(
-        _slide_id(request), int(match["level"]), int(match["col"]), int(match["row"]),
-        _format(match["fmt"]), lut, request.headers.get("If-None-Match"))
-    return _image_response(tile, LUT_TILE_CACHE if lut else RAW_TILE_CACHE)
+    return await tile_response(request, _slide_id(request))
 
 
 # The brief's path, and OpenSeadragon's own convention for a descriptor at .../dz.dzi.
@@ -151,18 +178,9 @@ routes.get("/webdv/slides/{slide_id}/dz_files" + TILE_PATH, allow_head=False)(de
 
 @routes.get("/webdv/slides/{slide_id}/thumbnail.{fmt:jpeg|jpg|png}", allow_head=False)
 async def slide_thumbnail(request: web.Request) -> web.Response:
-    try:
-        size = int(request.query.get("size", "512"))
-    except ValueError:
-        raise InvalidInput("size must be a whole number", field="size") from None
-    tile = await request.app[SLIDES].thumbnail(
-        _slide_id(request), size, _format(request.match_info["fmt"]))
-    return _image_response(tile, RAW_TILE_CACHE)
+    return await thumbnail_response(request, _slide_id(request))
 
 
 @routes.get("/webdv/slides/{slide_id}/{name:label|macro}.{fmt:jpeg|jpg|png}", allow_head=False)
 async def slide_associated_image(request: web.Request) -> web.Response:
-    name: AssociatedName = "label" if request.match_info["name"] == "label" else "macro"
-    tile = await request.app[SLIDES].associated(
-        _slide_id(request), name, _format(request.match_info["fmt"]))
-    return _image_response(tile, RAW_TILE_CACHE)
+    return await associated_response(request, _slide_id(request))

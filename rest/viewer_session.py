@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from node.viewing import context_json, redeem, session_context
-from rest.client_address import client_address
+from rest.client_address import client_address, reached_over_tls
 from rest.middleware import STICKY_PATTERN, json_error, public
 from rest.state import SERVICES
 
@@ -65,8 +65,14 @@ async def open_token(request: web.Request) -> web.Response:
     response = web.Response(status=302, headers=headers)
     # Path "/": the session also reads the node's DICOMweb (/dicom-web), not only /ngv.
     response.set_cookie(COOKIE, result.cookie, max_age=result.max_age, path="/",
-                        httponly=True, samesite="Strict", secure=request.secure)
+                        httponly=True, samesite="Strict", secure=_secure_cookie(request))
     return response
+
+
+def _secure_cookie(request: web.Request) -> bool:
+    """Secure when the browser reached the node over TLS (here or at a trusted proxy), or
+    always with `[http] secure_cookies` (a TLS proxy the node cannot tell from its headers)."""
+    return request.app[SERVICES].config.http.secure_cookies or reached_over_tls(request)
 
 
 async def _context(request: web.Request) -> dict[str, Any] | None:

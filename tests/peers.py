@@ -23,6 +23,9 @@ from tests.index_db import database_url
 
 REPO = Path(__file__).resolve().parent.parent
 PEER_ENV = {**os.environ, "TCP_NODELAY": "1"}
+# The calling AE titles DCMTK's query and retrieve tools use unless told otherwise: the tests'
+# nodes let them query (dicom.query_from), as a hospital lists its workstations.
+DCMTK_QUERY_CALLERS = ("FINDSCU", "MOVESCU", "GETSCU")
 
 
 def free_port() -> int:
@@ -59,6 +62,8 @@ def dcmtk(tool: str, *args: str, timeout: float = 120.0) -> subprocess.Completed
 
 
 def toml_value(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
@@ -78,6 +83,8 @@ class NodeProcess:
     source_nodes: list[dict[str, Any]] = field(default_factory=list)
     move_destinations: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # dicom.query_from; None leaves the key out (the node's default).
+    query_from: tuple[str, ...] | None = DCMTK_QUERY_CALLERS
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -99,6 +106,8 @@ class NodeProcess:
             "http": {"bind": "127.0.0.1", "port": self.http_port},
             "api": {"servlet_authorization_header": self.api_key},
         }
+        if self.query_from is not None:
+            sections["dicom"]["query_from"] = list(self.query_from)
         for name, values in self.extra.items():
             sections.setdefault(name, {}).update(values)
         if "database" not in sections:

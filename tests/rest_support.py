@@ -19,9 +19,10 @@ from node.runtime import open_services
 from node.services import NodeServices
 from rest.app import create_app
 from rest.state import RETRIEVALS
+from tests.clock import MovableClock
 from tests.factory import StudySpec, write_study
 from tests.index_db import database_url
-from tests.peers import free_port, toml_value
+from tests.peers import DCMTK_QUERY_CALLERS, free_port, toml_value
 
 API_KEY = "rest-test-key-0123456789"
 ROLE = "physician"
@@ -32,6 +33,8 @@ class Api:
     client: TestClient[Any, Any]
     services: NodeServices
     folder: Path
+    # The app's clock: a test moves it to end a token's or a session's lifetime.
+    clock: MovableClock
 
     async def get(self, path: str, params: Any = None, key: str | None = API_KEY,
                   headers: dict[str, str] | None = None, **kwargs: Any) -> ClientResponse:
@@ -54,6 +57,12 @@ class Api:
         # Tests pass the cookie explicitly, so a request without it really has none.
         self.client.session.cookie_jar.clear()
         return response, morsel.value if morsel is not None else None
+
+    async def session_headers(self, params: Any) -> dict[str, str]:
+        """A fresh viewer session for a token with `params`, as the Cookie header."""
+        _, cookie = await self.redeem(await self.token(params))
+        assert cookie is not None
+        return {"Cookie": f"ngv_session={cookie}"}
 
     async def context(self, url_or_token: str) -> dict[str, Any]:
         """Redeem, then make the viewer's data request with the session cookie."""
@@ -80,7 +89,7 @@ def config_dict(source_nodes: list[dict[str, Any]] | None = None,
     raw: dict[str, Any] = {
         "node": {"ae_title": "VIEWNODE", "data_dir": "data"},
         "dicom": {"bind": "127.0.0.1", "port": free_port(), "query_timeout": 3.0,
-                  "retrieve_timeout": 30.0},
+                  "retrieve_timeout": 30.0, "query_from": list(DCMTK_QUERY_CALLERS)},
         "storage": {"fsync": False},
     }
     for name, values in sections.items():
@@ -113,10 +122,11 @@ async def running_app(folder: Path, source_nodes: list[dict[str, Any]] | None = 
     folder.mkdir(parents=True, exist_ok=True)
     if config is None:
         config = config_from_dict(config_dict(source_nodes, **sections), base_dir=folder)
-    async with open_services(config) as services:
+    clock = MovableClock()
+    async with open_services(config, clock=clock) as services:
         # Instances sharing one database share its roles too.
         with contextlib.suppress(Conflict):
             await add_role(services.sessions, ROLE, ["search", "download", "documents"])
         app = create_app(services, API_KEY)
         async with TestClient(TestServer(app, host="127.0.0.1")) as client:
-            yield Api(client, services, folder)
+            yield Api(client, services, folder, clock)

@@ -18,10 +18,15 @@ from node.storage_mapping import MappingTable, StorageMapping
 from tests.factory import StudySpec, make_instance, uid, write_study
 from tests.media_files import image_bytes, mp4_bytes, pdf_bytes
 
+# The test servers (Orthanc's DICOMweb, the tests' own) listen on loopback, which a node refuses
+# to fetch from unless its configuration lists it.
+LOOPBACK_ALLOWED = {"allowed_hosts": ["127.0.0.1"]}
+
 
 def node_config(base: Path, **sections: dict[str, Any]) -> Config:
     raw: dict[str, Any] = {"storage": {"fsync": False},
-                           "sources": {"retry_backoff_seconds": 0.05, "fetch_timeout": 10.0}}
+                           "sources": {"retry_backoff_seconds": 0.05, "fetch_timeout": 10.0,
+                                       **LOOPBACK_ALLOWED}}
     for name, values in sections.items():
         raw.setdefault(name, {}).update(values)
     return config_from_dict(raw, base_dir=base)

@@ -12,7 +12,7 @@ from tests.factory import StudySpec, uid
 from tests.rest_support import API_KEY, config_dict, running_app
 
 VIEWER = "https://viewer.hospital.example"
-STUDY = StudySpec(study_uid=uid(9801), patient_id="CORS-1", rows=8, columns=8,
+STUDY = StudySpec(study_uid=uid(1980, 1), patient_id="CORS-1", rows=8, columns=8,
                   instances_per_series=1)
 PREFLIGHT = {"Access-Control-Request-Method": "GET",
              "Access-Control-Request-Headers": "authorization"}

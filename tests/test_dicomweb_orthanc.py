@@ -13,7 +13,7 @@ from tests.factory import StudySpec, uid, write_jpeg_instance, write_study
 from tests.peers import NodeProcess, OrthancProcess, dcmtk
 from tests.viewer_data import sr_instance, write_all
 
-SPEC = StudySpec(patient_id="SIDE-1", patient_name="SIDE^BY^SIDE", study_uid=uid(9701),
+SPEC = StudySpec(patient_id="SIDE-1", patient_name="SIDE^BY^SIDE", study_uid=uid(1970, 1),
                  accession="SIDEACC", study_date="20221130", series=2, instances_per_series=3,
                  rows=16, columns=16, birth_date="19650304", sex="M")
 

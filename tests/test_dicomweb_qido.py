@@ -13,13 +13,13 @@ from tests.factory import StudySpec, uid, write_study
 from tests.peers import NodeProcess, dcmtk
 
 ROLE = "dicomweb-qido"
-ALPHA = StudySpec(patient_id="QIDO-A", patient_name="QIDO^ALPHA", study_uid=uid(9501),
+ALPHA = StudySpec(patient_id="QIDO-A", patient_name="QIDO^ALPHA", study_uid=uid(1950, 1),
                   accession="QIDOACC1", study_date="20230105", modality="CT", series=2,
                   instances_per_series=3, rows=8, columns=8)
-ALPHA_PRIOR = StudySpec(patient_id="QIDO-A", patient_name="QIDO^ALPHA", study_uid=uid(9502),
+ALPHA_PRIOR = StudySpec(patient_id="QIDO-A", patient_name="QIDO^ALPHA", study_uid=uid(1950, 2),
                         accession="QIDOACC2", study_date="20190610", modality="MR",
                         instances_per_series=2, rows=8, columns=8)
-BETA = StudySpec(patient_id="QIDO-B", patient_name="QIDO^BETA", study_uid=uid(9503),
+BETA = StudySpec(patient_id="QIDO-B", patient_name="QIDO^BETA", study_uid=uid(1950, 3),
                  accession="QIDOACC3", study_date="20230301", modality="CT",
                  instances_per_series=1, rows=8, columns=8)
 STUDIES = (ALPHA, ALPHA_PRIOR, BETA)

@@ -25,9 +25,9 @@ from tests.test_dicomweb_qido import session_client, value
 from tests.viewer_data import wrapped_file
 
 ROLE = "dicomweb-qido"  # made by the QIDO tests' fixture; both modules use the same node
-SPEC = StudySpec(patient_id="WADO-1", patient_name="WADO^PATIENT", study_uid=uid(9601),
+SPEC = StudySpec(patient_id="WADO-1", patient_name="WADO^PATIENT", study_uid=uid(1960, 1),
                  accession="WADOACC", instances_per_series=3, rows=16, columns=12)
-OTHER = StudySpec(patient_id="WADO-2", patient_name="WADO^OTHER", study_uid=uid(9602),
+OTHER = StudySpec(patient_id="WADO-2", patient_name="WADO^OTHER", study_uid=uid(1960, 2),
                   instances_per_series=1, rows=8, columns=8)
 CT_SERIES = f"{SPEC.study_uid}.1"
 MULTIFRAME = f"{SPEC.study_uid}.93.1"
@@ -224,6 +224,27 @@ def test_rendered_and_thumbnails(client: DICOMwebClient, node: NodeProcess) -> N
     assert max(Image.open(io.BytesIO(thumbnail.content)).size) <= 128
 
 
+def multipart_bodies(response: requests.Response) -> list[bytes]:
+    """The parts' bodies of a multipart/related answer."""
+    boundary = response.headers["Content-Type"].split("boundary=")[1].strip('"').encode()
+    parts = response.content.split(b"--" + boundary)[1:-1]
+    return [part.split(b"\r\n\r\n", 1)[1][:-2] for part in parts]
+
+
+def test_a_series_rendered_is_one_image_per_instance(node: NodeProcess,
+                                                     sent: dict[str, Any]) -> None:
+    # dicomweb-client reads a rendered series as one image: its parts are read here.
+    response = requests.get(
+        f"{node.http_url}/dicom-web/studies/{SPEC.study_uid}/series/{CT_SERIES}/rendered",
+        headers={"Authorization": node.api_key, "Accept": "image/jpeg"}, timeout=60)
+    assert response.status_code == 200, response.text
+    assert 'type="image/jpeg"' in response.headers["Content-Type"]
+    images = multipart_bodies(response)
+    assert len(images) == 3
+    assert all(Image.open(io.BytesIO(image)).size == (SPEC.columns, SPEC.rows)
+               for image in images)
+
+
 def test_a_session_reads_its_grant_only(node: NodeProcess, sent: dict[str, Any]) -> None:
     browser, cookies = session_client(node, studyUID=SPEC.study_uid, hideDocuments="false")
     metadata = browser.retrieve_series_metadata(SPEC.study_uid, CT_SERIES)
@@ -263,7 +284,7 @@ def test_an_anonymized_session_reads_pixels_but_no_identity(node: NodeProcess,
 def test_metadata_is_made_ahead_once_the_node_is_idle(node: NodeProcess,
                                                       tmp_path: Path) -> None:
     """A series received over C-STORE gets its metadata file without anyone asking for it."""
-    spec = StudySpec(patient_id="WADO-AHEAD", study_uid=uid(9603), instances_per_series=4,
+    spec = StudySpec(patient_id="WADO-AHEAD", study_uid=uid(1960, 3), instances_per_series=4,
                      rows=8, columns=8)
     write_study(tmp_path, spec)
     result = dcmtk("storescu", "-aec", node.ae_title, "+sd", "+r", "127.0.0.1",

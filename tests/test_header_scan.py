@@ -10,6 +10,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from node.errors import InvalidInput
+from node.file_completeness import check_complete
 from node.header_scan import HEAD_BYTES, _NotPlain, _Scanner, read_record_fast
 from node.instance_record import read_record
 from tests.factory import (
@@ -24,9 +25,9 @@ SPEC = StudySpec(study_uid=uid(700, 1), patient_name="DOE^JOHN", accession="A7")
 
 
 def scanned_plainly(path: Path) -> bool:
-    data = path.read_bytes()[:65536]
+    data = path.read_bytes()
     try:
-        _Scanner(data, complete=len(data) < 65536).scan()
+        _Scanner(data[:HEAD_BYTES], len(data)).scan()
     except _NotPlain:
         return False
     return True
@@ -115,3 +116,57 @@ def test_a_head_already_read_gives_the_same_record(tmp_path: Path) -> None:
     path = save(make_instance(SPEC, 0, 4), tmp_path / "a.dcm")
     head = path.read_bytes()[:HEAD_BYTES]
     assert read_record_fast(path, head) == read_record_fast(path) == read_record(path)
+
+
+def with_trailing_padding(ds: Dataset) -> Dataset:
+    """Data Set Trailing Padding (FFFC,FFFC) after the pixel data: the data set goes on past
+    its largest element."""
+    ds.add_new(0xFFFCFFFC, "OB", b"\0" * 1000)
+    return ds
+
+
+def files_of_every_shape(folder: Path) -> list[Path]:
+    big = StudySpec(study_uid=uid(700, 3), rows=256, columns=256)
+    paths = [
+        save(make_instance(SPEC, 0, 6), folder / "explicit.dcm"),
+        save(with_sequences(make_instance(SPEC, 0, 7, transfer_syntax=ImplicitVRLittleEndian)),
+             folder / "implicit-sequences.dcm"),
+        save(with_trailing_padding(make_instance(big, 0, 0)), folder / "big-padded.dcm"),
+    ]
+    write_jpeg_instance(folder / "jpeg.dcm", SPEC)
+    write_multiframe_instance(folder / "frames.dcm", SPEC, frames=12)
+    return [*paths, folder / "jpeg.dcm", folder / "frames.dcm"]
+
+
+def test_a_whole_file_is_scanned_to_its_end_and_past_the_head_from_the_file(
+        tmp_path: Path) -> None:
+    for path in files_of_every_shape(tmp_path):
+        data = path.read_bytes()
+        scanner = _Scanner(data[:HEAD_BYTES], len(data))
+        scanner.scan()
+        if path.name == "big-padded.dcm":
+            # its pixel data ends past the head; the padding after it is the file walk's
+            assert scanner.rest is not None and scanner.rest.offset == len(data) - 1012
+        else:  # held whole, or ending with the element that runs past the head
+            assert scanner.rest is None, path.name
+        assert read_record_fast(path, data[:HEAD_BYTES], len(data)) == read_record(path)
+    assert (tmp_path / "frames.dcm").stat().st_size > HEAD_BYTES
+
+
+def test_every_cut_the_file_walk_refuses_is_refused(tmp_path: Path) -> None:
+    """The scanner judges the bytes it holds and leaves the rest to check_complete or
+    check_rest: wherever a file is cut, it is refused whenever the walk refuses it."""
+    cut = tmp_path / "cut.dcm"
+    for path in files_of_every_shape(tmp_path):
+        data = path.read_bytes()
+        size = len(data)
+        ends = {*range(132, size, max(61, size // 200)), *range(size - 1040, size, 7),
+                *range(size - 16, size)}
+        for end in sorted(ends):
+            cut.write_bytes(data[:end])
+            try:
+                check_complete(cut)
+            except InvalidInput as exc:
+                assert "truncated" in str(exc) or end < 200, (path.name, end, exc)
+                with pytest.raises(InvalidInput):
+                    read_record_fast(cut, data[:min(end, HEAD_BYTES)], end)

@@ -15,6 +15,7 @@ from node.config import JobsSection, config_from_dict
 from node.jobs import ClaimedJob, JobBoard, JobRunner
 from node.runtime import open_services
 from node.services import NodeServices
+from tests.clock import MovableClock
 from tests.rest_support import config_dict
 
 FAST = JobsSection(heartbeat_seconds=0.2, stale_seconds=1.0, poll_seconds=0.1, max_attempts=3)
@@ -27,9 +28,11 @@ async def services(tmp_path: Path) -> AsyncIterator[NodeServices]:
         yield opened
 
 
-def boards(services: NodeServices, count: int, settings: JobsSection = FAST) -> list[JobBoard]:
-    """Boards as `count` instances on the same database would have them."""
-    return [JobBoard(services.engine, settings, f"instance-{i}") for i in range(count)]
+def boards(services: NodeServices, count: int, settings: JobsSection = FAST,
+           clock: MovableClock | None = None) -> list[JobBoard]:
+    """Boards as `count` instances on the same database would have them (on one clock)."""
+    return [JobBoard(services.engine, settings, f"instance-{i}", clock or MovableClock())
+            for i in range(count)]
 
 
 async def test_a_job_is_queued_once_however_often_it_is_asked_for(
@@ -60,12 +63,13 @@ async def test_each_job_is_claimed_by_exactly_one_of_many_instances(
 
 
 async def test_a_job_whose_instance_went_silent_is_taken_over(services: NodeServices) -> None:
-    dead, alive = boards(services, 2)
+    clock = MovableClock()
+    dead, alive = boards(services, 2, clock=clock)
     await dead.enqueue("retrieve", "1.2.9", {})
     first = await dead.claim("retrieve")
     assert first is not None and first.attempts == 1
     assert await alive.claim("retrieve") is None
-    await asyncio.sleep(FAST.stale_seconds + 0.2)
+    clock.advance(FAST.stale_seconds + 0.2)
     second = await alive.claim("retrieve")
     assert second is not None and second.id == first.id and second.attempts == 2
     # The dead instance's late outcome is not recorded over the new claimer's.
@@ -76,12 +80,13 @@ async def test_a_job_whose_instance_went_silent_is_taken_over(services: NodeServ
 
 async def test_a_job_that_kills_every_instance_is_given_up(services: NodeServices) -> None:
     settings = replace(FAST, stale_seconds=0.2, max_attempts=2)
-    board = boards(services, 1, settings)[0]
+    clock = MovableClock()
+    board = boards(services, 1, settings, clock)[0]
     await board.enqueue("retrieve", "1.2.10", {})
     assert await board.claim("retrieve") is not None
-    await asyncio.sleep(0.3)
+    clock.advance(0.3)
     assert await board.claim("retrieve") is not None
-    await asyncio.sleep(0.3)
+    clock.advance(0.3)
     assert await board.claim("retrieve") is None
     status, queued = await board.enqueue("retrieve", "1.2.10", {},
                                          keep_done=lambda s: s.state == "failed")

@@ -31,6 +31,7 @@ from tests.post_examples import example
 from tests.rest_support import API_KEY, Api, running_app
 from tests.slide_factory import write_mrxs, write_ndpi
 from tests.source_fixtures import (
+    LOOPBACK_ALLOWED,
     indexed,
     write_spec_files,
     write_spec_folder,
@@ -366,7 +367,7 @@ async def test_cloud_and_wado_examples_open_and_keep_no_secret(
     caplog.set_level(logging.DEBUG)
     manager, api, _ = await start_api(tmp_path / "app", cloud={
         "aws_endpoint_url": moto.url, "wasabi_endpoint_url": moto.url,
-        "gcs_endpoint_url": gcs.url})
+        "gcs_endpoint_url": gcs.url}, sources=LOOPBACK_ALLOWED)
     seen = []
     try:
         for name, body in bodies.items():

@@ -25,6 +25,7 @@ from node.index.job_models import Job, SealedCredentials
 from node.jobs import GIVEN_UP
 from node.roles import add_role
 from node.runtime import open_services
+from node.services import NodeServices
 from node.sources import FetchPolicy, Importer, ImportProgress, parse_request, plan_import
 from node.sources.import_jobs import ImportJobs
 from node.sources.opening import JOB_KIND, issue_context
@@ -217,6 +218,30 @@ def test_another_instance_on_the_same_postgresql_takes_over_a_dead_ones_import(
     assert "resuming an import" in nodes[survivor].log_text()
 
 
+async def _import_and_unplace(services: NodeServices, bucket: str, keys: dict[str, str],
+                              sop_uid: str) -> tuple[Path, bytes]:
+    """Import `keys` from `bucket`, then take away the stored file of `sop_uid`, as an instance
+    killed between the commit and the rename leaves it; that file's path and content."""
+    config = services.config
+    plan = plan_import(parse_request(_body(bucket, keys)), MappingTable([]), config)
+    await Importer(services, FetchPolicy.from_config(config)).run(plan.sources, ImportProgress())
+    (path,) = rows(config.data_dir, "SELECT path FROM instances WHERE sop_uid = :sop",
+                   sop=sop_uid)[0]
+    stored = services.storage.local_path(path)
+    content = stored.read_bytes()
+    stored.unlink()
+    return stored, content
+
+
+async def _resume(services: NodeServices, bucket: str, keys: dict[str, str]) -> ImportProgress:
+    config = services.config
+    progress = ImportProgress()
+    plan = plan_import(parse_request(_body(bucket, keys)), MappingTable([]), config)
+    await Importer(services, FetchPolicy.from_config(config)).run(plan.sources, progress,
+                                                                  resumed=True)
+    return progress
+
+
 async def test_a_resumed_import_puts_back_a_file_a_dead_instance_left_unplaced(
     tmp_path: Path, moto: ServerProcess, bucket: tuple[str, dict[str, str]],
     tmp_path_factory: pytest.TempPathFactory
@@ -228,25 +253,43 @@ async def test_a_resumed_import_puts_back_a_file_a_dead_instance_left_unplaced(
     some = dict(list(keys.items())[:5])
     config = node_config(tmp_path / "node", cloud={"aws_endpoint_url": moto.url})
     async with open_services(config) as services:
-        policy = FetchPolicy.from_config(config)
-        first = plan_import(parse_request(_body(name, some)), MappingTable([]), config)
-        await Importer(services, policy).run(first.sources, ImportProgress())
-        (path,) = rows(config.data_dir, "SELECT path FROM instances WHERE sop_uid = :sop",
-                       sop=some["resume/0002.dcm"])[0]
-        stored = services.storage.local_path(path)
-        content = stored.read_bytes()
-        stored.unlink()
+        stored, content = await _import_and_unplace(services, name, some,
+                                                    some["resume/0002.dcm"])
         moto_log = _moto_log(tmp_path_factory)
         since = moto_log.stat().st_size
-        progress = ImportProgress()
-        again = plan_import(parse_request(_body(name, some)), MappingTable([]), config)
-        await Importer(services, policy).run(again.sources, progress, resumed=True)
+        progress = await _resume(services, name, some)
     assert (progress.done, progress.failed, progress.duplicates) == (5, 0, 0)
     assert stored.read_bytes() == content
     with moto_log.open("rb") as log:
         log.seek(since)
         fetched = re.findall(rf'"GET /{name}/(resume/\d+\.dcm) HTTP', log.read().decode())
     assert fetched == ["resume/0002.dcm"]
+
+
+async def test_a_file_put_back_for_an_unplaced_row_must_be_whole(
+    tmp_path: Path, moto: ServerProcess
+) -> None:
+    """Putting a fetched file back where a committed row says skips the ingest path, so it is
+    walked whole there too: one of the row's size whose pixel data runs past the end is
+    refused, and nothing is put in place."""
+    spec = StudySpec(study_uid=STUDY, patient_id="RESUME")
+    ds = make_instance(spec, 0, OBJECTS + 1)
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    whole = out.getvalue()
+    pixels = whole.rfind(b"\xe0\x7f\x10\x00")  # (7FE0,0010) OW, its length at +8
+    cut = whole[:pixels + 8] + (0xFFFFFFF0).to_bytes(4, "little") + whole[pixels + 12:]
+    assert len(cut) == len(whole)
+    name, keys = "viewnode-resume-cut", {"cut/0001.dcm": str(ds.SOPInstanceUID)}
+    s3_put(moto.url, name, {"cut/0001.dcm": whole})
+    config = node_config(tmp_path / "node", cloud={"aws_endpoint_url": moto.url})
+    async with open_services(config) as services:
+        stored, _ = await _import_and_unplace(services, name, keys, str(ds.SOPInstanceUID))
+        s3_put(moto.url, name, {"cut/0001.dcm": cut})
+        progress = await _resume(services, name, keys)
+    assert (progress.done, progress.failed) == (0, 1)
+    assert not stored.exists()
+    assert incoming_files(config.data_dir) == []
 
 
 async def test_an_import_whose_node_died_each_time_is_given_up_in_its_context(

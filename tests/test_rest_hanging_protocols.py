@@ -77,11 +77,11 @@ async def test_cli_adds_lists_and_removes_protocols(api: Api, config_path: Path)
     assert mine and mine[0]["owner"] == "guest"
     assert mine[0]["rules"][1] == {"cell": 2, "bodyPart": "CHEST", "description": "*lat*"}
     # Issuance sees protocol changes within CATALOGUE_SECONDS.
-    await asyncio.sleep(CATALOGUE_SECONDS)
+    api.clock.advance(CATALOGUE_SECONDS)
     assert (await protocols_for(api, "bob", role="guest"))["scope"] == "role"
     await asyncio.to_thread(run_cli, "protocol", "remove", "guest-chest", "--role", "guest",
                             "--config", config)
-    await asyncio.sleep(CATALOGUE_SECONDS)
+    api.clock.advance(CATALOGUE_SECONDS)
     assert (await protocols_for(api, "bob", role="guest"))["scope"] == "global"
 
 
@@ -122,7 +122,7 @@ async def test_role_cli_add_list_remove(api: Api, config_path: Path) -> None:
     await api.token({"username": "u", "role": "radiologist", "studyUID": STUDY})
     await asyncio.to_thread(run_cli, "role", "remove", "radiologist", "--config", config)
     # A removed role stops being accepted within CATALOGUE_SECONDS.
-    await asyncio.sleep(CATALOGUE_SECONDS)
+    api.clock.advance(CATALOGUE_SECONDS)
     response = await api.get("/ngv/obscurl", {"username": "u", "role": "radiologist",
                                               "studyUID": STUDY})
     assert response.status == 400

@@ -40,7 +40,10 @@ def nginx_config(folder: Path, listen: int, upstreams: list[int]) -> Path:
 async def instances(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[list[Api]]:
     """Two instances over one database and storage, as the deployment runs them."""
     folder = tmp_path_factory.mktemp("instances")
-    configs = [config_from_dict(config_dict(http={"port": port}), base_dir=folder)
+    # Trusting nginx on loopback, as deploy/instance-*.toml do.
+    configs = [config_from_dict(config_dict(http={"port": port,
+                                                  "trusted_proxies": ["127.0.0.1"]}),
+                                base_dir=folder)
                for port in (18181, 18182)]
     async with running_app(folder, config=configs[0]) as first, \
             running_app(folder, config=configs[1]) as second:
@@ -127,3 +130,15 @@ async def test_the_multimonitor_urls_are_redeemed_where_their_sticky_value_goes(
                 async with session.get(f"{proxy}{url}", allow_redirects=False) as redeemed:
                     assert redeemed.status == 302, await redeemed.text()
                     assert redeemed.headers["X-Node-Instance"] == issued_on, (sticky, url)
+
+
+async def test_a_state_change_from_the_proxys_own_origin_passes_the_origin_check(
+        proxy: str) -> None:
+    """The browser's origin has nginx's port; the node compares it with the host nginx
+    forwards (X-Forwarded-Host), so only another origin is refused."""
+    async with aiohttp.ClientSession() as session:
+        for origin, status in ((proxy, 401), ("http://attacker.example", 403)):
+            async with session.post(f"{proxy}/ngv/api/search/open", json={},
+                                    headers={"Origin": origin}) as response:
+                # 401: past the origin check, refused for want of a session.
+                assert response.status == status, (origin, await response.text())

@@ -1,4 +1,4 @@
-"""GET /ngv/obscurl, parameter by parameter, as the spec (VIEW-API.txt) lists them."""
+"""GET /ngv/obscurl, parameter by parameter, as the integration API lists them (docs/API.md)."""
 
 from __future__ import annotations
 

@@ -166,11 +166,13 @@ async def test_stored_times_compare_in_sql(api: Api) -> None:
 
 async def test_token_expires_after_its_lifetime(tmp_path_factory: pytest.TempPathFactory) -> None:
     folder = tmp_path_factory.mktemp("expiry")
-    async with running_app(folder, api={"token_lifetime_seconds": 1}) as api:
+    async with running_app(folder) as api:
         await api.ingest(StudySpec(study_uid=STUDY, patient_id="PID-TOK"))
-        token = await api.token(PARAMS)
-        await asyncio.sleep(1.1)
-        response, cookie = await api.redeem(token)
+        early, late = await api.token(PARAMS), await api.token(PARAMS)
+        api.clock.advance(api.services.config.api.token_lifetime_seconds - 60)
+        assert (await api.redeem(early))[0].status == 302
+        api.clock.advance(60)
+        response, cookie = await api.redeem(late)
         assert response.status == 403 and cookie is None
         assert "expired" in await response.text()
 
@@ -179,12 +181,13 @@ async def test_session_expires_after_its_lifetime(
     tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     folder = tmp_path_factory.mktemp("session-expiry")
-    async with running_app(folder, api={"session_lifetime_seconds": 1}) as api:
+    async with running_app(folder) as api:
         await api.ingest(StudySpec(study_uid=STUDY, patient_id="PID-TOK"))
         _, cookie = await api.redeem(await api.token(PARAMS))
         headers = {"Cookie": f"ngv_session={cookie}"}
+        api.clock.advance(api.services.config.api.session_lifetime_seconds - 60)
         assert (await api.client.get("/ngv/api/context", headers=headers)).status == 200
-        await asyncio.sleep(1.1)
+        api.clock.advance(60)
         assert (await api.client.get("/ngv/api/context", headers=headers)).status == 401
 
 
@@ -229,13 +232,17 @@ async def test_cli_purges_contexts_nobody_can_use(
     tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     folder = tmp_path_factory.mktemp("purge")
-    config_path = write_config(folder, api={"token_lifetime_seconds": 1,
-                                            "session_lifetime_seconds": 1})
+    config_path = write_config(folder)
     async with running_app(folder, config=load_config(config_path)) as api:
         await api.ingest(StudySpec(study_uid=STUDY, patient_id="PID-TOK"))
+        # Issued, and redeemed, longer ago than either lifetime by the app's clock; the CLI
+        # purges by the real one.
+        lifetimes = api.services.config.api
+        ago = max(lifetimes.token_lifetime_seconds, lifetimes.session_lifetime_seconds) + 60
+        api.clock.advance(-ago)
         unused = await api.token(PARAMS)
         await api.redeem(await api.token(PARAMS))
-        await asyncio.sleep(1.1)
+        api.clock.advance(ago)
         fresh = await api.token(PARAMS)
         out = await asyncio.to_thread(run_cli, "token", "purge", "--older-than-hours", "0",
                                       "--config", str(config_path))

@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from dicomweb_client.api import DICOMwebClient
 from pydicom import dcmread
 
 from tests import index_db
@@ -181,6 +182,31 @@ async def test_the_viewer_renders_a_frame_read_from_the_bucket(stored: Stored) -
             assert r.status == 200, await r.text()
             assert r.content_type.startswith("image/")
             assert len(await r.read()) > 100
+
+
+def test_dicomweb_reads_and_stores_through_the_bucket(stored: Stored, moto: ServerProcess,
+                                                      tmp_path: Path) -> None:
+    """QIDO, metadata, frames and whole instances read from the bucket (cache emptied first),
+    and a STOW-RS instance uploaded to it."""
+    empty_cache(stored.node)
+    node = stored.node
+    client = DICOMwebClient(f"{node.http_url}/dicom-web", headers={"Authorization": node.api_key})
+    assert [s["0020000D"]["Value"][0] for s in client.search_for_studies(
+        search_filters={"PatientID": STUDY.patient_id})] == [STUDY.study_uid]
+    series = f"{STUDY.study_uid}.1"
+    assert len(client.retrieve_series_metadata(STUDY.study_uid, series)) == 3
+    original = dcmread(stored.sent[f"{series}.2"])
+    frame = client.retrieve_instance_frames(STUDY.study_uid, series, f"{series}.2",
+                                            frame_numbers=[1])
+    assert frame == [original.PixelData]
+    got = client.retrieve_study(STUDY.study_uid)
+    assert sorted(str(ds.SOPInstanceUID) for ds in got) == sorted(stored.sent)
+    extra = StudySpec(study_uid=uid(1990, 77), patient_id="S3-STOW", rows=8, columns=8,
+                      instances_per_series=1)
+    client.store_instances([dcmread(p) for p in write_study(tmp_path, extra)])
+    rows = stored_sop_files(node)
+    assert f"{extra.study_uid}.1.1" in rows
+    assert PREFIX + rows[f"{extra.study_uid}.1.1"] in bucket_objects(moto, stored.bucket)
 
 
 def test_get_iso_builds_the_medium_from_the_bucket(stored: Stored, tmp_path: Path) -> None:

@@ -42,9 +42,12 @@ def node_keeps_serving(node: NodeProcess) -> Iterator[None]:
 
 
 @contextmanager
-def ct_association(node: NodeProcess) -> Iterator[Association]:
+def ct_association(node: NodeProcess, *contexts: tuple[str, str]) -> Iterator[Association]:
+    """CT in Explicit VR Little Endian, and `contexts` (SOP class, transfer syntax)."""
     ae = AE(ae_title="EDGETEST")
     ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+    for sop_class, syntax in contexts:
+        ae.add_requested_context(sop_class, syntax)
     assoc = ae.associate("127.0.0.1", node.dicom_port, ae_title=node.ae_title)
     assert assoc.is_established
     try:

@@ -7,8 +7,10 @@ leaves no file, and with PDU handlers bound pynetdicom reads the request itself.
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from io import BytesIO
@@ -29,9 +31,10 @@ from node.config import Config
 from node.dimse import store_receive
 from node.dimse.server import build_ae, configure_pynetdicom
 from node.dimse.speedups import file_meta_bytes
-from node.dimse.store_receive import received_head
+from node.dimse.store_receive import received_head, received_write_error
 from node.header_scan import HEAD_BYTES
 from tests.factory import StudySpec, make_instance, uid
+from tests.small_disk import fill, tmpfs
 
 MAX_PDU = 16384
 
@@ -43,8 +46,13 @@ class Received:
         self.files: list[bytes] = []
         self.read_here: list[bool] = []
         self.heads: list[bytes | None] = []
+        self.write_errors: list[int | None] = []
 
     def on_store(self, event: evt.Event) -> int:
+        error = received_write_error(event.request)
+        if error is not None:  # the receiver deleted the file it could not write
+            self.write_errors.append(error.errno)
+            return 0xA700
         self.files.append(Path(event.dataset_path).read_bytes())
         self.heads.append(received_head(event.request))
         self.read_here.append(received_head(event.request) is not None)
@@ -285,4 +293,29 @@ def test_a_pdu_longer_than_announced_aborts_the_association_before_it_is_read(
     assoc = requester().associate("127.0.0.1", scp.server_address[1])
     assert assoc.send_c_store(ds).Status == 0x0000
     assoc.release()
+    assert received.files == [expected_file(ds)]
+
+
+def test_a_data_set_that_cannot_be_written_reaches_the_handler_as_an_error(
+        received: Received, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk: the file is deleted as soon as a write fails, the rest of the data set is
+    read, and the request goes to the handler (pynetdicom's way here) with the error instead of
+    an A-ABORT; once there is room the association stores again."""
+    with tmpfs(tmp_path / "small", "1m") as folder:
+        monkeypatch.setattr(tempfile, "tempdir", str(folder))
+        server = start_scp(received)
+        try:
+            ds = instance(9, 256)  # 128 KiB: more than the room left
+            filler = fill(folder, 64 * 1024)
+            assoc = requester().associate("127.0.0.1", server.server_address[1])
+            status = assoc.send_c_store(ds)
+            assert status.Status == 0xA700, f"0x{status.Status:04X}"
+            assert assoc.is_established
+            assert [p.name for p in folder.iterdir()] == ["filler"]
+            filler.unlink()
+            assert assoc.send_c_store(ds).Status == 0x0000
+            assoc.release()
+        finally:
+            server.shutdown()
+    assert received.write_errors == [errno.ENOSPC]
     assert received.files == [expected_file(ds)]

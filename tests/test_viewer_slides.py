@@ -229,3 +229,110 @@ async def test_vendor_route_serves_only_the_openseadragon_build(api: Api) -> Non
                  "/ngv/vendor/openseadragon/%2e%2e/%2e%2e/package.json",
                  "/ngv/vendor/openseadragon/missing.js", "/ngv/vendor/other/x.js"):
         assert (await api.client.get(path)).status == 404, path
+
+
+# --- anonymized sessions ----------------------------------------------------------------------
+
+# What identifies the case or a slide: the accession number every identifier of this case
+# begins with, and the identifiers themselves.
+IDENTIFIERS = ("C231606", DICOM_SLIDE, SVS_SLIDE, "1426-A")
+
+
+async def slide_session(api: Api, **params: str) -> dict[str, str]:
+    return await api.session_headers(
+        {"username": "path-anon", "role": ROLE, "accNum": CASE, **params})
+
+
+async def tray(api: Api, headers: dict[str, str]) -> dict[str, Any]:
+    response = await api.client.get("/ngv/slides", headers=headers)
+    assert response.status == 200, await response.text()
+    body: dict[str, Any] = await response.json()
+    return body
+
+
+def assert_no_identifiers(text: str) -> None:
+    for identifier in IDENTIFIERS:
+        assert identifier not in text, identifier
+
+
+async def test_anonymized_sessions_get_no_label_or_macro_image(api: Api) -> None:
+    plain = await slide_session(api)
+    assert (await api.client.get(f"/ngv/slides/{DICOM_SLIDE}/label.png",
+                                 headers=plain)).status == 200
+    headers = await slide_session(api, anonymize="true")
+    aliases = [slide["containerIdentifier"] for slide in (await tray(api, headers))["slides"]]
+    assert len(aliases) == 2
+    for alias in [*aliases, DICOM_SLIDE]:
+        for name in ("label.png", "macro.jpeg"):
+            response = await api.client.get(f"/ngv/slides/{alias}/{name}", headers=headers)
+            assert response.status == 403, (alias, name)
+            assert "error" in await response.json()
+
+
+async def test_anonymized_sessions_see_slides_by_alias_without_identifiers(api: Api) -> None:
+    headers = await slide_session(api, anonymize="true")
+    body = await tray(api, headers)
+    assert_no_identifiers(str(body))
+    by_alias = {slide["containerIdentifier"]: slide for slide in body["slides"]}
+    assert body["selected"] in by_alias
+    assert {slide["slideAlias"] for slide in body["slides"]} >= {"A-1-A"}
+    for alias in by_alias:
+        described = await api.client.get(f"/ngv/slides/{alias}", headers=headers)
+        assert described.status == 200
+        text = await described.text()
+        assert_no_identifiers(text)
+        assert (await described.json())["associatedImages"] == []
+        for path in ("metadata", "dz.dzi", "dz_files/9/0_0.jpeg", "thumbnail.jpeg", "layers"):
+            response = await api.client.get(f"/ngv/slides/{alias}/{path}", headers=headers)
+            assert response.status == 200, (alias, path, response.status)
+            if response.content_type == "application/json":
+                assert_no_identifiers(await response.text())
+    # An alias is the session's own: another session cannot use it.
+    other = await slide_session(api, anonymize="true")
+    alias = next(iter(by_alias))
+    assert (await api.client.get(f"/ngv/slides/{alias}/dz.dzi", headers=other)).status == 403
+
+
+async def test_anonymized_slide_viewer_opens_and_shows_no_identifiers(
+        api: Api, browser: Browser) -> None:
+    page = await new_page(browser, 1280, 800)
+    bodies: list[str] = []
+
+    async def keep(response: Response) -> None:
+        kind = response.headers.get("content-type", "")
+        if kind.startswith(("text/", "application/json", "application/xml")):
+            bodies.append(response.url + "\n" + await response.text())
+        else:
+            bodies.append(response.url)
+
+    page.on("response", keep)
+    token = await api.token({"username": "path-anon", "role": ROLE, "accNum": CASE,
+                             "containerIdentifier": DICOM_SLIDE, "anonymize": "true"})
+    await page.goto(str(api.client.make_url(f"/ngv?q={token}")))
+    await page.wait_for_selector(READY)
+    stats = await slopes(page)
+    assert stats["opaque"] > 10_000 and stats["stdR"] > 20, stats
+    assert "A-1-A" in (await page.text_content("#slide-meta") or "")
+    assert_no_identifiers(await page.content())
+    for body in bodies:
+        assert_no_identifiers(body)
+    await screenshot(page, "viewer-slide-anonymized")
+    await page.context.close()
+
+
+# --- bodies ------------------------------------------------------------------------------------
+
+
+async def test_deeply_nested_layer_bodies_are_400(api: Api) -> None:
+    deep = ("[" * 100_000).encode()
+    headers = await slide_session(api)
+    response = await api.client.put(
+        f"/ngv/slides/{DICOM_SLIDE}/layers/Deep", data=deep,
+        headers={**headers, "Content-Type": "application/json"})
+    assert response.status == 400
+    assert "nested" in (await response.json())["error"]
+    response = await api.client.put(
+        f"/webdv/slides/{DICOM_SLIDE}/layers/Deep", params={"username": "x"}, data=deep,
+        headers={"Authorization": API_KEY, "Content-Type": "application/json"})
+    assert response.status == 400
+    assert "nested" in (await response.json())["error"]

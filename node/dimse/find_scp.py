@@ -18,11 +18,13 @@ from pynetdicom import evt
 from pynetdicom.events import Event
 
 from node import metrics
+from node.dimse.access import STATUS_NOT_AUTHORIZED, CallerAccess
 from node.dimse.identifier_bytes import (
     EncodedIdentifier,
     IdentifierEncoder,
     install_encoded_identifiers,
 )
+from node.dimse.peer_text import peer_address
 from node.dimse.qr_identifier import (
     STATUS_CANCEL,
     STATUS_IDENTIFIER_MISMATCH,
@@ -85,9 +87,13 @@ def each_in_batches(batches: Generator[list[T], None, None],
 
 
 @metrics.dimse_timed("C-FIND")
-def handle_find(event: Event, services: NodeServices) -> Iterator[tuple[Any, Dataset | None]]:
+def handle_find(event: Event, services: NodeServices, access: CallerAccess
+                ) -> Iterator[tuple[Any, Dataset | None]]:
     calling = event.assoc.requestor.ae_title
     started = time.perf_counter()
+    if access.refuses("C-FIND", calling, peer_address(event.assoc)):
+        yield failure_status(STATUS_NOT_AUTHORIZED, "calling AE title not authorized"), None
+        return
     try:
         parsed = parse_identifier(event.identifier, str(event.request.AffectedSOPClassUID))
     except InvalidInput as exc:
@@ -132,7 +138,7 @@ def handle_find(event: Event, services: NodeServices) -> Iterator[tuple[Any, Dat
              calling, count, (time.perf_counter() - started) * 1000)
 
 
-def handlers(services: NodeServices) -> list[tuple[Any, ...]]:
+def handlers(services: NodeServices, access: CallerAccess) -> list[tuple[Any, ...]]:
     install_encoded_identifiers()
     install_fast_dimse()
-    return [(evt.EVT_C_FIND, handle_find, [services])]
+    return [(evt.EVT_C_FIND, handle_find, [services, access])]

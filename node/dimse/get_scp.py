@@ -15,6 +15,7 @@ from pynetdicom import evt
 from pynetdicom.events import Event
 
 from node import metrics
+from node.dimse.access import CallerAccess
 from node.dimse.retrieve import install_stored_file_sending, start_retrieval, sub_operations
 from node.dimse.syntax_negotiation import install_syntax_negotiation
 from node.index.query import stored_syntaxes_since
@@ -22,8 +23,8 @@ from node.services import NodeServices
 
 
 @metrics.dimse_timed("C-GET")
-def handle_get(event: Event, services: NodeServices) -> Iterator[Any]:
-    retrieval = start_retrieval(event, services, "C-GET")
+def handle_get(event: Event, services: NodeServices, access: CallerAccess) -> Iterator[Any]:
+    retrieval = start_retrieval(event, services, "C-GET", access)
     if retrieval.failure is not None:
         # pynetdicom takes a failure status only after a non-zero sub-operation count.
         yield 1
@@ -33,9 +34,9 @@ def handle_get(event: Event, services: NodeServices) -> Iterator[Any]:
     yield from sub_operations(event, retrieval)
 
 
-def handlers(services: NodeServices) -> list[tuple[Any, ...]]:
+def handlers(services: NodeServices, access: CallerAccess) -> list[tuple[Any, ...]]:
     install_stored_file_sending()
     install_syntax_negotiation(
         lambda after: services.run_blocking(stored_syntaxes_since(services.sessions, after), 10.0)
     )
-    return [(evt.EVT_C_GET, handle_get, [services])]
+    return [(evt.EVT_C_GET, handle_get, [services, access])]

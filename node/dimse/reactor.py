@@ -11,9 +11,14 @@ Here each thread blocks until there is work: the DUL thread in `select` on its s
 wake-up pipe that is written whenever the association queues a primitive to send (or asks the
 thread to stop), the association thread on an event set whenever a DIMSE message or an ACSE
 primitive is queued for it. Both still wake every IDLE_WAIT seconds to look at their timers.
-The loop bodies are pynetdicom's own, so the protocol behaviour is unchanged. On an acceptor a
-C-STORE request is served by the DUL thread that received it, without the hand-over
-(`_ServingQueue` says when and why).
+The loop bodies and the state machine are pynetdicom's own, but for a peer that breaks the
+protocol and for connections that carry no association: an A-ASSOCIATE-RQ is checked against
+PS3.8 before pynetdicom decodes it, and a malformed one, or a PDU longer than the node accepts,
+is aborted with one log line (`_read_pdu_data`); an acceptor's connection that will carry no
+association (closed or aborted before a request, or its request refused) is closed at once
+rather than after acse_timeout (`_end_unestablished`). On an acceptor a C-STORE request is
+served by the DUL thread that received it, without the hand-over (`_ServingQueue` says when
+and why).
 
 These are private internals, so the patch applies only to the pynetdicom version it was written
 against; any other version keeps its own loops.
@@ -40,7 +45,9 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu import A_ABORT_RQ, P_DATA_TF
 from pynetdicom.pdu_primitives import P_DATA
 
+from node.dimse.associate_rq import Malformed, check_associate_rq
 from node.dimse.pdu_reader import PduReader
+from node.dimse.peer_text import peer_address, printable
 from node.dimse.store_receive import ProtocolError, StoreReceiver
 
 log = logging.getLogger(__name__)
@@ -118,6 +125,8 @@ _PDU_HEADER = struct.Struct(">BBL")
 _PDV_HEADER = struct.Struct(">LB")
 # PS3.8 9.3: A-ASSOCIATE-RQ/AC/RJ, P-DATA-TF, A-RELEASE-RQ/RP, A-ABORT.
 _PDU_TYPES = frozenset(range(0x01, 0x08))
+_PDU_NAMES = {0x01: "A-ASSOCIATE-RQ", 0x02: "A-ASSOCIATE-AC", 0x03: "A-ASSOCIATE-RJ",
+              0x04: "P-DATA-TF", 0x05: "A-RELEASE-RQ", 0x06: "A-RELEASE-RP", 0x07: "A-ABORT"}
 # The longest PDU other than P-DATA-TF read: an A-ASSOCIATE-RQ with every presentation context
 # the node supports and user identity is a few tens of KiB. A P-DATA-TF may be as long as the
 # Maximum Length this side announced. A longer one is refused before its body is allocated.
@@ -285,9 +294,17 @@ class EventDrivenDUL(dul.DULServiceProvider):
                 if self._store_receiver.receive(body):
                     return
         try:
+            if pdu_type == 0x01:
+                check_associate_rq(bytes(body))
             pdu, event = self._decode_pdu(header + body)
-        except Exception:
-            log.exception("unable to decode the received PDU")
+            if pdu_type == 0x01:
+                pdu.to_primitive()  # what the state machine does next, raising there
+        except Exception as exc:
+            # One line: these are the peer's bytes, not the node's bug (node/dimse/
+            # associate_rq.py), and a traceback per malformed PDU let a peer flood the log.
+            why = str(exc) if isinstance(exc, Malformed) else f"{type(exc).__name__}: {exc}"
+            log.error("malformed %s PDU from %s, aborting: %s", _PDU_NAMES[pdu_type],
+                      peer_address(self.assoc), printable(why))
             self.event_queue.put("Evt19")
             return
         self.event_queue.put(event)
@@ -340,12 +357,25 @@ class EventDrivenDUL(dul.DULServiceProvider):
             with self._send_lock:
                 state = self.state_machine.current_state
                 self.state_machine.do_action(event)
-            if event == "Evt17" and state == "Sta2":
-                # The peer closed before asking for an association (a port probe, a load
-                # balancer's health check): pynetdicom's acceptor would wait acse_timeout for
-                # an A-ASSOCIATE-RQ that cannot come, counted among the open associations all
-                # that time. None is what it gets when that wait times out: it ends now.
-                self.to_user_queue.put(None)  # type: ignore[arg-type]
+            if state in ("Sta2", "Sta3") and self.state_machine.current_state not in (
+                    "Sta3", "Sta6"):
+                self._end_unestablished(state)
+
+    def _end_unestablished(self, state: str) -> None:
+        """An acceptor's connection that will carry no association ends now: the peer closed
+        or aborted before asking for one (a port probe, a load balancer's health check), its
+        request was malformed (A-ABORT sent) or rejected (A-ASSOCIATE-RJ sent). pynetdicom
+        would wait for the peer to close, up to acse_timeout (the ARTIM timer), and while it
+        waits for a request that cannot come the connection counts among the open associations:
+        forty malformed requests kept every slot of the node taken for 30 s. The A-ABORT or
+        A-ASSOCIATE-RJ has been written to the socket already; the peer reads it before the
+        end of the stream."""
+        transport = self.socket
+        if transport is not None and transport.socket is not None:
+            transport.close()  # Evt17: Sta13 -> Sta1
+        if state == "Sta2":
+            # What the association thread gets when its wait for the request times out.
+            self.to_user_queue.put(None)  # type: ignore[arg-type]
 
 
 class _Checkpoint(threading.Event):

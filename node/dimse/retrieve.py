@@ -29,7 +29,9 @@ from pynetdicom.association import Association
 from pynetdicom.events import Event
 from pynetdicom.presentation import PresentationContext, build_context
 
+from node.dimse.access import STATUS_NOT_AUTHORIZED, CallerAccess
 from node.dimse.light_dataset import init_empty, put_uid
+from node.dimse.peer_text import peer_address
 from node.dimse.qr_identifier import (
     STATUS_CANCEL,
     STATUS_IDENTIFIER_MISMATCH,
@@ -173,10 +175,16 @@ class Retrieval:
     started: float = field(default_factory=time.perf_counter)
 
 
-def start_retrieval(event: Event, services: NodeServices, service: str) -> Retrieval:
-    """Read the request's identifier and find its files; a bad identifier (0xA900) or a failed
-    look-up (0xC000) leaves `failure` set instead."""
+def start_retrieval(event: Event, services: NodeServices, service: str,
+                    access: CallerAccess) -> Retrieval:
+    """Read the request's identifier and find its files; a calling AE title not allowed to
+    retrieve (0x0124), a bad identifier (0xA900) or a failed look-up (0xC000) leaves `failure`
+    set instead."""
     retrieval = Retrieval(service, event.assoc.requestor.ae_title)
+    if access.refuses(service, retrieval.calling, peer_address(event.assoc)):
+        retrieval.failure = failure_status(STATUS_NOT_AUTHORIZED,
+                                           "calling AE title not authorized")
+        return retrieval
     try:
         retrieval.files = matching_files(services, event.identifier,
                                          str(event.request.AffectedSOPClassUID))

@@ -57,6 +57,7 @@ from sqlalchemy import func, select
 
 from node.config import Config, RemoteNode
 from node.dimse.server import configure_pynetdicom
+from node.dimse.store_receive import received_write_error
 from node.dimse.store_scp import (
     STATUS_CANNOT_UNDERSTAND,
     STATUS_DATASET_MISMATCH,
@@ -99,9 +100,10 @@ RETURN_KEYS: dict[str, tuple[str, ...]] = {
     ),
 }
 
-# What a C-GET proposes for the instances coming back: pynetdicom's 120 most common storage SOP
-# classes (with the Get context that makes 121, under the 128 presentation contexts an
-# association may carry), each with the transfer syntaxes archives actually store.
+# What a C-GET proposes for the instances coming back: the storage SOP classes of pynetdicom's
+# StoragePresentationContexts (its 120 most common ones in 3.0.4), each with the transfer
+# syntaxes archives actually store. With the Get context that makes 121 presentation contexts;
+# the cap of 127 keeps a longer list under the 128 an association may carry (PS3.8 9.3.2.2).
 GET_TRANSFER_SYNTAXES = [
     ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian,
     JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLosslessSV1, JPEGLSLossless, JPEGLSNearLossless,
@@ -408,6 +410,9 @@ def _store_retrieved(event: Event, services: NodeServices) -> int:
     sender = event.assoc.requestor.ae_title if event.assoc.is_acceptor else \
         event.assoc.acceptor.ae_title
     try:
+        write_error = received_write_error(event.request)
+        if write_error is not None:  # the receiver could not write it (node/dimse/store_receive)
+            raise write_error
         incoming = _into_incoming(services.storage, Path(event.dataset_path))
         result = services.ingestor.ingest_incoming_blocking(
             incoming, f"retrieve:{sender}", services.config.dicom.dimse_timeout

@@ -22,9 +22,11 @@ from pynetdicom.sop_class import (
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
+from node.association_limit import AssociationLimit
 from node.config import Config
 from node.connection_load import REFRESH_SECONDS, ConnectionLoad
 from node.dimse import find_scp, get_scp, move_scp, store_direct, store_scp
+from node.dimse.access import AssociationGate, CallerAccess
 from node.dimse.command_reader import install_command_reader
 from node.dimse.reactor import install_event_driven_reactors
 from node.dimse.shared_listener import shared_server_class
@@ -92,6 +94,7 @@ class SharedListener:
     listener: socket.socket
     load: ConnectionLoad
     worker: int
+    limit: AssociationLimit
 
 
 class DicomServer:
@@ -108,16 +111,22 @@ class DicomServer:
         # pynetdicom writes received datasets with NamedTemporaryFile in the default temporary
         # folder; pointing it at incoming/ keeps the final rename on one file system.
         tempfile.tempdir = str(self.services.storage.incoming)
+        access = CallerAccess.from_config(self.services.config)
         handlers: list[Any] = [(evt.EVT_C_ECHO, lambda event: 0x0000)]
         for module in (store_scp, find_scp, move_scp, get_scp):
-            handlers.extend(module.handlers(self.services))
+            handlers.extend(module.handlers(self.services, access))
         dicom = self.services.config.dicom
         if shared is None:
+            # One process: pynetdicom's own count of associations is the node's.
+            handlers.append((evt.EVT_REQUESTED, AssociationGate(access)))
             self._server = self.ae.start_server(
                 (dicom.bind, dicom.port), block=False, evt_handlers=handlers
             )
         else:
-            server_class = shared_server_class(shared.listener, shared.load, shared.worker)
+            server_class = shared_server_class(shared.listener, shared.load, shared.worker,
+                                               shared.limit)
+            handlers.append((evt.EVT_REQUESTED, AssociationGate(
+                access, server_class.holds_slot, shared.limit.limit)))
             self._server = self.ae.make_server(
                 (dicom.bind, dicom.port), evt_handlers=handlers, server_class=server_class
             )

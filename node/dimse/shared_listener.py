@@ -7,6 +7,11 @@ wins the race takes it, and four associations from one modality could all land o
 (node/connection_load.py), and a worker serving more than another live one leaves a pending
 connection alone for a few milliseconds, so that the less busy one takes it. Never for long: a
 worker that has hung must not hold up new associations.
+
+Each connection accepted also takes one of the node's `dicom.max_associations` slots
+(node/association_limit.py), held until its association's thread has ended; one accepted when
+none is left is served only as far as answering its request with an A-ASSOCIATE-RJ (node/dimse/
+access.py, AssociationGate).
 """
 
 from __future__ import annotations
@@ -20,13 +25,14 @@ from typing import Any
 
 from pynetdicom.transport import ThreadedAssociationServer
 
+from node.association_limit import AssociationLimit
 from node.connection_load import ASSOCIATION_YIELD_SECONDS, YIELD_POLL_SECONDS, ConnectionLoad
 
 LISTEN_BACKLOG = 128
 
 
-def shared_server_class(listener: socket.socket, load: ConnectionLoad,
-                        worker: int) -> type[ThreadedAssociationServer]:
+def shared_server_class(listener: socket.socket, load: ConnectionLoad, worker: int,
+                        limit: AssociationLimit) -> type[SharedListenerServerBase]:
     """A pynetdicom server class that serves `listener` (bound by the supervisor) instead of
     binding its own socket, and takes its share of the connections (see the module docstring)."""
 
@@ -37,9 +43,20 @@ def shared_server_class(listener: socket.socket, load: ConnectionLoad,
     # twice, a worker that published in that moment looked busier than it was for up to
     # REFRESH_SECONDS, and the other took the next connection (3-1 again, in CI).
     starting: set[socket.socket] = set()
+    # Connections holding one of the node's association slots.
+    holding: set[socket.socket] = set()
     starting_lock = threading.Lock()
 
-    class SharedListenerServer(ThreadedAssociationServer):
+    class SharedListenerServer(SharedListenerServerBase):
+        # The thread serving a connection waits for its association's end (to give the slot
+        # back): it must not keep the process from exiting.
+        daemon_threads = True
+
+        @staticmethod
+        def holds_slot(assoc: Any) -> bool:
+            with starting_lock:
+                return _socket_of(assoc) in holding
+
         def serving(self) -> int:
             with starting_lock:
                 pending = set(starting)
@@ -68,17 +85,31 @@ def shared_server_class(listener: socket.socket, load: ConnectionLoad,
                     raise BlockingIOError("another worker took the connection")
             client, address = super().get_request()
             client.setblocking(True)
+            slot = limit.take(worker)
             with starting_lock:
                 starting.add(client)
+                if slot:
+                    holding.add(client)
             load.publish(worker, self.serving())
             return client, address
 
         def process_request_thread(self, request: Any, client_address: Any) -> None:
             try:
-                super().process_request_thread(request, client_address)  # starts its thread
+                try:
+                    super().process_request_thread(request, client_address)  # starts its thread
+                finally:
+                    with starting_lock:
+                        starting.discard(request)
+                assoc = next((assoc for assoc in self.active_associations
+                              if _socket_of(assoc) is request), None)
+                if assoc is not None:
+                    assoc.join()
             finally:
                 with starting_lock:
-                    starting.discard(request)
+                    held = request in holding
+                    holding.discard(request)
+                if held:
+                    limit.give_back(worker)
 
         def service_actions(self) -> None:
             # serve_forever calls it between accepts, and every REFRESH_SECONDS when idle
@@ -96,6 +127,15 @@ def shared_server_class(listener: socket.socket, load: ConnectionLoad,
             self.server_close()
 
     return SharedListenerServer
+
+
+class SharedListenerServerBase(ThreadedAssociationServer):
+    """What shared_server_class makes, as the rest of the node sees it."""
+
+    @staticmethod
+    def holds_slot(assoc: Any) -> bool:
+        """Whether the association's connection holds one of the node's slots."""
+        raise NotImplementedError
 
 
 def _socket_of(assoc: Any) -> socket.socket | None:

@@ -28,6 +28,7 @@ from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.sop_class import uid_to_service_class
 
 from node.dimse import wire
+from node.dimse.peer_text import peer_address
 
 _SENT_HANDLERS = (evt.EVT_DIMSE_SENT, evt.EVT_PDU_SENT, evt.EVT_DATA_SENT)
 
@@ -41,6 +42,9 @@ class ReceivedStore:
     move_originator: str | None
     head: bytes | None  # the file's first bytes when the receiver kept them
     size: int | None = None  # the file's size when the receiver counted it
+    peer: str = "?"  # the requestor's host:port, for the log
+    # Why the receiver could not write the file (it is gone then): answered as such.
+    write_error: OSError | None = None
 
 
 # The handler's direct form: (request, *the handler's bound args) -> (status, error comment).
@@ -86,7 +90,7 @@ def _direct_handler(assoc: Any, context_id: int, values: dict[str, Any]
 
 
 def answer(assoc: Any, context_id: int, values: dict[str, Any], path: Path, head: bytes,
-           size: int) -> bool:
+           size: int, write_error: OSError | None) -> bool:
     """Serve a received C-STORE request here; False (the file untouched) when it is
     pynetdicom's to serve. Called by the association's DUL thread with its send lock held."""
     found = _direct_handler(assoc, context_id, values)
@@ -95,7 +99,7 @@ def answer(assoc: Any, context_id: int, values: dict[str, Any], path: Path, head
     direct, args = found
     request = ReceivedStore(path, assoc.requestor.ae_title,
                             values.get("MoveOriginatorApplicationEntityTitle") or None, head,
-                            size)
+                            size, peer_address(assoc), write_error)
     # As for a request served by the DUL thread (reactor._ServingQueue): the association
     # thread must not take the idle time meanwhile for a network timeout.
     assoc._node_dul_serving = True

@@ -11,7 +11,9 @@ set by the command reader, the data set appended to a file in incoming/ behind t
 Meta Information pynetdicom writes. The finished request is offered to the handler's direct
 form (store_direct.py), which answers it in this thread; failing that it is put on the
 association's DIMSE queue as pynetdicom puts it (the same primitive, `_dataset_path` set).
-Nothing changes state:
+A file that cannot be written (a full disk) is deleted at once; the rest of its data set is
+read and dropped, and the request goes the same way with the error (received_write_error), to
+be answered with a failure status instead of an A-ABORT. Nothing changes state:
 P-DATA in Sta6 leaves the state machine in Sta6. Every other message, a PDU the state machine
 has something queued ahead of, and every association with handlers for received data, PDUs or
 DIMSE messages go pynetdicom's way; so does a command set this reader does not know.
@@ -46,9 +48,10 @@ _MAX_PARTS = 512  # well under IOV_MAX (1024 on Linux)
 _RECEIVE_HANDLERS = (evt.EVT_DATA_RECV, evt.EVT_PDU_RECV, evt.EVT_DIMSE_RECV)
 
 _enabled = False
-# (association, context ID, command values, file, its first bytes, its size) -> True when it
-# answered the request itself (node/dimse/store_direct.py), else pynetdicom serves it.
-Answer = Callable[[Any, int, dict[str, Any], Path, bytes, int], bool]
+# (association, context ID, command values, file, its first bytes, its size, the error that
+# stopped its writing) -> True when it answered the request itself
+# (node/dimse/store_direct.py), else pynetdicom serves it.
+Answer = Callable[[Any, int, dict[str, Any], Path, bytes, int, OSError | None], bool]
 _answer: Answer | None = None
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _serial = itertools.count()
@@ -122,14 +125,23 @@ class _IncomingFile:
 
     def close(self) -> None:
         """Write what is gathered, then close; the file is closed even when the write fails."""
+        if self._fd < 0:
+            return
         try:
             self._flush()
         finally:
-            os.close(self._fd)
+            self._release()
 
     def abandon(self) -> None:
         self._parts.clear()
-        os.close(self._fd)
+        self._release()
+
+    def _release(self) -> None:
+        """Close the descriptor once: closed twice, its number may by then be another
+        thread's file."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
 
     def _flush(self) -> None:
         parts = self._parts
@@ -148,6 +160,11 @@ def received_head(request: Any) -> bytes | None:
     return getattr(request, "_node_head", None)
 
 
+def received_write_error(request: Any) -> OSError | None:
+    """Why the receiver could not write a request's file (it is gone), else None."""
+    return getattr(request, "_node_write_error", None)
+
+
 class StoreReceiver:
     """One association's C-STORE request in progress, fed with the bodies of P-DATA-TF PDUs by
     its DUL thread (node/dimse/reactor.py), with the DUL's send lock held as for DT-2."""
@@ -161,6 +178,7 @@ class StoreReceiver:
         # The file's first bytes, for the header scan (received_head).
         self._head = bytearray()
         self._size = 0
+        self._write_error: OSError | None = None  # the data set's file could not be written
 
     def receive(self, body: bytes | bytearray) -> bool:
         """Read this PDU's fragments; False (nothing read) when it is pynetdicom's to decode."""
@@ -186,9 +204,7 @@ class StoreReceiver:
             elif control & 1 or context_id != self._context_id:
                 raise ProtocolError("a command fragment inside a C-STORE data set")
             else:
-                assert self._file is not None
-                self._file.write(view[start:stop])
-                self._size += stop - start
+                self._write(view[start:stop])
                 missing = HEAD_BYTES - len(self._head)
                 if missing > 0:
                     self._head += view[start:min(stop, start + missing)]
@@ -203,7 +219,26 @@ class StoreReceiver:
             self._file.abandon()
         if self._path is not None:
             self._path.unlink(missing_ok=True)
-        self._command = self._file = self._path = None
+        self._command = self._file = self._path = self._write_error = None
+
+    def _write(self, fragment: bytes | memoryview) -> None:
+        self._size += len(fragment)
+        if self._file is None:  # writing failed: the rest of the data set is dropped
+            return
+        try:
+            self._file.write(fragment)
+        except OSError as exc:
+            self._drop(exc)
+
+    def _drop(self, error: OSError) -> None:
+        """The file cannot be written (a full disk, no descriptor left): it goes now, not at
+        the next start, and the request is answered with `error` when its data set is read."""
+        self._write_error = error
+        if self._file is not None:
+            self._file.abandon()
+            self._file = None
+        if self._path is not None:
+            self._path.unlink(missing_ok=True)
 
     def _applies(self) -> bool:
         assoc = self._assoc
@@ -233,31 +268,41 @@ class StoreReceiver:
             or not isinstance(sop_instance, str)
         ):
             return False
-        fd, name = _create_incoming()
-        self._path = Path(name)
-        file = self._file = _IncomingFile(fd)
-        self._head = bytearray(_PREAMBLE)
-        self._head += file_meta_bytes(sop_class, sop_instance, context.transfer_syntax[0])
-        file.write(bytes(self._head))
-        self._size = len(self._head)
         self._command = command_set
         self._context_id = context_id
+        self._head = bytearray(_PREAMBLE)
+        self._head += file_meta_bytes(sop_class, sop_instance, context.transfer_syntax[0])
+        self._size = 0
+        try:
+            fd, name = _create_incoming()
+        except OSError as exc:
+            self._path = Path(str(exc.filename))
+            self._drop(exc)
+            return True
+        self._path = Path(name)
+        self._file = _IncomingFile(fd)
+        self._write(bytes(self._head))
         return True
 
     def _finish(self) -> None:
-        assert self._file is not None
-        command, path, context_id = self._command, self._path, self._context_id
+        command, path, file = self._command, self._path, self._file
         assert command is not None and path is not None
-        self._file.close()
-        self._command = self._file = self._path = None
+        if file is not None:
+            try:
+                file.close()
+            except OSError as exc:
+                self._drop(exc)
+        error, context_id = self._write_error, self._context_id
+        self._command = self._file = self._path = self._write_error = None
         head = bytes(self._head)
         if _answer is not None and _answer(self._assoc, context_id, command.values, path, head,
-                                           self._size):
+                                           self._size, error):
             return
         request = build_primitive("C_STORE_RQ", command, BytesIO(), context_id)
         request._dataset_path = path
         request._dataset_file = _ReceivedFile(str(path))
         request._node_head = head
+        request._node_write_error = error
         self._assoc.dimse.msg_queue.put((context_id, request))
 
     def _hand_over(self, rest: memoryview) -> None:

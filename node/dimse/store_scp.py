@@ -8,6 +8,7 @@ pynetdicom's service class (node/dimse/store_direct.py); the event handler serve
 
 from __future__ import annotations
 
+import errno
 import logging
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,11 @@ from pynetdicom.events import Event
 
 from node import metrics
 from node.dimse import store_direct
+from node.dimse.access import STATUS_NOT_AUTHORIZED, CallerAccess
 from node.dimse.origin import store_origin
+from node.dimse.peer_text import peer_address
 from node.dimse.store_direct import ReceivedStore
-from node.dimse.store_receive import received_head
+from node.dimse.store_receive import received_head, received_write_error
 from node.errors import InvalidInput
 from node.index.writer import AddOutcome
 from node.services import NodeServices
@@ -36,16 +39,23 @@ STATUS_CANNOT_UNDERSTAND = 0xC000
 STATUS_OUT_OF_RESOURCES = 0xA700
 
 
-def store_received(request: ReceivedStore, services: NodeServices) -> tuple[int, str | None]:
+def store_received(request: ReceivedStore, services: NodeServices, access: CallerAccess
+                   ) -> tuple[int, str | None]:
     """Ingest the request's file (it is consumed: stored or deleted); the status to answer and
     its error comment."""
-    status, comment = _store(request, services)
-    if status >= 0xA000 and status & 0xF000 != 0xB000:
+    status, comment = _store(request, services, access)
+    if (status >= 0xA000 and status & 0xF000 != 0xB000) or status == STATUS_NOT_AUTHORIZED:
         metrics.store_failure(status)
     return status, comment
 
 
-def _store(request: ReceivedStore, services: NodeServices) -> tuple[int, str | None]:
+def _store(request: ReceivedStore, services: NodeServices, access: CallerAccess
+           ) -> tuple[int, str | None]:
+    if access.refuses("C-STORE", request.sender, request.peer):
+        request.path.unlink(missing_ok=True)
+        return STATUS_NOT_AUTHORIZED, "calling AE title not authorized"
+    if request.write_error is not None:  # the receiver could not write it: nothing to ingest
+        return _not_stored(request.sender, request.write_error)
     try:
         result = services.ingestor.ingest_incoming_blocking(
             request.path,
@@ -56,8 +66,7 @@ def _store(request: ReceivedStore, services: NodeServices) -> tuple[int, str | N
         log.warning("C-STORE from %s refused: %s", request.sender, exc)
         return STATUS_DATASET_MISMATCH, str(exc)
     except OSError as exc:
-        log.error("C-STORE from %s could not be stored: %s", request.sender, exc)
-        return STATUS_OUT_OF_RESOURCES, "storage error"
+        return _not_stored(request.sender, exc)
     except Exception:
         log.exception("C-STORE from %s failed", request.sender)
         return STATUS_CANNOT_UNDERSTAND, "internal error while storing"
@@ -68,16 +77,26 @@ def _store(request: ReceivedStore, services: NodeServices) -> tuple[int, str | N
     return STATUS_SUCCESS, None
 
 
-def handle_store(event: Event, services: NodeServices) -> Dataset | int:
+def _not_stored(sender: str, error: OSError) -> tuple[int, str]:
+    """Out of resources: a status the sender may try again after, where an A-ABORT would have
+    it give up on the whole association."""
+    log.error("C-STORE from %s could not be stored: %s", sender, error)
+    full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+    return STATUS_OUT_OF_RESOURCES, "storage full" if full else "storage error"
+
+
+def handle_store(event: Event, services: NodeServices, access: CallerAccess
+                 ) -> Dataset | int:
     """The requests pynetdicom serves itself. Success is answered as a bare status code:
     pynetdicom accepts it, and a status Dataset for every stored instance cost ~5% of the
     handler thread's time."""
     request = ReceivedStore(
         Path(event.dataset_path), event.assoc.requestor.ae_title,
         getattr(event.request, "MoveOriginatorApplicationEntityTitle", None),
-        received_head(event.request),
+        received_head(event.request), peer=peer_address(event.assoc),
+        write_error=received_write_error(event.request),
     )
-    status, comment = store_received(request, services)
+    status, comment = store_received(request, services, access)
     if comment is None:
         return status
     answer = Dataset()
@@ -86,6 +105,6 @@ def handle_store(event: Event, services: NodeServices) -> Dataset | int:
     return answer
 
 
-def handlers(services: NodeServices) -> list[tuple[Any, ...]]:
+def handlers(services: NodeServices, access: CallerAccess) -> list[tuple[Any, ...]]:
     store_direct.register(handle_store, store_received)
-    return [(evt.EVT_C_STORE, handle_store, [services])]
+    return [(evt.EVT_C_STORE, handle_store, [services, access])]

@@ -158,7 +158,7 @@ def pdus(context_id: int, values: Iterator[Any]) -> list[Any]:
     return out
 
 
-def _file_values(path: Any, offset: int, max_pdu: int) -> Iterator[list[Any]]:
+def file_values(path: Any, offset: int, max_pdu: int) -> Iterator[list[Any]]:
     """The data set of a stored file as PDV values, FILE_CHUNK bytes of them at a time, read
     the way pynetdicom reads it (max_pdu - 6 bytes per fragment)."""
     with open(path, "rb") as f:
@@ -252,19 +252,6 @@ def message_values(primitive: Any, max_pdu: int) -> tuple[list[Any], Any] | None
     return values, (path if dataset is None else None)
 
 
-def encode_message(primitive: Any, context_id: int, max_pdu: int) -> bytes | None:
-    """The PDUs send_msg writes for `primitive`, as bytes (None: pynetdicom would send it)."""
-    found = message_values(primitive, max_pdu)
-    if found is None:
-        return None
-    values, path = found
-    data = b"".join(pdus(context_id, iter(values)))
-    if path:
-        for chunk in _file_values(path[0], path[1], max_pdu):
-            data += b"".join(pdus(context_id, iter(chunk)))
-    return data
-
-
 def send_msg(self: Any, primitive: Any, context_id: int) -> None:
     """DIMSEServiceProvider.send_msg, with the fast path described in the module docstring."""
     found = (None if self.assoc.get_handlers(evt.EVT_DIMSE_SENT)
@@ -285,7 +272,7 @@ def send_msg(self: Any, primitive: Any, context_id: int) -> None:
     _send(self, context_id, values)
     if path:
         file_path, offset = path
-        for chunk in _file_values(file_path, offset, self.maximum_pdu_size):
+        for chunk in file_values(file_path, offset, self.maximum_pdu_size):
             _send(self, context_id, chunk)
 
 

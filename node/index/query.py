@@ -61,9 +61,6 @@ UNIQUE_KEYS = {
     Level.IMAGE: "SOPInstanceUID",
 }
 
-# Keys answered with a fixed value rather than from a column.
-_CONSTANT_KEYS = {"InstanceAvailability": "ONLINE"}
-
 Expr = SQLColumnExpression[Any]
 AnySelect = Select[*tuple[Any, ...]]
 

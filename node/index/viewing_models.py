@@ -147,7 +147,7 @@ class AuditEvent(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    # "issue", "redeem", "redeem-refused", "revoke", "revoke-sessions".
+    # "issue", "redeem", "redeem-refused", "revoke", "revoke-sessions", "stow".
     action: Mapped[str] = mapped_column(String(16))
     username: Mapped[str] = mapped_column(String(64), default="")
     role: Mapped[str] = mapped_column(String(64), default="")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import errno
 import logging
 import sqlite3
 import threading
@@ -267,7 +268,7 @@ class IndexWriter:
                 return
             log.error("index commit failed for SOP Instance UID %s: %s",
                       batch[0].item.record.sop_uid, exc)
-            batch[0].future.set_exception(exc)
+            batch[0].future.set_exception(_disk_full(exc) or exc)
             return
         for pending, outcome in zip(batch, outcomes, strict=True):
             pending.future.set_result(outcome)
@@ -298,6 +299,14 @@ class IndexWriter:
 
         async with self._engine.begin() as conn:
             return await conn.run_sync(upsert)
+
+
+def _disk_full(exc: Exception) -> OSError | None:
+    """SQLite's "database or disk is full" as the OSError a full disk raises for the file, so
+    that every door answers both alike (C-STORE: 0xA700, out of resources)."""
+    if isinstance(exc, sqlite3.Error) and exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
+        return OSError(errno.ENOSPC, f"the index database: {exc}")
+    return None
 
 
 def _commit_sqlite(connection: sqlite3.Connection, lock: WriteLock, cache: _KeyCache,

@@ -96,7 +96,8 @@ class StudyPreloader:
         self._services = services
         self._renderer: FrameRenderer | None = None
         settings = services.config.jobs
-        board = JobBoard(services.engine, settings, worker_name(services.config.instance_name))
+        board = JobBoard(services.engine, settings, worker_name(services.config.instance_name),
+                         services.clock)
         self._board = board
         self._runner = JobRunner(board, settings, KIND, self._preload, PRELOAD_JOBS,
                                  blocked_by=RETRIEVE_KIND)

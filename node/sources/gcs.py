@@ -5,6 +5,10 @@ google-cloud-storage runs in worker threads; its retries are off (the pipeline r
 `[cloud] gcs_endpoint_url` set, the endpoint is an emulator or a private gateway: requests to it
 carry no credentials (an emulator takes none, and a Google OAuth exchange would be sent off the
 machine). The key is still parsed, so a malformed one is refused either way.
+
+The key names the endpoint its signed assertion is posted to (`token_uri`): the caller writes
+the key, so only Google's token endpoints (or the configured emulator) are accepted, and the node
+never posts anywhere else a request told it to.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO
+from urllib.parse import urlsplit
 
 from google.api_core import exceptions as api_exceptions
 from google.auth import exceptions as auth_exceptions
@@ -22,6 +27,7 @@ from google.cloud import storage
 from google.oauth2 import service_account
 from requests import exceptions as http_exceptions
 
+from node.errors import InvalidInput
 from node.sources.base import BucketSource, SourceError, TransientSourceError
 from node.sources.request import StorageSpec, StudyEntry
 
@@ -29,6 +35,30 @@ for _name in ("google", "google.auth", "google.cloud", "urllib3", "requests"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 READ_ONLY = ["https://www.googleapis.com/auth/devstorage.read_only"]
+# Where Google's service-account keys send their assertion (the older one in older keys).
+GOOGLE_TOKEN_URIS = ("https://oauth2.googleapis.com/token",
+                     "https://accounts.google.com/o/oauth2/token")
+
+
+def check_token_uri(storage_spec: StorageSpec, endpoint_url: str, where: str) -> None:
+    """InvalidInput naming `where` (the key's field) unless the key's `token_uri` is Google's,
+    or on the configured emulator `endpoint_url`."""
+    uri = storage_spec.service_account.get("token_uri")
+    if uri in GOOGLE_TOKEN_URIS:
+        return
+    if endpoint_url and isinstance(uri, str) and _origin(uri) == _origin(endpoint_url):
+        return
+    raise InvalidInput(f"{where}: the service-account key's token_uri must be "
+                       f"{GOOGLE_TOKEN_URIS[0]}" + (" or on [cloud] gcs_endpoint_url"
+                                                    if endpoint_url else ""), field=where)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    try:
+        parts = urlsplit(url)
+        return parts.scheme, (parts.hostname or ""), parts.port
+    except ValueError:
+        return "", "", None
 
 
 def credentials_for(storage_spec: StorageSpec) -> Credentials:

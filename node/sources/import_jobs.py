@@ -51,7 +51,8 @@ class ImportJobs:
         self.preload = preload
         self.vault = CredentialVault(services.config.credentials_key_path)
         settings = services.config.jobs
-        board = JobBoard(services.engine, settings, worker_name(services.config.instance_name))
+        board = JobBoard(services.engine, settings, worker_name(services.config.instance_name),
+                         services.clock)
         self._runner = JobRunner(board, settings, JOB_KIND, self._import,
                                  services.config.sources.imports_at_once,
                                  finished=self._finished)

@@ -24,6 +24,7 @@ from sqlalchemy import select
 
 from node.config import Config
 from node.errors import NodeError
+from node.file_completeness import check_complete
 from node.index.models import Instance
 from node.index.writer import AddOutcome
 from node.ingest import IngestResult
@@ -149,6 +150,7 @@ class Importer:
         storage = self.services.storage
         if prepared.stat().st_size != size or storage.exists(relative):
             return None
+        check_complete(prepared)  # the ingest path's walk, which this way around skips
         storage.flush_path(prepared)
         # The row is committed already: placing it is the whole job (a folder renames and
         # fsyncs, an object store uploads).

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from node.config import Config
 from node.sources.base import Source
 from node.sources.folder import FolderSource
-from node.sources.gcs import GoogleBucket
+from node.sources.gcs import GoogleBucket, check_token_uri
 from node.sources.local import LocalFiles
+from node.sources.outbound import OutboundPolicy
 from node.sources.request import S3_TYPES, OpenRequest
 from node.sources.s3 import S3Bucket, endpoint_for
 from node.sources.wado_rs import WadoRs
@@ -31,13 +32,16 @@ class ImportPlan:
 
 
 def plan_import(request: OpenRequest, mappings: MappingTable, config: Config) -> ImportPlan:
-    """The sources of a request; InvalidInput naming the field of any refused path."""
+    """The sources of a request; InvalidInput naming the field of any refused path, WADO URL
+    (node/sources/outbound.py) or service-account key. Resolves the URLs' host names: run it in
+    a thread."""
     if request.folder:
         folder = mappings.resolve(request.folder, "folder.path", kind="folder")
         return ImportPlan(request, (FolderSource(folder),), ())
     cloud = config.cloud
     timeout = config.sources.fetch_timeout
     concurrency = config.sources.fetch_concurrency
+    outbound = OutboundPolicy.from_config(config)
     sources: list[Source] = []
     for study in request.studies:
         storage = study.storage
@@ -52,10 +56,11 @@ def plan_import(request: OpenRequest, mappings: MappingTable, config: Config) ->
             endpoint = endpoint_for(storage, cloud.aws_endpoint_url, cloud.wasabi_endpoint_url)
             sources.append(S3Bucket(study, storage, endpoint, timeout, concurrency))
         elif storage.type == "google-bucket":
+            check_token_uri(storage, cloud.gcs_endpoint_url, f"{study.where}.storage.token")
             sources.append(GoogleBucket(study, storage, cloud.gcs_endpoint_url, timeout))
-        elif storage.type == "wado-rs":
-            sources.append(WadoRs(study, storage, timeout, concurrency))
         else:
-            sources.append(WadoUri(study, storage, timeout, concurrency))
+            outbound.check_url(storage.url, f"{study.where}.storage.url")
+            wado = WadoRs if storage.type == "wado-rs" else WadoUri
+            sources.append(wado(study, storage, outbound, timeout, concurrency))
     uids = tuple(dict.fromkeys(study.study_uid for study in request.studies))
     return ImportPlan(request, tuple(sources), uids)

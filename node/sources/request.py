@@ -6,8 +6,10 @@ know is ignored, and the whole request's such fields are named in one log line: 
 field of a later version of the API (`folder.recursive`, say) still opens its studies. A known
 field with a wrong type or value is refused.
 
-Secrets (cloud keys, WADO headers) live only in `StorageSpec`, hidden from `repr`, and are left
-out of `OpenRequest.as_json()`, which is what the viewing context keeps.
+Secrets (cloud keys, WADO headers, the user name and password of a WADO URL such as
+`http://user:password@pacs/wado`) live only in `StorageSpec`, hidden from `repr`, and are left
+out of `OpenRequest.as_json()`, which is what the viewing context keeps: its URL is the one
+without them.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from node.errors import InvalidInput
 from node.instance_record import is_valid_uid
+from node.json_input import parse_json
 from node.slide_metadata import JSON_FIELDS, SlideMetadata
 
 log = logging.getLogger(__name__)
@@ -97,10 +100,14 @@ class StorageSpec:
     # The decoded service-account key of a google-bucket.
     service_account: dict[str, Any] = field(default_factory=dict, repr=False)
     http_headers: dict[str, str] = field(default_factory=dict, repr=False)
+    # The user name and password the WADO URL carried (`url` is the URL without them).
+    url_user: str = field(default="", repr=False)
+    url_password: str = field(default="", repr=False)
 
     def secrets(self) -> list[str]:
         """Every secret value of the request, for tests and redaction."""
-        values = [self.access_key, self.secret_key, *self.http_headers.values()]
+        values = [self.access_key, self.secret_key, *self.http_headers.values(),
+                  self.url_user, self.url_password]
         values += [str(v) for k, v in self.service_account.items()
                    if k in ("private_key", "private_key_id")]
         return [v for v in values if v]
@@ -113,7 +120,22 @@ class StorageSpec:
         if self.type == "google-bucket":
             text = json.dumps(self.service_account, separators=(",", ":"))
             return {"token": base64.b64encode(text.encode()).decode()}
-        return {"httpHeaders": dict(self.http_headers)} if self.http_headers else {}
+        out: dict[str, Any] = {}
+        if self.http_headers:
+            out["httpHeaders"] = dict(self.http_headers)
+        if self.url_user or self.url_password:
+            out["url"] = self.url_with_credentials()
+        return out
+
+    def url_with_credentials(self) -> str:
+        """The URL as the request gave it, user name and password included."""
+        if not (self.url_user or self.url_password):
+            return self.url
+        parts = urlsplit(self.url)
+        userinfo = quote(self.url_user, safe="")
+        if self.url_password:
+            userinfo += ":" + quote(self.url_password, safe="")
+        return urlunsplit(parts._replace(netloc=f"{userinfo}@{parts.netloc}"))
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type, "name": self.name}
@@ -360,11 +382,7 @@ def _name_problem(value: str) -> str | None:
 
 def parse_body(text: bytes | str) -> OpenRequest:
     """Parse and check the raw body; InvalidInput for anything else than a valid request."""
-    try:
-        value = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"body: not valid JSON ({exc})", field="body") from exc
-    return parse_request(value)
+    return parse_request(parse_json(text, "body"))
 
 
 def parse_request(value: Any) -> OpenRequest:
@@ -523,7 +541,9 @@ def _storage(value: Any, where: str) -> StorageSpec:
                            f"{', '.join(STORAGE_TYPES)})", field=obj.at("type"))
     if kind in WADO_TYPES:
         name = obj.text("name", required=True, max_length=MAX_FILE, dicom=False)
-        spec = StorageSpec(kind, name, url=_url(obj), http_headers=_headers(obj))
+        url, user, password = _url(obj)
+        spec = StorageSpec(kind, name, url=url, http_headers=_headers(obj), url_user=user,
+                           url_password=password)
     else:
         name = obj.text("name", required=True, max_length=222, dicom=False,
                         check=lambda v: None if _BUCKET.match(v) else "not a bucket name")
@@ -542,16 +562,23 @@ def _storage(value: Any, where: str) -> StorageSpec:
     return spec
 
 
-def _url(obj: _Object) -> str:
+def _url(obj: _Object) -> tuple[str, str, str]:
+    """(the URL without user name and password, the user name, the password)."""
     url = obj.text("url", required=True, max_length=MAX_FILE, dicom=False)
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidInput(f"{obj.at('url')}: must be an http or https URL",
-                           field=obj.at("url"))
+    where = obj.at("url")
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        _ = parts.port  # out of range: ValueError
+    except ValueError:
+        valid = False
+    if not valid:
+        raise InvalidInput(f"{where}: must be an http or https URL", field=where)
     if parts.query or parts.fragment:
-        raise InvalidInput(f"{obj.at('url')}: must not carry a query or fragment",
-                           field=obj.at("url"))
-    return url
+        raise InvalidInput(f"{where}: must not carry a query or fragment", field=where)
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    return urlunsplit(parts._replace(netloc=host)), unquote(user), unquote(password)
 
 
 def _headers(obj: _Object) -> dict[str, str]:
@@ -577,8 +604,8 @@ def _service_account(obj: _Object) -> dict[str, Any]:
     token = obj.text("token", required=True, max_length=65536, dicom=False)
     where = obj.at("token")
     try:
-        info = json.loads(base64.b64decode(token.strip(), validate=True))
-    except (binascii.Error, ValueError) as exc:
+        info = parse_json(base64.b64decode(token.strip(), validate=True), where)
+    except (binascii.Error, ValueError, InvalidInput) as exc:
         raise InvalidInput(f"{where}: must be a base64-encoded service-account key (JSON)",
                            field=where) from exc
     if not isinstance(info, dict) or info.get("type") != "service_account":

@@ -14,13 +14,8 @@ from urllib.parse import quote
 import aiohttp
 
 from node.sources.base import Source, SourceError, SourceObject
-from node.sources.http_fetch import (
-    NETWORK_ERRORS,
-    check_status,
-    connection_error,
-    copy_body,
-    new_session,
-)
+from node.sources.http_fetch import WadoSession, copy_body
+from node.sources.outbound import OutboundPolicy
 from node.sources.request import SeriesEntry, StorageSpec, StudyEntry
 
 ACCEPT_DICOM = 'multipart/related; type="application/dicom"; transfer-syntax=*'
@@ -32,22 +27,18 @@ SOP_UID = "00080018"
 class WadoRs(Source):
     label = "wado-rs"
 
-    def __init__(self, study: StudyEntry, storage: StorageSpec, timeout: float,
-                 concurrency: int) -> None:
+    def __init__(self, study: StudyEntry, storage: StorageSpec, policy: OutboundPolicy,
+                 timeout: float, concurrency: int) -> None:
         self.study = study
         self.storage = storage
         self.base = storage.url.rstrip("/")
-        self.timeout = timeout
-        self.concurrency = concurrency
-        self._session: aiohttp.ClientSession | None = None
+        self._http = WadoSession(storage, policy, timeout, concurrency)
 
     async def open(self) -> None:
-        self._session = new_session(self.storage.http_headers, self.timeout, self.concurrency)
+        await self._http.open()
 
     async def close(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        await self._http.close()
 
     def _path(self, *uids: str) -> str:
         names = ("studies", "series", "instances")
@@ -91,15 +82,10 @@ class WadoRs(Source):
         return items
 
     async def _get_json(self, path: str) -> list[dict[str, Any]]:
-        assert self._session is not None, "open() first"
         where = self._where(path)
         try:
-            async with self._session.get(self.base + path,
-                                         headers={"Accept": ACCEPT_METADATA}) as response:
-                check_status(response, where)
+            async with self._http.get(self.base + path, where, ACCEPT_METADATA) as response:
                 value = await response.json(content_type=None)
-        except NETWORK_ERRORS as exc:
-            raise connection_error(where, exc) from None
         except ValueError:
             raise SourceError(f"{where}: the answer is not DICOM JSON") from None
         if not isinstance(value, list):
@@ -107,22 +93,16 @@ class WadoRs(Source):
         return [v for v in value if isinstance(v, dict)]
 
     async def fetch(self, item: SourceObject, out: BinaryIO) -> None:
-        assert self._session is not None, "open() first"
         where = self._where(item.key)
-        try:
-            async with self._session.get(self.base + item.key,
-                                         headers={"Accept": ACCEPT_DICOM}) as response:
-                check_status(response, where)
-                if response.content_type.startswith("multipart/"):
-                    reader = aiohttp.MultipartReader.from_response(response)
-                    part = await reader.next()
-                    if not isinstance(part, aiohttp.BodyPartReader):
-                        raise SourceError(f"{where}: empty multipart answer")
-                    size = await copy_body(part, out)
-                else:
-                    size = await copy_body(response.content, out)
-        except NETWORK_ERRORS as exc:
-            raise connection_error(where, exc) from None
+        async with self._http.get(self.base + item.key, where, ACCEPT_DICOM) as response:
+            if response.content_type.startswith("multipart/"):
+                reader = aiohttp.MultipartReader.from_response(response)
+                part = await reader.next()
+                if not isinstance(part, aiohttp.BodyPartReader):
+                    raise SourceError(f"{where}: empty multipart answer")
+                size = await copy_body(part, out)
+            else:
+                size = await copy_body(response.content, out)
         if size == 0:
             raise SourceError(f"{where}: empty answer")
 

@@ -5,37 +5,26 @@ from __future__ import annotations
 
 from typing import BinaryIO
 
-import aiohttp
-
 from node.sources.base import Source, SourceError, SourceObject
-from node.sources.http_fetch import (
-    NETWORK_ERRORS,
-    check_status,
-    connection_error,
-    copy_body,
-    new_session,
-)
+from node.sources.http_fetch import WadoSession, copy_body
+from node.sources.outbound import OutboundPolicy
 from node.sources.request import StorageSpec, StudyEntry
 
 
 class WadoUri(Source):
     label = "wado-uri"
 
-    def __init__(self, study: StudyEntry, storage: StorageSpec, timeout: float,
-                 concurrency: int) -> None:
+    def __init__(self, study: StudyEntry, storage: StorageSpec, policy: OutboundPolicy,
+                 timeout: float, concurrency: int) -> None:
         self.study = study
         self.storage = storage
-        self.timeout = timeout
-        self.concurrency = concurrency
-        self._session: aiohttp.ClientSession | None = None
+        self._http = WadoSession(storage, policy, timeout, concurrency)
 
     async def open(self) -> None:
-        self._session = new_session(self.storage.http_headers, self.timeout, self.concurrency)
+        await self._http.open()
 
     async def close(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        await self._http.close()
 
     async def list_objects(self) -> list[SourceObject]:
         study = self.study
@@ -47,18 +36,13 @@ class WadoUri(Source):
         ]
 
     async def fetch(self, item: SourceObject, out: BinaryIO) -> None:
-        assert self._session is not None, "open() first"
         where = f"wado-uri {self.storage.name}: objectUID={item.sop_uid}"
         params = {
             "requestType": "WADO", "studyUID": item.study_uid, "seriesUID": item.series_uid,
             "objectUID": item.sop_uid, "contentType": "application/dicom",
         }
-        try:
-            async with self._session.get(self.storage.url, params=params,
-                                         headers={"Accept": "application/dicom"}) as response:
-                check_status(response, where)
-                size = await copy_body(response.content, out)
-        except NETWORK_ERRORS as exc:
-            raise connection_error(where, exc) from None
+        async with self._http.get(self.storage.url, where, "application/dicom",
+                                  params) as response:
+            size = await copy_body(response.content, out)
         if size == 0:
             raise SourceError(f"{where}: empty answer")

@@ -30,10 +30,6 @@ class Arrangement:
     def __post_init__(self) -> None:
         self._uids.update(entry.study_uid for entry in self.entries)
 
-    @property
-    def nothing_found(self) -> bool:
-        return all(entry.study is None for entry in self.entries)
-
     def add(self, uid: str, purpose: str, study: FoundStudy | None) -> None:
         if uid not in self._uids:
             self._uids.add(uid)

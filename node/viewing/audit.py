@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from node.index.viewing_models import AuditEvent
 
@@ -32,3 +32,15 @@ def record(
         at=datetime.now(UTC), action=action, username=username[:64], role=role[:64],
         context_pk=context_pk, client_address=client_address[:64], detail=detail,
     ))
+
+
+async def record_alone(
+    sessions: async_sessionmaker[AsyncSession], action: str, *, username: str = "",
+    role: str = "", context_pk: int | None = None, client_address: str = "", **detail: Any,
+) -> None:
+    """An audit row in a transaction of its own, for what was committed elsewhere (instances a
+    viewer session stored through the ingest path's group commits)."""
+    async with sessions() as session:
+        record(session, action, username=username, role=role, context_pk=context_pk,
+               client_address=client_address, **detail)
+        await session.commit()

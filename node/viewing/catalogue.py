@@ -14,12 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from node.clock import REAL_CLOCK, Clock
 from node.hanging_protocols import Protocol, all_protocols, choose_protocols
 from node.roles import RoleInfo, all_roles, get_role
 
@@ -41,8 +41,10 @@ class Applicable:
 
 
 class Catalogue:
-    def __init__(self, engine: AsyncEngine, seconds: float = CATALOGUE_SECONDS) -> None:
+    def __init__(self, engine: AsyncEngine, clock: Clock = REAL_CLOCK,
+                 seconds: float = CATALOGUE_SECONDS) -> None:
         self._engine = engine
+        self._clock = clock
         self._seconds = seconds
         self._loaded_at = -seconds
         self._roles: dict[str, RoleInfo] = {}
@@ -82,7 +84,7 @@ class Catalogue:
                 await self._refresh
 
     async def _fresh(self) -> None:
-        age = time.monotonic() - self._loaded_at
+        age = self._clock.monotonic() - self._loaded_at
         if age < self._seconds / 2:
             return
         if age < self._seconds:
@@ -100,9 +102,9 @@ class Catalogue:
 
     async def _reload(self) -> None:
         async with self._loading:  # concurrent requests share one reload
-            if time.monotonic() - self._loaded_at < self._seconds / 2:
+            if self._clock.monotonic() - self._loaded_at < self._seconds / 2:
                 return
-            started = time.monotonic()
+            started = self._clock.monotonic()
             async with self._engine.connect() as conn:
                 roles = await all_roles(conn)
                 protocols = await all_protocols(conn)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from node import metrics
@@ -56,7 +56,7 @@ class TokenIssuer:
         self._services = services
         self._retrievals = retrievals
         self._store = IssueStore(services.engine)
-        self._catalogue = Catalogue(services.engine)
+        self._catalogue = Catalogue(services.engine, services.clock)
         self._preloads = StudyPreloader(services)
 
     def start(self) -> None:
@@ -141,7 +141,7 @@ class TokenIssuer:
     ) -> Prepared:
         """The tokens and their contexts. May run on the store's thread (node/viewing/store.py):
         nothing here touches the event loop."""
-        now = datetime.now(UTC)
+        now = self._services.clock.now()
         expires = now + timedelta(seconds=self._services.config.api.token_lifetime_seconds)
         request_json = request.request_json()
         role = applicable.role.name

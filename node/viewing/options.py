@@ -40,6 +40,7 @@ class ViewingOptions:
             "download": "download" in allowed,
             "annotations": "annotations" in allowed,
             "export": "export" in allowed,
+            "save": "save" in allowed,
         }
 
 

@@ -42,7 +42,7 @@ class RetrievalRegistry:
         self._services = services
         settings = services.config.jobs
         self._board = JobBoard(services.engine, settings,
-                               worker_name(services.config.instance_name))
+                               worker_name(services.config.instance_name), services.clock)
         self._runner = JobRunner(self._board, settings, KIND, self._retrieve, concurrency,
                                  finished=self._retrieved)
 

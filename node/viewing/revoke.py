@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import delete, exists, select, update
 
@@ -17,7 +17,7 @@ async def revoke_token(services: NodeServices, token: str) -> int:
     """Revoke a token and every session opened with it. Returns the number of sessions ended."""
     if not looks_like_token(token):
         raise InvalidInput("a token is 64 lowercase hexadecimal characters", field="token")
-    now = datetime.now(UTC)
+    now = services.clock.now()
     async with services.sessions() as session:
         context = await session.scalar(
             select(ViewingContext).where(ViewingContext.token_hash.in_(token_keys(token))))
@@ -37,7 +37,7 @@ async def revoke_token(services: NodeServices, token: str) -> int:
 
 async def revoke_sessions(services: NodeServices, username: str) -> int:
     """End every open session of a user. Returns how many were ended."""
-    now = datetime.now(UTC)
+    now = services.clock.now()
     async with services.sessions() as session:
         result = await session.execute(
             update(ViewerSession)
@@ -54,7 +54,7 @@ async def revoke_sessions(services: NodeServices, username: str) -> int:
 async def purge(services: NodeServices, older_than_seconds: float = 86400.0) -> int:
     """Delete contexts that can no longer be used: the token's lifetime and every session of it
     ended more than `older_than_seconds` ago. The audit trail stays. Returns how many."""
-    cutoff = datetime.now(UTC) - timedelta(seconds=older_than_seconds)
+    cutoff = services.clock.now() - timedelta(seconds=older_than_seconds)
     live_session = exists().where(ViewerSession.context_pk == ViewingContext.id,
                                   ViewerSession.expires_at > cutoff,
                                   ViewerSession.revoked_at.is_(None))

@@ -50,7 +50,7 @@ async def redeem(services: NodeServices, token: str, client_address: str) -> Red
         metrics.token_refused("unknown")
         return Redemption("unknown")
     keys = token_keys(token)
-    now = datetime.now(UTC)
+    now = services.clock.now()
     lifetime = services.config.api.session_lifetime_seconds
     async with services.sessions() as session:
         result = await session.execute(
@@ -111,7 +111,7 @@ async def session_context(services: NodeServices, cookie: str | None) -> int | N
         row = await session.scalar(select(ViewerSession.context_pk).where(
             ViewerSession.cookie_hash == digest(cookie),
             ViewerSession.revoked_at.is_(None),
-            ViewerSession.expires_at > datetime.now(UTC),
+            ViewerSession.expires_at > services.clock.now(),
         ))
     return row
 

@@ -1,5 +1,5 @@
 """DICOMweb (PS3.18) over the node's index and storage, at /dicom-web: QIDO-RS to search,
-WADO-RS to read.
+WADO-RS to read, STOW-RS to store (through the one ingest path).
 
 Every route takes the API key (full access) or a viewer session cookie (what its viewing context
 grants, with its options applied); see access.py.
@@ -14,12 +14,12 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from node.series_metadata import MetadataWarmer, SeriesMetadata
-from rest.dicomweb import qido, wado
+from rest.dicomweb import qido, stow, wado
 from rest.dicomweb.cors import cors_headers, preflight
 from rest.dicomweb.state import METADATA
 from rest.state import SERVICES
 
-ROUTE_TABLES = (qido.routes, wado.routes)
+ROUTE_TABLES = (qido.routes, wado.routes, stow.routes)
 
 __all__ = ["ROUTE_TABLES", "cors_headers", "preflight", "setup"]
 

@@ -1,4 +1,4 @@
-"""Accept headers, read leniently where DICOMweb clients differ (PS3.18 8.7).
+"""Accept and Content-Type headers, read leniently where DICOMweb clients differ (PS3.18 8.7).
 
 Clients write the same wish many ways: `type` quoted or not, `*/*`, no header at all, a
 multipart type for a JSON answer, `application/json` for `application/dicom+json`. What the
@@ -36,17 +36,24 @@ def accepted(request: web.Request) -> list[MediaRange]:
     ranges = []
     for header in request.headers.getall("Accept", []):
         for entry in _split(header, ","):
-            parts = _split(entry, ";")
-            if not parts or not parts[0]:
+            found = media_type(entry)
+            if not found.media_type:
                 continue
-            params = {}
-            for part in parts[1:]:
-                name, _, value = part.partition("=")
-                params[name.strip().lower()] = value.strip().strip('"')
-            if params.get("q", "1").strip() in ("0", "0.0", "0.00", "0.000"):
+            if found.params.get("q", "1").strip() in ("0", "0.0", "0.00", "0.000"):
                 continue
-            ranges.append(MediaRange(parts[0].strip().lower(), params))
+            ranges.append(found)
     return ranges or [MediaRange("*/*", {})]
+
+
+def media_type(text: str) -> MediaRange:
+    """One media type with its parameters, as in Accept entries and Content-Type headers
+    (values unquoted, their case kept: a multipart boundary is case-sensitive)."""
+    parts = _split(text, ";")
+    params = {}
+    for part in parts[1:]:
+        name, _, value = part.partition("=")
+        params[name.strip().lower()] = value.strip().strip('"')
+    return MediaRange(parts[0].strip().lower(), params)
 
 
 def _split(text: str, separator: str) -> list[str]:

@@ -84,15 +84,54 @@ def _search(summary: str, path: list[dict[str, Any]]) -> dict[str, Any]:
                                           **_DICOM_JSON}, **_ANSWERS}}}
 
 
+_STORE_RESULT = {"content": {"application/dicom+json": {"schema": {"type": "object"}}}}
+_STORE_ANSWERS = {
+    "400": {"description": "Not multipart/related, no boundary, a malformed body, no part, "
+                           "or a study that is not a UID; named.", **_ERROR},
+    "401": _ANSWERS["401"],
+    "403": {"description": "A session whose role does not allow `save`, or a study outside "
+                           "its grant.", **_ERROR},
+    "406": _ANSWERS["406"],
+    "409": {"description": "No instance stored: FailedSOPSequence says why for each.",
+            **_STORE_RESULT},
+    "413": {"description": "The body is larger than dicomweb.max_stow_bytes.", **_ERROR},
+    "415": {"description": "The body's `type` or a part's Content-Type is not "
+                           "application/dicom.", **_ERROR},
+}
+
+
+def _store(summary: str, path: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"post": {
+        "summary": f"STOW-RS: {summary}",
+        "description": "Each part is one DICOM Part 10 file, streamed to disk and stored "
+                       "through the ingest path. A session needs a role with `save` and "
+                       "stores only into its studies (audited).",
+        "security": [{"apiKey": []}, {"viewerSession": []}],
+        "parameters": path,
+        "requestBody": {"required": True, "content": {
+            'multipart/related; type="application/dicom"': {
+                "schema": {"type": "string", "format": "binary"}}}},
+        "responses": {
+            "200": {"description": "All stored: ReferencedSOPSequence, RetrieveURL.",
+                    **_STORE_RESULT},
+            "202": {"description": "Some failed (FailedSOPSequence) or warned (WarningReason, "
+                                   "e.g. a duplicate kept); a Warning header says why.",
+                    **_STORE_RESULT},
+            **_STORE_ANSWERS}}}
+
+
 DICOMWEB_PATHS: dict[str, Any] = {
-    "/dicom-web/studies": _search("studies.", []),
+    "/dicom-web/studies": {**_search("studies.", []),
+                           **_store("instances of any studies.", [])},
     "/dicom-web/series": _search("series of any study.", []),
     "/dicom-web/instances": _search("instances of any study.", []),
     "/dicom-web/studies/{study}/series": _search("a study's series.", [_STUDY]),
     "/dicom-web/studies/{study}/instances": _search("a study's instances.", [_STUDY]),
     "/dicom-web/studies/{study}/series/{series}/instances": _search(
         "a series' instances.", [_STUDY, _SERIES]),
-    "/dicom-web/studies/{study}": _read("a study's instances.", [_STUDY], _MULTIPART),
+    "/dicom-web/studies/{study}": {
+        **_read("a study's instances.", [_STUDY], _MULTIPART),
+        **_store("instances of one study (others are refused).", [_STUDY])},
     "/dicom-web/studies/{study}/series/{series}": _read("a series' instances.",
                                                         [_STUDY, _SERIES], _MULTIPART),
     "/dicom-web/studies/{study}/series/{series}/instances/{sop}": _read(
@@ -110,6 +149,11 @@ DICOMWEB_PATHS: dict[str, Any] = {
         "the instance rendered.", _INSTANCE, _IMAGES, _RENDER_PARAMETERS),
     "/dicom-web/studies/{study}/series/{series}/instances/{sop}/frames/{frame}/rendered": _read(
         "a frame rendered.", [*_INSTANCE, _FRAME], _IMAGES, _RENDER_PARAMETERS),
+    "/dicom-web/studies/{study}/rendered": _read(
+        "a study's images rendered, one part each.", [_STUDY], _MULTIPART, _RENDER_PARAMETERS),
+    "/dicom-web/studies/{study}/series/{series}/rendered": _read(
+        "a series' images rendered, one part each.", [_STUDY, _SERIES], _MULTIPART,
+        _RENDER_PARAMETERS),
     "/dicom-web/studies/{study}/thumbnail": _read("a study's thumbnail.", [_STUDY], _IMAGES,
                                                   _RENDER_PARAMETERS),
     "/dicom-web/studies/{study}/series/{series}/thumbnail": _read(

@@ -360,6 +360,39 @@ async def rendered(request: web.Request) -> web.StreamResponse:
     return await _rendered(request, thumbnail=False)
 
 
+async def rendered_many(request: web.Request) -> web.StreamResponse:
+    """A study's or series' images rendered (PS3.18 10.4.1.1.4): one part per image instance,
+    its first frame, streamed as each is rendered; instances that cannot be rendered (reports,
+    documents) and, for an anonymized session, those with burned-in annotation are left out."""
+    who = await reader(request)
+    rows = [r for r in await _rows(request, who) if is_image(r.sop_class_uid,
+                                                             r.transfer_syntax)]
+    if not rows:
+        raise NotFound("no image to render")
+    params = _render_params(request, 1, thumbnail=False)
+    media_type = "image/png" if params.format == "png" else "image/jpeg"
+    burned = set()
+    if who.anonymize:
+        for found in await _metadata_of(request, rows):
+            flag = found.json.get(BURNED_IN, {}).get("Value", [""])
+            if str(flag[0]).strip().upper() == "YES":
+                burned.add(found.sop_uid)
+    answer = MultipartRelated(request, media_type, IMMUTABLE)
+    storage = request.app[SERVICES].storage
+    for row in rows:
+        if row.sop_uid in burned:
+            continue
+        path = await storage.local_path_async(row.path)
+        try:
+            image = await request.app[RENDERER].render(row.sop_uid, path, params)
+        except NotRenderable:
+            continue
+        await answer.part(image.media_type, image.body,
+                          location=f"{base_url(request)}/studies/{row.study_uid}/series/"
+                                   f"{row.series_uid}/instances/{row.sop_uid}/rendered")
+    return await answer.finish()
+
+
 async def thumbnail(request: web.Request) -> web.StreamResponse:
     return await _rendered(request, thumbnail=True)
 
@@ -370,6 +403,7 @@ _ROUTES: tuple[tuple[str, Callable[[web.Request], Any]], ...] = (
     (INSTANCE + "/metadata", metadata),
     (INSTANCE + "/frames/{frames}", frames),
     (INSTANCE + "/bulkdata/{tag}", bulkdata),
+    (STUDY + "/rendered", rendered_many), (SERIES + "/rendered", rendered_many),
     (INSTANCE + "/rendered", rendered),
     (INSTANCE + "/frames/{frame}/rendered", rendered),
     (STUDY + "/thumbnail", thumbnail), (SERIES + "/thumbnail", thumbnail),

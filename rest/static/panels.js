@@ -68,10 +68,7 @@ async function openDocument(view, study, instance) {
   view.replaceChildren(element("p", "loading", "Loading…"));
   const path = `/instances/${encodeURIComponent(instance.sopInstanceUID)}`;
   if (instance.kind === "pdf") {
-    const frame = element("iframe");
-    frame.title = "PDF document";
-    frame.src = studyUrl(study, path + "/document");
-    view.replaceChildren(frame);
+    await showDocument(view, studyUrl(study, path + "/document"));
     return;
   }
   try {
@@ -93,6 +90,36 @@ async function openDocument(view, study, instance) {
   } catch (error) {
     view.replaceChildren(element("p", "error", error.message));
   }
+}
+
+// The node serves inline only what it checked is a PDF, sandboxed by its own
+// Content-Security-Policy; anything else comes as a download and gets a link, never a frame.
+// The frame has no sandbox attribute: Chromium shows no PDF in a sandboxed iframe at all.
+async function showDocument(view, url) {
+  let response;
+  try {
+    response = await fetch(url, { method: "HEAD", credentials: "same-origin" });
+  } catch (error) {
+    view.replaceChildren(element("p", "error", error.message));
+    return;
+  }
+  if (!response.ok) {
+    view.replaceChildren(element("p", "error", `The document could not be opened (${response.status})`));
+    return;
+  }
+  if (response.headers.get("Content-Type") === "application/pdf") {
+    const frame = element("iframe");
+    frame.title = "PDF document";
+    frame.src = url;
+    view.replaceChildren(frame);
+    return;
+  }
+  const note = element("p", "document-download", "This document is not a PDF and cannot be shown here. ");
+  const link = element("a", "", "Download it");
+  link.href = url;
+  link.download = "document.bin";
+  note.appendChild(link);
+  view.replaceChildren(note);
 }
 
 export function bindSearch(dialog, onOpen) {

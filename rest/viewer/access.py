@@ -9,7 +9,6 @@ that time. A study outside the grant is 403, without saying whether it exists.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -45,11 +44,14 @@ class Grant:
     @property
     def features(self) -> dict[str, bool]:
         """The role's permissions less what the request hid; anonymized contexts lose what
-        would show identifiers (search by patient, media that carry the patient's name)."""
+        would show identifiers (search by patient, media that carry the patient's name) and
+        saving (a viewer that sees no identifiers cannot write an object consistent with
+        the patient's)."""
         features = dict(self.context["features"])
         if self.anonymize:
             features["search"] = False
             features["download"] = False
+            features["save"] = False
         return features
 
     def require(self, study_uid: str) -> None:
@@ -71,7 +73,7 @@ class GrantCache:
         """The session's grant, or 401 without a live session."""
         cookie = request.cookies.get(COOKIE, "")
         key = digest(cookie) if cookie else ""
-        now = time.monotonic()
+        now = self._services.clock.monotonic()
         cached = self._grants.get(key) if key else None
         if cached is not None and not fresh and now - cached[0] < self._seconds:
             return cached[1]

@@ -16,6 +16,11 @@ _STUDY = {"name": "study", "in": "path", "required": True,
 _SOP = {"name": "sop", "in": "path", "required": True,
         "schema": {"type": "string", "pattern": r"^[0-9.]{1,64}$"}}
 _NOT_FOUND = {"404": {"description": "No such instance in this study.", **_JSON}}
+# State-changing session routes (rest/same_origin.py).
+SAME_ORIGIN = {
+    "403": {"description": "Study outside the session, feature not allowed, or a cross-origin "
+                           "request (Origin or Sec-Fetch-Site).", **_JSON},
+    "415": {"description": "The body is not sent as application/json.", **_JSON}}
 
 
 def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -84,10 +89,12 @@ VIEWER_PATHS: dict[str, Any] = {
                       **_NOT_FOUND},
     }},
     "/ngv/api/studies/{study}/instances/{sop}/document": {"get": {
-        "summary": "The encapsulated PDF document.",
+        "summary": "The encapsulated PDF document: inline only when it says application/pdf "
+                   "and begins with %PDF-, else an attachment (application/octet-stream).",
         "parameters": [_STUDY, _SOP],
         "responses": {"200": {"description": "The document.",
-                              "content": {"application/pdf": {}}},
+                              "content": {"application/pdf": {},
+                                          "application/octet-stream": {}}},
                       "422": {"description": "Not a document.", **_JSON}, **_SESSION,
                       **_NOT_FOUND},
     }},
@@ -128,6 +135,6 @@ VIEWER_PATHS: dict[str, Any] = {
                            "source": {"type": "string"}}}}}},
         "responses": {"200": {"description": "Added.", **_JSON},
                       "400": {"description": "Not a UID, unknown source.", **_JSON},
-                      **_SESSION},
+                      **_SESSION, **SAME_ORIGIN},
     }},
 }

@@ -21,6 +21,7 @@ from node.errors import InvalidInput
 from node.index.models import Patient, Series, Study
 from node.index.viewing_models import ContextStudy
 from node.resolve import select_sources
+from rest.json_body import read_json
 from rest.middleware import public
 from rest.state import RETRIEVALS, SERVICES
 from rest.viewer.state import GRANTS
@@ -147,10 +148,7 @@ async def search(request: web.Request) -> web.Response:
 async def open_found(request: web.Request) -> web.Response:
     grant = await request.app[GRANTS].for_request(request)
     grant.require_feature("search")
-    try:
-        body = await request.json()
-    except ValueError:
-        raise InvalidInput("expected a JSON body") from None
+    body = await read_json(request)
     uid = str(body.get("studyInstanceUID", "")) if isinstance(body, dict) else ""
     source = str(body.get("source") or "") if isinstance(body, dict) else ""
     if not _UID.match(uid) or len(uid) > 64:

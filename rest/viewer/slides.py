@@ -2,29 +2,35 @@
 
 A session may read the slides of its context's case (accNum) only, or the one slide its token
 named (accNum + containerIdentifier); any other slide is 403 without saying whether it exists.
-Tiles, the DeepZoom descriptor, thumbnails and labels are the /webdv handlers themselves; the
+Tiles, the DeepZoom descriptor, thumbnails and labels are the /webdv answers themselves; the
 annotation layers are the session user's, shown by the context's annotationVisibility and
 hideLayers, never by what the browser sends. OpenSeadragon is served from node_modules.
+
+An anonymized session names slides by alias and sees no specimen, block or slide identifier
+(rest/viewer/slide_names.py), and gets no label or macro image (403): a label carries the
+patient's name and the barcode, a macro image shows the label.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from node.errors import InvalidInput, NotFound
 from node.index.viewing_models import ViewingContext
 from pathology.annotation_store import delete_layer, import_instances, list_layers, save_layer
 from pathology.annotations import Layer, Visibility, check_name, parse_shapes, visible_layers
-from pathology.catalogue import check_container_identifier, slide_metadata, slides_of_case
+from pathology.catalogue import slide_metadata, slides_of_case
 from rest import slides
-from rest.middleware import public
+from rest.json_body import read_json
+from rest.middleware import Handler, json_error, public
 from rest.state import SERVICES
 from rest.viewer.access import Grant
+from rest.viewer.slide_names import SlideNames
 from rest.viewer.state import GRANTS
 
 routes = web.RouteTableDef()
@@ -34,6 +40,8 @@ VENDOR_ROOT = Path(__file__).resolve().parent.parent.parent / "node_modules"
 # Only the built OpenSeadragon, never the rest of node_modules.
 VENDOR_FILES = {"openseadragon": VENDOR_ROOT / "openseadragon" / "build" / "openseadragon"}
 SLIDE_GRANT_SECONDS = 2.0
+
+SlideResponder = Callable[[web.Request, str], Awaitable[web.Response]]
 
 
 class SlideGrants:
@@ -77,21 +85,23 @@ async def _grant(request: web.Request) -> Grant:
     return await request.app[GRANTS].for_request(request)
 
 
-async def _require_slide(request: web.Request) -> tuple[Grant, str]:
+async def _require_slide(request: web.Request) -> tuple[Grant, str, SlideNames]:
+    """The grant, the slide's containerIdentifier, and how the session names slides."""
     grant = await _grant(request)
-    cid = check_container_identifier(request.match_info["slide_id"])
+    names = SlideNames(request, grant)
     allowed, _ = await request.app[SLIDE_GRANTS].slides(request, grant)
-    if cid not in allowed:
+    cid = names.resolve(request.match_info["slide_id"], allowed)
+    if cid is None:
         raise web.HTTPForbidden(reason="this slide is not part of the viewing session")
-    return grant, cid
+    return grant, cid, names
 
 
-def _session_route(handler: Handler) -> Handler:
-    """The /webdv handler behind the session's slide check instead of the API key."""
+def _session_route(respond: SlideResponder, doc: str) -> Handler:
+    """A /webdv answer behind the session's slide check instead of the API key."""
     async def checked(request: web.Request) -> web.StreamResponse:
-        await _require_slide(request)
-        return await handler(request)
-    checked.__doc__ = handler.__doc__
+        _, cid, _ = await _require_slide(request)
+        return await respond(request, cid)
+    checked.__doc__ = doc
     return public(checked)
 
 
@@ -100,6 +110,7 @@ def _session_route(handler: Handler) -> Handler:
 async def session_slides(request: web.Request) -> web.Response:
     """The tray: the context's slides with their metadata, and which one to open first."""
     grant = await _grant(request)
+    names = SlideNames(request, grant)
     allowed, selected = await request.app[SLIDE_GRANTS].slides(request, grant)
     services = request.app[SERVICES]
     found = []
@@ -108,10 +119,11 @@ async def session_slides(request: web.Request) -> web.Response:
             metadata = await slide_metadata(services.sessions, services.storage, cid)
         except NotFound:
             continue
-        found.append(metadata.to_json())
+        found.append(names.metadata(metadata.to_json()))
+    first = selected or (allowed[0] if allowed else None)
     options = grant.context["options"]
     body: dict[str, Any] = {
-        "slides": found, "selected": selected or (allowed[0] if allowed else None),
+        "slides": found, "selected": names.shown(first) if first else None,
         "user": grant.context["username"],
         "annotationVisibility": options.get("annotationVisibility") or "ALL",
         "hideLayers": bool(options.get("hideLayers")),
@@ -124,34 +136,51 @@ async def session_slides(request: web.Request) -> web.Response:
 @public
 async def session_slide(request: web.Request) -> web.Response:
     """Levels, size and whether a colour profile applies (the LUT toggle shows only then)."""
-    _, cid = await _require_slide(request)
+    _, cid, names = await _require_slide(request)
     service = request.app[slides.SLIDES]
     _, slide, deepzoom = await service.describe(cid)
+    shown = names.shown(cid)
     return web.json_response({
-        "containerIdentifier": cid, "width": slide.info.width, "height": slide.info.height,
+        "containerIdentifier": shown, "width": slide.info.width, "height": slide.info.height,
         "mppX": slide.info.mpp_x, "mppY": slide.info.mpp_y,
-        "associatedImages": list(slide.info.associated_images),
+        "associatedImages": [] if names.anonymized else list(slide.info.associated_images),
         "colourManaged": await service.colour_key(cid) != "raw",
-        "dzi": f"{PREFIX}/{cid}/dz.dzi", "tileSize": deepzoom.tile_size,
+        "dzi": f"{PREFIX}/{shown}/dz.dzi", "tileSize": deepzoom.tile_size,
     }, headers={"Cache-Control": "no-store"})
 
 
-routes.get(PREFIX + "/{slide_id}/metadata", allow_head=False)(
-    _session_route(slides.describe_metadata))
+@routes.get(PREFIX + "/{slide_id}/metadata", allow_head=False)
+@public
+async def session_metadata(request: web.Request) -> web.Response:
+    _, cid, names = await _require_slide(request)
+    services = request.app[SERVICES]
+    metadata = await slide_metadata(services.sessions, services.storage, cid)
+    return web.json_response(names.metadata(metadata.to_json()),
+                             headers={"Cache-Control": "no-store"})
+
+
+@routes.get(PREFIX + "/{slide_id}/{name:label|macro}.{fmt:jpeg|jpg|png}", allow_head=False)
+@public
+async def session_associated_image(request: web.Request) -> web.Response:
+    _, cid, names = await _require_slide(request)
+    if names.anonymized:
+        return json_error(403, "slide label and macro images show the patient's name and the "
+                          "slide's barcode; the session is anonymized")
+    return await slides.associated_response(request, cid)
+
+
 routes.get(PREFIX + "/{slide_id}/dz.dzi", allow_head=False)(
-    _session_route(slides.deepzoom_descriptor))
+    _session_route(slides.descriptor_response, "The DeepZoom descriptor."))
 routes.get(PREFIX + "/{slide_id}/dz_files" + slides.TILE_PATH, allow_head=False)(
-    _session_route(slides.deepzoom_tile))
+    _session_route(slides.tile_response, "A DeepZoom tile."))
 routes.get(PREFIX + "/{slide_id}/thumbnail.{fmt:jpeg|jpg|png}", allow_head=False)(
-    _session_route(slides.slide_thumbnail))
-routes.get(PREFIX + "/{slide_id}/{name:label|macro}.{fmt:jpeg|jpg|png}", allow_head=False)(
-    _session_route(slides.slide_associated_image))
+    _session_route(slides.thumbnail_response, "A thumbnail."))
 
 
 @routes.get(PREFIX + "/{slide_id}/layers", allow_head=False)
 @public
 async def session_layers(request: web.Request) -> web.Response:
-    grant, cid = await _require_slide(request)
+    grant, cid, names = await _require_slide(request)
     options = grant.context["options"]
     visibility: Visibility = "USER" if options.get("annotationVisibility") == "USER" else "ALL"
     hidden = bool(options.get("hideLayers"))
@@ -160,7 +189,7 @@ async def session_layers(request: web.Request) -> web.Response:
     layers = visible_layers(await list_layers(services.sessions, cid),
                             grant.context["username"], visibility, hidden)
     return web.json_response({
-        "containerIdentifier": cid, "user": grant.context["username"],
+        "containerIdentifier": names.shown(cid), "user": grant.context["username"],
         "annotationVisibility": visibility, "hideLayers": hidden,
         "layers": [layer.to_json() for layer in layers],
     }, headers={"Cache-Control": "no-store"})
@@ -170,13 +199,10 @@ async def session_layers(request: web.Request) -> web.Response:
 @public
 async def session_put_layer(request: web.Request) -> web.Response:
     """Saved as the session's user: the browser cannot name another."""
-    grant, cid = await _require_slide(request)
+    grant, cid, _ = await _require_slide(request)
     name = check_name(request.match_info["name"], "name")
     _, slide, _ = await request.app[slides.SLIDES].describe(cid)
-    try:
-        data = await request.json()
-    except ValueError:
-        raise InvalidInput("the body must be JSON: {\"shapes\": [...]}") from None
+    data = await read_json(request)
     if not isinstance(data, dict):
         raise InvalidInput("the body must be a JSON object with shapes")
     shapes = parse_shapes(data.get("shapes"), slide.info.width, slide.info.height)
@@ -188,11 +214,11 @@ async def session_put_layer(request: web.Request) -> web.Response:
 @routes.delete(PREFIX + "/{slide_id}/layers/{name}")
 @public
 async def session_delete_layer(request: web.Request) -> web.Response:
-    grant, cid = await _require_slide(request)
+    grant, cid, names = await _require_slide(request)
     name = check_name(request.match_info["name"], "name")
     user = grant.context["username"]
     if not await delete_layer(request.app[SERVICES].sessions, cid, user, name):
-        raise NotFound(f"no layer {name!r} of yours on slide {cid}")
+        raise NotFound(f"no layer {name!r} of yours on slide {names.shown(cid)}")
     return web.json_response({"deleted": True, "name": name})
 
 

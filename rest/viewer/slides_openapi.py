@@ -12,8 +12,13 @@ _IMAGE = {"content": {"image/jpeg": {"schema": {"type": "string", "format": "bin
                       "image/png": {"schema": {"type": "string", "format": "binary"}}}}
 _SESSION = {"401": {"description": "No valid viewer session.", **_JSON},
             "403": {"description": "Slide outside the session's case or named slide.", **_JSON}}
+_SAME_ORIGIN = {
+    "403": {"description": "Slide outside the session, or a cross-origin request (Origin or "
+                           "Sec-Fetch-Site).", **_JSON},
+    "415": {"description": "The body is not sent as application/json.", **_JSON}}
 _SLIDE = {"name": "slide_id", "in": "path", "required": True,
-          "description": "The slide's containerIdentifier.", "schema": {"type": "string"}}
+          "description": "The slide's containerIdentifier (in an anonymized session, the "
+                         "opaque alias the tray gave instead).", "schema": {"type": "string"}}
 _FORMAT = {"name": "fmt", "in": "path", "required": True,
            "schema": {"type": "string", "enum": ["jpeg", "jpg", "png"]}}
 _LAYER = {"name": "name", "in": "path", "required": True, "description": "Layer name.",
@@ -47,7 +52,7 @@ SLIDE_PATHS: dict[str, Any] = {
     "/ngv/slides/{slide_id}/dz_files/{level}/{col}_{row}.{fmt}": _TILE,
     "/ngv/slides/{slide_id}/thumbnail.{fmt}": _get("A thumbnail.", [_SLIDE, _FORMAT], _IMAGE),
     "/ngv/slides/{slide_id}/{name}.{fmt}": _get(
-        "The label or macro image.",
+        "The label or macro image (403 in an anonymized session: labels carry names).",
         [_SLIDE, {"name": "name", "in": "path", "required": True,
                   "schema": {"type": "string", "enum": ["label", "macro"]}}, _FORMAT], _IMAGE),
     "/ngv/slides/{slide_id}/layers": _get(
@@ -57,12 +62,13 @@ SLIDE_PATHS: dict[str, Any] = {
         "put": {"summary": "Save a layer as the session's user.", "parameters": [_SLIDE, _LAYER],
                 "requestBody": {"required": True, **_JSON},
                 "responses": {"200": {"description": "Saved.", **_JSON},
-                              "400": {"description": "Bad shapes.", **_JSON}, **_SESSION}},
+                              "400": {"description": "Bad shapes.", **_JSON}, **_SESSION,
+                              **_SAME_ORIGIN}},
         "delete": {"summary": "Delete one of the session user's layers.",
                    "parameters": [_SLIDE, _LAYER],
                    "responses": {"200": {"description": "Deleted.", **_JSON},
                                  "404": {"description": "No such layer of this user.", **_JSON},
-                                 **_SESSION}},
+                                 **_SESSION, "403": _SAME_ORIGIN["403"]}},
     },
     "/ngv/vendor/{package}/{path}": _get(
         "OpenSeadragon's built files, from node_modules.",

@@ -1,0 +1,129 @@
+"""STOW-RS: the small data set in batches (one multipart/related request each), to the node's
+/dicom-web and to Orthanc's DICOMweb plugin; beside them, for reference, storescu of the same
+set to the node (C-STORE, one association).
+
+    .venv/bin/python -m bench.dicomweb_stow                     # 2,000 small, batches of 50
+    .venv/bin/python -m bench.dicomweb_stow --clients 4 --repeat 3
+
+Each run gets a fresh peer with empty storage (`os.sync()` first, as bench.ingest). The
+bodies are built before the clock starts; the time is from the first request to the last
+answer, `--clients` keep-alive connections sending their share of the batches one after the
+other. Every answer must be 200 and the peer must then hold every instance. With `--repeat N`
+the peers take turns within each round and each peer's best run is kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from bench.common import NodePeer, OrthancPeer, fresh_folder, print_table, storescu
+from bench.dataset import store_set
+
+BOUNDARY = "bench-stow-0f3cf5c0"
+CONTENT_TYPE = f'multipart/related; type="application/dicom"; boundary="{BOUNDARY}"'
+
+
+def batches(files: list[Path], size: int) -> list[bytes]:
+    """The request bodies: `size` files per body, as dicomweb-client writes them."""
+    bodies = []
+    for start in range(0, len(files), size):
+        out = BytesIO()
+        for path in files[start:start + size]:
+            out.write(f"\r\n--{BOUNDARY}\r\nContent-Type: application/dicom\r\n\r\n".encode())
+            out.write(path.read_bytes())
+        out.write(f"\r\n--{BOUNDARY}--".encode())
+        bodies.append(out.getvalue())
+    return bodies
+
+
+def send(url: str, headers: dict[str, str], bodies: list[bytes]) -> None:
+    with requests.Session() as session:
+        for body in bodies:
+            response = session.post(url, data=body, headers=headers, timeout=600)
+            if response.status_code != 200:
+                raise RuntimeError(f"{url}: {response.status_code} {response.text[:300]}")
+
+
+def timed(url: str, headers: dict[str, str], bodies: list[bytes], clients: int) -> float:
+    shares = [bodies[i::clients] for i in range(clients)]
+    os.sync()  # earlier runs' dirty pages must not be flushed on this run's time
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        for future in [pool.submit(send, url, headers, share) for share in shares]:
+            future.result()
+    return time.perf_counter() - start
+
+
+def measured(peer: NodePeer | OrthancPeer, count: int,
+             send_all: Callable[[NodePeer | OrthancPeer], float]) -> float:
+    """Seconds `send_all` takes on the freshly started peer, which must then hold `count`."""
+    peer.start()
+    try:
+        seconds = send_all(peer)
+        if peer.received() != count:
+            raise RuntimeError(f"{peer.name}: {peer.received()} of {count} stored")
+        return seconds
+    finally:
+        peer.stop()
+        shutil.rmtree(peer.folder, ignore_errors=True)
+
+
+def stow_to_node(bodies: list[bytes], clients: int) -> Callable[[NodePeer | OrthancPeer], float]:
+    def send_all(peer: NodePeer | OrthancPeer) -> float:
+        assert isinstance(peer, NodePeer) and peer.process is not None
+        return timed(f"{peer.process.http_url}/dicom-web/studies",
+                     {"Authorization": peer.process.api_key, "Content-Type": CONTENT_TYPE},
+                     bodies, clients)
+    return send_all
+
+
+def stow_to_orthanc(bodies: list[bytes], clients: int
+                    ) -> Callable[[NodePeer | OrthancPeer], float]:
+    def send_all(peer: NodePeer | OrthancPeer) -> float:
+        assert isinstance(peer, OrthancPeer) and peer.process is not None
+        return timed(f"{peer.process.http_url}/dicom-web/studies",
+                     {"Content-Type": CONTENT_TYPE}, bodies, clients)
+    return send_all
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--instances", type=int, default=2000)
+    parser.add_argument("--batch", type=int, default=50)
+    parser.add_argument("--clients", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=1)
+    args = parser.parse_args()
+    data = store_set("small", args.instances)
+    files = sorted(data.root.rglob("*.dcm"))
+    bodies = batches(files, args.batch)
+    best = {"node": float("inf"), "orthanc": float("inf"), "cstore": float("inf")}
+    for _ in range(args.repeat):
+        runs: dict[str, tuple[NodePeer | OrthancPeer, Callable[[Any], float]]] = {
+            "node": (NodePeer(fresh_folder("stow-node")), stow_to_node(bodies, args.clients)),
+            "orthanc": (OrthancPeer(fresh_folder("stow-orthanc")),
+                        stow_to_orthanc(bodies, args.clients)),
+            "cstore": (NodePeer(fresh_folder("stow-cstore")),
+                       lambda peer: storescu(peer, [data.root])),
+        }
+        for name, (peer, send_all) in runs.items():
+            best[name] = min(best[name], measured(peer, len(files), send_all))
+    rates = {name: len(files) / seconds for name, seconds in best.items()}
+    print_table(
+        ["instances", "batch", "clients", "node STOW /s", "orthanc STOW /s", "node/orthanc",
+         "node C-STORE /s (1 assoc)"],
+        [[len(files), args.batch, args.clients, rates["node"], rates["orthanc"],
+          rates["node"] / rates["orthanc"], rates["cstore"]]])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,361 @@
+"""STOW-RS (PS3.18 10.5): storing instances sent as `multipart/related; type="application/dicom"`,
+one DICOM Part 10 file per part, at POST /dicom-web/studies and /dicom-web/studies/{study}.
+
+Each part is written to incoming/ as its bytes arrive, never held whole in memory; the app's
+`http.max_body_bytes` bounds only bodies read whole, so `dicomweb.max_stow_bytes` bounds this one
+(413). A written part goes to the one ingest path, which answers once the instance is durable and
+indexed; meanwhile the next part is read, so that the parts of a request share group commits.
+
+Who may store: the API key, anything; a viewer session, only if its role allows `save`, only into
+the studies its grant holds, and each request is audited with the session's user. On
+/studies/{study} an instance of another study is refused (0xC122) and nothing of it is kept. The
+index records the origin as `stow` (API key) or `stow:USERNAME` (session).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
+from pydicom import dcmread
+
+from node.errors import InvalidInput
+from node.header_scan import HEAD_BYTES
+from node.index.writer import AddOutcome
+from node.ingest import Ingestor
+from node.instance_record import InstanceRecord, is_valid_uid
+from node.viewing import audit
+from rest.client_address import client_address
+from rest.dicomweb.access import Reader, reader
+from rest.dicomweb.negotiation import media_type, require_json
+from rest.dicomweb.stow_response import (
+    CANNOT_UNDERSTAND,
+    DATASET_MISMATCH,
+    DUPLICATE,
+    NOT_AUTHORIZED,
+    OUT_OF_RESOURCES,
+    PROCESSING_FAILURE,
+    WRONG_STUDY,
+    PartOutcome,
+    store_response,
+)
+from rest.dicomweb.urls import BASE_PATH, base_url
+from rest.middleware import json_error, public
+from rest.state import SERVICES
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+DICOM = "application/dicom"
+CHUNK_BYTES = 256 * 1024
+# Parts written and waiting for the ingest path at once, per request: enough to fill group
+# commits; each waits as a file in incoming/, not in memory.
+IN_FLIGHT = 16
+# SOP Instance UIDs named in a session's audit row; the count is always there.
+AUDITED_UIDS = 1000
+# Parts in one request (each costs a task and an item of the answer, even when empty), and
+# what each counts against max_stow_bytes beside its content (its boundary and headers).
+MAX_PARTS = 100_000
+PART_OVERHEAD = 100
+
+
+class Refused(Exception):
+    """An instance this request may not store; `status` is its FailureReason."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+class BodyError(Exception):
+    """The body cannot be read on from here (malformed, too large, a part of another type).
+    The parts before it are stored all the same: each was answered by the ingest path."""
+
+    def __init__(self, status: int, reason: str, field: str = "body") -> None:
+        super().__init__(reason)
+        self.status = status
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Received:
+    """One part, written to incoming/: its file, first bytes and size."""
+
+    path: Path
+    head: bytes
+    size: int
+
+
+@dataclass
+class Store:
+    """One STOW-RS request: who stores, into which study, and its parts on their way."""
+
+    who: Reader
+    path_study: str | None
+    ingestor: Ingestor
+    origin: str
+    # Bytes the body may still bring (dicomweb.max_stow_bytes at first).
+    remaining: int
+    tasks: list[asyncio.Task[PartOutcome]] = field(default_factory=list)
+
+    def admit(self, record: InstanceRecord) -> None:
+        """Raise Refused for an instance this request may not store (before it is kept)."""
+        if self.path_study is not None and record.study_uid != self.path_study:
+            raise Refused(WRONG_STUDY, f"instance of study {record.study_uid}, not of "
+                                       f"{self.path_study} named by the URL")
+        if self.who.grant is not None and record.study_uid not in self.who.grant.allowed:
+            raise Refused(NOT_AUTHORIZED, "instance of a study outside the viewing session")
+
+    async def read(self, body: MultipartReader) -> None:
+        """Write each part to incoming/ and start its ingest, until the closing boundary."""
+        number = 0
+        while True:
+            part = await _next_part(body, number)
+            if part is None:
+                return
+            number += 1
+            self.remaining -= PART_OVERHEAD
+            if number > MAX_PARTS or self.remaining < 0:
+                raise BodyError(413, f"the body is larger than dicomweb.max_stow_bytes or "
+                                     f"has more than {MAX_PARTS} parts")
+            received = await self._receive(_dicom_part(part, number), number)
+            if isinstance(received, PartOutcome):
+                self.tasks.append(asyncio.create_task(_done(received)))
+                continue
+            await self._throttle()
+            self.tasks.append(asyncio.create_task(
+                asyncio.to_thread(self._ingest, received, number)))
+
+    async def settle(self) -> list[PartOutcome]:
+        """Every started part's outcome, in the order of the body."""
+        return list(await asyncio.gather(*self.tasks))
+
+    async def _receive(self, part: BodyPartReader, number: int) -> Received | PartOutcome:
+        """Stream the part into a new incoming file. A write error (a full disk) fails this
+        part and reads past it, so that the parts after it are still answered."""
+        out, path = self.ingestor.storage.new_incoming_file()
+        head = bytearray()
+        size = 0
+        write_error: OSError | None = None
+        try:
+            while chunk := await _read_chunk(part, number):
+                size += len(chunk)
+                if size > self.remaining:
+                    raise BodyError(413, "the body is larger than dicomweb.max_stow_bytes")
+                if len(head) < HEAD_BYTES:
+                    head += chunk[:HEAD_BYTES - len(head)]
+                if write_error is None:
+                    try:
+                        out.write(chunk)
+                    except OSError as exc:
+                        write_error = exc
+        except BaseException:  # the body, not the disk: the request ends here
+            with contextlib.suppress(OSError):
+                out.close()
+            path.unlink(missing_ok=True)
+            raise
+        try:
+            out.close()
+        except OSError as exc:
+            write_error = write_error or exc
+        self.remaining -= size
+        if write_error is not None:
+            path.unlink(missing_ok=True)
+            log.error("STOW-RS part %d could not be written: %s", number, write_error)
+            return _failed(number, None, bytes(head), OUT_OF_RESOURCES, "storage error")
+        return Received(path, bytes(head), size)
+
+    async def _throttle(self) -> None:
+        while True:
+            running = [task for task in self.tasks if not task.done()]
+            if len(running) < IN_FLIGHT:
+                return
+            await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+
+    def _ingest(self, received: Received, number: int) -> PartOutcome:
+        """The ingest path's answer for one part, as its outcome (in a worker thread; the
+        file is consumed either way)."""
+        seen: list[InstanceRecord] = []
+
+        def admit(record: InstanceRecord) -> None:
+            seen.append(record)
+            self.admit(record)
+
+        try:
+            result = self.ingestor.ingest_incoming_blocking(
+                received.path, self.origin, None, received.head, received.size, admit)
+        except Refused as exc:
+            return _failed(number, seen, received.head, exc.status, str(exc))
+        except InvalidInput as exc:
+            # A missing or malformed unique key; a file that is not DICOM at all.
+            status = DATASET_MISMATCH if exc.field else CANNOT_UNDERSTAND
+            return _failed(number, seen, received.head, status, str(exc))
+        except OSError as exc:
+            log.error("STOW-RS part %d could not be stored: %s", number, exc)
+            return _failed(number, seen, received.head, OUT_OF_RESOURCES, "storage error")
+        except Exception:
+            log.exception("STOW-RS part %d failed", number)
+            return _failed(number, seen, received.head, PROCESSING_FAILURE,
+                           "internal error while storing")
+        record = seen[0]
+        warning, note = None, ""
+        if result.outcome is AddOutcome.DUPLICATE_KEPT:
+            warning, note = DUPLICATE, f"{record.sop_uid} was stored already: that one is kept"
+        elif result.outcome is AddOutcome.DUPLICATE_REPLACED:
+            warning, note = DUPLICATE, f"{record.sop_uid} was stored already: replaced"
+        return PartOutcome(number, record.sop_class_uid, record.sop_uid, record.study_uid,
+                           record.series_uid, warning=warning, note=note)
+
+
+async def _done(outcome: PartOutcome) -> PartOutcome:
+    return outcome
+
+
+def _failed(number: int, seen: list[InstanceRecord] | None, head: bytes, status: int,
+            note: str) -> PartOutcome:
+    """A failure item naming the instance as far as it could be read."""
+    if seen:
+        sop_class, sop_uid = seen[0].sop_class_uid, seen[0].sop_uid
+    else:
+        sop_class, sop_uid = _identify(head)
+    return PartOutcome(number, sop_class, sop_uid, failure=status, note=note)
+
+
+def _identify(head: bytes) -> tuple[str, str]:
+    """SOP Class and Instance UIDs of a part the index could not read, if they can be found
+    in its first bytes (else empty: the failure item then names no instance)."""
+    try:
+        ds = dcmread(BytesIO(head), force=True, stop_before_pixels=True,
+                     specific_tags=["SOPClassUID", "SOPInstanceUID"])
+        found = (str(ds.get("SOPClassUID", "") or ""), str(ds.get("SOPInstanceUID", "") or ""))
+    except Exception:  # anything at all may arrive as a part
+        return "", ""
+    return found[0] if is_valid_uid(found[0]) else "", found[1] if is_valid_uid(found[1]) else ""
+
+
+async def _next_part(body: MultipartReader, number: int) -> Any:
+    try:
+        return await body.next()
+    except (ValueError, AssertionError, HttpProcessingError) as exc:
+        raise BodyError(400, f"malformed multipart body after part {number}: {exc}"[:200]
+                        ) from exc
+
+
+async def _read_chunk(part: BodyPartReader, number: int) -> bytes:
+    try:
+        return await part.read_chunk(CHUNK_BYTES)
+    except (ValueError, AssertionError, HttpProcessingError) as exc:
+        raise BodyError(400, f"malformed multipart body in part {number}: {exc}"[:200]) from exc
+
+
+def _dicom_part(part: Any, number: int) -> BodyPartReader:
+    """The part, or 415 for one that is not application/dicom (a part without Content-Type is
+    taken to be of the body's declared type)."""
+    declared = part.headers.get("Content-Type")
+    if not isinstance(part, BodyPartReader):
+        declared = declared or "multipart"
+    if declared is not None and media_type(declared).media_type != DICOM:
+        raise BodyError(415, f"part {number} is {declared[:100]!r}, not {DICOM}", "Content-Type")
+    assert isinstance(part, BodyPartReader)
+    return part
+
+
+def _check_content_type(request: web.Request) -> None:
+    """400 for a body that is not multipart/related with a boundary, 415 for one that declares
+    parts of another type than application/dicom."""
+    declared = media_type(request.headers.get("Content-Type", ""))
+    if declared.media_type != "multipart/related":
+        raise InvalidInput('Content-Type: a STOW-RS body is multipart/related; '
+                           'type="application/dicom"', field="Content-Type")
+    inner = declared.params.get("type")
+    if inner is not None and inner.lower() != DICOM:
+        raise web.HTTPUnsupportedMediaType(
+            reason=f"Content-Type: parts of type {inner[:100]!r}: only {DICOM} is stored")
+    if not 0 < len(declared.params.get("boundary", "")) <= 70:
+        raise InvalidInput("Content-Type: a boundary of 1 to 70 characters is needed",
+                           field="Content-Type")
+
+
+def _origin(who: Reader) -> str:
+    if who.grant is None:
+        return "stow"
+    return f"stow:{who.grant.context['username']}"[:80]
+
+
+async def _audit(request: web.Request, who: Reader, outcomes: list[PartOutcome]) -> None:
+    """A viewer session's store, named with its user (the API key's are in the index only)."""
+    if who.grant is None or not outcomes:
+        return
+    stored = [o for o in outcomes if o.stored]
+    context = who.grant.context
+    await audit.record_alone(
+        request.app[SERVICES].sessions, "stow", username=context["username"],
+        role=context["role"], context_pk=who.grant.context_pk,
+        client_address=client_address(request),
+        studyInstanceUIDs=sorted({o.study_uid for o in stored}),
+        sopInstanceUIDs=[o.sop_uid for o in stored][:AUDITED_UIDS],
+        stored=len(stored), failed=len(outcomes) - len(stored))
+
+
+async def _store(request: web.Request, path_study: str | None) -> web.StreamResponse:
+    who = await reader(request)
+    if path_study is not None and not is_valid_uid(path_study):
+        raise InvalidInput("study: not a UID", field="study")
+    if who.grant is not None:
+        who.grant.require_feature("save")
+        if path_study is not None:
+            who.require(path_study)
+    _check_content_type(request)
+    require_json(request)
+    services = request.app[SERVICES]
+    limit = services.config.dicomweb.max_stow_bytes
+    if request.content_length is not None and request.content_length > limit:
+        return json_error(413, f"the body ({request.content_length} bytes) is larger than "
+                               f"dicomweb.max_stow_bytes ({limit})", "body")
+    store = Store(who, path_study, services.ingestor, _origin(who), limit)
+    error: BodyError | None = None
+    try:
+        await store.read(await request.multipart())
+    except BodyError as exc:
+        error = exc
+    finally:
+        # The ingests under way finish whatever happens to the request; so does the audit.
+        outcomes = await asyncio.shield(_settle(request, who, store))
+    stored = sum(o.stored for o in outcomes)
+    log.info("STOW-RS (%s): %d part(s) stored, %d failed%s",
+             "API key" if who.grant is None else f"context {who.grant.context_pk}", stored,
+             len(outcomes) - stored, f", then refused: {error.status}" if error else "")
+    if error is not None:
+        return json_error(error.status, f"{error} ({stored} part(s) before it stored)",
+                          error.field)
+    if not outcomes:
+        raise InvalidInput("body: the multipart body has no part", field="body")
+    response = store_response(outcomes, base_url(request), path_study)
+    return web.Response(status=response.status, body=response.payload(),
+                        headers=response.headers())
+
+
+async def _settle(request: web.Request, who: Reader, store: Store) -> list[PartOutcome]:
+    outcomes = await store.settle()
+    await _audit(request, who, outcomes)
+    return outcomes
+
+
+def _handler(path_study: Callable[[web.Request], str | None]
+             ) -> Callable[[web.Request], Any]:
+    @public
+    async def stow(request: web.Request) -> web.StreamResponse:
+        return await _store(request, path_study(request))
+    return stow
+
+
+routes.post(BASE_PATH + "/studies")(_handler(lambda _: None))
+routes.post(BASE_PATH + "/studies/{study}")(_handler(lambda r: r.match_info["study"]))
