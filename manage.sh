@@ -41,7 +41,8 @@ install_python_packages() {
     fi
 }
 
-# Browser libraries (OpenSeadragon) from the npm registry, pinned in package-lock.json.
+# Browser apps from the npm registry, pinned in package-lock.json: OHIF Viewer (its prebuilt
+# dist/, prepared for /viewer/ when the node starts) and OpenSeadragon.
 install_browser_packages() {
     if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
         npm ci --no-audit --no-fund -q && touch node_modules

@@ -1,8 +1,20 @@
-"""The viewer: time to the first image in headless Chromium, and rendered frames per second
-(cold and warm render cache) beside Orthanc's /instances/{id}/preview on the same instances.
+"""The viewer: OHIF's time from the token to the first image in headless Chromium, beside the
+same OHIF build on Orthanc's DICOMweb; and the hand-written viewer's first image and rendered
+frames per second beside Orthanc's /instances/{id}/preview.
 
-    .venv/bin/python -m bench.viewer                   # 300 CT 512x512, 4 connections
-    .venv/bin/python -m bench.viewer --images 100 --connections 8
+    .venv/bin/python -m bench.viewer                   # OHIF, 120 CT 512x512, node and Orthanc
+    .venv/bin/python -m bench.viewer --images 300 --runs 5
+    .venv/bin/python -m bench.viewer --part hand-written --images 300 --connections 4
+
+OHIF (issue 20): both peers hold the same files (node: `python -m node import`, Orthanc: REST
+upload, DICOMweb plugin with its defaults). The node's page is its own (/ngv?q=TOKEN: redeem,
+redirect, page, app-config.js, OHIF, its DICOMweb); Orthanc's is the same prepared OHIF build
+served by this script (aiohttp, the node's headers: gzip, immutable) with the node's data source
+configuration pointed at Orthanc's /dicom-web (Chromium without web security, since Orthanc
+sends no CORS headers). The time runs from `page.goto` to the viewport's overlay showing the
+window, i.e. the first image drawn. Cold: a new browser context (empty cache); warm: the same
+context again (OHIF's files from the browser cache), with a new token for the node. Targets:
+at most Orthanc's time; warm under 1.5 s.
 
 The node runs as `python -m node serve` (default settings), Orthanc 1.10 with its defaults;
 both hold the same files (node: `python -m node import`, Orthanc: REST upload). The first
@@ -13,8 +25,8 @@ Frames per second: every image of the study requested once by N concurrent conne
 Cold: a window that was never asked for (nothing cached); warm: the same requests again.
 Orthanc has no preview cache: its second pass is its warm figure.
 
-Targets (issue 5): first image under 1 s; warm at least 3x Orthanc's preview; cold at least
-equal.
+The hand-written viewer (issue 5): first image under 1 s; warm at least 3x Orthanc's preview;
+cold at least equal.
 """
 
 from __future__ import annotations
@@ -28,12 +40,17 @@ import urllib.request
 from pathlib import Path
 
 import aiohttp
+from aiohttp import web
 
 from bench.common import fresh_folder, print_table
 from bench.dataset import OUT
+from rest.ohif.app_config import app_config_script
+from rest.ohif.bundle import PreparedApp, prepare, served_file
+from rest.ohif.routes import IMMUTABLE
+from rest.viewer.access import Grant
 from tests.browser import CHROMIUM, FLAGS
 from tests.factory import StudySpec
-from tests.peers import NodeProcess, OrthancProcess
+from tests.peers import NodeProcess, OrthancProcess, free_port
 from tests.viewer_data import ct_instances, write_all
 
 STUDY = "1.2.826.0.1.3680043.10.1011.9501"
@@ -112,12 +129,133 @@ async def fetch_all(urls: list[str], connections: int, headers: dict[str, str]) 
         return len(urls) / (time.perf_counter() - started)
 
 
+# -- OHIF on the node and on Orthanc -----------------------------------------------------------
+
+DRAWN = ("() => { const o = document.querySelector(\"[data-cy='viewport-overlay-bottom-left']\");"
+         " return !!o && o.textContent.includes('W:'); }")
+
+
+def orthanc_config_script(orthanc: OrthancProcess, app: PreparedApp) -> str:
+    """The node's app-config.js for a session that may do everything, pointed at Orthanc."""
+    context = {"options": {}, "features": {"search": False, "download": True,
+                                           "documents": True}}
+    grant = Grant(0, context)
+    return app_config_script(grant, app, f"{orthanc.http_url}/dicom-web")
+
+
+async def serve_ohif_for(orthanc: OrthancProcess, app: PreparedApp) -> web.AppRunner:
+    """OHIF's prepared build on a port of its own, configured for Orthanc."""
+    config = orthanc_config_script(orthanc, app)
+
+    async def page(_: web.Request) -> web.StreamResponse:
+        return web.FileResponse(app.index_html, headers={"Cache-Control": "no-store"})
+
+    async def config_script(_: web.Request) -> web.Response:
+        return web.Response(text=config, content_type="text/javascript",
+                            headers={"Cache-Control": "no-store"})
+
+    async def static(request: web.Request) -> web.StreamResponse:
+        path = served_file(app, request.match_info["path"])
+        if path is None:
+            raise web.HTTPNotFound()
+        return web.FileResponse(path, headers={"Cache-Control": IMMUTABLE,
+                                               "Vary": "Accept-Encoding"})
+
+    server = web.Application()
+    server.router.add_get(f"/viewer/static/{app.build_id}/{{path:.+}}", static)
+    server.router.add_get("/viewer/app-config.js", config_script)
+    server.router.add_get("/viewer/{route:.*}", page)
+    runner = web.AppRunner(server, access_log=None)
+    await runner.setup()
+    return runner
+
+
+async def ohif_first_images(node: NodeProcess, orthanc: OrthancProcess, runs: int
+                            ) -> dict[str, list[float]]:
+    """Seconds to the first image: node and Orthanc, cold and warm, taking turns."""
+    from playwright.async_api import Page, async_playwright
+
+    app = prepare()
+    runner = await serve_ohif_for(orthanc, app)
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    orthanc_page = f"http://127.0.0.1:{port}/viewer/viewer?StudyInstanceUIDs={STUDY}"
+    times: dict[str, list[float]] = {key: [] for key in (
+        "node cold", "node warm", "orthanc cold", "orthanc warm")}
+
+    async def timed(page: Page, url: str) -> float:
+        started = time.perf_counter()
+        await page.goto(url)
+        await page.wait_for_function(DRAWN, timeout=120_000)
+        return time.perf_counter() - started
+
+    try:
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(
+                executable_path=CHROMIUM, args=[*FLAGS, "--disable-web-security"])
+            try:
+                for _ in range(runs):
+                    for peer in ("node", "orthanc"):
+                        context = await browser.new_context(
+                            viewport={"width": 1920, "height": 1080})
+                        page = await context.new_page()
+                        for state in ("cold", "warm"):
+                            url = (f"{node.http_url}/ngv?q={token(node)}" if peer == "node"
+                                   else orthanc_page)
+                            times[f"{peer} {state}"].append(await timed(page, url))
+                            await page.goto("about:blank")
+                        await context.close()
+            finally:
+                await browser.close()
+    finally:
+        await runner.cleanup()
+    return times
+
+
+def bench_ohif(images: int, runs: int) -> None:
+    files = study_files(images)
+    folder = fresh_folder("viewer-ohif")
+    node = NodeProcess(folder / "node").start()
+    orthanc = OrthancProcess(folder / "orthanc").start()
+    try:
+        assert node.cli("role", "add", ROLE, "--allow", "search,download,documents"
+                        ).returncode == 0
+        imported = node.cli("import", str(files))
+        assert imported.returncode == 0, imported.stderr
+        orthanc_upload(orthanc, files)
+        times = asyncio.run(ohif_first_images(node, orthanc, runs))
+    finally:
+        node.stop()
+        orthanc.stop()
+    print(f"\nOHIF {prepare().version}, {images} CT images 512x512, token (node) or page "
+          f"(Orthanc) to the first image drawn, {runs} runs each\n")
+    rows = []
+    for key, values in times.items():
+        rows.append([key, f"{statistics.median(values) * 1000:.0f}",
+                     f"{min(values) * 1000:.0f}", f"{values[0] * 1000:.0f}",
+                     ", ".join(f"{v * 1000:.0f}" for v in values)])
+    print_table(["peer and cache", "median ms", "best ms", "first run ms", "runs ms"], rows)
+    for state in ("cold", "warm"):
+        ratio = statistics.median(times[f"node {state}"]) / statistics.median(
+            times[f"orthanc {state}"])
+        print(f"{state}: node / Orthanc {ratio:.2f} (target at most 1)")
+
+
+# -- the hand-written viewer ------------------------------------------------------------------
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=300)
+    parser.add_argument("--part", choices=("ohif", "hand-written"), default="ohif")
+    parser.add_argument("--images", type=int)
+    parser.add_argument("--runs", type=int, default=3, help="OHIF: runs per peer")
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--first-image-runs", type=int, default=5)
     args = parser.parse_args()
+    if args.part == "ohif":
+        bench_ohif(args.images or 120, args.runs)
+        return
+    args.images = args.images or 300
     files = study_files(args.images)
     folder = fresh_folder("viewer")
     node = NodeProcess(folder / "node").start()

@@ -70,6 +70,14 @@ class Protocol:
                 "rows": self.rows, "columns": self.columns,
                 "rules": [rule.as_json() for rule in self.rules]}
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Protocol:
+        """A protocol as `as_json` wrote it (a viewing context's snapshot); KeyError,
+        TypeError or ValueError for anything else."""
+        return cls(int(data["id"]), str(data["name"]), str(data["scope"]),
+                   str(data.get("owner", "")), int(data["rows"]), int(data["columns"]),
+                   tuple(Rule.from_json(rule) for rule in data["rules"]))
+
     def place(self, series: Sequence[tuple[str, str, str]]) -> dict[int, int]:
         """Which cell each series (modality, body part, description) goes to, by index in
         `series`; a series no rule matches gets no cell."""
@@ -80,6 +88,18 @@ class Protocol:
                     placed[index] = rule.cell
                     break
         return placed
+
+
+def snapshot_protocols(snapshot: dict[str, Any]) -> list[Protocol]:
+    """The protocols of a viewing context's snapshot ({"scope": ..., "protocols": [...]});
+    an entry that is not a protocol is skipped."""
+    found = []
+    for item in snapshot.get("protocols") or []:
+        try:
+            found.append(Protocol.from_json(item))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return found
 
 
 def _match(pattern: str, value: str) -> bool:

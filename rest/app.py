@@ -19,6 +19,7 @@ from rest import (
     multimonitor,
     obscurl,
     obscurl_post,
+    ohif,
     openapi,
     slides,
     studies,
@@ -82,6 +83,7 @@ def create_app(services: NodeServices, api_key: str) -> web.Application:
     slides.setup(app)
     viewer.setup(app)
     dicomweb.setup(app)
+    ohif.setup(app)
     obscurl_post.setup(app)
     metrics.setup(app)
     for table in ROUTE_TABLES:

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from rest.dicomweb.openapi import DICOMWEB_PATHS
 from rest.middleware import public
+from rest.ohif.openapi import OHIF_PATHS
 from rest.operations_openapi import OPERATIONS_PATHS
 from rest.viewer.openapi import VIEWER_PATHS
 from rest.viewer.slides_openapi import SLIDE_PATHS
@@ -361,6 +362,7 @@ DOCUMENT["paths"].update(VIEWER_PATHS)
 DOCUMENT["paths"].update(SLIDE_PATHS)
 DOCUMENT["paths"].update(DICOMWEB_PATHS)
 DOCUMENT["paths"].update(OPERATIONS_PATHS)
+DOCUMENT["paths"].update(OHIF_PATHS)
 
 
 @routes.get("/api/openapi.json", allow_head=False)

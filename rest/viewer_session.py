@@ -1,13 +1,14 @@
 """The browser's side: redeeming a token (/ngv?q=TOKEN) for a session cookie, and the viewer's
-data request (/ngv/api/context). The viewer page itself is rest/viewer.
+data request (/ngv/api/context). The viewers themselves are rest/ohif (radiology) and the slide
+viewer of rest/viewer (pathology).
 
 These routes are public as far as the API key goes: the token, then the session cookie, is
-what lets the browser in. A refused token gets a short plain page with no detail beyond why.
+what lets the browser in. A refused token gets a short dark page that says what happened and
+what to do, with no detail beyond that.
 """
 
 from __future__ import annotations
 
-import html
 from typing import Any
 from urllib.parse import urlencode
 
@@ -16,34 +17,28 @@ from aiohttp import web
 from node.viewing import context_json, redeem, session_context
 from rest.client_address import client_address, reached_over_tls
 from rest.middleware import STICKY_PATTERN, json_error, public
+from rest.ohif import start_url
+from rest.refusal import refusal_page
 from rest.state import SERVICES
 
 routes = web.RouteTableDef()
 
 COOKIE = "ngv_session"
-VIEWER_PATH = "/ngv/viewer"
 
+AGAIN = "Open the study again from the calling application."
+# Outcome -> status, title, what happened, what to do.
 _REFUSALS = {
-    "unknown": (404, "Unknown link", "This viewer link is not valid."),
-    "used": (403, "Link already used", "This viewer link has already been used. "
-             "Open the study again from the calling application."),
-    "expired": (403, "Link expired", "This viewer link has expired. "
-                "Open the study again from the calling application."),
-    "revoked": (403, "Link revoked", "This viewer link has been revoked."),
+    "unknown": (404, "Unknown link", "This viewer link is not valid.",
+                "Check that the whole link was copied, or open the study again from the "
+                "calling application."),
+    "used": (403, "Link already used", "This viewer link has already been used: each link "
+             "opens the viewer once.", AGAIN),
+    "expired": (403, "Link expired", "This viewer link has expired.", AGAIN),
+    "revoked": (403, "Link revoked", "This viewer link has been revoked.",
+                "Ask the calling application for a new link if you still need the study."),
 }
 
-_PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
-}
-
-
-def page(status: int, title: str, body_html: str) -> web.Response:
-    text = (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}"
-            f"</title></head>\n<body>\n<h1>{html.escape(title)}</h1>\n{body_html}\n</body></html>\n")
-    return web.Response(status=status, text=text, content_type="text/html",
-                        headers=_PAGE_HEADERS)
+_PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 
 @routes.get("/ngv", allow_head=False)
@@ -53,14 +48,14 @@ async def open_token(request: web.Request) -> web.Response:
     tokens = request.query.getall("q", [])
     token = tokens[0] if len(tokens) == 1 else ""
     result = await redeem(services, token, client_address(request))
-    if result.outcome != "ok":
-        status, title, message = _REFUSALS[result.outcome]
-        return page(status, title, f"<p>{html.escape(message)}</p>")
-    location = VIEWER_PATH
+    if result.outcome != "ok" or result.context_pk is None:
+        return refusal_page(*_REFUSALS[result.outcome if result.outcome != "ok" else "unknown"])
+    location = await start_url(services, result.context_pk)
     headers = {"Location": location, **_PAGE_HEADERS}
     if result.sticky and STICKY_PATTERN.match(result.sticky):
         # The viewer's own requests carry sticky too, so a proxy keeps them on this instance.
-        headers["Location"] = f"{VIEWER_PATH}?{urlencode({'sticky': result.sticky})}"
+        separator = "&" if "?" in location else "?"
+        headers["Location"] = f"{location}{separator}{urlencode({'sticky': result.sticky})}"
         headers["X-Sticky"] = result.sticky
     response = web.Response(status=302, headers=headers)
     # Path "/": the session also reads the node's DICOMweb (/dicom-web), not only /ngv.

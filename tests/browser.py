@@ -18,7 +18,9 @@ from playwright.async_api import Browser, Page, async_playwright
 CHROMIUM = os.environ.get("VIEWER_TEST_CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage"]
+         "--disable-dev-shm-usage",
+         # WebGL on the CPU (OHIF's cornerstone renders with WebGL; there is no GPU here).
+         "--enable-unsafe-swiftshader"]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 

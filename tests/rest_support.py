@@ -11,12 +11,15 @@ from typing import Any
 
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import select, update
 
 from node.config import Config, config_from_dict
 from node.errors import Conflict
+from node.index.viewing_models import ViewingContext
 from node.roles import add_role
 from node.runtime import open_services
 from node.services import NodeServices
+from node.viewing.tokens import token_key
 from rest.app import create_app
 from rest.state import RETRIEVALS
 from tests.clock import MovableClock
@@ -74,6 +77,17 @@ class Api:
         assert data.status == 200, await data.text()
         result: dict[str, Any] = await data.json()
         return result
+
+    async def set_options(self, token: str, options: dict[str, Any]) -> None:
+        """Options only the POST API sets (collapsePreviews), written into the stored context."""
+        async with self.services.sessions() as session:
+            stored = await session.scalar(select(ViewingContext.options).where(
+                ViewingContext.token_hash == token_key(token)))
+            assert stored is not None
+            await session.execute(update(ViewingContext).where(
+                ViewingContext.token_hash == token_key(token)).values(
+                    options={**stored, **options}))
+            await session.commit()
 
     async def ingest(self, spec: StudySpec) -> None:
         folder = self.folder / "studies" / spec.study_uid

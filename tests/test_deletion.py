@@ -85,7 +85,7 @@ def c_find(node: NodeProcess, study_uid: str) -> int:
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    process = NodeProcess(tmp_path_factory.mktemp("deletion") / "node",
+    process = NodeProcess(tmp_path_factory.mktemp("deletion") / "node", query_from=("DELETER",),
                           extra={"node": {"workers": 2}, "jobs": FAST_JOBS}).start()
     yield process
     process.stop()
@@ -165,7 +165,8 @@ def test_protect_and_unprotect_are_stored_and_audited(node: NodeProcess) -> None
 
 
 def test_a_deletion_killed_midway_goes_on_at_the_next_start(tmp_path: Path) -> None:
-    node = NodeProcess(tmp_path / "node", extra={"node": {"workers": 1}, "jobs": FAST_JOBS})
+    node = NodeProcess(tmp_path / "node", query_from=("DELETER",),
+                       extra={"node": {"workers": 1}, "jobs": FAST_JOBS})
     node.start()
     try:
         for attempt in range(3):

@@ -32,7 +32,7 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    process = NodeProcess(tmp_path_factory.mktemp("metrics") / "node",
+    process = NodeProcess(tmp_path_factory.mktemp("metrics") / "node", query_from=("METRICS",),
                           extra={"node": {"workers": WORKERS}}).start()
     wait_ready(process)
     yield process

@@ -47,7 +47,7 @@ def run_cli(*argv: str) -> str:
 async def test_redeem_sets_a_strict_http_only_cookie_and_redirects(api: Api) -> None:
     response, cookie = await api.redeem(await api.token(PARAMS))
     assert response.status == 302
-    assert response.headers["Location"] == "/ngv/viewer"
+    assert response.headers["Location"] == f"/viewer/viewer?StudyInstanceUIDs={STUDY}"
     assert cookie is not None and len(cookie) == 64
     set_cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in set_cookie and "SameSite=Strict" in set_cookie
@@ -97,16 +97,22 @@ async def test_context_needs_no_api_key_but_the_cookie(api: Api) -> None:
     assert response.status == 200
 
 
-async def test_viewer_page_lists_studies_with_a_session_only(api: Api) -> None:
+async def test_viewer_page_opens_with_a_session_only(api: Api) -> None:
     _, cookie = await api.redeem(await api.token(PARAMS))
-    page = await api.client.get("/ngv/viewer", headers={"Cookie": f"ngv_session={cookie}"})
-    assert page.status == 200 and STUDY in await page.text()
-    assert (await api.client.get("/ngv/viewer")).status == 401
+    page = await api.client.get("/viewer/viewer", headers={"Cookie": f"ngv_session={cookie}"})
+    assert page.status == 200 and "/viewer/app-config.js" in await page.text()
+    config = await api.client.get("/viewer/app-config.js",
+                                  headers={"Cookie": f"ngv_session={cookie}"})
+    assert config.status == 200 and "/dicom-web" in await config.text()
+    refused = await api.client.get("/viewer/viewer")
+    assert refused.status == 401 and "No viewer session" in await refused.text()
+    assert (await api.client.get("/viewer/app-config.js")).status == 401
 
 
 async def test_sticky_follows_the_redirect(api: Api) -> None:
     response, _ = await api.redeem(await api.token({**PARAMS, "sticky": "abc"}))
-    assert response.headers["Location"] == "/ngv/viewer?sticky=abc"
+    assert response.headers["Location"] == (
+        f"/viewer/viewer?StudyInstanceUIDs={STUDY}&sticky=abc")
     assert response.headers["X-Sticky"] == "abc"
 
 

@@ -12,10 +12,7 @@ from typing import Any
 
 import pytest
 from playwright.async_api import Browser, Page, Response
-from sqlalchemy import select, update
 
-from node.index.viewing_models import ViewingContext
-from node.viewing.tokens import token_key
 from tests.browser import browser, new_page, screenshot
 from tests.factory import StudySpec, uid
 from tests.rest_support import ROLE, Api, running_app
@@ -71,21 +68,17 @@ async def open_viewer(api: Api, browser: Browser, params: dict[str, Any],
                       size: tuple[int, int] = (1920, 1080)) -> Page:
     token = await api.token({**BASE, **params})
     if options:
-        await set_options(api, token, options)
+        await api.set_options(token, options)
     page = await new_page(browser, *size)
-    await page.goto(str(api.client.make_url(f"/ngv?q={token}")))
+    await goto_old_viewer(api, page, f"/ngv?q={token}")
     return page
 
 
-async def set_options(api: Api, token: str, options: dict[str, Any]) -> None:
-    """Options only the POST API sets (collapsePreviews), written into the stored context."""
-    async with api.services.sessions() as session:
-        stored = await session.scalar(select(ViewingContext.options).where(
-            ViewingContext.token_hash == token_key(token)))
-        assert stored is not None
-        await session.execute(update(ViewingContext).where(
-            ViewingContext.token_hash == token_key(token)).values(options={**stored, **options}))
-        await session.commit()
+async def goto_old_viewer(api: Api, page: Page, token_path: str) -> None:
+    """Redeem the token (which opens OHIF), then open the hand-written page on the session."""
+    await page.goto(str(api.client.make_url(token_path)))
+    await page.goto(str(api.client.make_url("/ngv/viewer")))
+
 
 
 async def pixels(page: Page, selector: str = ".viewport") -> dict[str, float]:
@@ -235,7 +228,7 @@ async def test_anonymized_context_shows_no_patient_identifiers(
             bodies.append(await response.text())
 
     page.on("response", keep)
-    await page.goto(str(api.client.make_url(f"/ngv?q={token}")))
+    await goto_old_viewer(api, page, f"/ngv?q={token}")
     await page.wait_for_selector(READY)
     await page.locator("#document-list button.document", has_text="Report").click()
     await page.wait_for_selector(".report .line")
@@ -263,7 +256,7 @@ async def test_a_used_token_url_shows_already_used(api: Api, browser: Browser) -
     token = await api.token({**BASE, "studyUID": CT.study_uid})
     url = str(api.client.make_url(f"/ngv?q={token}"))
     page = await new_page(browser)
-    await page.goto(url)
+    await goto_old_viewer(api, page, f"/ngv?q={token}")
     await page.wait_for_selector(READY)
     second = await new_page(browser)
     response = await second.goto(url)
@@ -289,7 +282,7 @@ async def test_secondary_monitor_shows_the_priors_side_by_side(
         "studyInstanceUID": CT.study_uid})
     urls = await answer.json()
     page = await new_page(browser)
-    await page.goto(str(api.client.make_url(urls["secondaryMonitorRelativeUrl"])))
+    await goto_old_viewer(api, page, urls["secondaryMonitorRelativeUrl"])
     await page.wait_for_selector("#grid[data-columns='2']")
     await page.wait_for_function(
         "() => document.querySelectorAll(\".viewport[data-state='ready']\").length === 2")

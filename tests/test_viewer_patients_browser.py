@@ -69,7 +69,9 @@ async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
 async def open_viewer(api: Api, browser: Browser, params: list[tuple[str, str]]) -> Page:
     token = await api.token([("username", "radiologist"), ("role", ROLE), *params])
     page = await new_page(browser)
+    # Redeeming the token opens OHIF; the hand-written page is then opened on the session.
     await page.goto(str(api.client.make_url(f"/ngv?q={token}")))
+    await page.goto(str(api.client.make_url("/ngv/viewer")))
     await page.evaluate(WATCH_JS, OWNER)
     return page
 

@@ -18,7 +18,6 @@ from pathology.catalogue import register_slide_file
 from tests import slide_factory as factory
 from tests.browser import browser, new_page, screenshot
 from tests.rest_support import API_KEY, ROLE, Api, running_app
-from tests.test_viewer_browser import set_options
 
 __all__ = ["browser"]
 
@@ -73,7 +72,7 @@ async def open_slides(api: Api, browser: Browser, user: str, params: dict[str, A
                       options: dict[str, Any] | None = None) -> Page:
     token = await api.token({"username": user, "role": ROLE, "accNum": CASE, **params})
     if options:
-        await set_options(api, token, options)
+        await api.set_options(token, options)
     page = await new_page(browser, 1280, 800)
     await page.goto(str(api.client.make_url(f"/ngv?q={token}")))
     return page

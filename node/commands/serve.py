@@ -86,10 +86,19 @@ def run(args: argparse.Namespace) -> int:
 
 async def prepare(config: Config) -> None:
     """What must happen once before the workers start, not in each of them at once: migrations
-    (the index's and pathology's) and finishing what a crash left in incoming/. Importing the
-    HTTP app here also means the forked workers find it loaded."""
+    (the index's and pathology's), finishing what a crash left in incoming/, and OHIF's build
+    prepared for serving (a few seconds on the first start). Importing the HTTP app here also
+    means the forked workers find it loaded."""
     import rest.app  # noqa: F401
     from pathology.models import ensure_schema
+    from rest.ohif.bundle import OhifMissing
+    from rest.ohif.bundle import prepare as prepare_ohif
+
+    try:
+        await asyncio.to_thread(prepare_ohif)
+    except (OhifMissing, OSError) as exc:
+        # Each worker says so again at its start; the node serves everything else.
+        log.warning("the radiology viewer is not available: %s", exc)
 
     async with open_services(config, recover=True) as services:
         await ensure_schema(services.engine)

@@ -41,6 +41,11 @@ FRAME_MEDIA_TYPES = {
 }
 
 
+class NotDecodable(InvalidInput):
+    """Frames asked for uncompressed whose compression this node cannot decode (a video's
+    MPEG-4 stream, say); they can still be had as stored."""
+
+
 @dataclass(frozen=True)
 class Frames:
     """Frames of one instance, and the transfer syntax their bytes are in."""
@@ -73,8 +78,12 @@ def read_frames(path: Path, numbers: list[int], uncompressed: bool) -> Frames:
         return Frames(str(syntax), _encapsulated(path, ds, element, numbers, count))
     if not syntax.is_encapsulated and _by_offset(ds, syntax, element):
         return Frames(str(ExplicitVRLittleEndian), _native(path, ds, element, numbers))
-    return Frames(str(ExplicitVRLittleEndian), [
-        pixel_array(str(path), index=n - 1).tobytes() for n in numbers])
+    try:
+        decoded = [pixel_array(str(path), index=n - 1).tobytes() for n in numbers]
+    except NotImplementedError as exc:
+        raise NotDecodable(f"frames in {syntax.name} cannot be decoded here: ask for them "
+                           "as stored (transfer-syntax=*)", field="transfer-syntax") from exc
+    return Frames(str(ExplicitVRLittleEndian), decoded)
 
 
 def _value_start(element: object) -> int:

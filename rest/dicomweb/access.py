@@ -3,8 +3,9 @@
 Two kinds of reader share the routes:
 - a hospital system sends the API key (`Authorization: <key>`) and reads everything;
 - a browser sends the viewer session cookie (a redeemed token) and reads only what its viewing
-  context grants (rest/viewer/access.py), with the context's options applied on the server:
-  identifying values emptied when anonymized, documents absent when hidden.
+  context grants (rest/viewer/access.py), or every local study when its role may search and the
+  token did not hide search (OHIF's study list), with the context's options applied on the
+  server: identifying values emptied when anonymized, documents absent when hidden.
 
 A wrong key is refused even with a valid cookie beside it, so that a misconfigured system never
 silently falls back to a browser's narrower grant.
@@ -37,16 +38,23 @@ class Reader:
     def hide_documents(self) -> bool:
         return self.grant is not None and not self.grant.features.get("documents")
 
+    @property
+    def reads_every_study(self) -> bool:
+        """The API key, or a session whose role may search and whose token did not hide it:
+        OHIF's study list searches the whole index and opens what it finds, as the search of
+        the hand-written viewer could (an anonymized session never searches)."""
+        return self.grant is None or bool(self.grant.features.get("search"))
+
     def scope(self, limit: int | None = None, offset: int = 0) -> Scope:
         """What a query of this reader may match."""
         return Scope(
-            studies=None if self.grant is None else self.grant.allowed,
+            studies=None if self.reads_every_study or self.grant is None else self.grant.allowed,
             without_sop_class_prefixes=DOCUMENT_PREFIXES if self.hide_documents else (),
             limit=limit, offset=offset)
 
     def require(self, study_uid: str) -> None:
         """403 for a study outside the session's grant (without saying whether it exists)."""
-        if self.grant is not None:
+        if self.grant is not None and not self.reads_every_study:
             self.grant.require(study_uid)
 
 

@@ -32,7 +32,7 @@ from node.index.instance_queries import StoredInstanceRow, series_of_study, stor
 from node.index.query import Scope
 from node.render import NotRenderable, RenderParams, Window, is_image
 from node.render.renderer import cache_key
-from node.render.stored_frames import FRAME_MEDIA_TYPES, read_frames
+from node.render.stored_frames import FRAME_MEDIA_TYPES, NotDecodable, read_frames
 from node.series_metadata import PIXEL_DATA_TAGS, InstanceMetadata, RowsLoader
 from rest.dicomweb.access import Reader, reader
 from rest.dicomweb.dicom_json import PHI_TAGS
@@ -135,7 +135,19 @@ async def retrieve(request: web.Request) -> web.StreamResponse:
 
 
 def _anonymized(json: dict[str, Any]) -> dict[str, Any]:
-    return {tag: ({"vr": body["vr"]} if tag in PHI_TAGS else body) for tag, body in json.items()}
+    """Identifying values emptied at every depth: a person name anywhere (a report's observer
+    in its content tree, an operator in a sequence) and the listed attributes wherever they
+    are nested."""
+    out: dict[str, Any] = {}
+    for tag, body in json.items():
+        vr = body.get("vr")
+        if tag in PHI_TAGS or vr == "PN":
+            out[tag] = {"vr": vr}
+        elif vr == "SQ" and "Value" in body:
+            out[tag] = {"vr": vr, "Value": [_anonymized(item) for item in body["Value"]]}
+        else:
+            out[tag] = body
+    return out
 
 
 def _all_rows(request: web.Request, study_uid: str, series_uid: str) -> RowsLoader:
@@ -241,7 +253,10 @@ async def frames(request: web.Request) -> web.StreamResponse:
     await _refuse_burned_in(request, who, row)
     uncompressed, inner = _frame_choice(accepted(request), row.transfer_syntax)
     path = await request.app[SERVICES].storage.local_path_async(row.path)
-    found = await asyncio.to_thread(read_frames, path, numbers, uncompressed)
+    try:
+        found = await asyncio.to_thread(read_frames, path, numbers, uncompressed)
+    except NotDecodable as exc:
+        return json_error(406, str(exc), exc.field)
     part_type = OCTET_STREAM if inner == OCTET_STREAM else inner
     answer = MultipartRelated(request, inner, IMMUTABLE)
     for frame in found.frames:

@@ -10,21 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from node.hanging_protocols import Protocol, Rule
+from node.hanging_protocols import Protocol, snapshot_protocols
 from node.render import StoredSeries, is_image
-
-
-def _protocols(snapshot: dict[str, Any]) -> list[Protocol]:
-    found = []
-    for item in snapshot.get("protocols") or []:
-        try:
-            found.append(Protocol(int(item["id"]), str(item["name"]), str(item["scope"]),
-                                  str(item.get("owner", "")), int(item["rows"]),
-                                  int(item["columns"]),
-                                  tuple(Rule.from_json(rule) for rule in item["rules"])))
-        except (KeyError, TypeError, ValueError):
-            continue
-    return found
 
 
 def _key(series: StoredSeries) -> tuple[str, str, str]:
@@ -36,7 +23,7 @@ def layout(snapshot: dict[str, Any], series: list[StoredSeries]) -> dict[str, An
               if any(is_image(i.sop_class_uid, i.transfer_syntax) for i in s.instances)]
     shown = images or series
     best: tuple[Protocol, dict[int, int]] | None = None
-    for protocol in _protocols(snapshot):
+    for protocol in snapshot_protocols(snapshot):
         placed = protocol.place([_key(s) for s in shown])
         if best is None or len(placed) > len(best[1]):
             best = (protocol, placed)
