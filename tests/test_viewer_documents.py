@@ -19,6 +19,7 @@ from pydicom import dcmread
 from tests.browser import browser, new_page, screenshot
 from tests.factory import StudySpec, uid
 from tests.rest_support import ROLE, Api, running_app
+from tests.test_viewer_browser import goto_old_viewer
 from tests.viewer_data import ct_instances, wrapped_file, write_all
 
 __all__ = ["browser"]
@@ -120,7 +121,8 @@ async def open_documents(api: Api, browser: Browser) -> Page:
     token = await api.token({"username": "u", "role": ROLE, "studyUID": STUDY.study_uid,
                              "hideDocuments": "false"})
     page = await new_page(browser, 1280, 800)
-    await page.goto(str(api.client.make_url(f"/ngv?q={token}")))
+    # The token opens OHIF; the hand-written viewer's document panel is on /ngv/viewer.
+    await goto_old_viewer(api, page, f"/ngv?q={token}")
     await page.wait_for_selector("#document-list button.document")
     return page
 

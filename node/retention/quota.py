@@ -100,7 +100,10 @@ class StorageQuota:
                 self._refresh()
                 if self.recycling and self._past(RECYCLE_AT, amount):
                     self._recycle_ahead(amount, study_uid)
-                if not self._fits(amount, whole=True):
+                # This process's share again, never the whole room: the other workers may
+                # have admitted their shares meanwhile (under load, taking the whole room here
+                # passed the limit by two instances).
+                if not self._fits(amount):
                     self._make_room(amount, study_uid)
             self._in_flight[id(item)] = (amount, time.monotonic())
             if new_study:
