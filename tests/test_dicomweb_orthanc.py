@@ -22,8 +22,10 @@ STUDY_KEYS = ("00080020", "00080030", "00080050", "00080061", "00080090", "00100
               "00201208")
 SERIES_KEYS = ("00080060", "0008103E", "0020000E", "00200011", "00201209")
 INSTANCE_KEYS = ("00080016", "00080018", "00200013")
-# Values that are not the instance's: Orthanc adds its own retrieve and availability values.
-NOT_COMPARED = frozenset({"00081190", "00080056", "00020010"})
+# Values that are not the instance's: Orthanc adds its own retrieve and availability values,
+# the node the instance's stored transfer syntax (AvailableTransferSyntaxUID, which OHIF reads
+# to tell a video from frames); each is checked on its own below.
+NOT_COMPARED = frozenset({"00081190", "00080056", "00020010", "00083002"})
 PIXEL_DATA = "7FE00010"
 
 
@@ -104,6 +106,10 @@ def test_metadata_holds_the_same_elements(clients: tuple[DICOMwebClient, DICOMwe
         tags = (set(ours) | set(other)) - NOT_COMPARED - {PIXEL_DATA}
         if "00280010" in ours:
             assert "BulkDataURI" in ours[PIXEL_DATA], sop
+        stored_syntax = ours["00083002"]["Value"][0]
+        assert stored_syntax.startswith("1.2.840.10008.1.2"), sop
+        if "00020010" in other:  # Orthanc's copy of the file's transfer syntax, when it has one
+            assert stored_syntax == other["00020010"]["Value"][0], sop
         assert {t: _comparable(ours[t]) if t in ours else None for t in tags} == {
             t: _comparable(other[t]) if t in other else None for t in tags}, sop
         assert {t: ours[t]["vr"] for t in tags} == {t: other[t]["vr"] for t in tags}, sop
