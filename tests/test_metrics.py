@@ -25,7 +25,14 @@ from tests.factory import StudySpec, make_instance, uid
 from tests.index_db import rows
 from tests.peers import NodeProcess
 from tests.rest_support import API_KEY, running_app
-from tests.test_workers import WORKERS, client_port, socket_owner, wait_ready, workers_of
+from tests.test_workers import (
+    WORKERS,
+    client_port,
+    socket_owner,
+    wait_ready,
+    workers_idle,
+    workers_of,
+)
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -80,7 +87,7 @@ def open_associations(node: NodeProcess, count: int) -> list[Association]:
         start.wait()
         return ae.associate("127.0.0.1", node.dicom_port, ae_title=node.ae_title)
 
-    time.sleep(0.2)  # the workers have published that they serve nothing
+    workers_idle(node)  # both have published that they serve nothing, so both take a share
     with concurrent.futures.ThreadPoolExecutor(count) as pool:
         associations = list(pool.map(lambda _: associate(), range(count)))
     assert all(assoc.is_established for assoc in associations)
