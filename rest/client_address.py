@@ -56,10 +56,15 @@ def client_address(request: web.Request) -> str:
     return client[:MAX_LENGTH]
 
 
+def from_trusted_proxy(request: web.Request) -> bool:
+    """Whether the request's peer is a proxy listed in `[http] trusted_proxies`."""
+    networks = request.app[TRUSTED_PROXIES]
+    return bool(networks) and _trusted(request.remote or "", networks)
+
+
 def _forwarded(request: web.Request, name: str) -> str | None:
     """The right-most value of a forwarding header, when a trusted proxy sent the request."""
-    networks = request.app[TRUSTED_PROXIES]
-    if not networks or not _trusted(request.remote or "", networks):
+    if not from_trusted_proxy(request):
         return None
     values = [value.strip() for header in request.headers.getall(name, [])
               for value in header.split(",")]

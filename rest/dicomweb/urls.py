@@ -8,25 +8,16 @@ Host are used, so that a client cannot make the node hand out links to another s
 
 from __future__ import annotations
 
-import ipaddress
 import re
 
 from aiohttp import web
 
-from rest.state import TRUSTED_PROXIES
+from rest.client_address import from_trusted_proxy
 
 BASE_PATH = "/dicom-web"
 _HOST = re.compile(r"^[A-Za-z0-9.\-:\[\]]{1,255}$")
 _PREFIX = re.compile(r"^(/[A-Za-z0-9._~\-]+)*$")
 _FORWARDED_PAIR = re.compile(r'(proto|host)="?([^";,]+)"?', re.IGNORECASE)
-
-
-def _from_trusted_proxy(request: web.Request) -> bool:
-    try:
-        peer = ipaddress.ip_address(request.remote or "")
-    except ValueError:
-        return False
-    return any(peer in network for network in request.app[TRUSTED_PROXIES])
 
 
 def _first(value: str) -> str:
@@ -48,7 +39,7 @@ def _direct_host(request: web.Request) -> str:
 def base_url(request: web.Request) -> str:
     """The DICOMweb root as the client sees it, e.g. https://pacs.example/node/dicom-web."""
     scheme, host, prefix = request.scheme, _direct_host(request), ""
-    if _from_trusted_proxy(request):
+    if from_trusted_proxy(request):
         forwarded = request.headers.get("Forwarded", "")
         pairs = {k.lower(): v for k, v in _FORWARDED_PAIR.findall(_first(forwarded))}
         scheme = _first(request.headers.get("X-Forwarded-Proto", "")) or pairs.get(

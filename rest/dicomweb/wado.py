@@ -236,6 +236,12 @@ def _frame_choice(ranges: list[MediaRange], stored: str) -> tuple[bool, str]:
     raise not_acceptable(ranges)
 
 
+def _burned_in(metadata: InstanceMetadata) -> bool:
+    """Burned In Annotation YES, as the viewer's own routes decide."""
+    flag = metadata.json.get(BURNED_IN, {}).get("Value", [""])
+    return str(flag[0]).strip().upper() == "YES"
+
+
 async def _refuse_burned_in(request: web.Request, who: Reader, row: StoredInstanceRow) -> None:
     """An anonymized session gets no pixels of an instance with burned-in annotation (Burned
     In Annotation YES, as the viewer's own routes decide), nor of one whose header is
@@ -243,8 +249,7 @@ async def _refuse_burned_in(request: web.Request, who: Reader, row: StoredInstan
     if not who.anonymize:
         return
     found = await _metadata_of(request, [row])
-    flag = found[0].json.get(BURNED_IN, {}).get("Value", [""]) if found else ["YES"]
-    if str(flag[0]).strip().upper() == "YES":
+    if not found or _burned_in(found[0]):
         raise web.HTTPForbidden(reason="this image has burned-in annotation and the session "
                                 "is anonymized")
 
@@ -410,12 +415,9 @@ async def rendered_many(request: web.Request) -> web.StreamResponse:
         raise NotFound("no image to render")
     params = _render_params(request, 1, thumbnail=False)
     media_type = "image/png" if params.format == "png" else "image/jpeg"
-    burned = set()
+    burned: set[str] = set()
     if who.anonymize:
-        for found in await _metadata_of(request, rows):
-            flag = found.json.get(BURNED_IN, {}).get("Value", [""])
-            if str(flag[0]).strip().upper() == "YES":
-                burned.add(found.sop_uid)
+        burned = {m.sop_uid for m in await _metadata_of(request, rows) if _burned_in(m)}
     answer = MultipartRelated(request, media_type, IMMUTABLE)
     storage = request.app[SERVICES].storage
     for row in rows:
