@@ -270,10 +270,12 @@ def build_find(request: FindRequest, dialect: str) -> AnySelect:
 @dataclass(frozen=True)
 class Scope:
     """What a DICOMweb query may see and how much of it: the studies a viewer session is
-    granted (None: all, for the API key), SOP classes it must not see, by UID prefix (documents
+    granted (None: all, for the API key), the patients a PatientID names for it, SOP classes it must not see, by UID prefix (documents
     hidden), and a page of the matches in a stable order."""
 
     studies: frozenset[str] | None = None
+    # The index's patient rows a query may match (None: any).
+    patients: frozenset[int] | None = None
     without_sop_class_prefixes: tuple[str, ...] = ()
     limit: int | None = None
     offset: int = 0
@@ -284,6 +286,8 @@ def build_scoped_find(request: FindRequest, dialect: str, scope: Scope) -> AnySe
     stmt = build_find(request, dialect)
     if scope.studies is not None:
         stmt = stmt.where(Study.study_uid.in_(sorted(scope.studies)))
+    if scope.patients is not None:
+        stmt = stmt.where(Study.patient_pk.in_(sorted(scope.patients)))
     prefixes = scope.without_sop_class_prefixes
     if prefixes and request.level is Level.IMAGE:
         stmt = stmt.where(*_not_prefixed(Instance.sop_class_uid, prefixes))

@@ -45,10 +45,12 @@ class Reader:
         the hand-written viewer could (an anonymized session never searches)."""
         return self.grant is None or bool(self.grant.features.get("search"))
 
-    def scope(self, limit: int | None = None, offset: int = 0) -> Scope:
-        """What a query of this reader may match."""
+    def scope(self, limit: int | None = None, offset: int = 0,
+              patients: frozenset[int] | None = None) -> Scope:
+        """What a query of this reader may match (`patients`: rest/dicomweb/patient_scope)."""
         return Scope(
             studies=None if self.reads_every_study or self.grant is None else self.grant.allowed,
+            patients=patients,
             without_sop_class_prefixes=DOCUMENT_PREFIXES if self.hide_documents else (),
             limit=limit, offset=offset)
 
