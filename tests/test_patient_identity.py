@@ -118,10 +118,12 @@ async def test_a_shared_patient_id_lists_only_the_sessions_own_patient(api: Api)
     pida = {"00100020": "PIDA"}
     for hide_search in ("true", "false"):
         own = [NO_ISSUER.study_uid, NO_ISSUER_PRIOR.study_uid]
-        headers = await api.session_headers({"username": "u", "role": ROLE, "hideSearch": hide_search,
+        headers = await api.session_headers({"username": "u", "role": ROLE,
+                                             "hideSearch": hide_search,
                                              "studyUID": NO_ISSUER.study_uid})
         assert (await studies_named(api, headers, pida))[0] == sorted(own)
-        headers = await api.session_headers({"username": "u", "role": ROLE, "hideSearch": hide_search,
+        headers = await api.session_headers({"username": "u", "role": ROLE,
+                                             "hideSearch": hide_search,
                                              "studyUID": OTHER_HOSPITAL.study_uid})
         assert (await studies_named(api, headers, pida))[0] == [OTHER_HOSPITAL.study_uid]
 

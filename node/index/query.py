@@ -270,8 +270,9 @@ def build_find(request: FindRequest, dialect: str) -> AnySelect:
 @dataclass(frozen=True)
 class Scope:
     """What a DICOMweb query may see and how much of it: the studies a viewer session is
-    granted (None: all, for the API key), the patients a PatientID names for it, SOP classes it must not see, by UID prefix (documents
-    hidden), and a page of the matches in a stable order."""
+    granted (None: all, for the API key), the patients a PatientID names for it, SOP classes
+    it must not see, by UID prefix (documents hidden), and a page of the matches in a stable
+    order."""
 
     studies: frozenset[str] | None = None
     # The index's patient rows a query may match (None: any).
