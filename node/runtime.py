@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from node.clock import Clock
 from node.config import Config
@@ -40,7 +42,7 @@ def open_storage(config: Config, worker: WorkerPlace | None = None) -> Storage:
     A worker process gets an incoming/ (and S3 read cache) folder of its own: what a crashed
     worker left there is its own, so its replacement can finish it while the others serve.
     """
-    incoming = config.data_dir / "incoming"
+    incoming = _incoming_folder(config)
     if worker is not None:
         incoming = incoming / worker.folder
     if config.storage.backend == "s3":
@@ -52,6 +54,22 @@ def open_storage(config: Config, worker: WorkerPlace | None = None) -> Storage:
             cache, share = cache / worker.folder, worker.count
         return S3Storage.from_config(config.storage, config.data_dir, incoming, cache, share)
     return Storage(config.storage_root, incoming, config.storage.fsync)
+
+
+def _incoming_folder(config: Config) -> Path:
+    """incoming/ lies on the storage folder's file system: a file is placed by a link, which
+    cannot cross file systems. It is data_dir/incoming when they share one (the default
+    storage folder is in data_dir), else the storage folder's `.incoming/` (`check` leaves it
+    out of the storage listing either way)."""
+    incoming = config.data_dir / "incoming"
+    if config.storage.backend == "s3":
+        return incoming
+    root = config.storage_root
+    root.mkdir(parents=True, exist_ok=True)
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    if os.stat(root).st_dev != os.stat(config.data_dir).st_dev:
+        return root / ".incoming"
+    return incoming
 
 
 @asynccontextmanager

@@ -24,10 +24,12 @@ from tests.factory import StudySpec, make_instance, uid
 from tests.index_db import rows
 from tests.peers import NodeProcess
 from tests.rest_support import API_KEY, running_app
+from tests.small_disk import fill, tmpfs
 
 SAVE_ROLE = "dicomweb-stow-save"
 VIEW_ROLE = "dicomweb-stow-view"
 BOUNDARY = "stow-test-boundary-0123"
+OUT_OF_RESOURCES = 0xA700
 # FailureReason / WarningReason values the node answers with.
 CANNOT_UNDERSTAND = 0xC000
 DATASET_MISMATCH = 0xA900
@@ -430,3 +432,42 @@ async def test_a_body_over_max_stow_bytes_is_413(tmp_path: Path) -> None:
 
 def stored_in(data_dir: Path, sop_uid: str) -> bool:
     return bool(rows(data_dir, "SELECT 1 FROM instances WHERE sop_uid = :u", u=sop_uid))
+
+
+async def test_a_full_disk_fails_the_parts_it_hits_and_stores_again_once_freed(
+        tmp_path: Path) -> None:
+    """Small parts are written by the ingest threads, large ones as they arrive: on a full
+    disk either way the part fails 0xA700 with nothing of it kept, the parts after it are still
+    answered, and the node stores again once space is back."""
+    small = datasets(spec(15), 3)
+    large = make_instance(spec(15, rows=1024, columns=1024), 1, 0)  # 2 MiB of pixels
+    headers = {"Authorization": API_KEY, "Accept": "application/dicom+json",
+               "Content-Type": f"multipart/related; type=application/dicom; boundary={BOUNDARY}"}
+    with tmpfs(tmp_path / "storage", "1m") as root:
+        async with running_app(tmp_path / "app", storage={"root": str(root)}) as api:
+            response = await api.client.post("/dicom-web/studies", headers=headers, data=body(
+                [("application/dicom", encoded(small[0])), ("application/dicom", encoded(large)),
+                 ("application/dicom", encoded(small[1]))]))
+            assert response.status == 202, await response.text()
+            answer = await response.json()
+            stored = [value(i, "00081155") for i in items(answer, "00081199")]
+            assert stored == [small[0].SOPInstanceUID, small[1].SOPInstanceUID]
+            failed = items(answer, "00081198")
+            assert [value(i, "00081197") for i in failed] == [OUT_OF_RESOURCES]
+            assert value(failed[0], "00081155") == large.SOPInstanceUID
+
+            filler = fill(root, 1024)
+            response = await api.client.post("/dicom-web/studies", headers=headers, data=body(
+                [("application/dicom", encoded(small[2]))]))
+            assert response.status == 409, await response.text()
+            failed = items(await response.json(), "00081198")
+            assert [value(i, "00081197") for i in failed] == [OUT_OF_RESOURCES]
+            assert list(api.services.storage.incoming.iterdir()) == []
+            index = api.services.config.data_dir
+            assert not stored_in(index, small[2].SOPInstanceUID)
+
+            filler.unlink()
+            response = await api.client.post("/dicom-web/studies", headers=headers, data=body(
+                [("application/dicom", encoded(small[2]))]))
+            assert response.status == 200, await response.text()
+            assert stored_in(index, small[2].SOPInstanceUID)
