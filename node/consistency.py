@@ -32,6 +32,7 @@ from node.index.writer import AddOutcome
 from node.ingest import Ingestor
 from node.instance_record import read_record
 from node.services import NodeServices
+from node.storage import SHARED_INCOMING
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +179,8 @@ async def compare(services: NodeServices) -> ConsistencyReport:
 def _excluded_folders(services: NodeServices) -> tuple[Path, ...]:
     """Folders of the node's own that may sit under a storage root pointed at the data dir."""
     data_dir = services.config.data_dir
-    return (services.storage.incoming, data_dir / "quarantine", data_dir / "import-journal")
+    return (services.storage.incoming, services.config.storage_root / SHARED_INCOMING,
+            data_dir / "quarantine", data_dir / "import-journal")
 
 
 async def _look_again(services: NodeServices, report: ConsistencyReport) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,7 +22,7 @@ from node.index.writer import IndexWriter
 from node.ingest import Ingestor, recover_incoming
 from node.retention.quota import StorageQuota
 from node.services import NodeServices
-from node.storage import Storage
+from node.storage import SHARED_INCOMING, Storage
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,9 @@ def open_storage(config: Config, worker: WorkerPlace | None = None) -> Storage:
 def _incoming_folder(config: Config) -> Path:
     """incoming/ lies on the storage folder's file system: a file is placed by a link, which
     cannot cross file systems. It is data_dir/incoming when they share one (the default
-    storage folder is in data_dir), else the storage folder's `.incoming/` (`check` leaves it
-    out of the storage listing either way)."""
+    storage folder is in data_dir), else a folder of this instance's own under the storage
+    folder's `.incoming/`, named after its data_dir: instances sharing the storage folder each
+    recover only what they left there (`check` leaves it out of the storage listing)."""
     incoming = config.data_dir / "incoming"
     if config.storage.backend == "s3":
         return incoming
@@ -68,7 +70,9 @@ def _incoming_folder(config: Config) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     if os.stat(root).st_dev != os.stat(config.data_dir).st_dev:
-        return root / ".incoming"
+        data_dir = str(config.data_dir.resolve())
+        tag = hashlib.sha256(data_dir.encode()).hexdigest()[:12]
+        return root / SHARED_INCOMING / f"{config.data_dir.name}-{tag}"
     return incoming
 
 

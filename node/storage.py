@@ -18,6 +18,10 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
+# Under a storage folder on another file system than data_dir, the instances' incoming/
+# folders (node/runtime.py): never instances, never listed.
+SHARED_INCOMING = ".incoming"
+
 
 class Storage:
     """Instances as files under one folder (local, or shared by several instances over NFS/SMB:
