@@ -31,7 +31,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     named = next((arg for arg in argv or () if not arg.startswith("-")), None)
     modules = [COMMANDS[named]] if named in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
     for module in modules:
-        importlib.import_module(f"node.commands.{module}").register(sub)
+        importlib.import_module(f"node.commands.{module}_command").register(sub)
     return parser
 
 

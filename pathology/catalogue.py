@@ -22,12 +22,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from node.errors import Conflict, InvalidInput, NotFound
-from node.index.models import Instance, Series, Study
-from node.storage import Storage
-from pathology.metadata import SlideMetadata, from_dicom
-from pathology.models import SlideFile, SlideMetadataRecord
-from pathology.opening import open_slide
+from node.index.dicom_models import Instance, Series, Study
+from node.storage.folder_storage import Storage
+from pathology.dicom_slide_metadata import SlideMetadata, from_dicom
+from pathology.pathology_models import SlideFile, SlideMetadataRecord
 from pathology.slide import SlideInfo
+from pathology.slide_opening import open_slide
 
 WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
 MAX_IDENTIFIER = 64

@@ -15,8 +15,8 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from node.errors import InvalidInput
-from node.resolve import StudyRequest
 from node.viewing import IssueRequest
+from node.viewing.study_resolution import StudyRequest
 from rest.client_address import client_address
 from rest.obscurl import ACCESSION_MAX, LO_MAX, viewing_options
 from rest.params import QueryParams

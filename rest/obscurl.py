@@ -7,9 +7,9 @@ from typing import cast
 from aiohttp import web
 
 from node.errors import InvalidInput
-from node.resolve import StudyRequest
 from node.viewing import IssueRequest, ViewingOptions
 from node.viewing.options import AnnotationVisibility
+from node.viewing.study_resolution import StudyRequest
 from rest.client_address import client_address
 from rest.params import QueryParams
 from rest.state import ISSUER

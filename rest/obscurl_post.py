@@ -18,12 +18,12 @@ from typing import Any
 from aiohttp import web
 
 from node.services import NodeServices
-from node.slide_metadata import JSON_FIELDS, SlideMetadata
 from node.sources import ImportProgress, parse_body, plan_import
 from node.sources.import_jobs import ImportJobs
-from node.sources.opening import check_role, issue_context
+from node.sources.post_context import check_role, issue_context
 from node.sources.request import MIME_TYPES, STORAGE_TYPES
-from node.storage_mapping import load_mappings
+from node.sources.slide_metadata import JSON_FIELDS, SlideMetadata
+from node.sources.storage_mapping import load_mappings
 from pathology.catalogue import record_slide_metadata, register_slide_file
 from rest.obscurl import client_address
 from rest.openapi import DOCUMENT, UID_PATTERN

@@ -10,12 +10,12 @@ from typing import Any
 
 from aiohttp import web
 
-from rest.dicomweb.openapi import DICOMWEB_PATHS
+from rest.dicomweb.dicomweb_openapi import DICOMWEB_PATHS
 from rest.middleware import public
-from rest.ohif.openapi import OHIF_PATHS
+from rest.ohif.ohif_openapi import OHIF_PATHS
 from rest.operations_openapi import OPERATIONS_PATHS
-from rest.viewer.openapi import VIEWER_PATHS
 from rest.viewer.slides_openapi import SLIDE_PATHS
+from rest.viewer.viewer_openapi import VIEWER_PATHS
 
 routes = web.RouteTableDef()
 
@@ -226,8 +226,8 @@ def _tile(summary: str) -> dict[str, Any]:
     }}
 
 
-# Digital pathology and media routes (rest/slides.py, rest/lut.py, rest/annotations.py,
-# rest/iso.py).
+# Digital pathology and media routes (rest/slide_routes.py, rest/lut.py, rest/annotation_routes.py,
+# rest/iso_route.py).
 DOCUMENT["paths"].update({
     "/webdv/getIso": {"get": {
         "summary": "Studies as an ISO 9660 image (DICOM media, IHE PDI), streamed.",

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from multidict import MultiMapping
 
 from node.errors import InvalidInput
-from node.instance_record import is_valid_uid
+from node.ingest.instance_record import is_valid_uid
 
 _QUERY_UNSAFE = set("\\*?")
 

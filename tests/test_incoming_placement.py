@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from node.config import config_from_dict
-from node.consistency import compare
-from node.runtime import open_services
-from node.storage import SHARED_INCOMING
+from node.process.runtime import open_services
+from node.storage.consistency import compare
+from node.storage.folder_storage import SHARED_INCOMING
 from tests.factory import StudySpec, make_instance, uid
 from tests.rest_support import config_dict
 from tests.small_disk import tmpfs

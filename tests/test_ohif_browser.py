@@ -21,11 +21,11 @@ from playwright.async_api import Browser, ConsoleMessage, Page, Request, Respons
 from playwright.async_api import Error as PlaywrightError
 from sqlalchemy import update
 
-from node.hanging_protocols import Rule, add_protocol
 from node.index.viewing_models import ViewingContext
-from node.roles import add_role
 from node.viewing import revoke_token
-from node.viewing.tokens import token_key
+from node.viewing.hanging_protocols import Rule, add_protocol
+from node.viewing.roles import add_role
+from node.viewing.token_secrets import token_key
 from rest.ohif.bundle import OHIF_PACKAGE
 from tests.browser import browser, new_page, screenshot
 from tests.factory import StudySpec, uid

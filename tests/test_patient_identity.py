@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import select
 
-from node.index.models import Patient, Study
+from node.index.dicom_models import Patient, Study
 from tests.factory import StudySpec, uid
 from tests.rest_support import ROLE, Api, running_app
 

@@ -16,8 +16,8 @@ from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
 from node.config import config_from_dict
-from node.index.writer import AddOutcome, StoredFile
-from node.runtime import open_services
+from node.index.index_writer import AddOutcome, StoredFile
+from node.process.runtime import open_services
 from tests.factory import StudySpec, make_instance, uid
 from tests.index_db import on_postgresql, rows
 from tests.peers import NodeProcess, dcmtk, incoming_files

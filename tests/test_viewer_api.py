@@ -12,12 +12,12 @@ import pytest
 from pydicom import dcmread
 
 from node.errors import Conflict
-from node.hanging_protocols import Rule, add_protocol
 from node.render import THUMBNAIL, VIEW
 from node.render.renderer import cache_key
-from node.roles import add_role
+from node.viewing.hanging_protocols import Rule, add_protocol
+from node.viewing.roles import add_role
 from rest.state import ISSUER
-from rest.viewer.state import RENDERER
+from rest.viewer.viewer_state import RENDERER
 from tests.factory import StudySpec, uid
 from tests.rest_support import ROLE, Api, running_app
 from tests.viewer_data import (

@@ -66,11 +66,11 @@ from node.dimse.store_scp import (
     STATUS_WARNING_DUPLICATE,
 )
 from node.errors import InvalidInput, RemoteNodeError
-from node.index.models import Instance, Series, Study
-from node.index.writer import AddOutcome
-from node.instance_record import is_valid_uid
+from node.index.dicom_models import Instance, Series, Study
+from node.index.index_writer import AddOutcome
+from node.ingest.instance_record import is_valid_uid
 from node.services import NodeServices
-from node.storage import Storage
+from node.storage.folder_storage import Storage
 
 log = logging.getLogger(__name__)
 

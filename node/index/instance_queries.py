@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from node.index.models import Instance, Series, Study
+from node.index.dicom_models import Instance, Series, Study
 from node.index.query import Scope
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from node.index.models import Patient, Study
+from node.index.dicom_models import Patient, Study
 
 
 @dataclass(frozen=True)

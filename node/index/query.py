@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from node.errors import InvalidInput
-from node.index.models import Instance, Patient, Series, Study
+from node.index.dicom_models import Instance, Patient, Series, Study
 
 
 class Level(enum.IntEnum):

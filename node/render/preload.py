@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from node.errors import NodeError
-from node.jobs import ClaimedJob, JobBoard, JobRunner, JobStatus, worker_name
-from node.render.params import THUMBNAIL, VIEW, RenderParams
+from node.process.jobs import ClaimedJob, JobBoard, JobRunner, JobStatus, worker_name
+from node.render.render_params import THUMBNAIL, VIEW, RenderParams
 from node.render.renderer import FrameRenderer
 from node.render.sop_classes import is_image
 from node.render.study_images import StoredImage, study_series
@@ -87,8 +87,8 @@ async def _preload(services: NodeServices, study_uid: str, renderer: FrameRender
 
 
 class StudyPreloader:
-    """Background preloads as jobs (node/jobs.py): one instance renders each study, after the
-    study's retrieval (if any) has ended, whichever instance ran it. The rendered images land
+    """Background preloads as jobs (node/process/jobs.py): one instance renders each study, after
+    the study's retrieval (if any) has ended, whichever instance ran it. The rendered images land
     in the render cache of the instance that claimed the job; the one that queued it looks
     first, so with sticky routing that is nearly always the instance the viewer talks to."""
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from node.index.models import Instance, Series, Study
+from node.index.dicom_models import Instance, Series, Study
 
 
 @dataclass(frozen=True)

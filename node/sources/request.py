@@ -27,9 +27,9 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from node.errors import InvalidInput
-from node.instance_record import is_valid_uid
-from node.json_input import parse_json
-from node.slide_metadata import JSON_FIELDS, SlideMetadata
+from node.ingest.instance_record import is_valid_uid
+from node.sources.json_input import parse_json
+from node.sources.slide_metadata import JSON_FIELDS, SlideMetadata
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class StorageSpec:
 
     def secret_fields(self) -> dict[str, Any]:
         """The body's secret fields of this storage, as a request would give them: what a
-        background import keeps sealed (node/sources/vault.py) to rebuild its request."""
+        background import keeps sealed (node/sources/sealed_secrets.py) to rebuild its request."""
         if self.type in S3_TYPES:
             return {"accessKey": self.access_key, "secretAccessKey": self.secret_key}
         if self.type == "google-bucket":
@@ -168,7 +168,7 @@ class StudyEntry:
 class OpeningParameters:
     """The viewer options of a POST request: those of the GET API that make sense here, with
     the same meanings and defaults, but `hideDocuments` is None unless given (the documents
-    the request lists itself are then shown: node/sources/opening.py)."""
+    the request lists itself are then shown: node/sources/post_context.py)."""
 
     collapse_previews: bool = False
     anonymize: bool = False

@@ -10,7 +10,7 @@ from node.errors import InvalidInput, NotFound
 from node.index.viewing_models import ContextStudy, ViewerSession, ViewingContext
 from node.services import NodeServices
 from node.viewing import audit
-from node.viewing.tokens import looks_like_token, token_keys
+from node.viewing.token_secrets import looks_like_token, token_keys
 
 
 async def revoke_token(services: NodeServices, token: str) -> int:

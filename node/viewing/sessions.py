@@ -20,11 +20,11 @@ from node import metrics
 from node.errors import NotFound
 from node.index.recycling import mark_context_used
 from node.index.viewing_models import ViewerSession, ViewingContext
-from node.roles import get_role
 from node.services import NodeServices
 from node.viewing import audit
 from node.viewing.options import ViewingOptions
-from node.viewing.tokens import digest, looks_like_token, new_secret, token_keys
+from node.viewing.roles import get_role
+from node.viewing.token_secrets import digest, looks_like_token, new_secret, token_keys
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from node.index.patient_queries import patients_with_id
-from rest.dicomweb.access import Reader
+from rest.dicomweb.readers import Reader
 
 NAMES_SEVERAL = ('299 VIEWNODE "PatientID is held by patients of several issuers: '
                  'name IssuerOfPatientID"')

@@ -18,10 +18,10 @@ from pydicom.datadict import keyword_for_tag
 
 from node.errors import InvalidInput
 from node.index.query import ATTRIBUTES, FindMatch, FindRequest, Level, Model, scoped_find
-from rest.dicomweb.access import Reader, reader
 from rest.dicomweb.dicom_json import dataset_json, element
 from rest.dicomweb.negotiation import DICOM_JSON, require_json
 from rest.dicomweb.patient_scope import NAMES_SEVERAL, patients_named
+from rest.dicomweb.readers import Reader, reader
 from rest.dicomweb.urls import BASE_PATH, base_url
 from rest.middleware import public
 from rest.state import SERVICES

@@ -30,14 +30,14 @@ from aiohttp.http_exceptions import HttpProcessingError
 from pydicom import dcmread
 
 from node.errors import InvalidInput
-from node.header_scan import HEAD_BYTES
-from node.index.writer import AddOutcome
-from node.ingest import Ingestor
-from node.instance_record import InstanceRecord, is_valid_uid
+from node.index.index_writer import AddOutcome
+from node.ingest.header_scan import HEAD_BYTES
+from node.ingest.ingestor import Ingestor
+from node.ingest.instance_record import InstanceRecord, is_valid_uid
 from node.viewing import audit
 from rest.client_address import client_address
-from rest.dicomweb.access import Reader, reader
 from rest.dicomweb.negotiation import media_type, require_json
+from rest.dicomweb.readers import Reader, reader
 from rest.dicomweb.stow_response import (
     CANNOT_UNDERSTAND,
     DATASET_MISMATCH,

@@ -3,7 +3,7 @@
 - Instances (study, series or one) as `multipart/related; type="application/dicom"`, each
   file as stored unless the client asks for Explicit VR Little Endian by name (then converted,
   decompressed if need be); `transfer-syntax=*` or none: as stored.
-- Metadata as DICOM JSON from the series' metadata files (node/series_metadata.py), bulk data
+- Metadata as DICOM JSON from the series' metadata files (node/render/series_metadata.py), bulk data
   as BulkDataURIs on the origin the client used.
 - Frames read by offset from the stored file (node/render/stored_frames.py): as stored (their
   media type, e.g. image/jpeg, or octet-stream with `transfer-syntax=*`) or native bytes.
@@ -32,18 +32,18 @@ from node.index.instance_queries import StoredInstanceRow, series_of_study, stor
 from node.index.query import Scope
 from node.render import NotRenderable, RenderParams, Window, is_image
 from node.render.renderer import cache_key
+from node.render.series_metadata import PIXEL_DATA_TAGS, InstanceMetadata, RowsLoader
 from node.render.stored_frames import FRAME_MEDIA_TYPES, NotDecodable, read_frames
-from node.series_metadata import PIXEL_DATA_TAGS, InstanceMetadata, RowsLoader
-from rest.dicomweb.access import Reader, reader
 from rest.dicomweb.dicom_json import PHI_TAGS
+from rest.dicomweb.dicomweb_state import METADATA
 from rest.dicomweb.multipart import MultipartRelated
 from rest.dicomweb.negotiation import DICOM_JSON, MediaRange, accepted, not_acceptable, require_json
-from rest.dicomweb.state import METADATA
+from rest.dicomweb.readers import Reader, reader
 from rest.dicomweb.urls import BASE_PATH, base_url
 from rest.middleware import json_error, public
 from rest.state import SERVICES
 from rest.viewer.media import extract_video, extracted_path
-from rest.viewer.state import RENDERER
+from rest.viewer.viewer_state import RENDERER
 
 routes = web.RouteTableDef()
 

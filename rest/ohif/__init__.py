@@ -13,9 +13,9 @@ import logging
 from aiohttp import web
 
 from rest.ohif.bundle import BASE_PATH, OhifMissing, PreparedApp, prepare
+from rest.ohif.ohif_state import OHIF, OhifInstall
 from rest.ohif.routes import routes
 from rest.ohif.start import start_url
-from rest.ohif.state import OHIF, OhifInstall
 
 __all__ = ["BASE_PATH", "OHIF", "PreparedApp", "setup", "start_url"]
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from rest.ohif.bundle import BASE_PATH, PreparedApp
 from rest.ohif.protocols import EXTENSION_ID, SESSION_PROTOCOL, protocol_module
-from rest.viewer.access import Grant
+from rest.viewer.grants import Grant
 
 DATA_SOURCE = "node"
 # OHIF opens this many web workers to decode frames; the node's machines have two cores.

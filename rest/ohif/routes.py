@@ -18,12 +18,12 @@ from rest.dicomweb.urls import base_url
 from rest.middleware import json_error, public
 from rest.ohif.app_config import app_config_script
 from rest.ohif.bundle import BASE_PATH, CONFIG_PATH, PreparedApp, served_file
+from rest.ohif.ohif_state import OHIF
 from rest.ohif.protocols import session_protocol
-from rest.ohif.state import OHIF
 from rest.refusal import refusal_page
 from rest.state import SERVICES
-from rest.viewer.access import Grant
-from rest.viewer.state import GRANTS
+from rest.viewer.grants import Grant
+from rest.viewer.viewer_state import GRANTS
 
 routes = web.RouteTableDef()
 

@@ -18,7 +18,7 @@ from pydicom import dcmread
 from sqlalchemy import select
 
 from node.errors import NotFound
-from node.index.models import Instance, Series, Study
+from node.index.dicom_models import Instance, Series, Study
 from node.services import NodeServices
 
 REMEMBERED = 8192

@@ -17,9 +17,9 @@ from aiohttp import web
 from node.render import THUMBNAIL
 from rest.middleware import public
 from rest.state import SERVICES
-from rest.viewer.access import Grant
-from rest.viewer.state import GRANTS, TEMPLATES
-from rest.viewer.studies import StudyListing, study_listing
+from rest.viewer.grants import Grant
+from rest.viewer.patient_studies import StudyListing, study_listing
+from rest.viewer.viewer_state import GRANTS, TEMPLATES
 
 routes = web.RouteTableDef()
 

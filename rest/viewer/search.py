@@ -18,13 +18,13 @@ from sqlalchemy import select
 
 from node.dimse import scu
 from node.errors import InvalidInput
-from node.index.models import Patient, Series, Study
+from node.index.dicom_models import Patient, Series, Study
 from node.index.viewing_models import ContextStudy
-from node.resolve import select_sources
+from node.viewing.study_resolution import select_sources
 from rest.json_body import read_json
 from rest.middleware import public
 from rest.state import RETRIEVALS, SERVICES
-from rest.viewer.state import GRANTS
+from rest.viewer.viewer_state import GRANTS
 
 routes = web.RouteTableDef()
 

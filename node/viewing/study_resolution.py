@@ -1,0 +1,288 @@
+"""Study resolution: which studies a viewing request names, and where each of them is.
+
+The local index answers first. What it cannot answer is asked of the source nodes with C-FIND,
+all queries at once and each bounded by the query timeout, so a dead node costs at most that
+timeout and is reported rather than fatal. Remote queries are made only when they can add
+something: for study UIDs, only the UIDs missing locally; for an accession number or a patient,
+only when the index has no match, unless the request named its source nodes explicitly (then
+those nodes are always asked, which is how a caller asks for a complete history).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from pydicom.dataset import Dataset
+from sqlalchemy import bindparam, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from node.config import Config, RemoteNode
+from node.dimse import scu
+from node.errors import Conflict, InvalidInput
+from node.index.dicom_models import Patient, Study
+
+
+@dataclass(frozen=True)
+class StudyRequest:
+    """What a viewing request names; empty fields were not given."""
+
+    study_uids: tuple[str, ...] = ()
+    accession: str = ""
+    # With a patient ID too: True looks the accession number up across all patients (the
+    # multimonitor API), False among that patient's studies only (the obscurl API).
+    accession_any_patient: bool = True
+    patient_id: str = ""
+    # Issuer of Patient ID: a patient is (PatientID, issuer); see patient_studies.
+    issuer: str = ""
+    history_list: tuple[str, ...] = ()
+    preload: tuple[str, ...] = ()
+
+    @functools.cached_property
+    def all_uids(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.study_uids + self.history_list + self.preload))
+
+    @property
+    def issuer_value(self) -> str:
+        """The IssuerOfPatientID the request means: "NONE" is the spec's word for none."""
+        return "" if self.issuer.upper() == "NONE" else self.issuer
+
+    @property
+    def accession_across_patients(self) -> bool:
+        return bool(self.accession) and (self.accession_any_patient or not self.patient_id)
+
+
+@dataclass(frozen=True)
+class FoundStudy:
+    study_uid: str
+    patient_id: str
+    issuer: str
+    accession: str
+    study_date: str
+    description: str
+    # "" when the study is in the local index, else the AE title it can be retrieved from.
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class SourceFailure:
+    ae_title: str
+    message: str
+
+
+@dataclass
+class Findings:
+    """Everything resolution learnt, before it is arranged into what each monitor opens."""
+
+    by_uid: dict[str, FoundStudy] = field(default_factory=dict)
+    by_accession: list[FoundStudy] = field(default_factory=list)
+    history: list[FoundStudy] = field(default_factory=list)
+    asked: list[str] = field(default_factory=list)
+    answered: list[str] = field(default_factory=list)
+    failed: list[SourceFailure] = field(default_factory=list)
+    # Why the request cannot be answered (a Patient ID of several patients); raised by whoever
+    # arranges the findings, so that one request's refusal never fails a batch of others.
+    refusal: Conflict | None = None
+
+    def set_history(self, request: StudyRequest, studies: Iterable[FoundStudy]) -> None:
+        """The patient's studies (patient_studies), or the refusal of an ambiguous request."""
+        try:
+            self.history = patient_studies(request, studies)
+        except Conflict as exc:
+            self.history, self.refusal = [], exc
+
+    def sources_json(self) -> dict[str, object]:
+        return {"asked": self.asked, "answered": self.answered,
+                "failed": [{"aeTitle": f.ae_title, "message": f.message} for f in self.failed]}
+
+
+def select_sources(config: Config, names: Sequence[str]) -> tuple[RemoteNode, ...]:
+    """The source nodes a request names (all configured ones when it names none); an AE title
+    that is not configured is the caller's mistake."""
+    if not names:
+        return config.source_nodes
+    known = {remote.ae_title: remote for remote in config.source_nodes}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise InvalidInput(f"sourceNodes: not a configured source node: {', '.join(unknown)}",
+                           field="sourceNodes")
+    return tuple(known[name] for name in dict.fromkeys(names))
+
+
+def patient_studies(request: StudyRequest, studies: Iterable[FoundStudy]) -> list[FoundStudy]:
+    """The studies of the one patient the request names: its PatientID with its issuer.
+
+    A patient is (PatientID, IssuerOfPatientID): PIDA of one hospital is not PIDA of another,
+    and a study whose issuer is unknown is not taken for one whose issuer is known
+    (`idIssuer=NONE`, the spec's example, names the patient whose ID has no issuer). A request
+    without idIssuer names the PatientID's only patient; when patients of several issuers
+    share it, the request is ambiguous and refused (Conflict, naming idIssuer) rather than
+    opening two patients under one token.
+    """
+    candidates = [s for s in studies if s.patient_id == request.patient_id]
+    if request.issuer:
+        return [s for s in candidates if s.issuer == request.issuer_value]
+    issuers = sorted({s.issuer for s in candidates})
+    if len(issuers) > 1:
+        named = ", ".join(repr(i) if i else "none" for i in issuers)
+        raise Conflict(f"idIssuer: patients of several issuers ({named}) have this Patient ID;"
+                       " give idIssuer")
+    return candidates
+
+
+_COLUMNS = (Study.study_uid, Patient.patient_id, Patient.issuer, Study.accession_number,
+            Study.study_date, Study.description)
+_BASE = select(*_COLUMNS).join(Patient, Study.patient_pk == Patient.id)
+_NEWEST_FIRST = (Study.study_date.desc(), Study.study_uid)
+# Built once: constructing a statement per request cost more than running it.
+_BY_UIDS = _BASE.where(Study.study_uid.in_(bindparam("uids", expanding=True)))
+_BY_ACCESSION = _BASE.where(Study.accession_number == bindparam("accession")).order_by(
+    *_NEWEST_FIRST)
+_BY_PATIENT = _BASE.where(Patient.patient_id == bindparam("patient_id")).order_by(
+    *_NEWEST_FIRST)
+
+# The same three queries for a sqlite3 connection (find_local_sqlite), each answering
+# with one row holding every match as JSON: the sqlite3 module lets go of the GIL around each
+# row it steps to, and the reader thread then waits for the event loop's thread to offer the
+# GIL back (up to the 5 ms switch interval) once per row; one row is one wait.
+_SQLITE_MATCHES = ("SELECT json_group_array(json_array(s.study_uid, p.patient_id, p.issuer, "
+                   "s.accession_number, s.study_date, s.description)) "
+                   "FROM studies s JOIN patients p ON s.patient_pk = p.id")
+_SQLITE_BY_UIDS = f"{_SQLITE_MATCHES} WHERE s.study_uid IN (SELECT value FROM json_each(?))"
+_SQLITE_BY_ACCESSION = f"{_SQLITE_MATCHES} WHERE s.accession_number = ?"
+_SQLITE_BY_PATIENT = f"{_SQLITE_MATCHES} WHERE p.patient_id = ?"
+
+
+async def find_local(db: AsyncConnection | AsyncSession, request: StudyRequest) -> Findings:
+    """The local index's answer: one query per kind of key the request holds."""
+    findings = Findings()
+    uids = request.all_uids
+    if uids:
+        for row in (await db.execute(_BY_UIDS, {"uids": list(uids)})).all():
+            findings.by_uid[row[0]] = FoundStudy(*row)
+    if request.accession_across_patients:
+        rows = await db.execute(_BY_ACCESSION, {"accession": request.accession})
+        findings.by_accession = [FoundStudy(*row) for row in rows.all()]
+    if request.patient_id:
+        rows = await db.execute(_BY_PATIENT, {"patient_id": request.patient_id})
+        findings.set_history(request, (FoundStudy(*row) for row in rows.all()))
+    return findings
+
+
+def find_local_sqlite(connection: sqlite3.Connection,
+                      requests: list[StudyRequest]) -> list[Findings]:
+    """find_local for many requests at once on a sqlite3 connection (node/viewing/store.py):
+    the study UIDs of all of them in one query."""
+
+    def matches(sql: str, value: str) -> list[FoundStudy]:
+        (text,) = connection.execute(sql, (value,)).fetchone()
+        return [FoundStudy(*row) for row in json.loads(text)]
+
+    def newest_first(studies: list[FoundStudy]) -> list[FoundStudy]:
+        studies.sort(key=lambda s: s.study_uid)
+        studies.sort(key=lambda s: s.study_date, reverse=True)  # stable: UIDs stay ascending
+        return studies
+
+    wanted = list(dict.fromkeys(uid for request in requests for uid in request.all_uids))
+    found = {s.study_uid: s for s in matches(_SQLITE_BY_UIDS, json.dumps(wanted))} \
+        if wanted else {}
+    results = []
+    for request in requests:
+        findings = Findings(by_uid={uid: found[uid] for uid in request.all_uids if uid in found})
+        if request.accession_across_patients:
+            findings.by_accession = newest_first(matches(_SQLITE_BY_ACCESSION,
+                                                         request.accession))
+        if request.patient_id:
+            findings.set_history(request, newest_first(
+                matches(_SQLITE_BY_PATIENT, request.patient_id)))
+        results.append(findings)
+    return results
+
+
+def remote_queries(findings: Findings, request: StudyRequest,
+                   explicit: bool) -> list[tuple[str, dict[str, str]]]:
+    """The C-FIND queries (kind, keys) the source nodes would be asked, given what the index
+    found; none when the index answered the whole request."""
+    queries: list[tuple[str, dict[str, str]]] = []
+    missing = [uid for uid in request.all_uids if uid not in findings.by_uid]
+    if missing:
+        queries.append(("uids", {"StudyInstanceUID": "\\".join(missing)}))
+    if request.accession_across_patients and (explicit or not findings.by_accession):
+        queries.append(("accession", {"AccessionNumber": request.accession}))
+    # The patient's query also answers "which of their studies has this accession number".
+    if request.patient_id and (explicit or not findings.history or (
+            request.accession and not request.accession_across_patients
+            and not any(s.accession == request.accession for s in findings.history))):
+        keys = {"PatientID": request.patient_id, "IssuerOfPatientID": request.issuer_value}
+        queries.append(("patient", keys))
+    return queries
+
+
+async def find_remote(
+    config: Config, findings: Findings, request: StudyRequest,
+    sources: Sequence[RemoteNode], explicit: bool,
+) -> None:
+    """Complete `findings` from the source nodes, in place."""
+    if not sources:
+        return
+    queries = remote_queries(findings, request, explicit)
+    if not queries:
+        return
+    missing = [uid for uid in request.all_uids if uid not in findings.by_uid]
+    findings.asked = [remote.ae_title for remote in sources]
+    order = {remote.ae_title: i for i, remote in enumerate(sources)}
+    results = await asyncio.gather(*(
+        scu.find(config, sources, "STUDY", keys, config.dicom.query_timeout)
+        for _, keys in queries
+    ))
+    answered: set[str] = set()
+    failures: dict[str, str] = {}
+    for (kind, _), result in zip(queries, results, strict=True):
+        answered.update(result.answered)
+        for failure in result.failed:
+            failures.setdefault(failure.ae_title, failure.message)
+        remote = _studies(result.matches, order)
+        if kind == "uids":
+            for study in remote:
+                if study.study_uid in missing:
+                    findings.by_uid.setdefault(study.study_uid, study)
+        elif kind == "accession":
+            findings.by_accession = _merge(findings.by_accession, (
+                s for s in remote if s.accession == request.accession))
+        else:
+            findings.set_history(request, _merge(findings.history, remote))
+    findings.answered = [ae for ae in findings.asked if ae in answered and ae not in failures]
+    findings.failed = [SourceFailure(ae, msg) for ae, msg in failures.items()]
+
+
+def _studies(matches: Sequence[tuple[str, Dataset]], order: dict[str, int]) -> list[FoundStudy]:
+    """Remote matches as studies, one per UID, from the first source node in request order."""
+    best: dict[str, tuple[int, FoundStudy]] = {}
+    for ae_title, ds in matches:
+        uid = _text(ds, "StudyInstanceUID")
+        if not uid:
+            continue
+        rank = order.get(ae_title, len(order))
+        if uid in best and best[uid][0] <= rank:
+            continue
+        best[uid] = (rank, FoundStudy(
+            uid, _text(ds, "PatientID"), _text(ds, "IssuerOfPatientID"),
+            _text(ds, "AccessionNumber"), _text(ds, "StudyDate"), _text(ds, "StudyDescription"),
+            source=ae_title))
+    return [study for _, study in best.values()]
+
+
+def _merge(local: list[FoundStudy], remote: Iterable[FoundStudy]) -> list[FoundStudy]:
+    """Local studies win over remote copies of the same UID; newest first."""
+    known = {study.study_uid for study in local}
+    merged = local + [study for study in remote if study.study_uid not in known]
+    return sorted(merged, key=lambda s: (s.study_date, s.study_uid), reverse=True)
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword, "")
+    return str(value).strip() if value is not None else ""
