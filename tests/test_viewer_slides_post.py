@@ -17,6 +17,8 @@ from playwright.async_api import Browser, Page
 
 from node.roles import add_role
 from node.storage_mapping import add_mapping
+from pathology.catalogue import register_slide_file
+from rest.obscurl_post import IMPORTS
 from tests import slide_factory as factory
 from tests.browser import browser, new_page, screenshot, wait_until
 from tests.post_examples import example
@@ -31,6 +33,7 @@ PATIENT_NAME = "DOE, JANE"
 FILES = {"svs": "C231606-1426-A-1-1", "ndpi": "C231606-1426-A-1-2",
          "mrxs": "C231606-1426-A-1-3", "tiff": "C231606-1426-A-1-4"}
 DICOM_SLIDE = "C231606-1426-B-1-1"
+OTHER_SLIDE = "C999999-1-A-1-1"
 # How much of the canvas is drawn, and how much it varies: a slide, not a black or flat area.
 CANVAS_JS = """() => {
   const canvas = document.querySelector('#slide-osd .openseadragon-canvas canvas');
@@ -57,9 +60,13 @@ async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
     factory.write_tiled_tiff(slides / "a.tiff")
     dicom = factory.write_dicom_wsi(volume / "dicom")
     dicom.paths[0].rename(volume / "dicom" / "C231606-1426-A-1-A.dcm")
+    other = factory.write_svs(folder / "other.svs")
     async with running_app(folder / "node") as api:
         await add_role(api.services.sessions, ROLE, ["documents"])
         await add_mapping(api.services.sessions, "/storage", str(volume))
+        # Another patient's slide, of another study and case: no session here may read it.
+        await register_slide_file(api.services.sessions, api.services.storage, OTHER_SLIDE,
+                                  other, study_uid="1.2.826.999.1", accession_number="C999999")
         yield api
 
 
@@ -102,6 +109,26 @@ async def open_post(api: Api, browser: Browser, body: dict[str, Any]) -> Page:
     page = await new_page(browser, 1280, 800)
     await page.goto(str(api.client.make_url(f"/ngv?q={token}")))
     return page
+
+
+async def test_a_post_session_reads_the_slides_of_its_studies_only(api: Api) -> None:
+    response = await api.client.post("/ngv/v1/obscurl", json=slide_files_body("1.2.826.123.9"),
+                                     headers={"Authorization": API_KEY})
+    token = await response.text()
+    assert response.status == 200, token
+    await api.client.app[IMPORTS].wait_idle()
+    redirect, cookie = await api.redeem(token)
+    assert redirect.status == 302 and redirect.headers["Location"] == "/ngv/viewer"
+    session = {"Cookie": f"ngv_session={cookie}"}
+    tray = await (await api.client.get("/ngv/slides", headers=session)).json()
+    assert sorted(s["containerIdentifier"] for s in tray["slides"]) == sorted(FILES.values())
+    assert (tray["pending"], tray["accessionNumbers"]) == (False, ["C231606-1426"])
+    for cid in FILES.values():
+        answer = await api.client.get(f"/ngv/slides/{cid}/dz.dzi", headers=session)
+        assert answer.status == 200, cid
+    for path in ("dz.dzi", "thumbnail.jpeg", "label.jpeg", "layers"):
+        answer = await api.client.get(f"/ngv/slides/{OTHER_SLIDE}/{path}", headers=session)
+        assert answer.status == 403, path
 
 
 async def assert_slide_drawn(page: Page, cid: str) -> None:
