@@ -246,3 +246,35 @@ async def slides_of_case(sessions: Sessions, accession_number: str) -> list[str]
             .where(SlideFile.accession_number == accession_number)
         )).scalars().all()
     return sorted(set(dicom) | set(files))
+
+
+async def slides_of_studies(sessions: Sessions, study_uids: list[str]) -> list[str]:
+    """The containerIdentifiers of the slides that belong to these studies, DICOM and
+    registered files, sorted: what a POST request's session may read, its slides being known
+    by the studies its JSON named rather than by an accession number it may not carry."""
+    if not study_uids:
+        return []
+    async with sessions() as session:
+        dicom = (await session.execute(
+            select(Instance.container_identifier).distinct()
+            .join(Series, Instance.series_pk == Series.id)
+            .join(Study, Series.study_pk == Study.id)
+            .where(Study.study_uid.in_(study_uids),
+                   Instance.sop_class_uid == WSI_SOP_CLASS,
+                   Instance.container_identifier != "")
+        )).scalars().all()
+        files = (await session.execute(
+            select(SlideFile.container_identifier)
+            .where(SlideFile.study_uid.in_(study_uids))
+        )).scalars().all()
+    return sorted(set(dicom) | set(files))
+
+
+async def studies_with_slide_files(session: AsyncSession, study_uids: list[str]) -> set[str]:
+    """Which of these studies have a registered (non-DICOM) slide file: the index knows no
+    patient for them, only the POST request's JSON does."""
+    if not study_uids:
+        return set()
+    rows = await session.execute(
+        select(SlideFile.study_uid).distinct().where(SlideFile.study_uid.in_(study_uids)))
+    return set(rows.scalars().all())

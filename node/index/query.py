@@ -258,10 +258,14 @@ def returned_keys(request: FindRequest) -> list[str]:
     return keys
 
 
-def build_find(request: FindRequest, dialect: str) -> AnySelect:
-    """The one SELECT answering a C-FIND; result columns are labelled by keyword."""
+def build_find(request: FindRequest, dialect: str,
+               computed: Mapping[str, Expr] | None = None) -> AnySelect:
+    """The one SELECT answering a C-FIND; result columns are labelled by keyword. `computed`
+    replaces computed attributes' values (counts of what a scope shows)."""
     keys = returned_keys(request)
-    columns: list[Any] = [ATTRIBUTES[k].value(dialect).label(k) for k in keys]
+    computed = computed or {}
+    columns: list[Any] = [(computed[k] if k in computed else ATTRIBUTES[k].value(dialect)).label(k)
+                          for k in keys]
     columns.append(_charset_column(request.level).label("_charset"))
     stmt = _from_level(select(*columns), request.level)
     return stmt.where(*_conditions(request.keys, request.level))
@@ -283,13 +287,14 @@ class Scope:
 
 
 def build_scoped_find(request: FindRequest, dialect: str, scope: Scope) -> AnySelect:
-    """build_find within a Scope (QIDO-RS): the same matching and values as C-FIND."""
-    stmt = build_find(request, dialect)
+    """build_find within a Scope (QIDO-RS): the same matching and values as C-FIND; with SOP
+    classes hidden, counts and lists count only what the scope shows."""
+    prefixes = scope.without_sop_class_prefixes
+    stmt = build_find(request, dialect, _shown_counts(dialect, prefixes) if prefixes else None)
     if scope.studies is not None:
         stmt = stmt.where(Study.study_uid.in_(sorted(scope.studies)))
     if scope.patients is not None:
         stmt = stmt.where(Study.patient_pk.in_(sorted(scope.patients)))
-    prefixes = scope.without_sop_class_prefixes
     if prefixes and request.level is Level.IMAGE:
         stmt = stmt.where(*_not_prefixed(Instance.sop_class_uid, prefixes))
     elif prefixes and request.level is Level.SERIES:
@@ -299,6 +304,40 @@ def build_scoped_find(request: FindRequest, dialect: str, scope: Scope) -> AnySe
     order = {Level.PATIENT: Patient.id, Level.STUDY: Study.id, Level.SERIES: Series.id,
              Level.IMAGE: Instance.id}[request.level]
     return stmt.order_by(order).limit(scope.limit).offset(scope.offset or None)
+
+
+@functools.cache
+def _shown_counts(dialect: str, prefixes: tuple[str, ...]) -> dict[str, Expr]:
+    """The computed attributes of studies and series over the instances whose SOP class is not
+    hidden: a hidden document is neither listed nor counted."""
+    def shown_series() -> tuple[Any, Expr]:
+        series, instance = aliased(Series), aliased(Instance)
+        return series, exists().where(instance.series_pk == series.id,
+                                      *_not_prefixed(instance.sop_class_uid, prefixes))
+
+    s1, i1 = aliased(Series), aliased(Instance)
+    study_instances = (select(func.count(i1.id)).join(s1, i1.series_pk == s1.id)
+                       .where(s1.study_pk == Study.id, *_not_prefixed(i1.sop_class_uid, prefixes))
+                       .correlate(Study).scalar_subquery())
+    s2, i2 = aliased(Series), aliased(Instance)
+    sop_classes = (select(_string_agg(i2.sop_class_uid, dialect)).join(s2, i2.series_pk == s2.id)
+                   .where(s2.study_pk == Study.id, *_not_prefixed(i2.sop_class_uid, prefixes))
+                   .correlate(Study).scalar_subquery())
+    s3, shown3 = shown_series()
+    study_series = (select(func.count(s3.id)).where(s3.study_pk == Study.id, shown3)
+                    .correlate(Study).scalar_subquery())
+    s4, shown4 = shown_series()
+    modalities = (select(_string_agg(s4.modality, dialect))
+                  .where(s4.study_pk == Study.id, s4.modality != "", shown4)
+                  .correlate(Study).scalar_subquery())
+    i5 = aliased(Instance)
+    series_instances = (select(func.count(i5.id))
+                        .where(i5.series_pk == Series.id,
+                               *_not_prefixed(i5.sop_class_uid, prefixes))
+                        .correlate(Series).scalar_subquery())
+    return {"NumberOfStudyRelatedInstances": study_instances,
+            "SOPClassesInStudy": sop_classes, "NumberOfStudyRelatedSeries": study_series,
+            "ModalitiesInStudy": modalities, "NumberOfSeriesRelatedInstances": series_instances}
 
 
 def _not_prefixed(column: Any, prefixes: tuple[str, ...]) -> list[Expr]:

@@ -6,12 +6,16 @@ a study not yet in the index goes with the session's row that the calling system
 (its PatientID with its issuer, or the PatientID's only row when no issuer was given), or else
 stands as a patient of its own until it arrives. The page reads the list again before it shows
 images of a study that was still arriving, so what a claim said is never the last word.
+A study made only of slide files (NDPI, MRXS, SVS, TIFF, registered by the POST API) never
+arrives in the index: its patient is the one the POST request's JSON gave, the only source
+there is, shown once a slide file of it is registered.
 The browser sees patients by keys that mean something in one answer only ("p1", "p2", ... in
 order of first appearance), never by the index's keys.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
@@ -22,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from node.index.dicom_models import Instance, Series, Study
 from node.index.patient_details import PatientDetails, patient_details
+from pathology.catalogue import studies_with_slide_files
 from rest.viewer.grants import Grant
 
 # The purposes of the studies a secondary monitor opens side by side.
@@ -101,8 +106,10 @@ async def study_listing(session: AsyncSession, grant: Grant) -> StudyListing:
     # An anonymized session never loads a name: its banners carry keys only.
     details = {} if grant.anonymize else await patient_details(
         session, set(grant.patient_of.values()))
-    patients = _PatientKeys(grant.patient_of, details)
     request = grant.context.get("request") or {}
+    declared = {} if grant.anonymize else await _declared_patients(
+        session, request, [uid for uid in uids if uid not in local])
+    patients = _PatientKeys(grant.patient_of, details, declared)
     listed: list[dict[str, Any]] = []
     for row in context_rows:
         uid = row["studyInstanceUID"]
@@ -128,13 +135,29 @@ async def study_listing(session: AsyncSession, grant: Grant) -> StudyListing:
     return StudyListing(listed, patients.banners(), _opening_patient(grant, listed))
 
 
+async def _declared_patients(session: AsyncSession, request: Mapping[str, Any],
+                             uids: list[str]) -> dict[str, PatientBanner]:
+    """The POST JSON's patient of each study of `uids` that is made of slide files (keyed "")."""
+    with_files = await studies_with_slide_files(session, uids)
+    declared = {}
+    for study in request.get("studies") or ():
+        uid = study.get("studyInstanceUID")
+        if uid in with_files:
+            declared[uid] = PatientBanner(
+                "", _person_name(str(study.get("patientName") or "")),
+                str(study.get("patientID") or ""), str(study.get("patientBirthDate") or ""),
+                str(study.get("patientSex") or ""))
+    return declared
+
+
 class _PatientKeys:
     """Gives each patient of one listing its key, in order of first appearance."""
 
-    def __init__(self, patient_of: Mapping[str, int], details: Mapping[int, PatientDetails]
-                 ) -> None:
+    def __init__(self, patient_of: Mapping[str, int], details: Mapping[int, PatientDetails],
+                 declared: Mapping[str, PatientBanner] | None = None) -> None:
         self._patient_of = patient_of
         self._details = details
+        self._declared = declared or {}
         self._by_identifier = {(d.patient_id, d.issuer): pk for pk, d in details.items()
                                if d.patient_id}
         shared = Counter(d.patient_id for d in details.values())
@@ -144,11 +167,14 @@ class _PatientKeys:
         self._banners: list[PatientBanner] = []
 
     def key_of(self, study_uid: str, patient_id: str = "", issuer: str | None = None) -> str:
-        identity = self._identity(study_uid, patient_id, issuer)
+        declared = self._declared.get(study_uid) if study_uid not in self._patient_of else None
+        identity: Hashable = (("declared", declared.patient_id, declared.name) if declared
+                              else self._identity(study_uid, patient_id, issuer))
         key = self._keys.get(identity)
         if key is None:
             key = self._keys[identity] = f"p{len(self._keys) + 1}"
-            self._banners.append(self._banner(key, identity, patient_id))
+            self._banners.append(dataclasses.replace(declared, key=key) if declared
+                                 else self._banner(key, identity, patient_id))
         return key
 
     def banners(self) -> list[PatientBanner]:

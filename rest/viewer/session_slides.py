@@ -1,10 +1,13 @@
 """Pathology slides for the viewer page, authorised by the viewer session instead of the API key.
 
-A session may read the slides of its context's case (accNum) only, or the one slide its token
-named (accNum + containerIdentifier); any other slide is 403 without saying whether it exists.
+A session may read the slides of its context's case (accNum), or the one slide its token named
+(accNum + containerIdentifier), or the slides of the studies its POST request named
+(rest/viewer/slide_access.py); any other slide is 403 without saying whether it exists.
 Tiles, the DeepZoom descriptor, thumbnails and labels are the /webdv answers themselves; the
 annotation layers are the session user's, shown by the context's annotationVisibility and
-hideLayers, never by what the browser sends. OpenSeadragon is served from node_modules.
+hideLayers, never by what the browser sends. A session with hideLayers cannot save or delete
+a layer either: it does not see the user's own layers, and saving one it cannot see would
+replace the shapes already in it. OpenSeadragon is served from node_modules.
 
 An anonymized session names slides by alias and sees no specimen, block or slide identifier
 (rest/viewer/slide_names.py), and gets no label or macro image (403): a label carries the
@@ -13,7 +16,6 @@ patient's name and the barcode, a macro image shows the label.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,15 +23,16 @@ from typing import Any
 from aiohttp import web
 
 from node.errors import InvalidInput, NotFound
-from node.index.viewing_models import ViewingContext
 from pathology.annotation_store import delete_layer, import_instances, list_layers, save_layer
 from pathology.annotations import Layer, Visibility, check_name, parse_shapes, visible_layers
-from pathology.catalogue import slide_metadata, slides_of_case
+from pathology.catalogue import slide_metadata
+from pathology.luts import lut_digest
 from rest import slide_routes
 from rest.json_body import read_json
 from rest.middleware import Handler, json_error, public
 from rest.state import SERVICES
 from rest.viewer.grants import Grant
+from rest.viewer.slide_access import SLIDE_GRANTS, SlideGrants
 from rest.viewer.slide_names import SlideNames
 from rest.viewer.viewer_state import GRANTS
 
@@ -39,41 +42,7 @@ PREFIX = "/ngv/slides"
 VENDOR_ROOT = Path(__file__).resolve().parent.parent.parent / "node_modules"
 # Only the built OpenSeadragon, never the rest of node_modules.
 VENDOR_FILES = {"openseadragon": VENDOR_ROOT / "openseadragon" / "build" / "openseadragon"}
-SLIDE_GRANT_SECONDS = 2.0
-
 SlideResponder = Callable[[web.Request, str], Awaitable[web.Response]]
-
-
-class SlideGrants:
-    """The containerIdentifiers each context may read, kept a short while like the grants."""
-
-    def __init__(self) -> None:
-        self._cache: dict[int, tuple[float, tuple[str, ...], str]] = {}
-
-    async def slides(self, request: web.Request, grant: Grant) -> tuple[tuple[str, ...], str]:
-        """The context's slides and the one its token named ("" for the whole case)."""
-        now = time.monotonic()
-        cached = self._cache.get(grant.context_pk)
-        if cached is not None and now - cached[0] < SLIDE_GRANT_SECONDS:
-            return cached[1], cached[2]
-        services = request.app[SERVICES]
-        async with services.sessions() as session:
-            context = await session.get(ViewingContext, grant.context_pk)
-        if context is None:
-            raise web.HTTPUnauthorized(reason="no valid viewer session")
-        # The stored request, not the context JSON: anonymize hides accNum from the browser,
-        # not from the grant.
-        accession = str(context.request.get("accNum") or "")
-        selected = str(context.options.get("containerIdentifier") or "")
-        case = await slides_of_case(services.sessions, accession) if accession else []
-        allowed = tuple(cid for cid in case if not selected or cid == selected)
-        if len(self._cache) > 4096:
-            self._cache.clear()
-        self._cache[grant.context_pk] = (now, allowed, selected)
-        return allowed, selected
-
-
-SLIDE_GRANTS = web.AppKey("slide_grants", SlideGrants)
 
 
 def setup(app: web.Application) -> None:
@@ -89,8 +58,8 @@ async def _require_slide(request: web.Request) -> tuple[Grant, str, SlideNames]:
     """The grant, the slide's containerIdentifier, and how the session names slides."""
     grant = await _grant(request)
     names = SlideNames(request, grant)
-    allowed, _ = await request.app[SLIDE_GRANTS].slides(request, grant)
-    cid = names.resolve(request.match_info["slide_id"], allowed)
+    slides_of = await request.app[SLIDE_GRANTS].slides(request, grant.context_pk)
+    cid = names.resolve(request.match_info["slide_id"], slides_of.allowed)
     if cid is None:
         raise web.HTTPForbidden(reason="this slide is not part of the viewing session")
     return grant, cid, names
@@ -111,19 +80,22 @@ async def session_slides(request: web.Request) -> web.Response:
     """The tray: the context's slides with their metadata, and which one to open first."""
     grant = await _grant(request)
     names = SlideNames(request, grant)
-    allowed, selected = await request.app[SLIDE_GRANTS].slides(request, grant)
+    granted = await request.app[SLIDE_GRANTS].slides(request, grant.context_pk)
     services = request.app[SERVICES]
     found = []
-    for cid in allowed:
+    for cid in granted.allowed:
         try:
             metadata = await slide_metadata(services.sessions, services.storage, cid)
         except NotFound:
             continue
         found.append(names.metadata(metadata.to_json()))
-    first = selected or (allowed[0] if allowed else None)
+    first = granted.selected or (granted.allowed[0] if granted.allowed else None)
     options = grant.context["options"]
     body: dict[str, Any] = {
         "slides": found, "selected": names.shown(first) if first else None,
+        # Still importing: more slides may come, the page waits for them.
+        "pending": granted.pending,
+        "accessionNumbers": [] if names.anonymized else list(granted.accessions),
         "user": grant.context["username"],
         "annotationVisibility": options.get("annotationVisibility") or "ALL",
         "hideLayers": bool(options.get("hideLayers")),
@@ -135,7 +107,9 @@ async def session_slides(request: web.Request) -> web.Response:
 @routes.get(PREFIX + "/{slide_id}", allow_head=False)
 @public
 async def session_slide(request: web.Request) -> web.Response:
-    """Levels, size and whether a colour profile applies (the LUT toggle shows only then)."""
+    """Levels, size, microns per pixel (scale bar, magnifications, measurements), whether a
+    colour profile applies (the toggle shows only then) and whether the lab gave the slide a
+    .cube (the profile is then on from the start)."""
     _, cid, names = await _require_slide(request)
     service = request.app[slide_routes.SLIDES]
     _, slide, deepzoom = await service.describe(cid)
@@ -145,6 +119,7 @@ async def session_slide(request: web.Request) -> web.Response:
         "mppX": slide.info.mpp_x, "mppY": slide.info.mpp_y,
         "associatedImages": [] if names.anonymized else list(slide.info.associated_images),
         "colourManaged": await service.colour_key(cid) != "raw",
+        "cube": await lut_digest(request.app[SERVICES].sessions, cid) is not None,
         "dzi": f"{PREFIX}/{shown}/dz.dzi", "tileSize": deepzoom.tile_size,
     }, headers={"Cache-Control": "no-store"})
 
@@ -195,11 +170,18 @@ async def session_layers(request: web.Request) -> web.Response:
     }, headers={"Cache-Control": "no-store"})
 
 
+def _refuse_hidden_layers(grant: Grant) -> None:
+    if grant.context["options"].get("hideLayers"):
+        raise web.HTTPForbidden(reason="annotation layers are hidden in this viewing session: "
+                                       "they can be neither saved nor deleted")
+
+
 @routes.put(PREFIX + "/{slide_id}/layers/{name}")
 @public
 async def session_put_layer(request: web.Request) -> web.Response:
     """Saved as the session's user: the browser cannot name another."""
     grant, cid, _ = await _require_slide(request)
+    _refuse_hidden_layers(grant)
     name = check_name(request.match_info["name"], "name")
     _, slide, _ = await request.app[slide_routes.SLIDES].describe(cid)
     data = await read_json(request)
@@ -215,6 +197,7 @@ async def session_put_layer(request: web.Request) -> web.Response:
 @public
 async def session_delete_layer(request: web.Request) -> web.Response:
     grant, cid, names = await _require_slide(request)
+    _refuse_hidden_layers(grant)
     name = check_name(request.match_info["name"], "name")
     user = grant.context["username"]
     if not await delete_layer(request.app[SERVICES].sessions, cid, user, name):
