@@ -302,10 +302,16 @@ class IndexWriter:
 
 
 def _disk_full(exc: Exception) -> OSError | None:
-    """SQLite's "database or disk is full" as the OSError a full disk raises for the file, so
-    that every door answers both alike (C-STORE: 0xA700, out of resources)."""
+    """SQLite's "database or disk is full", and PostgreSQL's insufficient resources (SQLSTATE
+    class 53: disk full, out of memory, too many connections), as the OSError a full disk
+    raises for the file, so that every door answers them alike (C-STORE: 0xA700, out of
+    resources)."""
     if isinstance(exc, sqlite3.Error) and exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
         return OSError(errno.ENOSPC, f"the index database: {exc}")
+    state = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    if isinstance(state, str) and state.startswith("53"):
+        return OSError(errno.ENOSPC, f"the index database is out of resources (SQLSTATE "
+                                     f"{state})")
     return None
 
 
