@@ -34,6 +34,7 @@ from sqlalchemy.orm import aliased
 
 from node.errors import InvalidInput
 from node.index.dicom_models import Instance, Patient, Series, Study
+from node.index.wildcard_match import WildcardMatch
 
 
 class Level(enum.IntEnum):
@@ -553,23 +554,10 @@ def _range_condition(kind: Kind, target: Expr, value: str) -> Expr:
     return and_(*conditions)
 
 
-_LIKE_ESCAPE = "!"
-
-
 def _wildcard_condition(target: Expr, value: str) -> Expr:
-    """`*` and `?` as SQL LIKE; the literal prefix also becomes a range, so that an index on
-    the column is used (SQLite's LIKE cannot use a case-sensitive index on its own)."""
-    pattern = []
-    for char in value:
-        if char == "*":
-            pattern.append("%")
-        elif char == "?":
-            pattern.append("_")
-        elif char in (_LIKE_ESCAPE, "%", "_"):
-            pattern.append(_LIKE_ESCAPE + char)
-        else:
-            pattern.append(char)
-    condition = target.like("".join(pattern), escape=_LIKE_ESCAPE)
+    """`*` and `?` matching, case-sensitive on every database (node/index/wildcard_match.py);
+    the literal prefix also becomes a range, so that an index on the column is used."""
+    condition = WildcardMatch(target, value)
     prefix = value[: min(i for i in (value.find("*"), value.find("?"), len(value)) if i >= 0)]
     if not prefix:
         return condition
