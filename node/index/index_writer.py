@@ -41,6 +41,7 @@ from sqlalchemy.dialects import postgresql as postgresql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from node.errors import InvalidInput
 from node.index.database import sqlite_pragmas
 from node.index.deletion_queries import DELETION_STAMP
 from node.index.dicom_models import Base
@@ -254,10 +255,11 @@ class IndexWriter:
                 try:
                     outcomes = self._commit(batch, connection)
                     break
-                except Exception:
+                except Exception as exc:
                     # A cached key may name a row deleted meanwhile, or another instance
-                    # committed the same rows: again, from the database (caches dropped).
-                    if attempt == BATCH_TRIES - 1:
+                    # committed the same rows: again, from the database (caches dropped). A
+                    # record the index refuses is refused again: no retry.
+                    if attempt == BATCH_TRIES - 1 or isinstance(exc, InvalidInput):
                         raise
                     time.sleep(0.002 * (attempt + 1))
         except Exception as exc:
@@ -473,13 +475,32 @@ class _PatientRow:
     charset: str
 
 
+class OtherPatientsStudy(InvalidInput):
+    """An instance names a study the index holds for another patient (PatientID, issuer). Filed
+    under that study it would be shown under the other patient's name: it is refused, and the
+    sender is told why (the UID only: messages reach the log)."""
+
+    def __init__(self, study_uid: str) -> None:
+        super().__init__(f"study of another patient in this node (StudyInstanceUID "
+                         f"{study_uid})", field="PatientID")
+
+
+class OtherStudysSeries(InvalidInput):
+    """An instance names a series the index holds under another study: refused likewise."""
+
+    def __init__(self, series_uid: str) -> None:
+        super().__init__(f"series of another study in this node (SeriesInstanceUID "
+                         f"{series_uid})", field="StudyInstanceUID")
+
+
 class _KeyCache:
     """Primary keys of rows known to be committed, with what a later batch may need to fill."""
 
     def __init__(self) -> None:
         self.patients: dict[PatientKey, _PatientRow] = {}
-        self.studies: dict[str, int] = {}
-        self.series: dict[str, int] = {}
+        # study UID -> (its pk, its patient's pk); series UID -> (its pk, its study's pk)
+        self.studies: dict[str, tuple[int, int]] = {}
+        self.series: dict[str, tuple[int, int]] = {}
         # study pk -> the updated_at this writer last committed for it
         self.stamps: dict[int, datetime] = {}
         # The index's deletion stamp the keys above were read under (SQLite).
@@ -573,16 +594,18 @@ class _Upsert:
         self, records: list[InstanceRecord], patient_pks: dict[PatientKey, int]
     ) -> dict[str, int]:
         wanted = _unique(records, "study_uid")
-        pks = {uid: self.cache.studies[uid] for uid in wanted if uid in self.cache.studies}
-        unknown = [uid for uid in wanted if uid not in pks]
+        rows = {uid: self.cache.studies[uid] for uid in wanted if uid in self.cache.studies}
+        unknown = [uid for uid in wanted if uid not in rows]
         if unknown:
-            pks.update(self.sql.select_in(STUDIES, ("study_uid", "id"), "study_uid", unknown))
-        stale = [pk for pk in pks.values() if not self._stamped_lately(pk)]
+            rows.update((uid, (pk, patient_pk)) for uid, pk, patient_pk in self.sql.select_in(
+                STUDIES, ("study_uid", "id", "patient_pk"), "study_uid", unknown))
+        stale = [pk for pk, _ in rows.values() if not self._stamped_lately(pk)]
         for uid, rec in wanted.items():
-            if uid not in pks:
-                pks[uid] = self.sql.insert(STUDIES, {
+            patient_pk = patient_pks[patient_key(rec)]
+            if uid not in rows:
+                rows[uid] = (self.sql.insert(STUDIES, {
                     "study_uid": uid,
-                    "patient_pk": patient_pks[patient_key(rec)],
+                    "patient_pk": patient_pk,
                     "study_date": rec.study_date,
                     "study_time": rec.study_time,
                     "accession_number": rec.accession_number,
@@ -591,14 +614,17 @@ class _Upsert:
                     "referring_physician": rec.referring_physician,
                     "charset": rec.charset,
                     "updated_at": self.now,
-                })
-                self.fresh.stamps[pks[uid]] = self.now
-            self.fresh.studies[uid] = pks[uid]
+                }), patient_pk)
+                self.fresh.stamps[rows[uid][0]] = self.now
+            self.fresh.studies[uid] = rows[uid]
+        for rec in records:
+            if rows[rec.study_uid][1] != patient_pks[patient_key(rec)]:
+                raise OtherPatientsStudy(rec.study_uid)
         if stale:
             self.sql.update(STUDIES, stale, {"updated_at": self.now})
         for pk in stale:
             self.fresh.stamps[pk] = self.now
-        return pks
+        return {uid: pk for uid, (pk, _) in rows.items()}
 
     def _stamped_lately(self, study_pk: int) -> bool:
         stamp = self.cache.stamps.get(study_pk)
@@ -606,22 +632,26 @@ class _Upsert:
 
     def _series(self, records: list[InstanceRecord], study_pks: dict[str, int]) -> dict[str, int]:
         wanted = _unique(records, "series_uid")
-        pks = {uid: self.cache.series[uid] for uid in wanted if uid in self.cache.series}
-        unknown = [uid for uid in wanted if uid not in pks]
+        rows = {uid: self.cache.series[uid] for uid in wanted if uid in self.cache.series}
+        unknown = [uid for uid in wanted if uid not in rows]
         if unknown:
-            pks.update(self.sql.select_in(SERIES, ("series_uid", "id"), "series_uid", unknown))
+            rows.update((uid, (pk, study_pk)) for uid, pk, study_pk in self.sql.select_in(
+                SERIES, ("series_uid", "id", "study_pk"), "series_uid", unknown))
         for uid, rec in wanted.items():
-            if uid not in pks:
-                pks[uid] = self.sql.insert(SERIES, {
+            if uid not in rows:
+                rows[uid] = (self.sql.insert(SERIES, {
                     "series_uid": uid,
                     "study_pk": study_pks[rec.study_uid],
                     "modality": rec.modality,
                     "series_number": rec.series_number,
                     "description": rec.series_description,
                     "body_part": rec.body_part,
-                })
-            self.fresh.series[uid] = pks[uid]
-        return pks
+                }), study_pks[rec.study_uid])
+            self.fresh.series[uid] = rows[uid]
+        for rec in records:
+            if rows[rec.series_uid][1] != study_pks[rec.study_uid]:
+                raise OtherStudysSeries(rec.series_uid)
+        return {uid: pk for uid, (pk, _) in rows.items()}
 
     def _instances(self, batch: list[_Pending], series_pks: dict[str, int],
                    usage: _StudyUsage) -> list[Outcome]:
