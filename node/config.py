@@ -1,7 +1,9 @@
 """The node's configuration: one TOML file, every key with a default.
 
 Keys are checked strictly so that a typo in a hospital's `node.toml` stops the node at start-up
-with the key named, instead of silently running on a default.
+with the key named, instead of silently running on a default. Each section is a pydantic
+dataclass with one typed field per key: its type, range and checks sit on the field, and a check
+of several keys together on the section's field of `Config`.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, Strict, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass
-from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic_core import ErrorDetails
 
 from node.errors import ConfigError
+from node.input_fields import PROBLEM, checked, field_path, problem
 
 # More serving processes than this only adds memory and database contention.
 MAX_WORKERS = 64
@@ -43,18 +46,6 @@ RemotePort = Annotated[int, Strict(), Field(ge=1, le=65535)]
 Seconds = Annotated[float, Strict(), Field(gt=0)]
 Count = Annotated[int, Strict(), Field(ge=0)]
 AtLeastOne = Annotated[int, Strict(), Field(ge=1)]
-
-
-def _problem(check: Callable[[Any], str | None]) -> AfterValidator:
-    """A validator from a function that returns what is wrong with a value (None: nothing)."""
-
-    def validate(value: Any) -> Any:
-        problem = check(value)
-        if problem:
-            raise PydanticCustomError("config", problem)
-        return value
-
-    return AfterValidator(validate)
 
 
 def _ae_title_problem(title: str) -> str | None:
@@ -110,8 +101,8 @@ def _data_dir_file_problem(name: str) -> str | None:
     return None
 
 
-AeTitle = Annotated[str, Strict(), _problem(_ae_title_problem)]
-AllowedTitle = Annotated[str, Strict(), _problem(_allowed_title_problem)]
+AeTitle = Annotated[str, Strict(), checked(_ae_title_problem)]
+AllowedTitle = Annotated[str, Strict(), checked(_allowed_title_problem)]
 
 
 @dataclass(frozen=True, config=_SECTION)
@@ -129,7 +120,7 @@ class DicomSection:
     bind: Str = "0.0.0.0"
     port: Port = 11112
     max_associations: AtLeastOne = 16
-    maximum_pdu_size: Annotated[Int, _problem(_pdu_size_problem)] = 262144
+    maximum_pdu_size: Annotated[Int, checked(_pdu_size_problem)] = 262144
     acse_timeout: Seconds = 30.0
     dimse_timeout: Seconds = 60.0
     network_timeout: Seconds = 60.0
@@ -154,11 +145,11 @@ class HttpSection:
     max_body_bytes: AtLeastOne = 1048576
     # This instance's name, unique among instances: the X-Node-Instance response header (where a
     # proxy routed a request) and the name it claims background jobs under. Empty: host:port.
-    instance_name: Annotated[Str, _problem(_instance_name_problem)] = ""
+    instance_name: Annotated[Str, checked(_instance_name_problem)] = ""
     # Reverse proxies (IP addresses or networks such as "10.0.0.0/8") whose X-Forwarded-For
     # header names the client recorded in the audit, and whose X-Forwarded-Proto and
     # X-Forwarded-Host give the origin browsers use; from any other peer they are ignored.
-    trusted_proxies: tuple[Annotated[Str, _problem(_network_problem)], ...] = ()
+    trusted_proxies: tuple[Annotated[Str, checked(_network_problem)], ...] = ()
     # Mark the session cookie Secure on every response, for a TLS proxy that sends no
     # X-Forwarded-Proto; otherwise it is Secure when the request came over TLS (directly, or
     # through a trusted proxy's X-Forwarded-Proto: https).
@@ -197,7 +188,7 @@ class StorageSection:
     region: Str = ""
     # s3: empty: credentials from the environment (AWS_ACCESS_KEY_ID, ..., or an instance
     # role); else a JSON file in data_dir (mode 0600) with access_key_id and secret_access_key.
-    credentials_file: Annotated[Str, _problem(_data_dir_file_problem)] = ""
+    credentials_file: Annotated[Str, checked(_data_dir_file_problem)] = ""
     # s3: bytes of downloaded objects kept in "<data_dir>/cache" for readers (least recently
     # used evicted first; files in use stay, so the bound can be passed for a while).
     cache_max_bytes: Count = 10 * 1024**3
@@ -255,7 +246,7 @@ class SourcesSection:
     # Hosts a request's WADO URL may name although they are loopback, link-local or this
     # node's own ports: "host", "host:port" or a network ("10.9.0.0/16"). An entry without a
     # port allows every port but the node's own (name those as "host:port").
-    allowed_hosts: tuple[Annotated[Str, _problem(_host_entry_problem)], ...] = ()
+    allowed_hosts: tuple[Annotated[Str, checked(_host_entry_problem)], ...] = ()
 
 
 _HOST_NAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?"
@@ -328,7 +319,7 @@ class DicomwebSection:
 
     # Origins of viewers served elsewhere that may call the DICOMweb routes from a browser
     # (CORS), e.g. ["https://viewer.hospital.example"]; empty: none (same origin only).
-    cors_origins: tuple[Annotated[Str, _problem(_origin_problem)], ...] = ()
+    cors_origins: tuple[Annotated[Str, checked(_origin_problem)], ...] = ()
     # The largest STOW-RS body, in bytes: parts are streamed to incoming/ (http.max_body_bytes
     # does not apply); a larger body is refused with 413.
     max_stow_bytes: AtLeastOne = 4 * 1024**3
@@ -365,9 +356,9 @@ def _across_keys(check: Callable[[Any], tuple[str, str] | None]) -> AfterValidat
     section built alone, as tests do, is taken as given)."""
 
     def validate(section: Any) -> Any:
-        problem = check(section)
-        if problem:
-            raise _key_error(*problem)
+        found = check(section)
+        if found:
+            raise problem(found[1], at=found[0])
         return section
 
     return AfterValidator(validate)
@@ -396,7 +387,7 @@ class Config:
     def __post_init__(self) -> None:
         titles = [n.ae_title for n in self.source_nodes]
         if len(titles) != len(set(titles)):
-            raise _key_error("source_nodes", "each AE title may appear once")
+            raise problem("each AE title may appear once", at="source_nodes")
 
     @property
     def data_dir(self) -> Path:
@@ -477,27 +468,17 @@ _WORDS = {
 }
 
 
-def _key_error(key: str, problem: str) -> PydanticCustomError:
-    """A check across a section's keys, naming the key it blames."""
-    return PydanticCustomError("config_key", problem, {"key": key})
-
-
 def _message(error: ErrorDetails) -> str:
     """One validation error as `where: what is wrong`, `where` as node.toml spells it."""
-    loc = list(error["loc"])
-    if error["type"] == "config_key":
-        loc.append(str((error.get("ctx") or {})["key"]))
-    where = ""
-    for part in loc:
-        where += f"[{part}]" if isinstance(part, int) else (f".{part}" if where else str(part))
+    loc = error["loc"]
+    where = field_path(loc, error.get("ctx"))
     kind = error["type"]
     if kind in ("unexpected_keyword_argument", "extra_forbidden"):
         if len(loc) == 1:
             return f"unknown configuration section {where!r}"
         return f"unknown configuration key {where}"
     if kind == "missing":
-        table = where.rpartition(".")[0]
-        return f"{table}: missing key {loc[-1]}"
+        return f"{field_path(loc[:-1])}: missing key {loc[-1]}"
     if kind == "tuple_type" and loc[0] in ("source_nodes", "move_destinations"):
         return f"{where}: expected an array of tables ([[{where}]])"
     if kind == "literal_error":
@@ -505,6 +486,8 @@ def _message(error: ErrorDetails) -> str:
         return f"{where}: must be one of {expected}"
     if kind in _WORDS:
         return f"{where}: {_WORDS[kind]}"
+    if kind == PROBLEM:
+        return f"{where}: {error['msg']}"
     return f"{where}: {error['msg'].replace('Input should be', 'must be')}"
 
 
