@@ -8,10 +8,18 @@ document, so that what the document promises and what the node accepts cannot di
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Strict, WithJsonSchema
-from pydantic_core import PydanticCustomError
+from pydantic import (
+    AfterValidator,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    Strict,
+    WithJsonSchema,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import PydanticCustomError, core_schema
 
 from node.instance_record import UID_LIMIT, UID_PATTERN, is_valid_uid
 
@@ -21,10 +29,14 @@ UID_SCHEMA: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": UID
 PROBLEM = "problem"
 
 
-def problem(message: str, at: str = "") -> PydanticCustomError:
+def problem(message: str, at: str = "", *, alone: bool = False) -> PydanticCustomError:
     """An error with the node's own words; `at` names a part below the checked value (a key of
-    an object, a field of a model) that the error is about."""
-    return PydanticCustomError(PROBLEM, message, {"at": at} if at else None)
+    an object, a field of a model) that the error is about; `alone`: the message says it all
+    (it is about several fields), and is not put after the field's name."""
+    context: dict[str, Any] = {"at": at} if at else {}
+    if alone:
+        context["alone"] = True
+    return PydanticCustomError(PROBLEM, message, context or None)
 
 
 def checked(check: Callable[[Any], str | None]) -> AfterValidator:
@@ -37,6 +49,30 @@ def checked(check: Callable[[Any], str | None]) -> AfterValidator:
         return value
 
     return AfterValidator(validate)
+
+
+@dataclass(frozen=True)
+class TextField:
+    """Annotated metadata of a text field: a string (never a number taken for one) of at most
+    `max_length` characters, then the subclass's `validate`; its JSON schema adds
+    `schema_extra()`."""
+
+    max_length: int = 64
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler
+                                     ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(
+            self.validate, core_schema.str_schema(strict=True, max_length=self.max_length))
+
+    def __get_pydantic_json_schema__(self, schema: core_schema.CoreSchema,
+                                     handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        return {**handler(schema), **self.schema_extra()}
+
+    def validate(self, value: str) -> str:
+        return value
+
+    def schema_extra(self) -> dict[str, Any]:
+        return {}
 
 
 def _uid_problem(value: str) -> str | None:

@@ -289,16 +289,11 @@ _WORDS = {
     "model_type": "must be a JSON object", "model_attributes_type": "must be a JSON object",
     "dict_type": "must be a JSON object", "too_short": "must not be empty",
 }
-# Errors about the body as a whole: the message stands alone.
-_WHOLE_BODY = ("exactly one of studies and folder is required",
-               "give openingParameters or OpeningParameters, not both")
-
-
 def _invalid_input(error: ErrorDetails) -> InvalidInput:
     where = field_path(error["loc"], error.get("ctx"))
     kind = error["type"]
     ctx = error.get("ctx") or {}
-    if kind == PROBLEM and error["msg"] in _WHOLE_BODY:
+    if kind == PROBLEM and ctx.get("alone"):
         return InvalidInput(error["msg"], field=where)
     if kind == "string_too_long":
         words = f"at most {ctx['max_length']} characters"

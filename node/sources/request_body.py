@@ -28,18 +28,14 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    GetCoreSchemaHandler,
-    GetJsonSchemaHandler,
     PlainValidator,
     StrictBool,
     WithJsonSchema,
     model_validator,
 )
-from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import core_schema
 
 from node.errors import InvalidInput
-from node.input_fields import UID_SCHEMA, problem
+from node.input_fields import UID_SCHEMA, TextField, problem
 from node.instance_record import is_valid_uid
 from node.json_input import parse_json
 
@@ -70,10 +66,11 @@ _SECRET = "never logged; kept only encrypted while its import runs"
 
 
 @dataclass(frozen=True)
-class Text:
-    """A string field's checks, in the order callers have always met them: a string, not blank
-    when required, at most `max_length` characters, printable (and without backslash where it
-    goes into DICOM), then `check`'s rule on a non-empty value. `pattern` is for the schema."""
+class Text(TextField):
+    """A body text field's checks, in the order callers have always met them: a string, not
+    blank when required, at most `max_length` characters, printable (and without backslash
+    where it goes into DICOM), then `check`'s rule on a non-empty value. `pattern` is for the
+    schema."""
 
     max_length: int = MAX_NAME
     dicom: bool = True
@@ -81,17 +78,8 @@ class Text:
     check: Callable[[str], str | None] | None = None
     pattern: str | None = None
 
-    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler
-                                     ) -> core_schema.CoreSchema:
-        return core_schema.no_info_after_validator_function(
-            self.validate, core_schema.str_schema(strict=True, max_length=self.max_length))
-
-    def __get_pydantic_json_schema__(self, schema: core_schema.CoreSchema,
-                                     handler: GetJsonSchemaHandler) -> JsonSchemaValue:
-        out = handler(schema)
-        if self.pattern:
-            out["pattern"] = self.pattern
-        return out
+    def schema_extra(self) -> dict[str, Any]:
+        return {"pattern": self.pattern} if self.pattern else {}
 
     def validate(self, value: str) -> str:
         if self.required and not value.strip():
@@ -429,10 +417,11 @@ class RequestBody(BodyPart):
     @model_validator(mode="after")
     def _one_source_and_one_opening(self) -> RequestBody:
         if self.given("studies") == self.given("folder"):
-            raise problem("exactly one of studies and folder is required", at="studies")
+            raise problem("exactly one of studies and folder is required", at="studies",
+                          alone=True)
         if self.opening_parameters is not None and self.opening_spelt_as_in_the_list is not None:
             raise problem("give openingParameters or OpeningParameters, not both",
-                          at="OpeningParameters")
+                          at="OpeningParameters", alone=True)
         _check_unique(self.studies)
         return self
 
