@@ -9,6 +9,7 @@ change what the query matches).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar, get_origin
 
@@ -122,12 +123,10 @@ def parse_query(model: type[Query], query: MultiMapping[str]) -> Query:
         lists.setdefault(name, []).append(value)
     values: dict[str, Any] = {}
     spelt: dict[str, list[str]] = {}
-    for name, info in model.model_fields.items():
-        alias = info.alias or name
-        repeated = _repeated(info.metadata)
-        if repeated is not None:
-            names = {alias, *(spelling for spelling, _ in repeated.spellings)}
-            given = [(key, value) for key, value in query.items() if key in names]
+    for alias, spellings, empty_is_absent in _reading(model):
+        if spellings is not None:
+            given = ([(key, value) for key, value in query.items() if key in spellings]
+                     if len(spellings) > 1 else [(alias, value) for value in lists.get(alias, ())])
             if given:
                 values[alias] = [value for _, value in given]
                 spelt[alias] = [key for key, _ in given]
@@ -135,12 +134,26 @@ def parse_query(model: type[Query], query: MultiMapping[str]) -> Query:
         found = lists.get(alias, [])
         if len(found) > 1:
             raise InvalidInput(f"{alias}: given {len(found)} times; it takes one value", alias)
-        if found and (found[0] or not _empty_is_absent(info.annotation)):
+        if found and (found[0] or not empty_is_absent):
             values[alias] = found[0]
     try:
         return model.model_validate(values)
     except ValidationError as exc:
         raise _invalid_input(exc.errors(include_url=False)[0], spelt) from None
+
+
+@functools.cache
+def _reading(model: type[QueryModel]) -> tuple[tuple[str, frozenset[str] | None, bool], ...]:
+    """How each of the model's parameters is read from a query: its name, every spelling of a
+    1-n parameter (None: single-valued), and whether given empty it is absent."""
+    out = []
+    for name, info in model.model_fields.items():
+        alias = info.alias or name
+        repeated = _repeated(info.metadata)
+        spellings = None if repeated is None else frozenset(
+            (alias, *(spelling for spelling, _ in repeated.spellings)))
+        out.append((alias, spellings, _empty_is_absent(info.annotation)))
+    return tuple(out)
 
 
 def _repeated(metadata: list[Any]) -> Repeated | None:
