@@ -172,7 +172,9 @@ class InstanceBody(BodyPart):
     file: Annotated[str, Text(MAX_FILE, dicom=False)] = Field(
         "", description="A host path (mapped by `python -m node mapping add`) or an object key "
                         "of the bucket.")
-    mime_type: Annotated[str, Text(dicom=False, check=_mime_problem), _enum(MIME_TYPES)] = Field(
+    # Which mimeTypes are known is checked with the storage's needs (node/sources/request.py's
+    # order: a blank one is missing before it is unknown).
+    mime_type: Annotated[str, Text(dicom=False), _enum(MIME_TYPES)] = Field(
         "", alias="mimeType")
     # Digital pathology: node/slide_metadata.py's JSON_FIELDS, in the spec's order.
     container_identifier: DicomText = Field("", alias="containerIdentifier")
@@ -337,16 +339,20 @@ class StudyBody(BodyPart):
 
 
 def _check_instance(instance: InstanceBody, kind: str, at: str) -> None:
-    if kind in WADO_TYPES:
+    wado = kind in WADO_TYPES
+    if wado:
         _required(instance, "sop_uid", "sopInstanceUID", at)
         if instance.file:
             raise problem(f"not used with {kind} (instances are named by sopInstanceUID)",
                           at=f"{at}.file")
-        if instance.mime_type not in ("", "application/dicom"):
-            raise problem(f"{kind} serves application/dicom only", at=f"{at}.mimeType")
     else:
         _required(instance, "file", "file", at)
         _required(instance, "mime_type", "mimeType", at)
+    mime = instance.mime_type
+    if mime and _mime_problem(mime):
+        raise problem(str(_mime_problem(mime)), at=f"{at}.mimeType")
+    if wado and mime not in ("", "application/dicom"):
+        raise problem(f"{kind} serves application/dicom only", at=f"{at}.mimeType")
     if MIME_TYPES.get(instance.mime_type) == "slide" and not instance.container_identifier:
         # A non-DICOM slide is found again only by its identifier (the slide barcode).
         raise problem("is required for a non-DICOM slide", at=f"{at}.containerIdentifier")
