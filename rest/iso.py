@@ -57,8 +57,8 @@ def _too_large(size: int, limit: int) -> web.Response:
 
 
 class IsoQuery(QueryModel):
-    study_uids: Annotated[Uids, Field(min_length=1)] = Field(
-        alias="studyUID", description="Studies to put on the medium.")
+    # Required: given at all, it holds at least one UID.
+    study_uids: Uids = Field(alias="studyUID", description="Studies to put on the medium.")
     profile: Annotated[str, QueryText()] = Field(
         AUTO, description="Media application profile (default auto).")
 
