@@ -125,3 +125,13 @@ def test_a_body_the_node_refuses_for_a_field_the_schema_refuses_too(
     with pytest.raises(Exception, match=re.escape(field)):
         parse_request(copy.deepcopy(body))
     assert list(_body_validator().iter_errors(body)), f"the schema takes a bad {field}"
+
+
+def test_every_keyword_fits_the_type_it_is_on() -> None:
+    """Generated schemas carry no string keyword on an array (a minLength there says
+    nothing), nor an array keyword on a string."""
+    for schema in _schemas(DOCUMENT):
+        if schema.get("type") == "array":
+            assert not {"minLength", "maxLength", "pattern"} & set(schema), schema
+        if schema.get("type") == "string":
+            assert not {"minItems", "maxItems", "items"} & set(schema), schema
