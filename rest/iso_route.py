@@ -29,15 +29,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
+from typing import Annotated
 
 from aiohttp import web
+from pydantic import Field, field_validator
 
 from dicomdir.medium import Medium, build_medium, medium_options
 from dicomdir.profiles import AUTO, profile_named
 from dicomdir.selection import gather_studies
-from node.errors import InvalidInput
 from node.index.recycling import mark_used
-from rest.params import QueryParams
+from rest.params import QueryModel, QueryText, Uids, parse_query
 from rest.state import SERVICES
 
 log = logging.getLogger(__name__)
@@ -55,15 +56,24 @@ def _too_large(size: int, limit: int) -> web.Response:
     )
 
 
+class IsoQuery(QueryModel):
+    # Required: given at all, it holds at least one UID.
+    study_uids: Uids = Field(alias="studyUID", description="Studies to put on the medium.")
+    profile: Annotated[str, QueryText()] = Field(
+        AUTO, description="Media application profile (default auto).")
+
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, profile: str) -> str:
+        if profile.lower() != AUTO:
+            profile_named(profile)  # InvalidInput naming profile when it is unknown
+        return profile
+
+
 @routes.get("/webdv/getIso")
 async def get_iso(request: web.Request) -> web.StreamResponse:
-    params = QueryParams(request.query)
-    study_uids = params.uids("studyUID")
-    if not study_uids:
-        raise InvalidInput("studyUID is required: one or more Study Instance UIDs", "studyUID")
-    profile = params.one("profile") or AUTO
-    if profile.lower() != AUTO:
-        profile_named(profile)
+    query = parse_query(IsoQuery, request.query)
+    study_uids, profile = query.study_uids, query.profile
     services = request.app[SERVICES]
     config = services.config
     limit = config.media.max_iso_bytes

@@ -33,7 +33,7 @@ with warnings.catch_warnings():
 read = dcmread(io.BytesIO(buffer.getvalue()))
 print(read.PatientBirthDate)
 logging.getLogger("pynetdicom.dsutils").debug("(0010,0010) PN [SECRET^NAME]  # 1 PatientName")
-logging.getLogger("node.ingest").info("a node message keeps its %s", "'quoted' text")
+logging.getLogger("node.ingest.ingestor").info("a node message keeps its %s", "'quoted' text")
 """
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-_UID = {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)*$", "maxLength": 64}
+from node.input_fields import UID_SCHEMA
+
 _ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _DICOM_JSON = {"content": {"application/dicom+json": {
     "schema": {"type": "array", "items": {"type": "object"}}}}}
@@ -37,7 +38,7 @@ _SEARCH_PARAMETERS = [
 
 def _uid(name: str, description: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "description": description,
-            "schema": _UID}
+            "schema": UID_SCHEMA}
 
 
 _STUDY = _uid("study", "Study Instance UID.")

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from node.input_fields import UID_SCHEMA
+
 _JSON = {"content": {"application/json": {"schema": {"type": "object"}}}}
 _SESSION = {"401": {"description": "No valid viewer session.", **_JSON},
             "403": {"description": "Study outside the session, or feature not allowed.",
                     **_JSON}}
-_STUDY = {"name": "study", "in": "path", "required": True,
-          "schema": {"type": "string", "pattern": r"^[0-9.]{1,64}$"}}
-_SOP = {"name": "sop", "in": "path", "required": True,
-        "schema": {"type": "string", "pattern": r"^[0-9.]{1,64}$"}}
+_STUDY = {"name": "study", "in": "path", "required": True, "schema": UID_SCHEMA}
+_SOP = {"name": "sop", "in": "path", "required": True, "schema": UID_SCHEMA}
 _NOT_FOUND = {"404": {"description": "No such instance in this study.", **_JSON}}
 # State-changing session routes (rest/same_origin.py).
 SAME_ORIGIN = {
