@@ -58,6 +58,7 @@ BASE = {"username": "radiologist", "role": ROLE}
 READER = "ohif-reader"
 VIEWPORT = "[data-cy='viewport-pane']"
 STUDY_BROWSER = "[data-cy='studyBrowser-panel']"
+MEASUREMENTS_BUTTON = "[data-cy='trackedMeasurements-btn']"
 # The viewport's bottom-left overlay shows the window once an image is drawn.
 DRAWN = ("() => { const o = document.querySelector(\"[data-cy='viewport-overlay-bottom-left']\");"
          " return !!o && o.textContent.includes('W:'); }")
@@ -308,6 +309,21 @@ async def test_with_search_the_study_list_searches_the_node_and_opens_another_pa
     await opened.close()
 
 
+async def draw_length(page: Page) -> None:
+    """A length across the middle of the first viewport, then the measurement panel open."""
+    await page.locator("[data-cy='Length']").click()
+    box = await page.locator(VIEWPORT).bounding_box()
+    assert box is not None
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    await page.mouse.move(x - 60, y)
+    await page.mouse.down()
+    await page.mouse.move(x + 60, y + 30, steps=8)
+    await page.mouse.up()
+    await page.locator(MEASUREMENTS_BUTTON).click()
+    await page.get_by_role("button", name="Delete").wait_for()
+
+
+
 async def test_tools_the_role_does_not_allow_are_absent(api: Api, browser: Browser) -> None:
     opened = await open_token(api, browser, {"studyUID": CT.study_uid})
     await first_image(opened)
@@ -317,6 +333,11 @@ async def test_tools_the_role_does_not_allow_are_absent(api: Api, browser: Brows
     await first_image(opened)
     assert await opened.page.locator("[data-cy='Capture']").count() == 0
     assert await opened.page.locator("[data-cy='Zoom']").count() == 1
+    # Neither download (CSV) nor save (Create SR) in the measurement panel.
+    await draw_length(opened.page)
+    for action in ("CSV", "Create SR"):
+        assert not await opened.page.get_by_role("button", name=action).is_visible(), action
+    assert await opened.page.get_by_role("button", name="Delete").is_visible()
     await screenshot(opened.page, "ohif-reader-role")
     await opened.close()
 

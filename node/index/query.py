@@ -277,6 +277,15 @@ class Scope:
     without_sop_class_prefixes: tuple[str, ...] = ()
     limit: int | None = None
     offset: int = 0
+    # Instances of a hidden SOP class that stay visible all the same: those whose origin
+    # starts with this (the measurements viewer sessions saved over STOW-RS are the readers'
+    # annotations of the images, not documents). Empty: none.
+    keep_origin_prefix: str = ""
+
+    def hides(self, sop_class_uid: str, origin: str) -> bool:
+        """Whether an instance of this class and origin is out of the scope's sight."""
+        return sop_class_uid.startswith(self.without_sop_class_prefixes) and not (
+            self.keep_origin_prefix and origin.startswith(self.keep_origin_prefix))
 
 
 def build_scoped_find(request: FindRequest, dialect: str, scope: Scope) -> AnySelect:
@@ -284,21 +293,27 @@ def build_scoped_find(request: FindRequest, dialect: str, scope: Scope) -> AnySe
     stmt = build_find(request, dialect)
     if scope.studies is not None:
         stmt = stmt.where(Study.study_uid.in_(sorted(scope.studies)))
-    prefixes = scope.without_sop_class_prefixes
-    if prefixes and request.level is Level.IMAGE:
-        stmt = stmt.where(*_not_prefixed(Instance.sop_class_uid, prefixes))
-    elif prefixes and request.level is Level.SERIES:
+    if scope.without_sop_class_prefixes and request.level is Level.IMAGE:
+        stmt = stmt.where(*shown_instances(Instance, scope))
+    elif scope.without_sop_class_prefixes and request.level is Level.SERIES:
         shown = aliased(Instance)
         stmt = stmt.where(exists().where(shown.series_pk == Series.id,
-                                         *_not_prefixed(shown.sop_class_uid, prefixes)))
+                                         *shown_instances(shown, scope)))
     order = {Level.PATIENT: Patient.id, Level.STUDY: Study.id, Level.SERIES: Series.id,
              Level.IMAGE: Instance.id}[request.level]
     return stmt.order_by(order).limit(scope.limit).offset(scope.offset or None)
 
 
-def _not_prefixed(column: Any, prefixes: tuple[str, ...]) -> list[Expr]:
+def shown_instances(instance: Any, scope: Scope) -> list[Expr]:
+    """Conditions on `instance` (the Instance model or an alias of it) that leave out what the
+    scope hides (Scope.hides, in SQL)."""
     # UIDs hold digits and dots only: no LIKE wildcard to escape in a prefix.
-    return [column.not_like(prefix + "%") for prefix in prefixes]
+    conditions = [instance.sop_class_uid.not_like(prefix + "%")
+                  for prefix in scope.without_sop_class_prefixes]
+    if scope.keep_origin_prefix and conditions:
+        kept = instance.origin.startswith(scope.keep_origin_prefix, autoescape=True)
+        return [or_(and_(*conditions), kept)]
+    return conditions
 
 
 async def scoped_find(sessions: async_sessionmaker[AsyncSession], request: FindRequest,

@@ -34,7 +34,7 @@ from node.ingest import Ingestor
 from node.instance_record import InstanceRecord, is_valid_uid
 from node.viewing import audit
 from rest.client_address import client_address
-from rest.dicomweb.access import Reader, reader
+from rest.dicomweb.access import SAVED_BY_SESSIONS, Reader, reader
 from rest.dicomweb.negotiation import media_type, require_json
 from rest.dicomweb.stow_response import (
     CANNOT_UNDERSTAND,
@@ -287,7 +287,7 @@ def _check_content_type(request: web.Request) -> None:
 def _origin(who: Reader) -> str:
     if who.grant is None:
         return "stow"
-    return f"stow:{who.grant.context['username']}"[:80]
+    return f"{SAVED_BY_SESSIONS}{who.grant.context['username']}"[:80]
 
 
 async def _audit(request: web.Request, who: Reader, outcomes: list[PartOutcome]) -> None:
