@@ -123,3 +123,4 @@ async def test_a_role_without_save_has_no_save_control(api: Api, browser: Browse
     assert not await page.get_by_role("button", name="Create SR").is_visible()
     await screenshot(page, "ohif-sr-no-save")
     await opened.close()
+

@@ -29,11 +29,15 @@ VIEWER_MODE = "@ohif/mode-longitudinal"
 GLOBAL_CUSTOMIZATIONS: dict[str, Any] = {"ohif.tours": {"$set": []}}
 # Toolbar buttons that need a role permission: Capture saves the viewport as an image file.
 BUTTON_PERMISSIONS = {"Capture": "download"}
-# The measurement panel's actions (button labels) that need a role permission: CSV downloads
-# the measurements as a file, Create SR stores them through STOW-RS.
-PANEL_ACTION_PERMISSIONS = {"CSV": "download", "Create SR": "save"}
+# Actions OHIF draws unconditionally that need a role permission, as (where, label, the
+# permissions of which one is needed): the measurement panel's CSV (a file download) and
+# Create SR (stored through STOW-RS).
 MEASUREMENT_PANEL_BUTTONS = ("[data-cy='trackedMeasurements-panel'] button, "
                              "[data-cy='measurements-panel'] button")
+GUARDED_ACTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    (MEASUREMENT_PANEL_BUTTONS, "CSV", ("download",)),
+    (MEASUREMENT_PANEL_BUTTONS, "Create SR", ("save",)),
+)
 # OHIF's toolbar layouts (customization keys) whose primary bar may hold those buttons.
 TOOLBAR_LAYOUTS = ("cornerstone.toolbarSections", "cornerstone.segmentationModeToolbarSections")
 
@@ -125,34 +129,42 @@ def _viewer_mode(collapse_previews: bool, session_protocol: bool) -> dict[str, A
     return changes
 
 
-def hidden_panel_actions(grant: Grant) -> list[str]:
-    """The measurement panel's actions the session may not use, by their label."""
+def hidden_actions(grant: Grant) -> list[tuple[str, str]]:
+    """(where, label) of the guarded actions the session may not use."""
     features = grant.features
-    return sorted(label for label, feature in PANEL_ACTION_PERMISSIONS.items()
-                  if not features.get(feature))
+    return [(where, label) for where, label, needed in GUARDED_ACTIONS
+            if not any(features.get(permission) for permission in needed)]
 
 
-def _panel_action_guard(hidden: list[str]) -> str:
-    """JavaScript that keeps the hidden actions of the measurement panel off screen.
+def _action_guard(hidden: list[tuple[str, str]]) -> str:
+    """JavaScript that keeps the hidden actions off screen.
 
-    OHIF 3.13 draws the panel's CSV, Create SR and Delete buttons unconditionally (no
-    customization turns one off), so the page hides them itself as the panel renders them:
-    a MutationObserver over the panels' subtree sets `display: none` on a button of a hidden
-    label (React sets no style on them, so it never undoes this). The node refuses a store
-    from a session without `save` all the same (STOW-RS answers 403)."""
+    OHIF 3.13 draws these buttons unconditionally (no customization turns one
+    off), so the page hides them itself as OHIF renders them: a MutationObserver, at most once
+    per animation frame, sets `display: none` on each one of a hidden label (React sets no
+    style on them, so it never undoes this). The node refuses a store from a session without
+    `save` all the same (STOW-RS answers 403)."""
     if not hidden:
         return ""
     return "\n".join([
-        f"var viewnodeHiddenActions = {_js(hidden)};",
+        f"var viewnodeHiddenActions = {_js([list(pair) for pair in hidden])};",
+        "var viewnodeGuardPending = false;",
         "function viewnodeHideActions() {",
-        f"  document.querySelectorAll({_js(MEASUREMENT_PANEL_BUTTONS)}).forEach(function (b) {{",
-        "    if (viewnodeHiddenActions.indexOf(b.textContent.trim()) >= 0) {",
-        "      b.style.display = 'none';",
-        "    }",
+        "  viewnodeGuardPending = false;",
+        "  viewnodeHiddenActions.forEach(function (hidden) {",
+        "    document.querySelectorAll(hidden[0]).forEach(function (element) {",
+        "      if (element.textContent.trim() === hidden[1]) {",
+        "        element.style.display = 'none';",
+        "      }",
+        "    });",
         "  });",
         "}",
-        "new MutationObserver(viewnodeHideActions).observe(document.documentElement,",
-        "  {childList: true, subtree: true});",
+        "new MutationObserver(function () {",
+        "  if (!viewnodeGuardPending) {",
+        "    viewnodeGuardPending = true;",
+        "    requestAnimationFrame(viewnodeHideActions);",
+        "  }",
+        "}).observe(document.documentElement, {childList: true, subtree: true});",
     ]) + "\n"
 
 
@@ -208,7 +220,7 @@ def app_config_script(grant: Grant, app: PreparedApp, dicomweb_root: str,
         f"window.config = {_js(config)};\n"
         + _extension(session_protocol) + _toolbar_filter(hidden_buttons(grant))
         + _report_dialog_without_download(grant)
-        + _panel_action_guard(hidden_panel_actions(grant)))
+        + _action_guard(hidden_actions(grant)))
 
 
 def _js(value: Any) -> str:
