@@ -233,6 +233,32 @@ async def test_history_lists_the_patients_other_studies_newest_first(
     await opened.close()
 
 
+async def test_a_prior_compares_side_by_side_in_one_window(api: Api, browser: Browser) -> None:
+    """The reader's own comparison: a 1x2 layout, the prior from the history in the second
+    viewport, both drawn from the node in the one window."""
+    opened = await open_token(api, browser, {"studyUID": CT.study_uid})
+    await first_image(opened)
+    page = opened.page
+    await page.locator("[data-cy='Layout']").click()
+    await page.locator("[data-cy='Layout-1-0']").click()
+    await page.wait_for_function(
+        "() => document.querySelectorAll(`[data-cy='viewport-pane']`).length === 2")
+    await page.locator(VIEWPORT).nth(1).click()
+    await page.locator(STUDY_BROWSER).get_by_text(PRIOR.study_description).click()
+    await page.locator(STUDY_BROWSER).locator(
+        "[data-cy='study-browser-thumbnail']").nth(1).dblclick()
+    await page.wait_for_function(
+        "() => [...document.querySelectorAll(`[data-cy='viewport-overlay-top-left']`)]"
+        ".map((o) => o.textContent).join('|').includes('05-Jan-2023')", timeout=60_000)
+    await page.wait_for_function(f"() => ({DRAWN_VIEWPORTS})().every(Boolean)",
+                                 timeout=60_000)
+    dates = await page.locator("[data-cy='viewport-overlay-top-left']").all_text_contents()
+    assert ["10-May-2024" in dates[0], "05-Jan-2023" in dates[1]] == [True, True], dates
+    await screenshot(page, "ohif-prior-side-by-side")
+    assert opened.foreign_requests() == []
+    await opened.close()
+
+
 async def test_collapse_previews_starts_with_the_study_browser_closed(
         api: Api, browser: Browser) -> None:
     opened = await open_token(api, browser, {"studyUID": CT.study_uid},
