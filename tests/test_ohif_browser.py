@@ -19,10 +19,10 @@ import pytest
 from PIL import Image
 from playwright.async_api import Browser, ConsoleMessage, Page, Request, Response
 from playwright.async_api import Error as PlaywrightError
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from node.hanging_protocols import Rule, add_protocol
-from node.index.viewing_models import ViewingContext
+from node.index.viewing_models import ContextStudy, ViewingContext
 from node.roles import add_role
 from node.viewing import revoke_token
 from node.viewing.tokens import token_key
@@ -432,6 +432,36 @@ async def test_a_refused_link_gets_a_dark_page_that_says_why_and_what_to_do(
     assert max(red, green, blue) < 40, (red, green, blue)
     await screenshot(page, f"ohif-refused-{outcome}")
     await page.context.close()
+
+
+async def set_retrieval_state(api: Api, token: str, state: str) -> None:
+    """What the retrieval machinery writes of the token's studies (node/viewing/retrievals.py)."""
+    async with api.services.sessions() as session:
+        context = select(ViewingContext.id).where(
+            ViewingContext.token_hash == token_key(token)).scalar_subquery()
+        await session.execute(update(ContextStudy).where(
+            ContextStudy.context_pk == context).values(state=state))
+        await session.commit()
+
+
+async def test_a_study_still_being_retrieved_gets_a_waiting_page_then_opens(
+        api: Api, browser: Browser) -> None:
+    token = await api.token({**BASE, "studyUID": PRIOR_2.study_uid})
+    await set_retrieval_state(api, token, "retrieving")
+    opened = await open_url(api, browser, f"/ngv?q={token}")
+    page = opened.page
+    await page.get_by_text("being retrieved").wait_for()
+    text = await page.text_content("body") or ""
+    assert "ZEBRAWSKI" not in text and PATIENT not in text
+    red, green, blue = await page.evaluate(BACKGROUND_JS)
+    assert max(red, green, blue) < 40
+    await screenshot(page, "ohif-waiting-for-retrieval")
+    await set_retrieval_state(api, token, "available")
+    stats = await first_image(opened)
+    assert stats["std"] > 10, stats
+    assert f"StudyInstanceUIDs={PRIOR_2.study_uid}" in page.url
+    assert [m for m in opened.console if "Content Security Policy" in m] == []
+    await opened.close()
 
 
 async def test_the_viewer_without_a_session_is_the_dark_refusal_page(
