@@ -344,7 +344,10 @@ def test_measurements_a_session_saved_stay_shown_where_documents_are_hidden(
     saver, _ = session(roles, "stow-measurer", SAVE_ROLE, studyUID=study.study_uid)
     saver.store_instances([measurement], study_instance_uid=study.study_uid)
     viewer, _ = session(roles, "stow-looker", VIEW_ROLE, studyUID=study.study_uid)
-    series = {value(s, "0020000E") for s in viewer.search_for_series(study.study_uid)}
+    listed = viewer.search_for_series(study.study_uid,
+                                      fields=["NumberOfSeriesRelatedInstances"])
+    assert [value(s, "00201209") for s in listed] == [1, 1]
+    series = {value(s, "0020000E") for s in listed}
     assert measurement.SeriesInstanceUID in series
     assert report.SeriesInstanceUID not in series
     for found in (viewer.search_for_instances(study.study_uid),
@@ -353,6 +356,14 @@ def test_measurements_a_session_saved_stay_shown_where_documents_are_hidden(
         assert measurement.SOPInstanceUID in sops and report.SOPInstanceUID not in sops
     metadata = viewer.retrieve_series_metadata(study.study_uid, measurement.SeriesInstanceUID)
     assert [value(i, "00080018") for i in metadata] == [measurement.SOPInstanceUID]
+    # The study's counts and lists leave the hidden report out too (the API key's do not).
+    fields = ["NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances",
+              "SOPClassesInStudy"]
+    for reader, series_count, instance_count in ((viewer, 2, 2), (client, 3, 3)):
+        [found] = reader.search_for_studies(search_filters={"StudyInstanceUID": study.study_uid},
+                                            fields=fields)
+        assert (value(found, "00201206"), value(found, "00201208")) == (
+            series_count, instance_count)
 
 
 # -- a large instance ------------------------------------------------------------------------

@@ -258,10 +258,14 @@ def returned_keys(request: FindRequest) -> list[str]:
     return keys
 
 
-def build_find(request: FindRequest, dialect: str) -> AnySelect:
-    """The one SELECT answering a C-FIND; result columns are labelled by keyword."""
+def build_find(request: FindRequest, dialect: str,
+               computed: Mapping[str, Expr] | None = None) -> AnySelect:
+    """The one SELECT answering a C-FIND; result columns are labelled by keyword. `computed`
+    replaces the values of computed attributes (counts and lists within a Scope)."""
     keys = returned_keys(request)
-    columns: list[Any] = [ATTRIBUTES[k].value(dialect).label(k) for k in keys]
+    replaced = computed or {}
+    columns: list[Any] = [(replaced[k] if k in replaced else ATTRIBUTES[k].value(dialect))
+                          .label(k) for k in keys]
     columns.append(_charset_column(request.level).label("_charset"))
     stmt = _from_level(select(*columns), request.level)
     return stmt.where(*_conditions(request.keys, request.level))
@@ -290,7 +294,7 @@ class Scope:
 
 def build_scoped_find(request: FindRequest, dialect: str, scope: Scope) -> AnySelect:
     """build_find within a Scope (QIDO-RS): the same matching and values as C-FIND."""
-    stmt = build_find(request, dialect)
+    stmt = build_find(request, dialect, _scoped_computed(dialect, scope))
     if scope.studies is not None:
         stmt = stmt.where(Study.study_uid.in_(sorted(scope.studies)))
     if scope.without_sop_class_prefixes and request.level is Level.IMAGE:
@@ -302,6 +306,31 @@ def build_scoped_find(request: FindRequest, dialect: str, scope: Scope) -> AnySe
     order = {Level.PATIENT: Patient.id, Level.STUDY: Study.id, Level.SERIES: Series.id,
              Level.IMAGE: Instance.id}[request.level]
     return stmt.order_by(order).limit(scope.limit).offset(scope.offset or None)
+
+
+def _scoped_computed(dialect: str, scope: Scope) -> dict[str, Expr]:
+    """The computed attributes of studies and series counted over what the scope shows, so
+    that hidden documents are neither counted nor named by their modality or SOP class."""
+    if not scope.without_sop_class_prefixes:
+        return {}
+    s, i, shown = aliased(Series), aliased(Instance), aliased(Instance)
+    series_shown = exists().where(shown.series_pk == s.id, *shown_instances(shown, scope))
+    study_instances = (select(func.count(i.id)).join(s, i.series_pk == s.id)
+                       .where(s.study_pk == Study.id, *shown_instances(i, scope)))
+    series_instances = (select(func.count(i.id))
+                        .where(i.series_pk == Series.id, *shown_instances(i, scope)))
+    return {
+        "ModalitiesInStudy": select(_string_agg(s.modality, dialect)).where(
+            s.study_pk == Study.id, s.modality != "", series_shown
+        ).correlate(Study).scalar_subquery(),
+        "SOPClassesInStudy": select(_string_agg(i.sop_class_uid, dialect)).join(
+            s, i.series_pk == s.id).where(s.study_pk == Study.id, *shown_instances(i, scope)
+                                          ).correlate(Study).scalar_subquery(),
+        "NumberOfStudyRelatedSeries": select(func.count(s.id)).where(
+            s.study_pk == Study.id, series_shown).correlate(Study).scalar_subquery(),
+        "NumberOfStudyRelatedInstances": study_instances.correlate(Study).scalar_subquery(),
+        "NumberOfSeriesRelatedInstances": series_instances.correlate(Series).scalar_subquery(),
+    }
 
 
 def shown_instances(instance: Any, scope: Scope) -> list[Expr]:
