@@ -25,6 +25,7 @@ from tests.index_db import rows
 from tests.peers import NodeProcess
 from tests.rest_support import API_KEY, running_app
 from tests.small_disk import fill, tmpfs
+from tests.viewer_data import sr_instance
 
 SAVE_ROLE = "dicomweb-stow-save"
 VIEW_ROLE = "dicomweb-stow-view"
@@ -47,12 +48,15 @@ def spec(number: int, **changes: Any) -> StudySpec:
 
 def datasets(study: StudySpec, count: int | None = None, series: int = 0) -> list[Dataset]:
     """Instances as a client holds them: read from Part 10 bytes (with their preamble)."""
-    out = []
-    for index in range(count or study.instances_per_series):
-        buffer = BytesIO()
-        make_instance(study, series, index).save_as(buffer, enforce_file_format=True)
-        out.append(pydicom.dcmread(BytesIO(buffer.getvalue())))
-    return out
+    return [as_read(make_instance(study, series, index))
+            for index in range(count or study.instances_per_series)]
+
+
+def as_read(ds: Dataset) -> Dataset:
+    """`ds` as read from its Part 10 bytes (with the preamble a client's file has)."""
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return pydicom.dcmread(BytesIO(buffer.getvalue()))
 
 
 def encoded(ds: Dataset) -> bytes:
@@ -324,6 +328,44 @@ def test_an_anonymized_session_cannot_save(roles: NodeProcess, client: DICOMwebC
     with pytest.raises(HTTPError) as refused:
         viewer.store_instances(datasets(study, 2)[1:], study_instance_uid=study.study_uid)
     assert refused.value.response.status_code == 403
+
+
+def test_measurements_a_session_saved_stay_shown_where_documents_are_hidden(
+        roles: NodeProcess, client: DICOMwebClient) -> None:
+    """A viewer's saved measurements are annotations of the images, not documents: a session
+    with documents hidden (VIEW_ROLE) sees them, and still not an SR stored by the API key."""
+    study = spec(40)
+    client.store_instances(datasets(study, 1))
+    report = as_read(sr_instance(study))
+    client.store_instances([report])
+    measurement = sr_instance(study)
+    measurement.SeriesInstanceUID = f"{study.study_uid}.31"
+    measurement.SOPInstanceUID = measurement.file_meta.MediaStorageSOPInstanceUID = (
+        f"{study.study_uid}.31.1")
+    measurement = as_read(measurement)
+    saver, _ = session(roles, "stow-measurer", SAVE_ROLE, studyUID=study.study_uid)
+    saver.store_instances([measurement], study_instance_uid=study.study_uid)
+    viewer, _ = session(roles, "stow-looker", VIEW_ROLE, studyUID=study.study_uid)
+    listed = viewer.search_for_series(study.study_uid,
+                                      fields=["NumberOfSeriesRelatedInstances"])
+    assert [value(s, "00201209") for s in listed] == [1, 1]
+    series = {value(s, "0020000E") for s in listed}
+    assert measurement.SeriesInstanceUID in series
+    assert report.SeriesInstanceUID not in series
+    for found in (viewer.search_for_instances(study.study_uid),
+                  viewer.retrieve_study_metadata(study.study_uid)):
+        sops = {value(i, "00080018") for i in found}
+        assert measurement.SOPInstanceUID in sops and report.SOPInstanceUID not in sops
+    metadata = viewer.retrieve_series_metadata(study.study_uid, measurement.SeriesInstanceUID)
+    assert [value(i, "00080018") for i in metadata] == [measurement.SOPInstanceUID]
+    # The study's counts and lists leave the hidden report out too (the API key's do not).
+    fields = ["NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances",
+              "SOPClassesInStudy"]
+    for reader, series_count, instance_count in ((viewer, 2, 2), (client, 3, 3)):
+        [found] = reader.search_for_studies(search_filters={"StudyInstanceUID": study.study_uid},
+                                            fields=fields)
+        assert (value(found, "00201206"), value(found, "00201208")) == (
+            series_count, instance_count)
 
 
 # -- a large instance ------------------------------------------------------------------------

@@ -262,11 +262,11 @@ def returned_keys(request: FindRequest) -> list[str]:
 def build_find(request: FindRequest, dialect: str,
                computed: Mapping[str, Expr] | None = None) -> AnySelect:
     """The one SELECT answering a C-FIND; result columns are labelled by keyword. `computed`
-    replaces computed attributes' values (counts of what a scope shows)."""
+    replaces the values of computed attributes (counts and lists within a Scope)."""
     keys = returned_keys(request)
-    computed = computed or {}
-    columns: list[Any] = [(computed[k] if k in computed else ATTRIBUTES[k].value(dialect)).label(k)
-                          for k in keys]
+    replaced = computed or {}
+    columns: list[Any] = [(replaced[k] if k in replaced else ATTRIBUTES[k].value(dialect))
+                          .label(k) for k in keys]
     columns.append(_charset_column(request.level).label("_charset"))
     stmt = _from_level(select(*columns), request.level)
     return stmt.where(*_conditions(request.keys, request.level))
@@ -285,65 +285,78 @@ class Scope:
     without_sop_class_prefixes: tuple[str, ...] = ()
     limit: int | None = None
     offset: int = 0
+    # Instances of a hidden SOP class that stay visible all the same: those whose origin
+    # starts with this (the measurements viewer sessions saved over STOW-RS are the readers'
+    # annotations of the images, not documents). Empty: none.
+    keep_origin_prefix: str = ""
+
+    def hides(self, sop_class_uid: str, origin: str) -> bool:
+        """Whether an instance of this class and origin is out of the scope's sight."""
+        return sop_class_uid.startswith(self.without_sop_class_prefixes) and not (
+            self.keep_origin_prefix and origin.startswith(self.keep_origin_prefix))
 
 
 def build_scoped_find(request: FindRequest, dialect: str, scope: Scope) -> AnySelect:
-    """build_find within a Scope (QIDO-RS): the same matching and values as C-FIND; with SOP
-    classes hidden, counts and lists count only what the scope shows."""
-    prefixes = scope.without_sop_class_prefixes
-    stmt = build_find(request, dialect, _shown_counts(dialect, prefixes) if prefixes else None)
+    """build_find within a Scope (QIDO-RS): the same matching and values as C-FIND."""
+    stmt = build_find(request, dialect, _scoped_computed(dialect, scope))
     if scope.studies is not None:
         stmt = stmt.where(Study.study_uid.in_(sorted(scope.studies)))
     if scope.patients is not None:
         stmt = stmt.where(Study.patient_pk.in_(sorted(scope.patients)))
-    if prefixes and request.level is Level.IMAGE:
-        stmt = stmt.where(*_not_prefixed(Instance.sop_class_uid, prefixes))
-    elif prefixes and request.level is Level.SERIES:
+    if scope.without_sop_class_prefixes and request.level is Level.IMAGE:
+        stmt = stmt.where(*shown_instances(Instance, scope))
+    elif scope.without_sop_class_prefixes and request.level is Level.SERIES:
         shown = aliased(Instance)
         stmt = stmt.where(exists().where(shown.series_pk == Series.id,
-                                         *_not_prefixed(shown.sop_class_uid, prefixes)))
+                                         *shown_instances(shown, scope)))
     order = {Level.PATIENT: Patient.id, Level.STUDY: Study.id, Level.SERIES: Series.id,
              Level.IMAGE: Instance.id}[request.level]
     return stmt.order_by(order).limit(scope.limit).offset(scope.offset or None)
 
 
+def _scoped_computed(dialect: str, scope: Scope) -> dict[str, Expr]:
+    """The computed attributes of studies and series counted over what the scope shows, so
+    that hidden documents are neither counted nor named by their modality or SOP class."""
+    if not scope.without_sop_class_prefixes:
+        return {}
+    return _hidden_computed(dialect, scope.without_sop_class_prefixes, scope.keep_origin_prefix)
+
+
+# Built once per dialect and hidden set, as the computed attributes above are.
 @functools.cache
-def _shown_counts(dialect: str, prefixes: tuple[str, ...]) -> dict[str, Expr]:
-    """The computed attributes of studies and series over the instances whose SOP class is not
-    hidden: a hidden document is neither listed nor counted."""
-    def shown_series() -> tuple[Any, Expr]:
-        series, instance = aliased(Series), aliased(Instance)
-        return series, exists().where(instance.series_pk == series.id,
-                                      *_not_prefixed(instance.sop_class_uid, prefixes))
-
-    s1, i1 = aliased(Series), aliased(Instance)
-    study_instances = (select(func.count(i1.id)).join(s1, i1.series_pk == s1.id)
-                       .where(s1.study_pk == Study.id, *_not_prefixed(i1.sop_class_uid, prefixes))
-                       .correlate(Study).scalar_subquery())
-    s2, i2 = aliased(Series), aliased(Instance)
-    sop_classes = (select(_string_agg(i2.sop_class_uid, dialect)).join(s2, i2.series_pk == s2.id)
-                   .where(s2.study_pk == Study.id, *_not_prefixed(i2.sop_class_uid, prefixes))
-                   .correlate(Study).scalar_subquery())
-    s3, shown3 = shown_series()
-    study_series = (select(func.count(s3.id)).where(s3.study_pk == Study.id, shown3)
-                    .correlate(Study).scalar_subquery())
-    s4, shown4 = shown_series()
-    modalities = (select(_string_agg(s4.modality, dialect))
-                  .where(s4.study_pk == Study.id, s4.modality != "", shown4)
-                  .correlate(Study).scalar_subquery())
-    i5 = aliased(Instance)
-    series_instances = (select(func.count(i5.id))
-                        .where(i5.series_pk == Series.id,
-                               *_not_prefixed(i5.sop_class_uid, prefixes))
-                        .correlate(Series).scalar_subquery())
-    return {"NumberOfStudyRelatedInstances": study_instances,
-            "SOPClassesInStudy": sop_classes, "NumberOfStudyRelatedSeries": study_series,
-            "ModalitiesInStudy": modalities, "NumberOfSeriesRelatedInstances": series_instances}
+def _hidden_computed(dialect: str, prefixes: tuple[str, ...], keep_origin_prefix: str
+                     ) -> dict[str, Expr]:
+    scope = Scope(without_sop_class_prefixes=prefixes, keep_origin_prefix=keep_origin_prefix)
+    s, i, shown = aliased(Series), aliased(Instance), aliased(Instance)
+    series_shown = exists().where(shown.series_pk == s.id, *shown_instances(shown, scope))
+    study_instances = (select(func.count(i.id)).join(s, i.series_pk == s.id)
+                       .where(s.study_pk == Study.id, *shown_instances(i, scope)))
+    series_instances = (select(func.count(i.id))
+                        .where(i.series_pk == Series.id, *shown_instances(i, scope)))
+    return {
+        "ModalitiesInStudy": select(_string_agg(s.modality, dialect)).where(
+            s.study_pk == Study.id, s.modality != "", series_shown
+        ).correlate(Study).scalar_subquery(),
+        "SOPClassesInStudy": select(_string_agg(i.sop_class_uid, dialect)).join(
+            s, i.series_pk == s.id).where(s.study_pk == Study.id, *shown_instances(i, scope)
+                                          ).correlate(Study).scalar_subquery(),
+        "NumberOfStudyRelatedSeries": select(func.count(s.id)).where(
+            s.study_pk == Study.id, series_shown).correlate(Study).scalar_subquery(),
+        "NumberOfStudyRelatedInstances": study_instances.correlate(Study).scalar_subquery(),
+        "NumberOfSeriesRelatedInstances": series_instances.correlate(Series).scalar_subquery(),
+    }
 
 
-def _not_prefixed(column: Any, prefixes: tuple[str, ...]) -> list[Expr]:
+def shown_instances(instance: Any, scope: Scope) -> list[Expr]:
+    """Conditions on `instance` (the Instance model or an alias of it) that leave out what the
+    scope hides (Scope.hides, in SQL)."""
     # UIDs hold digits and dots only: no LIKE wildcard to escape in a prefix.
-    return [column.not_like(prefix + "%") for prefix in prefixes]
+    conditions = [instance.sop_class_uid.not_like(prefix + "%")
+                  for prefix in scope.without_sop_class_prefixes]
+    if scope.keep_origin_prefix and conditions:
+        kept = instance.origin.startswith(scope.keep_origin_prefix, autoescape=True)
+        return [or_(and_(*conditions), kept)]
+    return conditions
 
 
 async def scoped_find(sessions: async_sessionmaker[AsyncSession], request: FindRequest,

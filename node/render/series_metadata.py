@@ -127,6 +127,11 @@ class SeriesEntry:
 RowsLoader = Callable[[], Awaitable[Sequence[StoredInstanceRow]]]
 
 
+def metadata_folder(data_dir: Path) -> Path:
+    """Where the metadata files are kept (shared by the serving routes and warming)."""
+    return data_dir / "dicomweb-metadata"
+
+
 class SeriesMetadata:
     """The metadata of whole series, computed once and kept in `folder` (and the most recent
     series in memory, up to REMEMBERED_BYTES of JSON)."""
@@ -265,11 +270,18 @@ class MetadataWarmer:
                 await self._warm(study_uid, series_uid)
 
     async def _warm(self, study_uid: str, series_uid: str) -> None:
-        async def rows() -> list[StoredInstanceRow]:
-            return await stored_instances(self._services.sessions, Scope(), study_uid,
-                                          series_uid)
-        try:
-            await self._metadata.series(study_uid, series_uid, rows)
-        except Exception:  # the request path builds it again if it must
-            log.warning("series %s: its metadata could not be made ahead", series_uid,
-                        exc_info=True)
+        await make_ahead(self._services, self._metadata, study_uid, series_uid)
+
+
+async def make_ahead(services: NodeServices, metadata: SeriesMetadata, study_uid: str,
+                     series_uid: str) -> bool:
+    """The series' metadata made (or found current) before anyone asks; False when it could
+    not be (the request path makes it again if it must) or there is no such series."""
+    async def rows() -> list[StoredInstanceRow]:
+        return await stored_instances(services.sessions, Scope(), study_uid, series_uid)
+    try:
+        return await metadata.series(study_uid, series_uid, rows) is not None
+    except Exception:
+        log.warning("series %s: its metadata could not be made ahead", series_uid,
+                    exc_info=True)
+        return False

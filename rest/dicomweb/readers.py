@@ -5,7 +5,8 @@ Two kinds of reader share the routes:
 - a browser sends the viewer session cookie (a redeemed token) and reads only what its viewing
   context grants (rest/viewer/grants.py), or every local study when its role may search and the
   token did not hide search (OHIF's study list), with the context's options applied on the
-  server: identifying values emptied when anonymized, documents absent when hidden.
+  server: identifying values emptied when anonymized, documents absent when hidden (but not
+  the measurements sessions saved as SR: SAVED_BY_SESSIONS).
 
 A wrong key is refused even with a valid cookie beside it, so that a misconfigured system never
 silently falls back to a browser's narrower grant.
@@ -23,6 +24,11 @@ from node.render.sop_classes import DOCUMENT_PREFIXES
 from rest.state import API_KEY
 from rest.viewer.grants import Grant
 from rest.viewer.viewer_state import GRANTS
+
+# The index's origin of what viewer sessions stored over STOW-RS, followed by the user's name:
+# OHIF's saved measurements. Hidden documents leave them shown (readers' annotations of the
+# images, not reports).
+SAVED_BY_SESSIONS = "stow:"
 
 
 @dataclass(frozen=True)
@@ -52,7 +58,7 @@ class Reader:
             studies=None if self.reads_every_study or self.grant is None else self.grant.allowed,
             patients=patients,
             without_sop_class_prefixes=DOCUMENT_PREFIXES if self.hide_documents else (),
-            limit=limit, offset=offset)
+            limit=limit, offset=offset, keep_origin_prefix=SAVED_BY_SESSIONS)
 
     def require(self, study_uid: str) -> None:
         """403 for a study outside the session's grant (without saying whether it exists)."""

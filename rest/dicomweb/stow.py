@@ -37,7 +37,7 @@ from node.ingest.instance_record import InstanceRecord, is_valid_uid
 from node.viewing import audit
 from rest.client_address import client_address
 from rest.dicomweb.negotiation import media_type, require_json
-from rest.dicomweb.readers import Reader, reader
+from rest.dicomweb.readers import SAVED_BY_SESSIONS, Reader, reader
 from rest.dicomweb.stow_response import (
     CANNOT_UNDERSTAND,
     DATASET_MISMATCH,
@@ -346,7 +346,7 @@ def _check_content_type(request: web.Request) -> None:
 def _origin(who: Reader) -> str:
     if who.grant is None:
         return "stow"
-    return f"stow:{who.grant.context['username']}"[:80]
+    return f"{SAVED_BY_SESSIONS}{who.grant.context['username']}"[:80]
 
 
 async def _audit(request: web.Request, who: Reader, outcomes: list[PartOutcome]) -> None:

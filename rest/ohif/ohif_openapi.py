@@ -30,6 +30,19 @@ OHIF_PATHS: dict[str, Any] = {
                       "401": {"description": "No valid session.", **_JSON},
                       "503": {"description": "OHIF Viewer is not installed.", **_JSON}},
     }},
+    "/viewer/waiting.js": {"get": {
+        "summary": "The script of the page shown while the studies are being retrieved.",
+        "responses": {"200": {"description": "The script.",
+                              "content": {"text/javascript": {"schema": {"type": "string"}}}}},
+    }},
+    "/viewer/retrieval-state": {"get": {
+        "summary": "How many of the named studies of the session are still being retrieved "
+                   "(session cookie).",
+        "parameters": [{"name": "StudyInstanceUIDs", "in": "query", "required": False,
+                        "schema": {"type": "string"}}],
+        "responses": {"200": {"description": "`{\"waiting\": n}`", **_JSON},
+                      "401": {"description": "No valid session.", **_JSON}},
+    }},
     "/viewer/static/{build}/{path}": {"get": {
         "summary": "A file of the prepared OHIF build (gzip when accepted, immutable).",
         "parameters": [
