@@ -5,6 +5,7 @@ series once, and each writer's caller is told the truth (added, or a duplicate k
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from sqlalchemy import func, select
 
 from node.config import config_from_dict
 from node.index.dicom_models import Instance, Patient, Series, Study
-from node.index.index_writer import AddOutcome, StoredFile
+from node.index.index_writer import AddOutcome, OtherPatientsStudy, StoredFile
 from node.ingest.instance_record import InstanceRecord
 from node.process.runtime import open_services
 from node.services import NodeServices
@@ -69,3 +70,39 @@ async def test_the_same_instances_indexed_by_two_writers_at_once_are_indexed_onc
                   for model in (Patient, Study, Series, Instance)]
     studies = PATIENTS * STUDIES_PER_PATIENT
     assert counts == [PATIENTS, studies, studies * SERIES_PER_STUDY, len(records)]
+
+
+async def test_a_study_two_writers_insert_at_once_for_two_patients_holds_one_patient(
+        instances: list[NodeServices]) -> None:
+    """The same new study UIDs sent to both writers at once, each with another patient: for
+    every study one writer inserts the row and the other, finding it inserted a moment before
+    by the other instance, must still see whose it is and refuse its instances."""
+    def claimant(p: int, s: int, i: int) -> InstanceRecord:
+        rec = record(p, s, 0, i)
+        # Both patients claim the same study and series UIDs, with instances of their own.
+        return dataclasses.replace(rec, study_uid=uid(8900, s), series_uid=uid(8900, s, 1),
+                                   sop_uid=uid(8900, s, 1, p, i))
+    studies = 40
+    submitted = [[w.writer.submit(StoredFile(rec, f"{rec.sop_uid}.dcm", 1, "race"))
+                  for rec in (claimant(p, s, i) for s in range(studies) for i in range(3))]
+                 for p, w in enumerate(instances)]
+    refused = 0
+    for futures in submitted:
+        for future in futures:
+            try:
+                await asyncio.wrap_future(future)
+            except OtherPatientsStudy:
+                refused += 1
+    async with instances[0].sessions() as session:
+        stored = (await session.execute(
+            select(Study.study_uid, Instance.sop_uid)
+            .join(Series, Series.study_pk == Study.id)
+            .join(Instance, Instance.series_pk == Series.id)
+            .where(Study.study_uid.like(uid(8900) + "%")))).all()
+    # Every stored instance is its study's one patient's (its SOP UID names its sender's).
+    senders: dict[str, set[str]] = {}
+    for study_uid, sop_uid in stored:
+        senders.setdefault(study_uid, set()).add(sop_uid.split(".")[-2])
+    assert len(senders) == studies
+    assert all(len(patients) == 1 for patients in senders.values()), senders
+    assert refused == studies * 3

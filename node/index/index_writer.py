@@ -600,6 +600,7 @@ class _Upsert:
             rows.update((uid, (pk, patient_pk)) for uid, pk, patient_pk in self.sql.select_in(
                 STUDIES, ("study_uid", "id", "patient_pk"), "study_uid", unknown))
         stale = [pk for pk, _ in rows.values() if not self._stamped_lately(pk)]
+        inserted: list[str] = []
         for uid, rec in wanted.items():
             patient_pk = patient_pks[patient_key(rec)]
             if uid not in rows:
@@ -616,6 +617,13 @@ class _Upsert:
                     "updated_at": self.now,
                 }), patient_pk)
                 self.fresh.stamps[rows[uid][0]] = self.now
+                inserted.append(uid)
+        if inserted:
+            # Another instance may have inserted one of them first, for its own patient (the
+            # insert then returns that row): read back whose they are.
+            rows.update((uid, (pk, patient_pk)) for uid, pk, patient_pk in self.sql.select_in(
+                STUDIES, ("study_uid", "id", "patient_pk"), "study_uid", inserted))
+        for uid in wanted:
             self.fresh.studies[uid] = rows[uid]
         for rec in records:
             if rows[rec.study_uid][1] != patient_pks[patient_key(rec)]:
@@ -637,6 +645,7 @@ class _Upsert:
         if unknown:
             rows.update((uid, (pk, study_pk)) for uid, pk, study_pk in self.sql.select_in(
                 SERIES, ("series_uid", "id", "study_pk"), "series_uid", unknown))
+        inserted: list[str] = []
         for uid, rec in wanted.items():
             if uid not in rows:
                 rows[uid] = (self.sql.insert(SERIES, {
@@ -647,6 +656,11 @@ class _Upsert:
                     "description": rec.series_description,
                     "body_part": rec.body_part,
                 }), study_pks[rec.study_uid])
+                inserted.append(uid)
+        if inserted:  # as for studies: whose they are, if another instance was first
+            rows.update((uid, (pk, study_pk)) for uid, pk, study_pk in self.sql.select_in(
+                SERIES, ("series_uid", "id", "study_pk"), "series_uid", inserted))
+        for uid in wanted:
             self.fresh.series[uid] = rows[uid]
         for rec in records:
             if rows[rec.series_uid][1] != study_pks[rec.study_uid]:
