@@ -1,9 +1,6 @@
 """The pathology tables: non-DICOM slide files, slide metadata, colour lookup tables,
 annotation layers and the annotation instances already read. Only missing tables are created,
 so that databases made by create_all are taken over as they are.
-
-Revision ID: p0001_pathology
-Revises: (none)
 """
 
 from __future__ import annotations
@@ -15,8 +12,6 @@ from node.index.migrate import bind_of, missing
 
 revision = "p0001_pathology"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

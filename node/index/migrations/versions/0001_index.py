@@ -2,9 +2,6 @@
 the viewer's records (roles, hanging protocols, viewing contexts, sessions, audit) and the
 storage mappings. Only missing tables are created, so that databases made by create_all are
 taken over as they are.
-
-Revision ID: 0001_index
-Revises: (none)
 """
 
 from __future__ import annotations
@@ -16,8 +13,6 @@ from node.index.migrate import bind_of, missing
 
 revision = "0001_index"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

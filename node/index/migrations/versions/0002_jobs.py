@@ -1,7 +1,4 @@
 """Background jobs claimed through the database (retrievals, preloads), for several instances.
-
-Revision ID: 0002_jobs
-Revises: 0001_index
 """
 
 from __future__ import annotations
@@ -11,8 +8,6 @@ from alembic import op
 
 revision = "0002_jobs"
 down_revision = "0001_index"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -1,7 +1,4 @@
 """POST imports as resumable jobs: each object's outcome, and the request's sealed credentials.
-
-Revision ID: 0003_post_imports
-Revises: 0002_jobs
 """
 
 from __future__ import annotations
@@ -11,8 +8,6 @@ from alembic import op
 
 revision = "0003_post_imports"
 down_revision = "0002_jobs"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -5,9 +5,6 @@ commit, though only the retrievals' update (node/viewing/retrievals.py) looks ro
 and only rows still pending or retrieving. Most tokens name studies the node already holds.
 A database made by create_all from the newer models has the new index already: each step is
 done only where needed.
-
-Revision ID: 0004_waiting_studies_index
-Revises: 0003_post_imports
 """
 
 from __future__ import annotations
@@ -19,8 +16,6 @@ from node.index.migrate import bind_of
 
 revision = "0004_waiting_studies_index"
 down_revision = "0003_post_imports"
-branch_labels = None
-depends_on = None
 
 WAITING = "state IN ('pending', 'retrieving')"
 

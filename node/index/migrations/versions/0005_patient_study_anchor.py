@@ -10,9 +10,6 @@ none of them (unknown, never wrong), and the next instance received fills them.
 
 A database made by create_all from the newer models already has the column and the
 constraint: each step is done only where needed.
-
-Revision ID: 0005_patient_study_anchor
-Revises: 0004_waiting_studies_index
 """
 
 from __future__ import annotations
@@ -24,8 +21,6 @@ from node.index.migrate import bind_of
 
 revision = "0005_patient_study_anchor"
 down_revision = "0004_waiting_studies_index"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -5,9 +5,6 @@ second at a million instances. The index writer now keeps `size_bytes` and `inst
 of each study in the transaction that adds its instances; existing studies are counted here
 once. A database made by create_all from the newer models has the columns already (all zero
 on an empty index).
-
-Revision ID: 0006_study_sizes
-Revises: 0005_patient_study_anchor
 """
 
 from __future__ import annotations
@@ -19,8 +16,6 @@ from node.index.migrate import bind_of
 
 revision = "0006_study_sizes"
 down_revision = "0005_patient_study_anchor"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -1,9 +1,6 @@
 """Deleting studies and protecting them: `deletion_files` (files of deleted studies still to be
 removed, by deletion job) and `protected_studies`. Tables a database made by create_all from
 the newer models has already are left as they are.
-
-Revision ID: 0007_retention
-Revises: 0006_study_sizes
 """
 
 from __future__ import annotations
@@ -15,8 +12,6 @@ from node.index.migrate import bind_of, missing
 
 revision = "0007_retention"
 down_revision = "0006_study_sizes"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

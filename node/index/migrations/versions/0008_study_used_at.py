@@ -1,9 +1,6 @@
 """Studies remember when they were last used (opened by a token, retrieved from the node,
 exported): the storage quota recycles the least recently used first. Nullable: never used
 since this revision means "as old as its last store" (updated_at).
-
-Revision ID: 0008_study_used_at
-Revises: 0007_retention
 """
 
 from __future__ import annotations
@@ -15,8 +12,6 @@ from node.index.migrate import bind_of
 
 revision = "0008_study_used_at"
 down_revision = "0007_retention"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
