@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from node.errors import InvalidInput, NotFound
-from node.index.viewing_models import ViewingContext
+from node.index.context_queries import context_opening
 from pathology.annotation_store import delete_layer, import_instances, list_layers, save_layer
 from pathology.annotations import Layer, Visibility, check_name, parse_shapes, visible_layers
 from pathology.catalogue import slide_metadata, slides_of_case
@@ -58,7 +58,7 @@ class SlideGrants:
             return cached[1], cached[2]
         services = request.app[SERVICES]
         async with services.sessions() as session:
-            context = await session.get(ViewingContext, grant.context_pk)
+            context = await context_opening(session, grant.context_pk, with_studies=False)
         if context is None:
             raise web.HTTPUnauthorized(reason="no valid viewer session")
         # The stored request, not the context JSON: anonymize hides accNum from the browser,
