@@ -15,6 +15,7 @@ from typing import Any
 
 from node import metrics
 from node.errors import InvalidInput
+from node.index.context_writer import NewContext
 from node.render.preload import StudyPreloader
 from node.resolve import Findings, StudyRequest, find_remote, remote_queries, select_sources
 from node.services import NodeServices
@@ -25,7 +26,6 @@ from node.viewing.options import ViewingOptions, options_json
 from node.viewing.retrievals import RetrievalRegistry
 from node.viewing.store import IssueStore, Prepared
 from node.viewing.tokens import new_token, token_key
-from node.viewing.writer import NewContext
 
 log = logging.getLogger(__name__)
 
