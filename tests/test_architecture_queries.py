@@ -5,6 +5,7 @@ functions; they neither build statements nor run them, nor hold the ORM's mapped
 
 Read from the source with ast, so that the rule holds for code no test reaches. bench/ and
 tests/ are not the node: they look at its database from outside, as an operator would.
+pathology/ queries its own tables itself, and the index's through node/index.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ EXECUTING = frozenset({"execute", "executemany", "executescript", "exec_driver_s
                        "scalars", "stream", "stream_scalars"})
 
 
-def _modules() -> Iterator[tuple[str, ast.Module]]:
-    for package in PACKAGES:
+def _modules(packages: tuple[str, ...] = PACKAGES) -> Iterator[tuple[str, ast.Module]]:
+    for package in packages:
         for path in sorted((ROOT / package).rglob("*.py")):
             relative = path.relative_to(ROOT).as_posix()
             if not relative.startswith(OWNERS):
@@ -92,16 +93,18 @@ def _runtime_nodes(tree: ast.AST) -> Iterator[ast.AST]:
         yield from _runtime_nodes(child)
 
 
-def _mapped_imports(relative: str, tree: ast.Module) -> list[str]:
-    """Mapped classes imported at run time; a mapped class named in annotations only
-    (imported under TYPE_CHECKING) cannot build or run a statement."""
+def _mapped_imports(relative: str, tree: ast.Module, allowed: frozenset[str] = frozenset()
+                    ) -> list[str]:
+    """Mapped classes of the index imported at run time (but `allowed`); a mapped class named
+    in annotations only (imported under TYPE_CHECKING) cannot build or run a statement."""
     found = []
     for node in _runtime_nodes(tree):
         if isinstance(node, ast.ImportFrom):
             module = _absolute(relative, node)
             if module.startswith("node.index"):
                 found += [f"{relative}:{node.lineno} from {module} import {alias.name}"
-                          for alias in node.names if _is_mapped(module, alias.name)]
+                          for alias in node.names
+                          if alias.name not in allowed and _is_mapped(module, alias.name)]
     return found
 
 
@@ -119,6 +122,14 @@ def test_no_module_outside_the_index_imports_the_query_building_api() -> None:
 def test_no_module_outside_the_index_holds_a_mapped_class() -> None:
     found = [line for relative, tree in _modules() for line in _mapped_imports(relative, tree)]
     assert found == [], "ORM classes imported outside node/index/:\n" + "\n".join(found)
+
+
+def test_pathology_reads_the_index_tables_only_through_the_index() -> None:
+    """pathology/ writes SQL for its own tables; the index's (instances, studies...) it asks
+    node/index for. `Base` is the metadata its own tables are declared on."""
+    found = [line for relative, tree in _modules(("pathology",))
+             for line in _mapped_imports(relative, tree, allowed=frozenset({"Base"}))]
+    assert found == [], "index tables queried from pathology/:\n" + "\n".join(found)
 
 
 def test_no_module_outside_the_index_executes_sql() -> None:
