@@ -25,7 +25,7 @@ from pathlib import Path
 from bench.common import OrthancPeer, fresh_folder, print_table, run_dcmtk, storescu
 from bench.dataset import DATA
 from node.config import load_config
-from node.runtime import open_services
+from node.process.runtime import open_services
 from tests.factory import StudySpec, make_instance, uid
 from tests.peers import NodeProcess
 

@@ -38,12 +38,12 @@ from openslide.deepzoom import DeepZoomGenerator
 
 from bench.common import fresh_folder, percentile, print_table
 from node.config import config_from_dict
-from node.runtime import open_services
+from node.process.runtime import open_services
 from pathology.catalogue import register_slide_file
 from pathology.luts import store_lut
 from pathology.slide_service import SlideService
 from rest.app import create_app
-from rest.slides import SLIDES
+from rest.slide_routes import SLIDES
 from tests import slide_factory as factory
 from tests.peers import PEER_ENV, free_port, wait_for_port
 

@@ -32,7 +32,7 @@ from sqlalchemy import create_engine, insert
 from bench.common import fresh_folder, print_table, process_tree_cpu
 from bench.dataset import OUT
 from node.index import database
-from node.index.models import Patient, Study
+from node.index.dicom_models import Patient, Study
 from node.index.viewing_models import Role
 from tests.peers import PEER_ENV, REPO, NodeProcess, free_port, wait_for_port
 

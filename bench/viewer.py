@@ -47,7 +47,7 @@ from bench.dataset import OUT
 from rest.ohif.app_config import app_config_script
 from rest.ohif.bundle import PreparedApp, prepare, served_file
 from rest.ohif.routes import IMMUTABLE
-from rest.viewer.access import Grant
+from rest.viewer.grants import Grant
 from tests.browser import CHROMIUM, FLAGS
 from tests.factory import StudySpec
 from tests.peers import NodeProcess, OrthancProcess, free_port

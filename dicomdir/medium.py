@@ -34,8 +34,10 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from dicomdir.content import BytesContent, MediumFile
+from dicomdir.dicomdir_encoding import DirectoryRecord, encode_dicomdir
 from dicomdir.file_ids import instance_file_id, numbered
-from dicomdir.iso import IsoImage, build_iso
+from dicomdir.iso_image import IsoImage, build_iso
+from dicomdir.media_viewer import VIEWER_FOLDER, ViewerSpec, autorun_inf, launchers, viewer_files
 from dicomdir.pdi import (
     PDI_FOLDER,
     MediumSummary,
@@ -64,8 +66,6 @@ from dicomdir.records import (
 )
 from dicomdir.selection import SelectedInstance, SelectedSeries, SelectedStudy, Selection
 from dicomdir.transcode import medium_content
-from dicomdir.viewer import VIEWER_FOLDER, ViewerSpec, autorun_inf, launchers, viewer_files
-from dicomdir.writer import DirectoryRecord, encode_dicomdir
 from node.config import Config
 
 log = logging.getLogger(__name__)

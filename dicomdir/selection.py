@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from node.dimse import scu
 from node.errors import NodeError, NotFound
 from node.index.medium_queries import medium_rows
-from node.resolve import Findings, StudyRequest, find_remote
 from node.services import NodeServices
-from node.storage import Storage
+from node.storage.folder_storage import Storage
+from node.viewing.study_resolution import Findings, StudyRequest, find_remote
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from node.clock import Clock
 from node.config import Config
-from node.index.writer import IndexWriter
-from node.ingest import Ingestor
-from node.storage import Storage
+from node.index.index_writer import IndexWriter
+from node.ingest.ingestor import Ingestor
+from node.storage.folder_storage import Storage
 
 T = TypeVar("T")
 

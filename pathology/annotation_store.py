@@ -20,11 +20,11 @@ from sqlalchemy.exc import IntegrityError
 
 from node.errors import InvalidInput
 from node.index.slide_queries import slide_instances
-from node.ingest import Ingestor
-from node.storage import Storage
+from node.ingest.ingestor import Ingestor
+from node.storage.folder_storage import Storage
 from pathology.annotations import ANN_SOP_CLASS, Layer, Shape, build_instance, read_instance
 from pathology.catalogue import Sessions, locate_slide
-from pathology.models import AnnotationImport, AnnotationLayerRecord
+from pathology.pathology_models import AnnotationImport, AnnotationLayerRecord
 
 log = logging.getLogger(__name__)
 

@@ -25,13 +25,14 @@ from node.errors import Conflict, InvalidInput, NotFound
 from node.index.slide_queries import (
     has_slide_instance,
     slide_containers_of_case,
+    slide_containers_of_studies,
     slide_instances,
 )
-from node.storage import Storage
-from pathology.metadata import SlideMetadata, from_dicom
-from pathology.models import SlideFile, SlideMetadataRecord
-from pathology.opening import open_slide
+from node.storage.folder_storage import Storage
+from pathology.dicom_slide_metadata import SlideMetadata, from_dicom
+from pathology.pathology_models import SlideFile, SlideMetadataRecord
 from pathology.slide import SlideInfo
+from pathology.slide_opening import open_slide
 
 WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
 MAX_IDENTIFIER = 64
@@ -234,3 +235,28 @@ async def slides_of_case(sessions: Sessions, accession_number: str) -> list[str]
             .where(SlideFile.accession_number == accession_number)
         )).scalars().all()
     return sorted(set(dicom) | set(files))
+
+
+async def slides_of_studies(sessions: Sessions, study_uids: list[str]) -> list[str]:
+    """The containerIdentifiers of the slides that belong to these studies, DICOM and
+    registered files, sorted: what a POST request's session may read, its slides being known
+    by the studies its JSON named rather than by an accession number it may not carry."""
+    if not study_uids:
+        return []
+    async with sessions() as session:
+        dicom = await slide_containers_of_studies(session, study_uids, WSI_SOP_CLASS)
+        files = (await session.execute(
+            select(SlideFile.container_identifier)
+            .where(SlideFile.study_uid.in_(study_uids))
+        )).scalars().all()
+    return sorted(set(dicom) | set(files))
+
+
+async def studies_with_slide_files(session: AsyncSession, study_uids: list[str]) -> set[str]:
+    """Which of these studies have a registered (non-DICOM) slide file: the index knows no
+    patient for them, only the POST request's JSON does."""
+    if not study_uids:
+        return set()
+    rows = await session.execute(
+        select(SlideFile.study_uid).distinct().where(SlideFile.study_uid.in_(study_uids)))
+    return set(rows.scalars().all())

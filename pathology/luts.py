@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from node.errors import Conflict
 from pathology.cube import CubeLut, parse_cube
-from pathology.models import SlideLut
+from pathology.pathology_models import SlideLut
 
 Sessions = async_sessionmaker[AsyncSession]
 

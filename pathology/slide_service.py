@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from node.errors import InvalidInput, NotFound
-from node.storage import Storage
+from node.storage.folder_storage import Storage
 from pathology.catalogue import Sessions, SlideSource, locate_slide
 from pathology.colour import ColourTable, bake
 from pathology.cube import parse_cube
@@ -36,8 +36,8 @@ from pathology.deepzoom import (
     thumbnail,
 )
 from pathology.luts import load_lut, lut_digest
-from pathology.opening import open_slide
 from pathology.slide import AssociatedName, Slide
+from pathology.slide_opening import open_slide
 from pathology.tile_cache import TileCache
 
 log = logging.getLogger(__name__)

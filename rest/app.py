@@ -9,11 +9,11 @@ from aiohttp import web
 from node.retention import StudyDeletions
 from node.services import NodeServices
 from node.viewing import RetrievalRegistry, TokenIssuer
-from rest import annotations as annotation_layers
 from rest import (
+    annotation_routes,
     dicomweb,
     health,
-    iso,
+    iso_route,
     lut,
     metrics,
     multimonitor,
@@ -21,8 +21,8 @@ from rest import (
     obscurl_post,
     ohif,
     openapi,
-    slides,
-    studies,
+    slide_routes,
+    study_deletion,
     viewer,
     viewer_session,
 )
@@ -42,9 +42,9 @@ from rest.state import (
 __all__ = ["API_KEY", "SERVICES", "create_app"]
 
 ROUTE_TABLES = (obscurl.routes, multimonitor.routes, viewer_session.routes, openapi.routes,
-                iso.routes,
-                lut.routes, slides.routes, obscurl_post.routes,
-                annotation_layers.routes, health.routes, studies.routes)
+                iso_route.routes,
+                lut.routes, slide_routes.routes, obscurl_post.routes,
+                annotation_routes.routes, health.routes, study_deletion.routes)
 
 
 async def _viewing(app: web.Application) -> AsyncIterator[None]:
@@ -80,7 +80,7 @@ def create_app(services: NodeServices, api_key: str) -> web.Application:
     app.on_response_prepare.append(routing_headers)
     app.on_response_prepare.append(dicomweb.cors_headers)
     app.on_response_prepare.append(security_headers)
-    slides.setup(app)
+    slide_routes.setup(app)
     viewer.setup(app)
     dicomweb.setup(app)
     ohif.setup(app)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from node.readiness import failing_parts
+from node.process.readiness import failing_parts
 from rest.middleware import public
 from rest.state import SERVICES
 

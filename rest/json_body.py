@@ -1,7 +1,7 @@
 """Request bodies as JSON, for every route that reads one.
 
 aiohttp's `request.json()` lets a deeply nested body raise RecursionError (a 500); this reads
-the body within the app's size limit and parses it with node.json_input's bound on nesting.
+the body within the app's size limit and parses it with node.sources.json_input's bound on nesting.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from node.json_input import parse_json
+from node.sources.json_input import parse_json
 
 
 async def read_json(request: web.Request, field: str = "body") -> Any:

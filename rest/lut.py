@@ -17,7 +17,7 @@ from node.errors import NotFound
 from pathology.catalogue import check_container_identifier, slide_exists
 from pathology.cube import MAX_BYTES, CubeError
 from pathology.luts import delete_lut, load_lut, store_lut
-from rest.slides import SLIDES
+from rest.slide_routes import SLIDES
 from rest.state import SERVICES
 
 routes = web.RouteTableDef()

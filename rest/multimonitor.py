@@ -10,53 +10,76 @@ redemption to the instance that the viewer's later requests reach.
 
 from __future__ import annotations
 
+from typing import Annotated
 from urllib.parse import urlencode
 
 from aiohttp import web
+from pydantic import Field, model_validator
 
-from node.errors import InvalidInput
-from node.resolve import StudyRequest
+from node.input_fields import checked, problem
 from node.viewing import IssueRequest
+from node.viewing.study_resolution import StudyRequest
 from rest.client_address import client_address
-from rest.obscurl import ACCESSION_MAX, LO_MAX, viewing_options
-from rest.params import QueryParams
+from rest.obscurl import ACCESSION_MAX, LO_MAX, TokenQuery
+from rest.params import QueryText, Repeated, Uids, parse_query
 from rest.state import ISSUER
 
 routes = web.RouteTableDef()
 
 STUDY_PARAMETER = "studyIntanceUID"
-STUDY_ALIASES = ("studyInstanceUID", "studyInstanceUid")
+
+
+def _monitors_problem(value: str) -> str | None:
+    return None if value in ("1", "2") else "expected 1 or 2"
+
+
+class MultimonitorQuery(TokenQuery):
+    patient_id: Annotated[str, QueryText(LO_MAX, dicom=True)] = Field(
+        alias="patientID", description="The patient.")
+    monitors: Annotated[str, QueryText(8), checked(_monitors_problem)] = Field(
+        alias="numberOfMonitors", description="How many tokens to return.",
+        json_schema_extra={"enum": ["1", "2"]})
+    issuer: Annotated[str, QueryText(LO_MAX, dicom=True)] = Field(
+        "", alias="idIssuer", description="Issuer of Patient ID (NONE: the patient whose ID "
+                                          "has no issuer); required with 2 monitors.")
+    study_uids: Annotated[Uids, Repeated((
+        ("studyInstanceUID", "Alias of studyIntanceUID (values of both spellings are taken "
+                             "together)."),
+        ("studyInstanceUid", "Alias of studyIntanceUID, as the spec's prose spells it."),
+    ))] = Field((), alias="studyIntanceUID", description=(
+        "Studies for the first monitor, spelt as in the spec's table and example; not with "
+        "accNum."))
+    accession: Annotated[str, QueryText(ACCESSION_MAX, dicom=True)] = Field(
+        "", alias="accNum", description="Accession Number for the first monitor; not with "
+                                        "studyIntanceUID.")
+
+    @model_validator(mode="after")
+    def _one_patient_one_choice(self) -> MultimonitorQuery:
+        if self.monitors == "2" and not self.issuer:
+            raise problem("idIssuer is required", at="idIssuer", alone=True)
+        if self.study_uids and self.accession:
+            raise problem(f"{STUDY_PARAMETER} and accNum cannot be used together", at="accNum",
+                          alone=True)
+        return self
 
 
 @routes.get("/ngv/multimonitor-api", allow_head=False)
 async def multimonitor(request: web.Request) -> web.Response:
-    params = QueryParams(request.query)
-    username = params.one("username", required=True)
-    role = params.one("role", required=True)
-    patient_id = params.one("patientID", required=True, max_length=LO_MAX, dicom=True)
-    monitors_text = params.one("numberOfMonitors", required=True, max_length=8)
-    if monitors_text not in ("1", "2"):
-        raise InvalidInput("numberOfMonitors: expected 1 or 2", "numberOfMonitors")
-    monitors = int(monitors_text)
-    issuer = params.one("idIssuer", required=monitors == 2, max_length=LO_MAX, dicom=True)
-    study_uids = params.uids(STUDY_PARAMETER, aliases=STUDY_ALIASES)
-    accession = params.one("accNum", max_length=ACCESSION_MAX, dicom=True)
-    if study_uids and accession:
-        raise InvalidInput(f"{STUDY_PARAMETER} and accNum cannot be used together", "accNum")
+    query = parse_query(MultimonitorQuery, request.query)
+    monitors = int(query.monitors)
     studies = StudyRequest(
-        study_uids=study_uids, accession=accession, accession_any_patient=True,
-        patient_id=patient_id, issuer=issuer, preload=params.uids("fullPreloadStudy"),
+        study_uids=query.study_uids, accession=query.accession, accession_any_patient=True,
+        patient_id=query.patient_id, issuer=query.issuer, preload=query.full_preload_study,
     )
-    sticky = params.sticky()
     issue = IssueRequest(
-        username=username, role=role, studies=studies,
-        options=viewing_options(params, pathology=False), sticky=sticky,
-        source_nodes=params.ae_titles("sourceNodes"), client_address=client_address(request),
+        username=query.username, role=query.role, studies=studies,
+        options=query.viewing_options(), sticky=query.sticky,
+        source_nodes=query.source_nodes, client_address=client_address(request),
     )
     tokens = await request.app[ISSUER].issue_monitors(issue, monitors)
-    body = {"primaryMonitorRelativeUrl": viewer_url(tokens[0], sticky)}
+    body = {"primaryMonitorRelativeUrl": viewer_url(tokens[0], query.sticky)}
     if monitors == 2:
-        body["secondaryMonitorRelativeUrl"] = viewer_url(tokens[1], sticky)
+        body["secondaryMonitorRelativeUrl"] = viewer_url(tokens[1], query.sticky)
     return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 

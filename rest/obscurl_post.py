@@ -13,20 +13,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
 from node.services import NodeServices
-from node.slide_metadata import JSON_FIELDS, SlideMetadata
 from node.sources import ImportProgress, parse_body, plan_import
 from node.sources.import_jobs import ImportJobs
-from node.sources.opening import check_role, issue_context
-from node.sources.request import MIME_TYPES, STORAGE_TYPES
-from node.storage_mapping import load_mappings
+from node.sources.post_context import check_role, issue_context
+from node.sources.request_body import RequestBody
+from node.sources.slide_metadata import SlideMetadata
+from node.sources.storage_mapping import load_mappings
 from pathology.catalogue import record_slide_metadata, register_slide_file
 from rest.obscurl import client_address
-from rest.openapi import DOCUMENT, UID_PATTERN
+from rest.openapi import DOCUMENT
+from rest.openapi_schemas import COMPONENTS, openapi_components
 from rest.state import ISSUER, SERVICES
 
 routes = web.RouteTableDef()
@@ -85,87 +85,8 @@ async def post_obscurl(request: web.Request) -> web.Response:
                         headers={"Cache-Control": "no-store"})
 
 
-def _string(description: str, max_length: int = 64, **extra: Any) -> dict[str, Any]:
-    return {"type": "string", "maxLength": max_length, "description": description, **extra}
-
-
-_UID = {"type": "string", "maxLength": 64, "pattern": UID_PATTERN}
-_DATE = {"type": "string", "pattern": "^[0-9]{8}$"}
-_INSTANCE = {
-    "type": "object",
-    "properties": {
-        "sopInstanceUID": _UID,
-        "file": _string("A host path (mapped by `python -m node mapping add`) or an object "
-                        "key of the bucket.", 1024),
-        "mimeType": {"type": "string", "enum": list(MIME_TYPES)},
-        **{name: _string("Digital pathology.") for name in JSON_FIELDS},
-    },
-}
-_SERIES = {
-    "type": "object", "required": ["seriesInstanceUID"],
-    "properties": {
-        "seriesInstanceUID": _UID, "seriesDescription": _string("Series Description."),
-        "modality": _string("Modality.", 16, pattern="^[A-Z0-9_ ]+$"),
-        "instances": {"type": "array", "items": _INSTANCE},
-    },
-}
-_STORAGE = {
-    "type": "object", "required": ["type", "name"],
-    "properties": {
-        "type": {"type": "string", "enum": list(STORAGE_TYPES)},
-        "name": _string("Bucket name, or a label for a WADO server.", 1024),
-        "region": _string("S3/Wasabi region."),
-        "accessKey": _string("S3/Wasabi access key (never logged; kept only encrypted "
-                             "while its import runs).", 256),
-        "secretAccessKey": _string("S3/Wasabi secret key (never logged; kept only encrypted "
-                                   "while its import runs).", 256),
-        "token": _string("Google service-account key, base64 JSON (never logged; kept only "
-                         "encrypted while its import runs); its token_uri must be Google's.",
-                         65536),
-        "url": _string("WADO-RS base URL or WADO-URI URL. Loopback, link-local and this "
-                       "node's own ports are refused unless [sources] allowed_hosts lists "
-                       "them; redirects to another server are not followed. A user name and "
-                       "password in it are sent as Basic authentication and kept like "
-                       "httpHeaders.", 1024),
-        "httpHeaders": {"type": "object", "additionalProperties": {"type": "string"},
-                        "description": "Headers sent to the WADO server and to no other "
-                                       "(never logged; kept only encrypted while its import "
-                                       "runs)."},
-    },
-}
-_BOOLEAN = {"type": "boolean"}
-_OPENING = {
-    "type": "object",
-    "description": "Viewer options, with the meanings and defaults of GET /ngv/obscurl's "
-                   "parameters, except hideDocuments.",
-    "properties": {
-        "collapsePreviews": {**_BOOLEAN, "default": False,
-                             "description": "Show the thumbnail panel collapsed."},
-        "anonymize": {**_BOOLEAN, "default": False},
-        "hideSearch": {**_BOOLEAN, "default": True},
-        "hideDocuments": {**_BOOLEAN, "description": "Default: false when the request lists "
-                                                     "a document file itself (a PDF), "
-                                                     "else true."},
-        "hideLayers": {**_BOOLEAN, "default": False},
-        "annotationVisibility": {"type": "string", "enum": ["ALL", "USER"], "default": "ALL"},
-        "fullPreloadStudy": {
-            "oneOf": [_UID, {"type": "array", "items": _UID}],
-            "description": "Studies to render ahead of time once imported (of those the "
-                           "request brings in)."},
-    },
-}
-_STUDY = {
-    "type": "object", "required": ["studyInstanceUID"],
-    "properties": {
-        "storage": _STORAGE, "patientID": _string("Patient ID."),
-        "patientName": _string("Patient's Name (DICOM PN).", 194),
-        "patientBirthDate": _DATE, "patientSex": {"type": "string", "enum": ["M", "F", "O"]},
-        "studyInstanceUID": _UID, "accessionNumber": _string("Accession Number.", 16),
-        "studyDate": _DATE, "studyTime": _string("HHMMSS[.FFFFFF]", 13),
-        "studyDescription": _string("Study Description."),
-        "series": {"type": "array", "items": _SERIES},
-    },
-}
+# The body's schema is its models' (RequestBody and the parts it holds).
+DOCUMENT["components"]["schemas"].update(openapi_components(RequestBody))
 DOCUMENT["paths"]["/ngv/v1/obscurl"] = {"post": {
     "summary": "A token that opens a folder, files, cloud objects or a WADO study.",
     "description": "Exactly one of `studies` and `folder`. Local paths are read only through "
@@ -175,17 +96,7 @@ DOCUMENT["paths"]["/ngv/v1/obscurl"] = {"post": {
                    "log); a known field with a wrong type or value is a 400 naming it.",
     "security": [{"apiKey": []}],
     "requestBody": {"required": True, "content": {"application/json": {"schema": {
-        "type": "object", "required": ["username", "role"],
-        "properties": {
-            "username": _string("Who asks."), "role": _string("An existing role."),
-            "folder": {"type": "object", "required": ["path"],
-                       "properties": {"path": _string("A mapped host folder.", 1024)}},
-            "studies": {"type": "array", "minItems": 1, "items": _STUDY},
-            "openingParameters": _OPENING,
-            "OpeningParameters": {**_OPENING, "description": "The spec's other spelling of "
-                                                             "openingParameters (not both)."},
-        },
-    }}}},
+        "$ref": f"{COMPONENTS}RequestBody"}}}},
     "responses": {
         "200": {"description": "The token.", "content": {"text/plain": {"schema": {
             "type": "string", "pattern": "^[0-9a-f]{64}$"}}}},

@@ -1,7 +1,10 @@
 """The OpenAPI document for every route, served at /api/openapi.json.
 
-Written by hand, next to the routes; a test compares its paths and methods with the router so
-that it cannot drift.
+What routes take is generated from the models that check it: the token and media APIs' query
+parameters (rest/params.py's models) and the POST body (node/sources/request_body.py), with one
+UID schema everywhere (node/input_fields.py). What they answer is written by hand, next to the
+routes; a test compares the paths and methods with the router so that they cannot drift, and
+another validates the document against the OpenAPI 3.0 specification.
 """
 
 from __future__ import annotations
@@ -10,16 +13,19 @@ from typing import Any
 
 from aiohttp import web
 
-from rest.dicomweb.openapi import DICOMWEB_PATHS
+from rest.dicomweb.dicomweb_openapi import DICOMWEB_PATHS
+from rest.iso_route import IsoQuery
 from rest.middleware import public
-from rest.ohif.openapi import OHIF_PATHS
+from rest.multimonitor import MultimonitorQuery
+from rest.obscurl import ObscurlQuery
+from rest.ohif.ohif_openapi import OHIF_PATHS
 from rest.operations_openapi import OPERATIONS_PATHS
-from rest.viewer.openapi import VIEWER_PATHS
+from rest.params import query_parameters
 from rest.viewer.slides_openapi import SLIDE_PATHS
+from rest.viewer.viewer_openapi import VIEWER_PATHS
 
 routes = web.RouteTableDef()
 
-UID_PATTERN = r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$"
 TOKEN_PATTERN = "^[0-9a-f]{64}$"
 _MONITOR_URL = "^/ngv\\?q=[0-9a-f]{64}(&sticky=[^&]+)?$"
 
@@ -33,33 +39,12 @@ def _text(name: str, description: str, required: bool = False, max_length: int =
             "schema": schema}
 
 
-def _uids(name: str, description: str) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "description": description,
-            "style": "form", "explode": True,
-            "schema": {"type": "array", "items": {"type": "string", "maxLength": 64,
-                                                  "pattern": UID_PATTERN}}}
-
-
 def _boolean(name: str, description: str, default: bool) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "description": description,
             "schema": {"type": "string", "pattern": "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])$",
                        "default": "true" if default else "false"}}
 
 
-_DICOM_TEXT = r"^[^\\*?\x00-\x1f\x7f]+$"
-_COMMON = [
-    _text("username", "Who asks (auditing; selects the user's hanging protocols).", True),
-    _text("role", "A role that exists on the node (`python -m node role add`).", True),
-]
-_SHARED_OPTIONS = [
-    _uids("fullPreloadStudy", "Studies to preload (retrieved ahead of time)."),
-    _text("sticky", "Routing key: requests with the same value reach the same instance; "
-          "echoed in the X-Sticky response header.", pattern=r"^[\x21-\x7e]+$"),
-    _boolean("anonymize", "Show patient data anonymized.", False),
-    _boolean("hideSearch", "Hide the study search button.", True),
-    _text("sourceNodes", "AE titles of configured source nodes to search, separated by ';' "
-          "(default: all configured ones).", max_length=1024),
-]
 _ERRORS = {
     "400": {"description": "A parameter is missing or invalid; `field` names it.",
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
@@ -100,27 +85,7 @@ DOCUMENT: dict[str, Any] = {
         "/ngv/obscurl": {"get": {
             "summary": "A token opening studies, an accession, or a patient's history.",
             "security": [{"apiKey": []}],
-            "parameters": [
-                *_COMMON,
-                _uids("studyUID", "Studies to open. One of studyUID, accNum, patientID is "
-                      "required."),
-                _text("accNum", "Accession Number: every study having it, any patient.",
-                      max_length=16, pattern=_DICOM_TEXT),
-                _text("patientID", "The patient whose history is shown; with accNum, that "
-                      "patient's studies with the accession number.", pattern=_DICOM_TEXT),
-                _text("idIssuer", "Issuer of Patient ID (NONE: the patient whose ID has no "
-                      "issuer); needed when patients of several issuers share patientID (409 "
-                      "otherwise).", pattern=_DICOM_TEXT),
-                _uids("historyList", "Studies to show in the patient history."),
-                *_SHARED_OPTIONS,
-                _boolean("hideDocuments", "Hide documents attached to the studies.", True),
-                _boolean("hideLayers", "Digital pathology: hide annotation layers.", False),
-                {"name": "annotationVisibility", "in": "query", "required": False,
-                 "description": "Digital pathology: who sees annotations.",
-                 "schema": {"type": "string", "enum": ["ALL", "USER"], "default": "ALL"}},
-                _text("containerIdentifier", "Digital pathology: the slide to show; only with "
-                      "accNum."),
-            ],
+            "parameters": query_parameters(ObscurlQuery),
             "responses": {
                 "200": {"description": "The token.", "content": {"text/plain": {
                     "schema": {"type": "string", "pattern": TOKEN_PATTERN}}}},
@@ -131,24 +96,7 @@ DOCUMENT: dict[str, Any] = {
         "/ngv/multimonitor-api": {"get": {
             "summary": "Tokens for one or two monitors for one patient.",
             "security": [{"apiKey": []}],
-            "parameters": [
-                *_COMMON,
-                _text("patientID", "The patient.", True, pattern=_DICOM_TEXT),
-                {"name": "numberOfMonitors", "in": "query", "required": True,
-                 "description": "How many tokens to return.",
-                 "schema": {"type": "string", "enum": ["1", "2"]}},
-                _text("idIssuer", "Issuer of Patient ID (NONE: the patient whose ID has no "
-                      "issuer); required with 2 monitors.", pattern=_DICOM_TEXT),
-                _uids("studyIntanceUID", "Studies for the first monitor, spelt as in the "
-                      "spec's table and example; not with accNum."),
-                _uids("studyInstanceUID", "Alias of studyIntanceUID (values of both "
-                      "spellings are taken together)."),
-                _uids("studyInstanceUid", "Alias of studyIntanceUID, as the spec's prose "
-                      "spells it."),
-                _text("accNum", "Accession Number for the first monitor; not with "
-                      "studyIntanceUID.", max_length=16, pattern=_DICOM_TEXT),
-                *_SHARED_OPTIONS,
-            ],
+            "parameters": query_parameters(MultimonitorQuery),
             "responses": {
                 "200": {"description": "Relative URLs opening each monitor; with the "
                                        "request's sticky as `&sticky=VALUE`, so that the "
@@ -226,16 +174,13 @@ def _tile(summary: str) -> dict[str, Any]:
     }}
 
 
-# Digital pathology and media routes (rest/slides.py, rest/lut.py, rest/annotations.py,
-# rest/iso.py).
+# Digital pathology and media routes (rest/slide_routes.py, rest/lut.py, rest/annotation_routes.py,
+# rest/iso_route.py).
 DOCUMENT["paths"].update({
     "/webdv/getIso": {"get": {
         "summary": "Studies as an ISO 9660 image (DICOM media, IHE PDI), streamed.",
         "security": [{"apiKey": []}],
-        "parameters": [
-            {**_uids("studyUID", "Studies to put on the medium."), "required": True},
-            _text("profile", "Media application profile (default auto)."),
-        ],
+        "parameters": query_parameters(IsoQuery),
         "responses": {
             "200": {"description": "The ISO image.", "content": {
                 "application/x-iso9660-image": {"schema": {"type": "string",

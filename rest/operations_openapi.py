@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from node.input_fields import UID_SCHEMA
+
 _ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _JSON = {"content": {"application/json": {"schema": {"type": "object"}}}}
 
@@ -27,8 +29,7 @@ OPERATIONS_PATHS: dict[str, Any] = {
         "security": [{"apiKey": []}],
         "parameters": [{"name": "study", "in": "path", "required": True,
                         "description": "Study Instance UID.",
-                        "schema": {"type": "string", "maxLength": 64,
-                                   "pattern": r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$"}}],
+                        "schema": UID_SCHEMA}],
         "responses": {
             "202": {"description": "Deleted; `instances` and `bytes` it held.", **_JSON},
             "400": {"description": "Not a valid UID.", **_ERROR},

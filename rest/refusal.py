@@ -23,12 +23,18 @@ _STYLE = (
     "p{margin:.5em 0}.what-to-do{color:#a3b1c6}")
 
 
-def refusal_page(status: int, title: str, message: str, what_to_do: str) -> web.Response:
+def refusal_page(status: int, title: str, message: str, what_to_do: str,
+                 script: str | None = None) -> web.Response:
+    """The page; `script`, the URL of a script of the node's own that the page runs (a page
+    that waits for something and then goes on), allowed by its Content-Security-Policy."""
+    loaded = f"<script src=\"{html.escape(script)}\" defer></script>" if script else ""
     text = (
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
-        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>\n"
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style>{loaded}</head>\n"
         f"<body class=\"refused\"><main role=\"alert\"><h1>{html.escape(title)}</h1>\n"
         f"<p class=\"what-happened\">{html.escape(message)}</p>\n"
         f"<p class=\"what-to-do\">{html.escape(what_to_do)}</p></main></body></html>\n")
-    return web.Response(status=status, text=text, content_type="text/html", headers=HEADERS)
+    headers = HEADERS if script is None else {**HEADERS, "Content-Security-Policy": (
+        HEADERS["Content-Security-Policy"] + "; script-src 'self'; connect-src 'self'")}
+    return web.Response(status=status, text=text, content_type="text/html", headers=headers)

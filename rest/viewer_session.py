@@ -20,6 +20,8 @@ from rest.middleware import STICKY_PATTERN, json_error, public
 from rest.ohif import start_url
 from rest.refusal import refusal_page
 from rest.state import SERVICES
+from rest.viewer.pages import VIEWER_PATH
+from rest.viewer.slide_access import opens_slides
 
 routes = web.RouteTableDef()
 
@@ -50,7 +52,10 @@ async def open_token(request: web.Request) -> web.Response:
     result = await redeem(services, token, client_address(request))
     if result.outcome != "ok" or result.context_pk is None:
         return refusal_page(*_REFUSALS[result.outcome if result.outcome != "ok" else "unknown"])
-    location = await start_url(services, result.context_pk)
+    # A pathology case opens the slide viewer, whether its token came from GET (accNum) or
+    # from POST (studies whose instances are slides, perhaps not imported yet).
+    location = (VIEWER_PATH if await opens_slides(services, result.context_pk)
+                else await start_url(services, result.context_pk))
     headers = {"Location": location, **_PAGE_HEADERS}
     if result.sticky and STICKY_PATTERN.match(result.sticky):
         # The viewer's own requests carry sticky too, so a proxy keeps them on this instance.

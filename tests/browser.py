@@ -7,6 +7,7 @@ is the system's, started with the flags that work as root in a container.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -57,3 +58,14 @@ async def screenshot(page: Page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     await page.screenshot(path=str(path))
     return path
+
+
+async def wait_until(page: Page, function: str, timeout: float = 15.0) -> None:
+    """Poll a JavaScript function until it returns true. Playwright's wait_for_function polls
+    by evaluating strings inside the page, which the viewer's Content-Security-Policy (no
+    unsafe-eval) forbids; page.evaluate goes through the debugger protocol instead."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await page.evaluate(function):
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"still false after {timeout} s: {function}")
+        await asyncio.sleep(0.05)

@@ -16,6 +16,36 @@ from tests import index_db
 from tests.peers import NodeProcess, OrthancProcess, StoreSCP, free_port
 from tests.postgres_peer import PostgresCluster
 
+# Test modules whose outcome does not depend on the index's SQL dialect: units that touch no
+# database, and browser tests whose every query is one the HTTP tests already run on
+# PostgreSQL. `--dialect-only` (the PostgreSQL pass of `manage.sh test`) leaves them out, shown
+# as deselected, so that the second pass spends its time where the dialect matters.
+DIALECT_NEUTRAL = frozenset({
+    # browsers (Chromium)
+    "test_ohif_browser.py", "test_ohif_static.py", "test_viewer_browser.py",
+    "test_viewer_patients_browser.py", "test_viewer_slides.py",
+    # units without a database
+    "test_layout.py", "test_log_privacy.py", "test_header_scan.py", "test_token_secrets.py",
+    "test_dimse_command_reader.py", "test_dimse_speedups.py", "test_dimse_wire.py",
+    "test_identifier_bytes.py", "test_pdu_reader.py", "test_flush_threads.py",
+    "test_pathology_colour.py", "test_pathology_readers.py", "test_deploy_files.py",
+    "test_config.py",
+})
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--dialect-only", action="store_true",
+                     help="leave out the test modules that do not depend on the SQL dialect")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--dialect-only"):
+        return
+    neutral = [item for item in items if item.path.name in DIALECT_NEUTRAL]
+    if neutral:
+        config.hook.pytest_deselected(items=neutral)
+        items[:] = [item for item in items if item.path.name not in DIALECT_NEUTRAL]
+
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresCluster]:

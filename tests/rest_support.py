@@ -16,10 +16,10 @@ from sqlalchemy import select, update
 from node.config import Config, config_from_dict
 from node.errors import Conflict
 from node.index.viewing_models import ViewingContext
-from node.roles import add_role
-from node.runtime import open_services
+from node.process.runtime import open_services
 from node.services import NodeServices
-from node.viewing.tokens import token_key
+from node.viewing.roles import add_role
+from node.viewing.token_secrets import token_key
 from rest.app import create_app
 from rest.state import RETRIEVALS
 from tests.clock import MovableClock

@@ -11,10 +11,10 @@ from pydicom.uid import VLWholeSlideMicroscopyImageStorage
 from sqlalchemy import select
 
 from node.config import Config, config_from_dict
-from node.index.models import Instance, Patient, Series, Study
+from node.index.dicom_models import Instance, Patient, Series, Study
 from node.services import NodeServices
 from node.sources import FetchPolicy, Importer, ImportProgress, parse_request, plan_import
-from node.storage_mapping import MappingTable, StorageMapping
+from node.sources.storage_mapping import MappingTable, StorageMapping
 from tests.factory import StudySpec, make_instance, uid, write_study
 from tests.media_files import image_bytes, mp4_bytes, pdf_bytes
 

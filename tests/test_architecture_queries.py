@@ -140,10 +140,11 @@ def test_no_module_outside_the_index_executes_sql() -> None:
 def test_the_rules_see_what_they_forbid() -> None:
     """The checks catch the forms a query takes (so that an empty list above means something)."""
     tree = ast.parse("from sqlalchemy import select\nimport sqlalchemy.orm\n"
-                     "from node.index.models import Study\n"
+                     "from node.index.dicom_models import Study\n"
                      "from sqlalchemy.ext.asyncio import AsyncSession\n"
                      "async def f(s):\n    await s.execute(select(Study))\n"
-                     "if TYPE_CHECKING:\n    from node.index.models import Patient\n")
+                     "if TYPE_CHECKING:\n    from node.index.dicom_models import Patient\n")
     assert len(_sqlalchemy_imports("rest/x.py", tree)) == 2
-    assert _mapped_imports("rest/x.py", tree) == ["rest/x.py:3 from node.index.models import Study"]
+    assert _mapped_imports("rest/x.py", tree) == [
+        "rest/x.py:3 from node.index.dicom_models import Study"]
     assert _executions("rest/x.py", tree) == ["rest/x.py:6 .execute(...)"]

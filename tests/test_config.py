@@ -83,3 +83,60 @@ def test_serve_refuses_to_start_on_an_unknown_key(tmp_path: Path) -> None:
     result = node.cli("check")
     assert result.returncode == 2
     assert "http.prot" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("raw", "named"),
+    [
+        ({"dicom": {"maximum_pdu_size": 4095}}, "dicom.maximum_pdu_size"),
+        ({"dicom": {"maximum_pdu_size": 2**32}}, "dicom.maximum_pdu_size"),
+        ({"dicom": {"maximum_pdu_size": -1}}, "dicom.maximum_pdu_size"),
+        ({"dicom": {"acse_timeout": 0}}, "dicom.acse_timeout"),
+        ({"dicom": {"dimse_timeout": -1.5}}, "dicom.dimse_timeout"),
+        ({"dicom": {"network_timeout": 0.0}}, "dicom.network_timeout"),
+        ({"dicom": {"query_timeout": 0}}, "dicom.query_timeout"),
+        ({"dicom": {"retrieve_timeout": -600.0}}, "dicom.retrieve_timeout"),
+        ({"dicom": {"acse_timeout": "30"}}, "dicom.acse_timeout"),
+        ({"dicom": {"acse_timeout": True}}, "dicom.acse_timeout"),
+        ({"sources": {"fetch_timeout": 0}}, "sources.fetch_timeout"),
+        ({"jobs": {"poll_seconds": 0}}, "jobs.poll_seconds"),
+        ({"dicom": {"port": 65536}}, "dicom.port"),
+        ({"http": {"port": -1}}, "http.port"),
+        ({"source_nodes": [{"ae_title": "P", "host": "h", "port": 70000}]},
+         "source_nodes[0].port"),
+        ({"move_destinations": [{"ae_title": "M", "host": "h", "port": 0}]},
+         "move_destinations[0].port"),
+        ({"dicom": {"max_associations": 0}}, "dicom.max_associations"),
+        ({"dicom": {"query_from": [1]}}, "dicom.query_from[0]"),
+        ({"api": {"token_lifetime_seconds": 0}}, "api.token_lifetime_seconds"),
+        ({"http": {"max_body_bytes": 0}}, "http.max_body_bytes"),
+        ({"jobs": {"heartbeat_seconds": 30.0}}, "jobs.heartbeat_seconds"),
+    ],
+)
+def test_a_value_out_of_its_range_is_an_error_naming_the_key(
+    raw: dict[str, typing.Any], named: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        config_from_dict(raw)
+
+
+@pytest.mark.parametrize("size", [0, 4096, 262144, 2**32 - 1])
+def test_every_pdu_size_dicom_allows_is_taken(size: int) -> None:
+    """0 announces no limit; otherwise DICOM's Maximum Length, from 4 KiB to 2^32 - 1."""
+    assert config_from_dict({"dicom": {"maximum_pdu_size": size}}).dicom.maximum_pdu_size == size
+
+
+def test_a_float_key_takes_an_integer() -> None:
+    config = config_from_dict({"dicom": {"acse_timeout": 5}})
+    assert config.dicom.acse_timeout == 5.0 and isinstance(config.dicom.acse_timeout, float)
+
+
+def test_serve_refuses_to_start_on_a_pdu_size_or_timeout_out_of_range(tmp_path: Path) -> None:
+    from tests.peers import NodeProcess
+
+    for section, key, value in [("dicom", "maximum_pdu_size", 1024),
+                                ("dicom", "network_timeout", 0)]:
+        node = NodeProcess(tmp_path / key, extra={section: {key: value}})
+        node.write_config()
+        stopped = node.cli("check")
+        assert (stopped.returncode, f"{section}.{key}" in stopped.stderr) == (2, True)

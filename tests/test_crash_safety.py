@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
-from node.file_completeness import check_complete
+from node.ingest.file_completeness import check_complete
 from tests.factory import StudySpec, uid, write_study
 from tests.index_db import rows
 from tests.peers import PEER_ENV, NodeProcess, incoming_files

@@ -30,7 +30,7 @@ from pynetdicom.dsutils import encode
 from node.config import load_config
 from node.dimse.speedups import file_meta_bytes
 from node.errors import InvalidInput
-from node.runtime import open_services
+from node.process.runtime import open_services
 from tests.factory import StudySpec, make_instance, uid, write_jpeg_instance
 from tests.index_db import rows
 from tests.peers import NodeProcess, dcmtk, incoming_files

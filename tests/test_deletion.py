@@ -21,10 +21,10 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 from sqlalchemy import text
 
 from node.config import config_from_dict
-from node.index.deletion import Requester, delete_studies
-from node.index.writer import AddOutcome, StoredFile
-from node.runtime import open_services
-from node.storage import Storage
+from node.index.deletion_queries import Requester, delete_studies
+from node.index.index_writer import AddOutcome, StoredFile
+from node.process.runtime import open_services
+from node.storage.folder_storage import Storage
 from tests.factory import StudySpec, uid, write_study
 from tests.index_db import rows
 from tests.peers import NodeProcess

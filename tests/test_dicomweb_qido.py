@@ -206,3 +206,20 @@ def test_an_anonymized_session_gets_no_identifiers(stored: NodeProcess) -> None:
             assert "Value" not in result.get(tag, {}), (tag, result[tag])
     text = str(browser.search_for_instances(ALPHA.study_uid))
     assert "QIDO^ALPHA" not in text and "QIDO-A" not in text and "QIDOACC1" not in text
+
+
+def test_wildcard_matching_is_case_sensitive_on_every_database(client: DICOMwebClient) -> None:
+    """PS3.4 C.2.2.2.4: `*` and `?` match any characters, the rest exactly as written (Person
+    Names aside, which the node matches in any case). SQLite's LIKE ignores case; PostgreSQL's
+    does not: both answer alike."""
+    def accession(pattern: str) -> list[str]:
+        return study_uids(ours(client.search_for_studies(
+            search_filters={"AccessionNumber": pattern})))
+
+    assert accession("*ACC1") == [ALPHA.study_uid]
+    assert accession("QIDO?CC1") == [ALPHA.study_uid]
+    for other_case in ("*acc1", "QIDO*acc1", "*idoACC1", "qido*", "QIDO?cc1"):
+        assert accession(other_case) == [], other_case
+    assert study_uids(ours(client.search_for_studies(
+        search_filters={"PatientName": "*alpha"}))) == sorted([ALPHA.study_uid,
+                                                               ALPHA_PRIOR.study_uid])

@@ -24,10 +24,13 @@ from tests.factory import StudySpec, make_instance, uid
 from tests.index_db import rows
 from tests.peers import NodeProcess
 from tests.rest_support import API_KEY, running_app
+from tests.small_disk import fill, tmpfs
+from tests.viewer_data import sr_instance
 
 SAVE_ROLE = "dicomweb-stow-save"
 VIEW_ROLE = "dicomweb-stow-view"
 BOUNDARY = "stow-test-boundary-0123"
+OUT_OF_RESOURCES = 0xA700
 # FailureReason / WarningReason values the node answers with.
 CANNOT_UNDERSTAND = 0xC000
 DATASET_MISMATCH = 0xA900
@@ -45,12 +48,15 @@ def spec(number: int, **changes: Any) -> StudySpec:
 
 def datasets(study: StudySpec, count: int | None = None, series: int = 0) -> list[Dataset]:
     """Instances as a client holds them: read from Part 10 bytes (with their preamble)."""
-    out = []
-    for index in range(count or study.instances_per_series):
-        buffer = BytesIO()
-        make_instance(study, series, index).save_as(buffer, enforce_file_format=True)
-        out.append(pydicom.dcmread(BytesIO(buffer.getvalue())))
-    return out
+    return [as_read(make_instance(study, series, index))
+            for index in range(count or study.instances_per_series)]
+
+
+def as_read(ds: Dataset) -> Dataset:
+    """`ds` as read from its Part 10 bytes (with the preamble a client's file has)."""
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return pydicom.dcmread(BytesIO(buffer.getvalue()))
 
 
 def encoded(ds: Dataset) -> bytes:
@@ -324,6 +330,44 @@ def test_an_anonymized_session_cannot_save(roles: NodeProcess, client: DICOMwebC
     assert refused.value.response.status_code == 403
 
 
+def test_measurements_a_session_saved_stay_shown_where_documents_are_hidden(
+        roles: NodeProcess, client: DICOMwebClient) -> None:
+    """A viewer's saved measurements are annotations of the images, not documents: a session
+    with documents hidden (VIEW_ROLE) sees them, and still not an SR stored by the API key."""
+    study = spec(40)
+    client.store_instances(datasets(study, 1))
+    report = as_read(sr_instance(study))
+    client.store_instances([report])
+    measurement = sr_instance(study)
+    measurement.SeriesInstanceUID = f"{study.study_uid}.31"
+    measurement.SOPInstanceUID = measurement.file_meta.MediaStorageSOPInstanceUID = (
+        f"{study.study_uid}.31.1")
+    measurement = as_read(measurement)
+    saver, _ = session(roles, "stow-measurer", SAVE_ROLE, studyUID=study.study_uid)
+    saver.store_instances([measurement], study_instance_uid=study.study_uid)
+    viewer, _ = session(roles, "stow-looker", VIEW_ROLE, studyUID=study.study_uid)
+    listed = viewer.search_for_series(study.study_uid,
+                                      fields=["NumberOfSeriesRelatedInstances"])
+    assert [value(s, "00201209") for s in listed] == [1, 1]
+    series = {value(s, "0020000E") for s in listed}
+    assert measurement.SeriesInstanceUID in series
+    assert report.SeriesInstanceUID not in series
+    for found in (viewer.search_for_instances(study.study_uid),
+                  viewer.retrieve_study_metadata(study.study_uid)):
+        sops = {value(i, "00080018") for i in found}
+        assert measurement.SOPInstanceUID in sops and report.SOPInstanceUID not in sops
+    metadata = viewer.retrieve_series_metadata(study.study_uid, measurement.SeriesInstanceUID)
+    assert [value(i, "00080018") for i in metadata] == [measurement.SOPInstanceUID]
+    # The study's counts and lists leave the hidden report out too (the API key's do not).
+    fields = ["NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances",
+              "SOPClassesInStudy"]
+    for reader, series_count, instance_count in ((viewer, 2, 2), (client, 3, 3)):
+        [found] = reader.search_for_studies(search_filters={"StudyInstanceUID": study.study_uid},
+                                            fields=fields)
+        assert (value(found, "00201206"), value(found, "00201208")) == (
+            series_count, instance_count)
+
+
 # -- a large instance ------------------------------------------------------------------------
 
 
@@ -430,3 +474,42 @@ async def test_a_body_over_max_stow_bytes_is_413(tmp_path: Path) -> None:
 
 def stored_in(data_dir: Path, sop_uid: str) -> bool:
     return bool(rows(data_dir, "SELECT 1 FROM instances WHERE sop_uid = :u", u=sop_uid))
+
+
+async def test_a_full_disk_fails_the_parts_it_hits_and_stores_again_once_freed(
+        tmp_path: Path) -> None:
+    """Small parts are written by the ingest threads, large ones as they arrive: on a full
+    disk either way the part fails 0xA700 with nothing of it kept, the parts after it are still
+    answered, and the node stores again once space is back."""
+    small = datasets(spec(15), 3)
+    large = make_instance(spec(15, rows=1024, columns=1024), 1, 0)  # 2 MiB of pixels
+    headers = {"Authorization": API_KEY, "Accept": "application/dicom+json",
+               "Content-Type": f"multipart/related; type=application/dicom; boundary={BOUNDARY}"}
+    with tmpfs(tmp_path / "storage", "1m") as root:
+        async with running_app(tmp_path / "app", storage={"root": str(root)}) as api:
+            response = await api.client.post("/dicom-web/studies", headers=headers, data=body(
+                [("application/dicom", encoded(small[0])), ("application/dicom", encoded(large)),
+                 ("application/dicom", encoded(small[1]))]))
+            assert response.status == 202, await response.text()
+            answer = await response.json()
+            stored = [value(i, "00081155") for i in items(answer, "00081199")]
+            assert stored == [small[0].SOPInstanceUID, small[1].SOPInstanceUID]
+            failed = items(answer, "00081198")
+            assert [value(i, "00081197") for i in failed] == [OUT_OF_RESOURCES]
+            assert value(failed[0], "00081155") == large.SOPInstanceUID
+
+            filler = fill(root, 1024)
+            response = await api.client.post("/dicom-web/studies", headers=headers, data=body(
+                [("application/dicom", encoded(small[2]))]))
+            assert response.status == 409, await response.text()
+            failed = items(await response.json(), "00081198")
+            assert [value(i, "00081197") for i in failed] == [OUT_OF_RESOURCES]
+            assert list(api.services.storage.incoming.iterdir()) == []
+            index = api.services.config.data_dir
+            assert not stored_in(index, small[2].SOPInstanceUID)
+
+            filler.unlink()
+            response = await api.client.post("/dicom-web/studies", headers=headers, data=body(
+                [("application/dicom", encoded(small[2]))]))
+            assert response.status == 200, await response.text()
+            assert stored_in(index, small[2].SOPInstanceUID)

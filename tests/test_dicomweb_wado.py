@@ -34,6 +34,7 @@ MULTIFRAME = f"{SPEC.study_uid}.93.1"
 MULTIFRAME_JPEG = f"{SPEC.study_uid}.94.1"
 JPEG = f"{SPEC.study_uid}.90.1"
 PDF = f"{SPEC.study_uid}.40.1"
+PDF_CLASS = "1.2.840.10008.5.1.4.1.1.104.1"
 
 
 def native_multiframe(path: Path) -> Dataset:
@@ -259,12 +260,28 @@ def test_a_session_reads_its_grant_only(node: NodeProcess, sent: dict[str, Any])
         assert response.status_code == 403, path
 
 
-def test_documents_stay_hidden_from_a_session_that_hides_them(node: NodeProcess,
-                                                              sent: dict[str, Any]) -> None:
+def test_documents_stay_hidden_from_a_session_that_hides_them(
+        node: NodeProcess, client: DICOMwebClient, sent: dict[str, Any]) -> None:
     browser, cookies = session_client(node, studyUID=SPEC.study_uid)  # hideDocuments default
     sops = [value(m, "00080018") for m in browser.retrieve_study_metadata(SPEC.study_uid)]
     assert PDF not in sops and JPEG in sops
     assert PDF not in str(browser.search_for_instances(SPEC.study_uid))
+    # Nor are they counted: the study's counts and modalities are those of what it shows.
+    fields = ["NumberOfStudyRelatedInstances", "NumberOfStudyRelatedSeries",
+              "ModalitiesInStudy", "SOPClassesInStudy"]
+    seen = browser.search_for_studies(search_filters={"StudyInstanceUID": SPEC.study_uid},
+                                      fields=fields)[0]
+    everything = client.search_for_studies(search_filters={"StudyInstanceUID": SPEC.study_uid},
+                                           fields=fields)[0]
+    shown_series = {value(s, "0020000E") for s in browser.search_for_series(SPEC.study_uid)}
+    assert value(seen, "00201208") == len(sops) < value(everything, "00201208")
+    assert value(seen, "00201206") == len(shown_series) < value(everything, "00201206")
+    assert "DOC" not in seen.get("00080061", {}).get("Value", [])
+    assert PDF_CLASS not in seen.get("00080062", {}).get("Value", [])
+    assert PDF_CLASS in everything["00080062"]["Value"]
+    series_counts = browser.search_for_series(SPEC.study_uid, fields=[
+        "NumberOfSeriesRelatedInstances"])
+    assert sum(value(s, "00201209") for s in series_counts) == len(sops)
     hidden = cookies.get(f"{node.http_url}/dicom-web/studies/{SPEC.study_uid}/series/"
                          f"{SPEC.study_uid}.40/instances/{PDF}/metadata", timeout=30)
     assert hidden.status_code == 404

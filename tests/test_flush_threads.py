@@ -1,11 +1,11 @@
-"""The ingest path's fsync threads (node/flush_threads.py): calls run beside each other and
+"""The ingest path's fsync threads (node/ingest/flush_threads.py): calls run beside each other and
 beside the caller, and a call's exception reaches whoever waits for it."""
 
 from __future__ import annotations
 
 import threading
 
-from node.flush_threads import FlushThreads
+from node.ingest.flush_threads import FlushThreads
 
 
 def test_calls_run_side_by_side_and_each_wait_returns_after_its_call() -> None:

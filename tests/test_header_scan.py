@@ -10,9 +10,9 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from node.errors import InvalidInput
-from node.file_completeness import check_complete
-from node.header_scan import HEAD_BYTES, _NotPlain, _Scanner, read_record_fast
-from node.instance_record import read_record
+from node.ingest.file_completeness import check_complete
+from node.ingest.header_scan import HEAD_BYTES, _NotPlain, _Scanner, read_record_fast
+from node.ingest.instance_record import read_record
 from tests.factory import (
     StudySpec,
     make_instance,

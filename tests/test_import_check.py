@@ -18,7 +18,7 @@ import pytest
 from pydicom import dcmread
 
 from node.errors import InvalidInput
-from node.file_completeness import check_complete
+from node.ingest.file_completeness import check_complete
 from tests.factory import StudySpec, make_instance, uid, write_jpeg_instance, write_study
 from tests.index_db import rows
 from tests.peers import PEER_ENV, REPO, NodeProcess, incoming_files

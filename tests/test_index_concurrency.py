@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import func, select
 
 from node.config import config_from_dict
-from node.index.models import Instance, Patient, Series, Study
-from node.index.writer import AddOutcome, StoredFile
-from node.instance_record import InstanceRecord
-from node.runtime import open_services
+from node.index.dicom_models import Instance, Patient, Series, Study
+from node.index.index_writer import AddOutcome, StoredFile
+from node.ingest.instance_record import InstanceRecord
+from node.process.runtime import open_services
 from node.services import NodeServices
 from tests import index_db
 from tests.factory import uid

@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy import select
 
 from node.config import config_from_dict
-from node.index import writer
-from node.index.models import Study
-from node.index.writer import AddOutcome, StoredFile
-from node.instance_record import InstanceRecord
-from node.runtime import open_services
+from node.index import index_writer
+from node.index.dicom_models import Study
+from node.index.index_writer import AddOutcome, StoredFile
+from node.ingest.instance_record import InstanceRecord
+from node.process.runtime import open_services
 from node.services import NodeServices
 from tests.rest_support import config_dict
 from tests.test_index_concurrency import record
@@ -36,12 +36,12 @@ async def test_a_study_is_stamped_again_only_once_its_stamp_is_old(
             outcome, _ = await services.writer.add(StoredFile(rec, f"{rec.sop_uid}.dcm", 1, "t"))
             assert outcome is AddOutcome.ADDED
 
-        monkeypatch.setattr(writer, "STUDY_STAMP_SECONDS", 3600.0)
+        monkeypatch.setattr(index_writer, "STUDY_STAMP_SECONDS", 3600.0)
         await add(first)
         stamped = await stamp(services, first.study_uid)
         await add(second)
         assert await stamp(services, first.study_uid) == stamped
-        monkeypatch.setattr(writer, "STUDY_STAMP_SECONDS", 0.0)
+        monkeypatch.setattr(index_writer, "STUDY_STAMP_SECONDS", 0.0)
         await add(third)
         assert await stamp(services, first.study_uid) > stamped
 

@@ -18,12 +18,12 @@ from pydicom import dcmread
 from sqlalchemy import func, select
 
 from node.config import config_from_dict
-from node.consistency import compare
-from node.index.models import Instance
-from node.index.writer import AddOutcome
-from node.ingest import recover_incoming
-from node.runtime import open_services
+from node.index.dicom_models import Instance
+from node.index.index_writer import AddOutcome
+from node.ingest.ingestor import recover_incoming
+from node.process.runtime import open_services
 from node.services import NodeServices
+from node.storage.consistency import compare
 from tests.factory import StudySpec, changed_copy, uid, write_study
 from tests.index_db import database_url
 

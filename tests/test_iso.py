@@ -44,13 +44,13 @@ from pydicom.uid import (
 
 from dicomdir.content import BytesContent, FileRange, MediumFile
 from dicomdir.file_ids import is_conformant_component
-from dicomdir.iso import FOUR_GIB, build_iso
+from dicomdir.iso_image import FOUR_GIB, build_iso
 from dicomdir.medium import MediumOptions, build_medium
 from dicomdir.profiles import CD_BYTES, DVD_BYTES, choose_profile
 from dicomdir.records import generated_study_id
 from dicomdir.selection import select_studies
 from node.config import load_config
-from node.runtime import open_services
+from node.process.runtime import open_services
 from tests.factory import StudySpec, make_instance, uid, write_jpeg_instance, write_study
 from tests.media_files import pdf_bytes
 from tests.peers import NodeProcess, OrthancProcess, dcmtk

@@ -1,4 +1,4 @@
-"""Background jobs claimed through the database (node/jobs.py), on the suite's backend: one
+"""Background jobs claimed through the database (node/process/jobs.py), on the suite's backend: one
 claimer per job however many instances ask at once, stale jobs taken over, preloads waiting for
 their study's retrieval, and jobs handed back at an orderly stop."""
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from node.config import JobsSection, config_from_dict
-from node.jobs import ClaimedJob, JobBoard, JobRunner
-from node.runtime import open_services
+from node.process.jobs import ClaimedJob, JobBoard, JobRunner
+from node.process.runtime import open_services
 from node.services import NodeServices
 from tests.clock import MovableClock
 from tests.rest_support import config_dict

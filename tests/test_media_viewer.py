@@ -19,7 +19,7 @@ from pathlib import Path
 from dicomdir.medium import build_medium, medium_options
 from dicomdir.selection import select_studies
 from node.config import load_config
-from node.runtime import open_services
+from node.process.runtime import open_services
 from tests.factory import StudySpec, uid, write_study
 
 STUDY = StudySpec(study_uid=uid(7301), patient_id="PID7301", instances_per_series=2)

@@ -15,11 +15,11 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Connection, MetaData, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-import pathology.models as pathology_models
+import pathology.pathology_models as pathology_models
 from node.index import migrate
 from node.index.context_queries import waiting_update
 from node.index.database import create_engine, create_schema
-from node.index.models import Base
+from node.index.dicom_models import Base
 from tests.peers import REPO
 from tests.postgres_peer import PostgresCluster
 

@@ -19,13 +19,13 @@ import pytest
 from PIL import Image
 from playwright.async_api import Browser, ConsoleMessage, Page, Request, Response
 from playwright.async_api import Error as PlaywrightError
-from sqlalchemy import update
+from sqlalchemy import select, update
 
-from node.hanging_protocols import Rule, add_protocol
-from node.index.viewing_models import ViewingContext
-from node.roles import add_role
+from node.index.viewing_models import ContextStudy, ViewingContext
 from node.viewing import revoke_token
-from node.viewing.tokens import token_key
+from node.viewing.hanging_protocols import Rule, add_protocol
+from node.viewing.roles import add_role
+from node.viewing.token_secrets import token_key
 from rest.ohif.bundle import OHIF_PACKAGE
 from tests.browser import browser, new_page, screenshot
 from tests.factory import StudySpec, uid
@@ -58,6 +58,7 @@ BASE = {"username": "radiologist", "role": ROLE}
 READER = "ohif-reader"
 VIEWPORT = "[data-cy='viewport-pane']"
 STUDY_BROWSER = "[data-cy='studyBrowser-panel']"
+MEASUREMENTS_BUTTON = "[data-cy='trackedMeasurements-btn']"
 # The viewport's bottom-left overlay shows the window once an image is drawn.
 DRAWN = ("() => { const o = document.querySelector(\"[data-cy='viewport-overlay-bottom-left']\");"
          " return !!o && o.textContent.includes('W:'); }")
@@ -232,6 +233,32 @@ async def test_history_lists_the_patients_other_studies_newest_first(
     await opened.close()
 
 
+async def test_a_prior_compares_side_by_side_in_one_window(api: Api, browser: Browser) -> None:
+    """The reader's own comparison: a 1x2 layout, the prior from the history in the second
+    viewport, both drawn from the node in the one window."""
+    opened = await open_token(api, browser, {"studyUID": CT.study_uid})
+    await first_image(opened)
+    page = opened.page
+    await page.locator("[data-cy='Layout']").click()
+    await page.locator("[data-cy='Layout-1-0']").click()
+    await page.wait_for_function(
+        "() => document.querySelectorAll(`[data-cy='viewport-pane']`).length === 2")
+    await page.locator(VIEWPORT).nth(1).click()
+    await page.locator(STUDY_BROWSER).get_by_text(PRIOR.study_description).click()
+    await page.locator(STUDY_BROWSER).locator(
+        "[data-cy='study-browser-thumbnail']").nth(1).dblclick()
+    await page.wait_for_function(
+        "() => [...document.querySelectorAll(`[data-cy='viewport-overlay-top-left']`)]"
+        ".map((o) => o.textContent).join('|').includes('05-Jan-2023')", timeout=60_000)
+    await page.wait_for_function(f"() => ({DRAWN_VIEWPORTS})().every(Boolean)",
+                                 timeout=60_000)
+    dates = await page.locator("[data-cy='viewport-overlay-top-left']").all_text_contents()
+    assert ["10-May-2024" in dates[0], "05-Jan-2023" in dates[1]] == [True, True], dates
+    await screenshot(page, "ohif-prior-side-by-side")
+    assert opened.foreign_requests() == []
+    await opened.close()
+
+
 async def test_collapse_previews_starts_with_the_study_browser_closed(
         api: Api, browser: Browser) -> None:
     opened = await open_token(api, browser, {"studyUID": CT.study_uid},
@@ -308,6 +335,21 @@ async def test_with_search_the_study_list_searches_the_node_and_opens_another_pa
     await opened.close()
 
 
+async def draw_length(page: Page) -> None:
+    """A length across the middle of the first viewport, then the measurement panel open."""
+    await page.locator("[data-cy='Length']").click()
+    box = await page.locator(VIEWPORT).bounding_box()
+    assert box is not None
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    await page.mouse.move(x - 60, y)
+    await page.mouse.down()
+    await page.mouse.move(x + 60, y + 30, steps=8)
+    await page.mouse.up()
+    await page.locator(MEASUREMENTS_BUTTON).click()
+    await page.get_by_role("button", name="Delete").wait_for()
+
+
+
 async def test_tools_the_role_does_not_allow_are_absent(api: Api, browser: Browser) -> None:
     opened = await open_token(api, browser, {"studyUID": CT.study_uid})
     await first_image(opened)
@@ -317,6 +359,11 @@ async def test_tools_the_role_does_not_allow_are_absent(api: Api, browser: Brows
     await first_image(opened)
     assert await opened.page.locator("[data-cy='Capture']").count() == 0
     assert await opened.page.locator("[data-cy='Zoom']").count() == 1
+    # Neither download (CSV) nor save (Create SR) in the measurement panel.
+    await draw_length(opened.page)
+    for action in ("CSV", "Create SR"):
+        assert not await opened.page.get_by_role("button", name=action).is_visible(), action
+    assert await opened.page.get_by_role("button", name="Delete").is_visible()
     await screenshot(opened.page, "ohif-reader-role")
     await opened.close()
 
@@ -385,6 +432,36 @@ async def test_a_refused_link_gets_a_dark_page_that_says_why_and_what_to_do(
     assert max(red, green, blue) < 40, (red, green, blue)
     await screenshot(page, f"ohif-refused-{outcome}")
     await page.context.close()
+
+
+async def set_retrieval_state(api: Api, token: str, state: str) -> None:
+    """What the retrieval machinery writes of the token's studies (node/viewing/retrievals.py)."""
+    async with api.services.sessions() as session:
+        context = select(ViewingContext.id).where(
+            ViewingContext.token_hash == token_key(token)).scalar_subquery()
+        await session.execute(update(ContextStudy).where(
+            ContextStudy.context_pk == context).values(state=state))
+        await session.commit()
+
+
+async def test_a_study_still_being_retrieved_gets_a_waiting_page_then_opens(
+        api: Api, browser: Browser) -> None:
+    token = await api.token({**BASE, "studyUID": PRIOR_2.study_uid})
+    await set_retrieval_state(api, token, "retrieving")
+    opened = await open_url(api, browser, f"/ngv?q={token}")
+    page = opened.page
+    await page.get_by_text("being retrieved").wait_for()
+    text = await page.text_content("body") or ""
+    assert "ZEBRAWSKI" not in text and PATIENT not in text
+    red, green, blue = await page.evaluate(BACKGROUND_JS)
+    assert max(red, green, blue) < 40
+    await screenshot(page, "ohif-waiting-for-retrieval")
+    await set_retrieval_state(api, token, "available")
+    stats = await first_image(opened)
+    assert stats["std"] > 10, stats
+    assert f"StudyInstanceUIDs={PRIOR_2.study_uid}" in page.url
+    assert [m for m in opened.console if "Content Security Policy" in m] == []
+    await opened.close()
 
 
 async def test_the_viewer_without_a_session_is_the_dark_refusal_page(

@@ -141,7 +141,7 @@ async def test_layers_export_as_bulk_annotations_and_come_back(api: Api) -> None
     assert len(body["sopInstanceUIDs"]) == 2
     from sqlalchemy import select
 
-    from node.index.models import Instance
+    from node.index.dicom_models import Instance
 
     async with api.services.sessions() as session:
         rows = (await session.execute(select(Instance).where(
@@ -167,7 +167,7 @@ async def test_layers_export_as_bulk_annotations_and_come_back(api: Api) -> None
 
     # The database forgets the layers; the instances in storage bring them back.
     from pathology.annotation_store import delete_layer
-    from pathology.models import AnnotationImport
+    from pathology.pathology_models import AnnotationImport
 
     await delete_layer(api.services.sessions, DICOM_ID, "alice", "tumour")
     await delete_layer(api.services.sessions, DICOM_ID, "bob", "margins")

@@ -13,9 +13,9 @@ from pydicom.uid import CTImageStorage
 from wsidicom import WsiDicom
 
 from node.errors import InvalidInput, NotFound
-from pathology.metadata import SlideMetadata, from_dicom
-from pathology.opening import open_slide
+from pathology.dicom_slide_metadata import SlideMetadata, from_dicom
 from pathology.slide import Slide
+from pathology.slide_opening import open_slide
 from tests import slide_factory as factory
 
 SPEC = factory.SlideSpec()

@@ -16,7 +16,7 @@ from PIL import Image
 from wsidicom import WsiDicom
 
 from pathology.catalogue import register_slide_file
-from rest.slides import SLIDES
+from rest.slide_routes import SLIDES
 from tests import slide_factory as factory
 from tests.rest_support import Api, running_app
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import select
 
-from node.index.models import Patient, Study
+from node.index.dicom_models import Patient, Study
 from tests.factory import StudySpec, uid
 from tests.rest_support import ROLE, Api, running_app
 
@@ -99,3 +99,48 @@ async def test_a_patient_id_of_several_issuers_needs_the_issuer(api: Api) -> Non
     assert "idIssuer" in (await response.json())["error"]
     context = await api.context(await api.token({**query, "idIssuer": "OTHERHOSP"}))
     assert [s["studyInstanceUID"] for s in context["studies"]] == [OTHER_HOSPITAL.study_uid]
+
+
+async def studies_named(api: Api, headers: dict[str, str], params: dict[str, str]
+                        ) -> tuple[list[str], str]:
+    """QIDO-RS /studies as OHIF's study browser asks it; the study UIDs and any Warning."""
+    response = await api.client.get("/dicom-web/studies", params=params,
+                                    headers={**headers, "Accept": "application/dicom+json"})
+    assert response.status in (200, 204), await response.text()
+    found = await response.json() if response.status == 200 else []
+    return sorted(s["0020000D"]["Value"][0] for s in found), response.headers.get("Warning", "")
+
+
+async def test_a_shared_patient_id_lists_only_the_sessions_own_patient(api: Api) -> None:
+    """OHIF's study browser lists "the patient's studies" as /studies?00100020=<PatientID>,
+    without the issuer: another hospital's PIDA must never appear beside this patient, also in
+    a session whose role may search every study."""
+    pida = {"00100020": "PIDA"}
+    for hide_search in ("true", "false"):
+        own = [NO_ISSUER.study_uid, NO_ISSUER_PRIOR.study_uid]
+        headers = await api.session_headers({"username": "u", "role": ROLE,
+                                             "hideSearch": hide_search,
+                                             "studyUID": NO_ISSUER.study_uid})
+        assert (await studies_named(api, headers, pida))[0] == sorted(own)
+        headers = await api.session_headers({"username": "u", "role": ROLE,
+                                             "hideSearch": hide_search,
+                                             "studyUID": OTHER_HOSPITAL.study_uid})
+        assert (await studies_named(api, headers, pida))[0] == [OTHER_HOSPITAL.study_uid]
+
+
+async def test_a_shared_patient_id_outside_the_grant_needs_the_issuer(api: Api) -> None:
+    """A searching session viewing neither PIDA: the bare PatientID names two patients, so it
+    answers none of them (with a Warning naming IssuerOfPatientID); the issuer names one, and
+    a wildcard search lists both, each under its own name."""
+    headers = await api.session_headers({"username": "u", "role": ROLE, "hideSearch": "false",
+                                         "studyUID": WITHOUT_ID[0].study_uid})
+    found, warning = await studies_named(api, headers, {"00100020": "PIDA"})
+    assert found == [] and "IssuerOfPatientID" in warning
+    found, _ = await studies_named(api, headers, {"00100020": "PIDA",
+                                                  "IssuerOfPatientID": "OTHERHOSP"})
+    assert found == [OTHER_HOSPITAL.study_uid]
+    found, _ = await studies_named(api, headers, {"00100020": "*PIDA*"})
+    assert found == sorted([NO_ISSUER.study_uid, NO_ISSUER_PRIOR.study_uid,
+                            OTHER_HOSPITAL.study_uid])
+    everything = await api.get("/dicom-web/studies", {"00100020": "PIDA"})
+    assert len(await everything.json()) == 3

@@ -17,10 +17,10 @@ import pytest
 from aiohttp import ClientResponse
 
 from node.dimse.server import DicomServer
-from node.roles import add_role
-from node.storage_mapping import add_mapping
+from node.sources.storage_mapping import add_mapping
+from node.viewing.roles import add_role
 from pathology.catalogue import locate_slide, slide_metadata
-from pathology.opening import open_slide
+from pathology.slide_opening import open_slide
 from rest.obscurl_post import IMPORTS
 from tests.cloud_peers import ServerProcess, gcs, gcs_put, moto, s3_put, service_account_token
 from tests.factory import StudySpec, make_instance

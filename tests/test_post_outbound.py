@@ -19,12 +19,12 @@ from aiohttp import ClientResponse, encode_basic_auth, web
 
 from node.config import config_from_dict
 from node.errors import ConfigError, InvalidInput
-from node.roles import add_role
-from node.runtime import open_services
+from node.process.runtime import open_services
 from node.sources import FetchPolicy, Importer, ImportProgress, parse_request, plan_import
 from node.sources.outbound import OutboundPolicy
+from node.sources.storage_mapping import MappingTable
 from node.sources.wado_uri import WadoUri
-from node.storage_mapping import MappingTable
+from node.viewing.roles import add_role
 from rest.obscurl_post import IMPORTS
 from tests.cloud_peers import service_account_token
 from tests.factory import StudySpec, make_instance, uid

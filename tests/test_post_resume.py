@@ -22,14 +22,14 @@ from sqlalchemy import update
 
 from node.config import Config
 from node.index.job_models import Job, SealedCredentials
-from node.jobs import GIVEN_UP
-from node.roles import add_role
-from node.runtime import open_services
+from node.process.jobs import GIVEN_UP
+from node.process.runtime import open_services
 from node.services import NodeServices
 from node.sources import FetchPolicy, Importer, ImportProgress, parse_request, plan_import
 from node.sources.import_jobs import ImportJobs
-from node.sources.opening import JOB_KIND, issue_context
-from node.storage_mapping import MappingTable, StorageMapping, add_mapping
+from node.sources.post_context import JOB_KIND, issue_context
+from node.sources.storage_mapping import MappingTable, StorageMapping, add_mapping
+from node.viewing.roles import add_role
 from tests.cloud_peers import ServerProcess, moto, s3_put
 from tests.factory import StudySpec, make_instance, uid, write_study
 from tests.index_db import dump, rows

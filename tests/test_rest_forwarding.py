@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from node.index.viewing_models import AuditEvent, ViewingContext
-from node.viewing.tokens import token_key
+from node.viewing.token_secrets import token_key
 from tests.factory import StudySpec, uid
 from tests.rest_support import ROLE, Api, running_app
 

@@ -12,8 +12,8 @@ import pytest
 
 from node.config import load_config
 from node.errors import Conflict, InvalidInput
-from node.hanging_protocols import Protocol, Rule, add_protocol, parse_rule
-from node.viewing.catalogue import CATALOGUE_SECONDS
+from node.viewing.hanging_protocols import Protocol, Rule, add_protocol, parse_rule
+from node.viewing.issuance_catalogue import CATALOGUE_SECONDS
 from tests.factory import StudySpec, uid
 from tests.rest_support import ROLE, Api, running_app, write_config
 from tests.test_rest_tokens import run_cli

@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from node.config import load_config
 from node.errors import NotFound
 from node.index.viewing_models import AuditEvent, ViewingContext
-from node.viewing.tokens import digest, token_key
+from node.viewing.token_secrets import digest, token_key
 from tests.factory import StudySpec, uid
 from tests.rest_support import ROLE, Api, running_app, write_config
 

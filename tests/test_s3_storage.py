@@ -21,15 +21,15 @@ from sqlalchemy import select
 from wsidicom import WsiDicom
 
 from node.config import config_from_dict
-from node.consistency import compare, repair
 from node.errors import ConfigError
-from node.file_cache import FileCache
-from node.index.models import Instance
-from node.index.writer import AddOutcome
-from node.ingest import recover_incoming
-from node.runtime import open_services
-from node.s3_storage import S3Storage
+from node.index.dicom_models import Instance
+from node.index.index_writer import AddOutcome
+from node.ingest.ingestor import recover_incoming
+from node.process.runtime import open_services
 from node.services import NodeServices
+from node.storage.consistency import compare, repair
+from node.storage.read_cache import FileCache
+from node.storage.s3_storage import S3Storage
 from tests import slide_factory
 from tests.cloud_peers import ServerProcess, moto, s3_client
 from tests.factory import StudySpec, changed_copy, uid, write_study

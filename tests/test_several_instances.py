@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 from pydicom import dcmread
 
-from node.file_completeness import check_complete
+from node.ingest.file_completeness import check_complete
 from tests import index_db
 from tests.factory import StudySpec, uid, write_study
 from tests.peers import (

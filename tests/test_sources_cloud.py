@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from aiohttp import ClientSession, web
 
-from node.runtime import open_services
+from node.process.runtime import open_services
 from node.services import NodeServices
-from node.storage_mapping import MappingTable
+from node.sources.storage_mapping import MappingTable
 from tests.cloud_peers import ServerProcess, gcs, gcs_put, moto, s3_put, service_account_token
 from tests.factory import StudySpec, make_instance
 from tests.media_files import image_bytes

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
-from node.roles import add_role
-from node.runtime import open_services
+from node.process.runtime import open_services
 from node.services import NodeServices
 from node.sources import ImportProgress, parse_request, plan_import
-from node.sources.opening import WRITE_INTERVAL, ContextProgress, issue_context
+from node.sources.post_context import WRITE_INTERVAL, ContextProgress, issue_context
 from node.viewing import context_json
+from node.viewing.roles import add_role
 from tests.factory import uid
 from tests.post_examples import example
 from tests.source_fixtures import (

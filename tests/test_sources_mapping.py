@@ -12,8 +12,8 @@ import pytest
 
 from node.config import Config
 from node.errors import Conflict, InvalidInput, NotFound
-from node.runtime import open_services
-from node.storage_mapping import (
+from node.process.runtime import open_services
+from node.sources.storage_mapping import (
     MappingTable,
     StorageMapping,
     add_mapping,

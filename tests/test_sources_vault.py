@@ -14,14 +14,14 @@ from sqlalchemy import func, select, update
 
 from node.errors import ConfigError
 from node.index.job_models import Job, SealedCredentials
-from node.roles import add_role
-from node.runtime import open_services
+from node.process.runtime import open_services
 from node.services import NodeServices
 from node.sources import ImportProgress, parse_request, plan_import
-from node.sources.opening import JOB_KIND, issue_context
+from node.sources.post_context import JOB_KIND, issue_context
 from node.sources.request import with_secrets
-from node.sources.vault import CredentialVault
-from node.storage_mapping import MappingTable
+from node.sources.sealed_secrets import CredentialVault
+from node.sources.storage_mapping import MappingTable
+from node.viewing.roles import add_role
 from tests.cloud_peers import service_account_token
 from tests.index_db import dump
 from tests.post_examples import example

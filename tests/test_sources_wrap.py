@@ -23,8 +23,8 @@ from pydicom.uid import (
 
 from node.errors import InvalidInput
 from node.sources.mp4 import video_info
+from node.sources.non_dicom_wrapping import wrap
 from node.sources.rewrite import rewrite
-from node.sources.wrap import wrap
 from tests.factory import StudySpec, make_instance, uid
 from tests.media_files import image_bytes, mp4_bytes, pdf_bytes
 

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import JSON, DateTime
 from sqlalchemy.dialects import sqlite
 
-from node.index.models import Base
+from node.index.dicom_models import Base
 from node.index.sqlite_batches import RowInserts, SqliteBatches, bind_processor
 
 TABLES = ("viewing_contexts", "context_studies", "audit_events")

@@ -27,7 +27,7 @@ from node.dimse.server import build_ae, configure_pynetdicom
 from node.dimse.speedups import file_meta_bytes
 from node.dimse.store_direct import ReceivedStore
 from node.dimse.wire import error_comment
-from node.header_scan import HEAD_BYTES
+from node.ingest.header_scan import HEAD_BYTES
 from tests.factory import StudySpec, make_instance, uid
 
 Answer = tuple[int, str | None]

@@ -193,3 +193,38 @@ def test_uncompressed_instances_keep_their_transfer_syntax(
         sent = dcmread(source)
         stored = dcmread(stored_file(node, sent.SOPInstanceUID))
         assert stored.file_meta.TransferSyntaxUID == sent.file_meta.TransferSyntaxUID, source.name
+
+
+def test_an_instance_naming_another_patients_study_or_series_is_refused(
+        node: NodeProcess) -> None:
+    """A study is one patient's: an instance of its StudyInstanceUID with another patient
+    (another PatientID, or the same one of another issuer) would be shown under the first
+    patient's name, so it is refused (0xA900, the reason in the comment, nothing kept); so is
+    an instance naming a series the node holds under another study."""
+    owner = StudySpec(study_uid=uid(8710), patient_id="EDGE-OWNER", patient_name="OWNER^FIRST")
+    first = make_instance(owner, 0, 0)
+    intruders = [
+        make_instance(StudySpec(study_uid=owner.study_uid, patient_id="EDGE-INTRUDER",
+                                patient_name="INTRUDER^OTHER"), 1, 0),
+        make_instance(StudySpec(study_uid=owner.study_uid, patient_id="EDGE-OWNER",
+                                issuer="ELSEWHERE", patient_name="OWNER^NAMESAKE"), 2, 0),
+    ]
+    moved = make_instance(StudySpec(study_uid=uid(8711), patient_id="EDGE-OWNER",
+                                    patient_name="OWNER^FIRST"), 0, 1)
+    moved.SeriesInstanceUID = first.SeriesInstanceUID
+    with ct_association(node) as assoc:
+        assert assoc.send_c_store(first).Status == SUCCESS
+        for intruder in intruders:
+            status = assoc.send_c_store(intruder)
+            assert status.Status == FAILURE_DATASET_MISMATCH
+            assert "another patient" in status.ErrorComment
+            assert index_row(node, intruder.SOPInstanceUID) is None
+        status = assoc.send_c_store(moved)
+        assert status.Status == FAILURE_DATASET_MISMATCH
+        assert "another study" in status.ErrorComment
+        assert index_row(node, moved.SOPInstanceUID) is None
+        # The study's own patient goes on storing into it.
+        assert assoc.send_c_store(make_instance(owner, 0, 1)).Status == SUCCESS
+    assert rows(node.data_dir, "SELECT count(*) FROM patients WHERE patient_id IN "
+                "('EDGE-INTRUDER') OR issuer = 'ELSEWHERE'") == [(0,)]
+    assert "INTRUDER" not in node.log_text() and "NAMESAKE" not in node.log_text()

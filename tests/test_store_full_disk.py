@@ -7,6 +7,8 @@ stored once there is room again. The node's data folder is a small tmpfs, filled
 from __future__ import annotations
 
 import errno
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,11 +18,12 @@ from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
 from node.config import config_from_dict
-from node.index.writer import AddOutcome, StoredFile
-from node.runtime import open_services
+from node.index.index_writer import AddOutcome, StoredFile
+from node.process.runtime import open_services
 from tests.factory import StudySpec, make_instance, uid
 from tests.index_db import on_postgresql, rows
 from tests.peers import NodeProcess, dcmtk, incoming_files
+from tests.postgres_peer import PostgresCluster
 from tests.rest_support import config_dict
 from tests.small_disk import fill, tmpfs
 from tests.test_index_concurrency import record
@@ -106,3 +109,43 @@ async def test_an_index_database_on_a_full_disk_fails_as_the_disk_does(tmp_path:
             assert full.value.errno == errno.ENOSPC
             filler.unlink()
             assert await add(5000) is AddOutcome.ADDED
+
+
+@pytest.mark.skipif(not on_postgresql(), reason="the PostgreSQL index (SQLite's: above)")
+async def test_a_postgresql_index_on_a_full_disk_fails_as_the_disk_does(
+        tmp_path: Path, postgres: PostgresCluster) -> None:
+    """PostgreSQL's "could not extend file" (SQLSTATE 53100) comes out of the index writer as
+    ENOSPC too. The database lives in a tablespace on a small file system of its own (its WAL
+    stays on the cluster's disk: a full WAL stops the whole server, not one insert)."""
+    folder = Path(tempfile.mkdtemp(prefix="viewnode-tablespace-"))
+    folder.chmod(0o755)
+    name = "full_disk_index"
+    with tmpfs(folder / "space", "32m") as space:
+        shutil.chown(space, "postgres", "postgres")
+        with postgres.connect() as conn:
+            conn.execute(f"CREATE TABLESPACE {name} LOCATION '{space}'")
+            conn.execute(f"CREATE DATABASE {name} TABLESPACE {name}")
+        try:
+            config = config_from_dict(config_dict(database={"url": postgres.url(name)}),
+                                      base_dir=tmp_path)
+            async with open_services(config) as services:
+                async def add(patient: int) -> AddOutcome:
+                    rec = record(patient, 0, 0, 0)
+                    outcome, _ = await services.writer.add(
+                        StoredFile(rec, f"{rec.sop_uid}.dcm", 1, "test"))
+                    return outcome
+
+                assert await add(0) is AddOutcome.ADDED
+                filler = fill(space, 0)
+                with pytest.raises(OSError) as full:
+                    for patient in range(1, 5000):
+                        await add(patient)
+                assert full.value.errno == errno.ENOSPC
+                assert "53100" in str(full.value)
+                filler.unlink()
+                assert await add(5000) is AddOutcome.ADDED
+        finally:
+            with postgres.connect() as conn:
+                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+                conn.execute(f"DROP TABLESPACE IF EXISTS {name}")
+    shutil.rmtree(folder)

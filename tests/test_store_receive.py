@@ -32,7 +32,7 @@ from node.dimse import store_receive
 from node.dimse.server import build_ae, configure_pynetdicom
 from node.dimse.speedups import file_meta_bytes
 from node.dimse.store_receive import received_head, received_write_error
-from node.header_scan import HEAD_BYTES
+from node.ingest.header_scan import HEAD_BYTES
 from tests.factory import StudySpec, make_instance, uid
 from tests.small_disk import fill, tmpfs
 

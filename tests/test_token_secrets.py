@@ -1,7 +1,8 @@
 """Token secrets: the issue time, then 192 fresh bits from `secrets` (cookies: 256), never
-handed out twice, also when they are drawn from the system in batches (node/viewing/tokens.py)
-and across threads and forks. Uniqueness is checked on the random part alone: the time in front
-would make two tokens differ even if their random bits were the same."""
+handed out twice, also when they are drawn from the system in batches
+(node/viewing/token_secrets.py) and across threads and forks. Uniqueness is checked on the
+random part alone: the time in front would make two tokens differ even if their random bits were
+the same."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import os
 import threading
 import time
 
-from node.viewing.tokens import (
+from node.viewing.token_secrets import (
     POOL_TOKENS,
     digest,
     looks_like_token,

@@ -12,13 +12,16 @@ import pytest
 from pydicom import dcmread
 
 from node.errors import Conflict
-from node.hanging_protocols import Rule, add_protocol
+from node.index.instance_queries import series_of_study
 from node.render import THUMBNAIL, VIEW
 from node.render.renderer import cache_key
-from node.roles import add_role
+from node.render.series_metadata import metadata_folder
+from node.viewing.hanging_protocols import Rule, add_protocol
+from node.viewing.roles import add_role
 from rest.state import ISSUER
-from rest.viewer.state import RENDERER
+from rest.viewer.viewer_state import RENDERER
 from tests.factory import StudySpec, uid
+from tests.index_db import rows
 from tests.rest_support import ROLE, Api, running_app
 from tests.viewer_data import (
     ct_instances,
@@ -263,6 +266,33 @@ async def test_full_preload_fills_the_render_cache(api: Api) -> None:
     headers = await session(api)
     response = await api.client.get(frame_path(SAME_PATIENT.study_uid, sop), headers=headers)
     assert response.headers["X-Render-Cache"] == "hit"
+
+
+async def test_full_preload_warms_what_ohif_reads_first(api: Api) -> None:
+    """Before OHIF's first request: every series' metadata file made, every instance's file
+    read, OHIF's thumbnail (the middle image) rendered; the job counts them."""
+    headers = await session(api, fullPreloadStudy=OPEN.study_uid)
+    await api.client.app[ISSUER].preloads_done()
+    config = api.services.config
+    [(outcome,)] = rows(config.data_dir, "SELECT outcome FROM jobs WHERE kind = 'preload' "
+                                         "AND key = :k", k=OPEN.study_uid)
+    series = await series_of_study(api.services.sessions, OPEN.study_uid)
+    assert outcome.startswith(f"{len(series)} series' metadata, 7 files read, "
+                              "2 thumbnails;"), outcome
+    folder = metadata_folder(config.data_dir)
+    files = {uid: folder / uid[-2:] / f"{uid}.json" for uid in series}
+    assert all(path.is_file() for path in files.values())
+    middle = f"{OPEN.study_uid}.1.3"
+    path = next(api.services.storage.root.rglob(f"{middle}.dcm"))
+    cache = api.client.app[RENDERER].cache
+    assert cache.get(cache_key(middle, path, THUMBNAIL)) is not None
+    # OHIF's first metadata request reads the file as it is.
+    made = files[f"{OPEN.study_uid}.1"].stat().st_mtime_ns
+    response = await api.client.get(
+        f"/dicom-web/studies/{OPEN.study_uid}/series/{OPEN.study_uid}.1/metadata",
+        headers=headers)
+    assert response.status == 200 and len(await response.json()) == 4
+    assert files[f"{OPEN.study_uid}.1"].stat().st_mtime_ns == made
 
 
 async def test_hanging_protocol_places_series_in_its_layout(

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from node.index.patient_queries import studies_of_patients_of
-from rest.viewer.access import Grant
-from rest.viewer.studies import PatientBanner, study_listing
+from rest.viewer.grants import Grant
+from rest.viewer.patient_studies import PatientBanner, study_listing
 from tests.factory import StudySpec, uid
 from tests.rest_support import ROLE, Api, running_app
 from tests.viewer_data import ct_instances, write_all

@@ -8,6 +8,8 @@ a red/blue swapping .cube), and an SVS of another case that no session here may 
 
 from __future__ import annotations
 
+import asyncio
+import math
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,7 +18,7 @@ from playwright.async_api import Browser, Page, Response
 
 from pathology.catalogue import register_slide_file
 from tests import slide_factory as factory
-from tests.browser import browser, new_page, screenshot
+from tests.browser import browser, new_page, screenshot, wait_until
 from tests.rest_support import API_KEY, ROLE, Api, running_app
 
 __all__ = ["browser"]
@@ -133,23 +135,116 @@ async def test_case_alone_opens_every_slide_in_a_collapsed_tray(
     await page.context.close()
 
 
-async def test_lut_toggle_swaps_the_drawn_channels(api: Api, browser: Browser) -> None:
+async def test_colour_profile_is_on_from_the_start_when_the_slide_has_a_cube(
+        api: Api, browser: Browser) -> None:
     page = await open_slides(api, browser, "path-a", {"containerIdentifier": DICOM_SLIDE})
-    await page.wait_for_selector(READY)
-    raw = await slopes(page)
-    assert raw["red"] > 0.1 and abs(raw["blue"]) < raw["red"] / 3, raw
-    await page.click("#slide-lut")
     await page.wait_for_selector("#slide-panel[data-lut='1'][data-state='ready']")
+    assert await page.get_attribute("#slide-lut", "aria-pressed") == "true"
     await page.wait_for_timeout(100)
     lut = await slopes(page)
     assert lut["blue"] > 0.1 and abs(lut["red"]) < lut["blue"] / 3, lut
-    assert abs(lut["blue"] - raw["red"]) < raw["red"] * 0.3, (raw, lut)
     await screenshot(page, "viewer-slide-lut")
     await page.click("#slide-lut")
     await page.wait_for_selector("#slide-panel[data-lut='0'][data-state='ready']")
     await page.wait_for_timeout(100)
-    back = await slopes(page)
-    assert abs(back["red"] - raw["red"]) < raw["red"] * 0.2, (raw, back)
+    raw = await slopes(page)
+    assert raw["red"] > 0.1 and abs(raw["blue"]) < raw["red"] / 3, raw
+    assert abs(lut["blue"] - raw["red"]) < raw["red"] * 0.3, (raw, lut)
+    await page.click("#slide-lut")
+    await page.wait_for_selector("#slide-panel[data-lut='1'][data-state='ready']")
+    await page.wait_for_timeout(100)
+    again = await slopes(page)
+    assert abs(again["blue"] - lut["blue"]) < lut["blue"] * 0.2, (lut, again)
+    # A slide without a .cube opens as scanned.
+    await page.context.close()
+    page = await open_slides(api, browser, "path-a", {"containerIdentifier": SVS_SLIDE})
+    await page.wait_for_selector(READY)
+    assert await page.get_attribute("#slide-panel", "data-lut") == "0"
+    await page.context.close()
+
+
+async def test_slides_have_the_workspace_without_radiology_tools(
+        api: Api, browser: Browser) -> None:
+    token = await api.token({"username": "path-a", "role": ROLE, "accNum": CASE,
+                             "containerIdentifier": DICOM_SLIDE})
+    page = await new_page(browser, 1280, 800)
+    studies: list[str] = []
+    page.on("request", lambda r: studies.append(r.url) if "/ngv/api/studies/" in r.url else None)
+    await page.goto(str(api.client.make_url(f"/ngv?q={token}")))
+    await page.wait_for_selector(READY)
+    assert "slide-mode" in (await page.get_attribute("body", "class") or "")
+    for radiology in ("#tool-window", "#tool-zoom", "#presets", "#cine", "#reset",
+                      "#tray-toggle", "#grid", "#studies", "#tray"):
+        assert await page.is_hidden(radiology) or not await page.locator(
+            radiology).is_visible(), radiology
+    # The DICOM slide's levels are not opened as a radiology stack: no series, no frames.
+    assert studies == []
+    await page.context.close()
+
+
+# A canvas's drawn pixels in the navigator: the overview shows the slide.
+NAVIGATOR_JS = """() => {
+  const canvas = document.querySelector('#slide-osd .navigator canvas');
+  const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  let n = 0;
+  for (let i = 0; i < data.length; i += 4) if (data[i + 3] === 255) n += 1;
+  return n;
+}"""
+
+
+async def magnification(page: Page) -> float:
+    return float(await page.get_attribute("#slide-panel", "data-magnification") or "nan")
+
+
+async def test_navigator_scale_bar_and_magnification_presets(
+        api: Api, browser: Browser) -> None:
+    page = await open_slides(api, browser, "path-a", {"containerIdentifier": DICOM_SLIDE})
+    await page.wait_for_selector(READY)
+    assert await page.locator("#slide-osd .navigator").is_visible()
+    await wait_until(page, f"() => ({NAVIGATOR_JS})() > 1000")
+    # 0.25 µm per pixel: scanned at 40x, so every preset up to 40x.
+    presets = page.locator("#slide-mag button")
+    assert [await b.get_attribute("data-mag") for b in await presets.all()] == [
+        "1.25", "2.5", "5", "10", "20", "40"]
+    for preset in (10.0, 40.0):
+        await page.click(f"#slide-mag button[data-mag='{preset:g}']")
+        await wait_until(
+            page, "() => Math.abs(document.querySelector('#slide-panel').dataset.magnification"
+            f" - {preset}) < {preset * 0.01}")
+        assert await page.get_attribute(f"#slide-mag button[data-mag='{preset:g}']",
+                                        "aria-pressed") == "true"
+        # At M x a screen pixel is 10/M µm: the bar is as long as it says.
+        bar = await page.locator("#slide-scale .slide-scale-bar").bounding_box()
+        assert bar is not None
+        microns = float(await page.get_attribute("#slide-scale", "data-microns") or "nan")
+        shown = bar["width"] * 10 / await magnification(page)
+        assert abs(shown - microns) < microns * 0.03, (preset, bar, microns)
+        text = await page.text_content("#slide-scale") or ""
+        assert text.endswith("µm") and float(text.split()[0]) == microns, text
+        assert (await page.text_content("#slide-zoom")) == f"{preset:g}x"
+    await page.context.close()
+
+
+async def test_label_image_is_shown_in_its_panel(api: Api, browser: Browser) -> None:
+    page = await open_slides(api, browser, "path-a", {"containerIdentifier": DICOM_SLIDE})
+    await page.wait_for_selector(READY)
+    assert await page.is_hidden("#slide-label")
+    await page.click("#slide-label-toggle")
+    await wait_until(page, "() => document.querySelector('#slide-label-image')?.complete"
+                     " && document.querySelector('#slide-label-image').naturalWidth > 0")
+    # The synthetic label is solid (200, 30, 30).
+    colour = await page.evaluate("""() => {
+      const img = document.querySelector('#slide-label-image');
+      const canvas = document.createElement('canvas');
+      canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+      const ctx = canvas.getContext('2d');
+      ctx.drawImage(img, 0, 0);
+      return Array.from(ctx.getImageData(canvas.width / 2, canvas.height / 2, 1, 1).data);
+    }""")
+    assert all(abs(a - b) < 12 for a, b in zip(colour[:3], (200, 30, 30), strict=True)), colour
+    assert await page.is_visible("#slide-label-image")
+    await page.click("#slide-label-toggle")
+    assert await page.is_hidden("#slide-label")
     await page.context.close()
 
 
@@ -217,6 +312,118 @@ async def test_layers_drawn_by_one_user_reach_another_only_with_all(
     own = await open_slides(api, browser, "path-author", {**slide, "hideLayers": "true"})
     await own.wait_for_selector("#slide-panel[data-shapes='0']")
     await own.context.close()
+
+
+async def stored_shapes(api: Api, owner: str, slide: str = SVS_SLIDE) -> list[dict[str, Any]]:
+    stored = await (await api.get(f"/webdv/slides/{slide}/layers",
+                                  {"username": "x", "annotationVisibility": "ALL"})).json()
+    return [shape for layer in stored["layers"] if layer["owner"] == owner
+            for shape in layer["shapes"]]
+
+
+async def stored_until(api: Api, owner: str, check: Any, timeout: float = 10.0
+                       ) -> list[dict[str, Any]]:
+    """The owner's stored shapes once `check` accepts them (the page saves after the event)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check(shapes := await stored_shapes(api, owner)):
+        assert asyncio.get_running_loop().time() < deadline, shapes
+        await asyncio.sleep(0.05)
+    return shapes
+
+
+def shown_number(text: str | None, unit: str) -> float:
+    assert text is not None and text.endswith(f" {unit}"), text
+    return float(text.split()[0])
+
+
+async def drag(page: Page, selector: str, dx: float, dy: float) -> None:
+    # The overlay is drawn again on every viewport update: a node found may be replaced
+    # before it is measured.
+    deadline = asyncio.get_running_loop().time() + 5
+    while (box := await page.locator(selector).bounding_box()) is None:
+        assert asyncio.get_running_loop().time() < deadline, selector
+        await asyncio.sleep(0.05)
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    await page.mouse.move(x, y)
+    await page.mouse.down()
+    await page.mouse.move(x + dx / 2, y + dy / 2, steps=2)
+    await page.mouse.move(x + dx, y + dy, steps=2)
+    await page.mouse.up()
+
+
+async def test_shapes_are_measured_in_microns_edited_and_deleted(
+        api: Api, browser: Browser) -> None:
+    page = await open_slides(api, browser, "path-editor", {"containerIdentifier": SVS_SLIDE})
+    await page.wait_for_selector(READY)
+    box = await page.locator("#slide-overlay").bounding_box()
+    assert box is not None
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    await page.click("#slide-tool-line")
+    await page.mouse.click(x - 120, y - 150)
+    await page.mouse.click(x + 60, y - 100)
+    await page.keyboard.press("Enter")
+    await page.wait_for_selector("#slide-panel[data-shapes='1']")
+    await draw_rectangle(page)
+    await page.wait_for_selector("#slide-panel[data-shapes='2']")
+    line, rectangle = await stored_shapes(api, "path-editor")
+    # The SVS is 0.25 µm per pixel.
+    (x0, y0), (x1, y1) = line["points"]
+    length = math.hypot(x1 - x0, y1 - y0) * 0.25
+    xs = [p[0] for p in rectangle["points"]]
+    ys = [p[1] for p in rectangle["points"]]
+    area = (max(xs) - min(xs)) * (max(ys) - min(ys)) * 0.25 * 0.25 / 1e6
+    rows = "#slide-layers section[data-owner='path-editor'] li"
+    shown = shown_number(await page.text_content(f"{rows}[data-index='0'] .measure"), "µm")
+    assert abs(shown - length) < length * 0.005, (shown, length)
+    shown = shown_number(await page.text_content(f"{rows}[data-index='1'] .measure"), "mm²")
+    assert abs(shown - area) < area * 0.01, (shown, area)
+    assert await page.locator("#slide-overlay text.measure").count() == 2
+
+    # Edit: select the rectangle, drag a corner, then move it whole.
+    await page.click("#slide-tool-edit")
+    await drag(page, "#slide-overlay .shape.rectangle", 0, 0)
+    await page.wait_for_selector("#slide-overlay .shape.rectangle.selected")
+    assert await page.locator("#slide-overlay .handle").count() == 2
+    await drag(page, "#slide-overlay .handle[data-handle='1']", 40, 30)
+    grown = await stored_until(api, "path-editor", lambda shapes: max(
+        p[0] for p in shapes[1]["points"]) > max(xs) + 20)
+    width = max(p[0] for p in grown[1]["points"]) - min(p[0] for p in grown[1]["points"])
+    assert min(p[0] for p in grown[1]["points"]) == min(xs)
+    await drag(page, "#slide-overlay .shape.rectangle", -50, 0)
+    moved = await stored_until(api, "path-editor", lambda shapes: min(
+        p[0] for p in shapes[1]["points"]) < min(xs) - 20)
+    moved_xs = [p[0] for p in moved[1]["points"]]
+    assert abs(max(moved_xs) - min(moved_xs) - width) <= 1
+    assert moved[0] == line
+
+    # Delete: the selected shape, then the layer.
+    await page.keyboard.press("Delete")
+    await page.wait_for_selector("#slide-panel[data-shapes='1']")
+    assert [s["type"] for s in await stored_shapes(api, "path-editor")] == ["line"]
+    await page.click("#slide-layers section[data-owner='path-editor'] .layer-delete")
+    await page.wait_for_selector("#slide-panel[data-layers='0']")
+    assert await stored_shapes(api, "path-editor") == []
+    await page.context.close()
+
+
+async def test_drawing_is_off_with_a_message_when_layers_are_hidden(
+        api: Api, browser: Browser) -> None:
+    page = await open_slides(api, browser, "path-hidden",
+                             {"containerIdentifier": SVS_SLIDE, "hideLayers": "true"})
+    await page.wait_for_selector(READY)
+    for tool in ("edit", "point", "line", "polygon", "rectangle", "ellipse"):
+        assert await page.is_disabled(f"#slide-tool-{tool}"), tool
+    assert await page.is_disabled("#slide-layer")
+    note = await page.text_content("#slide-draw-note") or ""
+    assert await page.is_visible("#slide-draw-note") and "hides annotation layers" in note
+    # The server refuses it too: a layer the session cannot see would be overwritten.
+    layer = url(api, f"/ngv/slides/{SVS_SLIDE}/layers/Annotations")
+    for response in (await page.request.put(layer, data={"shapes": []}),
+                     await page.request.delete(layer)):
+        assert response.status == 403
+        assert "hidden" in (await response.json())["error"]
+    assert await stored_shapes(api, "path-hidden") == []
+    await page.context.close()
 
 
 async def test_vendor_route_serves_only_the_openseadragon_build(api: Api) -> None:
@@ -312,6 +519,10 @@ async def test_anonymized_slide_viewer_opens_and_shows_no_identifiers(
     stats = await slopes(page)
     assert stats["opaque"] > 10_000 and stats["stdR"] > 20, stats
     assert "A-1-A" in (await page.text_content("#slide-meta") or "")
+    # No label: the server refuses it, and the page neither offers nor asks for it.
+    assert await page.is_hidden("#slide-label-toggle")
+    urls = [body.split("\n", 1)[0] for body in bodies]
+    assert not [u for u in urls if "/label." in u or "/macro." in u], urls
     assert_no_identifiers(await page.content())
     for body in bodies:
         assert_no_identifiers(body)

@@ -74,7 +74,7 @@ def _thread_cpu(pids: list[int]) -> dict[str, int]:
 def workers_idle(node: NodeProcess, window: float = 0.1, timeout: float = 30.0) -> None:
     """Until the workers have used under a tenth of a core over `window` (longer than their
     REFRESH_SECONDS) with no thread starting or ending. A busier worker leaves a new
-    connection to the other only for ASSOCIATION_YIELD_SECONDS (node/connection_load.py): a
+    connection to the other only for ASSOCIATION_YIELD_SECONDS (node/process/connection_load.py): a
     worker still finishing the last association's work, or an association thread not yet
     ended, can keep the other from taking the next one in time on a loaded machine."""
     pids = workers_of(node)

@@ -24,7 +24,7 @@ from pydicom.uid import (
     UltrasoundMultiFrameImageStorage,
 )
 
-from node.sources.wrap import wrap
+from node.sources.non_dicom_wrapping import wrap
 from tests.factory import StudySpec, make_instance
 from tests.media_files import image_bytes, mp4_bytes, pdf_bytes
 

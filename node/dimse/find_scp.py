@@ -18,7 +18,7 @@ from pynetdicom import evt
 from pynetdicom.events import Event
 
 from node import metrics
-from node.dimse.access import STATUS_NOT_AUTHORIZED, CallerAccess
+from node.dimse.ae_access import STATUS_NOT_AUTHORIZED, CallerAccess
 from node.dimse.identifier_bytes import (
     EncodedIdentifier,
     IdentifierEncoder,

@@ -15,7 +15,7 @@ from pynetdicom import evt
 from pynetdicom.events import Event
 
 from node import metrics
-from node.dimse.access import CallerAccess
+from node.dimse.ae_access import CallerAccess
 from node.dimse.retrieve import install_stored_file_sending, start_retrieval, sub_operations
 from node.dimse.syntax_negotiation import install_syntax_negotiation
 from node.index.query import stored_syntaxes_since

@@ -16,7 +16,7 @@ from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import Verification
 
 from node import metrics
-from node.dimse.access import CallerAccess
+from node.dimse.ae_access import CallerAccess
 from node.dimse.peer_text import peer_address, printable
 from node.dimse.retrieve import (
     install_stored_file_sending,

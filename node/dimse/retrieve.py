@@ -29,7 +29,7 @@ from pynetdicom.association import Association
 from pynetdicom.events import Event
 from pynetdicom.presentation import PresentationContext, build_context
 
-from node.dimse.access import STATUS_NOT_AUTHORIZED, CallerAccess
+from node.dimse.ae_access import STATUS_NOT_AUTHORIZED, CallerAccess
 from node.dimse.light_dataset import init_empty, put_uid
 from node.dimse.peer_text import peer_address
 from node.dimse.qr_identifier import (

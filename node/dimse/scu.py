@@ -65,11 +65,11 @@ from node.dimse.store_scp import (
     STATUS_WARNING_DUPLICATE,
 )
 from node.errors import InvalidInput, RemoteNodeError
+from node.index.index_writer import AddOutcome
 from node.index.instance_queries import stored_instance_count
-from node.index.writer import AddOutcome
-from node.instance_record import is_valid_uid
+from node.ingest.instance_record import is_valid_uid
 from node.services import NodeServices
-from node.storage import Storage
+from node.storage.folder_storage import Storage
 
 log = logging.getLogger(__name__)
 

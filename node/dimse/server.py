@@ -22,17 +22,17 @@ from pynetdicom.sop_class import (
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
-from node.association_limit import AssociationLimit
 from node.config import Config
-from node.connection_load import REFRESH_SECONDS, ConnectionLoad
 from node.dimse import find_scp, get_scp, move_scp, store_direct, store_scp
-from node.dimse.access import AssociationGate, CallerAccess
+from node.dimse.ae_access import AssociationGate, CallerAccess
 from node.dimse.command_reader import install_command_reader
 from node.dimse.reactor import install_event_driven_reactors
 from node.dimse.shared_listener import shared_server_class
 from node.dimse.sockets import install_tcp_nodelay
 from node.dimse.speedups import install_speedups
 from node.dimse.store_receive import enable_store_receive
+from node.process.association_limit import AssociationLimit
+from node.process.connection_load import REFRESH_SECONDS, ConnectionLoad
 from node.services import NodeServices
 
 log = logging.getLogger(__name__)

@@ -1,17 +1,17 @@
 """The DICOM port shared by the worker processes, and which of them takes a new association.
 
 All workers accept on one listening socket, made by the supervisor before it forks them
-(node/workers.py). A new connection wakes every worker's accept loop; left to chance, whichever
-wins the race takes it, and four associations from one modality could all land on one process
-(one core) while the other idles. So each worker publishes how many associations it is serving
-(node/connection_load.py), and a worker serving more than another live one leaves a pending
-connection alone for a few milliseconds, so that the less busy one takes it. Never for long: a
-worker that has hung must not hold up new associations.
+(node/process/workers.py). A new connection wakes every worker's accept loop; left to chance,
+whichever wins the race takes it, and four associations from one modality could all land on one
+process (one core) while the other idles. So each worker publishes how many associations it is
+serving (node/process/connection_load.py), and a worker serving more than another live one leaves
+a pending connection alone for a few milliseconds, so that the less busy one takes it. Never for
+long: a worker that has hung must not hold up new associations.
 
 Each connection accepted also takes one of the node's `dicom.max_associations` slots
-(node/association_limit.py), held until its association's thread has ended; one accepted when
-none is left is served only as far as answering its request with an A-ASSOCIATE-RJ (node/dimse/
-access.py, AssociationGate).
+(node/process/association_limit.py), held until its association's thread has ended; one accepted
+when none is left is served only as far as answering its request with an A-ASSOCIATE-RJ
+(node/dimse/ae_access.py, AssociationGate).
 """
 
 from __future__ import annotations
@@ -25,8 +25,12 @@ from typing import Any
 
 from pynetdicom.transport import ThreadedAssociationServer
 
-from node.association_limit import AssociationLimit
-from node.connection_load import ASSOCIATION_YIELD_SECONDS, YIELD_POLL_SECONDS, ConnectionLoad
+from node.process.association_limit import AssociationLimit
+from node.process.connection_load import (
+    ASSOCIATION_YIELD_SECONDS,
+    YIELD_POLL_SECONDS,
+    ConnectionLoad,
+)
 
 LISTEN_BACKLOG = 128
 

@@ -18,7 +18,7 @@
   after every 60 associations or idle polls, holding the GIL meanwhile: ~40 ms each in a node,
   a stall for every association in flight and a tenth of the CPU of back-to-back C-FINDs
   (py-spy). Without it the cycles a finished association leaves are collected like any other
-  garbage, by the collector's own thresholds (node/commands/serve.py sets them).
+  garbage, by the collector's own thresholds (node/commands/serve_command.py sets them).
 
 Like reactor.py, this applies only to the pynetdicom version it was written against.
 """
@@ -42,7 +42,7 @@ from pynetdicom import (
 )
 from pynetdicom.presentation import PresentationContext
 
-from node.instance_record import is_valid_uid
+from node.ingest.instance_record import is_valid_uid
 
 log = logging.getLogger(__name__)
 

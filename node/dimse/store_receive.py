@@ -36,7 +36,7 @@ from pynetdicom.pdu_primitives import P_DATA
 
 from node.dimse.command_reader import CommandSet, Unknown, build_primitive, read_command_set
 from node.dimse.speedups import file_meta_bytes
-from node.header_scan import HEAD_BYTES
+from node.ingest.header_scan import HEAD_BYTES
 
 _PDV_HEADER = struct.Struct(">LB")
 _C_STORE_RQ = 0x0001
@@ -82,7 +82,7 @@ def enable_store_receive(answer: Answer | None = None) -> None:
 class _ReceivedFile:
     """Where pynetdicom keeps the NamedTemporaryFile of a received data set: after the handler
     it closes and deletes that file, so that a handler which did not take it (the node's own
-    move it on, node/ingest.py) leaves nothing behind. The file here is closed already."""
+    move it on, node/ingest/ingestor.py) leaves nothing behind. The file here is closed already."""
 
     __slots__ = ("name",)
 

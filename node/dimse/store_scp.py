@@ -19,13 +19,13 @@ from pynetdicom.events import Event
 
 from node import metrics
 from node.dimse import store_direct
-from node.dimse.access import STATUS_NOT_AUTHORIZED, CallerAccess
+from node.dimse.ae_access import STATUS_NOT_AUTHORIZED, CallerAccess
 from node.dimse.origin import store_origin
 from node.dimse.peer_text import peer_address
 from node.dimse.store_direct import ReceivedStore
 from node.dimse.store_receive import received_head, received_write_error
 from node.errors import InvalidInput
-from node.index.writer import AddOutcome
+from node.index.index_writer import AddOutcome
 from node.services import NodeServices
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Queries of the consistency check (node/consistency.py): every instance row's file, a
+"""Queries of the consistency check (node/storage/consistency.py): every instance row's file, a
 partition at a time in the storage's path order, and removing rows whose file is gone."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from node.index.models import Instance, Patient, Series, Study
+from node.index.dicom_models import Instance, Patient, Series, Study
 from node.index.study_usage import recount
 
 _CHUNK = 500

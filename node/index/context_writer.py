@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from node.index.models import Base
+from node.index.dicom_models import Base
 from node.index.sqlite_batches import RowInserts
 from node.index.viewing_models import AuditEvent, ContextStudy, ViewingContext
 from node.index.write_lock import WriteLock

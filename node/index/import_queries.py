@@ -1,6 +1,6 @@
 """Queries of POST imports (node/sources/): the context a request is stored as with its queued
 job, the import's progress written into it with each object's outcome, and the request's
-sealed secrets (sealed and opened by node/sources/vault.py, never here)."""
+sealed secrets (sealed and opened by node/sources/sealed_secrets.py, never here)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any, NamedTuple
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from node.index.dicom_models import Patient, Study
 from node.index.job_models import ImportOutcome, Job, SealedCredentials
-from node.index.models import Patient, Study
 from node.index.viewing_models import ContextStudy, ViewingContext
 
 # What an object's outcome row holds: item, outcome, study_uid, sop_uid, message.

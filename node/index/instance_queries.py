@@ -13,8 +13,8 @@ from typing import NamedTuple, cast
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
-from node.index.models import Instance, Series, Study
-from node.index.query import Scope
+from node.index.dicom_models import Instance, Series, Study
+from node.index.query import Scope, shown_instances
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,7 @@ async def stored_instances(
         query = query.where(Series.series_uid == series_uid)
     if sop_uid is not None:
         query = query.where(Instance.sop_uid == sop_uid)
-    for prefix in scope.without_sop_class_prefixes:
-        query = query.where(Instance.sop_class_uid.not_like(prefix + "%"))
+    query = query.where(*shown_instances(Instance, scope))
     async with sessions() as session:
         rows = (await session.execute(query.order_by(Series.id, Instance.id))).all()
     return [StoredInstanceRow(r[0], r[1], r[2], r[3], r[4], max(r[5] or 1, 1), r[6], r[7])

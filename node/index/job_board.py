@@ -1,5 +1,5 @@
-"""The jobs table's statements: queue, claim, heartbeat, finish, release (node/jobs.py runs
-the jobs).
+"""The jobs table's statements: queue, claim, heartbeat, finish, release (the jobs are run by
+node/process/jobs.py).
 
 Claiming is one statement that only one instance can win: on PostgreSQL the candidate row is
 locked with `FOR UPDATE SKIP LOCKED` (runners never wait for each other), on SQLite a

@@ -2,7 +2,7 @@
 
 Several instances share one database; whichever claims a queued row does the job, keeps its
 `heartbeat_at` fresh while it runs, and writes the outcome. A row whose heartbeat went stale
-belongs to an instance that died, and another one claims it again (node/jobs.py).
+belongs to an instance that died, and another one claims it again (node/process/jobs.py).
 
 `(kind, key)` is unique: asking twice for the same study's retrieval finds the same row, so a
 study is retrieved once however many instances and viewing contexts ask for it.
@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from node.index.models import Base
+from node.index.dicom_models import Base
 
 
 class Job(Base):
@@ -73,8 +73,8 @@ class ImportOutcome(Base):
 
 
 class SealedCredentials(Base):
-    """A POST request's cloud keys and WADO headers, encrypted (node/sources/vault.py), kept
-    only while its import may still need them: deleted when the import is done or the token
+    """A POST request's cloud keys and WADO headers, encrypted (node/sources/sealed_secrets.py),
+    kept only while its import may still need them: deleted when the import is done or the token
     expires."""
 
     __tablename__ = "sealed_credentials"

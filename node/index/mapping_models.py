@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import DateTime, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from node.index.models import Base
+from node.index.dicom_models import Base
 
 
 class StorageMappingRow(Base):

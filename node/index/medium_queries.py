@@ -9,7 +9,7 @@ from typing import cast
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from node.index.models import Instance, Patient, Series, Study
+from node.index.dicom_models import Instance, Patient, Series, Study
 
 # A study's keys and its patient's, in the order of _STUDY_COLUMNS (charsets as stored:
 # values joined by backslashes).

@@ -1,6 +1,6 @@
 """What the index says about the node as a whole, for GET /metrics: stored studies and bytes,
 live viewer sessions, background jobs by kind and state. Each is one small query (studies
-carry their own sums, node/index/writer.py), cheap enough for every scrape."""
+carry their own sums, node/index/index_writer.py), cheap enough for every scrape."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from node.index.models import Patient
+from node.index.dicom_models import Patient
 
 
 @dataclass(frozen=True)

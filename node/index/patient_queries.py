@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from node.index.models import Patient, Study
+from node.index.dicom_models import Patient, Study
 
 
 @dataclass(frozen=True)
@@ -44,3 +44,9 @@ async def patient_of_study(session: AsyncSession, study_uid: str
         select(Patient.patient_id, Patient.issuer).join(Study, Study.patient_pk == Patient.id)
         .where(Study.study_uid == study_uid))).first()
     return None if row is None else (row[0], row[1])
+
+
+async def patients_with_id(session: AsyncSession, patient_id: str) -> list[int]:
+    """The patient rows (one per issuer) that hold `patient_id`."""
+    return list((await session.scalars(
+        select(Patient.id).where(Patient.patient_id == patient_id))).all())

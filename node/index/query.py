@@ -33,7 +33,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from node.errors import InvalidInput
-from node.index.models import Instance, Patient, Series, Study
+from node.index.dicom_models import Instance, Patient, Series, Study
+from node.index.wildcard_match import WildcardMatch
 
 
 class Level(enum.IntEnum):
@@ -258,10 +259,14 @@ def returned_keys(request: FindRequest) -> list[str]:
     return keys
 
 
-def build_find(request: FindRequest, dialect: str) -> AnySelect:
-    """The one SELECT answering a C-FIND; result columns are labelled by keyword."""
+def build_find(request: FindRequest, dialect: str,
+               computed: Mapping[str, Expr] | None = None) -> AnySelect:
+    """The one SELECT answering a C-FIND; result columns are labelled by keyword. `computed`
+    replaces the values of computed attributes (counts and lists within a Scope)."""
     keys = returned_keys(request)
-    columns: list[Any] = [ATTRIBUTES[k].value(dialect).label(k) for k in keys]
+    replaced = computed or {}
+    columns: list[Any] = [(replaced[k] if k in replaced else ATTRIBUTES[k].value(dialect))
+                          .label(k) for k in keys]
     columns.append(_charset_column(request.level).label("_charset"))
     stmt = _from_level(select(*columns), request.level)
     return stmt.where(*_conditions(request.keys, request.level))
@@ -270,35 +275,88 @@ def build_find(request: FindRequest, dialect: str) -> AnySelect:
 @dataclass(frozen=True)
 class Scope:
     """What a DICOMweb query may see and how much of it: the studies a viewer session is
-    granted (None: all, for the API key), SOP classes it must not see, by UID prefix (documents
-    hidden), and a page of the matches in a stable order."""
+    granted (None: all, for the API key), the patients a PatientID names for it, SOP classes
+    it must not see, by UID prefix (documents hidden), and a page of the matches in a stable
+    order."""
 
     studies: frozenset[str] | None = None
+    # The index's patient rows a query may match (None: any).
+    patients: frozenset[int] | None = None
     without_sop_class_prefixes: tuple[str, ...] = ()
     limit: int | None = None
     offset: int = 0
+    # Instances of a hidden SOP class that stay visible all the same: those whose origin
+    # starts with this (the measurements viewer sessions saved over STOW-RS are the readers'
+    # annotations of the images, not documents). Empty: none.
+    keep_origin_prefix: str = ""
+
+    def hides(self, sop_class_uid: str, origin: str) -> bool:
+        """Whether an instance of this class and origin is out of the scope's sight."""
+        return sop_class_uid.startswith(self.without_sop_class_prefixes) and not (
+            self.keep_origin_prefix and origin.startswith(self.keep_origin_prefix))
 
 
 def build_scoped_find(request: FindRequest, dialect: str, scope: Scope) -> AnySelect:
     """build_find within a Scope (QIDO-RS): the same matching and values as C-FIND."""
-    stmt = build_find(request, dialect)
+    stmt = build_find(request, dialect, _scoped_computed(dialect, scope))
     if scope.studies is not None:
         stmt = stmt.where(Study.study_uid.in_(sorted(scope.studies)))
-    prefixes = scope.without_sop_class_prefixes
-    if prefixes and request.level is Level.IMAGE:
-        stmt = stmt.where(*_not_prefixed(Instance.sop_class_uid, prefixes))
-    elif prefixes and request.level is Level.SERIES:
+    if scope.patients is not None:
+        stmt = stmt.where(Study.patient_pk.in_(sorted(scope.patients)))
+    if scope.without_sop_class_prefixes and request.level is Level.IMAGE:
+        stmt = stmt.where(*shown_instances(Instance, scope))
+    elif scope.without_sop_class_prefixes and request.level is Level.SERIES:
         shown = aliased(Instance)
         stmt = stmt.where(exists().where(shown.series_pk == Series.id,
-                                         *_not_prefixed(shown.sop_class_uid, prefixes)))
+                                         *shown_instances(shown, scope)))
     order = {Level.PATIENT: Patient.id, Level.STUDY: Study.id, Level.SERIES: Series.id,
              Level.IMAGE: Instance.id}[request.level]
     return stmt.order_by(order).limit(scope.limit).offset(scope.offset or None)
 
 
-def _not_prefixed(column: Any, prefixes: tuple[str, ...]) -> list[Expr]:
+def _scoped_computed(dialect: str, scope: Scope) -> dict[str, Expr]:
+    """The computed attributes of studies and series counted over what the scope shows, so
+    that hidden documents are neither counted nor named by their modality or SOP class."""
+    if not scope.without_sop_class_prefixes:
+        return {}
+    return _hidden_computed(dialect, scope.without_sop_class_prefixes, scope.keep_origin_prefix)
+
+
+# Built once per dialect and hidden set, as the computed attributes above are.
+@functools.cache
+def _hidden_computed(dialect: str, prefixes: tuple[str, ...], keep_origin_prefix: str
+                     ) -> dict[str, Expr]:
+    scope = Scope(without_sop_class_prefixes=prefixes, keep_origin_prefix=keep_origin_prefix)
+    s, i, shown = aliased(Series), aliased(Instance), aliased(Instance)
+    series_shown = exists().where(shown.series_pk == s.id, *shown_instances(shown, scope))
+    study_instances = (select(func.count(i.id)).join(s, i.series_pk == s.id)
+                       .where(s.study_pk == Study.id, *shown_instances(i, scope)))
+    series_instances = (select(func.count(i.id))
+                        .where(i.series_pk == Series.id, *shown_instances(i, scope)))
+    return {
+        "ModalitiesInStudy": select(_string_agg(s.modality, dialect)).where(
+            s.study_pk == Study.id, s.modality != "", series_shown
+        ).correlate(Study).scalar_subquery(),
+        "SOPClassesInStudy": select(_string_agg(i.sop_class_uid, dialect)).join(
+            s, i.series_pk == s.id).where(s.study_pk == Study.id, *shown_instances(i, scope)
+                                          ).correlate(Study).scalar_subquery(),
+        "NumberOfStudyRelatedSeries": select(func.count(s.id)).where(
+            s.study_pk == Study.id, series_shown).correlate(Study).scalar_subquery(),
+        "NumberOfStudyRelatedInstances": study_instances.correlate(Study).scalar_subquery(),
+        "NumberOfSeriesRelatedInstances": series_instances.correlate(Series).scalar_subquery(),
+    }
+
+
+def shown_instances(instance: Any, scope: Scope) -> list[Expr]:
+    """Conditions on `instance` (the Instance model or an alias of it) that leave out what the
+    scope hides (Scope.hides, in SQL)."""
     # UIDs hold digits and dots only: no LIKE wildcard to escape in a prefix.
-    return [column.not_like(prefix + "%") for prefix in prefixes]
+    conditions = [instance.sop_class_uid.not_like(prefix + "%")
+                  for prefix in scope.without_sop_class_prefixes]
+    if scope.keep_origin_prefix and conditions:
+        kept = instance.origin.startswith(scope.keep_origin_prefix, autoescape=True)
+        return [or_(and_(*conditions), kept)]
+    return conditions
 
 
 async def scoped_find(sessions: async_sessionmaker[AsyncSession], request: FindRequest,
@@ -509,23 +567,10 @@ def _range_condition(kind: Kind, target: Expr, value: str) -> Expr:
     return and_(*conditions)
 
 
-_LIKE_ESCAPE = "!"
-
-
 def _wildcard_condition(target: Expr, value: str) -> Expr:
-    """`*` and `?` as SQL LIKE; the literal prefix also becomes a range, so that an index on
-    the column is used (SQLite's LIKE cannot use a case-sensitive index on its own)."""
-    pattern = []
-    for char in value:
-        if char == "*":
-            pattern.append("%")
-        elif char == "?":
-            pattern.append("_")
-        elif char in (_LIKE_ESCAPE, "%", "_"):
-            pattern.append(_LIKE_ESCAPE + char)
-        else:
-            pattern.append(char)
-    condition = target.like("".join(pattern), escape=_LIKE_ESCAPE)
+    """`*` and `?` matching, case-sensitive on every database (node/index/wildcard_match.py);
+    the literal prefix also becomes a range, so that an index on the column is used."""
+    condition = WildcardMatch(target, value)
     prefix = value[: min(i for i in (value.find("*"), value.find("?"), len(value)) if i >= 0)]
     if not prefix:
         return condition

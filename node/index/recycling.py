@@ -1,5 +1,5 @@
 """Making room under the storage quota: the least recently used studies that nothing needs
-go first, deleted exactly as a request deletes them (node/index/deletion.py).
+go first, deleted exactly as a request deletes them (node/index/deletion_queries.py).
 
 One transaction decides and deletes, and only one runs at a time on the database (an advisory
 lock on PostgreSQL, SQLite's write lock taken before the totals are read): two processes or
@@ -22,9 +22,9 @@ from datetime import UTC, datetime
 from sqlalchemy import and_, case, exists, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from node.index.deletion import DeletedStudy, Requester, delete_in
+from node.index.deletion_queries import DeletedStudy, Requester, delete_in
+from node.index.dicom_models import Instance, Series, Study
 from node.index.job_models import Job
-from node.index.models import Instance, Series, Study
 from node.index.retention_models import ProtectedStudy
 from node.index.study_usage import StoredTotals
 from node.index.viewing_models import ContextStudy, ViewerSession, ViewingContext

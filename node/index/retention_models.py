@@ -1,7 +1,7 @@
 """What the node keeps and lets go of: files of deleted studies waiting to be removed, and
 studies protected from recycling.
 
-A study is deleted from the index in one transaction (node/index/deletion.py): its instance
+A study is deleted from the index in one transaction (node/index/deletion_queries.py): its instance
 rows go and each of its files gets a `deletion_files` row under the key of the deletion's job
 (node/retention/deletion.py), which removes the files in the background and these rows with
 them, batch by batch, so that a deletion cut short by a crash goes on where it stopped.
@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import DateTime, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from node.index.models import Base
+from node.index.dicom_models import Base
 
 
 class DeletionFile(Base):

@@ -10,10 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from node.index.models import Instance, Series, Study
+from node.index.dicom_models import Instance, Series, Study
 
 
 class SlideInstanceRow(NamedTuple):
@@ -51,10 +51,21 @@ async def slide_containers_of_case(session: AsyncSession, accession_number: str,
                                    sop_class_uid: str) -> list[str]:
     """The Container Identifiers of the instances of the SOP Class in the studies of the
     accession number (each once, in no particular order)."""
+    return await _containers(session, sop_class_uid, Study.accession_number == accession_number)
+
+
+async def slide_containers_of_studies(session: AsyncSession, study_uids: list[str],
+                                      sop_class_uid: str) -> list[str]:
+    """The Container Identifiers of the instances of the SOP Class in these studies (each
+    once, in no particular order)."""
+    return await _containers(session, sop_class_uid, Study.study_uid.in_(study_uids))
+
+
+async def _containers(session: AsyncSession, sop_class_uid: str,
+                      studies: ColumnElement[bool]) -> list[str]:
     return list((await session.execute(
         select(Instance.container_identifier).distinct()
         .join(Series, Instance.series_pk == Series.id)
         .join(Study, Series.study_pk == Study.id)
-        .where(Study.accession_number == accession_number,
-               Instance.sop_class_uid == sop_class_uid,
+        .where(studies, Instance.sop_class_uid == sop_class_uid,
                Instance.container_identifier != ""))).scalars().all())

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from node.index.models import Patient, Study
+from node.index.dicom_models import Patient, Study
 
 StudyMatch = tuple[str, str, str, str, str, str]
 

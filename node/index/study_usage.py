@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Engine, Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from node.index.models import Instance, Series, Study
+from node.index.dicom_models import Instance, Series, Study
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class StoredTotals:
 
 
 def _totals_query() -> Select[int, int, int]:
-    """One pass over the studies (each keeps its own sums: node/index/writer.py)."""
+    """One pass over the studies (each keeps its own sums: node/index/index_writer.py)."""
     return select(func.count(Study.id), func.coalesce(func.sum(Study.instance_count), 0),
                   func.coalesce(func.sum(Study.size_bytes), 0))
 

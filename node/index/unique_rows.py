@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from node.index.models import Base
+from node.index.dicom_models import Base
 
 
 async def add_unique(sessions: async_sessionmaker[AsyncSession], row: Base) -> bool:

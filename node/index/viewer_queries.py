@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from node.index.models import Instance, Patient, Series, Study
+from node.index.dicom_models import Instance, Patient, Series, Study
 
 
 @dataclass

@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from node.index.models import Base
+from node.index.dicom_models import Base
 
 # The context studies still waiting for a retrieval: the only rows looked up by study UID
 # (node/viewing/retrievals.py), so the only ones indexed by it. A query uses the partial index
@@ -38,7 +38,7 @@ class Role(Base):
     __tablename__ = "roles"
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    # Sorted list of permission names (node.roles.PERMISSIONS).
+    # Sorted list of permission names (node.viewing.roles.PERMISSIONS).
     permissions: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

@@ -3,7 +3,7 @@ waiting writer woken the moment the previous one commits.
 
 SQLite lets one connection write at a time. A connection that finds the file locked sleeps in
 its busy handler (1, 2, 5, 10 ms and so on) without knowing when the lock comes free: with two
-worker processes (node/workers.py) each committing hundreds of small ingest transactions a
+worker processes (node/process/workers.py) each committing hundreds of small ingest transactions a
 second, each process spent a third of its time asleep there (measured: 2.9 s of 8.6 s) while
 the file was often free. So the writers take an exclusive flock on a file beside the database
 before they begin: the kernel wakes the next one as soon as the lock is released, and while it

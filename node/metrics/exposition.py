@@ -1,6 +1,6 @@
 """Multiprocess mode and the text the scraper reads.
 
-A node is several worker processes (node/workers.py). Each counts in files of its own under
+A node is several worker processes (node/process/workers.py). Each counts in files of its own under
 `<data_dir>/metrics` (prometheus-client's multiprocess mode, PROMETHEUS_MULTIPROC_DIR), and
 whichever worker answers GET /metrics sums them all: counters and histograms of every process
 that ever ran (a replaced worker's counts stay), gauges of the live ones only (the supervisor

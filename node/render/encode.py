@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from node.render.params import MAX_SIDE, RenderParams
+from node.render.render_params import MAX_SIDE, RenderParams
 
 
 def encode(pixels: np.ndarray, params: RenderParams) -> bytes:

@@ -19,7 +19,7 @@ from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi, pixel
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from node.errors import InvalidInput
-from node.render.params import Window
+from node.render.render_params import Window
 
 COLOR_SPACES = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_PARTIAL_420", "YBR_PARTIAL_422",
                 "YBR_ICT", "YBR_RCT")

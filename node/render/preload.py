@@ -1,9 +1,11 @@
-"""Rendering a study ahead of time (fullPreloadStudy), so that its first look is a cache hit.
+"""A study made ready ahead of time (fullPreloadStudy), so that its first look is a cache hit.
 
-Order follows what the viewer asks for first: every series' thumbnail, then the first image of
-each series, then the rest of the study, image by image, up to a limit. Only what the viewer
-asks for by default is rendered (the file's own window, full size), so the preloaded images
-are exactly the ones it will request.
+First what OHIF (which a token opens) reads: the series' metadata files, the instances' files
+made local and read, OHIF's thumbnails (study_warming.py). Then the server-rendered images of
+the hand-written viewer (which goes once OHIF covers it), in the order it asks for them: every
+series' thumbnail, then the first image of each series, then the rest of the study, image by
+image, up to a limit. Only what that viewer asks for by default is rendered (the
+file's own window, full size), so the preloaded images are exactly the ones it will request.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from node.errors import NodeError
-from node.jobs import ClaimedJob, JobBoard, JobRunner, JobStatus, worker_name
-from node.render.params import THUMBNAIL, VIEW, RenderParams
+from node.process.jobs import ClaimedJob, JobBoard, JobRunner, JobStatus, worker_name
+from node.render.render_params import THUMBNAIL, VIEW, RenderParams
 from node.render.renderer import FrameRenderer
 from node.render.sop_classes import is_image
 from node.render.study_images import StoredImage, study_series
+from node.render.study_warming import WarmResult, warm_study
 from node.services import NodeServices
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,7 @@ REMEMBER_SECONDS = 300.0
 
 @dataclass(frozen=True)
 class PreloadResult:
+    warmed: WarmResult
     rendered: int
     cached: int
     failed: int
@@ -59,6 +63,7 @@ async def _preload(services: NodeServices, study_uid: str, renderer: FrameRender
                    limit: int) -> PreloadResult:
     async with services.sessions() as session:
         series = await study_series(session, study_uid)
+    warmed = await warm_study(services, study_uid, series, renderer)
     work: list[tuple[StoredImage, RenderParams]] = []
     images = [[i for i in s.instances if is_image(i.sop_class_uid, i.transfer_syntax)]
               for s in series]
@@ -83,12 +88,12 @@ async def _preload(services: NodeServices, study_uid: str, renderer: FrameRender
             rendered += 1
     log.info("preload: %d rendered, %d already cached, %d not renderable",
              rendered, cached, failed)
-    return PreloadResult(rendered, cached, failed)
+    return PreloadResult(warmed, rendered, cached, failed)
 
 
 class StudyPreloader:
-    """Background preloads as jobs (node/jobs.py): one instance renders each study, after the
-    study's retrieval (if any) has ended, whichever instance ran it. The rendered images land
+    """Background preloads as jobs (node/process/jobs.py): one instance renders each study, after
+    the study's retrieval (if any) has ended, whichever instance ran it. The rendered images land
     in the render cache of the instance that claimed the job; the one that queued it looks
     first, so with sticky routing that is nearly always the instance the viewer talks to."""
 
@@ -129,8 +134,10 @@ class StudyPreloader:
             self._renderer = FrameRenderer(
                 self._services.config.data_dir / "render-cache", PRELOAD_WORKERS)
         result = await preload_study(self._services, job.key, self._renderer)
-        return "done", (f"{result.rendered} rendered, {result.cached} cached, "
-                        f"{result.failed} not renderable")
+        warmed = result.warmed
+        return "done", (f"{warmed.series_metadata} series' metadata, {warmed.files} files "
+                        f"read, {warmed.thumbnails} thumbnails; {result.rendered} rendered, "
+                        f"{result.cached} cached, {result.failed} not renderable")
 
     async def wait_idle(self) -> None:
         while self._queueing:

@@ -25,8 +25,8 @@ from pydicom.errors import InvalidDicomError
 from node.errors import InvalidInput, NotFound
 from node.render.cache import RenderCache
 from node.render.encode import encode
-from node.render.params import RenderParams, Window
 from node.render.pixels import decode_frame, frame_count, to_display
+from node.render.render_params import RenderParams, Window
 
 log = logging.getLogger(__name__)
 

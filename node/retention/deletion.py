@@ -1,9 +1,9 @@
 """Deleting studies: gone from every query at once, their files removed in the background.
 
 The request (DELETE /api/studies/{uid}, `python -m node delete`) runs one transaction
-(node/index/deletion.py) that takes the study out of the index and queues a `delete` job
-listing its files in `deletion_files`. Any serving instance claims the job (node/jobs.py) and
-removes the files a batch at a time, forgetting each batch's rows as it goes: a job whose
+(node/index/deletion_queries.py) that takes the study out of the index and queues a `delete` job
+listing its files in `deletion_files`. Any serving instance claims the job (node/process/jobs.py)
+and removes the files a batch at a time, forgetting each batch's rows as it goes: a job whose
 instance died is taken over once its heartbeat is stale and goes on with what is left.
 
 Nothing half-deleted is ever served: readers find files through index rows, and those were
@@ -19,7 +19,7 @@ import logging
 from collections.abc import Sequence
 
 from node import metrics
-from node.index.deletion import (
+from node.index.deletion_queries import (
     DELETE_KIND,
     DeletedStudy,
     Requester,
@@ -28,7 +28,7 @@ from node.index.deletion import (
     indexed_again,
     pending_files,
 )
-from node.jobs import ClaimedJob, JobBoard, JobRunner, worker_name
+from node.process.jobs import ClaimedJob, JobBoard, JobRunner, worker_name
 from node.services import NodeServices
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from node.index.protection import set_protected
+from node.index.protection_queries import set_protected
 from node.services import NodeServices
 
 

@@ -34,10 +34,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from node import metrics
 from node.config import StorageSection
 from node.errors import StorageFull
-from node.index.deletion import DeletedStudy
+from node.index.deletion_queries import DeletedStudy
+from node.index.index_writer import StoredFile
 from node.index.recycling import Targets, recycle, study_exists
 from node.index.study_usage import StoredTotals, stored_totals, stored_totals_in_thread
-from node.index.writer import StoredFile
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

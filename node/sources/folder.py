@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 from node.errors import InvalidInput
 from node.sources.base import Source, SourceError, SourceObject
-from node.storage_mapping import ResolvedPath, files_beneath, open_beneath
+from node.sources.storage_mapping import ResolvedPath, files_beneath, open_beneath
 
 DICM_OFFSET = 128
 

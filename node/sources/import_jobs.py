@@ -1,12 +1,12 @@
-"""POST imports as jobs of the jobs table (node/jobs.py), so that a crash does not lose one.
+"""POST imports as jobs of the jobs table (node/process/jobs.py), so that a crash does not lose one.
 
 The POST handler commits the viewing context with a queued `post-import` job (its key is the
 context's id). Any instance's runner claims it, keeps it alive with heartbeats and writes its
 progress into the context; if that instance dies, the job's heartbeat goes stale and the next
 runner to look (another instance, or this one restarted) claims it again. The resumed run
-rebuilds the request from the context (and its sealed secrets, node/sources/vault.py), counts
-the objects whose outcomes the earlier run wrote (`import_outcomes`) without fetching them, and
-imports the rest. An orderly shutdown hands running imports back to the queue at once. Once an
+rebuilds the request from the context (and its sealed secrets, node/sources/sealed_secrets.py),
+counts the objects whose outcomes the earlier run wrote (`import_outcomes`) without fetching them,
+and imports the rest. An orderly shutdown hands running imports back to the queue at once. Once an
 import has ended, the studies its request names in `fullPreloadStudy` and that it brought in are
 handed to `preload`.
 """
@@ -21,16 +21,16 @@ from typing import Any
 
 from node.errors import InvalidInput
 from node.index.import_queries import import_outcomes, import_request
-from node.jobs import GIVEN_UP, ClaimedJob, JobBoard, JobRunner, worker_name
+from node.process.jobs import GIVEN_UP, ClaimedJob, JobBoard, JobRunner, worker_name
 from node.services import NodeServices
 from node.sources.base import Source
-from node.sources.opening import JOB_KIND, ContextProgress
 from node.sources.pipeline import FetchPolicy, Importer, SlideRegistry
 from node.sources.plan import plan_import
+from node.sources.post_context import JOB_KIND, ContextProgress
 from node.sources.progress import ImportProgress, ItemOutcome
 from node.sources.request import parse_request, with_secrets
-from node.sources.vault import CredentialVault
-from node.storage_mapping import load_mappings
+from node.sources.sealed_secrets import CredentialVault
+from node.sources.storage_mapping import load_mappings
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class ImportJobs:
             await asyncio.sleep(SWEEP_SECONDS)
 
     async def _finished(self, job: ClaimedJob, state: str, outcome: str) -> None:
-        """An import whose instance died each time it ran is given up (node/jobs.py): its
+        """An import whose instance died each time it ran is given up (node/process/jobs.py): its
         context says so and keeps what was imported; nothing is left to resume."""
         if outcome != GIVEN_UP:
             return  # the import wrote its own end

@@ -20,7 +20,7 @@ from pydicom.uid import VLWholeSlideMicroscopyImageStorage
 from node.errors import InvalidInput
 from node.sources.base import Source, SourceError, SourceObject
 from node.sources.request import StudyEntry
-from node.storage_mapping import ResolvedPath, open_beneath
+from node.sources.storage_mapping import ResolvedPath, open_beneath
 
 DICM_OFFSET = 128
 

@@ -22,18 +22,18 @@ from typing import Protocol, TypeVar
 
 from node.config import Config
 from node.errors import NodeError
-from node.file_completeness import check_complete
+from node.index.index_writer import AddOutcome
 from node.index.instance_queries import stored_files
-from node.index.writer import AddOutcome
-from node.ingest import IngestResult
+from node.ingest.file_completeness import check_complete
+from node.ingest.ingestor import IngestResult
 from node.services import NodeServices
-from node.slide_metadata import SlideMetadata
 from node.sources.base import Source, SourceError, SourceObject, TransientSourceError
-from node.sources.metadata import made_up_uid, request_attributes
+from node.sources.non_dicom_wrapping import WRAPPED_KINDS, wrap
 from node.sources.progress import ImportProgress
+from node.sources.request_attributes import made_up_uid, request_attributes
 from node.sources.rewrite import rewrite_file
-from node.sources.wrap import WRAPPED_KINDS, wrap
-from node.storage import Storage
+from node.sources.slide_metadata import SlideMetadata
+from node.storage.folder_storage import Storage
 
 log = logging.getLogger(__name__)
 

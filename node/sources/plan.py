@@ -18,9 +18,9 @@ from node.sources.local import LocalFiles
 from node.sources.outbound import OutboundPolicy
 from node.sources.request import S3_TYPES, OpenRequest
 from node.sources.s3 import S3Bucket, endpoint_for
+from node.sources.storage_mapping import MappingTable, ResolvedPath
 from node.sources.wado_rs import WadoRs
 from node.sources.wado_uri import WadoUri
-from node.storage_mapping import MappingTable, ResolvedPath
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
-"""The POST API's request body, checked field by field into typed values.
+"""The POST API's request body, checked into the typed request the node works with.
 
-Every error names the field by its path in the body (`studies[0].series[2].instances[0].file`),
-so that the caller can find it in a request of hundreds of instances. A field the node does not
-know is ignored, and the whole request's such fields are named in one log line: a caller adding a
-field of a later version of the API (`folder.recursive`, say) still opens its studies. A known
-field with a wrong type or value is refused.
+node/sources/request_body.py's models check the body field by field; every error names the
+field by its path in the body (`studies[0].series[2].instances[0].file`), so that the caller can
+find it in a request of hundreds of instances. A field the node does not know is ignored, and
+the whole request's such fields are named in one log line: a caller adding a field of a later
+version of the API (`folder.recursive`, say) still opens its studies. A known field with a wrong
+type or value is refused.
 
 Secrets (cloud keys, WADO headers, the user name and password of a WADO URL such as
 `http://user:password@pacs/wado`) live only in `StorageSpec`, hidden from `repr`, and are left
@@ -15,50 +16,37 @@ without them.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import logging
-import re
-from collections.abc import Callable
-from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
 from node.errors import InvalidInput
-from node.instance_record import is_valid_uid
-from node.json_input import parse_json
-from node.slide_metadata import JSON_FIELDS, SlideMetadata
+from node.input_fields import PROBLEM, field_path
+from node.sources.json_input import parse_json
+from node.sources.request_body import (
+    MIME_TYPES,
+    S3_TYPES,
+    STORAGE_TYPES,
+    WADO_TYPES,
+    InstanceBody,
+    RequestBody,
+    SeriesBody,
+    StorageBody,
+    StudyBody,
+    service_account,
+    unknown_fields,
+)
+from node.sources.slide_metadata import JSON_FIELDS, SlideMetadata
+
+__all__ = ["MIME_TYPES", "S3_TYPES", "STORAGE_TYPES", "WADO_TYPES"]
 
 log = logging.getLogger(__name__)
 
-# mimeType -> what the file is; "slide" is a non-DICOM whole-slide image (NDPI, MRXS, SVS, TIFF).
-MIME_TYPES = {
-    "application/dicom": "dicom",
-    "image/jpeg": "jpeg",
-    "image/png": "png",
-    "image/bmp": "bmp",
-    "video/mp4": "mp4",
-    "application/pdf": "pdf",
-    "application/octet-stream": "slide",
-}
-S3_TYPES = ("aws-bucket", "wasabi-bucket")
-WADO_TYPES = ("wado-rs", "wado-uri")
-STORAGE_TYPES = (*S3_TYPES, "google-bucket", *WADO_TYPES)
-
-MAX_NAME = 64
-MAX_FILE = 1024
-MAX_ITEMS = 10000
-_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
-_CS = re.compile(r"^[A-Z0-9_ ]{1,16}$")
-_TIME = re.compile(r"^([01][0-9]|2[0-3])([0-5][0-9]([0-5][0-9](\.[0-9]{1,6})?)?)?$")
-_REGION = re.compile(r"^[a-z0-9-]{2,32}$")
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
-# The spec's example spells it `openingParameters`, its list of fields `OpeningParameters`.
-OPENING_KEYS = ("openingParameters", "OpeningParameters")
-# Unknown fields met while one body is parsed, named together in one log line.
-_IGNORED: ContextVar[list[str] | None] = ContextVar("ignored_fields", default=None)
 MAX_LOGGED_FIELDS = 10
 
 
@@ -114,7 +102,7 @@ class StorageSpec:
 
     def secret_fields(self) -> dict[str, Any]:
         """The body's secret fields of this storage, as a request would give them: what a
-        background import keeps sealed (node/sources/vault.py) to rebuild its request."""
+        background import keeps sealed (node/sources/sealed_secrets.py) to rebuild its request."""
         if self.type in S3_TYPES:
             return {"accessKey": self.access_key, "secretAccessKey": self.secret_key}
         if self.type == "google-bucket":
@@ -168,7 +156,7 @@ class StudyEntry:
 class OpeningParameters:
     """The viewer options of a POST request: those of the GET API that make sense here, with
     the same meanings and defaults, but `hideDocuments` is None unless given (the documents
-    the request lists itself are then shown: node/sources/opening.py)."""
+    the request lists itself are then shown: node/sources/post_context.py)."""
 
     collapse_previews: bool = False
     anonymize: bool = False
@@ -274,357 +262,109 @@ def _study_json(study: StudyEntry) -> dict[str, Any]:
     })
 
 
-class _Object:
-    """One JSON object being read: each read marks its key, `done` notes the rest as ignored."""
-
-    def __init__(self, value: Any, where: str) -> None:
-        if not isinstance(value, dict):
-            raise InvalidInput(f"{where or 'body'}: must be a JSON object", field=where or None)
-        self.value = value
-        self.where = where
-        self.read: set[str] = set()
-
-    def at(self, key: str) -> str:
-        return f"{self.where}.{key}" if self.where else key
-
-    def has(self, key: str) -> bool:
-        return self.value.get(key) is not None
-
-    def raw(self, key: str) -> Any:
-        self.read.add(key)
-        return self.value.get(key)
-
-    def text(self, key: str, *, required: bool = False, max_length: int = MAX_NAME,
-             check: Callable[[str], str | None] | None = None, dicom: bool = True) -> str:
-        value = self.raw(key)
-        where = self.at(key)
-        if value is None:
-            if required:
-                raise InvalidInput(f"{where}: is required", field=where)
-            return ""
-        if not isinstance(value, str):
-            raise InvalidInput(f"{where}: must be a string", field=where)
-        if required and not value.strip():
-            raise InvalidInput(f"{where}: must not be empty", field=where)
-        if len(value) > max_length:
-            raise InvalidInput(f"{where}: at most {max_length} characters", field=where)
-        if not value.isprintable() or (dicom and "\\" in value):
-            raise InvalidInput(f"{where}: contains characters that are not allowed",
-                               field=where)
-        if check is not None and value:
-            problem = check(value)
-            if problem:
-                raise InvalidInput(f"{where}: {problem}", field=where)
-        return value
-
-    def uid(self, key: str, *, required: bool = False) -> str:
-        return self.text(key, required=required, check=_uid_problem)
-
-    def boolean(self, key: str, default: bool) -> bool:
-        value = self.raw(key)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            raise InvalidInput(f"{self.at(key)}: must be true or false", field=self.at(key))
-        return value
-
-    def items(self, key: str, *, required: bool) -> list[Any]:
-        value = self.raw(key)
-        where = self.at(key)
-        if value is None:
-            if required:
-                raise InvalidInput(f"{where}: is required", field=where)
-            return []
-        if not isinstance(value, list):
-            raise InvalidInput(f"{where}: must be a list", field=where)
-        if required and not value:
-            raise InvalidInput(f"{where}: must not be empty", field=where)
-        if len(value) > MAX_ITEMS:
-            raise InvalidInput(f"{where}: at most {MAX_ITEMS} items", field=where)
-        return value
-
-    def done(self) -> None:
-        ignored = _IGNORED.get()
-        if ignored is not None:
-            ignored += [self.at(key) for key in self.value if key not in self.read]
-
-
-def _uid_problem(value: str) -> str | None:
-    return None if is_valid_uid(value) else "not a valid DICOM UID"
-
-
-def _date_problem(value: str) -> str | None:
-    try:
-        datetime.strptime(value, "%Y%m%d")
-    except ValueError:
-        return "must be a date as YYYYMMDD"
-    return None if len(value) == 8 else "must be a date as YYYYMMDD"
-
-
-def _time_problem(value: str) -> str | None:
-    return None if _TIME.match(value) else "must be a time as HHMMSS[.FFFFFF]"
-
-
-def _sex_problem(value: str) -> str | None:
-    return None if value in ("M", "F", "O") else "must be M, F or O"
-
-
-def _cs_problem(value: str) -> str | None:
-    return None if _CS.match(value) else "must be upper-case letters, digits, '_' or ' '"
-
-
-def _name_problem(value: str) -> str | None:
-    groups = value.split("=")
-    if len(groups) > 3 or any(len(g) > 64 or g.count("^") > 4 for g in groups):
-        return "not a DICOM person name (at most 5 components and 64 characters per group)"
-    return None
-
-
 def parse_body(text: bytes | str) -> OpenRequest:
     """Parse and check the raw body; InvalidInput for anything else than a valid request."""
     return parse_request(parse_json(text, "body"))
 
 
 def parse_request(value: Any) -> OpenRequest:
-    ignored: list[str] = []
-    reset = _IGNORED.set(ignored)
+    """The checked request; InvalidInput naming the first field that is wrong."""
     try:
-        request = _parse_request(value)
-    finally:
-        _IGNORED.reset(reset)
+        body = RequestBody.model_validate(value)
+    except ValidationError as exc:
+        raise _invalid_input(exc.errors(include_url=False)[0]) from None
+    ignored = list(unknown_fields(body))
     if ignored:
         names = ", ".join(repr(name[:80]) for name in ignored[:MAX_LOGGED_FIELDS])
         more = len(ignored) - MAX_LOGGED_FIELDS
         log.warning("POST request body: unknown field(s) ignored: %s%s", names,
                     f" and {more} more" if more > 0 else "")
-    return request
+    return _request(body)
 
 
-def _parse_request(value: Any) -> OpenRequest:
-    body = _Object(value, "")
-    username = body.text("username", required=True, dicom=False)
-    role = body.text("role", required=True, dicom=False)
-    has_studies, has_folder = body.has("studies"), body.has("folder")
-    if has_studies == has_folder:
-        raise InvalidInput("exactly one of studies and folder is required", field="studies")
-    opening = _opening_parameters(body)
-    folder = ""
-    studies: list[StudyEntry] = []
-    if has_folder:
-        spec = _Object(body.raw("folder"), "folder")
-        folder = spec.text("path", required=True, max_length=MAX_FILE, dicom=False)
-        spec.done()
+# pydantic's own error types, in the words this API has always used.
+_WORDS = {
+    "missing": "is required", "string_type": "must be a string",
+    "bool_type": "must be true or false", "list_type": "must be a list",
+    "model_type": "must be a JSON object", "model_attributes_type": "must be a JSON object",
+    "dict_type": "must be a JSON object", "too_short": "must not be empty",
+}
+def _invalid_input(error: ErrorDetails) -> InvalidInput:
+    where = field_path(error["loc"], error.get("ctx"))
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == PROBLEM and ctx.get("alone"):
+        return InvalidInput(error["msg"], field=where)
+    if kind == "string_too_long":
+        words = f"at most {ctx['max_length']} characters"
+    elif kind == "too_long":
+        words = f"at most {ctx['max_length']} items"
     else:
-        items = body.items("studies", required=True)
-        studies = [_study(item, f"studies[{i}]") for i, item in enumerate(items)]
-        _check_unique(studies)
-    body.done()
-    return OpenRequest(username, role, tuple(studies), folder, opening)
+        words = _WORDS.get(kind, error["msg"])
+    return InvalidInput(f"{where or 'body'}: {words}", field=where or None)
 
 
-def _opening_parameters(body: _Object) -> OpeningParameters:
-    given = [key for key in OPENING_KEYS if body.raw(key) is not None]
-    if not given:
-        return OpeningParameters()
-    if len(given) > 1:
-        raise InvalidInput("give openingParameters or OpeningParameters, not both",
-                           field=given[1])
-    obj = _Object(body.raw(given[0]), given[0])
-    visibility = obj.text("annotationVisibility", max_length=8, dicom=False).upper() or "ALL"
-    if visibility not in ("ALL", "USER"):
-        where = obj.at("annotationVisibility")
-        raise InvalidInput(f"{where}: must be ALL or USER", field=where)
-    hide_documents = obj.boolean("hideDocuments", False) if obj.has("hideDocuments") else None
-    opening = OpeningParameters(
-        collapse_previews=obj.boolean("collapsePreviews", False),
-        anonymize=obj.boolean("anonymize", False),
-        hide_search=obj.boolean("hideSearch", True),
-        hide_documents=hide_documents,
-        hide_layers=obj.boolean("hideLayers", False),
-        annotation_visibility=visibility,
-        full_preload_study=_uid_list(obj, "fullPreloadStudy"),
+def _request(body: RequestBody) -> OpenRequest:
+    opening = body.opening
+    return OpenRequest(
+        username=body.username, role=body.role,
+        studies=tuple(_study(study, f"studies[{i}]") for i, study in enumerate(body.studies)),
+        folder=body.folder.path if body.folder else "",
+        opening=OpeningParameters(
+            collapse_previews=opening.collapse_previews, anonymize=opening.anonymize,
+            hide_search=opening.hide_search, hide_documents=opening.hide_documents,
+            hide_layers=opening.hide_layers,
+            annotation_visibility=opening.annotation_visibility,
+            full_preload_study=tuple(dict.fromkeys(opening.full_preload_study))),
     )
-    obj.done()
-    return opening
 
 
-def _uid_list(obj: _Object, key: str) -> tuple[str, ...]:
-    """A UID, or a list of them (the GET API's 1-n parameter)."""
-    value = obj.raw(key)
-    where = obj.at(key)
-    if value is None:
-        return ()
-    values = [value] if isinstance(value, str) else value
-    if not isinstance(values, list) or len(values) > MAX_ITEMS:
-        raise InvalidInput(f"{where}: must be a UID or a list of at most {MAX_ITEMS} UIDs",
-                           field=where)
-    for index, uid in enumerate(values):
-        if not isinstance(uid, str) or not is_valid_uid(uid):
-            at = f"{where}[{index}]" if isinstance(value, list) else where
-            raise InvalidInput(f"{at}: not a valid DICOM UID", field=at)
-    return tuple(dict.fromkeys(values))
-
-
-def _study(value: Any, where: str) -> StudyEntry:
-    obj = _Object(value, where)
-    storage = _storage(obj.raw("storage"), obj.at("storage")) if obj.has("storage") else None
-    obj.raw("storage")
-    kind = storage.type if storage else "local"
-    study = StudyEntry(
-        where=where,
-        study_uid=obj.uid("studyInstanceUID", required=True),
-        storage=storage,
-        patient_id=obj.text("patientID"),
-        patient_name=obj.text("patientName", max_length=3 * 64 + 2, check=_name_problem),
-        birth_date=obj.text("patientBirthDate", max_length=8, check=_date_problem),
-        sex=obj.text("patientSex", max_length=1, check=_sex_problem),
-        accession=obj.text("accessionNumber", max_length=16),
-        study_date=obj.text("studyDate", max_length=8, check=_date_problem),
-        study_time=obj.text("studyTime", max_length=13, check=_time_problem),
-        description=obj.text("studyDescription"),
-        series=tuple(
-            _series(item, f"{where}.series[{i}]", kind, i + 1)
-            for i, item in enumerate(obj.items("series", required=kind != "wado-rs"))
-        ),
+def _study(study: StudyBody, where: str) -> StudyEntry:
+    return StudyEntry(
+        where=where, study_uid=study.study_uid,
+        storage=_storage(study.storage) if study.storage else None,
+        patient_id=study.patient_id, patient_name=study.patient_name,
+        birth_date=study.birth_date, sex=study.sex, accession=study.accession,
+        study_date=study.study_date, study_time=study.study_time,
+        description=study.description,
+        series=tuple(_series(series, f"{where}.series[{i}]", i + 1)
+                     for i, series in enumerate(study.series)),
     )
-    obj.done()
-    return study
 
 
-def _series(value: Any, where: str, kind: str, number: int) -> SeriesEntry:
-    obj = _Object(value, where)
-    series = SeriesEntry(
-        where=where,
-        series_uid=obj.uid("seriesInstanceUID", required=True),
-        description=obj.text("seriesDescription"),
-        modality=obj.text("modality", max_length=16, check=_cs_problem),
-        instances=tuple(
-            _instance(item, f"{where}.instances[{i}]", kind, i + 1)
-            for i, item in enumerate(obj.items("instances", required=kind != "wado-rs"))
-        ),
-        number=number,
+def _series(series: SeriesBody, where: str, number: int) -> SeriesEntry:
+    return SeriesEntry(
+        where=where, series_uid=series.series_uid, description=series.description,
+        modality=series.modality, number=number,
+        instances=tuple(_instance(instance, f"{where}.instances[{i}]", i + 1)
+                        for i, instance in enumerate(series.instances)),
     )
-    obj.done()
-    return series
 
 
-def _instance(value: Any, where: str, kind: str, number: int) -> InstanceEntry:
-    obj = _Object(value, where)
-    wado = kind in WADO_TYPES
-    sop_uid = obj.uid("sopInstanceUID", required=wado)
-    file = obj.text("file", required=not wado, max_length=MAX_FILE, dicom=False)
-    if wado and file:
-        raise InvalidInput(f"{obj.at('file')}: not used with {kind} (instances are named by "
-                           "sopInstanceUID)", field=obj.at("file"))
-    mime = obj.text("mimeType", required=not wado, dicom=False)
-    if mime and mime not in MIME_TYPES:
-        raise InvalidInput(
-            f"{obj.at('mimeType')}: unsupported mimeType {mime!r} (supported: "
-            f"{', '.join(MIME_TYPES)})", field=obj.at("mimeType"))
-    if wado and mime not in ("", "application/dicom"):
-        raise InvalidInput(f"{obj.at('mimeType')}: {kind} serves application/dicom only",
-                           field=obj.at("mimeType"))
-    slide = SlideMetadata(**{attr: obj.text(name) for name, attr in JSON_FIELDS.items()})
-    if MIME_TYPES.get(mime) == "slide" and not slide.container_identifier:
-        # A non-DICOM slide is found again only by its identifier (the slide barcode).
-        where = obj.at("containerIdentifier")
-        raise InvalidInput(f"{where}: is required for a non-DICOM slide", field=where)
-    obj.done()
-    return InstanceEntry(where, sop_uid, file, mime, slide, number)
+def _instance(instance: InstanceBody, where: str, number: int) -> InstanceEntry:
+    slide = _NO_SLIDE
+    if not _SLIDE_FIELDS.isdisjoint(instance.model_fields_set):
+        slide = SlideMetadata(**{attr: getattr(instance, attr) for attr in _SLIDE_FIELDS})
+    return InstanceEntry(where, instance.sop_uid, instance.file, instance.mime_type, slide,
+                         number)
 
 
-def _storage(value: Any, where: str) -> StorageSpec:
-    obj = _Object(value, where)
-    kind = obj.text("type", required=True, dicom=False)
-    if kind not in STORAGE_TYPES:
-        raise InvalidInput(f"{obj.at('type')}: unknown storage type {kind!r} (known: "
-                           f"{', '.join(STORAGE_TYPES)})", field=obj.at("type"))
-    if kind in WADO_TYPES:
-        name = obj.text("name", required=True, max_length=MAX_FILE, dicom=False)
-        url, user, password = _url(obj)
-        spec = StorageSpec(kind, name, url=url, http_headers=_headers(obj), url_user=user,
-                           url_password=password)
-    else:
-        name = obj.text("name", required=True, max_length=222, dicom=False,
-                        check=lambda v: None if _BUCKET.match(v) else "not a bucket name")
-        if kind in S3_TYPES:
-            spec = StorageSpec(
-                kind, name,
-                region=obj.text("region", required=True, dicom=False,
-                                check=lambda v: None if _REGION.match(v) else "not a region"),
-                access_key=obj.text("accessKey", required=True, max_length=256, dicom=False),
-                secret_key=obj.text("secretAccessKey", required=True, max_length=256,
-                                    dicom=False),
-            )
-        else:
-            spec = StorageSpec(kind, name, service_account=_service_account(obj))
-    obj.done()
-    return spec
+# Most instances are no slide: they share one empty SlideMetadata.
+_NO_SLIDE = SlideMetadata()
+_SLIDE_FIELDS = frozenset(JSON_FIELDS.values())
 
 
-def _url(obj: _Object) -> tuple[str, str, str]:
-    """(the URL without user name and password, the user name, the password)."""
-    url = obj.text("url", required=True, max_length=MAX_FILE, dicom=False)
-    where = obj.at("url")
-    try:
-        parts = urlsplit(url)
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
-        _ = parts.port  # out of range: ValueError
-    except ValueError:
-        valid = False
-    if not valid:
-        raise InvalidInput(f"{where}: must be an http or https URL", field=where)
-    if parts.query or parts.fragment:
-        raise InvalidInput(f"{where}: must not carry a query or fragment", field=where)
-    userinfo, _, host = parts.netloc.rpartition("@")
-    user, _, password = userinfo.partition(":")
-    return urlunsplit(parts._replace(netloc=host)), unquote(user), unquote(password)
-
-
-def _headers(obj: _Object) -> dict[str, str]:
-    value = obj.raw("httpHeaders")
-    where = obj.at("httpHeaders")
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidInput(f"{where}: must be an object of header names and values",
-                           field=where)
-    headers: dict[str, str] = {}
-    for name, text in value.items():
-        at = f"{where}.{name}"
-        if not _HEADER_NAME.match(name):
-            raise InvalidInput(f"{where}: not a valid header name", field=where)
-        if not isinstance(text, str) or len(text) > 8192 or any(c in text for c in "\r\n\x00"):
-            raise InvalidInput(f"{at}: must be a single-line string", field=at)
-        headers[name] = text
-    return headers
-
-
-def _service_account(obj: _Object) -> dict[str, Any]:
-    token = obj.text("token", required=True, max_length=65536, dicom=False)
-    where = obj.at("token")
-    try:
-        info = parse_json(base64.b64decode(token.strip(), validate=True), where)
-    except (binascii.Error, ValueError, InvalidInput) as exc:
-        raise InvalidInput(f"{where}: must be a base64-encoded service-account key (JSON)",
-                           field=where) from exc
-    if not isinstance(info, dict) or info.get("type") != "service_account":
-        raise InvalidInput(f"{where}: not a service-account key", field=where)
-    for key in ("client_email", "private_key"):
-        if not isinstance(info.get(key), str) or not info[key]:
-            raise InvalidInput(f"{where}: the service-account key has no {key}", field=where)
-    return info
-
-
-def _check_unique(studies: list[StudyEntry]) -> None:
-    """A SOP Instance UID names one instance: the same one twice would open one of them. (A
-    study or series may be named twice: its instances can come from several storages.)"""
-    seen: set[str] = set()
-    for study in studies:
-        for series in study.series:
-            for instance in series.instances:
-                if instance.sop_uid and instance.sop_uid in seen:
-                    where = f"{instance.where}.sopInstanceUID"
-                    raise InvalidInput(f"{where}: the same instance is named twice",
-                                       field=where)
-                seen.add(instance.sop_uid)
+def _storage(storage: StorageBody) -> StorageSpec:
+    if storage.type in WADO_TYPES:
+        parts = urlsplit(storage.url)
+        userinfo, _, host = parts.netloc.rpartition("@")
+        user, _, password = userinfo.partition(":")
+        return StorageSpec(storage.type, storage.name,
+                           url=urlunsplit(parts._replace(netloc=host)),
+                           http_headers=storage.http_headers, url_user=unquote(user),
+                           url_password=unquote(password))
+    if storage.type in S3_TYPES:
+        return StorageSpec(storage.type, storage.name, region=storage.region,
+                           access_key=storage.access_key, secret_key=storage.secret_key)
+    return StorageSpec(storage.type, storage.name,
+                       service_account=service_account(storage.token))

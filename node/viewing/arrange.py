@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from node.resolve import Findings, FoundStudy, StudyRequest
+from node.viewing.study_resolution import Findings, FoundStudy, StudyRequest
 
 # Order in which remote studies are retrieved: what the user sees first comes first.
 PURPOSE_PRIORITY = {"open": 0, "preload": 1, "prior": 2, "history": 3}

@@ -17,15 +17,21 @@ from node import metrics
 from node.errors import InvalidInput
 from node.index.context_writer import NewContext
 from node.render.preload import StudyPreloader
-from node.resolve import Findings, StudyRequest, find_remote, remote_queries, select_sources
 from node.services import NodeServices
 from node.viewing import arrange, audit
 from node.viewing.arrange import PURPOSE_PRIORITY, Arrangement
-from node.viewing.catalogue import Applicable, Catalogue
+from node.viewing.issuance_catalogue import Applicable, Catalogue
 from node.viewing.options import ViewingOptions, options_json
 from node.viewing.retrievals import RetrievalRegistry
 from node.viewing.store import IssueStore, Prepared
-from node.viewing.tokens import new_token, token_key
+from node.viewing.study_resolution import (
+    Findings,
+    StudyRequest,
+    find_remote,
+    remote_queries,
+    select_sources,
+)
+from node.viewing.token_secrets import new_token, token_key
 
 log = logging.getLogger(__name__)
 

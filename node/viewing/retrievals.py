@@ -1,7 +1,7 @@
 """Background retrieval of studies found on a source node, one job per study.
 
-A retrieval is a row of the jobs table (node/jobs.py), so that a study is retrieved once however
-many viewing contexts and instances ask for it, by whichever instance claims the job, and
+A retrieval is a row of the jobs table (node/process/jobs.py), so that a study is retrieved once
+however many viewing contexts and instances ask for it, by whichever instance claims the job, and
 finished by another one if that instance dies. Each retrieval's progress is written into every
 context naming the study (pending -> retrieving -> available | failed). A few retrievals run at
 a time per instance, so that a long history does not open dozens of associations at once.
@@ -18,7 +18,7 @@ from node.config import RemoteNode
 from node.dimse import scu
 from node.errors import ConfigError
 from node.index.context_queries import set_waiting_study_state
-from node.jobs import ClaimedJob, JobBoard, JobRunner, JobStatus, worker_name
+from node.process.jobs import ClaimedJob, JobBoard, JobRunner, JobStatus, worker_name
 from node.services import NodeServices
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from node.errors import InvalidInput, NotFound
 from node.index.context_queries import purge_dead_contexts, revoke_context, revoke_user_sessions
 from node.services import NodeServices
 from node.viewing import audit
-from node.viewing.tokens import looks_like_token, token_keys
+from node.viewing.token_secrets import looks_like_token, token_keys
 
 
 async def revoke_token(services: NodeServices, token: str) -> int:

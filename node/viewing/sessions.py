@@ -23,11 +23,11 @@ from node.index.viewer_session_queries import (
     claim_redemption,
     live_session_context,
 )
-from node.roles import get_role
 from node.services import NodeServices
 from node.viewing import audit
 from node.viewing.options import ViewingOptions
-from node.viewing.tokens import digest, looks_like_token, new_secret, token_keys
+from node.viewing.roles import get_role
+from node.viewing.token_secrets import digest, looks_like_token, new_secret, token_keys
 
 if TYPE_CHECKING:
     from node.index.viewing_models import ViewingContext

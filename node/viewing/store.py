@@ -24,8 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from node.index.context_writer import ContextWriter, NewContext, SqliteContextInserts
 from node.index.sqlite_batches import SqliteBatches, sqlite_file
 from node.index.write_lock import WriteLock
-from node.resolve import Findings, StudyRequest, find_local, find_local_sqlite
 from node.viewing.arrange import Arrangement
+from node.viewing.study_resolution import Findings, StudyRequest, find_local, find_local_sqlite
 
 
 @dataclass

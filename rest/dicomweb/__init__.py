@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from node.series_metadata import MetadataWarmer, SeriesMetadata
+from node.render.series_metadata import MetadataWarmer, SeriesMetadata, metadata_folder
 from rest.dicomweb import qido, stow, wado
 from rest.dicomweb.cors import cors_headers, preflight
-from rest.dicomweb.state import METADATA
+from rest.dicomweb.dicomweb_state import METADATA
 from rest.state import SERVICES
 
 ROUTE_TABLES = (qido.routes, wado.routes, stow.routes)
@@ -25,7 +25,7 @@ __all__ = ["ROUTE_TABLES", "cors_headers", "preflight", "setup"]
 
 
 async def _warm_metadata(app: web.Application) -> AsyncIterator[None]:
-    """Series metadata made ahead, while the node is idle (node/series_metadata.py)."""
+    """Series metadata made ahead, while the node is idle (node/render/series_metadata.py)."""
     services = app[SERVICES]
     warmer = MetadataWarmer(services, app[METADATA])
     services.ingestor.listeners.append(warmer.instance_indexed)
@@ -41,7 +41,7 @@ def setup(app: web.Application) -> None:
     """The DICOMweb routes; call after the viewer's setup (its session grants and renderer are
     shared)."""
     services = app[SERVICES]
-    app[METADATA] = SeriesMetadata(services, services.config.data_dir / "dicomweb-metadata")
+    app[METADATA] = SeriesMetadata(services, metadata_folder(services.config.data_dir))
     app.cleanup_ctx.append(_warm_metadata)
     for table in ROUTE_TABLES:
         app.add_routes(table)

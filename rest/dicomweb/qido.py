@@ -18,9 +18,10 @@ from pydicom.datadict import keyword_for_tag
 
 from node.errors import InvalidInput
 from node.index.query import ATTRIBUTES, FindMatch, FindRequest, Level, Model, scoped_find
-from rest.dicomweb.access import Reader, reader
 from rest.dicomweb.dicom_json import dataset_json, element
 from rest.dicomweb.negotiation import DICOM_JSON, require_json
+from rest.dicomweb.patient_scope import NAMES_SEVERAL, patients_named
+from rest.dicomweb.readers import Reader, reader
 from rest.dicomweb.urls import BASE_PATH, base_url
 from rest.middleware import public
 from rest.state import SERVICES
@@ -156,11 +157,17 @@ async def _search(request: web.Request, level: Level,
     if "StudyInstanceUID" in keys:
         who.require(keys["StudyInstanceUID"])
     search = Search(request, level, keys)
-    matches = await scoped_find(request.app[SERVICES].sessions, search.find,
-                                who.scope(search.limit, search.offset))
+    sessions = request.app[SERVICES].sessions
+    patients = await patients_named(sessions, who, search.find.keys)
+    warnings = search.warnings()
+    if patients is not None and not patients:
+        warnings.append(NAMES_SEVERAL)
+        matches = []
+    else:
+        matches = await scoped_find(sessions, search.find,
+                                    who.scope(search.limit, search.offset, patients))
     base = base_url(request)
     headers = {"Cache-Control": "no-store"}
-    warnings = search.warnings()
     if warnings:
         headers["Warning"] = ", ".join(warnings)
     if not matches:

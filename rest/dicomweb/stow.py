@@ -1,9 +1,11 @@
 """STOW-RS (PS3.18 10.5): storing instances sent as `multipart/related; type="application/dicom"`,
 one DICOM Part 10 file per part, at POST /dicom-web/studies and /dicom-web/studies/{study}.
 
-Each part is written to incoming/ as its bytes arrive, never held whole in memory; the app's
+A part up to IN_MEMORY_BYTES is read whole and written to incoming/ by the ingest thread that
+takes it (creating and writing a file cost the event loop more than parsing the body did); a
+larger one is written to incoming/ as its bytes arrive, never held whole in memory. The app's
 `http.max_body_bytes` bounds only bodies read whole, so `dicomweb.max_stow_bytes` bounds this one
-(413). A written part goes to the one ingest path, which answers once the instance is durable and
+(413). A part goes to the one ingest path, which answers once the instance is durable and
 indexed; meanwhile the next part is read, so that the parts of a request share group commits.
 
 Who may store: the API key, anything; a viewer session, only if its role allows `save`, only into
@@ -21,21 +23,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydicom import dcmread
 
 from node.errors import InvalidInput
-from node.header_scan import HEAD_BYTES
-from node.index.writer import AddOutcome
-from node.ingest import Ingestor
-from node.instance_record import InstanceRecord, is_valid_uid
+from node.index.index_writer import AddOutcome
+from node.ingest.header_scan import HEAD_BYTES
+from node.ingest.ingestor import Ingestor
+from node.ingest.instance_record import InstanceRecord, is_valid_uid
 from node.viewing import audit
 from rest.client_address import client_address
-from rest.dicomweb.access import Reader, reader
 from rest.dicomweb.negotiation import media_type, require_json
+from rest.dicomweb.readers import SAVED_BY_SESSIONS, Reader, reader
 from rest.dicomweb.stow_response import (
     CANNOT_UNDERSTAND,
     DATASET_MISMATCH,
@@ -56,9 +58,10 @@ routes = web.RouteTableDef()
 
 DICOM = "application/dicom"
 CHUNK_BYTES = 256 * 1024
-# Parts written and waiting for the ingest path at once, per request: enough to fill group
-# commits; each waits as a file in incoming/, not in memory.
+# Parts read and waiting for the ingest path at once, per request: enough to fill group
+# commits; each waits in memory (at most IN_MEMORY_BYTES) or as a file in incoming/.
 IN_FLIGHT = 16
+IN_MEMORY_BYTES = 1 << 20
 # SOP Instance UIDs named in a session's audit row; the count is always there.
 AUDITED_UIDS = 1000
 # Parts in one request (each costs a task and an item of the answer, even when empty), and
@@ -87,9 +90,10 @@ class BodyError(Exception):
 
 @dataclass(frozen=True)
 class Received:
-    """One part, written to incoming/: its file, first bytes and size."""
+    """One part: its bytes (a small part) or its file in incoming/, first bytes and size."""
 
-    path: Path
+    data: bytes | None
+    path: Path | None
     head: bytes
     size: int
 
@@ -139,12 +143,13 @@ class Store:
         return list(await asyncio.gather(*self.tasks))
 
     async def _receive(self, part: BodyPartReader, number: int) -> Received | PartOutcome:
-        """Stream the part into a new incoming file. A write error (a full disk) fails this
-        part and reads past it, so that the parts after it are still answered."""
-        out, path = self.ingestor.storage.new_incoming_file()
+        """Read the part: whole while it is small, else streamed into a new incoming file. A
+        write error (a full disk) fails this part and reads past it, so that the parts after
+        it are still answered."""
+        chunks: list[bytes] = []
         head = bytearray()
         size = 0
-        write_error: OSError | None = None
+        large: _LargePart | None = None
         try:
             while chunk := await _read_chunk(part, number):
                 size += len(chunk)
@@ -152,26 +157,26 @@ class Store:
                     raise BodyError(413, "the body is larger than dicomweb.max_stow_bytes")
                 if len(head) < HEAD_BYTES:
                     head += chunk[:HEAD_BYTES - len(head)]
-                if write_error is None:
-                    try:
-                        out.write(chunk)
-                    except OSError as exc:
-                        write_error = exc
+                if large is not None:
+                    large.write(chunk)
+                    continue
+                chunks.append(chunk)
+                if size > IN_MEMORY_BYTES:
+                    large = _LargePart(self.ingestor.storage.new_incoming_file)
+                    large.write(b"".join(chunks))
+                    chunks = []
         except BaseException:  # the body, not the disk: the request ends here
-            with contextlib.suppress(OSError):
-                out.close()
-            path.unlink(missing_ok=True)
+            if large is not None:
+                large.discard()
             raise
-        try:
-            out.close()
-        except OSError as exc:
-            write_error = write_error or exc
         self.remaining -= size
-        if write_error is not None:
-            path.unlink(missing_ok=True)
-            log.error("STOW-RS part %d could not be written: %s", number, write_error)
+        if large is None:
+            return Received(b"".join(chunks), None, bytes(head), size)
+        path = large.close()
+        if path is None:
+            log.error("STOW-RS part %d could not be written: %s", number, large.error)
             return _failed(number, None, bytes(head), OUT_OF_RESOURCES, "storage error")
-        return Received(path, bytes(head), size)
+        return Received(None, path, bytes(head), size)
 
     async def _throttle(self) -> None:
         while True:
@@ -190,8 +195,9 @@ class Store:
             self.admit(record)
 
         try:
+            path = received.path or self._write_incoming(received.data or b"")
             result = self.ingestor.ingest_incoming_blocking(
-                received.path, self.origin, None, received.head, received.size, admit)
+                path, self.origin, None, received.head, received.size, admit)
         except Refused as exc:
             return _failed(number, seen, received.head, exc.status, str(exc))
         except InvalidInput as exc:
@@ -213,6 +219,59 @@ class Store:
             warning, note = DUPLICATE, f"{record.sop_uid} was stored already: replaced"
         return PartOutcome(number, record.sop_class_uid, record.sop_uid, record.study_uid,
                            record.series_uid, warning=warning, note=note)
+
+
+    def _write_incoming(self, data: bytes) -> Path:
+        """A small part's file in incoming/ (in the ingest thread: off the event loop)."""
+        out, path = self.ingestor.storage.new_incoming_file()
+        try:
+            with out:
+                out.write(data)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return path
+
+
+class _LargePart:
+    """A part past IN_MEMORY_BYTES, written to incoming/ as it arrives. A write error (a full
+    disk) is kept and the rest of the part read past, so that the parts after it are still
+    answered."""
+
+    def __init__(self, new_file: Callable[[], tuple[BinaryIO, Path]]) -> None:
+        self.out: BinaryIO | None = None
+        self.path: Path | None = None
+        self.error: OSError | None = None
+        try:
+            self.out, self.path = new_file()
+        except OSError as exc:
+            self.error = exc
+
+    def write(self, chunk: bytes) -> None:
+        if self.out is not None and self.error is None:
+            try:
+                self.out.write(chunk)
+            except OSError as exc:
+                self.error = exc
+
+    def close(self) -> Path | None:
+        """The written file, or None (removed) after a write error."""
+        if self.out is not None:
+            try:
+                self.out.close()
+            except OSError as exc:
+                self.error = self.error or exc
+        if self.error is not None:
+            self.discard()
+            return None
+        return self.path
+
+    def discard(self) -> None:
+        if self.out is not None:
+            with contextlib.suppress(OSError):
+                self.out.close()
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
 
 
 async def _done(outcome: PartOutcome) -> PartOutcome:
@@ -287,7 +346,7 @@ def _check_content_type(request: web.Request) -> None:
 def _origin(who: Reader) -> str:
     if who.grant is None:
         return "stow"
-    return f"stow:{who.grant.context['username']}"[:80]
+    return f"{SAVED_BY_SESSIONS}{who.grant.context['username']}"[:80]
 
 
 async def _audit(request: web.Request, who: Reader, outcomes: list[PartOutcome]) -> None:

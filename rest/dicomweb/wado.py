@@ -3,7 +3,7 @@
 - Instances (study, series or one) as `multipart/related; type="application/dicom"`, each
   file as stored unless the client asks for Explicit VR Little Endian by name (then converted,
   decompressed if need be); `transfer-syntax=*` or none: as stored.
-- Metadata as DICOM JSON from the series' metadata files (node/series_metadata.py), bulk data
+- Metadata as DICOM JSON from the series' metadata files (node/render/series_metadata.py), bulk data
   as BulkDataURIs on the origin the client used.
 - Frames read by offset from the stored file (node/render/stored_frames.py): as stored (their
   media type, e.g. image/jpeg, or octet-stream with `transfer-syntax=*`) or native bytes.
@@ -32,18 +32,18 @@ from node.index.instance_queries import StoredInstanceRow, series_of_study, stor
 from node.index.query import Scope
 from node.render import NotRenderable, RenderParams, Window, is_image
 from node.render.renderer import cache_key
+from node.render.series_metadata import PIXEL_DATA_TAGS, InstanceMetadata, RowsLoader
 from node.render.stored_frames import FRAME_MEDIA_TYPES, NotDecodable, read_frames
-from node.series_metadata import PIXEL_DATA_TAGS, InstanceMetadata, RowsLoader
-from rest.dicomweb.access import Reader, reader
 from rest.dicomweb.dicom_json import PHI_TAGS
+from rest.dicomweb.dicomweb_state import METADATA
 from rest.dicomweb.multipart import MultipartRelated
 from rest.dicomweb.negotiation import DICOM_JSON, MediaRange, accepted, not_acceptable, require_json
-from rest.dicomweb.state import METADATA
+from rest.dicomweb.readers import Reader, reader
 from rest.dicomweb.urls import BASE_PATH, base_url
 from rest.middleware import json_error, public
 from rest.state import SERVICES
 from rest.viewer.media import extract_video, extracted_path
-from rest.viewer.state import RENDERER
+from rest.viewer.viewer_state import RENDERER
 
 routes = web.RouteTableDef()
 
@@ -182,7 +182,8 @@ async def metadata(request: web.Request) -> web.Response:
     assert study is not None
     who.require(study)
     sessions = request.app[SERVICES].sessions
-    hidden = who.scope().without_sop_class_prefixes
+    scope = who.scope()
+    hidden = scope.without_sop_class_prefixes
     arrays: list[bytes] = []
     for series_uid in [series] if series else await series_of_study(sessions, study):
         entry = await request.app[METADATA].series(study, series_uid,
@@ -192,8 +193,10 @@ async def metadata(request: web.Request) -> web.Response:
         if sop is None and not hidden and not who.anonymize:
             arrays.append(entry.body)
             continue
+        kept = await _kept_of_hidden_classes(request, scope, study, series_uid,
+                                             entry.instances)
         chosen = [m.json for m in entry.instances if (sop is None or m.sop_uid == sop)
-                  and not m.sop_class_uid.startswith(hidden)]
+                  and (not m.sop_class_uid.startswith(hidden) or m.sop_uid in kept)]
         arrays.append(orjson.dumps([_anonymized(j) if who.anonymize else j for j in chosen]))
     items = [array[1:-1] for array in arrays if array != b"[]"]
     if not items:
@@ -202,6 +205,19 @@ async def metadata(request: web.Request) -> web.Response:
     body = (b"[" + b",".join(items) + b"]").replace(
         b'"BulkDataURI":"', b'"BulkDataURI":"' + base + b"/")
     return web.Response(body=body, content_type=DICOM_JSON, headers=NO_STORE)
+
+
+async def _kept_of_hidden_classes(request: web.Request, scope: Scope, study_uid: str,
+                                  series_uid: str, instances: list[InstanceMetadata]
+                                  ) -> set[str]:
+    """The series' instances of a hidden SOP class that the scope keeps all the same (by
+    their origin, which only the index knows: Scope.keep_origin_prefix). An image series has
+    no instance of a hidden class and costs no query."""
+    hidden = scope.without_sop_class_prefixes
+    if not hidden or not any(m.sop_class_uid.startswith(hidden) for m in instances):
+        return set()
+    rows = await stored_instances(request.app[SERVICES].sessions, scope, study_uid, series_uid)
+    return {row.sop_uid for row in rows if row.sop_class_uid.startswith(hidden)}
 
 
 # -- frames and bulk data ----------------------------------------------------------------------

@@ -13,9 +13,10 @@ import logging
 from aiohttp import web
 
 from rest.ohif.bundle import BASE_PATH, OhifMissing, PreparedApp, prepare
+from rest.ohif.ohif_state import OHIF, OhifInstall
 from rest.ohif.routes import routes
 from rest.ohif.start import start_url
-from rest.ohif.state import OHIF, OhifInstall
+from rest.ohif.waiting import routes as waiting_routes
 
 __all__ = ["BASE_PATH", "OHIF", "PreparedApp", "setup", "start_url"]
 
@@ -35,4 +36,6 @@ def setup(app: web.Application) -> None:
     """State and routes of the OHIF viewer; the build is prepared at start-up."""
     app[OHIF] = OhifInstall()
     app.on_startup.append(_prepare)
+    # Before OHIF's page, whose route takes every other path under /viewer/.
+    app.add_routes(waiting_routes)
     app.add_routes(routes)

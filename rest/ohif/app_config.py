@@ -17,7 +17,7 @@ from typing import Any
 
 from rest.ohif.bundle import BASE_PATH, PreparedApp
 from rest.ohif.protocols import EXTENSION_ID, SESSION_PROTOCOL, protocol_module
-from rest.viewer.access import Grant
+from rest.viewer.grants import Grant
 
 DATA_SOURCE = "node"
 # OHIF opens this many web workers to decode frames; the node's machines have two cores.
@@ -29,6 +29,15 @@ VIEWER_MODE = "@ohif/mode-longitudinal"
 GLOBAL_CUSTOMIZATIONS: dict[str, Any] = {"ohif.tours": {"$set": []}}
 # Toolbar buttons that need a role permission: Capture saves the viewport as an image file.
 BUTTON_PERMISSIONS = {"Capture": "download"}
+# Actions OHIF draws unconditionally that need a role permission, as (where, label, the
+# permissions of which one is needed): the measurement panel's CSV (a file download) and
+# Create SR (stored through STOW-RS).
+MEASUREMENT_PANEL_BUTTONS = ("[data-cy='trackedMeasurements-panel'] button, "
+                             "[data-cy='measurements-panel'] button")
+GUARDED_ACTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    (MEASUREMENT_PANEL_BUTTONS, "CSV", ("download",)),
+    (MEASUREMENT_PANEL_BUTTONS, "Create SR", ("save",)),
+)
 # OHIF's toolbar layouts (customization keys) whose primary bar may hold those buttons.
 TOOLBAR_LAYOUTS = ("cornerstone.toolbarSections", "cornerstone.segmentationModeToolbarSections")
 
@@ -68,6 +77,14 @@ def data_source() -> dict[str, Any]:
     }
 
 
+def tracking_mode(grant: Grant) -> str:
+    """OHIF's measurement tracking: "simplified" where the role may save (measurements are
+    tracked without asking, the measurement panel's "Create SR" stores them through the
+    node's STOW-RS, and a stored SR is loaded back without asking), "none" where it may not
+    (measurements stay on screen, never tracked for a report)."""
+    return "simplified" if grant.features.get("save") else "none"
+
+
 def app_config(grant: Grant, session_protocol: bool = False) -> dict[str, Any]:
     features = grant.features
     options = grant.context["options"]
@@ -83,7 +100,10 @@ def app_config(grant: Grant, session_protocol: bool = False) -> dict[str, Any]:
         "showErrorDetails": "production",
         "strictZSpacingForVolumeViewport": True,
         "maxNumberOfWebWorkers": WEB_WORKERS,
-        "measurementTrackingMode": "none",
+        "measurementTrackingMode": tracking_mode(grant),
+        # A stored SR (or SEG) shown in a viewport is loaded without asking. (OHIF 3.13's
+        # asking path, taken right after "Create SR" saved, fails on a viewport not yet made.)
+        "disableConfirmationPrompts": True,
         "defaultDataSourceName": DATA_SOURCE,
         "dataSources": [data_source()],
         # The banner: name, ID, birth date and sex shown at once; an anonymized session's
@@ -107,6 +127,56 @@ def _viewer_mode(collapse_previews: bool, session_protocol: bool) -> dict[str, A
         # made for (its matching rule), its default for any other.
         changes["hangingProtocol"] = {"$set": [SESSION_PROTOCOL, "default"]}
     return changes
+
+
+def hidden_actions(grant: Grant) -> list[tuple[str, str]]:
+    """(where, label) of the guarded actions the session may not use."""
+    features = grant.features
+    return [(where, label) for where, label, needed in GUARDED_ACTIONS
+            if not any(features.get(permission) for permission in needed)]
+
+
+def _action_guard(hidden: list[tuple[str, str]]) -> str:
+    """JavaScript that keeps the hidden actions off screen.
+
+    OHIF 3.13 draws these buttons unconditionally (no customization turns one
+    off), so the page hides them itself as OHIF renders them: a MutationObserver, at most once
+    per animation frame, sets `display: none` on each one of a hidden label (React sets no
+    style on them, so it never undoes this). The node refuses a store from a session without
+    `save` all the same (STOW-RS answers 403)."""
+    if not hidden:
+        return ""
+    return "\n".join([
+        f"var viewnodeHiddenActions = {_js([list(pair) for pair in hidden])};",
+        "var viewnodeGuardPending = false;",
+        "function viewnodeHideActions() {",
+        "  viewnodeGuardPending = false;",
+        "  viewnodeHiddenActions.forEach(function (hidden) {",
+        "    document.querySelectorAll(hidden[0]).forEach(function (element) {",
+        "      if (element.textContent.trim() === hidden[1]) {",
+        "        element.style.display = 'none';",
+        "      }",
+        "    });",
+        "  });",
+        "}",
+        "new MutationObserver(function () {",
+        "  if (!viewnodeGuardPending) {",
+        "    viewnodeGuardPending = true;",
+        "    requestAnimationFrame(viewnodeHideActions);",
+        "  }",
+        "}).observe(document.documentElement, {childList: true, subtree: true});",
+    ]) + "\n"
+
+
+def _report_dialog_without_download(grant: Grant) -> str:
+    """OHIF's "Create Report" dialog offers to download the SR beside saving it; without the
+    `download` permission it is shown without that button (a wrapper of OHIF's own dialog
+    component, through its `ohif.createReportDialog` customization)."""
+    if grant.features.get("download"):
+        return ""
+    return ("window.config.customizationService.global['ohif.createReportDialog'] = "
+            "{$apply: function (Dialog) { return function (props) { "
+            "return Dialog(Object.assign({}, props, {enableDownload: false})); }; }};\n")
 
 
 def hidden_buttons(grant: Grant) -> list[str]:
@@ -148,7 +218,9 @@ def app_config_script(grant: Grant, app: PreparedApp, dicomweb_root: str,
         f"window.PUBLIC_URL = {_js(app.static_prefix)};\n"
         "window.browserImportFunction = function (name) { return import(name); };\n"
         f"window.config = {_js(config)};\n"
-        + _extension(session_protocol) + _toolbar_filter(hidden_buttons(grant)))
+        + _extension(session_protocol) + _toolbar_filter(hidden_buttons(grant))
+        + _report_dialog_without_download(grant)
+        + _action_guard(hidden_actions(grant)))
 
 
 def _js(value: Any) -> str:

@@ -4,8 +4,8 @@ generated app-config.js defines), as OHIF's protocol data.
 - The second monitor's priors side by side (chosen by its URL).
 - The session's protocol from the database (user > role > global, snapshot in the viewing
   context): the node places the first opened study's series itself, with its own matching
-  (node/hanging_protocols.py: wildcards, any case), and hands OHIF a protocol whose cells name
-  those series by UID, matched to that study with a weight above OHIF's own protocols. The
+  (node/viewing/hanging_protocols.py: wildcards, any case), and hands OHIF a protocol whose cells
+  name those series by UID, matched to that study with a weight above OHIF's own protocols. The
   protocol placing the most series is used; when none places any, OHIF's default layout stays.
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from node.hanging_protocols import Protocol, snapshot_protocols
 from node.render import StoredSeries, is_image
+from node.viewing.hanging_protocols import Protocol, snapshot_protocols
 
 EXTENSION_ID = "viewnode"
 SESSION_PROTOCOL = "viewnode.session"

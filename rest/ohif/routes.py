@@ -4,7 +4,8 @@
   compressed, cached as immutable (a new build has a new id);
 - `/viewer/app-config.js`: the session's configuration (app_config.py), never cached;
 - any other path under /viewer/ is one of OHIF's own routes (`/viewer/viewer?StudyInstanceUIDs=`)
-  and gets the page, for a live session only; without one, the dark refusal page.
+  and gets the page, for a live session only; without one, the dark refusal page; while the
+  studies it names are still being retrieved, the dark waiting page (waiting.py).
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from rest.dicomweb.urls import base_url
 from rest.middleware import json_error, public
 from rest.ohif.app_config import app_config_script
 from rest.ohif.bundle import BASE_PATH, CONFIG_PATH, PreparedApp, served_file
+from rest.ohif.ohif_state import OHIF
 from rest.ohif.protocols import session_protocol
-from rest.ohif.state import OHIF
+from rest.ohif.waiting import waiting_page, waiting_studies
 from rest.refusal import refusal_page
 from rest.state import SERVICES
-from rest.viewer.access import Grant
-from rest.viewer.state import GRANTS
+from rest.viewer.grants import Grant
+from rest.viewer.viewer_state import GRANTS
 
 routes = web.RouteTableDef()
 
@@ -103,6 +105,9 @@ async def static_file(request: web.Request) -> web.StreamResponse:
 @public
 async def page(request: web.Request) -> web.StreamResponse:
     app = _prepared(request)
-    if await _grant(request) is None:
+    grant = await _grant(request)
+    if grant is None:
         return refusal_page(401, *NO_SESSION)
+    if waiting_studies(grant, request.query.get("StudyInstanceUIDs", "")):
+        return waiting_page()
     return web.FileResponse(app.index_html, headers=PAGE_HEADERS)

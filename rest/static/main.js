@@ -390,6 +390,7 @@ function nextSeries(step) {
 }
 
 document.addEventListener("keydown", (event) => {
+  if (config.slides) return;  // the slide viewer has its own keys (slides.js)
   if (event.target.closest && event.target.closest("input, select, textarea, dialog, video")) return;
   if (event.altKey || event.metaKey) return;
   const viewport = state.active;
@@ -418,6 +419,9 @@ function start() {
   layoutGrid(1, 1);
   renderPatient();
   renderStudyList();
+  // A pathology case: the slide viewer (slides.js) shows its slides; none of its studies is
+  // opened here as images (a slide file has none, a DICOM slide's levels are not a stack).
+  if (config.slides) return;
   if (config.monitor === "secondary") return openPriors();
   const mine = patientStudies();
   const first = mine.find((s) => s.purpose === "open") || (config.display === "studies" ? mine[0] : null);

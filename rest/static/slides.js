@@ -1,11 +1,20 @@
-// The pathology slide panel: the case's slides in a tray, OpenSeadragon fed by the session's
-// DeepZoom endpoint, a toggle for the slide's colour profile (lut=1), its specimen/block/slide
-// metadata, and the annotation layers drawn over it in SVG with simple drawing tools.
-// Everything goes through /ngv/slides, authorised by the session cookie; the layers shown and
-// the user they are saved as are the server's decision, not this page's.
+// The pathology slide viewer: the case's slides in a tray, OpenSeadragon fed by the session's
+// DeepZoom endpoint with its navigator (overview), a scale bar and magnification presets from
+// the slide's microns per pixel, the slide's colour profile (on from the start when the lab gave
+// it a .cube), its label image (never in an anonymized session: the server refuses it and the
+// page does not ask), its specimen/block/slide metadata, and the annotation layers
+// (slide_layers.js). Everything goes through /ngv/slides, authorised by the session cookie; the
+// slides and layers shown and the user they are saved as are the server's decision, not this
+// page's. A case the page opens in slide mode (config.slides) has the image area to itself: the
+// radiology tools are hidden; while a POST request's import is still running, the tray waits
+// for its slides instead of saying there are none.
 
-const SVG = "http://www.w3.org/2000/svg";
-const TOOLS = ["pan", "point", "line", "polygon", "rectangle", "ellipse"];
+import { viewerConfig } from "./api.js";
+import { Patients } from "./banner.js";
+import { SlideLayers } from "./slide_layers.js";
+import { imageZoomFor, nativeMagnification, presetsFor, scaleBar } from "./slide_measure.js";
+
+const POLL_MS = 1500;
 
 function element(tag, attrs = {}, text = "") {
   const node = document.createElement(tag);
@@ -30,16 +39,24 @@ function loadOpenSeadragon() {
   });
 }
 
+function setStatus(text) {
+  const status = document.getElementById("status");
+  if (status) status.textContent = text;
+}
+
 class SlidePanel {
   constructor(root, tray) {
     this.root = root;
     this.tray = tray;
     this.slide = null;
+    this.info = null;
     this.lut = false;
-    this.tool = "pan";
-    this.layers = [];
-    this.draft = [];
+    this.shown = new Set();
     this.build();
+  }
+
+  setStatus(text) {
+    setStatus(text);
   }
 
   build() {
@@ -50,28 +67,36 @@ class SlidePanel {
     this.lutButton = element("button", { type: "button", id: "slide-lut", "aria-pressed": "false",
       title: "Apply the slide's colour profile" }, "Colour profile");
     this.lutButton.onclick = () => this.setLut(!this.lut);
-    tools.append(this.trayToggle, this.lutButton);
-    this.toolButtons = {};
-    for (const name of TOOLS) {
-      const button = element("button", { type: "button", class: "tool", id: `slide-tool-${name}`,
-        "aria-pressed": String(name === "pan") }, name[0].toUpperCase() + name.slice(1));
-      button.onclick = () => this.setTool(name);
-      this.toolButtons[name] = button;
-      tools.append(button);
-    }
-    this.layerName = element("input", { id: "slide-layer", maxlength: "64", size: "12",
-      value: "Annotations", "aria-label": "Layer name" });
-    tools.append(this.layerName);
+    this.magnifications = element("div", { class: "slide-mag", id: "slide-mag", role: "group",
+      "aria-label": "Magnification" });
+    this.zoomText = element("span", { class: "slide-zoom", id: "slide-zoom" });
+    this.labelButton = element("button", { type: "button", id: "slide-label-toggle",
+      "aria-pressed": "false", title: "The slide's label" }, "Label");
+    this.labelButton.onclick = () => this.setLabel(this.labelPanel.hidden);
+    this.layersButton = element("button", { type: "button", id: "slide-layers-toggle",
+      "aria-pressed": "true", title: "Annotation layers" }, "Layers");
+    this.layersButton.onclick = () => this.setLayerList(this.root.classList.contains("layers-closed"));
+    tools.append(this.trayToggle, this.lutButton, this.magnifications, this.zoomText,
+      this.labelButton, this.layersButton);
     this.meta = element("div", { class: "slide-meta", id: "slide-meta" });
-    tools.append(this.meta);
     this.trayList = element("nav", { class: "slide-tray", id: "slide-tray", "aria-label": "Slides" });
     this.view = element("div", { class: "slide-view" });
     this.osdHost = element("div", { class: "slide-osd", id: "slide-osd" });
-    this.svg = document.createElementNS(SVG, "svg");
+    this.svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
     this.svg.setAttribute("class", "slide-overlay");
     this.svg.id = "slide-overlay";
-    this.view.append(this.osdHost, this.svg);
-    this.root.append(tools, this.trayList, this.view);
+    this.scale = element("div", { class: "slide-scale", id: "slide-scale", "aria-label": "Scale" });
+    this.scaleBar = element("div", { class: "slide-scale-bar" });
+    this.scaleText = element("span", { class: "slide-scale-text" });
+    this.scale.append(this.scaleBar, this.scaleText);
+    this.labelPanel = element("figure", { class: "slide-label", id: "slide-label" });
+    this.labelPanel.hidden = true;
+    this.message = element("div", { class: "slide-message", id: "slide-message" });
+    this.view.append(this.osdHost, this.svg, this.scale, this.labelPanel, this.message);
+    const side = element("div", { class: "slide-side" });
+    this.root.append(tools, this.trayList, this.view, side);
+    this.layers = new SlideLayers(this, tools, side);
+    tools.append(this.meta);
     this.setTray(!this.tray.collapsePreviews);
   }
 
@@ -80,19 +105,36 @@ class SlidePanel {
     this.trayToggle.setAttribute("aria-expanded", String(open));
   }
 
+  setLayerList(open) {
+    this.root.classList.toggle("layers-closed", !open);
+    this.layersButton.setAttribute("aria-pressed", String(open));
+  }
+
+  setMessage(text) {
+    this.message.textContent = text;
+    this.message.hidden = !text;
+  }
+
   async start(OSD) {
     this.OSD = OSD;
     this.viewer = OSD({
       element: this.osdHost, drawer: "canvas", showNavigationControl: false,
-      crossOriginPolicy: false, loadTilesWithAjax: false, immediateRender: false,
-      gestureSettingsMouse: { clickToZoom: false, dblClickToZoom: false },
+      showNavigator: true, navigatorPosition: "BOTTOM_RIGHT", navigatorAutoFade: false,
+      navigatorSizeRatio: 0.18, crossOriginPolicy: false, loadTilesWithAjax: false,
+      immediateRender: false, gestureSettingsMouse: { clickToZoom: false, dblClickToZoom: false },
     });
     for (const event of ["animation", "open", "resize", "update-viewport"]) {
-      this.viewer.addHandler(event, () => this.draw());
+      this.viewer.addHandler(event, () => this.redraw());
     }
-    this.bindDrawing();
-    for (const slide of this.tray.slides) {
+    await this.addSlides(this.tray.slides);
+  }
+
+  // New slides of the tray (all at first, then what an import brought); the first opens.
+  async addSlides(slides) {
+    for (const slide of slides) {
       const cid = slide.containerIdentifier;
+      if (this.shown.has(cid)) continue;
+      this.shown.add(cid);
       const button = element("button", { type: "button", "data-slide": cid });
       const thumb = element("img", { alt: "", loading: "lazy",
         src: `/ngv/slides/${encodeURIComponent(cid)}/thumbnail.jpeg?size=160` });
@@ -101,24 +143,32 @@ class SlidePanel {
       button.onclick = () => this.open(slide);
       this.trayList.append(button);
     }
-    const first = this.tray.slides.find((s) => s.containerIdentifier === this.tray.selected)
-      || this.tray.slides[0];
-    if (first) await this.open(first);
+    this.root.dataset.slides = String(this.shown.size);
+    if (this.slide || !slides.length) return;
+    const first = slides.find((s) => s.containerIdentifier === this.tray.selected) || slides[0];
+    await this.open(first);
   }
 
   async open(slide) {
     this.slide = slide;
+    this.setMessage("");
     const cid = encodeURIComponent(slide.containerIdentifier);
     for (const button of this.trayList.querySelectorAll("button")) {
       button.classList.toggle("open", button.dataset.slide === slide.containerIdentifier);
     }
     this.root.dataset.slide = slide.containerIdentifier;
+    this.root.dataset.state = "loading";
     this.info = await getJSON(`/ngv/slides/${cid}`);
+    this.mpp = this.info.mppX && this.info.mppY ? (this.info.mppX + this.info.mppY) / 2 : null;
     this.lutButton.hidden = !this.info.colourManaged;
     this.showMetadata(slide);
-    this.lut = false;
+    this.showMagnifications();
+    this.showLabel();
+    // The lab's .cube is what the slide is meant to look like: on unless the reader turns it off.
+    this.lut = Boolean(this.info.cube && this.info.colourManaged);
+    this.lutButton.setAttribute("aria-pressed", String(this.lut));
     this.openTiles(false);
-    await this.loadLayers();
+    await this.layers.load();
   }
 
   showMetadata(slide) {
@@ -132,6 +182,78 @@ class SlidePanel {
       const span = element("span", { "data-field": name.toLowerCase() }, `${name} `);
       span.append(element("b", {}, value));
       this.meta.append(span);
+    }
+  }
+
+  // ---- magnification and scale ----------------------------------------------------------
+
+  showMagnifications() {
+    this.magnifications.replaceChildren();
+    for (const magnification of presetsFor(this.mpp)) {
+      const button = element("button", { type: "button", "data-mag": String(magnification),
+        title: `Show at ${magnification}x` }, `${magnification}x`);
+      button.onclick = () => this.zoomToMagnification(magnification);
+      this.magnifications.append(button);
+    }
+  }
+
+  zoomToMagnification(magnification) {
+    const viewport = this.viewer.viewport;
+    viewport.zoomTo(viewport.imageToViewportZoom(imageZoomFor(magnification, this.mpp)));
+  }
+
+  // Screen pixels per image pixel, now (during an animation too).
+  imageZoom() {
+    const viewport = this.viewer.viewport;
+    return viewport.viewportToImageZoom(viewport.getZoom(true));
+  }
+
+  showScale() {
+    if (!this.viewer.world.getItemCount()) return;
+    const zoom = this.imageZoom();
+    const native = nativeMagnification(this.mpp);
+    this.scale.hidden = !native;
+    if (!native) {
+      this.zoomText.textContent = `${Math.round(zoom * 100)}%`;
+      return;
+    }
+    const magnification = native * zoom;
+    this.root.dataset.magnification = magnification.toFixed(3);
+    this.zoomText.textContent = `${magnification >= 10 ? magnification.toFixed(0) : magnification.toFixed(1)}x`;
+    const bar = scaleBar(this.mpp / zoom);
+    this.scaleBar.style.width = `${bar.pixels}px`;
+    this.scaleText.textContent = bar.text;
+    this.scale.dataset.microns = String(bar.microns);
+    for (const button of this.magnifications.children) {
+      const preset = Number(button.dataset.mag);
+      button.setAttribute("aria-pressed", String(Math.abs(preset - magnification) / preset < 0.02));
+    }
+  }
+
+  redraw() {
+    this.showScale();
+    this.layers.draw();
+  }
+
+  // ---- label, colour profile, tiles -----------------------------------------------------
+
+  showLabel() {
+    const has = this.info.associatedImages.includes("label");
+    this.labelButton.hidden = !has;
+    this.labelPanel.replaceChildren();
+    if (!has) return this.setLabel(false);
+    const cid = encodeURIComponent(this.slide.containerIdentifier);
+    // Only fetched when shown: the page asks for nothing it does not display.
+    this.labelPanel.dataset.src = `/ngv/slides/${cid}/label.jpeg`;
+    return this.setLabel(!this.labelPanel.hidden);
+  }
+
+  setLabel(open) {
+    this.labelPanel.hidden = !open;
+    this.labelButton.setAttribute("aria-pressed", String(open));
+    if (open && !this.labelPanel.querySelector("img")) {
+      this.labelPanel.append(element("img", { id: "slide-label-image", alt: "Slide label",
+        src: this.labelPanel.dataset.src }), element("figcaption", {}, "Label"));
     }
   }
 
@@ -161,180 +283,62 @@ class SlidePanel {
     this.lutButton.setAttribute("aria-pressed", String(on));
     this.openTiles(true);
   }
+}
 
-  setTool(name) {
-    this.tool = name;
-    this.draft = [];
-    for (const [key, button] of Object.entries(this.toolButtons)) {
-      button.setAttribute("aria-pressed", String(key === name));
-    }
-    this.svg.classList.toggle("drawing", name !== "pan");
-    this.viewer.setMouseNavEnabled(name === "pan");
-    this.draw();
-  }
+// The case's accession numbers beside the patient (none in an anonymized session).
+function showCase(accessions) {
+  const node = document.getElementById("case");
+  if (!node) return;
+  node.replaceChildren();
+  node.hidden = !accessions.length;
+  if (!accessions.length) return;
+  node.append(element("span", { class: "patient-field" }, "Accession "));
+  node.firstChild.append(element("b", {}, accessions.join(", ")));
+}
 
-  async loadLayers() {
-    const cid = encodeURIComponent(this.slide.containerIdentifier);
-    const body = await getJSON(`/ngv/slides/${cid}/layers`);
-    this.layers = body.layers;
-    this.root.dataset.layers = String(this.layers.length);
-    this.root.dataset.shapes = String(this.layers.reduce((n, l) => n + l.shapes.length, 0));
-    this.draw();
-  }
+// Once an import is over the patient is known (a slide file's is the request's): the banner
+// is written again from the session's study list.
+async function refreshBanner(config) {
+  const banner = document.getElementById("patient");
+  if (!banner) return;
+  const answer = await getJSON("/ngv/api/studies");
+  const patients = new Patients(answer.patients, config.anonymize);
+  const opened = answer.studies.find((s) => s.purpose === "open") || answer.studies[0];
+  patients.renderBanner(banner, opened ? opened.patient : "");
+}
 
-  ownLayer() {
-    const name = this.layerName.value.trim() || "Annotations";
-    let layer = this.layers.find((l) => l.owner === this.tray.user && l.name === name);
-    if (!layer) {
-      layer = { name, owner: this.tray.user, shapes: [] };
-      this.layers.push(layer);
-    }
-    return layer;
+async function follow(panel, config) {
+  let tray = panel.tray;
+  while (tray.pending) {
+    await new Promise((resolve) => { setTimeout(resolve, POLL_MS); });
+    tray = await getJSON("/ngv/slides");
+    showCase(tray.accessionNumbers || []);
+    await panel.addSlides(tray.slides);
+    if (!tray.pending) await refreshBanner(config);
   }
-
-  async addShape(shape) {
-    const layer = this.ownLayer();
-    const shapes = [...layer.shapes, shape];
-    const cid = encodeURIComponent(this.slide.containerIdentifier);
-    this.root.dataset.saving = "1";
-    const response = await fetch(`/ngv/slides/${cid}/layers/${encodeURIComponent(layer.name)}`, {
-      method: "PUT", credentials: "same-origin", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ shapes }),
-    });
-    delete this.root.dataset.saving;
-    if (!response.ok) {
-      const status = document.getElementById("status");
-      if (status) status.textContent = `The shape was not saved (${response.status})`;
-      return;
-    }
-    await this.loadLayers();
-  }
-
-  imagePoint(event) {
-    const rect = this.svg.getBoundingClientRect();
-    const pixel = new this.OSD.Point(event.clientX - rect.left, event.clientY - rect.top);
-    const point = this.viewer.viewport.viewerElementToImageCoordinates(pixel);
-    const clamp = (v, max) => Math.min(Math.max(Math.round(v), 0), max - 1);
-    return [clamp(point.x, this.info.width), clamp(point.y, this.info.height)];
-  }
-
-  bindDrawing() {
-    let start = null;
-    this.svg.addEventListener("pointerdown", (event) => {
-      if (this.tool === "pan" || event.button !== 0) return;
-      event.preventDefault();
-      const point = this.imagePoint(event);
-      if (this.tool === "point") this.addShape({ type: "point", points: [point] });
-      else if (this.tool === "rectangle" || this.tool === "ellipse") {
-        start = point;
-        this.draft = [point, point];
-        this.svg.setPointerCapture(event.pointerId);
-      } else this.draft.push(point);
-      this.draw();
-    });
-    this.svg.addEventListener("pointermove", (event) => {
-      if (start) { this.draft = [start, this.imagePoint(event)]; this.draw(); }
-    });
-    this.svg.addEventListener("pointerup", (event) => {
-      if (!start) return;
-      const end = this.imagePoint(event);
-      const type = this.tool;
-      this.draft = [];
-      if (end[0] !== start[0] && end[1] !== start[1]) this.addShape({ type, points: [start, end] });
-      start = null;
-      this.draw();
-    });
-    // Lines and polygons: click their points, then double-click or Enter to finish.
-    const finish = () => {
-      const needed = this.tool === "polygon" ? 3 : 2;
-      const points = this.draft;
-      this.draft = [];
-      if (points.length >= needed) this.addShape({ type: this.tool, points });
-      this.draw();
-    };
-    this.svg.addEventListener("dblclick", (event) => { event.preventDefault(); finish(); });
-    document.addEventListener("keydown", (event) => {
-      if (this.root.hidden || !["line", "polygon"].includes(this.tool)) return;
-      if (event.key === "Enter") finish();
-      if (event.key === "Escape") { this.draft = []; this.draw(); }
-    });
-  }
-
-  screen(point) {
-    const p = this.viewer.viewport.imageToViewerElementCoordinates(new this.OSD.Point(point[0], point[1]));
-    return [p.x, p.y];
-  }
-
-  shapeNode(shape, className) {
-    const pts = shape.points.map((p) => this.screen(p));
-    let node;
-    if (shape.type === "point") {
-      node = document.createElementNS(SVG, "circle");
-      node.setAttribute("cx", pts[0][0]); node.setAttribute("cy", pts[0][1]); node.setAttribute("r", 5);
-    } else if (shape.type === "ellipse" && pts.length === 4) {
-      // Stored as DICOM draws it: the two axes' end points.
-      const [a, b, c, d] = pts;
-      node = document.createElementNS(SVG, "ellipse");
-      node.setAttribute("cx", (a[0] + b[0]) / 2); node.setAttribute("cy", (a[1] + b[1]) / 2);
-      node.setAttribute("rx", Math.hypot(b[0] - a[0], b[1] - a[1]) / 2);
-      node.setAttribute("ry", Math.hypot(d[0] - c[0], d[1] - c[1]) / 2);
-      const angle = Math.atan2(b[1] - a[1], b[0] - a[0]) * 180 / Math.PI;
-      node.setAttribute("transform", `rotate(${angle} ${(a[0] + b[0]) / 2} ${(a[1] + b[1]) / 2})`);
-    } else if (shape.type === "ellipse" || (shape.type === "rectangle" && pts.length === 2)) {
-      const [[x0, y0], [x1, y1]] = pts;
-      node = document.createElementNS(SVG, shape.type === "ellipse" ? "ellipse" : "rect");
-      if (shape.type === "ellipse") {
-        node.setAttribute("cx", (x0 + x1) / 2); node.setAttribute("cy", (y0 + y1) / 2);
-        node.setAttribute("rx", Math.abs(x1 - x0) / 2); node.setAttribute("ry", Math.abs(y1 - y0) / 2);
-      } else {
-        node.setAttribute("x", Math.min(x0, x1)); node.setAttribute("y", Math.min(y0, y1));
-        node.setAttribute("width", Math.abs(x1 - x0)); node.setAttribute("height", Math.abs(y1 - y0));
-      }
-    } else {
-      node = document.createElementNS(SVG, shape.type === "line" ? "polyline" : "polygon");
-      node.setAttribute("points", pts.map((p) => p.join(",")).join(" "));
-    }
-    node.setAttribute("class", `${className} ${shape.type}`);
-    node.dataset.type = shape.type;
-    return node;
-  }
-
-  draw() {
-    if (!this.viewer || !this.info) return;
-    const nodes = [];
-    for (const layer of this.layers) {
-      const group = document.createElementNS(SVG, "g");
-      group.dataset.layer = layer.name;
-      group.dataset.owner = layer.owner;
-      const mine = layer.owner === this.tray.user;
-      for (const shape of layer.shapes) group.append(this.shapeNode(shape, mine ? "shape" : "shape other"));
-      nodes.push(group);
-    }
-    if (this.draft.length) {
-      const type = ["rectangle", "ellipse"].includes(this.tool) ? this.tool : "line";
-      nodes.push(this.shapeNode({ type, points: this.draft }, "draft"));
-    }
-    this.svg.replaceChildren(...nodes);
-  }
+  if (!panel.shown.size) panel.setMessage("This case has no slides.");
 }
 
 async function main() {
   const root = document.getElementById("slide-panel");
   if (!root) return;
+  const config = viewerConfig();
   let tray;
   try {
     tray = await getJSON("/ngv/slides");
-  } catch {
+  } catch (error) {
+    if (config.slides) setStatus(`Slide viewer: ${error.message}`);
     return;
   }
-  if (!tray.slides.length) return;
+  if (!tray.slides.length && !tray.pending && !config.slides) return;
+  document.body.classList.add("slide-mode");
   root.hidden = false;
+  showCase(tray.accessionNumbers || []);
   const panel = new SlidePanel(root, tray);
-  await panel.start(await loadOpenSeadragon());
   window.slidePanel = panel;
+  if (tray.pending && !tray.slides.length) panel.setMessage("Importing the slides…");
+  await panel.start(await loadOpenSeadragon());
+  await follow(panel, config);
 }
 
-main().catch((error) => {
-  const status = document.getElementById("status");
-  if (status) status.textContent = `Slide viewer: ${error.message}`;
-});
+main().catch((error) => setStatus(`Slide viewer: ${error.message}`));

@@ -13,11 +13,10 @@ from aiohttp import web
 
 from node.render import FrameRenderer
 from rest.state import SERVICES
-from rest.viewer import data, documents, download, frames, pages, search
-from rest.viewer import slides as slide_routes
-from rest.viewer.access import GrantCache
+from rest.viewer import data, documents, download, frames, pages, search, session_slides
+from rest.viewer.grants import GrantCache
 from rest.viewer.instances import InstanceLookup
-from rest.viewer.state import GRANTS, INSTANCES, RENDERER, TEMPLATES
+from rest.viewer.viewer_state import GRANTS, INSTANCES, RENDERER, TEMPLATES
 
 TEMPLATE_ROOT = Path(__file__).resolve().parent.parent / "templates"
 ROUTE_TABLES = (pages.routes, data.routes, frames.routes, documents.routes, search.routes,
@@ -43,4 +42,4 @@ def setup(app: web.Application) -> None:
     app.cleanup_ctx.append(_renderer)
     for table in ROUTE_TABLES:
         app.add_routes(table)
-    slide_routes.setup(app)
+    session_slides.setup(app)

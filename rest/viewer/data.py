@@ -17,8 +17,8 @@ from node.render import THUMBNAIL, StoredSeries, content_kind, study_series
 from rest.middleware import public
 from rest.state import SERVICES
 from rest.viewer.layout import layout
-from rest.viewer.state import GRANTS
-from rest.viewer.studies import study_listing
+from rest.viewer.patient_studies import study_listing
+from rest.viewer.viewer_state import GRANTS
 
 routes = web.RouteTableDef()
 

@@ -24,11 +24,11 @@ from pydicom import dcmread
 
 from node.render import content_kind
 from rest.middleware import DOCUMENT_POLICY, json_error, public
-from rest.viewer.access import Grant
+from rest.viewer.grants import Grant
 from rest.viewer.instances import StoredInstance
 from rest.viewer.media import extract_document, extract_video, extracted_path
 from rest.viewer.report import report_lines
-from rest.viewer.state import GRANTS, INSTANCES, RENDERER
+from rest.viewer.viewer_state import GRANTS, INSTANCES, RENDERER
 
 routes = web.RouteTableDef()
 

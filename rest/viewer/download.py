@@ -14,10 +14,10 @@ from aiohttp import web
 from dicomdir.medium import build_medium, medium_options
 from dicomdir.profiles import AUTO
 from dicomdir.selection import gather_studies
-from rest import iso
+from rest import iso_route
 from rest.middleware import public
 from rest.state import SERVICES
-from rest.viewer.state import GRANTS
+from rest.viewer.viewer_state import GRANTS
 
 routes = web.RouteTableDef()
 
@@ -33,12 +33,12 @@ async def study_iso(request: web.Request) -> web.StreamResponse:
     limit = services.config.media.max_iso_bytes
     selection = await gather_studies(services, [study_uid])
     if selection.stored_size > limit:
-        return iso._too_large(selection.stored_size, limit)
+        return iso_route._too_large(selection.stored_size, limit)
     medium = await asyncio.to_thread(build_medium, selection,
                                      medium_options(services.config, AUTO))
     try:
         if medium.image.size > limit:
-            return iso._too_large(medium.image.size, limit)
-        return await iso._stream(request, medium)
+            return iso_route._too_large(medium.image.size, limit)
+        return await iso_route._stream(request, medium)
     finally:
         await asyncio.to_thread(medium.close)

@@ -15,10 +15,10 @@ from aiohttp import web
 
 from node.errors import InvalidInput
 from node.render import NotRenderable, RenderParams, Window, content_kind
-from node.render.params import VoiFunction
+from node.render.render_params import VoiFunction
 from node.render.renderer import cache_key
 from rest.middleware import json_error, public
-from rest.viewer.state import GRANTS, INSTANCES, RENDERER
+from rest.viewer.viewer_state import GRANTS, INSTANCES, RENDERER
 
 routes = web.RouteTableDef()
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from node.hanging_protocols import Protocol, snapshot_protocols
 from node.render import StoredSeries, is_image
+from node.viewing.hanging_protocols import Protocol, snapshot_protocols
 
 
 def _key(series: StoredSeries) -> tuple[str, str, str]:

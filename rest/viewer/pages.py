@@ -4,6 +4,8 @@ The page is rendered on the server with what the session may see: the banner of 
 it opens with (no identifiers when anonymized) and that patient's studies, the panels its
 features allow (a hidden feature's markup is absent, not merely hidden), and every patient and
 study of the session as JSON for the page's scripts, which switch the banner with the study.
+A pathology case gets the same page in slide mode: the slide viewer (slides.js) instead of the
+radiology tools and image grid.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from aiohttp import web
 from node.render import THUMBNAIL
 from rest.middleware import public
 from rest.state import SERVICES
-from rest.viewer.access import Grant
-from rest.viewer.state import GRANTS, TEMPLATES
-from rest.viewer.studies import StudyListing, study_listing
+from rest.viewer.grants import Grant
+from rest.viewer.patient_studies import StudyListing, study_listing
+from rest.viewer.slide_access import opens_slides
+from rest.viewer.viewer_state import GRANTS, TEMPLATES
 
 routes = web.RouteTableDef()
 
@@ -43,9 +46,13 @@ PRESETS = {
 }
 
 
-def _page_config(grant: Grant, listing: StudyListing, sticky: str) -> dict[str, Any]:
+def _page_config(grant: Grant, listing: StudyListing, sticky: str, slides: bool
+                 ) -> dict[str, Any]:
     context = grant.context
     return {
+        # A pathology case: the slide viewer takes the image area, the radiology tools stay
+        # hidden and no study is opened as images.
+        "slides": slides,
         "monitor": context["monitor"], "display": context["display"],
         "features": grant.features, "anonymize": grant.anonymize,
         "options": {"collapsePreviews": bool(context["options"].get("collapsePreviews")),
@@ -72,13 +79,14 @@ async def viewer_page(request: web.Request) -> web.Response:
     async with request.app[SERVICES].sessions() as session:
         listing = await study_listing(session, grant)
     sticky = request.query.get("sticky", "")
-    config = _page_config(grant, listing, sticky if sticky.isprintable() else "")
+    slides = await opens_slides(request.app[SERVICES], grant.context_pk)
+    config = _page_config(grant, listing, sticky if sticky.isprintable() else "", slides)
     text = templates.get_template("viewer.html").render(
         banner=listing.banner(), patient_count=len(listing.patients),
         anonymize=grant.anonymize, features=grant.features, monitor=grant.context["monitor"],
         studies=listing.studies_of(listing.current), user=grant.context["username"],
         config_json=json.dumps(config).replace("</", "<\\/"),
-        collapse=config["options"]["collapsePreviews"])
+        collapse=config["options"]["collapsePreviews"], slides=slides)
     return web.Response(text=text, content_type="text/html", headers=PAGE_HEADERS)
 
 

@@ -19,11 +19,11 @@ from node.dimse import scu
 from node.errors import InvalidInput
 from node.index.context_queries import add_context_study
 from node.index.viewer_queries import search_local_studies, study_is_local
-from node.resolve import select_sources
+from node.viewing.study_resolution import select_sources
 from rest.json_body import read_json
 from rest.middleware import public
 from rest.state import RETRIEVALS, SERVICES
-from rest.viewer.state import GRANTS
+from rest.viewer.viewer_state import GRANTS
 
 routes = web.RouteTableDef()
 

@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from pathology.catalogue import check_container_identifier
-from rest.viewer.access import COOKIE, Grant
+from rest.viewer.grants import COOKIE, Grant
 
 ALIAS_PREFIX = "slide-"
 ALIAS_HEX = 32

@@ -1,6 +1,7 @@
 """OpenAPI entries of the viewer's slide routes (merged into /api/openapi.json by rest/openapi.py).
 
-All are authorised by the viewer session cookie and limited to the context's case or slide.
+All are authorised by the viewer session cookie and limited to the context's case or slide, or
+to the slides of the studies its POST request named.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ _IMAGE = {"content": {"image/jpeg": {"schema": {"type": "string", "format": "bin
 _SESSION = {"401": {"description": "No valid viewer session.", **_JSON},
             "403": {"description": "Slide outside the session's case or named slide.", **_JSON}}
 _SAME_ORIGIN = {
-    "403": {"description": "Slide outside the session, or a cross-origin request (Origin or "
-                           "Sec-Fetch-Site).", **_JSON},
+    "403": {"description": "Slide outside the session, a cross-origin request (Origin or "
+                           "Sec-Fetch-Site), or a session with hideLayers (it sees no layer, "
+                           "so it may change none).", **_JSON},
     "415": {"description": "The body is not sent as application/json.", **_JSON}}
 _SLIDE = {"name": "slide_id", "in": "path", "required": True,
           "description": "The slide's containerIdentifier (in an anonymized session, the "
@@ -40,9 +42,11 @@ _TILE = _get("A DeepZoom tile.", [
     _FORMAT, _LUT], _IMAGE)
 
 SLIDE_PATHS: dict[str, Any] = {
-    "/ngv/slides": _get("The session's slides (the tray), which to open, layer options.", [],
-                        _JSON),
-    "/ngv/slides/{slide_id}": _get("A slide's size and whether a colour profile applies.",
+    "/ngv/slides": _get("The session's slides (the tray), which to open, whether an import may "
+                        "bring more (pending), the case's accession numbers, layer options.",
+                        [], _JSON),
+    "/ngv/slides/{slide_id}": _get("A slide's size, microns per pixel, whether a colour "
+                                   "profile applies and whether it has a .cube.",
                                    [_SLIDE], _JSON),
     "/ngv/slides/{slide_id}/metadata": _get("Specimen, block and slide metadata.", [_SLIDE],
                                             _JSON),

@@ -1,0 +1,116 @@
+"""Which slides a viewer session may read, and whether its token opens the slide viewer.
+
+A GET token names a case (accNum), or one slide of it (accNum + containerIdentifier). A POST
+token names studies in its JSON, each instance a slide by its containerIdentifier, and often no
+accession number at the request's top level: its slides are those of the studies it named,
+known once its import has registered them. Until the import is over, the session is told that
+more slides may come, so that the page waits for them rather than saying there are none.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from node.index.context_queries import context_with_studies
+from node.services import NodeServices
+from pathology.catalogue import slides_of_case, slides_of_studies
+from rest.state import SERVICES
+
+if TYPE_CHECKING:
+    from node.index.viewing_models import ViewingContext
+
+SLIDE_GRANT_SECONDS = 2.0
+MAX_CACHED = 4096
+# The POST API's MIME type of a non-DICOM slide file, and DICOM's modality of slide images.
+SLIDE_MIME_TYPE = "application/octet-stream"
+SLIDE_MODALITY = "SM"
+# Import states after which nothing more arrives (an interrupted import is resumed).
+IMPORT_OVER = ("done", "stopped")
+
+
+@dataclass(frozen=True)
+class SessionSlides:
+    """The slides one context may read (containerIdentifiers), the one to open first ("" for
+    the first), the case's accession numbers, and whether its import may still bring more."""
+
+    allowed: tuple[str, ...]
+    selected: str
+    accessions: tuple[str, ...]
+    pending: bool
+
+
+def request_names_slides(request: Mapping[str, Any]) -> bool:
+    """Whether a POST request's JSON names a slide: an instance with a containerIdentifier or
+    sent as a slide file, or a series of slide images."""
+    for study in request.get("studies") or ():
+        for series in study.get("series") or ():
+            if series.get("modality") == SLIDE_MODALITY:
+                return True
+            for instance in series.get("instances") or ():
+                if instance.get("containerIdentifier") or \
+                        instance.get("mimeType") == SLIDE_MIME_TYPE:
+                    return True
+    return False
+
+
+async def _load(services: NodeServices, context_pk: int) -> ViewingContext | None:
+    async with services.sessions() as session:
+        return await context_with_studies(session, context_pk)
+
+
+async def context_slides(services: NodeServices, context: ViewingContext) -> SessionSlides:
+    """What the context grants. The stored request, not the context JSON: anonymize hides
+    accNum from the browser, not from the grant."""
+    accession = str(context.request.get("accNum") or "")
+    selected = str(context.options.get("containerIdentifier") or "")
+    found = set(await slides_of_case(services.sessions, accession)) if accession else set()
+    if not selected:
+        found |= set(await slides_of_studies(
+            services.sessions, [row.study_uid for row in context.studies]))
+    allowed = tuple(sorted(cid for cid in found if not selected or cid == selected))
+    accessions = (accession,) if accession else tuple(dict.fromkeys(
+        row.accession_number for row in context.studies if row.accession_number))
+    state = (context.sources or {}).get("import", {}).get("state")
+    pending = state is not None and state not in IMPORT_OVER
+    return SessionSlides(allowed, selected, accessions, pending)
+
+
+async def opens_slides(services: NodeServices, context_pk: int) -> bool:
+    """Whether the context is a pathology case: the slide viewer opens it, not OHIF (whose
+    microscopy mode cannot read vendor slide formats and is not served)."""
+    context = await _load(services, context_pk)
+    if context is None:
+        return False
+    if context.options.get("containerIdentifier") or request_names_slides(context.request):
+        return True
+    return bool((await context_slides(services, context)).allowed)
+
+
+class SlideGrants:
+    """Each context's slides, kept a short while like the grants."""
+
+    def __init__(self) -> None:
+        self._cache: dict[int, tuple[float, SessionSlides]] = {}
+
+    async def slides(self, request: web.Request, context_pk: int) -> SessionSlides:
+        now = time.monotonic()
+        cached = self._cache.get(context_pk)
+        if cached is not None and now - cached[0] < SLIDE_GRANT_SECONDS:
+            return cached[1]
+        services = request.app[SERVICES]
+        context = await _load(services, context_pk)
+        if context is None:
+            raise web.HTTPUnauthorized(reason="no valid viewer session")
+        slides = await context_slides(services, context)
+        if len(self._cache) > MAX_CACHED:
+            self._cache.clear()
+        self._cache[context_pk] = (now, slides)
+        return slides
+
+
+SLIDE_GRANTS = web.AppKey("slide_grants", SlideGrants)

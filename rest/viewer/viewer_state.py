@@ -1,0 +1,15 @@
+"""The viewer's typed application state."""
+
+from __future__ import annotations
+
+import jinja2
+from aiohttp import web
+
+from node.render import FrameRenderer
+from rest.viewer.grants import GrantCache
+from rest.viewer.instances import InstanceLookup
+
+RENDERER = web.AppKey("viewer_renderer", FrameRenderer)
+GRANTS = web.AppKey("viewer_grants", GrantCache)
+INSTANCES = web.AppKey("viewer_instances", InstanceLookup)
+TEMPLATES = web.AppKey("viewer_templates", jinja2.Environment)
