@@ -12,12 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from node.dimse import scu
 from node.errors import NodeError, NotFound
-from node.index.dicom_models import Instance, Patient, Series, Study
+from node.index.medium_queries import medium_rows
 from node.services import NodeServices
 from node.storage.folder_storage import Storage
 from node.viewing.study_resolution import Findings, StudyRequest, find_remote
@@ -85,24 +84,7 @@ async def select_studies(
 ) -> Selection:
     """The indexed studies among `study_uids` (in the order asked), and the UIDs not indexed."""
     wanted = list(dict.fromkeys(study_uids))
-    # Columns rather than entities: the ORM's per-row bookkeeping was most of the time for
-    # thousands of instances.
-    study_columns = (Study.study_uid, Study.study_date, Study.study_time, Study.study_id,
-                     Study.description, Study.accession_number, Study.charset,
-                     Patient.patient_id, Patient.issuer, Patient.name, Patient.birth_date,
-                     Patient.sex, Patient.charset)
-    instance_columns = (Study.study_uid, Series.series_uid, Series.series_number,
-                        Series.modality, Series.description, Instance.sop_uid,
-                        Instance.sop_class_uid, Instance.instance_number,
-                        Instance.transfer_syntax, Instance.charset, Instance.path, Instance.size)
-    async with sessions() as session:
-        study_rows = (await session.execute(
-            select(*study_columns).join(Patient, Study.patient_pk == Patient.id)
-            .where(Study.study_uid.in_(wanted)))).all()
-        instance_rows = (await session.execute(
-            select(*instance_columns).join(Series, Series.study_pk == Study.id)
-            .join(Instance, Instance.series_pk == Series.id)
-            .where(Study.study_uid.in_(wanted)))).all()
+    study_rows, instance_rows = await medium_rows(sessions, wanted)
     stored = [row[10] for row in instance_rows]
     local = dict(zip(stored, await storage.local_paths_async(stored), strict=True))
     series: dict[str, dict[str, tuple[tuple[str, str, str], list[SelectedInstance]]]] = {}

@@ -19,7 +19,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from node.errors import InvalidInput
-from node.index.dicom_models import Instance
+from node.index.slide_queries import slide_instances
 from node.ingest.ingestor import Ingestor
 from node.storage.folder_storage import Storage
 from pathology.annotations import ANN_SOP_CLASS, Layer, Shape, build_instance, read_instance
@@ -90,13 +90,10 @@ async def import_instances(sessions: Sessions, storage: Storage,
                            container_identifier: str) -> int:
     """Read the slide's annotation instances not read before into layers; the count read."""
     async with sessions() as session:
-        done = select(AnnotationImport.sop_uid)
-        rows = (await session.execute(
-            select(Instance.sop_uid, Instance.path).where(
-                Instance.container_identifier == container_identifier,
-                Instance.sop_class_uid == ANN_SOP_CLASS,
-                Instance.sop_uid.not_in(done))
-        )).all()
+        found = await slide_instances(session, container_identifier, ANN_SOP_CLASS)
+        done = set((await session.scalars(select(AnnotationImport.sop_uid).where(
+            AnnotationImport.sop_uid.in_([r.sop_uid for r in found])))).all())
+    rows = [(r.sop_uid, r.path) for r in found if r.sop_uid not in done]
     for sop_uid, path in rows:
         try:
             local = await storage.local_path_async(path)

@@ -22,7 +22,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from node.errors import Conflict, InvalidInput, NotFound
-from node.index.dicom_models import Instance, Series, Study
+from node.index.slide_queries import (
+    has_slide_instance,
+    slide_containers_of_case,
+    slide_containers_of_studies,
+    slide_instances,
+)
 from node.storage.folder_storage import Storage
 from pathology.dicom_slide_metadata import SlideMetadata, from_dicom
 from pathology.pathology_models import SlideFile, SlideMetadataRecord
@@ -60,13 +65,7 @@ async def locate_slide(
     """The files of the slide: its DICOM WSI series if the index has one (the most recently
     received, should a slide have been scanned twice), else its registered file."""
     async with sessions() as session:
-        rows = (await session.execute(
-            select(Series.series_uid, Instance.sop_uid, Instance.path, Instance.size,
-                   Instance.received_at)
-            .join(Series, Instance.series_pk == Series.id)
-            .where(Instance.container_identifier == container_identifier,
-                   Instance.sop_class_uid == WSI_SOP_CLASS)
-        )).all()
+        rows = await slide_instances(session, container_identifier, WSI_SOP_CLASS)
         file_row = None if rows else await session.get(SlideFile, container_identifier)
     if rows:
         latest = max(rows, key=lambda r: r.received_at).series_uid
@@ -95,11 +94,8 @@ async def slide_exists(sessions: Sessions, container_identifier: str) -> bool:
     """Whether `locate_slide` would find the slide, without resolving (or, from a bucket,
     downloading) its files."""
     async with sessions() as session:
-        dicom = await session.scalar(
-            select(Instance.id).where(Instance.container_identifier == container_identifier,
-                                      Instance.sop_class_uid == WSI_SOP_CLASS).limit(1))
-        return dicom is not None or await session.get(SlideFile, container_identifier) \
-            is not None
+        dicom = await has_slide_instance(session, container_identifier, WSI_SOP_CLASS)
+        return dicom or await session.get(SlideFile, container_identifier) is not None
 
 
 async def _absolute(storage: Storage, path: str) -> Path:
@@ -233,14 +229,7 @@ def _read_dicom_metadata(path: Path) -> SlideMetadata:
 async def slides_of_case(sessions: Sessions, accession_number: str) -> list[str]:
     """The containerIdentifiers of a case's slides, DICOM and registered files, sorted."""
     async with sessions() as session:
-        dicom = (await session.execute(
-            select(Instance.container_identifier).distinct()
-            .join(Series, Instance.series_pk == Series.id)
-            .join(Study, Series.study_pk == Study.id)
-            .where(Study.accession_number == accession_number,
-                   Instance.sop_class_uid == WSI_SOP_CLASS,
-                   Instance.container_identifier != "")
-        )).scalars().all()
+        dicom = await slide_containers_of_case(session, accession_number, WSI_SOP_CLASS)
         files = (await session.execute(
             select(SlideFile.container_identifier)
             .where(SlideFile.accession_number == accession_number)
@@ -255,14 +244,7 @@ async def slides_of_studies(sessions: Sessions, study_uids: list[str]) -> list[s
     if not study_uids:
         return []
     async with sessions() as session:
-        dicom = (await session.execute(
-            select(Instance.container_identifier).distinct()
-            .join(Series, Instance.series_pk == Series.id)
-            .join(Study, Series.study_pk == Study.id)
-            .where(Study.study_uid.in_(study_uids),
-                   Instance.sop_class_uid == WSI_SOP_CLASS,
-                   Instance.container_identifier != "")
-        )).scalars().all()
+        dicom = await slide_containers_of_studies(session, study_uids, WSI_SOP_CLASS)
         files = (await session.execute(
             select(SlideFile.container_identifier)
             .where(SlideFile.study_uid.in_(study_uids))

@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 import pathology.pathology_models as pathology_models
 from node.index import migrate
+from node.index.context_queries import waiting_update
 from node.index.database import create_engine, create_schema
 from node.index.dicom_models import Base
-from node.viewing.retrievals import waiting_update
 from tests.peers import REPO
 from tests.postgres_peer import PostgresCluster
 

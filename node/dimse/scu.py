@@ -53,7 +53,6 @@ from pynetdicom.sop_class import (
 )
 from pynetdicom.status import code_to_category
 from pynetdicom.transport import ThreadedAssociationServer
-from sqlalchemy import func, select
 
 from node.config import Config, RemoteNode
 from node.dimse.server import configure_pynetdicom
@@ -66,8 +65,8 @@ from node.dimse.store_scp import (
     STATUS_WARNING_DUPLICATE,
 )
 from node.errors import InvalidInput, RemoteNodeError
-from node.index.dicom_models import Instance, Series, Study
 from node.index.index_writer import AddOutcome
+from node.index.instance_queries import stored_instance_count
 from node.ingest.instance_record import is_valid_uid
 from node.services import NodeServices
 from node.storage.folder_storage import Storage
@@ -556,15 +555,6 @@ def _get(services: NodeServices, attempt: _Attempt, identifier: Dataset, timeout
             assoc.release()
 
 
-async def _count_stored(services: NodeServices, study_uid: str, series_uid: str | None) -> int:
-    query = (select(func.count(Instance.id)).join(Series, Instance.series_pk == Series.id)
-             .join(Study, Series.study_pk == Study.id).where(Study.study_uid == study_uid))
-    if series_uid:
-        query = query.where(Series.series_uid == series_uid)
-    async with services.sessions() as session:
-        return int(await session.scalar(query) or 0)
-
-
 async def retrieve(
     services: NodeServices, remote: RemoteNode, study_uid: str, series_uid: str | None = None
 ) -> RetrieveResult:
@@ -608,7 +598,7 @@ async def retrieve(
             f"{_status_text(final, remote.retrieve)} "
             f"(completed {completed}, failed {failed}, warning {warning})",
         )
-    stored = await _count_stored(services, study_uid, series_uid)
+    stored = await stored_instance_count(services.sessions, study_uid, series_uid)
     log.info("%s of study %s from %s: completed %d, failed %d, warning %d, %d stored, %.0f ms",
              remote.retrieve, study_uid, remote.ae_title, completed, failed, warning, stored,
              (time.monotonic() - started) * 1000)

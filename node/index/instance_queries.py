@@ -1,14 +1,17 @@
 """Queries for the stored instances of a study, a series or one instance, as DICOMweb's
 retrieve, metadata and frames routes need them (files, syntaxes, frame counts, and a stamp that
-changes whenever a series gains or replaces an instance)."""
+changes whenever a series gains or replaces an instance), and as the viewer, the SCU and the
+ingest path's recovery ask for them."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple, cast
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from node.index.dicom_models import Instance, Series, Study
 from node.index.query import Scope, shown_instances
@@ -86,3 +89,83 @@ async def series_stamp(sessions: async_sessionmaker[AsyncSession], study_uid: st
         return None
     received: datetime | str | None = row[2]
     return SeriesStamp(int(row[0]), int(row[1]), str(received))
+
+
+@dataclass(frozen=True)
+class InstanceLocation:
+    """Where one instance is: its study and series, what it is, and its file."""
+
+    study_uid: str
+    series_uid: str
+    sop_class_uid: str
+    transfer_syntax: str
+    frames: int
+    # Path relative to the storage root.
+    path: str
+
+
+async def instance_location(sessions: async_sessionmaker[AsyncSession], sop_uid: str
+                            ) -> InstanceLocation | None:
+    """The instance of this SOP Instance UID, whatever its study; None when not stored."""
+    async with sessions() as session:
+        row = (await session.execute(
+            select(Study.study_uid, Series.series_uid, Instance.sop_class_uid,
+                   Instance.transfer_syntax, Instance.number_of_frames, Instance.path)
+            .join(Series, Instance.series_pk == Series.id)
+            .join(Study, Series.study_pk == Study.id)
+            .where(Instance.sop_uid == sop_uid))).first()
+    if row is None:
+        return None
+    return InstanceLocation(row[0], row[1], row[2], row[3], max(row[4] or 1, 1), row[5])
+
+
+async def stored_instance_count(sessions: async_sessionmaker[AsyncSession], study_uid: str,
+                                series_uid: str | None = None) -> int:
+    """How many instances of the study (of one of its series, when given) are stored."""
+    query = (select(func.count(Instance.id)).join(Series, Instance.series_pk == Series.id)
+             .join(Study, Series.study_pk == Study.id).where(Study.study_uid == study_uid))
+    if series_uid:
+        query = query.where(Series.series_uid == series_uid)
+    async with sessions() as session:
+        return int(await session.scalar(query) or 0)
+
+
+# (series UID, modality, series number, series description, body part, SOP Instance UID,
+# SOP Class UID, instance number, frames, path relative to the storage root, transfer syntax).
+StudyImageRow = tuple[str, str, str, str, str, str, str, str, int | None, str, str]
+
+
+async def study_image_rows(db: AsyncConnection | AsyncSession, study_uid: str
+                           ) -> list[StudyImageRow]:
+    """Every instance of the study with its series' attributes, in no particular order (the
+    viewer orders them by number)."""
+    rows = await db.execute(
+        select(Series.series_uid, Series.modality, Series.series_number, Series.description,
+               Series.body_part, Instance.sop_uid, Instance.sop_class_uid,
+               Instance.instance_number, Instance.number_of_frames, Instance.path,
+               Instance.transfer_syntax)
+        .join(Study, Series.study_pk == Study.id)
+        .join(Instance, Instance.series_pk == Series.id)
+        .where(Study.study_uid == study_uid))
+    return [cast(StudyImageRow, tuple(row)) for row in rows.all()]
+
+
+class StoredFileRow(NamedTuple):
+    sop_uid: str
+    # Path relative to the storage root.
+    path: str
+    size: int
+
+
+async def stored_files(sessions: async_sessionmaker[AsyncSession], sop_uids: Sequence[str]
+                       ) -> list[StoredFileRow]:
+    """The path and size the index holds for each of `sop_uids` that it has (in chunks, so
+    that any number of UIDs stays within the database's parameter limits)."""
+    found: list[StoredFileRow] = []
+    async with sessions() as session:
+        for start in range(0, len(sop_uids), 500):
+            rows = await session.execute(
+                select(Instance.sop_uid, Instance.path, Instance.size)
+                .where(Instance.sop_uid.in_(sop_uids[start:start + 500])))
+            found += [StoredFileRow._make(row) for row in rows.all()]
+    return found

@@ -28,13 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from node import metrics
 from node.errors import InvalidInput
-from node.index.dicom_models import Instance
 from node.index.index_writer import AddOutcome, IndexWriter, StoredFile
+from node.index.instance_queries import stored_files
 from node.ingest.flush_threads import Flush, FlushThreads
 from node.ingest.header_scan import read_record_fast
 from node.ingest.instance_record import InstanceRecord, read_record
@@ -210,10 +209,8 @@ async def recover_incoming(
             record = None
         row = None
         if record is not None:
-            async with sessions() as session:
-                row = (await session.execute(
-                    select(Instance.path, Instance.size).where(Instance.sop_uid == record.sop_uid)
-                )).first()
+            rows = await stored_files(sessions, [record.sop_uid])
+            row = rows[0] if rows else None
             published = storage.relative_path(record.study_uid, record.sop_uid)
             if row is None or row.path != published:
                 storage.withdraw(incoming, published)  # linked for a commit that never landed

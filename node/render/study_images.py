@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from node.index.dicom_models import Instance, Series, Study
+from node.index.instance_queries import study_image_rows
 
 
 @dataclass(frozen=True)
@@ -40,16 +39,9 @@ def _number(text: str) -> tuple[int, float, str]:
 
 
 async def study_series(db: AsyncConnection | AsyncSession, study_uid: str) -> list[StoredSeries]:
-    rows = await db.execute(
-        select(Series.series_uid, Series.modality, Series.series_number, Series.description,
-               Series.body_part, Instance.sop_uid, Instance.sop_class_uid,
-               Instance.instance_number, Instance.number_of_frames, Instance.path,
-               Instance.transfer_syntax)
-        .join(Study, Series.study_pk == Study.id)
-        .join(Instance, Instance.series_pk == Series.id)
-        .where(Study.study_uid == study_uid))
+    rows = await study_image_rows(db, study_uid)
     series: dict[str, StoredSeries] = {}
-    for row in rows.all():
+    for row in rows:
         found = series.get(row[0])
         if found is None:
             found = series[row[0]] = StoredSeries(row[0], row[1], row[2], row[3], row[4])

@@ -19,11 +19,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import select
-
 from node.errors import InvalidInput
-from node.index.job_models import ImportOutcome
-from node.index.viewing_models import ViewingContext
+from node.index.import_queries import import_outcomes, import_request
 from node.process.jobs import GIVEN_UP, ClaimedJob, JobBoard, JobRunner, worker_name
 from node.services import NodeServices
 from node.sources.base import Source
@@ -90,18 +87,12 @@ class ImportJobs:
         await ContextProgress(self.services, context_pk).finish(progress)
 
     async def _outcomes(self, context_pk: int) -> list[ItemOutcome]:
-        async with self.services.sessions() as session:
-            return [ItemOutcome(o.item, o.outcome, o.study_uid, o.sop_uid, o.message)
-                    for o in (await session.scalars(
-                        select(ImportOutcome).where(ImportOutcome.context_pk == context_pk)
-                        .order_by(ImportOutcome.id))).all()]
+        return [ItemOutcome(*row) for row in await import_outcomes(self.services.sessions,
+                                                                   context_pk)]
 
     async def _import(self, job: ClaimedJob) -> tuple[str, str]:
         context_pk = int(job.key)
-        async with self.services.sessions() as session:
-            row = (await session.execute(
-                select(ViewingContext.request, ViewingContext.sources)
-                .where(ViewingContext.id == context_pk))).first()
+        row = await import_request(self.services.sessions, context_pk)
         outcomes = await self._outcomes(context_pk)
         if row is None:
             return "failed", "its viewing context no longer exists"

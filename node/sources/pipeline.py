@@ -20,12 +20,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from sqlalchemy import select
-
 from node.config import Config
 from node.errors import NodeError
-from node.index.dicom_models import Instance
 from node.index.index_writer import AddOutcome
+from node.index.instance_queries import stored_files
 from node.ingest.file_completeness import check_complete
 from node.ingest.ingestor import IngestResult
 from node.services import NodeServices
@@ -117,12 +115,7 @@ class Importer:
     async def _not_yet_indexed(self, pending: list[tuple[Source, SourceObject]],
                                progress: ImportProgress) -> list[tuple[Source, SourceObject]]:
         names = sorted({_sop_uid(item) for _, item in pending if item.kind != "slide"} - {""})
-        found: list[tuple[str, str, int]] = []
-        async with self.services.sessions() as session:
-            for start in range(0, len(names), 500):
-                found += [(row.sop_uid, row.path, row.size) for row in (await session.execute(
-                    select(Instance.sop_uid, Instance.path, Instance.size).where(
-                        Instance.sop_uid.in_(names[start:start + 500])))).all()]
+        found = await stored_files(self.services.sessions, names)
         storage = self.services.storage
         stored = await asyncio.to_thread(lambda: {sop for sop, path, _ in found
                                                   if storage.exists(path)})

@@ -18,13 +18,9 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
-
 from node import metrics
 from node.errors import InvalidInput
-from node.index.dicom_models import Patient, Study
-from node.index.job_models import ImportOutcome, Job
-from node.index.viewing_models import ContextStudy, ViewingContext
+from node.index.import_queries import add_import_context, write_import_progress
 from node.services import NodeServices
 from node.sources.plan import ImportPlan
 from node.sources.progress import ImportProgress, ItemOutcome
@@ -80,37 +76,32 @@ async def issue_context(services: NodeServices, plan: ImportPlan, progress: Impo
             raise InvalidInput(f"role: unknown role {request.role!r}", field="role")
         scope, protocols = await applicable_protocols(session, request.username, role.name)
         request_json = request.as_json()
-        context = ViewingContext(
+        expires_at = now + lifetime
+        context_pk = await add_import_context(session, dict(
             token_hash=token_key(token), kind="single", username=request.username,
             role=role.name, display="studies", request=request_json,
             options=context_options(plan), sources={"import": progress.as_json()},
             hanging_protocols={"scope": scope, "protocols": [p.as_json() for p in protocols]},
             sticky="", client_address=client_address[:64], created_at=now,
-            expires_at=now + lifetime,
-            studies=[_study_row(position, uid, plan) for position, uid
-                     in enumerate(plan.study_uids)],
-        )
-        session.add(context)
-        await session.flush()
+            expires_at=expires_at,
+        ), [_study_row(position, uid, plan) for position, uid in enumerate(plan.study_uids)],
+            JOB_KIND)
         secrets = request.secret_fields()
         if secrets:
             vault = vault or CredentialVault(services.config.credentials_key_path)
-            vault.store(session, context.id, secrets, context.expires_at)
-        session.add(Job(kind=JOB_KIND, key=str(context.id), payload={}, state="queued",
-                        claimed_by="", attempts=0, outcome="", created_at=now))
+            vault.store(session, context_pk, secrets, expires_at)
         audit.record(session, "issue", username=request.username, role=role.name,
-                     context_pk=context.id, client_address=client_address, kind="post",
+                     context_pk=context_pk, client_address=client_address, kind="post",
                      request=request_json, studies=list(plan.study_uids))
         await session.commit()
-        context_pk = context.id
     metrics.tokens_issued("post")
     log.info("issued a POST token: context %d, %d source(s)", context_pk, len(plan.sources))
     return token, context_pk
 
 
-def _study_row(position: int, study_uid: str, plan: ImportPlan) -> ContextStudy:
+def _study_row(position: int, study_uid: str, plan: ImportPlan) -> dict[str, Any]:
     entry = next((s for s in plan.request.studies if s.study_uid == study_uid), None)
-    return ContextStudy(
+    return dict(
         position=position, study_uid=study_uid, purpose="open",
         preload=study_uid in plan.request.opening.full_preload_study,
         state="pending", source="",
@@ -177,51 +168,13 @@ class ContextProgress:
 
     async def _write(self, progress: ImportProgress, snapshot: dict[str, Any],
                      outcomes: list[ItemOutcome], final: bool) -> None:
-        async with self.services.sessions() as session:
-            await session.execute(
-                update(ViewingContext).where(ViewingContext.id == self.context_pk)
-                .values(sources={"import": snapshot}))
-            if final and progress.state in ("done", "stopped"):
-                # Nothing is left to resume: what only a resumed import needed goes.
-                await session.execute(delete(ImportOutcome)
-                                      .where(ImportOutcome.context_pk == self.context_pk))
-                await CredentialVault.forget(session, self.context_pk)
-            elif outcomes:
-                # One executemany, not ORM objects: a write can carry hundreds of them.
-                await session.execute(insert(ImportOutcome), [
-                    {"context_pk": self.context_pk, "item": o.item, "outcome": o.outcome,
-                     "study_uid": o.study_uid[:64], "sop_uid": o.sop_uid[:64],
-                     "message": o.message} for o in outcomes])
-            rows = {row.study_uid: row for row in (await session.scalars(
-                select(ContextStudy).where(ContextStudy.context_pk == self.context_pk))).all()}
-            described = await self._describe(session, set(progress.studies) | set(rows))
-            for study_uid in progress.studies:
-                if study_uid not in rows:
-                    row = ContextStudy(context_pk=self.context_pk, position=len(rows),
-                                       study_uid=study_uid, purpose="open", preload=False,
-                                       state="pending", source="")
-                    session.add(row)
-                    rows[study_uid] = row
-            for study_uid, row in rows.items():
-                row.state, row.message = _state(progress, study_uid, final)
-                info = described.get(study_uid)
-                if info is not None:
-                    (row.patient_id, row.accession_number, row.study_date,
-                     row.description) = info
-            await session.commit()
-
-    @staticmethod
-    async def _describe(session: Any, study_uids: set[str]
-                        ) -> dict[str, tuple[str, str, str, str]]:
-        """What the index says of the studies (after the request's data were applied)."""
-        if not study_uids:
-            return {}
-        result = await session.execute(
-            select(Study.study_uid, Patient.patient_id, Study.accession_number,
-                   Study.study_date, Study.description)
-            .join(Patient, Study.patient_pk == Patient.id)
-            .where(Study.study_uid.in_(sorted(study_uids))))
-        return {row[0]: (row[1], row[2], row[3], row[4]) for row in result.all()}
+        # Once it ended, nothing is left to resume: what only a resumed import needed goes.
+        await write_import_progress(
+            self.services.sessions, self.context_pk, {"import": snapshot},
+            [(o.item, o.outcome, o.study_uid, o.sop_uid, o.message) for o in outcomes],
+            forget=final and progress.state in ("done", "stopped"),
+            study_uids=list(progress.studies),
+            state_of=lambda study_uid: _state(progress, study_uid, final))
 
 
 def _state(progress: ImportProgress, study_uid: str, final: bool) -> tuple[str, str]:

@@ -24,11 +24,14 @@ from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from node.errors import ConfigError
-from node.index.job_models import SealedCredentials
+from node.index.import_queries import (
+    add_sealed_credentials,
+    delete_expired_credentials,
+    sealed_credentials,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,34 +69,20 @@ class CredentialVault:
     def store(self, session: AsyncSession, context_pk: int, secrets: dict[str, Any],
               expires_at: datetime) -> None:
         """Add the sealed row to `session` (committed with the context and its job)."""
-        session.add(SealedCredentials(context_pk=context_pk, sealed=self.seal(context_pk, secrets),
-                                      expires_at=expires_at))
+        add_sealed_credentials(session, context_pk, self.seal(context_pk, secrets), expires_at)
 
     async def load(self, sessions: async_sessionmaker[AsyncSession], context_pk: int
                    ) -> dict[str, Any] | None:
         """The context's secrets while they are kept and unexpired; None otherwise."""
-        async with sessions() as session:
-            row = (await session.execute(
-                select(SealedCredentials.sealed, SealedCredentials.expires_at)
-                .where(SealedCredentials.context_pk == context_pk))).first()
-        if row is None or _aware(row.expires_at) <= datetime.now(UTC):
+        row = await sealed_credentials(sessions, context_pk)
+        if row is None or _aware(row[1]) <= datetime.now(UTC):
             return None
-        return self.unseal(context_pk, bytes(row.sealed))
-
-    @staticmethod
-    async def forget(session: AsyncSession, context_pk: int) -> None:
-        await session.execute(delete(SealedCredentials)
-                              .where(SealedCredentials.context_pk == context_pk))
+        return self.unseal(context_pk, row[0])
 
     @staticmethod
     async def sweep(sessions: async_sessionmaker[AsyncSession]) -> int:
         """Delete the rows whose token has expired; how many."""
-        now = datetime.now(UTC)
-        async with sessions() as session:
-            result = await session.execute(delete(SealedCredentials)
-                                           .where(SealedCredentials.expires_at <= now))
-            await session.commit()
-        swept = int(getattr(result, "rowcount", 0) or 0)
+        swept = await delete_expired_credentials(sessions, datetime.now(UTC))
         if swept:
             log.info("deleted the sealed credentials of %d expired token(s)", swept)
         return swept

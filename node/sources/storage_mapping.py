@@ -14,16 +14,13 @@ import posixpath
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from node.errors import Conflict, InvalidInput, NotFound
-from node.index.mapping_models import StorageMappingRow
+from node.index.mapping_queries import delete_mapping, insert_mapping, mapping_rows
 
 MAX_PATH = 1024
 
@@ -147,10 +144,7 @@ async def load_mappings(sessions: async_sessionmaker[AsyncSession]) -> MappingTa
 
 
 async def list_mappings(sessions: async_sessionmaker[AsyncSession]) -> list[StorageMapping]:
-    async with sessions() as session:
-        rows = (await session.scalars(
-            select(StorageMappingRow).order_by(StorageMappingRow.host_path))).all()
-    return [StorageMapping(row.host_path, row.container_path) for row in rows]
+    return [StorageMapping(host, container) for host, container in await mapping_rows(sessions)]
 
 
 async def add_mapping(
@@ -158,22 +152,12 @@ async def add_mapping(
 ) -> StorageMapping:
     mapping = StorageMapping(normalise_absolute(host_path, "host path"),
                              normalise_absolute(container_path, "container path"))
-    async with sessions() as session:
-        session.add(StorageMappingRow(host_path=mapping.host_path,
-                                      container_path=mapping.container_path,
-                                      created_at=datetime.now(UTC)))
-        try:
-            await session.commit()
-        except IntegrityError as exc:
-            raise Conflict(f"a mapping for {mapping.host_path} already exists") from exc
+    if not await insert_mapping(sessions, mapping.host_path, mapping.container_path):
+        raise Conflict(f"a mapping for {mapping.host_path} already exists")
     return mapping
 
 
 async def remove_mapping(sessions: async_sessionmaker[AsyncSession], host_path: str) -> None:
     normal = normalise_absolute(host_path, "host path")
-    async with sessions() as session:
-        result = await session.execute(
-            delete(StorageMappingRow).where(StorageMappingRow.host_path == normal))
-        await session.commit()
-    if getattr(result, "rowcount", 0) == 0:
+    if not await delete_mapping(sessions, normal):
         raise NotFound(f"no mapping for {normal}")

@@ -20,14 +20,10 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from node.errors import InvalidInput, NodeError
+from node.index.consistency_queries import instance_file_partitions, remove_instance_rows
 from node.index.deletion_queries import pending_paths
-from node.index.dicom_models import Instance, Patient, Series, Study
 from node.index.index_writer import AddOutcome
-from node.index.study_usage import recount
 from node.ingest.file_completeness import check_complete
 from node.ingest.ingestor import Ingestor
 from node.ingest.instance_record import read_record
@@ -36,7 +32,6 @@ from node.storage.folder_storage import SHARED_INCOMING
 
 log = logging.getLogger(__name__)
 
-_CHUNK = 500
 _STREAM_ROWS = 10000
 
 
@@ -95,17 +90,8 @@ async def _index_partitions(
 ) -> AsyncIterator[Sequence[_Row]]:
     """(id, path, size, SOP Instance UID) of every instance row, a partition at a time: an
     async step per row would cost more than the comparison itself."""
-    query = select(Instance.id, Instance.path, Instance.size, Instance.sop_uid)
-    if ordered:
-        if services.engine.dialect.name == "postgresql":
-            # Byte order, the order Python compares the storage paths in (not the locale's).
-            query = query.order_by(Instance.path.collate("C"))
-        else:
-            query = query.order_by(Instance.path)
-    async with services.sessions() as session:
-        result = await session.stream(query.execution_options(yield_per=_STREAM_ROWS))
-        async for partition in result.partitions():
-            yield [tuple(row) for row in partition]  # type: ignore[misc]
+    async for partition in instance_file_partitions(services.sessions, ordered, _STREAM_ROWS):
+        yield partition
 
 
 async def _prefetched(files: Iterator[tuple[str, int]]) -> AsyncIterator[list[tuple[str, int]]]:
@@ -230,7 +216,8 @@ async def repair(services: NodeServices, report: ConsistencyReport, jobs: int = 
     exists = await asyncio.to_thread(
         lambda: [services.storage.exists(row.path) for row in report.missing])
     gone = [row for row, there in zip(report.missing, exists, strict=True) if not there]
-    done.rows_removed += await remove_rows(services.sessions, [row.id for row in gone])
+    done.rows_removed += await remove_instance_rows(services.sessions,
+                                                    [row.id for row in gone])
 
     refresher = Ingestor(services.storage, services.writer, services.loop,
                          overwrite_duplicates=True)
@@ -240,7 +227,7 @@ async def repair(services: NodeServices, report: ConsistencyReport, jobs: int = 
             done.rows_refreshed += 1
         else:
             damaged.append(mismatch.row.id)
-    done.rows_removed += await remove_rows(services.sessions, damaged)
+    done.rows_removed += await remove_instance_rows(services.sessions, damaged)
 
     pending = iter(report.unindexed)
 
@@ -306,46 +293,3 @@ def _quarantine(services: NodeServices, relative: str) -> None:
         target = target.with_name(f"{target.name}.{time.time_ns()}")
     services.storage.move_out(relative, target)
     log.info("moved %s to %s", relative, target)
-
-
-async def remove_rows(sessions: async_sessionmaker[AsyncSession], ids: list[int]) -> int:
-    """Delete instance rows, and the series, studies and patients they leave empty."""
-    if not ids:
-        return 0
-    async with sessions() as session, session.begin():
-        series_pks: set[int] = set()
-        for chunk in _chunks(ids):
-            series_pks.update(await session.scalars(
-                select(Instance.series_pk).where(Instance.id.in_(chunk))
-            ))
-            await session.execute(delete(Instance).where(Instance.id.in_(chunk)))
-        study_pks: set[int] = set()
-        for chunk in _chunks(sorted(series_pks)):
-            study_pks.update(await session.scalars(
-                select(Series.study_pk).where(Series.id.in_(chunk))
-            ))
-            await session.execute(delete(Series).where(
-                Series.id.in_(chunk),
-                ~select(Instance.id).where(Instance.series_pk == Series.id).exists(),
-            ))
-        await recount(session, study_pks)
-        patient_pks: set[int] = set()
-        for chunk in _chunks(sorted(study_pks)):
-            patient_pks.update(await session.scalars(
-                select(Study.patient_pk).where(Study.id.in_(chunk))
-            ))
-            await session.execute(delete(Study).where(
-                Study.id.in_(chunk),
-                ~select(Series.id).where(Series.study_pk == Study.id).exists(),
-            ))
-        for chunk in _chunks(sorted(patient_pks)):
-            await session.execute(delete(Patient).where(
-                Patient.id.in_(chunk),
-                ~select(Study.id).where(Study.patient_pk == Patient.id).exists(),
-            ))
-    return len(ids)
-
-
-def _chunks(values: list[int]) -> Iterator[list[int]]:
-    for start in range(0, len(values), _CHUNK):
-        yield values[start:start + _CHUNK]

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from node.index.viewing_models import AuditEvent
+from node.index.audit_queries import add_audit_event
 
 
 def row(
@@ -28,10 +28,7 @@ def record(
     context_pk: int | None = None, client_address: str = "", **detail: Any,
 ) -> None:
     """Add an audit row to the caller's transaction, so it commits with what it describes."""
-    session.add(AuditEvent(
-        at=datetime.now(UTC), action=action, username=username[:64], role=role[:64],
-        context_pk=context_pk, client_address=client_address[:64], detail=detail,
-    ))
+    add_audit_event(session, action, username, role, context_pk, client_address, detail)
 
 
 async def record_alone(

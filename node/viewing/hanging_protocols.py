@@ -11,15 +11,18 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from node.errors import Conflict, InvalidInput, NotFound
-from node.index.viewing_models import HangingProtocol
+from node.index.protocol_queries import (
+    delete_protocol,
+    insert_protocol,
+    protocol_rows,
+    protocol_rows_by_owner,
+    protocol_rows_for,
+)
 
 SCOPES = ("user", "role", "global")
 # Rule keys as written on the command line, and as stored / handed to the viewer.
@@ -147,39 +150,22 @@ async def add_protocol(
     columns: int, rules: Sequence[Rule],
 ) -> Protocol:
     _check(name, scope, owner, rows, columns, rules)
-    row = HangingProtocol(name=name, scope=scope, owner=owner, rows=rows, columns=columns,
-                          rules=[rule.as_json() for rule in rules], created_at=datetime.now(UTC))
-    async with sessions() as session:
-        session.add(row)
-        try:
-            await session.commit()
-        except IntegrityError as exc:
-            raise Conflict(f"a {scope} protocol named {name!r} already exists") from exc
-    return _protocol(row)
+    row = await insert_protocol(sessions, name, scope, owner, rows, columns,
+                                [rule.as_json() for rule in rules])
+    if row is None:
+        raise Conflict(f"a {scope} protocol named {name!r} already exists")
+    return _from_row(row)
 
 
 async def remove_protocol(
     sessions: async_sessionmaker[AsyncSession], name: str, scope: str, owner: str
 ) -> None:
-    async with sessions() as session:
-        result = await session.execute(delete(HangingProtocol).where(
-            HangingProtocol.name == name, HangingProtocol.scope == scope,
-            HangingProtocol.owner == owner))
-        await session.commit()
-    if getattr(result, "rowcount", 0) == 0:
+    if not await delete_protocol(sessions, name, scope, owner):
         raise NotFound(f"no {scope} protocol named {name!r}")
 
 
 async def list_protocols(sessions: async_sessionmaker[AsyncSession]) -> list[Protocol]:
-    async with sessions() as session:
-        rows = (await session.scalars(select(HangingProtocol).order_by(
-            HangingProtocol.scope, HangingProtocol.owner, HangingProtocol.name))).all()
-    return [_protocol(row) for row in rows]
-
-
-_COLUMNS = (HangingProtocol.id, HangingProtocol.name, HangingProtocol.scope,
-            HangingProtocol.owner, HangingProtocol.rows, HangingProtocol.columns,
-            HangingProtocol.rules)
+    return [_from_row(r) for r in await protocol_rows_by_owner(sessions)]
 
 
 async def applicable_protocols(
@@ -187,19 +173,13 @@ async def applicable_protocols(
 ) -> tuple[str | None, list[Protocol]]:
     """The protocols a viewing context uses and where they came from: the user's, else the
     role's, else the global ones; (None, []) when there are none at all."""
-    p = HangingProtocol
-    rows = (await db.execute(select(*_COLUMNS)
-                             .where(or_((p.scope == "user") & (p.owner == username),
-                                        (p.scope == "role") & (p.owner == role),
-                                        p.scope == "global"))
-                             .order_by(p.name))).all()
+    rows = await protocol_rows_for(db, username, role)
     return choose_protocols([_from_row(r) for r in rows], username, role)
 
 
 async def all_protocols(db: AsyncConnection | AsyncSession) -> list[Protocol]:
     """Every stored protocol, by name (what choose_protocols picks from)."""
-    rows = (await db.execute(select(*_COLUMNS).order_by(HangingProtocol.name))).all()
-    return [_from_row(r) for r in rows]
+    return [_from_row(r) for r in await protocol_rows(db)]
 
 
 def choose_protocols(
@@ -219,7 +199,3 @@ def _from_row(r: Any) -> Protocol:
     return Protocol(r[0], r[1], r[2], r[3], r[4], r[5],
                     tuple(Rule.from_json(rule) for rule in r[6]))
 
-
-def _protocol(row: HangingProtocol) -> Protocol:
-    return Protocol(row.id, row.name, row.scope, row.owner, row.rows, row.columns,
-                    tuple(Rule.from_json(rule) for rule in row.rules))

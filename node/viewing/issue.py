@@ -15,11 +15,11 @@ from typing import Any
 
 from node import metrics
 from node.errors import InvalidInput
+from node.index.context_writer import NewContext
 from node.render.preload import StudyPreloader
 from node.services import NodeServices
 from node.viewing import arrange, audit
 from node.viewing.arrange import PURPOSE_PRIORITY, Arrangement
-from node.viewing.context_writer import NewContext
 from node.viewing.issuance_catalogue import Applicable, Catalogue
 from node.viewing.options import ViewingOptions, options_json
 from node.viewing.retrievals import RetrievalRegistry

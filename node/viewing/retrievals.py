@@ -14,12 +14,10 @@ import contextlib
 import logging
 from datetime import UTC, datetime
 
-from sqlalchemy import Update, text, update
-
 from node.config import RemoteNode
 from node.dimse import scu
 from node.errors import ConfigError
-from node.index.viewing_models import WAITING_FOR_RETRIEVAL, ContextStudy
+from node.index.context_queries import set_waiting_study_state
 from node.process.jobs import ClaimedJob, JobBoard, JobRunner, JobStatus, worker_name
 from node.services import NodeServices
 
@@ -107,10 +105,8 @@ class RetrievalRegistry:
     async def _set_state(
         self, study_uid: str, state: str, current: tuple[str, ...], message: str = ""
     ) -> None:
-        async with self._services.sessions() as session:
-            await session.execute(waiting_update(study_uid, current).values(state=state,
-                                                                            message=message))
-            await session.commit()
+        await set_waiting_study_state(self._services.sessions, study_uid, state, current,
+                                      message)
 
     async def close(self) -> None:
         """Stop; what still runs here goes back to the queue for the next instance."""
@@ -120,10 +116,3 @@ class RetrievalRegistry:
         """Wait until no retrieval is queued or running (tests and orderly shutdown)."""
         await self._runner.wait_idle()
 
-
-def waiting_update(study_uid: str, current: tuple[str, ...]) -> Update:
-    """The UPDATE of a study's context rows still in one of the `current` states; it says
-    WAITING_FOR_RETRIEVAL as well, so that it finds them through the partial index."""
-    return (update(ContextStudy)
-            .where(ContextStudy.study_uid == study_uid, text(WAITING_FOR_RETRIEVAL),
-                   ContextStudy.state.in_(current)))

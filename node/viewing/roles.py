@@ -8,14 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
-from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from node.errors import Conflict, InvalidInput, NotFound
-from node.index.viewing_models import Role
+from node.index.role_queries import delete_role, insert_role, role_row, role_rows
 
 # What a role may be allowed; the request's hide* options can only take features away.
 # "save": store instances over STOW-RS into the session's studies (OHIF's saved measurements).
@@ -60,36 +57,25 @@ async def add_role(
 ) -> RoleInfo:
     check_role_name(name)
     allowed = parse_permissions(permissions)
-    async with sessions() as session:
-        session.add(Role(name=name, permissions=list(allowed), created_at=datetime.now(UTC)))
-        try:
-            await session.commit()
-        except IntegrityError as exc:
-            raise Conflict(f"role {name!r} already exists") from exc
+    if not await insert_role(sessions, name, allowed):
+        raise Conflict(f"role {name!r} already exists")
     return RoleInfo(name, allowed)
 
 
 async def remove_role(sessions: async_sessionmaker[AsyncSession], name: str) -> None:
-    async with sessions() as session:
-        result = await session.execute(delete(Role).where(Role.name == name))
-        await session.commit()
-    if getattr(result, "rowcount", 0) == 0:
+    if not await delete_role(sessions, name):
         raise NotFound(f"no role {name!r}")
 
 
 async def list_roles(sessions: async_sessionmaker[AsyncSession]) -> list[RoleInfo]:
     async with sessions() as session:
-        rows = (await session.scalars(select(Role).order_by(Role.name))).all()
-    return [RoleInfo(row.name, tuple(row.permissions)) for row in rows]
+        return await all_roles(session)
 
 
 async def all_roles(db: AsyncConnection | AsyncSession) -> list[RoleInfo]:
-    rows = (await db.execute(select(Role.name, Role.permissions).order_by(Role.name))).all()
-    return [RoleInfo(row[0], tuple(row[1])) for row in rows]
+    return [RoleInfo(name, tuple(permissions)) for name, permissions in await role_rows(db)]
 
 
 async def get_role(db: AsyncConnection | AsyncSession, name: str) -> RoleInfo | None:
-    row = (await db.execute(select(Role.name, Role.permissions).where(Role.name == name))).first()
-    if row is None:
-        return None
-    return RoleInfo(row[0], tuple(row[1]))
+    row = await role_row(db, name)
+    return None if row is None else RoleInfo(row[0], tuple(row[1]))

@@ -10,21 +10,27 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
 
 from node import metrics
 from node.errors import NotFound
+from node.index.context_queries import context_with_studies
 from node.index.recycling import mark_context_used
-from node.index.viewing_models import ViewerSession, ViewingContext
+from node.index.viewer_session_queries import (
+    add_viewer_session,
+    claim_redemption,
+    live_session_context,
+)
 from node.services import NodeServices
 from node.viewing import audit
 from node.viewing.options import ViewingOptions
 from node.viewing.roles import get_role
 from node.viewing.token_secrets import digest, looks_like_token, new_secret, token_keys
+
+if TYPE_CHECKING:
+    from node.index.viewing_models import ViewingContext
 
 log = logging.getLogger(__name__)
 
@@ -53,17 +59,8 @@ async def redeem(services: NodeServices, token: str, client_address: str) -> Red
     now = services.clock.now()
     lifetime = services.config.api.session_lifetime_seconds
     async with services.sessions() as session:
-        result = await session.execute(
-            update(ViewingContext)
-            .where(ViewingContext.token_hash.in_(keys),
-                   ViewingContext.redeemed_at.is_(None),
-                   ViewingContext.revoked_at.is_(None),
-                   ViewingContext.expires_at > now)
-            .values(redeemed_at=now)
-        )
-        context = await session.scalar(
-            select(ViewingContext).where(ViewingContext.token_hash.in_(keys)))
-        if getattr(result, "rowcount", 0) != 1 or context is None:
+        won, context = await claim_redemption(session, keys, now)
+        if not won or context is None:
             outcome = _refusal(context, now)
             if context is not None:
                 audit.record(session, "redeem-refused", username=context.username,
@@ -75,11 +72,8 @@ async def redeem(services: NodeServices, token: str, client_address: str) -> Red
                      f" for context {context.id}" if context is not None else "")
             return Redemption(outcome)
         cookie = new_secret()
-        session.add(ViewerSession(
-            cookie_hash=digest(cookie), context_pk=context.id, username=context.username,
-            client_address=client_address[:64], created_at=now,
-            expires_at=now + timedelta(seconds=lifetime),
-        ))
+        add_viewer_session(session, digest(cookie), context, client_address, now,
+                           now + timedelta(seconds=lifetime))
         audit.record(session, "redeem", username=context.username, role=context.role,
                      context_pk=context.id, client_address=client_address,
                      issuedTo=context.client_address)
@@ -107,21 +101,13 @@ async def session_context(services: NodeServices, cookie: str | None) -> int | N
     session."""
     if not cookie or not looks_like_token(cookie):
         return None
-    async with services.sessions() as session:
-        row = await session.scalar(select(ViewerSession.context_pk).where(
-            ViewerSession.cookie_hash == digest(cookie),
-            ViewerSession.revoked_at.is_(None),
-            ViewerSession.expires_at > services.clock.now(),
-        ))
-    return row
+    return await live_session_context(services.sessions, digest(cookie), services.clock.now())
 
 
 async def context_json(services: NodeServices, context_pk: int) -> dict[str, Any]:
     """The viewer's view of a context: what to open, each study's state, every option."""
     async with services.sessions() as session:
-        context = await session.scalar(
-            select(ViewingContext).where(ViewingContext.id == context_pk)
-            .options(selectinload(ViewingContext.studies)))
+        context = await context_with_studies(session, context_pk)
         if context is None:
             raise NotFound("viewing context not found")
         return await _as_json(session, context)

@@ -21,10 +21,10 @@ from typing import Any, cast
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from node.index.context_writer import ContextWriter, NewContext, SqliteContextInserts
 from node.index.sqlite_batches import SqliteBatches, sqlite_file
 from node.index.write_lock import WriteLock
 from node.viewing.arrange import Arrangement
-from node.viewing.context_writer import ContextWriter, NewContext, SqliteContextInserts
 from node.viewing.study_resolution import Findings, StudyRequest, find_local, find_local_sqlite
 
 

@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from pydicom.dataset import Dataset
-from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from node.config import Config, RemoteNode
 from node.dimse import scu
 from node.errors import Conflict, InvalidInput
-from node.index.dicom_models import Patient, Study
+from node.index.study_lookup import SqliteStudyLookup, StudyLookup
 
 
 @dataclass(frozen=True)
@@ -134,42 +132,20 @@ def patient_studies(request: StudyRequest, studies: Iterable[FoundStudy]) -> lis
     return candidates
 
 
-_COLUMNS = (Study.study_uid, Patient.patient_id, Patient.issuer, Study.accession_number,
-            Study.study_date, Study.description)
-_BASE = select(*_COLUMNS).join(Patient, Study.patient_pk == Patient.id)
-_NEWEST_FIRST = (Study.study_date.desc(), Study.study_uid)
-# Built once: constructing a statement per request cost more than running it.
-_BY_UIDS = _BASE.where(Study.study_uid.in_(bindparam("uids", expanding=True)))
-_BY_ACCESSION = _BASE.where(Study.accession_number == bindparam("accession")).order_by(
-    *_NEWEST_FIRST)
-_BY_PATIENT = _BASE.where(Patient.patient_id == bindparam("patient_id")).order_by(
-    *_NEWEST_FIRST)
-
-# The same three queries for a sqlite3 connection (find_local_sqlite), each answering
-# with one row holding every match as JSON: the sqlite3 module lets go of the GIL around each
-# row it steps to, and the reader thread then waits for the event loop's thread to offer the
-# GIL back (up to the 5 ms switch interval) once per row; one row is one wait.
-_SQLITE_MATCHES = ("SELECT json_group_array(json_array(s.study_uid, p.patient_id, p.issuer, "
-                   "s.accession_number, s.study_date, s.description)) "
-                   "FROM studies s JOIN patients p ON s.patient_pk = p.id")
-_SQLITE_BY_UIDS = f"{_SQLITE_MATCHES} WHERE s.study_uid IN (SELECT value FROM json_each(?))"
-_SQLITE_BY_ACCESSION = f"{_SQLITE_MATCHES} WHERE s.accession_number = ?"
-_SQLITE_BY_PATIENT = f"{_SQLITE_MATCHES} WHERE p.patient_id = ?"
-
-
 async def find_local(db: AsyncConnection | AsyncSession, request: StudyRequest) -> Findings:
     """The local index's answer: one query per kind of key the request holds."""
     findings = Findings()
+    lookup = StudyLookup(db)
     uids = request.all_uids
     if uids:
-        for row in (await db.execute(_BY_UIDS, {"uids": list(uids)})).all():
+        for row in await lookup.by_uids(uids):
             findings.by_uid[row[0]] = FoundStudy(*row)
     if request.accession_across_patients:
-        rows = await db.execute(_BY_ACCESSION, {"accession": request.accession})
-        findings.by_accession = [FoundStudy(*row) for row in rows.all()]
+        findings.by_accession = [FoundStudy(*row)
+                                 for row in await lookup.by_accession(request.accession)]
     if request.patient_id:
-        rows = await db.execute(_BY_PATIENT, {"patient_id": request.patient_id})
-        findings.set_history(request, (FoundStudy(*row) for row in rows.all()))
+        findings.set_history(request, (FoundStudy(*row) for row
+                                       in await lookup.by_patient_id(request.patient_id)))
     return findings
 
 
@@ -177,28 +153,18 @@ def find_local_sqlite(connection: sqlite3.Connection,
                       requests: list[StudyRequest]) -> list[Findings]:
     """find_local for many requests at once on a sqlite3 connection (node/viewing/store.py):
     the study UIDs of all of them in one query."""
-
-    def matches(sql: str, value: str) -> list[FoundStudy]:
-        (text,) = connection.execute(sql, (value,)).fetchone()
-        return [FoundStudy(*row) for row in json.loads(text)]
-
-    def newest_first(studies: list[FoundStudy]) -> list[FoundStudy]:
-        studies.sort(key=lambda s: s.study_uid)
-        studies.sort(key=lambda s: s.study_date, reverse=True)  # stable: UIDs stay ascending
-        return studies
-
+    lookup = SqliteStudyLookup(connection)
     wanted = list(dict.fromkeys(uid for request in requests for uid in request.all_uids))
-    found = {s.study_uid: s for s in matches(_SQLITE_BY_UIDS, json.dumps(wanted))} \
-        if wanted else {}
+    found = {row[0]: FoundStudy(*row) for row in lookup.by_uids(wanted)}
     results = []
     for request in requests:
         findings = Findings(by_uid={uid: found[uid] for uid in request.all_uids if uid in found})
         if request.accession_across_patients:
-            findings.by_accession = newest_first(matches(_SQLITE_BY_ACCESSION,
-                                                         request.accession))
+            findings.by_accession = [FoundStudy(*row)
+                                     for row in lookup.by_accession(request.accession)]
         if request.patient_id:
-            findings.set_history(request, newest_first(
-                matches(_SQLITE_BY_PATIENT, request.patient_id)))
+            findings.set_history(request, [FoundStudy(*row) for row
+                                           in lookup.by_patient_id(request.patient_id)])
         results.append(findings)
     return results
 

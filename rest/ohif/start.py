@@ -5,10 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
-
-from node.index.viewing_models import ViewingContext
+from node.index.context_queries import context_opening
 from node.services import NodeServices
 from pathology.catalogue import slides_of_case
 from rest.ohif.bundle import BASE_PATH
@@ -23,18 +20,16 @@ SLIDE_VIEWER_PATH = "/ngv/viewer"
 
 async def start_url(services: NodeServices, context_pk: int) -> str:
     async with services.sessions() as session:
-        context = await session.scalar(
-            select(ViewingContext).where(ViewingContext.id == context_pk)
-            .options(selectinload(ViewingContext.studies)))
-        if context is None:
-            return OHIF_VIEWER_ROUTE
-        # The stored request: anonymize hides accNum from the browser, not from the node.
-        accession = str(context.request.get("accNum") or "")
-        if context.options.get("containerIdentifier"):
-            return SLIDE_VIEWER_PATH
-        uids = [row.study_uid for row in context.studies if row.purpose in OPENED]
-        uids = uids or [row.study_uid for row in context.studies[:1]]
-        secondary = context.kind == "secondary"
+        context = await context_opening(session, context_pk)
+    if context is None:
+        return OHIF_VIEWER_ROUTE
+    # The stored request: anonymize hides accNum from the browser, not from the node.
+    accession = str(context.request.get("accNum") or "")
+    if context.options.get("containerIdentifier"):
+        return SLIDE_VIEWER_PATH
+    uids = [uid for uid, purpose in context.studies if purpose in OPENED]
+    uids = uids or [uid for uid, _ in context.studies[:1]]
+    secondary = context.kind == "secondary"
     if accession and await slides_of_case(services.sessions, accession):
         return SLIDE_VIEWER_PATH
     query = {"StudyInstanceUIDs": ",".join(uids)}

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom import dcmread
-from sqlalchemy import select
 
 from node.errors import NotFound
-from node.index.dicom_models import Instance, Series, Study
+from node.index.instance_queries import instance_location
 from node.services import NodeServices
 
 REMEMBERED = 8192
@@ -61,17 +60,12 @@ class InstanceLookup:
         return found
 
     async def _load(self, sop_uid: str) -> StoredInstance:
-        async with self._services.sessions() as session:
-            row = (await session.execute(
-                select(Study.study_uid, Series.series_uid, Instance.sop_class_uid,
-                       Instance.transfer_syntax, Instance.number_of_frames, Instance.path)
-                .join(Series, Instance.series_pk == Series.id)
-                .join(Study, Series.study_pk == Study.id)
-                .where(Instance.sop_uid == sop_uid))).first()
+        row = await instance_location(self._services.sessions, sop_uid)
         if row is None:
             raise NotFound("no such instance in this study")
-        found = StoredInstance(sop_uid, row[0], row[1], row[2], row[3], max(row[4] or 1, 1),
-                               await self._services.storage.local_path_async(row[5]), row[5])
+        found = StoredInstance(sop_uid, row.study_uid, row.series_uid, row.sop_class_uid,
+                               row.transfer_syntax, row.frames,
+                               await self._services.storage.local_path_async(row.path), row.path)
         self._items[sop_uid] = found
         while len(self._items) > self._size:
             self._items.popitem(last=False)

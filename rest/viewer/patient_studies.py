@@ -21,11 +21,10 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from node.index.dicom_models import Instance, Series, Study
 from node.index.patient_details import PatientDetails, patient_details
+from node.index.viewer_queries import study_summaries
 from pathology.catalogue import studies_with_slide_files
 from rest.viewer.grants import Grant
 
@@ -75,25 +74,10 @@ class StudyListing:
 
 async def local_summaries(session: AsyncSession, uids: list[str]) -> dict[str, dict[str, Any]]:
     """Date, description, modalities and instance count of the studies in the index."""
-    if not uids:
-        return {}
-    rows = (await session.execute(
-        select(Study.study_uid, Study.study_date, Study.study_time, Study.description,
-               Series.modality, func.count(Instance.id))
-        .join(Series, Series.study_pk == Study.id)
-        .join(Instance, Instance.series_pk == Series.id)
-        .where(Study.study_uid.in_(uids))
-        .group_by(Study.study_uid, Study.study_date, Study.study_time, Study.description,
-                  Series.modality))).all()
-    found: dict[str, dict[str, Any]] = {}
-    for uid, date, time_of_day, description, modality, count in rows:
-        entry = found.setdefault(uid, {"studyDate": date or None, "studyTime": time_of_day or None,
-                                       "studyDescription": description or None,
-                                       "modalities": [], "instances": 0})
-        if modality and modality not in entry["modalities"]:
-            entry["modalities"].append(modality)
-        entry["instances"] += count
-    return found
+    return {uid: {"studyDate": found.study_date, "studyTime": found.study_time,
+                  "studyDescription": found.description, "modalities": found.modalities,
+                  "instances": found.instances}
+            for uid, found in (await study_summaries(session, uids)).items()}
 
 
 async def study_listing(session: AsyncSession, grant: Grant) -> StudyListing:

@@ -14,12 +14,11 @@ import re
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select
 
 from node.dimse import scu
 from node.errors import InvalidInput
-from node.index.dicom_models import Patient, Series, Study
-from node.index.viewing_models import ContextStudy
+from node.index.context_queries import add_context_study
+from node.index.viewer_queries import search_local_studies, study_is_local
 from node.viewing.study_resolution import select_sources
 from rest.json_body import read_json
 from rest.middleware import public
@@ -48,44 +47,15 @@ def _date(request: web.Request, name: str) -> str:
     return value
 
 
-def _like(pattern: str) -> str:
-    escaped = pattern.replace("%", r"\%").replace("_", r"\_")
-    text = escaped.replace("*", "%").replace("?", "_")
-    return text if "%" in text else text + "%"
-
-
 async def _local(request: web.Request, keys: dict[str, str]) -> list[dict[str, Any]]:
-    query = (select(Study.id, Study.study_uid, Patient.name, Patient.patient_id,
-                    Study.study_date, Study.description, Study.accession_number, Patient.issuer)
-             .join(Patient, Study.patient_pk == Patient.id))
-    if keys["name"]:
-        query = query.where(Patient.name_search.like(_like(keys["name"].upper()), escape="\\"))
-    if keys["patient_id"]:
-        query = query.where(Patient.patient_id == keys["patient_id"])
-    if keys["accession"]:
-        query = query.where(Study.accession_number == keys["accession"])
-    if keys["from"]:
-        query = query.where(Study.study_date >= keys["from"])
-    if keys["to"]:
-        query = query.where(Study.study_date <= keys["to"])
-    if keys["modality"]:
-        query = query.where(Study.id.in_(select(Series.study_pk).where(
-            Series.modality == keys["modality"].upper())))
-    query = query.order_by(Study.study_date.desc(), Study.study_uid).limit(MAX_RESULTS)
+    search = {**keys, "name": keys["name"].upper(), "modality": keys["modality"].upper()}
     async with request.app[SERVICES].sessions() as session:
-        rows = (await session.execute(query)).all()
-        modalities: dict[int, set[str]] = {}
-        if rows:
-            pairs = await session.execute(
-                select(Series.study_pk, Series.modality).distinct()
-                .where(Series.study_pk.in_([r[0] for r in rows])))
-            for study_pk, modality in pairs.all():
-                if modality:
-                    modalities.setdefault(study_pk, set()).add(modality)
-    return [{"studyInstanceUID": r[1], "patientName": (r[2] or "").replace("^", " ").strip(),
-             "patientID": r[3], "issuerOfPatientID": r[7], "studyDate": r[4],
-             "studyDescription": r[5],
-             "accessionNumber": r[6], "modalities": sorted(modalities.get(r[0], ())),
+        rows = await search_local_studies(session, search, MAX_RESULTS)
+    return [{"studyInstanceUID": r.study_uid,
+             "patientName": r.patient_name.replace("^", " ").strip(),
+             "patientID": r.patient_id, "issuerOfPatientID": r.issuer,
+             "studyDate": r.study_date, "studyDescription": r.description,
+             "accessionNumber": r.accession, "modalities": r.modalities,
              "source": ""} for r in rows]
 
 
@@ -156,18 +126,15 @@ async def open_found(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     remote = select_sources(services.config, [source])[0] if source else None
     async with services.sessions() as session:
-        local = await session.scalar(select(Study.id).where(Study.study_uid == uid))
-        if local is None and remote is None:
+        local = await study_is_local(session, uid)
+        if not local and remote is None:
             raise InvalidInput("studyInstanceUID: not in the local index", "studyInstanceUID")
         if uid not in grant.allowed:
-            position = len(grant.context["studies"])
-            session.add(ContextStudy(
-                context_pk=grant.context_pk, position=position, study_uid=uid,
-                purpose="search", preload=False,
-                state="available" if local is not None else "pending",
-                source="" if local is not None else source))
-            await session.commit()
-    if local is None and remote is not None:
+            await add_context_study(session, grant.context_pk, len(grant.context["studies"]),
+                                    uid, purpose="search",
+                                    state="available" if local else "pending",
+                                    source="" if local else source)
+    if not local and remote is not None:
         await request.app[RETRIEVALS].ensure(remote, uid)
     request.app[GRANTS].forget(request)
     return web.json_response({"studyInstanceUID": uid, "added": True})

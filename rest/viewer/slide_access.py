@@ -12,16 +12,17 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 
-from node.index.viewing_models import ViewingContext
+from node.index.context_queries import context_with_studies
 from node.services import NodeServices
 from pathology.catalogue import slides_of_case, slides_of_studies
 from rest.state import SERVICES
+
+if TYPE_CHECKING:
+    from node.index.viewing_models import ViewingContext
 
 SLIDE_GRANT_SECONDS = 2.0
 MAX_CACHED = 4096
@@ -59,10 +60,7 @@ def request_names_slides(request: Mapping[str, Any]) -> bool:
 
 async def _load(services: NodeServices, context_pk: int) -> ViewingContext | None:
     async with services.sessions() as session:
-        context: ViewingContext | None = await session.scalar(
-            select(ViewingContext).where(ViewingContext.id == context_pk)
-            .options(selectinload(ViewingContext.studies)))
-        return context
+        return await context_with_studies(session, context_pk)
 
 
 async def context_slides(services: NodeServices, context: ViewingContext) -> SessionSlides:
