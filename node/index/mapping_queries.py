@@ -1,4 +1,5 @@
-"""The storage mapping table's statements (node/storage_mapping.py normalises and resolves)."""
+"""The storage mapping table's statements (node/sources/storage_mapping.py normalises and
+resolves)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The hanging protocols table's statements (node/hanging_protocols.py checks and chooses).
+"""The hanging protocols table's statements (node/viewing/hanging_protocols.py checks and chooses).
 
 A protocol comes back as its row: (id, name, scope, owner, rows, columns, rules as JSON).
 """

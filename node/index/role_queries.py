@@ -1,4 +1,4 @@
-"""The roles table's statements (node/roles.py checks names and permissions)."""
+"""The roles table's statements (node/viewing/roles.py checks names and permissions)."""
 
 from __future__ import annotations
 
