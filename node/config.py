@@ -55,6 +55,9 @@ class DicomSection:
     store_from: tuple[str, ...] = ("*",)
     # Refuse an association whose called AE title is not node.ae_title.
     check_called_ae: bool = False
+    # The measured fast path through pynetdicom's internals (node/dimse/fastpath/); false: plain
+    # pynetdicom, every promise kept by the node's own handlers (slower: about half the rate).
+    fast_path: bool = True
 
 
 @dataclass(frozen=True)

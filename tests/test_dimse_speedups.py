@@ -18,15 +18,11 @@ from pynetdicom.dsutils import create_file_meta
 from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.pdu_primitives import P_DATA
 
-from node.dimse.reactor import encode_p_data
-from node.dimse.speedups import (
-    _copy_contexts,
-    _original_set_uid,
-    _recv,
-    _set_uid,
-    file_meta_bytes,
-    install_speedups,
-)
+from node.dimse.fastpath.association_costs import _copy_contexts, _original_set_uid, _set_uid
+from node.dimse.fastpath.event_driven_loops import encode_p_data
+from node.dimse.fastpath.file_meta import file_meta_bytes
+from node.dimse.fastpath.tcp_sockets import _recv
+from tests.fast_path import require_fast_path
 
 
 @pytest.mark.parametrize(
@@ -86,7 +82,7 @@ def test_the_association_server_never_forces_a_full_collection(
         monkeypatch: pytest.MonkeyPatch) -> None:
     collections: list[int] = []
     monkeypatch.setattr(gc, "collect", lambda generation=2: collections.append(generation) or 0)
-    assert install_speedups()
+    require_fast_path()
     ae = AE()
     ae.add_supported_context("1.2.840.10008.1.1")  # Verification
     server = ae.make_server(("127.0.0.1", 0))

@@ -27,7 +27,7 @@ from tests.test_index_concurrency import record
 
 DISK = "24m"
 OUT_OF_RESOURCES = 0xA700
-# 2 MiB of pixel data: the receiver writes it in 1 MiB steps (store_receive.WRITE_BUFFER).
+# 2 MiB of pixel data: the receiver writes it in 1 MiB steps (fastpath/store_receiver.WRITE_BUFFER).
 SPEC = StudySpec(study_uid=uid(16010), patient_id="ISSUE16-FULL", rows=1024, columns=1024)
 
 
