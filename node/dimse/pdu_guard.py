@@ -50,6 +50,9 @@ _PDV_HEADER = struct.Struct(">LBB")
 LONGEST_CHECKED_FIRST = 64 * 1024
 # A-ABORT (PS3.8 9.3.8), source: service provider, reason: not specified.
 A_ABORT = bytes((0x07, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x02, 0x00))
+# A-ASSOCIATE-RJ (PS3.8 9.3.4): rejected permanent, by the service provider (ACSE), protocol
+# version not supported: what pynetdicom answers, before waiting out acse_timeout.
+REJECT_VERSION = bytes((0x03, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x01, 0x02, 0x02))
 
 
 class Refused(Exception):
@@ -97,6 +100,10 @@ class GuardedSocket(socket.socket):
                 if len(pdu) < 6 + length:
                     return False  # closed inside its request
                 check_associate_rq(pdu[6:])
+                if pdu[6:8] != b"\x00\x01":
+                    self._refuse("an association request for a protocol version other than 1",
+                                 REJECT_VERSION)
+                    return False
             return True
         except (Refused, Malformed) as exc:
             self._refuse(f"malformed A-ASSOCIATE-RQ: {exc}" if isinstance(exc, Malformed)
@@ -164,11 +171,11 @@ class GuardedSocket(socket.socket):
                 self._in_data_set = None if control & 2 else context_id
             offset += 4 + length
 
-    def _refuse(self, why: str) -> None:
-        log.error("aborting the association from %s: %s", self.peer, printable(why))
+    def _refuse(self, why: str, answer: bytes = A_ABORT) -> None:
+        log.error("refusing the association from %s: %s", self.peer, printable(why))
         self._refused = True
         with contextlib.suppress(OSError):
-            self.sendall(A_ABORT)
+            self.sendall(answer)
             self.shutdown(socket.SHUT_RDWR)
 
 
