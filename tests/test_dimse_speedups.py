@@ -78,8 +78,11 @@ def test_recv_reads_whole_pdus_and_what_arrived_before_a_close() -> None:
         assert _recv(Holder(), 100) == b"tail"
 
 
-def test_the_association_server_never_forces_a_full_collection(
+def test_the_association_server_still_collects_the_garbage_of_associations(
         monkeypatch: pytest.MonkeyPatch) -> None:
+    """pynetdicom's full collection every 60 accepts stays with the fast path in: without it a
+    node's memory rose by ~24 MiB over its first 13,000 associations
+    (node/dimse/fastpath/association_costs.py)."""
     collections: list[int] = []
     monkeypatch.setattr(gc, "collect", lambda generation=2: collections.append(generation) or 0)
     require_fast_path()
@@ -87,11 +90,11 @@ def test_the_association_server_never_forces_a_full_collection(
     ae.add_supported_context("1.2.840.10008.1.1")  # Verification
     server = ae.make_server(("127.0.0.1", 0))
     try:
-        for _ in range(200):  # pynetdicom's own collected every 60 calls
+        for _ in range(200):
             server.service_actions()
     finally:
         server.server_close()
-    assert collections == []
+    assert collections == [2, 2, 2]
 
 
 def _outcome(set_uid: Any, value: object) -> tuple[type, object]:

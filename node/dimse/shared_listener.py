@@ -116,7 +116,9 @@ def shared_server_class(listener: socket.socket, load: ConnectionLoad, worker: i
 
         def service_actions(self) -> None:
             # serve_forever calls it between accepts, and every REFRESH_SECONDS when idle
-            # (node/dimse/server.py starts it so).
+            # (node/dimse/server.py starts it so). pynetdicom's collects the garbage finished
+            # associations leave, every 60 calls (node/dimse/fastpath/association_costs.py).
+            super().service_actions()
             load.publish(worker, self.serving())
 
         def server_close(self) -> None:
