@@ -86,8 +86,9 @@ class NodeProcess:
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
     # dicom.query_from; None leaves the key out (the node's default).
     query_from: tuple[str, ...] | None = DCMTK_QUERY_CALLERS
-    # The node process's environment (default PEER_ENV).
+    # The node process's environment (default PEER_ENV); `--verbose` when set.
     env: dict[str, str] | None = None
+    verbose: bool = False
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -144,7 +145,8 @@ class NodeProcess:
         self.write_config()
         log = (self.folder / "node.log").open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "node", "serve", "--config", str(self.config_path)],
+            [sys.executable, "-m", "node", *(["--verbose"] if self.verbose else []), "serve",
+             "--config", str(self.config_path)],
             cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=self.env or PEER_ENV,
         )
         wait_for_port(self.dicom_port, proc=self.proc)

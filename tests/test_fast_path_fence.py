@@ -105,3 +105,20 @@ def test_a_node_on_an_unexpected_pynetdicom_keeps_its_pdu_limits(tmp_path: Path)
     log = node.log_text()
     assert "DICOM fast path off: written for" in log and "3.0.99" in log
     assert "longer than the 262144 accepted" in log
+
+
+def test_a_verbose_node_runs_plain_pynetdicom_and_keeps_its_pdu_limits(tmp_path: Path) -> None:
+    """--verbose turns pynetdicom's message logging on, which reads its own decoded objects: the
+    node then runs without the fast path, and nothing that keeps a promise goes with it."""
+    node = NodeProcess(tmp_path / "node", verbose=True).start()
+    try:
+        with associated(node) as sock:
+            sock.sendall(huge_pdu(0x04))
+            assert_aborted(sock)
+        echo = dcmtk("echoscu", "-aec", node.ae_title, "127.0.0.1", str(node.dicom_port))
+        assert echo.returncode == 0, echo.stderr
+    finally:
+        node.stop()
+    log = node.log_text()
+    assert "DICOM fast path off (--verbose" in log
+    assert "longer than the 262144 accepted" in log

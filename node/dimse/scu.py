@@ -64,6 +64,7 @@ from node.dimse.store_scp import (
     STATUS_WARNING_DUPLICATE,
     received_file,
 )
+from node.dimse.syntax_negotiation import SyntaxPreference
 from node.errors import InvalidInput, RemoteNodeError
 from node.index.models import Instance, Series, Study
 from node.index.writer import AddOutcome
@@ -470,7 +471,11 @@ class _MoveReceiver:
         try:
             server = ae.start_server(
                 (config.dicom.bind, config.dicom.port), block=False,
-                evt_handlers=[(evt.EVT_C_STORE, _store_retrieved, [services])],
+                evt_handlers=[
+                    (evt.EVT_C_STORE, _store_retrieved, [services]),
+                    # The sender's own syntax first, as on the node's SCP (no C-GET here).
+                    (evt.EVT_REQUESTED, SyntaxPreference(lambda after: [])),
+                ],
             )
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:

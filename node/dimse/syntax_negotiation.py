@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from pydicom.uid import UID
@@ -51,23 +51,6 @@ class StoredSyntaxes:
             except Exception:
                 log.exception("could not read the stored transfer syntaxes")
             return set(self._pairs)
-
-
-def choose_syntax(
-    proposed: Iterable[str], supported: Iterable[str], stored: set[str]
-) -> str | None:
-    """The syntax to accept for one C-GET storage context (None: leave pynetdicom's choice)."""
-    ours = set(supported)
-    candidates = [ts for ts in proposed if ts in ours]
-    if not candidates:
-        return None
-    for ts in candidates:
-        if ts in stored:
-            return ts
-    for ts in candidates:
-        if not UID(ts).is_compressed:
-            return ts
-    return candidates[0]
 
 
 class SyntaxPreference:
@@ -114,7 +97,7 @@ class SyntaxPreference:
 def sending_order(candidates: list[str], stored: set[str]) -> list[str]:
     """The syntaxes of a C-GET storage context in the order the node prefers them: those its
     files of the SOP class are stored in, then uncompressed ones, then the rest, each in the
-    requester's order (the first of them is choose_syntax's choice)."""
+    requester's order: pynetdicom accepts the first."""
     first = [ts for ts in candidates if ts in stored]
     then = [ts for ts in candidates if ts not in stored and not UID(ts).is_compressed]
     return first + then + [ts for ts in candidates if ts not in first and ts not in then]
