@@ -93,7 +93,8 @@ def test_a_node_on_an_unexpected_pynetdicom_keeps_its_pdu_limits(tmp_path: Path)
     shim.mkdir()
     (shim / "sitecustomize.py").write_text(
         "import pynetdicom\npynetdicom.__version__ = '3.0.99'\n")
-    node = NodeProcess(tmp_path / "node", env={**PEER_ENV, "PYTHONPATH": str(shim)}).start()
+    node = NodeProcess(tmp_path / "node", env={**PEER_ENV, "PYTHONPATH": str(shim)},
+                       extra={"dicom": {"fast_path": True}}).start()
     try:
         with associated(node) as sock:
             sock.sendall(huge_pdu(0x04))
