@@ -1,8 +1,8 @@
 """The PDU limits of the README kept in front of plain pynetdicom (the fast path off).
 
 pynetdicom reads a PDU of whatever length its header announces, 4 KiB at a time, decodes an
-A-ASSOCIATE-RQ without checking its structure (logging tracebacks and the peer's bytes), and takes
-a command fragment inside a data set as part of the next message. The fast path checks all that
+A-ASSOCIATE-RQ without checking its structure (logging tracebacks and the peer's bytes), and does
+not refuse a command fragment inside a data set. The fast path checks all that
 in its own DUL loop (node/dimse/fastpath/event_driven_loops.py); without it, the node's server
 class accepts each connection as a `GuardedSocket`, which reads every PDU whole before pynetdicom
 gets any byte of it and checks it first:
