@@ -2,11 +2,22 @@
 # The two commands of the README:
 #   ./manage.sh start [--config FILE]   set everything up, then run the node (DICOM 11112, HTTP 8181)
 #   ./manage.sh test                    set everything up, then run ruff, mypy and the whole test suite
-#                                       on SQLite, then again on PostgreSQL
+#                                       on SQLite, then again on PostgreSQL, then the DICOM tests
+#                                       once more without the DIMSE fast path (on SQLite)
 # Set-up is idempotent: Debian packages are installed only when missing (as root), the virtual
 # environment is created once at .venv and the pinned requirements are (re)applied.
 set -euo pipefail
 cd "$(dirname "$0")"
+
+# The DICOM tests run a second time with dicom.fast_path = false: the node keeps every promise
+# on plain pynetdicom too (node/dimse/fastpath/installer.py). C-STORE, C-FIND, C-MOVE, C-GET,
+# C-ECHO and the SCU, association requests and limits, PDU limits, refused data sets, full disk.
+DICOM_TESTS=(
+    tests/test_store_scp.py tests/test_store_edge_cases.py tests/test_store_full_disk.py
+    tests/test_dataset_refusals.py tests/test_find_scp.py tests/test_move_get_scp.py
+    tests/test_dicom_callers.py tests/test_association_requests.py tests/test_dicom_limits.py
+    tests/test_scu.py
+)
 
 DEBIAN_PACKAGES=(dcmtk orthanc orthanc-dicomweb dicom3tools xorriso genisoimage nginx-light postgresql systemd chromium)
 
@@ -68,13 +79,16 @@ case "${1:-}" in
         .venv/bin/mypy
         # The whole suite on SQLite (the default), then on PostgreSQL (a private cluster the
         # tests start) every module whose outcome can depend on the SQL dialect
-        # (tests/conftest.py DIALECT_NEUTRAL lists the others); both passes run even when the
-        # first fails.
+        # (tests/conftest.py DIALECT_NEUTRAL lists the others), then the DICOM tests without
+        # the fast path; every pass runs even when an earlier one fails.
         status=0
         echo "== pytest on SQLite"
         .venv/bin/python -m pytest -q "$@" || status=$?
         echo "== pytest on PostgreSQL"
         VIEWNODE_TEST_DB=postgresql .venv/bin/python -m pytest -q --dialect-only "$@" || status=$?
+        echo "== DICOM tests without the fast path (dicom.fast_path = false), on SQLite"
+        VIEWNODE_TEST_FAST_PATH=0 .venv/bin/python -m pytest -q "${DICOM_TESTS[@]}" "$@" \
+            || status=$?
         exit "$status"
         ;;
     *)

@@ -136,6 +136,9 @@ class DicomSection:
     store_from: tuple[AllowedTitle, ...] = ("*",)
     # Refuse an association whose called AE title is not node.ae_title.
     check_called_ae: Bool = False
+    # The measured fast path through pynetdicom's internals (node/dimse/fastpath/); false: plain
+    # pynetdicom, every promise kept by the node's own handlers (slower: about half the rate).
+    fast_path: Bool = True
 
 
 @dataclass(frozen=True, config=_SECTION)

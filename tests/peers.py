@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests import fast_path
 from tests.index_db import database_url
 
 REPO = Path(__file__).resolve().parent.parent
@@ -85,6 +86,9 @@ class NodeProcess:
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
     # dicom.query_from; None leaves the key out (the node's default).
     query_from: tuple[str, ...] | None = DCMTK_QUERY_CALLERS
+    # The node process's environment (default PEER_ENV); `--verbose` when set.
+    env: dict[str, str] | None = None
+    verbose: bool = False
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -108,6 +112,8 @@ class NodeProcess:
         }
         if self.query_from is not None:
             sections["dicom"]["query_from"] = list(self.query_from)
+        if not fast_path.ON:
+            sections["dicom"]["fast_path"] = False
         for name, values in self.extra.items():
             sections.setdefault(name, {}).update(values)
         if "database" not in sections:
@@ -139,8 +145,9 @@ class NodeProcess:
         self.write_config()
         log = (self.folder / "node.log").open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "node", "serve", "--config", str(self.config_path)],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=PEER_ENV,
+            [sys.executable, "-m", "node", *(["--verbose"] if self.verbose else []), "serve",
+             "--config", str(self.config_path)],
+            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=self.env or PEER_ENV,
         )
         wait_for_port(self.dicom_port, proc=self.proc)
         wait_for_port(self.http_port, proc=self.proc)

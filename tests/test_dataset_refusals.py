@@ -28,7 +28,7 @@ from pynetdicom.association import Association
 from pynetdicom.dsutils import encode
 
 from node.config import load_config
-from node.dimse.speedups import file_meta_bytes
+from node.dimse.fastpath.file_meta import file_meta_bytes
 from node.errors import InvalidInput
 from node.process.runtime import open_services
 from tests.factory import StudySpec, make_instance, uid, write_jpeg_instance

@@ -1,4 +1,5 @@
-"""The event-driven association loops (node/dimse/reactor.py) under back-to-back requests.
+"""The event-driven association loops (node/dimse/fastpath/event_driven_loops.py) under
+back-to-back requests.
 
 As a requestor, pynetdicom pauses its association loop for every request and resumes it after
 the response; a loop that left its pause late once took a C-STORE response meant for the
@@ -25,8 +26,9 @@ from pynetdicom.sop_class import (
 )
 
 from node.config import Config
-from node.dimse.server import build_ae, configure_pynetdicom
+from node.dimse.server import build_ae
 from tests.factory import StudySpec, make_instance, uid
+from tests.fast_path import require_fast_path
 from tests.peers import PEER_ENV, free_port, wait_for_port
 
 REQUESTS = 300
@@ -34,7 +36,7 @@ REQUESTS = 300
 
 @pytest.fixture(scope="module", params=["storescp", "node-ae"])
 def scp_port(request: pytest.FixtureRequest) -> Iterator[int]:
-    configure_pynetdicom()
+    require_fast_path()
     port = free_port()
     if request.param == "storescp":
         proc = subprocess.Popen(["storescp", "--ignore", "-aet", "STORESCP", str(port)],
@@ -92,7 +94,7 @@ def test_a_connection_closed_before_any_association_request_ends_at_once() -> No
     """A port probe (a load balancer's health check) must not stay an open association until
     the ACSE timeout: it counted against max_associations, and against a worker's share of
     new associations (node/dimse/shared_listener.py)."""
-    configure_pynetdicom()
+    require_fast_path()
     config = Config()
     server = build_ae(config).start_server(("127.0.0.1", 0), block=False, evt_handlers=[])
     assert server is not None and config.dicom.acse_timeout >= 30
@@ -111,7 +113,7 @@ def test_a_connection_closed_before_any_association_request_ends_at_once() -> No
 def test_an_acceptor_serves_a_store_in_its_dul_thread_and_a_find_in_its_own() -> None:
     """A C-STORE is served by the DUL thread that received it (no hand-over to the association
     thread), a C-FIND, which a C-CANCEL may stop, by the association thread as before."""
-    configure_pynetdicom()
+    require_fast_path()
     served: dict[str, bool] = {}
 
     def on_store(event: evt.Event) -> int:
@@ -145,7 +147,7 @@ def test_an_acceptor_serves_a_store_in_its_dul_thread_and_a_find_in_its_own() ->
 def test_a_store_served_longer_than_the_network_timeout_is_not_cut_off() -> None:
     """The network (idle) timeout counts silence between messages: the association thread,
     idle while the DUL thread serves a C-STORE, must not take a slow store for silence."""
-    configure_pynetdicom()
+    require_fast_path()
     config = Config()
     ae = build_ae(config)
     ae.network_timeout = 0.3

@@ -15,7 +15,7 @@ from pynetdicom.dimse_messages import _MESSAGE_TYPES, DIMSEMessage
 from pynetdicom.dimse_primitives import C_ECHO, C_FIND, C_GET, C_MOVE, C_STORE
 from pynetdicom.dsutils import decode, encode
 
-from node.dimse.command_reader import (
+from node.dimse.fastpath.command_set_reader import (
     CommandSet,
     _message_to_primitive,
     decode_command_set,

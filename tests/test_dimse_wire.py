@@ -1,5 +1,5 @@
-"""DIMSE messages written to bytes (node/dimse/wire.py) equal pynetdicom's own encoding, and a
-corked C-FIND over a real association delivers every response in order."""
+"""DIMSE messages written to bytes (node/dimse/fastpath/message_bytes.py) equal pynetdicom's own
+encoding, and a corked C-FIND over a real association delivers every response in order."""
 
 from __future__ import annotations
 
@@ -27,21 +27,20 @@ from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 
-from node.dimse import command_reader
-from node.dimse.identifier_bytes import EncodedIdentifier, install_encoded_identifiers
-from node.dimse.server import configure_pynetdicom
-from node.dimse.wire import (
+from node.dimse.fastpath import command_set_reader
+from node.dimse.fastpath.find_identifiers import EncodedIdentifier
+from node.dimse.fastpath.message_bytes import (
     CORK_LIMIT,
     cork,
     decode_response,
     file_values,
     flush,
-    install_fast_dimse,
     message_values,
     pdus,
     read_file_meta,
 )
 from tests.factory import StudySpec, uid, write_jpeg_instance, write_study
+from tests.fast_path import require_fast_path
 from tests.peers import free_port
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
@@ -177,7 +176,7 @@ def pynetdicom_received(pdv: bytes) -> Any:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(dimse_messages, "decode", dsutils.decode)
         patch.setattr(DIMSEMessage, "message_to_primitive",
-                      command_reader._original_message_to_primitive)
+                      command_set_reader._original_message_to_primitive)
         assert message.decode_msg(primitive)
         return message.message_to_primitive()
 
@@ -283,9 +282,7 @@ def corked_scp() -> Iterator[int]:
     """A pynetdicom C-FIND SCP set up as the node's, answering COUNT encoded identifiers
     through a corked association (flushing once half-way, as find_scp does between batches),
     or stopping with Cancel when the requester cancels."""
-    configure_pynetdicom()
-    install_encoded_identifiers()
-    assert install_fast_dimse()
+    require_fast_path()
     encoded = [encode(identifier(i), True, True, False) for i in range(COUNT)]
     assert sum(len(e) for e in encoded) > 2 * CORK_LIMIT
 

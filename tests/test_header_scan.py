@@ -112,7 +112,7 @@ def test_truncated_and_foreign_files_are_refused(tmp_path: Path) -> None:
 
 
 def test_a_head_already_read_gives_the_same_record(tmp_path: Path) -> None:
-    """node/dimse/store_receive.py hands over the bytes it wrote; the scan must not care."""
+    """The fast path's store receiver hands over the bytes it wrote; the scan must not care."""
     path = save(make_instance(SPEC, 0, 4), tmp_path / "a.dcm")
     head = path.read_bytes()[:HEAD_BYTES]
     assert read_record_fast(path, head) == read_record_fast(path) == read_record(path)

@@ -27,7 +27,7 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelFind,
 )
 
-from node.dimse.identifier_bytes import IdentifierEncoder
+from node.dimse.fastpath.find_identifiers import IdentifierEncoder
 from node.dimse.qr_identifier import parse_identifier, response_identifier
 from node.index.query import ATTRIBUTES, FindMatch, Level, returned_keys
 

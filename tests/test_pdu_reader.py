@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from node.dimse.pdu_reader import PduReader
+from node.dimse.fastpath.pdu_read_ahead import PduReader
 
 
 def pdu(pdu_type: int, body: bytes) -> bytes:

@@ -1,4 +1,4 @@
-"""C-STORE requests answered by the DUL thread that read them (node/dimse/store_direct.py),
+"""C-STORE requests answered by the DUL thread that read them (node/dimse/fastpath/store_answer.py),
 against pynetdicom's own requestor: the registered direct form gets the file, the sender and the
 file's first bytes, its status and comment reach the requestor in the very bytes pynetdicom's
 storage service class would have sent, and with handlers for sent messages bound, pynetdicom
@@ -22,13 +22,15 @@ from pynetdicom.sop_class import CTImageStorage
 from pynetdicom.transport import ThreadedAssociationServer
 
 from node.config import Config
-from node.dimse import store_direct, store_receive
-from node.dimse.server import build_ae, configure_pynetdicom
-from node.dimse.speedups import file_meta_bytes
-from node.dimse.store_direct import ReceivedStore
-from node.dimse.wire import error_comment
+from node.dimse import store_scp
+from node.dimse.fastpath import store_receiver
+from node.dimse.fastpath.file_meta import file_meta_bytes
+from node.dimse.fastpath.message_bytes import error_comment
+from node.dimse.server import build_ae
+from node.dimse.store_scp import ReceivedStore
 from node.ingest.header_scan import HEAD_BYTES
 from tests.factory import StudySpec, make_instance, uid
+from tests.fast_path import require_fast_path
 
 Answer = tuple[int, str | None]
 
@@ -64,9 +66,9 @@ class StoreHandler:
 
 def start_scp(handler: StoreHandler, *extra: Any, direct: bool = True
               ) -> ThreadedAssociationServer:
-    configure_pynetdicom()
+    require_fast_path()
     if direct:
-        store_direct.register(handler.on_store, handler.on_store_direct)
+        store_scp.DIRECT_FORMS[handler.on_store] = handler.on_store_direct
     server = build_ae(Config()).start_server(("127.0.0.1", 0), block=False, evt_handlers=[
         (evt.EVT_C_STORE, handler.on_store, ["tag"]), *extra])
     assert server is not None
@@ -185,13 +187,13 @@ def test_with_sent_message_handlers_bound_pynetdicom_serves_the_request(
 
 def test_received_files_get_new_names_past_one_that_exists(
         incoming: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(store_receive, "_serial", itertools.count(5))
-    first_fd, first = store_receive._create_incoming()
+    monkeypatch.setattr(store_receiver, "_serial", itertools.count(5))
+    first_fd, first = store_receiver._create_incoming()
     os.close(first_fd)
     taken = Path(first).with_name(Path(first).name.replace("-5.dcm", "-6.dcm"))
     taken.write_bytes(b"kept")
-    monkeypatch.setattr(store_receive, "_serial", itertools.count(6))
-    second_fd, second = store_receive._create_incoming()
+    monkeypatch.setattr(store_receiver, "_serial", itertools.count(6))
+    second_fd, second = store_receiver._create_incoming()
     os.close(second_fd)
     assert Path(first).parent == Path(second).parent == incoming
     assert second.endswith("-7.dcm") and Path(first).name.startswith(f"{os.getpid()}-")

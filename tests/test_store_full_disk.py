@@ -30,7 +30,7 @@ from tests.test_index_concurrency import record
 
 DISK = "24m"
 OUT_OF_RESOURCES = 0xA700
-# 2 MiB of pixel data: the receiver writes it in 1 MiB steps (store_receive.WRITE_BUFFER).
+# 2 MiB of pixel data: the receiver writes it in 1 MiB steps (fastpath/store_receiver.WRITE_BUFFER).
 SPEC = StudySpec(study_uid=uid(16010), patient_id="ISSUE16-FULL", rows=1024, columns=1024)
 
 
@@ -58,7 +58,23 @@ def is_indexed(node: NodeProcess, sop_uid: str) -> bool:
 def test_a_full_disk_answers_out_of_resources_and_stores_again_once_freed(
     node_on_small_disk: NodeProcess, small_disk: Path, room: int
 ) -> None:
-    node = node_on_small_disk
+    answers_full_disk(node_on_small_disk, small_disk, room)
+
+
+def test_a_verbose_node_answers_a_full_disk_too(small_disk: Path, tmp_path: Path) -> None:
+    """--verbose runs plain pynetdicom (its message logging reads its own objects): the node's
+    store handler then writes the file, and still answers 0xA700 rather than an A-ABORT."""
+    node = NodeProcess(tmp_path / "node", verbose=True).start()
+    try:
+        answers_full_disk(node, small_disk, 0)
+    finally:
+        node.stop()
+    assert "DICOM fast path off (--verbose" in node.log_text()
+
+
+def answers_full_disk(node: NodeProcess, small_disk: Path, room: int) -> None:
+    """A full disk with `room` bytes left: 0xA700, no partial file, the association goes on,
+    and the same instance is stored once the disk has room."""
     ds = make_instance(SPEC, 0, room % 7)
     ae = AE(ae_title="FULLDISK")
     ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)

@@ -1,5 +1,5 @@
-"""C-STORE requests read from their PDUs into a file (node/dimse/store_receive.py), against
-pynetdicom's own requestor and against PDUs written by hand on an established association:
+"""C-STORE requests read from their PDUs into a file (node/dimse/fastpath/store_receiver.py),
+against pynetdicom's own requestor and against PDUs written by hand on an established association:
 the file holds exactly what pynetdicom's chunked receive would write, a PDU that ends one
 message and begins the next is shared correctly, an association aborted inside a data set
 leaves no file, and with PDU handlers bound pynetdicom reads the request itself.
@@ -28,12 +28,13 @@ from pynetdicom.sop_class import CTImageStorage, Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
 from node.config import Config
-from node.dimse import store_receive
-from node.dimse.server import build_ae, configure_pynetdicom
-from node.dimse.speedups import file_meta_bytes
-from node.dimse.store_receive import received_head, received_write_error
+from node.dimse.fastpath import store_receiver
+from node.dimse.fastpath.file_meta import file_meta_bytes
+from node.dimse.server import build_ae
+from node.dimse.store_scp import received_head, received_write_error
 from node.ingest.header_scan import HEAD_BYTES
 from tests.factory import StudySpec, make_instance, uid
+from tests.fast_path import require_fast_path
 from tests.small_disk import fill, tmpfs
 
 MAX_PDU = 16384
@@ -65,7 +66,7 @@ def received() -> Received:
 
 
 def start_scp(received: Received, *extra: Any) -> ThreadedAssociationServer:
-    configure_pynetdicom()
+    require_fast_path()
     ae = build_ae(Config())
     server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[
         (evt.EVT_C_STORE, received.on_store), (evt.EVT_C_ECHO, lambda event: 0x0000), *extra])
@@ -271,7 +272,7 @@ def test_short_writes_of_the_incoming_file_are_continued(
 
     monkeypatch.setattr(os, "writev", writev_at_most_seven)
     path = tmp_path / "received.dcm"
-    file = store_receive._IncomingFile(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    file = store_receiver._IncomingFile(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
     for part in parts:
         file.write(part)
     file.close()

@@ -7,8 +7,7 @@ import asyncio
 import time
 from typing import Any
 
-from node.commands import add_config_argument
-from node.config import load_config
+from node.commands import add_config_argument, load_dicom_config
 from node.dimse import scu
 
 
@@ -20,7 +19,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = load_dicom_config(args.config)
     remote = config.source_node(args.node)
     started = time.perf_counter()
     asyncio.run(scu.echo(config, remote))

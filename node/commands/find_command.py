@@ -14,8 +14,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from node.commands import add_config_argument
-from node.config import load_config
+from node.commands import add_config_argument, load_dicom_config
 from node.dimse import scu
 from node.errors import InvalidInput
 
@@ -82,7 +81,7 @@ def table(level: str, matches: list[tuple[str, Dataset]]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = load_dicom_config(args.config)
     remotes = [config.source_node(ae.strip()) for ae in args.node.split(",") if ae.strip()]
     query = parse_keys(args.keys)
     result = asyncio.run(scu.find(config, remotes, args.level, query, args.timeout))

@@ -16,8 +16,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from node.commands import add_config_argument
-from node.config import Config, load_config
+from node.commands import add_config_argument, load_dicom_config
+from node.config import Config
 from node.process.runtime import open_services
 
 
@@ -69,7 +69,7 @@ def _copy(chunks: Any, size: int, output: Path, progress: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = load_dicom_config(args.config)
     file_set_id, size, profile = asyncio.run(_write(config, args))
     print(f"{args.output}: {size} bytes, File-set ID {file_set_id}, profile {profile}")
     return 0

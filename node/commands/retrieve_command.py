@@ -9,8 +9,8 @@ import argparse
 import asyncio
 from typing import Any
 
-from node.commands import add_config_argument
-from node.config import Config, RemoteNode, load_config
+from node.commands import add_config_argument, load_dicom_config
+from node.config import Config, RemoteNode
 from node.dimse import scu
 from node.process.runtime import open_services
 
@@ -33,7 +33,7 @@ async def _retrieve(
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = load_dicom_config(args.config)
     remote = config.source_node(args.node)
     result = asyncio.run(_retrieve(config, remote, args.study_uid, args.series))
     print(

@@ -18,8 +18,8 @@ from aiohttp import web
 
 from node import metrics
 from node.api_key import load_or_create_api_key
-from node.commands import add_config_argument
-from node.config import Config, load_config
+from node.commands import add_config_argument, load_dicom_config
+from node.config import Config
 from node.dimse.server import DicomServer
 from node.errors import NodeError
 from node.process.http_listener import SharedHttpListener
@@ -71,7 +71,7 @@ def tune_interpreter() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = load_dicom_config(args.config)
     # Before anything counts, and before the workers fork: they all count into this folder.
     metrics.enable_multiprocess(config.data_dir / "metrics")
     announce_api_key(config)

@@ -18,12 +18,10 @@ from pynetdicom import evt
 from pynetdicom.events import Event
 
 from node import metrics
+from node.dimse import fastpath
 from node.dimse.ae_access import STATUS_NOT_AUTHORIZED, CallerAccess
-from node.dimse.identifier_bytes import (
-    EncodedIdentifier,
-    IdentifierEncoder,
-    install_encoded_identifiers,
-)
+from node.dimse.fastpath.find_identifiers import EncodedIdentifier, IdentifierEncoder
+from node.dimse.fastpath.message_bytes import cork, flush
 from node.dimse.peer_text import peer_address
 from node.dimse.qr_identifier import (
     STATUS_CANCEL,
@@ -34,7 +32,6 @@ from node.dimse.qr_identifier import (
     parse_identifier,
     response_identifier,
 )
-from node.dimse.wire import cork, flush, install_fast_dimse
 from node.errors import InvalidInput
 from node.index.query import find_in_thread, stream_find
 from node.services import NodeServices
@@ -106,7 +103,10 @@ def handle_find(event: Event, services: NodeServices, access: CallerAccess
         return
     ae_title = services.config.node.ae_title
     timeout = services.config.dicom.dimse_timeout
-    encoder = IdentifierEncoder.for_syntax(parsed, ae_title, str(event.context.transfer_syntax))
+    # Identifiers written as bytes, and pending responses gathered into few writes, are the
+    # fast path's (node/dimse/fastpath/): without it, pydicom Datasets one by one.
+    encoder = (IdentifierEncoder.for_syntax(parsed, ae_title, str(event.context.transfer_syntax))
+               if fastpath.installed() else None)
     count = 0
     # Pending responses leave together, at the latest before the next wait for the database.
     cork(event.assoc)
@@ -139,6 +139,4 @@ def handle_find(event: Event, services: NodeServices, access: CallerAccess
 
 
 def handlers(services: NodeServices, access: CallerAccess) -> list[tuple[Any, ...]]:
-    install_encoded_identifiers()
-    install_fast_dimse()
     return [(evt.EVT_C_FIND, handle_find, [services, access])]

@@ -16,9 +16,7 @@ from pynetdicom.events import Event
 
 from node import metrics
 from node.dimse.ae_access import CallerAccess
-from node.dimse.retrieve import install_stored_file_sending, start_retrieval, sub_operations
-from node.dimse.syntax_negotiation import install_syntax_negotiation
-from node.index.query import stored_syntaxes_since
+from node.dimse.retrieve import start_retrieval, sub_operations
 from node.services import NodeServices
 
 
@@ -35,8 +33,4 @@ def handle_get(event: Event, services: NodeServices, access: CallerAccess) -> It
 
 
 def handlers(services: NodeServices, access: CallerAccess) -> list[tuple[Any, ...]]:
-    install_stored_file_sending()
-    install_syntax_negotiation(
-        lambda after: services.run_blocking(stored_syntaxes_since(services.sessions, after), 10.0)
-    )
     return [(evt.EVT_C_GET, handle_get, [services, access])]

@@ -18,12 +18,7 @@ from pynetdicom.sop_class import Verification
 from node import metrics
 from node.dimse.ae_access import CallerAccess
 from node.dimse.peer_text import peer_address, printable
-from node.dimse.retrieve import (
-    install_stored_file_sending,
-    presentation_contexts,
-    start_retrieval,
-    sub_operations,
-)
+from node.dimse.retrieve import presentation_contexts, start_retrieval, sub_operations
 from node.services import NodeServices
 
 log = logging.getLogger(__name__)
@@ -58,5 +53,4 @@ def handle_move(event: Event, services: NodeServices, access: CallerAccess) -> I
 
 
 def handlers(services: NodeServices, access: CallerAccess) -> list[tuple[Any, ...]]:
-    install_stored_file_sending()
     return [(evt.EVT_C_MOVE, handle_move, [services, access])]

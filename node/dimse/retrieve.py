@@ -3,12 +3,12 @@ bad identifier, running the sub-operations, and sending each file exactly as sto
 
 pynetdicom's move/get service classes accept only `Dataset` objects from the handler and pass
 them to `Association.send_c_store`, which would decode nothing if given a file path (chunked send)
-but re-encodes any Dataset. `StoredFile` is a two-element Dataset naming a stored file; the
-wrapped `send_c_store` turns it back into the path, so each sub-operation streams the file from
-disk without decoding it (node/dimse/wire.py writes its command and PDUs). Only when the peer
-accepted no context with the file's own transfer syntax is the file read and handed over
-decoded: pynetdicom converts between uncompressed syntaxes, and a compressed file is
-decompressed first when the peer takes only uncompressed.
+but re-encodes any Dataset. With the fast path in, the handler yields a two-element Dataset
+naming the stored file, which its `send_c_store` turns back into the path, so each sub-operation
+streams the file from disk without decoding it (node/dimse/fastpath/stored_file_sending.py).
+Without it, and when the peer accepted no context with the file's own transfer syntax, the file
+is read and handed over decoded: pynetdicom converts between uncompressed syntaxes, and a
+compressed file is decompressed first when the peer takes only uncompressed.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from pynetdicom.association import Association
 from pynetdicom.events import Event
 from pynetdicom.presentation import PresentationContext, build_context
 
+from node.dimse import fastpath
 from node.dimse.ae_access import STATUS_NOT_AUTHORIZED, CallerAccess
-from node.dimse.light_dataset import init_empty, put_uid
+from node.dimse.fastpath.stored_file_sending import StoredFileDataset
 from node.dimse.peer_text import peer_address
 from node.dimse.qr_identifier import (
     STATUS_CANCEL,
@@ -40,10 +41,8 @@ from node.dimse.qr_identifier import (
     failure_status,
     parse_identifier,
 )
-from node.dimse.wire import install_fast_dimse, send_stored_file
 from node.errors import InvalidInput
 from node.index.query import (
-    StoredInstanceRef,
     check_retrieve_keys,
     find_instances,
     find_instances_in_thread,
@@ -57,30 +56,23 @@ log = logging.getLogger(__name__)
 MAX_CONTEXTS = 128
 
 
-class StoredFile(Dataset):
-    """A stored instance to send as it is: SOP Class/Instance UIDs plus the file's path."""
+@dataclass(frozen=True, slots=True)
+class FileToSend:
+    """A stored instance a C-MOVE or C-GET sends: its file and what the index knows of it."""
 
-    stored_path: Path
-    stored_sop_class: str
-    stored_transfer_syntax: str
-
-    def __init__(self, path: Path, ref: StoredInstanceRef) -> None:
-        # Made for every file a C-MOVE/C-GET names before the first is sent: the pydicom way
-        # (Dataset(), validated UIDs) cost 0.1-0.5 ms each.
-        init_empty(self)
-        put_uid(self, 0x00080016, ref.sop_class_uid)
-        put_uid(self, 0x00080018, ref.sop_uid)
-        self.__dict__.update(stored_path=path, stored_sop_class=ref.sop_class_uid,
-                             stored_transfer_syntax=ref.transfer_syntax)
+    path: Path
+    sop_class: str
+    sop_uid: str
+    transfer_syntax: str
 
     def payload_for(self, assoc: Association) -> Path | Dataset:
         """The file's path when a context with its own transfer syntax was accepted (sent
         without decoding), else the decoded dataset for pynetdicom to convert."""
-        accepted = _accepted_syntaxes(assoc, self.stored_sop_class)
-        if _config.STORE_SEND_CHUNKED_DATASET and self.stored_transfer_syntax in accepted:
-            return self.stored_path
-        dataset = dcmread(self.stored_path)
-        if UID(self.stored_transfer_syntax).is_compressed and any(
+        accepted = _accepted_syntaxes(assoc, self.sop_class)
+        if _config.STORE_SEND_CHUNKED_DATASET and self.transfer_syntax in accepted:
+            return self.path
+        dataset = dcmread(self.path)
+        if UID(self.transfer_syntax).is_compressed and any(
             not UID(ts).is_compressed for ts in accepted
         ):
             # Same pixel values, same instance: keep its SOP Instance UID.
@@ -95,38 +87,23 @@ def _accepted_syntaxes(assoc: Association, sop_class: str) -> set[str]:
     }
 
 
-_installed = False
+def sub_operation_dataset(stored: FileToSend, assoc: Association | None) -> Dataset:
+    """What the handler yields for one sub-operation: pynetdicom's service classes take only
+    Datasets. With the fast path in, a two-element Dataset naming the file, which its
+    send_c_store sends as stored (node/dimse/fastpath/stored_file_sending.py); without it the
+    file decoded, converted for `assoc` (C-GET) where its own syntax was not accepted (for a
+    C-MOVE pynetdicom picks among the contexts the destination accepted)."""
+    if fastpath.installed():
+        return StoredFileDataset(stored)
+    payload = stored.payload_for(assoc) if assoc is not None else stored.path
+    return dcmread(payload) if isinstance(payload, Path) else payload
 
 
-def install_stored_file_sending() -> None:
-    """Let `Association.send_c_store` take a StoredFile (idempotent, process-wide)."""
-    global _installed
-    if _installed:
-        return
-    install_fast_dimse()
-    original = Association.send_c_store
-
-    def send_c_store(self: Association, dataset: Any, msg_id: int = 1, priority: int = 2,
-                     originator_aet: str | None = None, originator_id: int | None = None,
-                     ) -> Dataset:
-        if isinstance(dataset, StoredFile):
-            dataset = dataset.payload_for(self)
-            if isinstance(dataset, Path):
-                status = send_stored_file(self, dataset, msg_id, priority, originator_aet,
-                                          originator_id)
-                if status is not None:
-                    return status
-        return original(self, dataset, msg_id, priority, originator_aet, originator_id)
-
-    Association.send_c_store = send_c_store  # type: ignore[method-assign]
-    _installed = True
-
-
-def presentation_contexts(files: Iterable[StoredFile]) -> list[PresentationContext]:
+def presentation_contexts(files: Iterable[FileToSend]) -> list[PresentationContext]:
     """One context per (SOP class, stored transfer syntax), so every file can go out as stored;
     then, room permitting, Implicit VR Little Endian per SOP class, which every SCP accepts, as
     the fallback for uncompressed files whose own syntax the destination refuses."""
-    pairs = sorted({(f.stored_sop_class, f.stored_transfer_syntax) for f in files})
+    pairs = sorted({(f.sop_class, f.transfer_syntax) for f in files})
     if len(pairs) > MAX_CONTEXTS:
         log.warning("%d SOP class/transfer syntax pairs: proposing the first %d",
                     len(pairs), MAX_CONTEXTS)
@@ -143,7 +120,7 @@ def presentation_contexts(files: Iterable[StoredFile]) -> list[PresentationConte
 
 
 def matching_files(services: NodeServices, identifier: Dataset, sop_class_uid: str,
-                   ) -> list[StoredFile]:
+                   ) -> list[FileToSend]:
     """The stored files a C-MOVE/C-GET identifier names; InvalidInput for a bad identifier."""
     parsed = parse_identifier(identifier, sop_class_uid)
     request = parsed.request
@@ -160,7 +137,8 @@ def matching_files(services: NodeServices, identifier: Dataset, sop_class_uid: s
         asyncio.run_coroutine_threadsafe(_mark_used(services, [ref.sop_uid for ref in refs]),
                                          services.loop)
     paths = services.storage.local_paths([ref.path for ref in refs])
-    return [StoredFile(path, ref) for path, ref in zip(paths, refs, strict=True)]
+    return [FileToSend(path, ref.sop_class_uid, ref.sop_uid, ref.transfer_syntax)
+            for path, ref in zip(paths, refs, strict=True)]
 
 
 @dataclass
@@ -169,7 +147,7 @@ class Retrieval:
 
     service: str  # "C-MOVE" or "C-GET", for the log
     calling: str
-    files: list[StoredFile] = field(default_factory=list)
+    files: list[FileToSend] = field(default_factory=list)
     # The final response when the identifier was refused or the look-up failed.
     failure: Dataset | None = None
     started: float = field(default_factory=time.perf_counter)
@@ -205,7 +183,8 @@ async def _mark_used(services: NodeServices, sop_uids: list[str]) -> None:
 
 
 def sub_operations(event: Event, retrieval: Retrieval, destination: str = "") -> Iterator[Any]:
-    """The handler's (status, file) yields, one per file, stopping at a C-CANCEL."""
+    """The handler's (status, dataset) yields, one per file, stopping at a C-CANCEL; a C-MOVE
+    names its `destination`."""
     files = retrieval.files
     to = f" to {destination}" if destination else ""
     for sent, stored in enumerate(files):
@@ -214,6 +193,6 @@ def sub_operations(event: Event, retrieval: Retrieval, destination: str = "") ->
                      retrieval.calling, to, sent, len(files))
             yield STATUS_CANCEL, None
             return
-        yield STATUS_PENDING, stored
+        yield STATUS_PENDING, sub_operation_dataset(stored, None if destination else event.assoc)
     log.info("%s from %s%s: %d instances in %.1f ms", retrieval.service, retrieval.calling, to,
              len(files), (time.perf_counter() - retrieval.started) * 1000)

@@ -55,15 +55,15 @@ from pynetdicom.status import code_to_category
 from pynetdicom.transport import ThreadedAssociationServer
 
 from node.config import Config, RemoteNode
-from node.dimse.server import configure_pynetdicom
-from node.dimse.store_receive import received_write_error
 from node.dimse.store_scp import (
     STATUS_CANNOT_UNDERSTAND,
     STATUS_DATASET_MISMATCH,
     STATUS_OUT_OF_RESOURCES,
     STATUS_SUCCESS,
     STATUS_WARNING_DUPLICATE,
+    received_file,
 )
+from node.dimse.syntax_negotiation import SyntaxPreference
 from node.errors import InvalidInput, RemoteNodeError
 from node.index.index_writer import AddOutcome
 from node.index.instance_queries import stored_instance_count
@@ -260,7 +260,6 @@ def _status_text(status: Dataset, service: str) -> str:
 
 async def echo(config: Config, remote: RemoteNode) -> None:
     """C-ECHO `remote`; RemoteNodeError says what failed (refused, rejected, timed out)."""
-    configure_pynetdicom()
     timeout = config.dicom.query_timeout
 
     def work(attempt: _Attempt) -> None:
@@ -362,7 +361,6 @@ async def find(
     model = (PatientRootQueryRetrieveInformationModelFind if identifier.QueryRetrieveLevel
              == "PATIENT" else StudyRootQueryRetrieveInformationModelFind)
     limit = config.dicom.query_timeout if timeout is None else timeout
-    configure_pynetdicom()
 
     async def one(remote: RemoteNode) -> list[Dataset]:
         started = time.monotonic()
@@ -409,10 +407,10 @@ def _store_retrieved(event: Event, services: NodeServices) -> int:
     sender = event.assoc.requestor.ae_title if event.assoc.is_acceptor else \
         event.assoc.acceptor.ae_title
     try:
-        write_error = received_write_error(event.request)
-        if write_error is not None:  # the receiver could not write it (node/dimse/store_receive)
-            raise write_error
-        incoming = _into_incoming(services.storage, Path(event.dataset_path))
+        path, _, _, write_error = received_file(event, services.storage.incoming)
+        if write_error is not None or path is None:  # the file could not be written
+            raise write_error or OSError("no file")
+        incoming = _into_incoming(services.storage, path)
         result = services.ingestor.ingest_incoming_blocking(
             incoming, f"retrieve:{sender}", services.config.dicom.dimse_timeout
         )
@@ -472,7 +470,11 @@ class _MoveReceiver:
         try:
             server = ae.start_server(
                 (config.dicom.bind, config.dicom.port), block=False,
-                evt_handlers=[(evt.EVT_C_STORE, _store_retrieved, [services])],
+                evt_handlers=[
+                    (evt.EVT_C_STORE, _store_retrieved, [services]),
+                    # The sender's own syntax first, as on the node's SCP (no C-GET here).
+                    (evt.EVT_REQUESTED, SyntaxPreference(lambda after: [])),
+                ],
             )
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
@@ -569,7 +571,6 @@ async def retrieve(
     here for the duration and hands the files to services.ingestor. The remote must map our AE
     title to this host and port, as for any C-MOVE destination.
     """
-    configure_pynetdicom()
     identifier = _retrieve_identifier(study_uid, series_uid)
     timeout = services.config.dicom.retrieve_timeout
     started = time.monotonic()

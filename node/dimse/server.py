@@ -9,7 +9,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, _config, evt
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
 from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
@@ -23,14 +23,12 @@ from pynetdicom.sop_class import (
 from pynetdicom.transport import ThreadedAssociationServer
 
 from node.config import Config
-from node.dimse import find_scp, get_scp, move_scp, store_direct, store_scp
+from node.dimse import fastpath, find_scp, get_scp, move_scp, store_scp
 from node.dimse.ae_access import AssociationGate, CallerAccess
-from node.dimse.command_reader import install_command_reader
-from node.dimse.reactor import install_event_driven_reactors
+from node.dimse.pdu_guard import GuardedServer
 from node.dimse.shared_listener import shared_server_class
-from node.dimse.sockets import install_tcp_nodelay
-from node.dimse.speedups import install_speedups
-from node.dimse.store_receive import enable_store_receive
+from node.dimse.syntax_negotiation import SyntaxPreference
+from node.index.query import stored_syntaxes_since
 from node.process.association_limit import AssociationLimit
 from node.process.connection_load import REFRESH_SECONDS, ConnectionLoad
 from node.services import NodeServices
@@ -45,27 +43,6 @@ QUERY_RETRIEVE_SOP_CLASSES = (
     PatientRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelGet,
 )
-
-
-def configure_pynetdicom() -> None:
-    """Process-wide pynetdicom settings the node relies on for speed."""
-    install_tcp_nodelay()
-    install_event_driven_reactors()
-    install_speedups()
-    # Received datasets go straight to a file (no decode); sent files go out without decoding.
-    _config.STORE_RECV_CHUNKED_DATASET = True
-    _config.STORE_SEND_CHUNKED_DATASET = True
-    # pynetdicom's standard handlers format every PDU and DIMSE message, and every C-FIND
-    # identifier, into log lines even when nothing logs them: measured here, ~6% of a C-FIND
-    # answering 1,000 matches and a share of every C-STORE. Keep them for `--verbose` only.
-    verbose = logging.getLogger("pynetdicom").isEnabledFor(logging.DEBUG)
-    _config.LOG_HANDLER_LEVEL = "standard" if verbose else "none"
-    _config.LOG_REQUEST_IDENTIFIERS = verbose
-    _config.LOG_RESPONSE_IDENTIFIERS = verbose
-    # The standard handlers read received command sets as pydicom Datasets, and want the PDU
-    # and DIMSE objects the store receiver does without.
-    if not verbose and install_command_reader():
-        enable_store_receive(store_direct.answer)
 
 
 def build_ae(config: Config) -> AE:
@@ -106,27 +83,38 @@ class DicomServer:
         self._server: ThreadedAssociationServer | None = None
 
     def start(self, shared: SharedListener | None = None) -> None:
-        """Listen on the configured address, or serve a worker's share of `shared`."""
-        configure_pynetdicom()
+        """Listen on the configured address, or serve a worker's share of `shared`.
+        pynetdicom is set up already (node/dimse/pynetdicom_setup.py, at the command's start)."""
+        services = self.services
         # pynetdicom writes received datasets with NamedTemporaryFile in the default temporary
         # folder; pointing it at incoming/ keeps the final rename on one file system.
-        tempfile.tempdir = str(self.services.storage.incoming)
-        access = CallerAccess.from_config(self.services.config)
+        tempfile.tempdir = str(services.storage.incoming)
+        access = CallerAccess.from_config(services.config)
         handlers: list[Any] = [(evt.EVT_C_ECHO, lambda event: 0x0000)]
         for module in (store_scp, find_scp, move_scp, get_scp):
-            handlers.extend(module.handlers(self.services, access))
-        dicom = self.services.config.dicom
+            handlers.extend(module.handlers(services, access))
+        # Without the fast path, the node's server class keeps the PDU limits (pdu_guard.py).
+        base = ThreadedAssociationServer if fastpath.installed() else GuardedServer
+        dicom = services.config.dicom
         if shared is None:
             # One process: pynetdicom's own count of associations is the node's.
-            handlers.append((evt.EVT_REQUESTED, AssociationGate(access)))
+            gate = AssociationGate(access)
+            server_class: type[ThreadedAssociationServer] = base
+        else:
+            shared_class = shared_server_class(shared.listener, shared.load, shared.worker,
+                                               shared.limit, base)
+            gate = AssociationGate(access, shared_class.holds_slot, shared.limit.limit)
+            server_class = shared_class
+        # After the gate: a rejected association needs no transfer syntaxes.
+        handlers.append((evt.EVT_REQUESTED, gate))
+        handlers.append((evt.EVT_REQUESTED, SyntaxPreference(
+            lambda after: services.run_blocking(stored_syntaxes_since(services.sessions, after),
+                                                10.0))))
+        if shared is None and base is ThreadedAssociationServer:
             self._server = self.ae.start_server(
                 (dicom.bind, dicom.port), block=False, evt_handlers=handlers
             )
         else:
-            server_class = shared_server_class(shared.listener, shared.load, shared.worker,
-                                               shared.limit)
-            handlers.append((evt.EVT_REQUESTED, AssociationGate(
-                access, server_class.holds_slot, shared.limit.limit)))
             self._server = self.ae.make_server(
                 (dicom.bind, dicom.port), evt_handlers=handlers, server_class=server_class
             )

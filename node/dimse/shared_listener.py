@@ -36,9 +36,12 @@ LISTEN_BACKLOG = 128
 
 
 def shared_server_class(listener: socket.socket, load: ConnectionLoad, worker: int,
-                        limit: AssociationLimit) -> type[SharedListenerServerBase]:
+                        limit: AssociationLimit,
+                        base: type[ThreadedAssociationServer] = ThreadedAssociationServer,
+                        ) -> type[SharedListenerServerBase]:
     """A pynetdicom server class that serves `listener` (bound by the supervisor) instead of
-    binding its own socket, and takes its share of the connections (see the module docstring)."""
+    binding its own socket, and takes its share of the connections (see the module docstring);
+    `base` accepts each connection (node/dimse/pdu_guard.py without the fast path)."""
 
     # Connections accepted whose association has not been handed over yet: pynetdicom counts
     # only running associations, so a worker that had just accepted one published 0 again and
@@ -51,7 +54,7 @@ def shared_server_class(listener: socket.socket, load: ConnectionLoad, worker: i
     holding: set[socket.socket] = set()
     starting_lock = threading.Lock()
 
-    class SharedListenerServer(SharedListenerServerBase):
+    class SharedListenerServer(SharedListenerServerBase, base):  # type: ignore[valid-type,misc]
         # The thread serving a connection waits for its association's end (to give the slot
         # back): it must not keep the process from exiting.
         daemon_threads = True
@@ -117,7 +120,9 @@ def shared_server_class(listener: socket.socket, load: ConnectionLoad, worker: i
 
         def service_actions(self) -> None:
             # serve_forever calls it between accepts, and every REFRESH_SECONDS when idle
-            # (node/dimse/server.py starts it so).
+            # (node/dimse/server.py starts it so). pynetdicom's collects the garbage finished
+            # associations leave, every 60 calls (node/dimse/fastpath/association_costs.py).
+            super().service_actions()
             load.publish(worker, self.serving())
 
         def server_close(self) -> None:

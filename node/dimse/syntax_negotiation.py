@@ -1,4 +1,5 @@
-"""Which transfer syntax the node accepts on storage contexts, as C-STORE SCP and as C-GET SCP.
+"""Which transfer syntax the node accepts on storage contexts, as C-STORE SCP and as C-GET SCP
+(an EVT_REQUESTED handler, the same with or without the fast path).
 
 As a C-STORE SCP the node stores files as received, so it takes the requester's first proposed
 syntax that it supports: the requester knows its files, and pynetdicom's own rule (the acceptor's
@@ -19,12 +20,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from pydicom.uid import UID
-from pynetdicom import acse
-from pynetdicom.presentation import PresentationContext
 
 log = logging.getLogger(__name__)
 
@@ -54,77 +53,51 @@ class StoredSyntaxes:
             return set(self._pairs)
 
 
-def choose_syntax(
-    proposed: Iterable[str], supported: Iterable[str], stored: set[str]
-) -> str | None:
-    """The syntax to accept for one C-GET storage context (None: leave pynetdicom's choice)."""
-    ours = set(supported)
-    candidates = [ts for ts in proposed if ts in ours]
-    if not candidates:
-        return None
-    for ts in candidates:
-        if ts in stored:
-            return ts
-    for ts in candidates:
-        if not UID(ts).is_compressed:
-            return ts
-    return candidates[0]
+class SyntaxPreference:
+    """The EVT_REQUESTED handler that orders, for this association only, the transfer syntaxes
+    of each supported context the requester proposes, before pynetdicom negotiates: pynetdicom
+    accepts, per context, the first syntax of the acceptor's list that the requester proposed,
+    so the order set here is the choice (the module docstring says which). The requester's
+    order is the order of first appearance over its contexts of one SOP class."""
+
+    def __init__(self, load_since: LoadSince) -> None:
+        self._stored = StoredSyntaxes(load_since)
+
+    def __call__(self, event: Any) -> None:
+        assoc = event.assoc
+        request = assoc.requestor.primitive
+        if request is None or assoc.is_rejected or assoc.is_aborted:
+            return
+        proposed: dict[str, list[str]] = {}
+        for cx in request.presentation_context_definition_list:
+            order = proposed.setdefault(str(cx.abstract_syntax), [])
+            order += [str(ts) for ts in cx.transfer_syntax if ts not in order]
+        # The classes the requester asks to receive as SCP: the node sends them (C-GET).
+        sending = {str(uid) for uid, item in assoc.requestor.role_selection.items()
+                   if item.scp_role}
+        pairs: set[tuple[str, str]] | None = None
+        contexts = assoc.acceptor.supported_contexts
+        for cx in contexts:
+            sop_class = str(cx.abstract_syntax)
+            if sop_class not in proposed:
+                continue
+            ours = set(cx.transfer_syntax)
+            candidates = [ts for ts in proposed[sop_class] if ts in ours]
+            if not candidates:
+                continue
+            if sop_class in sending:
+                if pairs is None:
+                    pairs = self._stored.pairs()
+                stored = {ts for uid, ts in pairs if uid == sop_class}
+                candidates = sending_order(candidates, stored)
+            cx.transfer_syntax = [UID(ts) for ts in candidates]
+        assoc.acceptor.supported_contexts = contexts
 
 
-_cache: StoredSyntaxes | None = None
-
-
-def install_syntax_negotiation(load_since: LoadSince) -> None:
-    """Wrap pynetdicom's acceptor negotiation (once per process; the source may be replaced)."""
-    global _cache
-    first = _cache is None
-    _cache = StoredSyntaxes(load_since)
-    if not first:
-        return
-    original = acse.negotiate_as_acceptor
-
-    def negotiate(rq_contexts: list[PresentationContext], ac_contexts: list[PresentationContext],
-                  roles: Any = None) -> tuple[list[PresentationContext], list[Any]]:
-        result, reply_roles = original(rq_contexts, ac_contexts, roles)
-        _prefer_requester_order(result, rq_contexts, ac_contexts)
-        get_contexts = [cx for cx in result if cx.result == 0x00 and cx.as_scu]
-        if get_contexts and _cache is not None:
-            _retune(get_contexts, rq_contexts, ac_contexts, _cache.pairs())
-        return result, reply_roles
-
-    acse.negotiate_as_acceptor = negotiate
-
-
-def _prefer_requester_order(
-    accepted: list[PresentationContext],
-    rq_contexts: list[PresentationContext],
-    ac_contexts: list[PresentationContext],
-) -> None:
-    """On contexts where the node only receives, accept the requester's first supported choice."""
-    proposed = {cx.context_id: cx for cx in rq_contexts}
-    # The node supports every storage class with every syntax: a set of syntaxes only for the
-    # classes accepted here (building all of them took ~1.5 ms per association).
-    supported = {cx.abstract_syntax: cx for cx in ac_contexts}
-    for cx in accepted:
-        if cx.result != 0x00 or cx.as_scu or cx.context_id not in proposed:
-            continue
-        ac_context = supported.get(cx.abstract_syntax)
-        ours = set(ac_context.transfer_syntax) if ac_context is not None else set()
-        for ts in proposed[cx.context_id].transfer_syntax:
-            if ts in ours:
-                cx.transfer_syntax = [UID(ts)]
-                break
-
-
-def _retune(accepted: list[PresentationContext], rq_contexts: list[PresentationContext],
-            ac_contexts: list[PresentationContext], pairs: set[tuple[str, str]]) -> None:
-    proposed = {cx.context_id: cx for cx in rq_contexts}
-    supported = {cx.abstract_syntax: cx for cx in ac_contexts}
-    for cx in accepted:
-        if cx.context_id not in proposed or cx.abstract_syntax not in supported:
-            continue
-        stored = {ts for sop_class, ts in pairs if sop_class == cx.abstract_syntax}
-        choice = choose_syntax(proposed[cx.context_id].transfer_syntax,
-                               supported[cx.abstract_syntax].transfer_syntax, stored)
-        if choice is not None:
-            cx.transfer_syntax = [UID(choice)]
+def sending_order(candidates: list[str], stored: set[str]) -> list[str]:
+    """The syntaxes of a C-GET storage context in the order the node prefers them: those its
+    files of the SOP class are stored in, then uncompressed ones, then the rest, each in the
+    requester's order: pynetdicom accepts the first."""
+    first = [ts for ts in candidates if ts in stored]
+    then = [ts for ts in candidates if ts not in stored and not UID(ts).is_compressed]
+    return first + then + [ts for ts in candidates if ts not in first and ts not in then]

@@ -107,7 +107,7 @@ def read_record_fast(path: Path, head: bytes | None = None, size: int | None = N
     """The same record as `read_record(path)`, without pydicom when the header is plain; for a
     whole file only: InvalidInput ("truncated file: ...") for one that is not. `head`: the
     file's first HEAD_BYTES bytes (all of it when shorter), and `size`: its size, when the
-    caller holds them already (node/dimse/store_receive.py wrote them)."""
+    caller holds them already (node/dimse/fastpath/store_receiver.py wrote them)."""
     try:
         if head is None or size is None:
             with path.open("rb") as f:

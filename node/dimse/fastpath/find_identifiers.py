@@ -1,4 +1,6 @@
-"""C-FIND response identifiers written straight to bytes from the index's values.
+"""C-FIND response identifiers written straight to bytes from the index's values (part of the fast
+path, node/dimse/fastpath/installer.py: pynetdicom's C-FIND service class takes them only with
+the fast path in; without it the handler yields pydicom Datasets).
 
 `response_identifier` builds a pydicom Dataset per match and pynetdicom encodes it: ~0.5 ms of
 CPU per match, most of a large answer. The identifiers of one query all have the same elements
@@ -22,7 +24,8 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from node.dimse.light_dataset import init_empty
+from node.dimse.fastpath.light_dataset import init_empty
+from node.dimse.fastpath.patches import Patches
 from node.dimse.qr_identifier import ParsedIdentifier, response_fields
 from node.index.query import FindMatch
 
@@ -206,21 +209,15 @@ def _stripped(value: str, blank_too: bool) -> str:
 
 class EncodedIdentifier(Dataset):
     """A response identifier already encoded: pynetdicom's encode() hands `encoded` back
-    (see install_encoded_identifiers)."""
+    (see patch)."""
 
     def __init__(self, encoded: bytes) -> None:
         init_empty(self)
         self.__dict__["encoded"] = encoded
 
 
-_installed = False
-
-
-def install_encoded_identifiers() -> None:
-    """Let the C-FIND service class take an EncodedIdentifier (idempotent, process-wide)."""
-    global _installed
-    if _installed:
-        return
+def patch(patches: Patches) -> None:
+    """Let the C-FIND service class take an EncodedIdentifier."""
     from pynetdicom import service_class
 
     original = service_class.encode
@@ -230,5 +227,4 @@ def install_encoded_identifiers() -> None:
             return ds.encoded
         return original(ds, *args, **kwargs)
 
-    service_class.encode = encode
-    _installed = True
+    patches.replace(service_class, "encode", encode)

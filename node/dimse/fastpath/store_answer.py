@@ -1,13 +1,14 @@
 """C-STORE requests answered by the DUL thread that read them, without pynetdicom's service
-class (pynetdicom 3.0.4).
+class (pynetdicom 3.0.4; part of the fast path, node/dimse/fastpath/installer.py).
 
-Once the store receiver (store_receive.py) has a request's data set in a file, pynetdicom would
+Once the store receiver (store_receiver.py) has a request's data set in a file, pynetdicom would
 build the request primitive, look up the service class, build a response primitive (two UID
 validations per UID), wrap the handler call in an Event and its error handling, check the
 status, and unlink the file the handler has moved already: about a tenth of the GIL time per
-small instance over four associations (py-spy), on the critical path of every C-STORE. A
-handler registered here with a direct form (the node's store SCP) is called with the file and
-the sender instead, and the response is written from its values (wire.send_store_response).
+small instance over four associations (py-spy), on the critical path of every C-STORE. The node's
+store SCP handler has a direct form (node/dimse/store_scp.py, DIRECT_FORMS), called with the file
+and the sender instead, and the response is written from its values
+(message_bytes.send_store_response).
 
 Only where pynetdicom would do exactly that: the association established and not releasing,
 nothing queued or served ahead, the SOP class the context's and a storage class, no SOP Class
@@ -18,8 +19,6 @@ Anything else takes pynetdicom's way, with the same handler.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,35 +26,11 @@ from pynetdicom import _config, evt
 from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.sop_class import uid_to_service_class
 
-from node.dimse import wire
+from node.dimse.fastpath import message_bytes
 from node.dimse.peer_text import peer_address
+from node.dimse.store_scp import DIRECT_FORMS, DirectStore, ReceivedStore
 
 _SENT_HANDLERS = (evt.EVT_DIMSE_SENT, evt.EVT_PDU_SENT, evt.EVT_DATA_SENT)
-
-
-@dataclass(frozen=True, slots=True)
-class ReceivedStore:
-    """A C-STORE request whose data set is in a file in incoming/, read by either path."""
-
-    path: Path
-    sender: str  # the calling AE title
-    move_originator: str | None
-    head: bytes | None  # the file's first bytes when the receiver kept them
-    size: int | None = None  # the file's size when the receiver counted it
-    peer: str = "?"  # the requestor's host:port, for the log
-    # Why the receiver could not write the file (it is gone then): answered as such.
-    write_error: OSError | None = None
-
-
-# The handler's direct form: (request, *the handler's bound args) -> (status, error comment).
-# It must consume the file (store or delete it), as pynetdicom will not delete it afterwards.
-DirectStore = Callable[..., tuple[int, str | None]]
-_DIRECT: dict[Callable[..., Any], DirectStore] = {}
-
-
-def register(handler: Callable[..., Any], direct: DirectStore) -> None:
-    """Serve the requests bound to EVT_C_STORE `handler` with `direct` where possible."""
-    _DIRECT[handler] = direct
 
 
 @functools.cache  # only the abstract syntaxes of accepted contexts get here
@@ -83,10 +58,10 @@ def _direct_handler(assoc: Any, context_id: int, values: dict[str, Any]
     ):
         return None
     bound = assoc.get_handlers(evt.EVT_C_STORE)
-    if not isinstance(bound, tuple) or bound[0] not in _DIRECT:
+    if not isinstance(bound, tuple) or bound[0] not in DIRECT_FORMS:
         return None
     handler, args = bound
-    return _DIRECT[handler], list(args or ())
+    return DIRECT_FORMS[handler], list(args or ())
 
 
 def answer(assoc: Any, context_id: int, values: dict[str, Any], path: Path, head: bytes,
@@ -100,12 +75,12 @@ def answer(assoc: Any, context_id: int, values: dict[str, Any], path: Path, head
     request = ReceivedStore(path, assoc.requestor.ae_title,
                             values.get("MoveOriginatorApplicationEntityTitle") or None, head,
                             size, peer_address(assoc), write_error)
-    # As for a request served by the DUL thread (reactor._ServingQueue): the association
+    # As for a request served by the DUL thread (event_driven_loops._ServingQueue): the association
     # thread must not take the idle time meanwhile for a network timeout.
     assoc._node_dul_serving = True
     try:
         status, comment = direct(request, *args)
-        wire.send_store_response(assoc.dimse, context_id, values["MessageID"],
+        message_bytes.send_store_response(assoc.dimse, context_id, values["MessageID"],
                                  values["AffectedSOPClassUID"], values["AffectedSOPInstanceUID"],
                                  status, comment)
     finally:

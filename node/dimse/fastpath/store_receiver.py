@@ -1,15 +1,16 @@
-"""C-STORE requests read from their P-DATA-TF PDUs straight into a file (pynetdicom 3.0.4).
+"""C-STORE requests read from their P-DATA-TF PDUs straight into a file (pynetdicom 3.0.4; part of
+the fast path, node/dimse/fastpath/installer.py).
 
 For every PDU pynetdicom builds a PDU object with an item object per fragment, runs its state
 machine (DT-2), turns the PDU into a P-DATA primitive and feeds that to a DIMSEMessage, which
 opens a NamedTemporaryFile for a C-STORE data set and flushes it after each fragment: with the
-command set and file meta already read from bytes (command_reader.py, speedups.py), that was
+command set and file meta already read from bytes (command_set_reader.py, file_meta.py), that was
 still about a fifth of the DUL thread's time per small instance (py-spy, four associations).
 
 Here a PDU whose message is a C-STORE request is read fragment by fragment instead: the command
 set by the command reader, the data set appended to a file in incoming/ behind the same File
 Meta Information pynetdicom writes. The finished request is offered to the handler's direct
-form (store_direct.py), which answers it in this thread; failing that it is put on the
+form (store_answer.py), which answers it in this thread; failing that it is put on the
 association's DIMSE queue as pynetdicom puts it (the same primitive, `_dataset_path` set).
 A file that cannot be written (a full disk) is deleted at once; the rest of its data set is
 read and dropped, and the request goes the same way with the error (received_write_error), to
@@ -34,8 +35,14 @@ from typing import Any
 from pynetdicom import _config, evt
 from pynetdicom.pdu_primitives import P_DATA
 
-from node.dimse.command_reader import CommandSet, Unknown, build_primitive, read_command_set
-from node.dimse.speedups import file_meta_bytes
+from node.dimse.fastpath.command_set_reader import (
+    CommandSet,
+    Unknown,
+    build_primitive,
+    read_command_set,
+)
+from node.dimse.fastpath.file_meta import file_meta_bytes
+from node.dimse.store_scp import HEAD_ATTRIBUTE, WRITE_ERROR_ATTRIBUTE
 from node.ingest.header_scan import HEAD_BYTES
 
 _PDV_HEADER = struct.Struct(">LB")
@@ -50,7 +57,7 @@ _RECEIVE_HANDLERS = (evt.EVT_DATA_RECV, evt.EVT_PDU_RECV, evt.EVT_DIMSE_RECV)
 _enabled = False
 # (association, context ID, command values, file, its first bytes, its size, the error that
 # stopped its writing) -> True when it answered the request itself
-# (node/dimse/store_direct.py), else pynetdicom serves it.
+# (store_answer.py), else pynetdicom serves it.
 Answer = Callable[[Any, int, dict[str, Any], Path, bytes, int, OSError | None], bool]
 _answer: Answer | None = None
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -72,8 +79,8 @@ class ProtocolError(Exception):
 
 
 def enable_store_receive(answer: Answer | None = None) -> None:
-    """Read C-STORE requests here from now on (the node's SCP, once its command reader is in),
-    offering each finished one to `answer` before pynetdicom."""
+    """Read C-STORE requests here from now on (once the command set reader is in: the installer
+    calls this), offering each finished one to `answer` before pynetdicom."""
     global _enabled, _answer
     _enabled = True
     _answer = answer
@@ -154,20 +161,9 @@ class _IncomingFile:
         self._pending = 0
 
 
-def received_head(request: Any) -> bytes | None:
-    """The first HEAD_BYTES bytes of a request's file when the receiver wrote it (so that the
-    header scan need not read them back), else None."""
-    return getattr(request, "_node_head", None)
-
-
-def received_write_error(request: Any) -> OSError | None:
-    """Why the receiver could not write a request's file (it is gone), else None."""
-    return getattr(request, "_node_write_error", None)
-
-
 class StoreReceiver:
     """One association's C-STORE request in progress, fed with the bodies of P-DATA-TF PDUs by
-    its DUL thread (node/dimse/reactor.py), with the DUL's send lock held as for DT-2."""
+    its DUL thread (event_driven_loops.py), with the DUL's send lock held as for DT-2."""
 
     def __init__(self, assoc: Any) -> None:
         self._assoc = assoc
@@ -301,8 +297,8 @@ class StoreReceiver:
         request = build_primitive("C_STORE_RQ", command, BytesIO(), context_id)
         request._dataset_path = path
         request._dataset_file = _ReceivedFile(str(path))
-        request._node_head = head
-        request._node_write_error = error
+        setattr(request, HEAD_ATTRIBUTE, head)
+        setattr(request, WRITE_ERROR_ATTRIBUTE, error)
         self._assoc.dimse.msg_queue.put((context_id, request))
 
     def _hand_over(self, rest: memoryview) -> None:

@@ -1,4 +1,5 @@
-"""Event-driven association loops for pynetdicom 3.0.4, in place of its polling ones.
+"""Event-driven association loops for pynetdicom 3.0.4, in place of its polling ones (part of the
+fast path, node/dimse/fastpath/installer.py).
 
 pynetdicom runs two threads per association that poll: the DUL thread sleeps `_run_loop_delay`
 (1 ms) whenever it finds nothing to do, and the association thread sleeps 1 ms on every turn.
@@ -20,8 +21,10 @@ rather than after acse_timeout (`_end_unestablished`). On an acceptor a C-STORE 
 served by the DUL thread that received it, without the hand-over (`_ServingQueue` says when
 and why).
 
-These are private internals, so the patch applies only to the pynetdicom version it was written
-against; any other version keeps its own loops.
+The protocol limits above are promises of the README: with the fast path off the node keeps them
+in front of pynetdicom's own loops (node/dimse/pdu_guard.py). The loop itself (a DUL thread that
+waits in `select` on its socket and a wake-up pipe, an association thread that waits on an event)
+touches nothing the node does: it is the part written to be offered to pynetdicom as it is.
 """
 
 from __future__ import annotations
@@ -33,31 +36,28 @@ import queue
 import select
 import ssl
 import struct
-import sys
 import threading
 import weakref
 from collections.abc import Callable
 from typing import Any, cast
 
-import pynetdicom
 from pynetdicom import association, dul, evt
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu import A_ABORT_RQ, P_DATA_TF
 from pynetdicom.pdu_primitives import P_DATA
 
 from node.dimse.associate_rq import Malformed, check_associate_rq
-from node.dimse.pdu_reader import PduReader
+from node.dimse.fastpath.patches import Patches
+from node.dimse.fastpath.pdu_read_ahead import PduReader
+from node.dimse.fastpath.store_receiver import ProtocolError, StoreReceiver
+from node.dimse.pdu_guard import LONGEST_CONTROL_PDU
 from node.dimse.peer_text import peer_address, printable
-from node.dimse.store_receive import ProtocolError, StoreReceiver
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_VERSION = "3.0.4"
 # How often an idle thread looks at its timers (ARTIM, network idle timeout): these only need
 # to fire within a fraction of a second of their deadline.
 IDLE_WAIT = 0.05
-
-_installed = False
 
 
 class _WakingQueue(queue.Queue[Any]):
@@ -127,10 +127,6 @@ _PDV_HEADER = struct.Struct(">LB")
 _PDU_TYPES = frozenset(range(0x01, 0x08))
 _PDU_NAMES = {0x01: "A-ASSOCIATE-RQ", 0x02: "A-ASSOCIATE-AC", 0x03: "A-ASSOCIATE-RJ",
               0x04: "P-DATA-TF", 0x05: "A-RELEASE-RQ", 0x06: "A-RELEASE-RP", 0x07: "A-ABORT"}
-# The longest PDU other than P-DATA-TF read: an A-ASSOCIATE-RQ with every presentation context
-# the node supports and user identity is a few tens of KiB. A P-DATA-TF may be as long as the
-# Maximum Length this side announced. A longer one is refused before its body is allocated.
-LONGEST_CONTROL_PDU = 4 * 1024 * 1024
 
 
 def _close_pipe(read_fd: int, write_fd: int) -> None:
@@ -254,8 +250,8 @@ class EventDrivenDUL(dul.DULServiceProvider):
 
     def _read_pdu_data(self) -> None:
         """Read one PDU, as pynetdicom does but through the read-ahead buffer
-        (node/dimse/pdu_reader.py). A P-DATA-TF PDU arriving in Sta6 with nothing queued ahead
-        of it is first offered to the C-STORE receiver (node/dimse/store_receive.py); what it
+        (pdu_read_ahead.py). A P-DATA-TF PDU arriving in Sta6 with nothing queued ahead
+        of it is first offered to the C-STORE receiver (store_receiver.py); what it
         does not take is decoded as before."""
         sock = getattr(self.socket, "socket", None)
         if sock is None:
@@ -478,18 +474,8 @@ def _assoc_run_reactor(self: Any) -> None:
             return
 
 
-def install_event_driven_reactors() -> bool:
-    """Swap in the event-driven loops (once); False when this pynetdicom is not the version
-    they were written for, or the platform cannot `select` on a pipe."""
-    global _installed
-    if _installed:
-        return True
-    if pynetdicom.__version__ != SUPPORTED_VERSION or sys.platform == "win32":
-        log.warning("pynetdicom %s: keeping its polling association loops",
-                    pynetdicom.__version__)
-        return False
-    association.DULServiceProvider = EventDrivenDUL  # type: ignore[misc]
-    association.Association.__init__ = _assoc_init  # type: ignore[method-assign]
-    association.Association._run_reactor = _assoc_run_reactor  # type: ignore[method-assign]
-    _installed = True
-    return True
+def patch(patches: Patches) -> None:
+    """Swap in the event-driven loops."""
+    patches.replace(association, "DULServiceProvider", EventDrivenDUL)
+    patches.replace(association.Association, "__init__", _assoc_init)
+    patches.replace(association.Association, "_run_reactor", _assoc_run_reactor)

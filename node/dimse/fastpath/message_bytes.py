@@ -1,4 +1,5 @@
-"""DIMSE messages to and from bytes on the C-FIND/C-MOVE/C-GET hot paths (pynetdicom 3.0.4).
+"""DIMSE messages to and from bytes on the C-FIND/C-MOVE/C-GET hot paths (pynetdicom 3.0.4; part
+of the fast path, node/dimse/fastpath/installer.py).
 
 pynetdicom sends a DIMSE message by building a pydicom Dataset for its command set, encoding it
 twice (once to measure the group length), cutting it and the data set into P-DATA primitives and
@@ -21,7 +22,7 @@ together (at most CORK_LIMIT bytes apart), so 1,000 matches cost a handful of wr
 
 Anything unusual (another message type, an attribute outside the simple value kinds, event
 handlers that want the message or PDU objects, the polling DUL) takes pynetdicom's own path.
-Installed process-wide once the node's SCP starts: the store SCP's C-STORE-RSP go this way too.
+Installed process-wide with the rest of the fast path, for the SCU as for the SCP.
 """
 
 from __future__ import annotations
@@ -35,19 +36,18 @@ from collections.abc import Iterator
 from io import BytesIO
 from typing import Any
 
-import pynetdicom
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset
 from pynetdicom import dimse, dimse_messages, evt
 from pynetdicom.dimse_primitives import C_ECHO, C_FIND, C_GET, C_MOVE, C_STORE
 from pynetdicom.pdu_primitives import P_DATA
 
-from node.dimse.command_reader import Unknown, build_primitive, read_command_set
-from node.dimse.reactor import EventDrivenDUL
+from node.dimse.fastpath.command_set_reader import Unknown, build_primitive, read_command_set
+from node.dimse.fastpath.event_driven_loops import EventDrivenDUL
+from node.dimse.fastpath.patches import Patches
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_VERSION = "3.0.4"
 # Gathered pending C-FIND responses are written once they reach this size.
 CORK_LIMIT = 64 * 1024
 # A stored file is read and written this many bytes of PDUs at a time, at most.
@@ -72,7 +72,6 @@ _MESSAGES = {
 _STRING_VRS = {"UI", "AE", "CS", "SH", "LO"}
 _original_send_msg = dimse.DIMSEServiceProvider.send_msg
 _original_receive_primitive = dimse.DIMSEServiceProvider.receive_primitive
-_installed = False
 
 
 class _Layout:
@@ -197,8 +196,8 @@ def _write(dul: EventDrivenDUL, buffers: list[Any]) -> bool:
     """Write PDUs straight to the socket when the DUL would do nothing else with them: the
     association is established (Sta6) and nothing is queued ahead (see EventDrivenDUL.send_pdu).
     False: the caller queues them instead."""
-    # The DUL thread serving a C-STORE itself (reactor._ServingQueue) holds the lock already:
-    # it runs the state machine action that received the request.
+    # The DUL thread serving a C-STORE itself (event_driven_loops._ServingQueue) holds the lock
+    # already: it runs the state machine action that received the request.
     own = threading.current_thread() is dul
     with contextlib.nullcontext() if own else dul._send_lock:
         if (
@@ -463,7 +462,7 @@ def receive_primitive(self: Any, primitive: Any) -> None:
 
 def cork(assoc: Any) -> None:
     """Gather this association's pending C-FIND responses until flush() or another message."""
-    if _installed:
+    if dimse.DIMSEServiceProvider.send_msg is send_msg:  # the fast path is in
         provider = assoc.dimse
         if getattr(provider, "_node_cork", None) is None:
             provider._node_cork = []
@@ -493,16 +492,7 @@ def flush(assoc: Any, uncork: bool = False) -> None:
         _queue(provider, context_id, iter(values))
 
 
-def install_fast_dimse() -> bool:
-    """Swap in send_msg (once); False when this pynetdicom is not the version it fits."""
-    global _installed
-    if _installed:
-        return True
-    if pynetdicom.__version__ != SUPPORTED_VERSION:
-        log.warning("pynetdicom %s: keeping its own DIMSE message encoding",
-                    pynetdicom.__version__)
-        return False
-    dimse.DIMSEServiceProvider.send_msg = send_msg  # type: ignore[method-assign]
-    dimse.DIMSEServiceProvider.receive_primitive = receive_primitive  # type: ignore[method-assign]
-    _installed = True
-    return True
+def patch(patches: Patches) -> None:
+    """Swap in send_msg and receive_primitive."""
+    patches.replace(dimse.DIMSEServiceProvider, "send_msg", send_msg)
+    patches.replace(dimse.DIMSEServiceProvider, "receive_primitive", receive_primitive)

@@ -1,7 +1,8 @@
-"""DIMSE command sets read straight from bytes on the receive path (pynetdicom 3.0.4).
+"""DIMSE command sets read straight from bytes on the receive path (pynetdicom 3.0.4; part of
+the fast path, node/dimse/fastpath/installer.py).
 
-The mirror of wire.py's send path. pynetdicom decodes every received command set into a pydicom
-Dataset, then copies each element onto a new primitive, turning each raw element into a
+The mirror of message_bytes.py's send path. pynetdicom decodes every received command set into a
+pydicom Dataset, then copies each element onto a new primitive, turning each raw element into a
 DataElement on the way: for a stored instance ~11% of the node's CPU (py-spy over 2,000 small
 C-STOREs), spent on a dozen group 0000 elements in Implicit VR Little Endian (PS3.7 6.3). Here
 they are read into a plain mapping (`CommandSet`) that answers the few attributes
@@ -9,8 +10,8 @@ they are read into a plain mapping (`CommandSet`) that answers the few attribute
 same values pydicom would give (tests/test_dimse_command_reader.py compares them).
 
 A command set with an element this reader does not know (a private or retired tag, an unusual
-VR) is decoded by pydicom as before. Installed only when pynetdicom's own message logging is off:
-its handlers read the command set as a pydicom Dataset.
+VR) is decoded by pydicom as before. pynetdicom's own message logging (`--verbose`) reads the
+command set as a pydicom Dataset: the node then runs without the fast path.
 """
 
 from __future__ import annotations
@@ -21,14 +22,14 @@ from collections.abc import Callable, Iterator
 from io import BytesIO
 from typing import Any
 
-import pynetdicom
 from pydicom.datadict import dictionary_VM, dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset
 from pynetdicom import dimse_messages
 
+from node.dimse.fastpath.patches import Patches
+
 log = logging.getLogger(__name__)
 
-SUPPORTED_VERSION = "3.0.4"
 
 _ELEMENT_HEADER = struct.Struct("<HHI")
 # pynetdicom keeps every value of these two, and the first of any other element.
@@ -184,20 +185,9 @@ _pydicom_decode: Callable[..., Dataset] = dimse_messages.decode
 _original_message_to_primitive: Callable[[Any], Any] = (
     dimse_messages.DIMSEMessage.message_to_primitive
 )
-_installed = False
 
 
-def install_command_reader() -> bool:
-    """Read received command sets here (once); False when this pynetdicom is not the version
-    it fits."""
-    global _installed
-    if _installed:
-        return True
-    if pynetdicom.__version__ != SUPPORTED_VERSION:
-        log.warning("pynetdicom %s: command sets decoded by pydicom", pynetdicom.__version__)
-        return False
-    dimse_messages.decode = decode_command_set  # type: ignore[assignment]
-    dimse_messages.DIMSEMessage.message_to_primitive = _message_to_primitive  # type: ignore[method-assign]
-    _installed = True
-    return True
-
+def patch(patches: Patches) -> None:
+    """Read received command sets here."""
+    patches.replace(dimse_messages, "decode", decode_command_set)
+    patches.replace(dimse_messages.DIMSEMessage, "message_to_primitive", _message_to_primitive)
