@@ -36,7 +36,7 @@ def run_cli(*argv: str) -> str:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("role", "token", "protocol"):
-        importlib.import_module(f"node.commands.{name}").register(sub)
+        importlib.import_module(f"node.commands.{name}_command").register(sub)
     args = parser.parse_args(argv)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
