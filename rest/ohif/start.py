@@ -1,5 +1,7 @@
-"""Where a redeemed token sends the browser: OHIF on the context's studies, or the slide viewer
-for a pathology case (OHIF's microscopy mode cannot read vendor slide formats)."""
+"""Where a redeemed token sends the browser: OHIF on the context's first patient's studies, or
+the slide viewer for a pathology case (OHIF's microscopy mode cannot read vendor slide
+formats). The context's other patients are one click away in the patient switcher
+(patient_routes.py)."""
 
 from __future__ import annotations
 
@@ -10,12 +12,11 @@ from sqlalchemy.orm import selectinload
 
 from node.index.viewing_models import ViewingContext
 from node.services import NodeServices
+from node.viewing.context_patients import ContextPatient, ContextStudyRef, context_patients
 from pathology.catalogue import slides_of_case
 from rest.ohif.bundle import BASE_PATH
 from rest.ohif.protocols import PRIORS_SIDE_BY_SIDE
 
-# The context's studies that a window opens (the rest are the history it lists).
-OPENED = ("open", "prior")
 # OHIF's basic viewer mode (its route name is "viewer") under the node's /viewer/.
 OHIF_VIEWER_ROUTE = f"{BASE_PATH}/viewer"
 SLIDE_VIEWER_PATH = "/ngv/viewer"
@@ -32,11 +33,19 @@ async def start_url(services: NodeServices, context_pk: int) -> str:
         accession = str(context.request.get("accNum") or "")
         if context.options.get("containerIdentifier"):
             return SLIDE_VIEWER_PATH
-        uids = [row.study_uid for row in context.studies if row.purpose in OPENED]
-        uids = uids or [row.study_uid for row in context.studies[:1]]
+        patients = await context_patients(session, [
+            ContextStudyRef(row.study_uid, row.purpose) for row in context.studies])
         secondary = context.kind == "secondary"
     if accession and await slides_of_case(services.sessions, accession):
         return SLIDE_VIEWER_PATH
+    return window_url(patients[0] if patients else None, secondary)
+
+
+def window_url(patient: ContextPatient | None, secondary: bool) -> str:
+    """OHIF on one patient's studies (on a second monitor, its priors side by side)."""
+    if patient is None:
+        return OHIF_VIEWER_ROUTE
+    uids = patient.study_uids
     query = {"StudyInstanceUIDs": ",".join(uids)}
     if secondary and len(uids) > 1:
         # The second monitor compares the priors (same modality first, then newest).
