@@ -216,3 +216,12 @@ async def test_a_study_not_in_the_index_goes_with_the_first_patient(api: Api) ->
         [SECOND.study_uid, absent.study_uid], [FIRST.study_uid]]
     response, _ = await api.redeem(await api.token(token_params(SECOND, absent, FIRST)))
     assert response.headers["Location"] == answer[0]["url"]
+
+
+async def test_each_patients_window_keeps_the_tokens_sticky(api: Api) -> None:
+    """A proxy that keeps a session on one instance by `sticky` sees it on every window."""
+    answer = await patients(api, await api.session_headers(
+        token_params(FIRST, SECOND, sticky="node-b")))
+    assert [p["url"] for p in answer] == [
+        f"/viewer/viewer?StudyInstanceUIDs={FIRST.study_uid}&sticky=node-b",
+        f"/viewer/viewer?StudyInstanceUIDs={SECOND.study_uid}&sticky=node-b"]

@@ -34,15 +34,13 @@ async def session_patients(request: web.Request) -> web.Response:
             for s in grant.context["studies"]]
     async with request.app[SERVICES].sessions() as session:
         patients = await context_patients(session, refs)
-    secondary = grant.context["monitor"] == "secondary"
     return web.json_response(
-        {"patients": [_patient_json(grant, number, patient, secondary)
+        {"patients": [_patient_json(grant, number, patient)
                       for number, patient in enumerate(patients, start=1)]},
         headers={"Cache-Control": "no-store"})
 
 
-def _patient_json(grant: Grant, number: int, patient: ContextPatient, secondary: bool
-                  ) -> dict[str, Any]:
+def _patient_json(grant: Grant, number: int, patient: ContextPatient) -> dict[str, Any]:
     details = None if grant.anonymize else patient.details
     name = display_name(details.name) if details else ""
     patient_id = details.patient_id if details else ""
@@ -54,7 +52,8 @@ def _patient_json(grant: Grant, number: int, patient: ContextPatient, secondary:
         "patientID": patient_id or None,
         "issuer": (details.issuer or None) if details else None,
         "studyInstanceUIDs": list(patient.study_uids),
-        "url": window_url(patient, secondary),
+        "url": window_url(patient, grant.context["monitor"] == "secondary",
+                          grant.context["sticky"] or ""),
     }
 
 

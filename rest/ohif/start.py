@@ -14,6 +14,7 @@ from node.index.viewing_models import ViewingContext
 from node.services import NodeServices
 from node.viewing.context_patients import ContextPatient, ContextStudyRef, context_patients
 from pathology.catalogue import slides_of_case
+from rest.middleware import STICKY_PATTERN
 from rest.ohif.bundle import BASE_PATH
 from rest.ohif.protocols import PRIORS_SIDE_BY_SIDE
 
@@ -41,13 +42,22 @@ async def start_url(services: NodeServices, context_pk: int) -> str:
     return window_url(patients[0] if patients else None, secondary)
 
 
-def window_url(patient: ContextPatient | None, secondary: bool) -> str:
+def window_url(patient: ContextPatient | None, secondary: bool, sticky: str = "") -> str:
     """OHIF on one patient's studies (on a second monitor, its priors side by side)."""
     if patient is None:
-        return OHIF_VIEWER_ROUTE
+        return with_sticky(OHIF_VIEWER_ROUTE, sticky)
     uids = patient.study_uids
     query = {"StudyInstanceUIDs": ",".join(uids)}
     if secondary and len(uids) > 1:
         # The second monitor compares the priors (same modality first, then newest).
         query["hangingProtocolId"] = PRIORS_SIDE_BY_SIDE
-    return f"{OHIF_VIEWER_ROUTE}?{urlencode(query)}"
+    return with_sticky(f"{OHIF_VIEWER_ROUTE}?{urlencode(query)}", sticky)
+
+
+def with_sticky(location: str, sticky: str) -> str:
+    """The viewer's own requests carry the token's sticky too, so a proxy keeps them on this
+    instance (a value that could not be echoed in a header is left out)."""
+    if not (sticky and STICKY_PATTERN.match(sticky)):
+        return location
+    separator = "&" if "?" in location else "?"
+    return f"{location}{separator}{urlencode({'sticky': sticky})}"
