@@ -147,6 +147,22 @@ async def test_the_patient_switcher_lists_both_and_opens_the_second(
     await opened.close()
 
 
+async def test_the_switcher_names_no_context_patient_for_another_patients_study(
+        api: Api, browser: Browser) -> None:
+    """A study opened from the study list is none of the context's patients: the switcher
+    says so instead of showing the first patient's name over it."""
+    opened = await open_studies(api, browser, FIRST, SECOND)
+    await first_image(opened)
+    page = opened.page
+    await page.goto(f"{opened.origin}/viewer/viewer?StudyInstanceUIDs={STRANGER.study_uid}")
+    assert await switcher_labels(page) == ["Choose a patient",
+                                           "MARCHBANKS, PERPETUA (PID-SWITCH-1)",
+                                           "OAKENSHAW, TIBERIUS (PID-SWITCH-2)"]
+    selected = page.locator(f"{SWITCHER} option:checked")
+    assert await selected.text_content() == "Choose a patient"
+    await opened.close()
+
+
 async def test_an_anonymized_switcher_names_no_patient(api: Api, browser: Browser) -> None:
     opened = await open_studies(api, browser, FIRST, SECOND, anonymize="true")
     await first_image(opened)

@@ -84,6 +84,16 @@ def patient_switcher() -> str:
         "  select.style.cssText = 'position:fixed;top:10px;left:170px;"
         "z-index:1000;max-width:22em;background:#090c29;color:#fff;border:1px solid #3a3f99;"
         "border-radius:4px;padding:3px 6px;font-size:13px';",
+        "  var shown = patients.filter(function (patient) {",
+        "    return patient.studyInstanceUIDs.indexOf(opened[0]) >= 0;",
+        "  }).length;",
+        "  if (!shown) {",
+        "    // A study opened from the study list: none of the context's patients.",
+        "    var other = document.createElement('option');",
+        "    other.textContent = 'Choose a patient';",
+        "    other.disabled = other.selected = true;",
+        "    select.appendChild(other);",
+        "  }",
         "  patients.forEach(function (patient, index) {",
         "    var option = document.createElement('option');",
         "    option.value = String(index);",
