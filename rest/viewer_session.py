@@ -10,7 +10,6 @@ what to do, with no detail beyond that.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -18,6 +17,7 @@ from node.viewing import context_json, redeem, session_context
 from rest.client_address import client_address, reached_over_tls
 from rest.middleware import STICKY_PATTERN, json_error, public
 from rest.ohif import start_url
+from rest.ohif.start import with_sticky
 from rest.refusal import refusal_page
 from rest.state import SERVICES
 from rest.viewer.pages import VIEWER_PATH
@@ -56,11 +56,8 @@ async def open_token(request: web.Request) -> web.Response:
     # from POST (studies whose instances are slides, perhaps not imported yet).
     location = (VIEWER_PATH if await opens_slides(services, result.context_pk)
                 else await start_url(services, result.context_pk))
-    headers = {"Location": location, **_PAGE_HEADERS}
+    headers = {"Location": with_sticky(location, result.sticky or ""), **_PAGE_HEADERS}
     if result.sticky and STICKY_PATTERN.match(result.sticky):
-        # The viewer's own requests carry sticky too, so a proxy keeps them on this instance.
-        separator = "&" if "?" in location else "?"
-        headers["Location"] = f"{location}{separator}{urlencode({'sticky': result.sticky})}"
         headers["X-Sticky"] = result.sticky
     response = web.Response(status=302, headers=headers)
     # Path "/": the session also reads the node's DICOMweb (/dicom-web), not only /ngv.

@@ -532,23 +532,6 @@ async def test_a_study_the_node_does_not_have_says_so(api: Api, browser: Browser
     await opened.close()
 
 
-async def test_a_token_of_two_patients_never_names_one_for_both(
-        api: Api, browser: Browser) -> None:
-    token = await api.token([("username", "radiologist"), ("role", ROLE),
-                             ("studyUID", CT.study_uid), ("studyUID", OTHER.study_uid)])
-    opened = await open_url(api, browser, f"/ngv?q={token}")
-    await first_image(opened)
-    page = opened.page
-    await page.wait_for_function(
-        f"() => document.body.textContent.includes('{OTHER.study_description}')")
-    await screenshot(page, "ohif-two-patients")
-    # OHIF's banner says so instead of naming the first study's patient for both.
-    text = await page.text_content("body") or ""
-    assert "Multiple Patients" in text
-    assert "ZEBRAWSKI" not in text and "QUILLFEATHER" not in text
-    await opened.close()
-
-
 DRAWN_VIEWPORTS = ("() => [...document.querySelectorAll(`[data-cy='viewport-pane']`)].map((v) =>"
                    " !!v.querySelector(`[data-cy='viewport-overlay-bottom-left']`)"
                    " && v.textContent.includes('W:'))")

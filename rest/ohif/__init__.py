@@ -14,6 +14,7 @@ from aiohttp import web
 
 from rest.ohif.bundle import BASE_PATH, OhifMissing, PreparedApp, prepare
 from rest.ohif.ohif_state import OHIF, OhifInstall
+from rest.ohif.patient_routes import routes as patient_routes
 from rest.ohif.routes import routes
 from rest.ohif.start import start_url
 from rest.ohif.waiting import routes as waiting_routes
@@ -38,4 +39,5 @@ def setup(app: web.Application) -> None:
     app.on_startup.append(_prepare)
     # Before OHIF's page, whose route takes every other path under /viewer/.
     app.add_routes(waiting_routes)
+    app.add_routes(patient_routes)
     app.add_routes(routes)

@@ -16,6 +16,7 @@ import json
 from typing import Any
 
 from rest.ohif.bundle import BASE_PATH, PreparedApp
+from rest.ohif.page_controls import iso_button, patient_switcher, toolbar_additions
 from rest.ohif.protocols import EXTENSION_ID, SESSION_PROTOCOL, protocol_module
 from rest.viewer.grants import Grant
 
@@ -185,21 +186,22 @@ def hidden_buttons(grant: Grant) -> list[str]:
                   if not features.get(feature))
 
 
-def _toolbar_filter(hidden: list[str]) -> str:
-    """JavaScript that takes the hidden buttons out of OHIF's toolbar layouts: an
-    immutability-helper `$apply` (a function, which JSON cannot carry) on each layout's
-    primary bar, at global scope so every mode gets it."""
-    if not hidden:
+def _toolbar_sections(hidden: list[str], added: list[str]) -> str:
+    """JavaScript that takes the hidden buttons out of OHIF's toolbar layouts and appends the
+    node's own (page_controls.py): an immutability-helper `$apply` (a function, which JSON
+    cannot carry) on each layout's primary bar, at global scope so every mode gets it."""
+    if not hidden and not added:
         return ""
     lines = [f"var viewnodeHidden = {_js(hidden)};",
-             "function viewnodeWithout(ids) {",
+             f"var viewnodeAdded = {_js(added)};",
+             "function viewnodePrimary(ids) {",
              "  return (ids || []).filter(function (id) {",
              "    return viewnodeHidden.indexOf(id) < 0;",
-             "  });",
+             "  }).concat(viewnodeAdded);",
              "}"]
     for layout in TOOLBAR_LAYOUTS:
         lines.append(f"window.config.customizationService.global[{_js(layout)}] = "
-                     "{primary: {$apply: viewnodeWithout}};")
+                     "{primary: {$apply: viewnodePrimary}};")
     return "\n".join(lines) + "\n"
 
 
@@ -218,9 +220,12 @@ def app_config_script(grant: Grant, app: PreparedApp, dicomweb_root: str,
         f"window.PUBLIC_URL = {_js(app.static_prefix)};\n"
         "window.browserImportFunction = function (name) { return import(name); };\n"
         f"window.config = {_js(config)};\n"
-        + _extension(session_protocol) + _toolbar_filter(hidden_buttons(grant))
+        + _extension(session_protocol)
+        + iso_button(grant)
+        + _toolbar_sections(hidden_buttons(grant), toolbar_additions(grant))
         + _report_dialog_without_download(grant)
-        + _action_guard(hidden_actions(grant)))
+        + _action_guard(hidden_actions(grant))
+        + patient_switcher())
 
 
 def _js(value: Any) -> str:
@@ -230,7 +235,11 @@ def _js(value: Any) -> str:
 
 def _extension(session_protocol: dict[str, Any] | None) -> str:
     """The node's own OHIF extension: an object in `config.extensions` (OHIF registers
-    objects as they are), which hands OHIF the node's hanging protocols."""
+    objects as they are), which hands OHIF the node's hanging protocols, and keeps OHIF's
+    services for the node's own controls (page_controls.py) when a mode starts."""
     module = _js(protocol_module(session_protocol))
-    return (f"window.config.extensions = [{{id: {_js(EXTENSION_ID)}, "
-            f"getHangingProtocolModule: function () {{ return {module}; }}}}];\n")
+    return ("var viewnodeServices = null;\n"
+            f"window.config.extensions = [{{id: {_js(EXTENSION_ID)}, "
+            f"getHangingProtocolModule: function () {{ return {module}; }}, "
+            "onModeEnter: function (managers) { "
+            "viewnodeServices = managers.servicesManager.services; }}];\n")

@@ -43,6 +43,14 @@ OHIF_PATHS: dict[str, Any] = {
         "responses": {"200": {"description": "`{\"waiting\": n}`", **_JSON},
                       "401": {"description": "No valid session.", **_JSON}},
     }},
+    "/viewer/patients": {"get": {
+        "summary": "The patients of the session's context, each with the URL of its own OHIF "
+                   "window (session cookie; anonymized: \"Patient 1\", ... without name or ID).",
+        "responses": {"200": {"description": "`{\"patients\": [{\"label\", \"name\", "
+                                             "\"patientID\", \"issuer\", "
+                                             "\"studyInstanceUIDs\", \"url\"}]}`", **_JSON},
+                      "401": {"description": "No valid session.", **_JSON}},
+    }},
     "/viewer/static/{build}/{path}": {"get": {
         "summary": "A file of the prepared OHIF build (gzip when accepted, immutable).",
         "parameters": [

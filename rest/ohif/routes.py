@@ -56,18 +56,11 @@ def _prepared(request: web.Request) -> PreparedApp:
     return install.app
 
 
-async def _grant(request: web.Request) -> Grant | None:
-    try:
-        return await request.app[GRANTS].for_request(request, fresh=True)
-    except web.HTTPUnauthorized:
-        return None
-
-
 @routes.get(CONFIG_PATH, allow_head=False)
 @public
 async def config_script(request: web.Request) -> web.Response:
     app = _prepared(request)
-    grant = await _grant(request)
+    grant = await request.app[GRANTS].live_grant(request)
     if grant is None:
         return json_error(401, "no valid viewer session")
     protocol = await _session_protocol(request, grant)
@@ -105,7 +98,7 @@ async def static_file(request: web.Request) -> web.StreamResponse:
 @public
 async def page(request: web.Request) -> web.StreamResponse:
     app = _prepared(request)
-    grant = await _grant(request)
+    grant = await request.app[GRANTS].live_grant(request)
     if grant is None:
         return refusal_page(401, *NO_SESSION)
     if waiting_studies(grant, request.query.get("StudyInstanceUIDs", "")):

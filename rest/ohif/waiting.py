@@ -59,9 +59,8 @@ async def script(request: web.Request) -> web.Response:
 @routes.get(STATE_PATH, allow_head=False)
 @public
 async def retrieval_state(request: web.Request) -> web.Response:
-    try:
-        grant = await request.app[GRANTS].for_request(request, fresh=True)
-    except web.HTTPUnauthorized:
+    grant = await request.app[GRANTS].live_grant(request)
+    if grant is None:
         return json_error(401, "no valid viewer session")
     waiting = waiting_studies(grant, request.query.get("StudyInstanceUIDs", ""))
     return web.json_response({"waiting": len(waiting)}, headers={"Cache-Control": "no-store"})

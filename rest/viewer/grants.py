@@ -87,6 +87,14 @@ class GrantCache:
         self._grants[key] = (now, grant)
         return grant
 
+    async def live_grant(self, request: web.Request) -> Grant | None:
+        """The session's grant read afresh (a page or a state the browser polls must not see
+        a revoked session for GRANT_SECONDS more), or None without a live session."""
+        try:
+            return await self.for_request(request, fresh=True)
+        except web.HTTPUnauthorized:
+            return None
+
     def forget(self, request: web.Request) -> None:
         cookie = request.cookies.get(COOKIE, "")
         if cookie:
