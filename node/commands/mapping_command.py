@@ -4,15 +4,15 @@ the POST API reads files and folders; a path outside every mapping is never read
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from node.commands import add_config_argument
-from node.config import load_config
-from node.process.runtime import open_services
+from node.commands import add_config_argument, with_services
 from node.sources.storage_mapping import add_mapping, list_mappings, remove_mapping
+
+if TYPE_CHECKING:
+    from node.services import NodeServices
 
 
 def register(sub: Any) -> None:
@@ -27,26 +27,21 @@ def register(sub: Any) -> None:
     remove = actions.add_parser("remove", help="remove the mapping of a host folder")
     remove.add_argument("host_path", metavar="HOST_PATH")
     add_config_argument(remove)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=with_services(_run))
 
 
-def run(args: argparse.Namespace) -> int:
-    return asyncio.run(_run(args))
-
-
-async def _run(args: argparse.Namespace) -> int:
-    async with open_services(load_config(args.config)) as services:
-        if args.action == "add":
-            mapping = await add_mapping(services.sessions, args.host_path, args.container_path)
-            print(f"mapping added: {mapping.host_path} -> {mapping.container_path}")
-            if not Path(mapping.container_path).is_dir():
-                # Allowed (the volume may be mounted later), but worth saying.
-                print(f"warning: {mapping.container_path} is not a folder on this machine",
-                      file=sys.stderr)
-        elif args.action == "remove":
-            await remove_mapping(services.sessions, args.host_path)
-            print(f"mapping removed: {args.host_path}")
-        else:
-            for mapping in await list_mappings(services.sessions):
-                print(f"{mapping.host_path}\t{mapping.container_path}")
+async def _run(args: argparse.Namespace, services: NodeServices) -> int:
+    if args.action == "add":
+        mapping = await add_mapping(services.sessions, args.host_path, args.container_path)
+        print(f"mapping added: {mapping.host_path} -> {mapping.container_path}")
+        if not Path(mapping.container_path).is_dir():
+            # Allowed (the volume may be mounted later), but worth saying.
+            print(f"warning: {mapping.container_path} is not a folder on this machine",
+                  file=sys.stderr)
+    elif args.action == "remove":
+        await remove_mapping(services.sessions, args.host_path)
+        print(f"mapping removed: {args.host_path}")
+    else:
+        for mapping in await list_mappings(services.sessions):
+            print(f"{mapping.host_path}\t{mapping.container_path}")
     return 0

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from node.commands import add_config_argument
-from node.config import load_config
+from node.commands import add_config_argument, with_services
 from node.errors import InvalidInput
-from node.process.runtime import open_services
 from node.viewing.hanging_protocols import add_protocol, list_protocols, parse_rule, remove_protocol
+
+if TYPE_CHECKING:
+    from node.services import NodeServices
 
 
 def _owner_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +39,7 @@ def register(sub: Any) -> None:
     remove.add_argument("name")
     _owner_arguments(remove)
     add_config_argument(remove)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=with_services(_run))
 
 
 def _scope(args: argparse.Namespace) -> tuple[str, str]:
@@ -50,26 +50,21 @@ def _scope(args: argparse.Namespace) -> tuple[str, str]:
     return "global", ""
 
 
-def run(args: argparse.Namespace) -> int:
-    return asyncio.run(_run(args))
-
-
-async def _run(args: argparse.Namespace) -> int:
-    async with open_services(load_config(args.config)) as services:
-        if args.action == "add":
-            scope, owner = _scope(args)
-            if not owner and scope != "global":
-                raise InvalidInput(f"--{scope} needs a name", scope)
-            rules = [parse_rule(text) for text in args.rule]
-            protocol = await add_protocol(services.sessions, args.name, scope, owner,
-                                          args.rows, args.columns, rules)
-            print(f"{scope} protocol {protocol.name} added ({protocol.rows}x{protocol.columns},"
-                  f" {len(protocol.rules)} rule(s))")
-        elif args.action == "remove":
-            scope, owner = _scope(args)
-            await remove_protocol(services.sessions, args.name, scope, owner)
-            print(f"{scope} protocol {args.name} removed")
-        else:
-            for protocol in await list_protocols(services.sessions):
-                print(json.dumps(protocol.as_json()))
+async def _run(args: argparse.Namespace, services: NodeServices) -> int:
+    if args.action == "add":
+        scope, owner = _scope(args)
+        if not owner and scope != "global":
+            raise InvalidInput(f"--{scope} needs a name", scope)
+        rules = [parse_rule(text) for text in args.rule]
+        protocol = await add_protocol(services.sessions, args.name, scope, owner,
+                                      args.rows, args.columns, rules)
+        print(f"{scope} protocol {protocol.name} added ({protocol.rows}x{protocol.columns},"
+              f" {len(protocol.rules)} rule(s))")
+    elif args.action == "remove":
+        scope, owner = _scope(args)
+        await remove_protocol(services.sessions, args.name, scope, owner)
+        print(f"{scope} protocol {args.name} removed")
+    else:
+        for protocol in await list_protocols(services.sessions):
+            print(json.dumps(protocol.as_json()))
     return 0

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from node.commands import add_config_argument
-from node.config import load_config
-from node.process.runtime import open_services
+from node.commands import add_config_argument, with_services
 from node.viewing.roles import PERMISSIONS, add_role, list_roles, remove_role
+
+if TYPE_CHECKING:
+    from node.services import NodeServices
 
 
 def register(sub: Any) -> None:
@@ -25,22 +25,17 @@ def register(sub: Any) -> None:
     remove = actions.add_parser("remove", help="remove a role")
     remove.add_argument("name")
     add_config_argument(remove)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=with_services(_run))
 
 
-def run(args: argparse.Namespace) -> int:
-    return asyncio.run(_run(args))
-
-
-async def _run(args: argparse.Namespace) -> int:
-    async with open_services(load_config(args.config)) as services:
-        if args.action == "add":
-            role = await add_role(services.sessions, args.name, args.allow.split(","))
-            print(f"role {role.name} added: {', '.join(role.permissions) or '(no permissions)'}")
-        elif args.action == "remove":
-            await remove_role(services.sessions, args.name)
-            print(f"role {args.name} removed")
-        else:
-            for role in await list_roles(services.sessions):
-                print(f"{role.name}\t{','.join(role.permissions)}")
+async def _run(args: argparse.Namespace, services: NodeServices) -> int:
+    if args.action == "add":
+        role = await add_role(services.sessions, args.name, args.allow.split(","))
+        print(f"role {role.name} added: {', '.join(role.permissions) or '(no permissions)'}")
+    elif args.action == "remove":
+        await remove_role(services.sessions, args.name)
+        print(f"role {args.name} removed")
+    else:
+        for role in await list_roles(services.sessions):
+            print(f"{role.name}\t{','.join(role.permissions)}")
     return 0

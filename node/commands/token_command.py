@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from node.commands import add_config_argument
-from node.config import load_config
-from node.process.runtime import open_services
+from node.commands import add_config_argument, with_services
 from node.viewing import purge, revoke_sessions, revoke_token
+
+if TYPE_CHECKING:
+    from node.services import NodeServices
 
 
 def register(sub: Any) -> None:
@@ -26,22 +26,17 @@ def register(sub: Any) -> None:
     purging.add_argument("--older-than-hours", type=float, default=24.0,
                          help="keep what ended less than this long ago (default 24)")
     add_config_argument(purging)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=with_services(_run))
 
 
-def run(args: argparse.Namespace) -> int:
-    return asyncio.run(_run(args))
-
-
-async def _run(args: argparse.Namespace) -> int:
-    async with open_services(load_config(args.config)) as services:
-        if args.action == "revoke":
-            ended = await revoke_token(services, args.token)
-            print(f"token revoked; {ended} session(s) ended")
-        elif args.action == "revoke-sessions":
-            ended = await revoke_sessions(services, args.user)
-            print(f"{ended} session(s) of {args.user} ended")
-        else:
-            deleted = await purge(services, args.older_than_hours * 3600)
-            print(f"{deleted} viewing context(s) purged")
+async def _run(args: argparse.Namespace, services: NodeServices) -> int:
+    if args.action == "revoke":
+        ended = await revoke_token(services, args.token)
+        print(f"token revoked; {ended} session(s) ended")
+    elif args.action == "revoke-sessions":
+        ended = await revoke_sessions(services, args.user)
+        print(f"{ended} session(s) of {args.user} ended")
+    else:
+        deleted = await purge(services, args.older_than_hours * 3600)
+        print(f"{deleted} viewing context(s) purged")
     return 0
