@@ -27,7 +27,7 @@ DIALECT_NEUTRAL = frozenset({
     # units without a database
     "test_layout.py", "test_log_privacy.py", "test_header_scan.py", "test_token_secrets.py",
     "test_dimse_command_reader.py", "test_dimse_speedups.py", "test_dimse_wire.py",
-    "test_identifier_bytes.py", "test_pdu_reader.py", "test_flush_threads.py",
+    "test_find_identifiers.py", "test_pdu_read_ahead.py", "test_flush_threads.py",
     "test_pathology_colour.py", "test_pathology_readers.py", "test_deploy_files.py",
     "test_config.py",
 })

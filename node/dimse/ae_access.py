@@ -124,5 +124,5 @@ class AssociationGate:
                     printable(called.strip()), why)
         assoc.acse.send_reject(result, source, reason)
         # As pynetdicom after its own rejections: the thread ends once the A-ASSOCIATE-RJ has
-        # left (node/dimse/reactor.py then closes the connection at once).
+        # left (node/dimse/fastpath/event_driven_loops.py then closes the connection at once).
         assoc.kill()

@@ -1,5 +1,5 @@
-"""C-FIND response identifiers written to bytes (node/dimse/identifier_bytes.py) are the bytes
-pydicom writes for response_identifier's Dataset, for any identifier and match: generated
+"""C-FIND response identifiers written to bytes (node/dimse/fastpath/find_identifiers.py) are
+the bytes pydicom writes for response_identifier's Dataset, for any identifier and match: generated
 identifiers at every level (index keys, keys the index does not know, a sequence, a private
 element, date ranges and wildcards as matching values), generated values (person names with
 non-ASCII characters in their character set, multi-values, empty values, numbers and UIDs with

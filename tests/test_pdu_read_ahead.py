@@ -1,6 +1,6 @@
-"""The DUL's read-ahead buffer (node/dimse/pdu_reader.py) on a socket pair: PDUs come out whole
-and in order however the bytes were cut on the way, a body larger than the buffer is read
-past it, and a peer that closes between PDUs or inside one is told apart from data."""
+"""The DUL's read-ahead buffer (node/dimse/fastpath/pdu_read_ahead.py) on a socket pair: PDUs
+come out whole and in order however the bytes were cut on the way, a body larger than the buffer
+is read past it, and a peer that closes between PDUs or inside one is told apart from data."""
 
 from __future__ import annotations
 
