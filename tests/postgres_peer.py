@@ -41,7 +41,10 @@ def server_binaries() -> Path:
 
 @dataclass
 class PostgresCluster:
-    folder: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="viewnode-pg-")))
+    # In /tmp itself: a DICOM server started earlier in the session points tempfile's default
+    # folder at its incoming/, which the postgres user cannot enter.
+    folder: Path = field(
+        default_factory=lambda: Path(tempfile.mkdtemp(prefix="viewnode-pg-", dir="/tmp")))
     port: int = field(default_factory=free_port)
     # Benchmarks measure with a deployment's durability; tests need none.
     fsync: bool = False

@@ -133,7 +133,9 @@ async def test_a_postgresql_index_on_a_full_disk_fails_as_the_disk_does(
     """PostgreSQL's "could not extend file" (SQLSTATE 53100) comes out of the index writer as
     ENOSPC too. The database lives in a tablespace on a small file system of its own (its WAL
     stays on the cluster's disk: a full WAL stops the whole server, not one insert)."""
-    folder = Path(tempfile.mkdtemp(prefix="viewnode-tablespace-"))
+    # In /tmp itself: the DICOM servers of earlier tests point tempfile's default folder at
+    # their incoming/, which the postgres user cannot enter.
+    folder = Path(tempfile.mkdtemp(prefix="viewnode-tablespace-", dir="/tmp"))
     folder.chmod(0o755)
     name = "full_disk_index"
     with tmpfs(folder / "space", "32m") as space:
