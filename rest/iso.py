@@ -37,6 +37,7 @@ from dicomdir.profiles import AUTO, profile_named
 from dicomdir.selection import gather_studies
 from node.errors import InvalidInput
 from node.index.recycling import mark_used
+from node.retention.export_hold import held_for_export
 from rest.params import QueryParams
 from rest.state import SERVICES
 
@@ -67,18 +68,22 @@ async def get_iso(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     config = services.config
     limit = config.media.max_iso_bytes
-    selection = await gather_studies(services, study_uids)
-    await mark_used(services.engine, study_uids)  # exported: recycled last (storage quota)
-    # The stored files are a lower bound of the image: refuse early, before reading headers.
-    if selection.stored_size > limit:
-        return _too_large(selection.stored_size, limit)
-    medium = await asyncio.to_thread(build_medium, selection, medium_options(config, profile))
-    try:
-        if medium.image.size > limit:
-            return _too_large(medium.image.size, limit)
-        return await _stream(request, medium)
-    finally:
-        await asyncio.to_thread(medium.close)
+    # Never recycled while they are read (storage quota), and recycled last afterwards.
+    async with held_for_export(services, study_uids):
+        selection = await gather_studies(services, study_uids)
+        await mark_used(services.engine, study_uids)
+        # The stored files are a lower bound of the image: refuse early, before reading
+        # headers.
+        if selection.stored_size > limit:
+            return _too_large(selection.stored_size, limit)
+        medium = await asyncio.to_thread(build_medium, selection,
+                                         medium_options(config, profile))
+        try:
+            if medium.image.size > limit:
+                return _too_large(medium.image.size, limit)
+            return await _stream(request, medium)
+        finally:
+            await asyncio.to_thread(medium.close)
 
 
 async def _stream(request: web.Request, medium: Medium) -> web.StreamResponse:
