@@ -205,16 +205,18 @@ def test_a_study_being_exported_is_not_recycled_until_the_export_ends(tmp_path: 
         node.stop()
 
 
-def send_under_load(node: NodeProcess, studies: int, stop: threading.Event | None = None
-                    ) -> list[int]:
-    """Four associations at once, each sending its own studies; every status answered."""
+def send_under_load(node: NodeProcess, studies: int, stop: threading.Event | None = None,
+                    also: NodeProcess | None = None) -> list[int]:
+    """Four associations at once, each sending its own studies; every status answered.
+    `also`: a second node that takes every other association."""
     ae = AE(ae_title="QUOTA")
     ae.requested_contexts = StoragePresentationContexts[:100]
     start = threading.Barrier(4, timeout=10)
 
     def sender(part: int) -> list[int]:
         start.wait()
-        assoc = ae.associate("127.0.0.1", node.dicom_port, ae_title=node.ae_title)
+        to = also if also is not None and part % 2 else node
+        assoc = ae.associate("127.0.0.1", to.dicom_port, ae_title=to.ae_title)
         statuses = []
         try:
             for n in range(studies):

@@ -6,7 +6,10 @@ each process keeps the totals it last read and admits instances against its shar
 left (the room divided by the worker processes), counting what it admitted since (committed,
 or still in flight); only when its share is used up does it read the totals again. The
 workers of a node together therefore never admit more than the room there was, give or take
-what another worker had in flight when the totals were read (an instance or two). With
+what another worker had in flight when the totals were read (an instance or two). The
+processes counted are those of every instance on the database (each announces itself there
+from its start and every few seconds), so that two instances never both admit into the same
+room. With
 "recycle", while the totals are below RECYCLE_AT of a limit the room counted is up to there,
 not up to the limit: the totals are read again, and recycling starts, as they pass it, while
 the rest of the room still takes instances (with the room counted up to the limit, each
@@ -26,6 +29,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
+import socket
 import threading
 import time
 from collections import OrderedDict
@@ -41,7 +46,12 @@ from node.config import StorageSection
 from node.errors import StorageFull
 from node.index.deletion import DeletedStudy
 from node.index.recycling import Targets, recycle, study_exists
-from node.index.study_usage import StoredTotals, stored_totals, stored_totals_in_thread
+from node.index.study_usage import (
+    StoredTotals,
+    announce_admitter,
+    read_for_quota,
+    read_for_quota_in_thread,
+)
 from node.index.writer import StoredFile
 
 log = logging.getLogger(__name__)
@@ -57,6 +67,11 @@ READ_TIMEOUT = 30.0
 STALE_SECONDS = 300.0
 # Study UIDs known to be stored, per process (a new study counts against max_studies).
 KNOWN_STUDIES = 10_000
+# Every process that admits instances tells the others so every this many seconds; one that
+# did within ADMITTER_WINDOW shares the room; announcements are forgotten after FORGET_ADMITTER.
+ANNOUNCE_SECONDS = 5.0
+ADMITTER_WINDOW = 30.0
+FORGET_ADMITTER = 3600.0
 
 Recycled = tuple[list[DeletedStudy], StoredTotals]
 
@@ -82,7 +97,11 @@ class StorageQuota:
         self._engine = engine
         self._thread_reader = thread_reader
         self._loop = loop
-        self._processes = max(1, processes)
+        self._local_processes = max(1, processes)
+        # Processes sharing the room: this node's workers, or as many as announced themselves
+        # in the database, with those of other instances (node/index/study_usage.py).
+        self._processes = self._local_processes
+        self._me = f"{socket.gethostname()[:32]}:{os.getpid()}"
         self._lock = threading.Lock()
         self._totals: StoredTotals | None = None
         # Admitted and settled (committed or failed) since the totals were read: in the next
@@ -171,13 +190,34 @@ class StorageQuota:
         return total
 
     def _refresh(self, totals: StoredTotals | None = None) -> None:
+        """Read the totals again (`totals`: as a recycling just left them), and how many
+        processes share the room."""
         if totals is None:
             if self._thread_reader is not None:
-                totals = stored_totals_in_thread(self._thread_reader)
+                reading = read_for_quota_in_thread(self._thread_reader, self._me,
+                                                   ADMITTER_WINDOW)
             else:
-                totals = self._read(stored_totals(self._engine))
+                reading = self._read(read_for_quota(self._engine, self._me, ADMITTER_WINDOW))
+            totals = reading.totals
+            # This node's other workers count before they announce themselves.
+            self._processes = max(self._local_processes, reading.other_admitters + 1)
         self._totals = totals
         self._settled = _Amount()
+
+    async def announce(self) -> None:
+        """Tell the processes of every instance that this one admits instances: at its start,
+        before it serves (a process that announced itself only once it admitted found the
+        others dividing the room without it), then every ANNOUNCE_SECONDS
+        (`keep_announcing`)."""
+        try:
+            await announce_admitter(self._engine, self._me, FORGET_ADMITTER)
+        except Exception as exc:  # the next one tries again; meanwhile the others count less
+            log.warning("quota: announcing this process failed (%s)", type(exc).__name__)
+
+    async def keep_announcing(self) -> None:
+        while True:
+            await asyncio.sleep(ANNOUNCE_SECONDS)
+            await self.announce()
 
     def _recycle_ahead(self, amount: _Amount, study_uid: str) -> None:
         """Start recycling in the background, unless it runs already."""
