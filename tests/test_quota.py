@@ -14,7 +14,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pynetdicom import AE, StoragePresentationContexts
 from pynetdicom.sop_class import Verification
@@ -26,6 +26,7 @@ from tests.post_examples import example
 from tests.source_fixtures import write_spec_files
 from tests.test_post_obscurl import opened, start_api
 
+T = TypeVar("T")
 FAST_JOBS = {"heartbeat_seconds": 0.5, "stale_seconds": 2.0, "poll_seconds": 0.2}
 PER_STUDY = 10
 
@@ -234,27 +235,34 @@ def send_under_load(node: NodeProcess, studies: int, stop: threading.Event | Non
         return [s for part in pool.map(sender, range(4)) for s in part]
 
 
+def highest_while(work: Callable[[], T], reading: Callable[[], int]) -> tuple[T, int]:
+    """What `work` returns, and the highest `reading` seen (every 5 ms) while it ran."""
+    highest = 0
+    done = threading.Event()
+
+    def watch() -> None:
+        nonlocal highest
+        while not done.is_set():
+            highest = max(highest, reading())
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        result = work()
+    finally:
+        done.set()
+        watcher.join()
+    return result, highest
+
+
 def test_four_associations_at_the_limit_hold_it_within_one_instance(tmp_path: Path) -> None:
     instance = len(make_instance(spec(100), 0, 0).PixelData) + 2048  # above any header
     limit = 30 * instance
     node = quota_node(tmp_path / "node", workers=2, max_bytes=limit).start()
     try:
-        highest = 0
-        done = threading.Event()
-
-        def watch() -> None:
-            nonlocal highest
-            while not done.is_set():
-                highest = max(highest, totals(node)[1])
-                time.sleep(0.005)
-
-        watcher = threading.Thread(target=watch)
-        watcher.start()
-        try:
-            statuses = send_under_load(node, studies=4)
-        finally:
-            done.set()
-            watcher.join()
+        statuses, highest = highest_while(lambda: send_under_load(node, studies=4),
+                                          lambda: totals(node)[1])
         assert statuses == [0] * 4 * 4 * PER_STUDY
         [(largest,)] = rows(node.data_dir, "SELECT max(size) FROM instances")
         print(f"highest {highest} limit {limit} largest instance {largest}")

@@ -7,15 +7,20 @@ from __future__ import annotations
 
 import collections
 import json
-import threading
-import time
 from pathlib import Path
 
 from tests import index_db
 from tests.factory import make_instance
 from tests.index_db import rows
 from tests.peers import NodeProcess
-from tests.test_quota import FAST_JOBS, PER_STUDY, poll, send_under_load, spec
+from tests.test_quota import (
+    FAST_JOBS,
+    PER_STUDY,
+    highest_while,
+    poll,
+    send_under_load,
+    spec,
+)
 
 
 def shared_database(folder: Path) -> str:
@@ -41,22 +46,9 @@ def test_two_instances_fill_one_quota_without_deleting_or_counting_anything_twic
     nodes[0].start()  # the first creates the schema
     nodes[1].start()
     try:
-        highest = 0
-        done = threading.Event()
-
-        def watch() -> None:
-            nonlocal highest
-            while not done.is_set():
-                highest = max(highest, stored_bytes(shared))
-                time.sleep(0.005)
-
-        watcher = threading.Thread(target=watch)
-        watcher.start()
-        try:
-            statuses = send_under_load(nodes[0], studies=4, also=nodes[1])
-        finally:
-            done.set()
-            watcher.join()
+        statuses, highest = highest_while(
+            lambda: send_under_load(nodes[0], studies=4, also=nodes[1]),
+            lambda: stored_bytes(shared))
         assert statuses == [0] * 4 * 4 * PER_STUDY
         [(largest,)] = rows(shared, "SELECT max(size) FROM instances")
         print(f"highest {highest} limit {limit} largest instance {largest}")

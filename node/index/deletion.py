@@ -77,6 +77,11 @@ async def delete_in(conn: AsyncConnection, which: Any, requester: Requester,
     if not rows:
         return []
     now = datetime.now(UTC)
+    series = await conn.execute(select(Series.series_uid, Study.study_uid)
+                                .join(Study, Series.study_pk == Study.id).where(which))
+    series_of: dict[str, list[str]] = {}
+    for series_uid, study_uid in series:
+        series_of.setdefault(study_uid, []).append(series_uid)
     deleted = []
     shared_key = f"{requester.who}@{time.time_ns()}" if one_job else None
     for pk, uid, _patient, size, count in rows:
@@ -92,8 +97,9 @@ async def delete_in(conn: AsyncConnection, which: Any, requester: Requester,
                                          Job.state.not_in(("queued", "running"))))
     jobs = {d.job_key: [s.study_uid for s in deleted if s.job_key == d.job_key]
             for d in deleted}
-    await conn.execute(insert(Job), [_job(key, uids, now, requester)
-                                     for key, uids in jobs.items()])
+    await conn.execute(insert(Job), [
+        _job(key, uids, [s for uid in uids for s in series_of.get(uid, [])], now, requester)
+        for key, uids in jobs.items()])
     await conn.execute(insert(AuditEvent), [_audit(d, now, requester) for d in deleted])
     await stamp_deletion(conn)
     return deleted
@@ -110,12 +116,14 @@ async def _remove_rows(conn: AsyncConnection, study_pks: list[int],
         ~exists(select(Study.id).where(Study.patient_pk == Patient.id))))
 
 
-def _job(key: str, study_uids: list[str], now: datetime, requester: Requester
-         ) -> dict[str, Any]:
+def _job(key: str, study_uids: list[str], series_uids: list[str], now: datetime,
+         requester: Requester) -> dict[str, Any]:
+    """The deletion's job; its payload names the studies and series whose derived files
+    (read caches, series metadata) go with their instances."""
     return {"kind": DELETE_KIND, "key": key, "state": "queued", "claimed_by": "",
             "attempts": 0, "outcome": "", "created_at": now,
-            "payload": {"study_uids": study_uids, "deleted_at": now.timestamp(),
-                        "reason": requester.reason}}
+            "payload": {"study_uids": study_uids, "series_uids": series_uids,
+                        "deleted_at": now.timestamp(), "reason": requester.reason}}
 
 
 def _audit(deleted: DeletedStudy, now: datetime, requester: Requester) -> dict[str, Any]:

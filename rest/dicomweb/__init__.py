@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from node.series_metadata import FOLDER as METADATA_FOLDER
 from node.series_metadata import MetadataWarmer, SeriesMetadata
 from rest.dicomweb import qido, stow, wado
 from rest.dicomweb.cors import cors_headers, preflight
@@ -41,7 +42,7 @@ def setup(app: web.Application) -> None:
     """The DICOMweb routes; call after the viewer's setup (its session grants and renderer are
     shared)."""
     services = app[SERVICES]
-    app[METADATA] = SeriesMetadata(services, services.config.data_dir / "dicomweb-metadata")
+    app[METADATA] = SeriesMetadata(services, services.config.data_dir / METADATA_FOLDER)
     app.cleanup_ctx.append(_warm_metadata)
     for table in ROUTE_TABLES:
         app.add_routes(table)
