@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from aiohttp import web
 
@@ -65,10 +65,17 @@ async def get_iso(request: web.Request) -> web.StreamResponse:
     profile = params.one("profile") or AUTO
     if profile.lower() != AUTO:
         profile_named(profile)
+    return await send_medium(request, study_uids, profile)
+
+
+async def send_medium(request: web.Request, study_uids: Sequence[str], profile: str
+                      ) -> web.StreamResponse:
+    """The studies' medium, streamed (or 413); the viewer's download button answers so too.
+    The studies are never recycled while they are read (storage quota), and are recycled
+    last afterwards."""
     services = request.app[SERVICES]
     config = services.config
     limit = config.media.max_iso_bytes
-    # Never recycled while they are read (storage quota), and recycled last afterwards.
     async with held_for_export(services, study_uids):
         selection = await gather_studies(services, study_uids)
         await mark_used(services.engine, study_uids)
