@@ -125,7 +125,7 @@ class StorageQuota:
                 self._collect()
                 self._refresh()
                 if self.recycling and self._passes_soft(amount):
-                    self._recycle_ahead(amount, study_uid)
+                    self._recycle(study_uid, amount)
                 # This process's share again, never the whole room: the other workers may
                 # have admitted their shares meanwhile (under load, taking the whole room here
                 # passed the limit by two instances).
@@ -219,29 +219,36 @@ class StorageQuota:
             await asyncio.sleep(ANNOUNCE_SECONDS)
             await self.announce()
 
-    def _recycle_ahead(self, amount: _Amount, study_uid: str) -> None:
-        """Start recycling in the background, unless it runs already."""
+    def _recycle(self, study_uid: str, need: _Amount) -> None:
+        """Start recycling in the background, unless it runs already: down to RECYCLE_TO of
+        each limit less `need`, the instance that found the totals past RECYCLE_AT (ahead of
+        the limit; what else is in flight is not subtracted: an import with many instances in
+        flight recycled a study when the stored ones were at 86% of the limit), or everything
+        in flight (at the limit)."""
         if self._recycled is not None and not self._recycled.done():
             return
-        pending = self._pending() + amount
         targets = Targets(
-            int(self.max_bytes * RECYCLE_TO) - pending.bytes if self.max_bytes else None,
-            int(self.max_studies * RECYCLE_TO) - pending.studies if self.max_studies else None)
+            int(self.max_bytes * RECYCLE_TO) - need.bytes if self.max_bytes else None,
+            int(self.max_studies * RECYCLE_TO) - need.studies if self.max_studies else None)
         self._recycled = asyncio.run_coroutine_threadsafe(
             _recycle(self._engine, targets, study_uid), self._loop)
 
     def _make_room(self, amount: _Amount, study_uid: str) -> None:
-        """The limit is reached: wait for the recycling to make room, or refuse."""
+        """The limit is reached: wait for the recycling under way (or one for this instance)
+        to make room, then for one more if that did not; refuse when nothing may go."""
         if not self.recycling:
             raise StorageFull()
-        self._recycle_ahead(amount, study_uid)
-        assert self._recycled is not None
-        self._recycled.result(READ_TIMEOUT)
-        self._refresh(self._collect())
-        if not self._fits(amount, hard=True, whole=True):
+        for _attempt in range(2):
+            self._recycle(study_uid, self._pending() + amount)
+            assert self._recycled is not None
+            self._recycled.result(READ_TIMEOUT)
+            self._refresh(self._collect())
+            if self._fits(amount, hard=True, whole=True):
+                return
             self._refresh()  # another process may have made the room
-            if not self._fits(amount, hard=True, whole=True):
-                raise StorageFull()
+            if self._fits(amount, hard=True, whole=True):
+                return
+        raise StorageFull()
 
     def _collect(self) -> StoredTotals | None:
         """The totals a finished recycling left (None: none finished since), its studies
