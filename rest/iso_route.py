@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Annotated
 
 from aiohttp import web
@@ -38,6 +38,7 @@ from dicomdir.medium import Medium, build_medium, medium_options
 from dicomdir.profiles import AUTO, profile_named
 from dicomdir.selection import gather_studies
 from node.index.recycling import mark_used
+from node.retention.export_hold import held_for_export
 from rest.params import QueryModel, QueryText, Uids, parse_query
 from rest.state import SERVICES
 
@@ -74,21 +75,32 @@ class IsoQuery(QueryModel):
 async def get_iso(request: web.Request) -> web.StreamResponse:
     query = parse_query(IsoQuery, request.query)
     study_uids, profile = query.study_uids, query.profile
+    return await send_medium(request, study_uids, profile)
+
+
+async def send_medium(request: web.Request, study_uids: Sequence[str], profile: str
+                      ) -> web.StreamResponse:
+    """The studies' medium, streamed (or 413); the viewer's download button answers so too.
+    The studies are never recycled while they are read (storage quota), and are recycled
+    last afterwards."""
     services = request.app[SERVICES]
     config = services.config
     limit = config.media.max_iso_bytes
-    selection = await gather_studies(services, study_uids)
-    await mark_used(services.engine, study_uids)  # exported: recycled last (storage quota)
-    # The stored files are a lower bound of the image: refuse early, before reading headers.
-    if selection.stored_size > limit:
-        return _too_large(selection.stored_size, limit)
-    medium = await asyncio.to_thread(build_medium, selection, medium_options(config, profile))
-    try:
-        if medium.image.size > limit:
-            return _too_large(medium.image.size, limit)
-        return await _stream(request, medium)
-    finally:
-        await asyncio.to_thread(medium.close)
+    async with held_for_export(services, study_uids):
+        selection = await gather_studies(services, study_uids)
+        await mark_used(services.engine, study_uids)
+        # The stored files are a lower bound of the image: refuse early, before reading
+        # headers.
+        if selection.stored_size > limit:
+            return _too_large(selection.stored_size, limit)
+        medium = await asyncio.to_thread(build_medium, selection,
+                                         medium_options(config, profile))
+        try:
+            if medium.image.size > limit:
+                return _too_large(medium.image.size, limit)
+            return await _stream(request, medium)
+        finally:
+            await asyncio.to_thread(medium.close)
 
 
 async def _stream(request: web.Request, medium: Medium) -> web.StreamResponse:

@@ -122,6 +122,23 @@ def test_a_large_study_is_deleted_at_once_and_its_files_follow(
         "reason": "request"}
 
 
+def test_deleting_a_study_removes_its_series_metadata_files(
+        node: NodeProcess, tmp_path: Path) -> None:
+    study_uid = uid(6620)
+    imported_study(node, tmp_path / "sent", study_uid, instances=8)
+    [(series_uid,)] = rows(node.data_dir, "SELECT series_uid FROM series JOIN studies ON "
+                           "series.study_pk = studies.id WHERE study_uid = :u LIMIT 1",
+                           u=study_uid)
+    status, body = http(node, "GET", f"/dicom-web/studies/{study_uid}/series/{series_uid}"
+                        "/metadata")
+    assert status == 200 and len(body) == 2
+    written = node.data_dir / "dicomweb-metadata" / series_uid[-2:] / f"{series_uid}.json"
+    assert written.is_file()
+    assert http(node, "DELETE", f"/api/studies/{study_uid}")[0] == 202
+    poll(lambda: not written.exists())
+    assert not stored_files(node, study_uid)
+
+
 def test_deleting_an_unknown_or_malformed_study_is_refused(node: NodeProcess) -> None:
     status, body = http(node, "DELETE", f"/api/studies/{uid(6601)}")
     assert status == 404 and "not stored" in body["error"]

@@ -6,12 +6,15 @@ instance's size; a node killed while recycling loses nothing it still indexes.""
 from __future__ import annotations
 
 import concurrent.futures
+import re
+import socket
 import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pynetdicom import AE, StoragePresentationContexts
 from pynetdicom.sop_class import Verification
@@ -23,6 +26,7 @@ from tests.post_examples import example
 from tests.source_fixtures import write_spec_files
 from tests.test_post_obscurl import opened, start_api
 
+T = TypeVar("T")
 FAST_JOBS = {"heartbeat_seconds": 0.5, "stale_seconds": 2.0, "poll_seconds": 0.2}
 PER_STUDY = 10
 
@@ -128,16 +132,92 @@ def test_reject_answers_a700_and_the_node_keeps_serving(tmp_path: Path) -> None:
         node.stop()
 
 
-def send_under_load(node: NodeProcess, studies: int, stop: threading.Event | None = None
-                    ) -> list[int]:
-    """Four associations at once, each sending its own studies; every status answered."""
+def test_recycling_starts_in_the_background_before_the_limit_is_reached(
+        tmp_path: Path) -> None:
+    """Past 95% of a limit the node recycles down to 90% while storing goes on, instead of
+    finding out at the limit itself and holding the instance there until room is made."""
+    node = quota_node(tmp_path / "node", max_studies=40).start()
+    try:
+        ae = AE(ae_title="QUOTA")
+        ae.requested_contexts = StoragePresentationContexts[:100]
+        assoc = ae.associate("127.0.0.1", node.dicom_port, ae_title=node.ae_title)
+        try:
+            statuses = [int(assoc.send_c_store(make_instance(spec(200 + n), 0, 0)).Status)
+                        for n in range(39)]  # 39 of 40: past 95%, not at the limit
+        finally:
+            assoc.release()
+        assert statuses == [0] * 39
+        poll(lambda: totals(node)[0] <= 36)
+        assert uid(5700) not in stored_studies(node)  # the least recently stored went
+        assert rows(node.data_dir, "SELECT count(*) FROM audit_events WHERE username = "
+                    "'recycle'")[0][0] >= 3
+    finally:
+        node.stop()
+
+
+def store_study(node: NodeProcess, study: StudySpec) -> list[int]:
+    ae = AE(ae_title="QUOTA")
+    ae.requested_contexts = StoragePresentationContexts[:100]
+    assoc = ae.associate("127.0.0.1", node.dicom_port, ae_title=node.ae_title)
+    try:
+        return [int(assoc.send_c_store(make_instance(study, 0, i)).Status)
+                for i in range(study.instances_per_series)]
+    finally:
+        assoc.release()
+
+
+def test_a_study_being_exported_is_not_recycled_until_the_export_ends(tmp_path: Path) -> None:
+    node = quota_node(tmp_path / "node", max_studies=2).start()
+    try:
+        other, third = spec(80), replace(spec(82), instances_per_series=1)
+        # 8 MiB of pixels: the image outgrows what the sockets buffer, so the export waits
+        # for its reader below.
+        exported = replace(spec(81), instances_per_series=16, rows=512, columns=512)
+        assert node.cli("protect", "--study", other.study_uid).returncode == 0
+        assert store_study(node, other) == [0] * PER_STUDY
+        assert store_study(node, exported) == [0] * 16
+
+        reader = socket.socket()
+        reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        reader.connect(("127.0.0.1", node.http_port))
+        try:
+            reader.sendall(f"GET /webdv/getIso?studyUID={exported.study_uid} HTTP/1.1\r\n"
+                           f"Host: node\r\nAuthorization: {node.api_key}\r\n\r\n".encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += reader.recv(1)
+            assert head.startswith(b"HTTP/1.1 200"), head
+            # The exported study is the only one that may go, and it may not while it streams.
+            assert store_study(node, third) == [0xA700]
+            assert exported.study_uid in stored_studies(node)
+            length = int(re.search(rb"Content-Length: (\d+)", head, re.I)[1])  # type: ignore[index]
+            left = length - len(head.partition(b"\r\n\r\n")[2])
+            while left > 0:  # the rest of the image, to its end
+                chunk = reader.recv(min(left, 1 << 16))
+                assert chunk, "the export ended early"
+                left -= len(chunk)
+        finally:
+            reader.close()
+        poll(lambda: rows(node.data_dir, "SELECT count(*) FROM jobs WHERE kind = 'export'")
+             == [(0,)])
+        assert store_study(node, third) == [0]
+        assert stored_studies(node) == {other.study_uid, third.study_uid}
+    finally:
+        node.stop()
+
+
+def send_under_load(node: NodeProcess, studies: int, stop: threading.Event | None = None,
+                    also: NodeProcess | None = None) -> list[int]:
+    """Four associations at once, each sending its own studies; every status answered.
+    `also`: a second node that takes every other association."""
     ae = AE(ae_title="QUOTA")
     ae.requested_contexts = StoragePresentationContexts[:100]
     start = threading.Barrier(4, timeout=10)
 
     def sender(part: int) -> list[int]:
         start.wait()
-        assoc = ae.associate("127.0.0.1", node.dicom_port, ae_title=node.ae_title)
+        to = also if also is not None and part % 2 else node
+        assoc = ae.associate("127.0.0.1", to.dicom_port, ae_title=to.ae_title)
         statuses = []
         try:
             for n in range(studies):
@@ -155,27 +235,34 @@ def send_under_load(node: NodeProcess, studies: int, stop: threading.Event | Non
         return [s for part in pool.map(sender, range(4)) for s in part]
 
 
+def highest_while(work: Callable[[], T], reading: Callable[[], int]) -> tuple[T, int]:
+    """What `work` returns, and the highest `reading` seen (every 5 ms) while it ran."""
+    highest = 0
+    done = threading.Event()
+
+    def watch() -> None:
+        nonlocal highest
+        while not done.is_set():
+            highest = max(highest, reading())
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        result = work()
+    finally:
+        done.set()
+        watcher.join()
+    return result, highest
+
+
 def test_four_associations_at_the_limit_hold_it_within_one_instance(tmp_path: Path) -> None:
     instance = len(make_instance(spec(100), 0, 0).PixelData) + 2048  # above any header
     limit = 30 * instance
     node = quota_node(tmp_path / "node", workers=2, max_bytes=limit).start()
     try:
-        highest = 0
-        done = threading.Event()
-
-        def watch() -> None:
-            nonlocal highest
-            while not done.is_set():
-                highest = max(highest, totals(node)[1])
-                time.sleep(0.005)
-
-        watcher = threading.Thread(target=watch)
-        watcher.start()
-        try:
-            statuses = send_under_load(node, studies=4)
-        finally:
-            done.set()
-            watcher.join()
+        statuses, highest = highest_while(lambda: send_under_load(node, studies=4),
+                                          lambda: totals(node)[1])
         assert statuses == [0] * 4 * 4 * PER_STUDY
         [(largest,)] = rows(node.data_dir, "SELECT max(size) FROM instances")
         print(f"highest {highest} limit {limit} largest instance {largest}")

@@ -20,10 +20,11 @@ import aiohttp
 import pytest
 from dicomweb_client.api import DICOMwebClient
 from pydicom import dcmread
+from pynetdicom import AE, StoragePresentationContexts
 
 from tests import index_db
 from tests.cloud_peers import ServerProcess, moto, s3_client
-from tests.factory import StudySpec, uid, write_study
+from tests.factory import StudySpec, make_instance, uid, write_study
 from tests.peers import PEER_ENV, NodeProcess, StoreSCP, dcmtk, incoming_files
 from tests.postgres_peer import PostgresCluster
 from tests.test_s3_storage import PREFIX, REGION, new_bucket, write_credentials
@@ -361,6 +362,47 @@ def test_a_deleted_study_leaves_the_bucket_in_the_background(
         deadline = time.monotonic() + 60
         while client.list_objects_v2(Bucket=bucket).get("Contents"):
             assert time.monotonic() < deadline, "the objects stayed in the bucket"
+            time.sleep(0.1)
+    finally:
+        node.stop()
+
+
+def cached_by_worker(node: NodeProcess, study_uid: str) -> dict[str, int]:
+    """Worker cache folder -> how many files of the study it holds."""
+    found = {folder.name: len(list(folder.glob(f"*/{study_uid}/*.dcm")))
+             for folder in (node.data_dir / "cache").glob("worker-*")}
+    return {name: count for name, count in found.items() if count}
+
+
+def test_a_deleted_study_leaves_every_workers_read_cache(
+        tmp_path: Path, moto: ServerProcess) -> None:
+    node = s3_node(tmp_path / "node", moto, new_bucket(moto))
+    node.extra["node"] = {"workers": 2}
+    node.start()
+    try:
+        study = StudySpec(study_uid=uid(7714), patient_id="S3-CACHE", series=1,
+                          instances_per_series=20, rows=16, columns=16)
+        ae = AE(ae_title="CACHER")
+        ae.requested_contexts = StoragePresentationContexts[:100]
+        # One association per instance until both workers hold some in their caches (each
+        # caches what it stored).
+        for i in range(study.instances_per_series):
+            assoc = ae.associate("127.0.0.1", node.dicom_port, ae_title=node.ae_title)
+            try:
+                assert assoc.send_c_store(make_instance(study, 0, i)).Status == 0x0000
+            finally:
+                assoc.release()
+            if len(cached_by_worker(node, study.study_uid)) == 2:
+                break
+        assert len(cached_by_worker(node, study.study_uid)) == 2
+        request = urllib.request.Request(f"{node.http_url}/api/studies/{study.study_uid}",
+                                         method="DELETE",
+                                         headers={"Authorization": node.api_key})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 202
+        deadline = time.monotonic() + 60
+        while cached_by_worker(node, study.study_uid):
+            assert time.monotonic() < deadline, cached_by_worker(node, study.study_uid)
             time.sleep(0.1)
     finally:
         node.stop()

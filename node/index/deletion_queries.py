@@ -25,6 +25,7 @@ from node.index.dicom_models import Instance, Patient, Series, Setting, Study
 from node.index.job_models import Job
 from node.index.retention_models import DeletionFile
 from node.index.viewing_models import AuditEvent
+from node.index.write_lock import writing_on_loop
 
 # The jobs table's kind of a deletion's file removal.
 DELETE_KIND = "delete"
@@ -58,25 +59,33 @@ async def delete_studies(engine: AsyncEngine, study_uids: Sequence[str], request
     """Delete the studies the index holds among `study_uids`, in one transaction; (what was
     deleted, the UIDs it did not hold)."""
     wanted = list(dict.fromkeys(study_uids))
-    async with engine.begin() as conn:
+    async with writing_on_loop(engine), engine.begin() as conn:
         deleted = await delete_in(conn, Study.study_uid.in_(wanted), requester)
     held = {d.study_uid for d in deleted}
     return deleted, [uid for uid in wanted if uid not in held]
 
 
-async def delete_in(conn: AsyncConnection, which: Any, requester: Requester
-                    ) -> list[DeletedStudy]:
+async def delete_in(conn: AsyncConnection, which: Any, requester: Requester,
+                    one_job: bool = False) -> list[DeletedStudy]:
     """Delete the studies `which` (a condition on Study) selects, in the caller's transaction
-    (node/index/recycling.py deletes this way too)."""
+    (node/index/recycling.py deletes this way too). `one_job`: all their files under one
+    deletion job (a recycling: its claim, batches and end are shared by its studies, where
+    a job each cost every small study three more commits)."""
     rows = (await conn.execute(
         select(Study.id, Study.study_uid, Study.patient_pk, Study.size_bytes,
                Study.instance_count).where(which))).all()
     if not rows:
         return []
     now = datetime.now(UTC)
+    series = await conn.execute(select(Series.series_uid, Study.study_uid)
+                                .join(Study, Series.study_pk == Study.id).where(which))
+    series_of: dict[str, list[str]] = {}
+    for series_uid, study_uid in series:
+        series_of.setdefault(study_uid, []).append(series_uid)
     deleted = []
+    shared_key = f"{requester.who}@{time.time_ns()}" if one_job else None
     for pk, uid, _patient, size, count in rows:
-        key = f"{uid}@{time.time_ns()}"
+        key = shared_key or f"{uid}@{time.time_ns()}"
         deleted.append(DeletedStudy(uid, int(count), int(size), key))
         await conn.execute(insert(DeletionFile).from_select(
             ["job_key", "sop_uid", "path"],
@@ -86,7 +95,11 @@ async def delete_in(conn: AsyncConnection, which: Any, requester: Requester
     await conn.execute(delete(Job).where(Job.kind.in_(_REMEMBERED_KINDS),
                                          Job.key.in_([d.study_uid for d in deleted]),
                                          Job.state.not_in(("queued", "running"))))
-    await conn.execute(insert(Job), [_job(d, now, requester) for d in deleted])
+    jobs = {d.job_key: [s.study_uid for s in deleted if s.job_key == d.job_key]
+            for d in deleted}
+    await conn.execute(insert(Job), [
+        _job(key, uids, [s for uid in uids for s in series_of.get(uid, [])], now, requester)
+        for key, uids in jobs.items()])
     await conn.execute(insert(AuditEvent), [_audit(d, now, requester) for d in deleted])
     await stamp_deletion(conn)
     return deleted
@@ -103,11 +116,14 @@ async def _remove_rows(conn: AsyncConnection, study_pks: list[int],
         ~exists(select(Study.id).where(Study.patient_pk == Patient.id))))
 
 
-def _job(deleted: DeletedStudy, now: datetime, requester: Requester) -> dict[str, Any]:
-    return {"kind": DELETE_KIND, "key": deleted.job_key, "state": "queued", "claimed_by": "",
+def _job(key: str, study_uids: list[str], series_uids: list[str], now: datetime,
+         requester: Requester) -> dict[str, Any]:
+    """The deletion's job; its payload names the studies and series whose derived files
+    (read caches, series metadata) go with their instances."""
+    return {"kind": DELETE_KIND, "key": key, "state": "queued", "claimed_by": "",
             "attempts": 0, "outcome": "", "created_at": now,
-            "payload": {"study_uid": deleted.study_uid, "deleted_at": now.timestamp(),
-                        "reason": requester.reason}}
+            "payload": {"study_uids": study_uids, "series_uids": series_uids,
+                        "deleted_at": now.timestamp(), "reason": requester.reason}}
 
 
 def _audit(deleted: DeletedStudy, now: datetime, requester: Requester) -> dict[str, Any]:
@@ -158,7 +174,7 @@ async def indexed_again(engine: AsyncEngine, files: Sequence[PendingFile]) -> se
 
 
 async def forget_files(engine: AsyncEngine, ids: Sequence[int]) -> None:
-    async with engine.begin() as conn:
+    async with writing_on_loop(engine), engine.begin() as conn:
         await conn.execute(delete(DeletionFile).where(DeletionFile.id.in_(list(ids))))
 
 

@@ -8,18 +8,21 @@ second finds the room already made.
 
 Used is: stored (`updated_at`), or opened by a token, retrieved from the node, exported
 (`used_at`). Never recycled: protected studies; studies of a live viewing context (a token not
-yet redeemed nor expired, or a live session), of a running POST import, retrieval or preload;
-and the study being stored.
+yet redeemed nor expired, or a live session), of a running POST import, retrieval, preload or
+export (GET /webdv/getIso: a jobs row of kind "export" whose heartbeat is fresh, taken under the
+recycling's lock so that no recycling chooses between its reading and its commit); and the
+study being stored.
 """
 
 from __future__ import annotations
 
+import time
 import zlib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, case, exists, func, or_, select, text, update
+from sqlalchemy import and_, case, delete, exists, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from node.index.deletion_queries import DeletedStudy, Requester, delete_in
@@ -28,9 +31,14 @@ from node.index.job_models import Job
 from node.index.retention_models import ProtectedStudy
 from node.index.study_usage import StoredTotals
 from node.index.viewing_models import ContextStudy, ViewerSession, ViewingContext
+from node.index.write_lock import writing_on_loop
 
 _LOCK = zlib.crc32(b"viewnode-recycling")
 _ACTIVE = ("queued", "running")
+# The jobs table's kind of a running export's hold on its studies (never claimed by a runner).
+EXPORT_KIND = "export"
+# An export's hold lapses when its heartbeat is older than this (its process died).
+EXPORT_STALE = timedelta(seconds=60)
 # Candidates looked at per transaction, least recently used first.
 CANDIDATES = 500
 
@@ -47,7 +55,7 @@ async def recycle(engine: AsyncEngine, targets: Targets, keep: Collection[str]
                   ) -> tuple[list[DeletedStudy], StoredTotals]:
     """Delete least recently used studies until the totals are within `targets` (or nothing
     more may go); what was deleted and the totals after."""
-    async with engine.begin() as conn:
+    async with writing_on_loop(engine), engine.begin() as conn:
         await _one_at_a_time(conn)
         totals = await _totals(conn)
         excess_bytes = max(0, totals.bytes - targets.bytes) if targets.bytes is not None else 0
@@ -65,8 +73,8 @@ async def recycle(engine: AsyncEngine, targets: Targets, keep: Collection[str]
         if not chosen:
             return [], totals
         reason = "max_bytes" if excess_bytes else "max_studies"
-        deleted = await delete_in(conn, Study.id.in_(chosen), Requester("recycle",
-                                                                        reason=reason))
+        deleted = await delete_in(conn, Study.id.in_(chosen),
+                                  Requester("recycle", reason=reason), one_job=True)
     gone_bytes = sum(d.bytes for d in deleted)
     return deleted, StoredTotals(totals.studies - len(deleted),
                                  totals.instances - sum(d.instances for d in deleted),
@@ -119,7 +127,45 @@ async def _needed(conn: AsyncConnection) -> set[str]:
     needed = set((await conn.execute(contexts)).scalars())
     needed.update((await conn.execute(select(Job.key).where(
         Job.kind.in_(("retrieve", "preload")), Job.state.in_(_ACTIVE)))).scalars())
+    needed.update(await _exported(conn, now))
     return needed
+
+
+async def _exported(conn: AsyncConnection, now: datetime) -> set[str]:
+    """The studies of running exports; the holds of exports whose process died go."""
+    exported: set[str] = set()
+    lapsed = []
+    for pk, payload, beat in (await conn.execute(
+            select(Job.id, Job.payload, Job.heartbeat_at).where(Job.kind == EXPORT_KIND))):
+        if beat is not None and beat.replace(tzinfo=beat.tzinfo or UTC) > now - EXPORT_STALE:
+            exported.update((payload or {}).get("study_uids", []))
+        else:
+            lapsed.append(pk)
+    if lapsed:
+        await conn.execute(delete(Job).where(Job.id.in_(lapsed)))
+    return exported
+
+
+async def hold_for_export(engine: AsyncEngine, study_uids: Sequence[str], holder: str) -> int:
+    """Keep the studies from recycling while an export reads them; the hold's id."""
+    now = datetime.now(UTC)
+    async with writing_on_loop(engine), engine.begin() as conn:
+        await _one_at_a_time(conn)
+        return int((await conn.execute(insert(Job).values(
+            kind=EXPORT_KIND, key=f"{holder}@{time.time_ns()}"[:128], state="running",
+            claimed_by=holder[:128], heartbeat_at=now, attempts=0, outcome="", created_at=now,
+            payload={"study_uids": list(study_uids)}).returning(Job.id))).scalar_one())
+
+
+async def renew_export_hold(engine: AsyncEngine, hold: int) -> None:
+    async with writing_on_loop(engine), engine.begin() as conn:
+        await conn.execute(update(Job).where(Job.id == hold, Job.kind == EXPORT_KIND)
+                           .values(heartbeat_at=datetime.now(UTC)))
+
+
+async def release_export_hold(engine: AsyncEngine, hold: int) -> None:
+    async with writing_on_loop(engine), engine.begin() as conn:
+        await conn.execute(delete(Job).where(Job.id == hold, Job.kind == EXPORT_KIND))
 
 
 async def mark_used(engine: AsyncEngine, study_uids: Collection[str]) -> None:

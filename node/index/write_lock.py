@@ -13,11 +13,15 @@ the lock (`held`), not before.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, nullcontext
+
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 class WriteLock:
@@ -60,5 +64,64 @@ class WriteLock:
                     connection.execute("ROLLBACK")
                 raise
 
+    def take(self) -> None:
+        """Wait for the lock (released by closing this handle: held_on_loop)."""
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
     def close(self) -> None:
-        os.close(self._fd)
+        """Release the lock if held (once; again does nothing)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def writing_on_loop(engine: AsyncEngine) -> AbstractAsyncContextManager[None]:
+    """`held_on_loop` for an async engine's write transaction on SQLite; nothing elsewhere."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return nullcontext()
+    assert url.database is not None
+    return held_on_loop(url.database)
+
+
+@asynccontextmanager
+async def held_on_loop(database: str) -> AsyncIterator[None]:
+    """The lock for a write on the event loop (the async engine's): queued with the index
+    writers instead of polling in SQLite's busy handler, where a write such as a recycling,
+    while the writers commit back to back, waited up to a third of a second for a moment
+    the file was free. Taken in a thread of its own, not the loop's default executor: the
+    instances waiting for that recycling may fill every thread of it (an import's). A caller
+    cancelled meanwhile releases it once taken."""
+    lock = WriteLock(database)
+    loop = asyncio.get_running_loop()
+    taken: asyncio.Future[None] = loop.create_future()
+
+    def take() -> None:
+        try:
+            lock.take()
+        except BaseException as exc:
+            loop.call_soon_threadsafe(_settle, taken, exc, lock)
+        else:
+            loop.call_soon_threadsafe(_settle, taken, None, lock)
+
+    threading.Thread(target=take, name="write-lock", daemon=True).start()
+    try:
+        await asyncio.shield(taken)
+    except BaseException:
+        if not taken.cancel():  # taken meanwhile; else _settle closes it when the thread ends
+            lock.close()
+        raise
+    try:
+        yield
+    finally:
+        lock.close()  # closing the descriptor releases its flock
+
+
+def _settle(taken: asyncio.Future[None], error: BaseException | None, lock: WriteLock) -> None:
+    if taken.cancelled():
+        lock.close()
+    elif error is not None:
+        lock.close()
+        taken.set_exception(error)
+    else:
+        taken.set_result(None)

@@ -98,14 +98,19 @@ async def open_services(config: Config, recover: bool = False,
         await writer.start()
         loop = asyncio.get_running_loop()
         ingestor = Ingestor(storage, writer, loop, config.node.overwrite_duplicates)
+        announcing: asyncio.Task[None] | None = None
         if config.storage.max_bytes or config.storage.max_studies:
             quota = StorageQuota(config.storage, engine, loop,
                                  worker.count if worker is not None else 1, thread_reader)
             ingestor.admission = quota
+            await quota.announce()
+            announcing = asyncio.create_task(quota.keep_announcing())
         try:
             yield NodeServices(config, engine, sessions, storage, writer, ingestor, loop,
                                thread_reader, clock or Clock())
         finally:
+            if announcing is not None:
+                announcing.cancel()
             await writer.stop()
     finally:
         if thread_reader is not None:

@@ -55,6 +55,8 @@ IDLE_SECONDS = 2.0
 POLL_SECONDS = 1.0
 # JSON kept in memory per process (the most recently used series), beside the files on disk.
 REMEMBERED_BYTES = 256 * 1024**2
+# The folder under data_dir the metadata files are kept in.
+FOLDER = "dicomweb-metadata"
 # 2: Available Transfer Syntax UID added.
 FORMAT_VERSION = 2
 AVAILABLE_TRANSFER_SYNTAX = "00083002"
@@ -147,7 +149,7 @@ class SeriesMetadata:
         folder.mkdir(parents=True, exist_ok=True)
 
     def _file(self, series_uid: str) -> Path:
-        return self._folder / series_uid[-2:] / f"{series_uid}.json"
+        return metadata_file(self._folder, series_uid)
 
     async def series(self, study_uid: str, series_uid: str, rows: RowsLoader
                      ) -> SeriesEntry | None:
@@ -228,6 +230,17 @@ class SeriesMetadata:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
+
+
+def metadata_file(folder: Path, series_uid: str) -> Path:
+    return folder / series_uid[-2:] / f"{series_uid}.json"
+
+
+def forget_series(folder: Path, series_uids: Sequence[str]) -> None:
+    """Remove the metadata files of series whose study was deleted: they hold what the
+    instances held (patient data too), and nothing would ever read or replace them."""
+    for series_uid in series_uids:
+        metadata_file(folder, series_uid).unlink(missing_ok=True)
 
 
 def _entry(stamp: list[object], instances: list[InstanceMetadata]) -> SeriesEntry:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from node import metrics
 from node.index.deletion_queries import (
@@ -29,6 +30,8 @@ from node.index.deletion_queries import (
     pending_files,
 )
 from node.process.jobs import ClaimedJob, JobBoard, JobRunner, worker_name
+from node.render.series_metadata import FOLDER as METADATA_FOLDER
+from node.render.series_metadata import forget_series
 from node.services import NodeServices
 
 log = logging.getLogger(__name__)
@@ -94,9 +97,18 @@ class StudyDeletions:
             paths.extend(f.path for f in batch)
             await forget_files(engine, [f.id for f in batch])
         await asyncio.to_thread(storage.remove_empty_folders, paths)
+        await asyncio.to_thread(self._forget_derived, job.payload)
         log.info("deletion %s: %d files removed, %d kept (received again)", job.id, removed,
                  kept)
         return "done", f"{removed} files removed, {kept} kept (received again)"
+
+    def _forget_derived(self, payload: dict[str, Any]) -> None:
+        """What was made from the deleted instances: this node's series metadata files and
+        every worker's read cache of them."""
+        studies = payload.get("study_uids") or [payload.get("study_uid", "")]
+        self._services.storage.forget_studies([uid for uid in studies if uid])
+        forget_series(self._services.config.data_dir / METADATA_FOLDER,
+                      payload.get("series_uids", []))
 
     async def wait_idle(self) -> None:
         await self._runner.wait_idle()

@@ -6,7 +6,15 @@ each process keeps the totals it last read and admits instances against its shar
 left (the room divided by the worker processes), counting what it admitted since (committed,
 or still in flight); only when its share is used up does it read the totals again. The
 workers of a node together therefore never admit more than the room there was, give or take
-what another worker had in flight when the totals were read (an instance or two).
+what another worker had in flight when the totals were read (an instance or two). The
+processes counted are those of every instance on the database (each announces itself there
+from its start and every few seconds), so that two instances never both admit into the same
+room. With
+"recycle", while the totals are below RECYCLE_AT of a limit the room counted is up to there,
+not up to the limit: the totals are read again, and recycling starts, as they pass it, while
+the rest of the room still takes instances (with the room counted up to the limit, each
+process read them again only at the limit itself, and every recycling held the instances
+that reached it: 9 waits of 15-300 ms for 2,000 small instances over four associations).
 
 "reject" refuses an instance that does not fit (StorageFull: C-STORE 0xA700, a failed
 import's "storage full"). "recycle" deletes least recently used studies
@@ -21,6 +29,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
+import socket
 import threading
 import time
 from collections import OrderedDict
@@ -37,7 +47,12 @@ from node.errors import StorageFull
 from node.index.deletion_queries import DeletedStudy
 from node.index.index_writer import StoredFile
 from node.index.recycling import Targets, recycle, study_exists
-from node.index.study_usage import StoredTotals, stored_totals, stored_totals_in_thread
+from node.index.study_usage import (
+    StoredTotals,
+    announce_admitter,
+    read_for_quota,
+    read_for_quota_in_thread,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -52,6 +67,11 @@ READ_TIMEOUT = 30.0
 STALE_SECONDS = 300.0
 # Study UIDs known to be stored, per process (a new study counts against max_studies).
 KNOWN_STUDIES = 10_000
+# Every process that admits instances tells the others so every this many seconds; one that
+# did within ADMITTER_WINDOW shares the room; announcements are forgotten after FORGET_ADMITTER.
+ANNOUNCE_SECONDS = 5.0
+ADMITTER_WINDOW = 30.0
+FORGET_ADMITTER = 3600.0
 
 Recycled = tuple[list[DeletedStudy], StoredTotals]
 
@@ -77,7 +97,11 @@ class StorageQuota:
         self._engine = engine
         self._thread_reader = thread_reader
         self._loop = loop
-        self._processes = max(1, processes)
+        self._local_processes = max(1, processes)
+        # Processes sharing the room: this node's workers, or as many as announced themselves
+        # in the database, with those of other instances (node/index/study_usage.py).
+        self._processes = self._local_processes
+        self._me = f"{socket.gethostname()[:32]}:{os.getpid()}"
         self._lock = threading.Lock()
         self._totals: StoredTotals | None = None
         # Admitted and settled (committed or failed) since the totals were read: in the next
@@ -87,6 +111,8 @@ class StorageQuota:
         self._in_flight: dict[int, tuple[_Amount, float]] = {}
         self._known: OrderedDict[str, None] = OrderedDict()
         self._recycled: concurrent.futures.Future[Recycled] | None = None
+        # Whether the last totals were below RECYCLE_AT of every limit (see _fits).
+        self._below_soft = False
 
     def admit(self, item: StoredFile) -> None:
         """Return when the instance may be stored; raise StorageFull when it may not. Runs in
@@ -98,12 +124,12 @@ class StorageQuota:
             if not self._fits(amount):
                 self._collect()
                 self._refresh()
-                if self.recycling and self._past(RECYCLE_AT, amount):
-                    self._recycle_ahead(amount, study_uid)
+                if self.recycling and self._passes_soft(amount):
+                    self._recycle(study_uid, amount)
                 # This process's share again, never the whole room: the other workers may
                 # have admitted their shares meanwhile (under load, taking the whole room here
                 # passed the limit by two instances).
-                if not self._fits(amount):
+                if not self._fits(amount, hard=True):
                     self._make_room(amount, study_uid)
             self._in_flight[id(item)] = (amount, time.monotonic())
             if new_study:
@@ -116,27 +142,40 @@ class StorageQuota:
             if found is not None:
                 self._settled = self._settled + found[0]
 
-    def _fits(self, amount: _Amount, whole: bool = False) -> bool:
+    def _fits(self, amount: _Amount, hard: bool = False, whole: bool = False) -> bool:
         """Whether the instance fits in this process's share of the room the last totals
-        left (`whole`: in all of it), after what it admitted since."""
+        left (`whole`: in all of it), after what it admitted since. The room is up to the
+        limit (`hard`), or, while the last totals were below RECYCLE_AT of it, up to there:
+        reaching that share is when this process reads the totals again and, past it,
+        starts recycling ahead of the limit."""
         totals = self._totals
         if totals is None:
             return False
         share = 1 if whole else self._processes
         used = self._settled + self._pending() + amount
-        if self.max_bytes and used.bytes > (self.max_bytes - totals.bytes) // share:
+        hard = hard or not self._below_soft
+        if self.max_bytes and used.bytes > (self._ceiling(self.max_bytes, hard)
+                                            - totals.bytes) // share:
             return False
         return not (self.max_studies and amount.studies
-                    and used.studies > (self.max_studies - totals.studies) // share)
+                    and used.studies > (self._ceiling(self.max_studies, hard)
+                                        - totals.studies) // share)
 
-    def _past(self, share: float, amount: _Amount) -> bool:
-        """Whether the last totals and what was admitted since pass `share` of a limit."""
+    def _ceiling(self, limit: int, hard: bool) -> int:
+        return limit if hard or not self.recycling else int(limit * RECYCLE_AT)
+
+    def _passes_soft(self, amount: _Amount) -> bool:
+        """Whether the last totals, with every process admitting what this one has in flight,
+        pass RECYCLE_AT of a limit; remembered for `_fits` until the next totals."""
         totals = self._totals
         assert totals is not None
-        used = self._settled + self._pending() + amount
-        return bool((self.max_bytes and totals.bytes + used.bytes > self.max_bytes * share)
-                    or (self.max_studies
-                        and totals.studies + used.studies > self.max_studies * share))
+        ahead = self._pending() + amount
+        ahead = _Amount(ahead.bytes * self._processes, ahead.studies * self._processes)
+        self._below_soft = not (
+            (self.max_bytes and totals.bytes + ahead.bytes > self.max_bytes * RECYCLE_AT)
+            or (self.max_studies
+                and totals.studies + ahead.studies > self.max_studies * RECYCLE_AT))
+        return not self._below_soft
 
     def _pending(self) -> _Amount:
         """What is admitted and not settled; an entry older than STALE_SECONDS is dropped (an
@@ -151,37 +190,65 @@ class StorageQuota:
         return total
 
     def _refresh(self, totals: StoredTotals | None = None) -> None:
+        """Read the totals again (`totals`: as a recycling just left them), and how many
+        processes share the room."""
         if totals is None:
             if self._thread_reader is not None:
-                totals = stored_totals_in_thread(self._thread_reader)
+                reading = read_for_quota_in_thread(self._thread_reader, self._me,
+                                                   ADMITTER_WINDOW)
             else:
-                totals = self._read(stored_totals(self._engine))
+                reading = self._read(read_for_quota(self._engine, self._me, ADMITTER_WINDOW))
+            totals = reading.totals
+            # This node's other workers count before they announce themselves.
+            self._processes = max(self._local_processes, reading.other_admitters + 1)
         self._totals = totals
         self._settled = _Amount()
 
-    def _recycle_ahead(self, amount: _Amount, study_uid: str) -> None:
-        """Start recycling in the background, unless it runs already."""
+    async def announce(self) -> None:
+        """Tell the processes of every instance that this one admits instances: at its start,
+        before it serves (a process that announced itself only once it admitted found the
+        others dividing the room without it), then every ANNOUNCE_SECONDS
+        (`keep_announcing`)."""
+        try:
+            await announce_admitter(self._engine, self._me, FORGET_ADMITTER)
+        except Exception as exc:  # the next one tries again; meanwhile the others count less
+            log.warning("quota: announcing this process failed (%s)", type(exc).__name__)
+
+    async def keep_announcing(self) -> None:
+        while True:
+            await asyncio.sleep(ANNOUNCE_SECONDS)
+            await self.announce()
+
+    def _recycle(self, study_uid: str, need: _Amount) -> None:
+        """Start recycling in the background, unless it runs already: down to RECYCLE_TO of
+        each limit less `need`, the instance that found the totals past RECYCLE_AT (ahead of
+        the limit; what else is in flight is not subtracted: an import with many instances in
+        flight recycled a study when the stored ones were at 86% of the limit), or everything
+        in flight (at the limit)."""
         if self._recycled is not None and not self._recycled.done():
             return
-        pending = self._pending() + amount
         targets = Targets(
-            int(self.max_bytes * RECYCLE_TO) - pending.bytes if self.max_bytes else None,
-            int(self.max_studies * RECYCLE_TO) - pending.studies if self.max_studies else None)
+            int(self.max_bytes * RECYCLE_TO) - need.bytes if self.max_bytes else None,
+            int(self.max_studies * RECYCLE_TO) - need.studies if self.max_studies else None)
         self._recycled = asyncio.run_coroutine_threadsafe(
             _recycle(self._engine, targets, study_uid), self._loop)
 
     def _make_room(self, amount: _Amount, study_uid: str) -> None:
-        """The limit is reached: wait for the recycling to make room, or refuse."""
+        """The limit is reached: wait for the recycling under way (or one for this instance)
+        to make room, then for one more if that did not; refuse when nothing may go."""
         if not self.recycling:
             raise StorageFull()
-        self._recycle_ahead(amount, study_uid)
-        assert self._recycled is not None
-        self._recycled.result(READ_TIMEOUT)
-        self._refresh(self._collect())
-        if not self._fits(amount, whole=True):
+        for _attempt in range(2):
+            self._recycle(study_uid, self._pending() + amount)
+            assert self._recycled is not None
+            self._recycled.result(READ_TIMEOUT)
+            self._refresh(self._collect())
+            if self._fits(amount, hard=True, whole=True):
+                return
             self._refresh()  # another process may have made the room
-            if not self._fits(amount, whole=True):
-                raise StorageFull()
+            if self._fits(amount, hard=True, whole=True):
+                return
+        raise StorageFull()
 
     def _collect(self) -> StoredTotals | None:
         """The totals a finished recycling left (None: none finished since), its studies

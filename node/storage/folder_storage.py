@@ -228,6 +228,10 @@ class Storage:
                 self._folders.discard(folder)
                 folder = folder.parent
 
+    def forget_studies(self, study_uids: Collection[str]) -> None:
+        """Drop what is kept beside the stored files of deleted studies (here nothing: the
+        S3 backend's read caches)."""
+
     def _into_folder(self, operation: Callable[[Path, Path], None], incoming_file: Path,
                      target: Path) -> None:
         """`operation` (link or rename) of an incoming file to `target`, creating the folder;

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -125,6 +126,15 @@ class FileCache:
         with self._lock:
             self._drop(relative)
         (self.root / relative).unlink(missing_ok=True)
+
+    def forget_folder(self, folder: str) -> None:
+        """Remove every cached copy under `folder` (a deleted study's objects)."""
+        self._ensure_scanned()
+        inside = folder.rstrip("/") + "/"
+        with self._lock:
+            for relative in [r for r in self._entries if r.startswith(inside)]:
+                self._drop(relative)
+        shutil.rmtree(self.root / folder, ignore_errors=True)
 
     def _drop(self, relative: str, unlink: bool = False) -> None:
         entry = self._entries.pop(relative, None)

@@ -113,13 +113,16 @@ def _code(exc: ClientError) -> str:
 class S3Storage(Storage):
 
     def __init__(self, client: Any, bucket: str, prefix: str, incoming: Path,
-                 cache: FileCache, fsync: bool = True) -> None:
+                 cache: FileCache, fsync: bool = True, caches: Path | None = None) -> None:
+        """`caches`: the folder holding this cache and the other worker processes' (their
+        copies of deleted studies go too: `forget_studies`)."""
         self.client = client
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.incoming = incoming
         self.fsync = fsync
         self.cache = cache
+        self.caches = caches or cache.root
         incoming.mkdir(parents=True, exist_ok=True)
         self._pool: ThreadPoolExecutor | None = None
 
@@ -130,7 +133,7 @@ class S3Storage(Storage):
         client = make_client(section, data_dir)
         storage = cls(client, section.bucket, section.prefix, incoming,
                       FileCache(cache, section.cache_max_bytes // cache_share, section.fsync),
-                      section.fsync)
+                      section.fsync, data_dir / "cache")
         storage.check_bucket()
         log.info("storage: bucket %s, prefix %r, endpoint %s, credentials from %s",
                  section.bucket, storage.prefix, section.endpoint_url or "AWS",
@@ -321,6 +324,21 @@ class S3Storage(Storage):
 
     def remove_empty_folders(self, relatives: Collection[str]) -> None:
         """A bucket has no folders."""
+
+    def forget_studies(self, study_uids: Collection[str]) -> None:
+        """Every process's cached copies of the studies' objects: another worker's cache would
+        serve the deleted bytes for an instance received anew under the same name (its reads
+        find the file gone and download again)."""
+        folders = [self.relative_path(uid, "x").rpartition("/")[0] for uid in study_uids]
+        for folder in folders:
+            self.cache.forget_folder(folder)
+        others = [p for p in self.caches.iterdir() if p.is_dir() and p != self.cache.root] \
+            if self.caches.is_dir() else []
+        if self.caches != self.cache.root:
+            others.append(self.caches)  # a process that is no worker caches right there
+        for other in others:
+            for folder in folders:
+                shutil.rmtree(other / folder, ignore_errors=True)
 
     def _delete(self, relative: str) -> None:
         self.cache.forget(relative)

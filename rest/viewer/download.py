@@ -7,16 +7,11 @@ sessions cannot download (the medium carries the patient's data by definition).
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 
-from dicomdir.medium import build_medium, medium_options
 from dicomdir.profiles import AUTO
-from dicomdir.selection import gather_studies
 from rest import iso_route
 from rest.middleware import public
-from rest.state import SERVICES
 from rest.viewer.viewer_state import GRANTS
 
 routes = web.RouteTableDef()
@@ -29,16 +24,4 @@ async def study_iso(request: web.Request) -> web.StreamResponse:
     study_uid = request.match_info["study"]
     grant.require(study_uid)
     grant.require_feature("download")
-    services = request.app[SERVICES]
-    limit = services.config.media.max_iso_bytes
-    selection = await gather_studies(services, [study_uid])
-    if selection.stored_size > limit:
-        return iso_route._too_large(selection.stored_size, limit)
-    medium = await asyncio.to_thread(build_medium, selection,
-                                     medium_options(services.config, AUTO))
-    try:
-        if medium.image.size > limit:
-            return iso_route._too_large(medium.image.size, limit)
-        return await iso_route._stream(request, medium)
-    finally:
-        await asyncio.to_thread(medium.close)
+    return await iso_route.send_medium(request, [study_uid], AUTO)
