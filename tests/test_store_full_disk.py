@@ -20,6 +20,7 @@ from pynetdicom.sop_class import Verification
 from node.config import config_from_dict
 from node.index.index_writer import AddOutcome, StoredFile
 from node.process.runtime import open_services
+from node.services import NodeServices
 from tests.factory import StudySpec, make_instance, uid
 from tests.index_db import on_postgresql, rows
 from tests.peers import NodeProcess, dcmtk, incoming_files
@@ -104,6 +105,25 @@ def answers_full_disk(node: NodeProcess, small_disk: Path, room: int) -> None:
     assert "Bad file descriptor" not in node.log_text()
 
 
+async def fill_the_index_until_full(services: NodeServices, disk: Path) -> str:
+    """Add index records with the index's disk full until the writer refuses one with ENOSPC,
+    then free the disk and add one more; the refusal's message."""
+    async def add(patient: int) -> AddOutcome:
+        rec = record(patient, 0, 0, 0)
+        outcome, _ = await services.writer.add(StoredFile(rec, f"{rec.sop_uid}.dcm", 1, "test"))
+        return outcome
+
+    assert await add(0) is AddOutcome.ADDED
+    filler = fill(disk, 0)
+    with pytest.raises(OSError) as full:
+        for patient in range(1, 5000):
+            await add(patient)
+    assert full.value.errno == errno.ENOSPC
+    filler.unlink()
+    assert await add(5000) is AddOutcome.ADDED
+    return str(full.value)
+
+
 @pytest.mark.skipif(on_postgresql(), reason="the index is on the session's PostgreSQL cluster")
 async def test_an_index_database_on_a_full_disk_fails_as_the_disk_does(tmp_path: Path) -> None:
     """SQLite's "database or disk is full" comes out of the index writer as the OSError
@@ -111,20 +131,8 @@ async def test_an_index_database_on_a_full_disk_fails_as_the_disk_does(tmp_path:
     once there is room the writer commits again."""
     with tmpfs(tmp_path / "data", "4m") as data:
         async with open_services(config_from_dict(config_dict(), base_dir=tmp_path)) as services:
-            async def add(patient: int) -> AddOutcome:
-                rec = record(patient, 0, 0, 0)
-                outcome, _ = await services.writer.add(
-                    StoredFile(rec, f"{rec.sop_uid}.dcm", 1, "test"))
-                return outcome
-
-            assert await add(0) is AddOutcome.ADDED
-            filler = fill(data, 0)
-            with pytest.raises(OSError) as full:  # the WAL's room is used up within a few
-                for patient in range(1, 5000):
-                    await add(patient)
-            assert full.value.errno == errno.ENOSPC
-            filler.unlink()
-            assert await add(5000) is AddOutcome.ADDED
+            # The WAL's room is used up within a few records.
+            await fill_the_index_until_full(services, data)
 
 
 @pytest.mark.skipif(not on_postgresql(), reason="the PostgreSQL index (SQLite's: above)")
@@ -147,21 +155,8 @@ async def test_a_postgresql_index_on_a_full_disk_fails_as_the_disk_does(
             config = config_from_dict(config_dict(database={"url": postgres.url(name)}),
                                       base_dir=tmp_path)
             async with open_services(config) as services:
-                async def add(patient: int) -> AddOutcome:
-                    rec = record(patient, 0, 0, 0)
-                    outcome, _ = await services.writer.add(
-                        StoredFile(rec, f"{rec.sop_uid}.dcm", 1, "test"))
-                    return outcome
-
-                assert await add(0) is AddOutcome.ADDED
-                filler = fill(space, 0)
-                with pytest.raises(OSError) as full:
-                    for patient in range(1, 5000):
-                        await add(patient)
-                assert full.value.errno == errno.ENOSPC
-                assert "53100" in str(full.value)
-                filler.unlink()
-                assert await add(5000) is AddOutcome.ADDED
+                full = await fill_the_index_until_full(services, space)
+                assert "53100" in full
         finally:
             with postgres.connect() as conn:
                 conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
