@@ -86,6 +86,20 @@ def test_a_patch_that_fails_half_way_leaves_nothing_replaced() -> None:
     assert "every other one undone" in log
 
 
+
+def refuses_a_huge_pdu_then_serves(node: NodeProcess) -> str:
+    """An over-long P-DATA-TF is aborted and the node goes on answering C-ECHO; its log."""
+    try:
+        with associated(node) as sock:
+            sock.sendall(huge_pdu(0x04))
+            assert_aborted(sock)
+        echo = dcmtk("echoscu", "-aec", node.ae_title, "127.0.0.1", str(node.dicom_port))
+        assert echo.returncode == 0, echo.stderr
+    finally:
+        node.stop()
+    return node.log_text()
+
+
 def test_a_node_on_an_unexpected_pynetdicom_keeps_its_pdu_limits(tmp_path: Path) -> None:
     """The node started with a pynetdicom version the fast path does not know: it serves on
     plain pynetdicom and still refuses an over-long PDU with an A-ABORT, and stores."""
@@ -95,15 +109,7 @@ def test_a_node_on_an_unexpected_pynetdicom_keeps_its_pdu_limits(tmp_path: Path)
         "import pynetdicom\npynetdicom.__version__ = '3.0.99'\n")
     node = NodeProcess(tmp_path / "node", env={**PEER_ENV, "PYTHONPATH": str(shim)},
                        extra={"dicom": {"fast_path": True}}).start()
-    try:
-        with associated(node) as sock:
-            sock.sendall(huge_pdu(0x04))
-            assert_aborted(sock)
-        echo = dcmtk("echoscu", "-aec", node.ae_title, "127.0.0.1", str(node.dicom_port))
-        assert echo.returncode == 0, echo.stderr
-    finally:
-        node.stop()
-    log = node.log_text()
+    log = refuses_a_huge_pdu_then_serves(node)
     assert "DICOM fast path off: written for" in log and "3.0.99" in log
     assert "longer than the 262144 accepted" in log
 
@@ -112,14 +118,6 @@ def test_a_verbose_node_runs_plain_pynetdicom_and_keeps_its_pdu_limits(tmp_path:
     """--verbose turns pynetdicom's message logging on, which reads its own decoded objects: the
     node then runs without the fast path, and nothing that keeps a promise goes with it."""
     node = NodeProcess(tmp_path / "node", verbose=True).start()
-    try:
-        with associated(node) as sock:
-            sock.sendall(huge_pdu(0x04))
-            assert_aborted(sock)
-        echo = dcmtk("echoscu", "-aec", node.ae_title, "127.0.0.1", str(node.dicom_port))
-        assert echo.returncode == 0, echo.stderr
-    finally:
-        node.stop()
-    log = node.log_text()
+    log = refuses_a_huge_pdu_then_serves(node)
     assert "DICOM fast path off (--verbose" in log
     assert "longer than the 262144 accepted" in log
