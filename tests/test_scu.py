@@ -33,6 +33,14 @@ def indexed(node: NodeProcess) -> dict[str, tuple[str, str]]:
             in rows(node.data_dir, "SELECT sop_uid, path, origin FROM instances")}
 
 
+def retrieved_from_orthanc(node: NodeProcess, sent: set[str]) -> dict[str, tuple[str, str]]:
+    """The node's index, which must hold exactly the `sent` instances, retrieved from Orthanc."""
+    index = indexed(node)
+    assert set(index) == sent
+    assert {origin for _, origin in index.values()} == {"retrieve:ORTHANC"}
+    return index
+
+
 def orthanc_source(orthanc: OrthancProcess, retrieve: str) -> dict[str, object]:
     return {"ae_title": orthanc.ae_title, "host": "127.0.0.1", "port": orthanc.dicom_port,
             "retrieve": retrieve}
@@ -189,9 +197,7 @@ def test_retrieve_by_c_get_is_ingested_by_the_cli(orthanc: OrthancProcess, tmp_p
     result = getter.cli("retrieve", "ORTHANC", spec.study_uid)
     assert result.returncode == 0, result.stderr
     assert "C-GET completed 3, failed 0" in result.stdout
-    index = indexed(getter)
-    assert set(index) == sent
-    assert {origin for _, origin in index.values()} == {"retrieve:ORTHANC"}
+    index = retrieved_from_orthanc(getter, sent)
     for path, _ in index.values():
         assert (getter.data_dir / "storage" / path).is_file()
 
@@ -213,6 +219,4 @@ def test_retrieve_by_c_move_without_a_serving_node_uses_a_temporary_scp(
     result = offline.cli("retrieve", "ORTHANC", spec.study_uid)
     assert result.returncode == 0, result.stderr
     assert "C-MOVE completed 2, failed 0" in result.stdout
-    index = indexed(offline)
-    assert set(index) == sent
-    assert {origin for _, origin in index.values()} == {"retrieve:ORTHANC"}
+    retrieved_from_orthanc(offline, sent)
