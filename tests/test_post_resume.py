@@ -357,12 +357,7 @@ async def test_an_orderly_stop_hands_a_folder_import_back_and_the_next_start_fin
         assert progress["state"] == "interrupted" and 0 < progress["done"] < len(paths)
         (state, message), = query("SELECT state, message FROM context_studies")
         assert state == "retrieving" and "resumes it" in message
-        jobs = ImportJobs(services)
-        jobs.start()
-        try:
-            await asyncio.wait_for(jobs.wait_idle(), 120)
-        finally:
-            await jobs.close()
+        await run_imports_until_idle(services, 120)
     (sources,) = query("SELECT sources FROM viewing_contexts")[0]
     progress = (json.loads(sources) if isinstance(sources, str) else sources)["import"]
     assert (progress["state"], progress["total"], progress["done"], progress["failed"]) == (
@@ -370,6 +365,16 @@ async def test_an_orderly_stop_hands_a_folder_import_back_and_the_next_start_fin
     assert query("SELECT state, message FROM context_studies") == [("available", "")]
     assert _indexed(query) == len(paths)
     assert query("SELECT count(*) FROM import_outcomes") == [(0,)]
+
+
+async def run_imports_until_idle(services: NodeServices, seconds: float) -> None:
+    """This instance's import runner, until it has nothing left to do."""
+    jobs = ImportJobs(services)
+    jobs.start()
+    try:
+        await asyncio.wait_for(jobs.wait_idle(), seconds)
+    finally:
+        await jobs.close()
 
 
 async def _issue_then_run(config: Config, body: dict[str, Any], change: Any) -> None:
@@ -382,12 +387,7 @@ async def _issue_then_run(config: Config, body: dict[str, Any], change: Any) -> 
         async with services.sessions() as session:
             await session.execute(change)
             await session.commit()
-        jobs = ImportJobs(services)
-        jobs.start()
-        try:
-            await asyncio.wait_for(jobs.wait_idle(), 30)
-        finally:
-            await jobs.close()
+        await run_imports_until_idle(services, 30)
 
 
 def _assert_finished(query: Query, storage: Path, keys: dict[str, str]) -> None:
