@@ -78,29 +78,29 @@ def find_rsp(status: int, identifier: bytes | None) -> C_FIND:
     return rsp
 
 
-def move_rsp(status: int, remaining: int | None, identifier: bytes | None = None) -> C_MOVE:
-    rsp = C_MOVE()
-    rsp.MessageIDBeingRespondedTo = 3
-    rsp.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.2.2.2"
+def suboperations_rsp(primitive: type[C_MOVE] | type[C_GET], message_id: int, sop_class: str,
+                      status: int, counts: tuple[int | None, int, int, int],
+                      identifier: bytes | None = None) -> C_MOVE | C_GET:
+    """A C-MOVE or C-GET response with its sub-operation counts (remaining, completed,
+    failed, warning)."""
+    rsp = primitive()
+    rsp.MessageIDBeingRespondedTo = message_id
+    rsp.AffectedSOPClassUID = sop_class
     rsp.Status = status
-    rsp.NumberOfRemainingSuboperations = remaining
-    rsp.NumberOfCompletedSuboperations = 12
-    rsp.NumberOfFailedSuboperations = 0
-    rsp.NumberOfWarningSuboperations = 1
+    (rsp.NumberOfRemainingSuboperations, rsp.NumberOfCompletedSuboperations,
+     rsp.NumberOfFailedSuboperations, rsp.NumberOfWarningSuboperations) = counts
     rsp.Identifier = BytesIO(identifier) if identifier is not None else None
     return rsp
 
 
-def get_rsp() -> C_GET:
-    rsp = C_GET()
-    rsp.MessageIDBeingRespondedTo = 65535
-    rsp.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.2.2.3"
-    rsp.Status = 0xFF00
-    rsp.NumberOfRemainingSuboperations = 4
-    rsp.NumberOfCompletedSuboperations = 1
-    rsp.NumberOfFailedSuboperations = 0
-    rsp.NumberOfWarningSuboperations = 0
-    return rsp
+def move_rsp(status: int, remaining: int | None, identifier: bytes | None = None
+             ) -> C_MOVE | C_GET:
+    return suboperations_rsp(C_MOVE, 3, "1.2.840.10008.5.1.4.1.2.2.2", status,
+                             (remaining, 12, 0, 1), identifier)
+
+
+def get_rsp() -> C_MOVE | C_GET:
+    return suboperations_rsp(C_GET, 65535, "1.2.840.10008.5.1.4.1.2.2.3", 0xFF00, (4, 1, 0, 0))
 
 
 def store_rq(originator: str | None, data: bytes | None = None) -> C_STORE:
