@@ -22,7 +22,8 @@ from tests.postgres_peer import PostgresCluster
 # as deselected, so that the second pass spends its time where the dialect matters.
 DIALECT_NEUTRAL = frozenset({
     # browsers (Chromium)
-    "test_ohif_browser.py", "test_ohif_static.py", "test_viewer_browser.py",
+    "test_ohif_browser.py", "test_ohif_static.py", "test_ohif_measurements.py",
+    "test_ohif_node_controls.py", "test_viewer_browser.py",
     "test_viewer_patients_browser.py", "test_viewer_slides.py",
     # units without a database
     "test_layout.py", "test_log_privacy.py", "test_header_scan.py", "test_token_secrets.py",
