@@ -16,7 +16,6 @@ import contextlib
 import errno
 import functools
 import logging
-import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
@@ -55,6 +54,7 @@ from pynetdicom.status import code_to_category
 from pynetdicom.transport import ThreadedAssociationServer
 
 from node.config import Config, RemoteNode
+from node.dimse import fastpath
 from node.dimse.store_scp import (
     STATUS_CANNOT_UNDERSTAND,
     STATUS_DATASET_MISMATCH,
@@ -466,7 +466,7 @@ class _MoveReceiver:
         ae.add_supported_context(Verification)
         for context in AllStoragePresentationContexts:
             ae.add_supported_context(str(context.abstract_syntax), ALL_TRANSFER_SYNTAXES)
-        tempfile.tempdir = str(services.storage.incoming)
+        fastpath.receive_into(str(services.storage.incoming))
         try:
             server = ae.start_server(
                 (config.dicom.bind, config.dicom.port), block=False,
@@ -575,7 +575,7 @@ async def retrieve(
     timeout = services.config.dicom.retrieve_timeout
     started = time.monotonic()
     if remote.retrieve == "C-GET":
-        tempfile.tempdir = str(services.storage.incoming)
+        fastpath.receive_into(str(services.storage.incoming))
         final = await _under_deadline(
             remote, timeout, "C-GET", lambda a: _get(services, a, identifier, timeout)
         )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import tempfile
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -86,9 +85,9 @@ class DicomServer:
         """Listen on the configured address, or serve a worker's share of `shared`.
         pynetdicom is set up already (node/dimse/pynetdicom_setup.py, at the command's start)."""
         services = self.services
-        # pynetdicom writes received datasets with NamedTemporaryFile in the default temporary
-        # folder; pointing it at incoming/ keeps the final rename on one file system.
-        tempfile.tempdir = str(services.storage.incoming)
+        # Received data sets are written in incoming/: placing them is then a link on one file
+        # system.
+        fastpath.receive_into(str(services.storage.incoming))
         access = CallerAccess.from_config(services.config)
         handlers: list[Any] = [(evt.EVT_C_ECHO, lambda event: 0x0000)]
         for module in (store_scp, find_scp, move_scp, get_scp):

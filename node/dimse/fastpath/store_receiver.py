@@ -100,11 +100,23 @@ class _ReceivedFile:
         """Closed when its last fragment was written."""
 
 
+# Where received C-STORE data sets are written: the node's incoming/ (receive_into), so that
+# placing them in storage is a link on one file system.
+_incoming_folder: str | None = None
+
+
+def receive_into(folder: str) -> None:
+    """Received data sets go to `folder` from now on, in this process (the node's SCP and the
+    SCU's receivers call it before they serve)."""
+    global _incoming_folder
+    _incoming_folder = folder
+
+
 def _create_incoming() -> tuple[int, str]:
-    """A new file in the temporary folder (the node's incoming/, node/dimse/server.py), named
-    by process, a random tag and a serial number. mkstemp draws eight random characters and
-    resolves the folder for every name: about 5 us of the GIL's time more per file."""
-    folder = tempfile.tempdir or tempfile.gettempdir()
+    """A new file in the node's incoming/ (receive_into), named by process, a random tag and
+    a serial number. mkstemp draws eight random characters and resolves the folder for every
+    name: about 5 us of the GIL's time more per file."""
+    folder = _incoming_folder or tempfile.gettempdir()
     while True:
         name = f"{folder}/{_prefix}{next(_serial)}.dcm"
         try:
