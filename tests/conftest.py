@@ -6,13 +6,13 @@ and `node` (this project, serving), configured to know each other.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests import index_db
+from tests.fast_path import receive_in
 from tests.peers import NodeProcess, OrthancProcess, StoreSCP, free_port
 from tests.postgres_peer import PostgresCluster
 
@@ -68,11 +68,11 @@ def test_database(request: pytest.FixtureRequest) -> Iterator[None]:
 
 @pytest.fixture
 def incoming(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty folder where pynetdicom and the store receiver write received data sets (the
-    node points them at its incoming/ the same way, node/dimse/server.py)."""
+    """An empty folder where the store receiver (and pynetdicom, for anything it writes)
+    write received data sets, as the node points them at its incoming/ (node/dimse/server.py)."""
     folder = tmp_path / "incoming"
     folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    receive_in(monkeypatch, folder)
     return folder
 
 

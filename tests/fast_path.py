@@ -5,6 +5,8 @@ plain (manage.sh's second pass over the DICOM tests)."""
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -25,3 +27,13 @@ def require_fast_path() -> None:
     if not ON:
         pytest.skip("VIEWNODE_TEST_FAST_PATH=0: the fast path is not installed")
     assert setup_this_process(), "the fast path did not install"
+
+
+def receive_in(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """Received data sets go to `folder` for one test, as the node points them at its incoming/
+    (undone after the test: the receiver's setting is per process, and an earlier test's
+    server set it too)."""
+    from node.dimse.fastpath import store_receiver
+
+    monkeypatch.setattr(store_receiver, "_incoming_folder", str(folder))
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import os
 import struct
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from io import BytesIO
@@ -34,7 +33,7 @@ from node.dimse.server import build_ae
 from node.dimse.store_scp import received_head, received_write_error
 from node.ingest.header_scan import HEAD_BYTES
 from tests.factory import StudySpec, make_instance, uid
-from tests.fast_path import require_fast_path
+from tests.fast_path import receive_in, require_fast_path
 from tests.small_disk import fill, tmpfs
 
 MAX_PDU = 16384
@@ -303,7 +302,7 @@ def test_a_data_set_that_cannot_be_written_reaches_the_handler_as_an_error(
     read, and the request goes to the handler (pynetdicom's way here) with the error instead of
     an A-ABORT; once there is room the association stores again."""
     with tmpfs(tmp_path / "small", "1m") as folder:
-        monkeypatch.setattr(tempfile, "tempdir", str(folder))
+        receive_in(monkeypatch, folder)
         server = start_scp(received)
         try:
             ds = instance(9, 256)  # 128 KiB: more than the room left
