@@ -32,7 +32,7 @@ def chromium_available() -> bool:
 @pytest.fixture(scope="session")
 async def browser(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Browser]:
     if not chromium_available():
-        pytest.skip(f"{CHROMIUM} is not installed (Debian package chromium)")
+        pytest.fail(f"{CHROMIUM} is not installed (Debian package chromium: ./manage.sh setup)")
     profile = tmp_path_factory.mktemp("chromium-profile")
     async with async_playwright() as playwright:
         # A persistent context is the only way to name the profile folder; its browser then

@@ -26,7 +26,6 @@ from node.viewing import revoke_token
 from node.viewing.hanging_protocols import Rule, add_protocol
 from node.viewing.roles import add_role
 from node.viewing.token_secrets import token_key
-from rest.ohif.bundle import OHIF_PACKAGE
 from tests.browser import browser, new_page, screenshot
 from tests.factory import StudySpec, uid
 from tests.rest_support import ROLE, Api, running_app
@@ -34,8 +33,6 @@ from tests.viewer_data import ct_instances, sr_instance, wrapped_file, write_all
 
 __all__ = ["browser"]
 
-pytestmark = pytest.mark.skipif(not (OHIF_PACKAGE / "dist").is_dir(),
-                                reason="OHIF Viewer not installed (./manage.sh runs npm ci)")
 
 PATIENT = "PID-OHIF-1"
 NAME = "ZEBRAWSKI^ODALYS"

@@ -16,7 +16,6 @@ from sqlalchemy import select
 from node.index.dicom_models import Instance, Series, Study
 from node.index.viewing_models import AuditEvent
 from node.viewing.roles import add_role
-from rest.ohif.bundle import OHIF_PACKAGE
 from tests.browser import browser, screenshot
 from tests.factory import StudySpec, uid
 from tests.rest_support import Api, running_app
@@ -31,8 +30,6 @@ from tests.viewer_data import ct_instances, write_all
 
 __all__ = ["browser"]
 
-pytestmark = pytest.mark.skipif(not (OHIF_PACKAGE / "dist").is_dir(),
-                                reason="OHIF Viewer not installed (./manage.sh runs npm ci)")
 
 CT = StudySpec(study_uid=uid(8501), patient_id="PID-OHIF-SR", patient_name="MEASURED^MARGOT",
                accession="ACC-OHIF-SR", study_date="20240712", study_description="CT ABDOMEN",

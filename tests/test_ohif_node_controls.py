@@ -16,7 +16,6 @@ import pytest
 from playwright.async_api import Browser, Page
 
 from node.viewing.roles import add_role
-from rest.ohif.bundle import OHIF_PACKAGE
 from tests.browser import browser, screenshot, wait_until
 from tests.factory import StudySpec, uid
 from tests.rest_support import ROLE, Api, running_app
@@ -25,8 +24,6 @@ from tests.viewer_data import ct_instances, write_all
 
 __all__ = ["browser"]
 
-pytestmark = pytest.mark.skipif(not (OHIF_PACKAGE / "dist").is_dir(),
-                                reason="OHIF Viewer not installed (./manage.sh runs npm ci)")
 
 FIRST = StudySpec(study_uid=uid(8701), patient_id="PID-SWITCH-1",
                   patient_name="MARCHBANKS^PERPETUA", accession="ACC-SW-1",
