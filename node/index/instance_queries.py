@@ -28,6 +28,8 @@ class StoredInstanceRow:
     # Path relative to the storage root.
     path: str
     size: int
+    # When the file was stored (a replaced instance keeps its row and path, not this).
+    received: str
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ async def stored_instances(
     within the scope (hidden SOP classes left out); empty when nothing matches."""
     query = (select(Study.study_uid, Series.series_uid, Instance.sop_uid, Instance.sop_class_uid,
                     Instance.transfer_syntax, Instance.number_of_frames, Instance.path,
-                    Instance.size)
+                    Instance.size, Instance.received_at)
              .join(Series, Instance.series_pk == Series.id)
              .join(Study, Series.study_pk == Study.id)
              .where(Study.study_uid == study_uid))
@@ -62,8 +64,8 @@ async def stored_instances(
     query = query.where(*shown_instances(Instance, scope))
     async with sessions() as session:
         rows = (await session.execute(query.order_by(Series.id, Instance.id))).all()
-    return [StoredInstanceRow(r[0], r[1], r[2], r[3], r[4], max(r[5] or 1, 1), r[6], r[7])
-            for r in rows]
+    return [StoredInstanceRow(r[0], r[1], r[2], r[3], r[4], max(r[5] or 1, 1), r[6], r[7],
+                              str(r[8])) for r in rows]
 
 
 async def series_of_study(sessions: async_sessionmaker[AsyncSession], study_uid: str

@@ -5,7 +5,9 @@ instances: answering from the files each time costs one header parse per instanc
 spot users report of other archives: seconds per series). Here the DICOM JSON of every instance
 of a series is computed once, written to `data_dir/dicomweb-metadata/` as one file, and read
 back whole while the series' stamp (instance count, newest row, newest receipt) is unchanged; a
-new or replaced instance changes the stamp and the file is made again.
+new or replaced instance changes the stamp and the file is made again, from the headers of the
+new or replaced instances only (a series still arriving is not read again from its first
+instance each time it is asked for).
 
 Bulk data (pixel data and other binary values over INLINE_LIMIT bytes) is left in the files:
 the JSON carries a BulkDataURI relative to the DICOMweb root, which the route completes with
@@ -50,15 +52,18 @@ DEFER_BYTES = 4096
 BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 PIXEL_DATA_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 UNDEFINED_LENGTH = 0xFFFFFFFF
-# The warmer makes metadata once nothing was received for this long, looking this often.
+# The warmer makes metadata once nothing was received for this long, looking this often; a
+# series waiting longer than MAX_WAIT_SECONDS is made even while instances keep arriving (a
+# node that never goes quiet still has every series' metadata ready within about that long).
 IDLE_SECONDS = 2.0
 POLL_SECONDS = 1.0
+MAX_WAIT_SECONDS = 30.0
 # JSON kept in memory per process (the most recently used series), beside the files on disk.
 REMEMBERED_BYTES = 256 * 1024**2
 # The folder under data_dir the metadata files are kept in.
 FOLDER = "dicomweb-metadata"
-# 2: Available Transfer Syntax UID added.
-FORMAT_VERSION = 2
+# 2: Available Transfer Syntax UID added. 3: each instance's receipt (what was reused).
+FORMAT_VERSION = 3
 AVAILABLE_TRANSFER_SYNTAX = "00083002"
 
 
@@ -66,6 +71,8 @@ AVAILABLE_TRANSFER_SYNTAX = "00083002"
 class InstanceMetadata:
     sop_uid: str
     sop_class_uid: str
+    # When the instance's file was stored: the JSON is that file's (StoredInstanceRow.received).
+    received: str
     # DICOM JSON of the instance, BulkDataURIs relative to the DICOMweb root.
     json: dict[str, Any]
 
@@ -166,9 +173,12 @@ class SeriesMetadata:
             return entry
         lock = self._building.setdefault(series_uid, asyncio.Lock())
         async with lock:
-            entry = await asyncio.to_thread(self._read, series_uid, wanted)
-            if entry is None:
-                entry = await self._build(series_uid, stamp, await rows())
+            saved = await asyncio.to_thread(self._read, series_uid)
+            if saved is not None and saved.stamp == wanted:
+                entry = saved
+            else:
+                earlier = saved if entry is None else entry
+                entry = await self._build(series_uid, stamp, await rows(), earlier)
         self._building.pop(series_uid, None)
         self._remember(series_uid, entry)
         return entry
@@ -183,28 +193,38 @@ class SeriesMetadata:
             _, dropped = self._memory.popitem(last=False)
             self._memory_bytes -= len(dropped.body)
 
-    def _read(self, series_uid: str, wanted: list[object]) -> SeriesEntry | None:
+    def _read(self, series_uid: str) -> SeriesEntry | None:
+        """The series' file as saved, whatever its stamp (None when missing, unreadable or
+        of another format)."""
         try:
             saved = orjson.loads(self._file(series_uid).read_bytes())
         except (OSError, orjson.JSONDecodeError):
             return None
-        if saved.get("version") != FORMAT_VERSION or saved.get("stamp") != wanted:
+        if saved.get("version") != FORMAT_VERSION:
             return None
-        return _entry(wanted, [InstanceMetadata(sop, sop_class, json)
-                               for sop, sop_class, json in saved["instances"]])
+        return _entry(saved["stamp"], [InstanceMetadata(*item) for item in saved["instances"]])
 
     async def _build(self, series_uid: str, stamp: SeriesStamp,
-                     rows: Sequence[StoredInstanceRow]) -> SeriesEntry:
-        paths = await self._services.storage.local_paths_async([r.path for r in rows])
-        built = await asyncio.to_thread(self._parse_all, list(zip(paths, rows, strict=True)))
+                     rows: Sequence[StoredInstanceRow], earlier: SeriesEntry | None
+                     ) -> SeriesEntry:
+        """The series' entry for `rows`, reusing the JSON `earlier` holds for the same stored
+        file of an instance (same SOP Instance UID and receipt) and reading the other headers."""
+        known = {(m.sop_uid, m.received): m for m in earlier.instances} if earlier else {}
+        reused = {r.sop_uid: known[(r.sop_uid, r.received)] for r in rows
+                  if (r.sop_uid, r.received) in known}
+        unread = [r for r in rows if r.sop_uid not in reused]
+        paths = await self._services.storage.local_paths_async([r.path for r in unread])
+        parsed = await asyncio.to_thread(self._parse_all, list(zip(paths, unread, strict=True)))
+        built = [m for m in (reused.get(r.sop_uid) or parsed.get(r.sop_uid) for r in rows)
+                 if m is not None]
         # Another request may have added an instance meanwhile: the file is written under the
         # stamp read before the rows, so that it is made again on the next request if so.
         await asyncio.to_thread(self._write, series_uid, stamp, built)
         return _entry(stamp.as_list(), built)
 
     @staticmethod
-    def _parse_all(items: list[tuple[Path, StoredInstanceRow]]) -> list[InstanceMetadata]:
-        built = []
+    def _parse_all(items: list[tuple[Path, StoredInstanceRow]]) -> dict[str, InstanceMetadata]:
+        built = {}
         for path, row in items:
             try:
                 json = instance_json(path, row)
@@ -212,7 +232,8 @@ class SeriesMetadata:
                 log.warning("instance %s: its header could not be read for metadata",
                             row.sop_uid)
                 continue
-            built.append(InstanceMetadata(row.sop_uid, row.sop_class_uid, json))
+            built[row.sop_uid] = InstanceMetadata(row.sop_uid, row.sop_class_uid,
+                                                  row.received, json)
         return built
 
     def _write(self, series_uid: str, stamp: SeriesStamp,
@@ -220,7 +241,7 @@ class SeriesMetadata:
         target = self._file(series_uid)
         target.parent.mkdir(parents=True, exist_ok=True)
         body = orjson.dumps({"version": FORMAT_VERSION, "stamp": stamp.as_list(),
-                             "instances": [[m.sop_uid, m.sop_class_uid, m.json]
+                             "instances": [[m.sop_uid, m.sop_class_uid, m.received, m.json]
                                            for m in built]})
         handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".metadata-")
         try:
@@ -249,21 +270,26 @@ def _entry(stamp: list[object], instances: list[InstanceMetadata]) -> SeriesEntr
 
 class MetadataWarmer:
     """Makes the metadata of series that received instances while nobody waits for it: once the
-    node has received nothing for IDLE_SECONDS, one series at a time, so that a viewer opening a
-    study later finds its metadata ready instead of waiting for every header to be read.
+    node has received nothing for IDLE_SECONDS (or a series has waited max_wait_seconds), one
+    series at a time, so that a viewer opening a study later finds its metadata ready instead
+    of waiting for every header to be read. Ingest keeps the CPU while it is busy; a series
+    made while still growing is made again from its new instances only.
 
     Ingest only appends to a deque (Ingestor.listeners, in the ingesting thread): no lock and no
     wake-up on the hot path; the warmer looks every POLL_SECONDS.
     """
 
     def __init__(self, services: NodeServices, metadata: SeriesMetadata,
-                 idle_seconds: float = IDLE_SECONDS, poll_seconds: float = POLL_SECONDS) -> None:
+                 idle_seconds: float = IDLE_SECONDS, poll_seconds: float = POLL_SECONDS,
+                 max_wait_seconds: float = MAX_WAIT_SECONDS) -> None:
         self._services = services
         self._metadata = metadata
         self._idle = idle_seconds
         self._poll = poll_seconds
+        self._max_wait = max_wait_seconds
         self._arrivals: deque[tuple[str, str]] = deque()
-        self._pending: dict[str, str] = {}
+        # Series waiting to be made: their study and when they first waited, oldest first.
+        self._pending: dict[str, tuple[str, float]] = {}
         self._last_arrival = 0.0
 
     def instance_indexed(self, record: InstanceRecord) -> None:
@@ -274,11 +300,15 @@ class MetadataWarmer:
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self._poll)
+            now = time.monotonic()
             while self._arrivals:
                 study_uid, series_uid = self._arrivals.popleft()
-                self._pending[series_uid] = study_uid
-            while self._pending and time.monotonic() - self._last_arrival >= self._idle:
-                series_uid, study_uid = next(iter(self._pending.items()))
+                self._pending.setdefault(series_uid, (study_uid, now))
+            while self._pending:
+                series_uid, (study_uid, since) = next(iter(self._pending.items()))
+                now = time.monotonic()
+                if now - self._last_arrival < self._idle and now - since < self._max_wait:
+                    break
                 del self._pending[series_uid]
                 await self._warm(study_uid, series_uid)
 
