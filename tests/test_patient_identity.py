@@ -144,3 +144,31 @@ async def test_a_shared_patient_id_outside_the_grant_needs_the_issuer(api: Api) 
                             OTHER_HOSPITAL.study_uid])
     everything = await api.get("/dicom-web/studies", {"00100020": "PIDA"})
     assert len(await everything.json()) == 3
+
+
+async def test_a_study_of_another_patient_than_the_one_named_is_refused(api: Api) -> None:
+    """patientID with a study that is another patient's is the caller's wrong-patient error:
+    nothing opens (a reader would see another patient's images where this one's are expected),
+    through every field that names studies and both token APIs."""
+    third = StudySpec(study_uid=uid(9404), patient_id="PIDB", patient_name="THIRD^PATIENT",
+                      study_date="20240301", rows=16, columns=16)
+    await api.ingest(third)
+    base = {"username": "u", "role": ROLE, "patientID": "PIDB"}
+    for field in ("studyUID", "historyList", "fullPreloadStudy"):
+        extra = {} if field == "studyUID" else {"studyUID": third.study_uid}
+        response = await api.get("/ngv/obscurl", {**base, **extra, field: NO_ISSUER.study_uid})
+        assert response.status == 409, (field, await response.text())
+        error = (await response.json())["error"]
+        assert error.startswith(f"{field}:") and NO_ISSUER.study_uid in error
+        assert "FIRST" not in error and "PIDA" not in error
+    monitors = await api.get("/ngv/multimonitor-api", {**base, "numberOfMonitors": "1",
+                                                       "studyIntanceUID": NO_ISSUER.study_uid})
+    assert monitors.status == 409
+    # The same PatientID, named with the other issuer: another patient too.
+    named = await api.get("/ngv/obscurl", {"username": "u", "role": ROLE, "patientID": "PIDA",
+                                           "idIssuer": "OTHERHOSP",
+                                           "studyUID": NO_ISSUER.study_uid})
+    assert named.status == 409
+    # The patient's own studies open as before.
+    context = await api.context(await api.token({**base, "studyUID": third.study_uid}))
+    assert [s["studyInstanceUID"] for s in context["studies"]] == [third.study_uid]

@@ -27,6 +27,7 @@ from node.viewing.store import IssueStore, Prepared
 from node.viewing.study_resolution import (
     Findings,
     StudyRequest,
+    another_patients_study,
     find_remote,
     remote_queries,
     select_sources,
@@ -116,8 +117,9 @@ class TokenIssuer:
             raise InvalidInput(f"role: unknown role {request.role!r}", field="role")
 
         def prepare(findings: Findings) -> Prepared:
-            if findings.refusal is not None:
-                raise findings.refusal
+            refusal = findings.refusal or another_patients_study(request.studies, findings)
+            if refusal is not None:
+                raise refusal
             return self._prepare(request, applicable, findings, arranger(findings))
 
         def prepare_if_local(findings: Findings) -> Prepared | None:

@@ -132,6 +132,31 @@ def patient_studies(request: StudyRequest, studies: Iterable[FoundStudy]) -> lis
     return candidates
 
 
+def another_patients_study(request: StudyRequest, findings: Findings) -> Conflict | None:
+    """The refusal of a request naming a patient and a study that is another patient's.
+
+    A caller (RIS, order entry) that names patientID with studyUID, historyList or
+    fullPreloadStudy means that patient's studies; a study the node or a source node holds for
+    another patient (another PatientID, or of another issuer when idIssuer is given) is a
+    mismatch on the caller's side, the classic wrong-patient error. Opening it would show
+    another patient's images where the reader expects this patient's, so the whole request is
+    refused, naming the field and the study, and nothing of that patient is said.
+    """
+    if not request.patient_id:
+        return None
+    for name, uids in (("studyUID", request.study_uids), ("historyList", request.history_list),
+                       ("fullPreloadStudy", request.preload)):
+        for uid in uids:
+            study = findings.by_uid.get(uid)
+            if study is None:
+                continue
+            if study.patient_id != request.patient_id or (
+                    request.issuer and study.issuer != request.issuer_value):
+                return Conflict(f"{name}: study {uid} is another patient's than patientID"
+                                f"{' with idIssuer' if request.issuer else ''}")
+    return None
+
+
 async def find_local(db: AsyncConnection | AsyncSession, request: StudyRequest) -> Findings:
     """The local index's answer: one query per kind of key the request holds."""
     findings = Findings()
