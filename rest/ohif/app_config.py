@@ -16,7 +16,12 @@ import json
 from typing import Any
 
 from rest.ohif.bundle import BASE_PATH, PreparedApp
-from rest.ohif.page_controls import iso_button, patient_switcher, toolbar_additions
+from rest.ohif.page_controls import (
+    iso_button,
+    patient_switcher,
+    study_list_opening,
+    toolbar_additions,
+)
 from rest.ohif.protocols import EXTENSION_ID, SESSION_PROTOCOL, protocol_module
 from rest.viewer.grants import Grant
 
@@ -225,7 +230,8 @@ def app_config_script(grant: Grant, app: PreparedApp, dicomweb_root: str,
         + _toolbar_sections(hidden_buttons(grant), toolbar_additions(grant))
         + _report_dialog_without_download(grant)
         + _action_guard(hidden_actions(grant))
-        + patient_switcher())
+        + patient_switcher()
+        + study_list_opening(grant))
 
 
 def _js(value: Any) -> str:
