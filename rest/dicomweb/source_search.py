@@ -58,8 +58,13 @@ class SourceAnswer:
 def asks_sources(who: Reader, offset: int, keys: Mapping[str, tuple[str, ...]]) -> bool:
     """Whether this study search is one to ask the source nodes (see the module's doc)."""
     return (who.grant is not None and bool(who.grant.features.get("search"))
-            and offset == 0 and any(any(v.strip() for v in values) for values in keys.values())
+            and offset == 0 and any(_matches_something(values) for values in keys.values())
             and one_patient_id(keys) is None)
+
+
+def _matches_something(values: tuple[str, ...]) -> bool:
+    """A key with a value other than universal matching ("" or "*")."""
+    return any(value.strip().strip("*") for value in values)
 
 
 def source_query(keys: Mapping[str, tuple[str, ...]], local_uids: set[str]
@@ -99,8 +104,7 @@ async def search_sources(services: NodeServices, who: Reader,
         return answer
     found = await scu.find(config, config.source_nodes, "STUDY", query,
                            timeout=config.dicomweb.source_search_timeout)
-    answer.warnings += [f'299 VIEWNODE "Source node {f.ae_title} did not answer: '
-                        f'{_quoted(f.message)}"' for f in found.failed]
+    answer.warnings += [_failure_warning(f) for f in found.failed]
     by_uid: dict[str, tuple[str, Dataset]] = {}
     for ae_title, ds in found.matches:
         uid = str(ds.get("StudyInstanceUID", ""))
@@ -140,6 +144,13 @@ def _result(values: Mapping[str, str], ae_title: str, who: Reader) -> dict[str, 
     return dataset_json(values, who.anonymize, extra)
 
 
-def _quoted(text: str) -> str:
-    """A message inside a Warning header's quoted text."""
-    return text.replace("\\", "/").replace('"', "'")[:200]
+def _failure_warning(failure: scu.NodeFailure) -> str:
+    """The Warning naming a source node that did not answer: its AE title and what kind of
+    failure, not the message itself (which names the node's host and port, for the log)."""
+    if "timed out" in failure.message:
+        what = "did not answer in time"
+    elif "refused or unreachable" in failure.message:
+        what = "is unreachable"
+    else:
+        what = "failed (see the node's log)"
+    return f'299 VIEWNODE "Source node {failure.ae_title} {what}"'
