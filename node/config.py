@@ -326,6 +326,10 @@ class DicomwebSection:
     # The largest STOW-RS body, in bytes: parts are streamed to incoming/ (http.max_body_bytes
     # does not apply); a larger body is refused with 413.
     max_stow_bytes: AtLeastOne = 4 * 1024**3
+    # How long a searching viewer session's study search (OHIF's study list) waits for the
+    # source nodes' C-FIND answers; one that has not answered by then is named in a Warning
+    # header and the local matches are answered without it.
+    source_search_timeout: Seconds = 3.0
 
 
 @dataclass(frozen=True, config=_SECTION)

@@ -365,6 +365,24 @@ async def test_tools_the_role_does_not_allow_are_absent(api: Api, browser: Brows
     await opened.close()
 
 
+async def test_segmentation_exports_are_absent_without_download(
+        api: Api, browser: Browser) -> None:
+    opened = await open_token(api, browser, {"studyUID": CT.study_uid, "role": READER})
+    await first_image(opened)
+    page = opened.page
+    await page.goto(f"{opened.origin}/viewer/segmentation?StudyInstanceUIDs={CT.study_uid}")
+    await first_image(opened)
+    await page.locator("[data-cy='addSegmentation']").click()
+    await page.locator("[data-cy='segmentation-collapsed-more-btn-Labelmap']").click()
+    await page.get_by_role("menuitem", name="Rename").wait_for()
+    # OHIF draws the Export submenu (CSV Report, DICOM SEG, DICOM RTSS); the page hides it.
+    export = page.locator("[role='menu'] [role='menuitem']", has_text="Export")
+    await export.wait_for(state="hidden", timeout=5_000)
+    assert await export.count() == 1
+    await screenshot(page, "ohif-reader-segmentation-menu")
+    await opened.close()
+
+
 async def test_two_monitors_open_the_current_study_and_the_priors_side_by_side(
         api: Api, browser: Browser) -> None:
     answer = await api.get("/ngv/multimonitor-api", {

@@ -4,7 +4,6 @@ retrieval; against a real Orthanc, a dead node and a silent one."""
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.factory import StudySpec, uid, write_study
-from tests.peers import OrthancProcess, free_port
+from tests.peers import OrthancProcess, free_port, silent_listener
 from tests.rest_support import ROLE, Api, running_app
 
 BASE = {"username": "janedoe", "role": ROLE}
@@ -38,11 +37,8 @@ REMOTE_PRIOR = StudySpec(study_uid=uid(7103), patient_id="PID-RES-A", accession=
 
 @pytest.fixture(scope="module")
 def silent_port() -> Iterator[int]:
-    """A port that accepts connections and never answers: a hung source node."""
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen(8)
-        yield server.getsockname()[1]
+    with silent_listener() as port:
+        yield port
 
 
 @pytest.fixture(scope="module")

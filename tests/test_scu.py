@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from node.config import config_from_dict
 from node.dimse import scu
 from tests.factory import StudySpec, uid, write_study
 from tests.index_db import rows
-from tests.peers import NodeProcess, OrthancProcess, dcmtk, free_port
+from tests.peers import NodeProcess, OrthancProcess, dcmtk, free_port, silent_listener
 
 
 def upload_study(orthanc: OrthancProcess, folder: Path, spec: StudySpec) -> set[str]:
@@ -56,11 +55,8 @@ def find_study(orthanc: OrthancProcess, tmp_path_factory: pytest.TempPathFactory
 
 @pytest.fixture
 def silent_port() -> Iterator[int]:
-    """A port that accepts TCP connections and never says a word: a hung PACS."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(8)
-        yield int(sock.getsockname()[1])
+    with silent_listener() as port:
+        yield port
 
 
 def test_echo_prints_ok_and_round_trip_time(node: NodeProcess) -> None:

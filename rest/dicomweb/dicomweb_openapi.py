@@ -122,7 +122,9 @@ def _store(summary: str, path: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 DICOMWEB_PATHS: dict[str, Any] = {
-    "/dicom-web/studies": {**_search("studies.", []),
+    "/dicom-web/studies": {**_search("studies (for a session that may search, also the "
+                                     "source nodes' by C-FIND; one that does not answer in "
+                                     "time is named in a Warning header).", []),
                            **_store("instances of any studies.", [])},
     "/dicom-web/series": _search("series of any study.", []),
     "/dicom-web/instances": _search("instances of any study.", []),

@@ -24,7 +24,7 @@ NAMES_SEVERAL = ('299 VIEWNODE "PatientID is held by patients of several issuers
                  'name IssuerOfPatientID"')
 
 
-def _one_patient_id(keys: Mapping[str, tuple[str, ...]]) -> str | None:
+def one_patient_id(keys: Mapping[str, tuple[str, ...]]) -> str | None:
     """The PatientID of a query that names exactly one, without its issuer."""
     if any(v.strip() for v in keys.get("IssuerOfPatientID", ())):
         return None
@@ -37,7 +37,7 @@ def _one_patient_id(keys: Mapping[str, tuple[str, ...]]) -> str | None:
 async def patients_named(sessions: async_sessionmaker[AsyncSession], who: Reader,
                          keys: Mapping[str, tuple[str, ...]]) -> frozenset[int] | None:
     """The patient rows a session's query may match (None: no restriction; empty: none)."""
-    patient_id = _one_patient_id(keys)
+    patient_id = one_patient_id(keys)
     if who.grant is None or patient_id is None:
         return None
     async with sessions() as session:

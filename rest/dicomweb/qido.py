@@ -3,7 +3,8 @@
 Matching is the index's C-FIND matching (node/index/query.py: single values, lists, `*` and `?`
 wildcards, date and time ranges, UID lists), restricted to the reader's scope. Attributes are
 named by keyword or by tag; `includefield` adds returned attributes (`all`: every one the index
-holds at those levels). An attribute the index cannot match on is not matched, and a `Warning`
+holds at those levels). A searching viewer session's study search also asks the source nodes
+(source_search.py). An attribute the index cannot match on is not matched, and a `Warning`
 header says so, as PS3.18 asks. `fuzzymatching` is accepted and not applied (the header says so).
 """
 
@@ -22,6 +23,7 @@ from rest.dicomweb.dicom_json import dataset_json, element
 from rest.dicomweb.negotiation import DICOM_JSON, require_json
 from rest.dicomweb.patient_scope import NAMES_SEVERAL, patients_named
 from rest.dicomweb.readers import Reader, reader
+from rest.dicomweb.source_search import asks_sources, search_sources
 from rest.dicomweb.urls import BASE_PATH, base_url
 from rest.middleware import public
 from rest.state import SERVICES
@@ -167,13 +169,20 @@ async def _search(request: web.Request, level: Level,
         matches = await scoped_find(sessions, search.find,
                                     who.scope(search.limit, search.offset, patients))
     base = base_url(request)
+    body = [_result(m, level, base, who) for m in matches]
+    if level is Level.STUDY and asks_sources(who, search.offset, search.find.keys):
+        room = (MAX_LIMIT if search.limit is None else search.limit) - len(matches)
+        found = await search_sources(
+            request.app[SERVICES], who, search.find.keys, list(search.find.keys),
+            {m.values.get("StudyInstanceUID", "") for m in matches}, room)
+        body += found.results
+        warnings += found.warnings
     headers = {"Cache-Control": "no-store"}
     if warnings:
         headers["Warning"] = ", ".join(warnings)
-    if not matches:
+    if not body:
         # PS3.18 8.3.4.1: no match is 204 No Content, with an empty body.
         return web.Response(status=204, headers=headers)
-    body = [_result(m, level, base, who) for m in matches]
     return web.json_response(body, content_type=DICOM_JSON, headers=headers)
 
 

@@ -16,7 +16,12 @@ import json
 from typing import Any
 
 from rest.ohif.bundle import BASE_PATH, PreparedApp
-from rest.ohif.page_controls import iso_button, patient_switcher, toolbar_additions
+from rest.ohif.page_controls import (
+    iso_button,
+    patient_switcher,
+    study_list_opening,
+    toolbar_additions,
+)
 from rest.ohif.protocols import EXTENSION_ID, SESSION_PROTOCOL, protocol_module
 from rest.viewer.grants import Grant
 
@@ -32,12 +37,20 @@ GLOBAL_CUSTOMIZATIONS: dict[str, Any] = {"ohif.tours": {"$set": []}}
 BUTTON_PERMISSIONS = {"Capture": "download"}
 # Actions OHIF draws unconditionally that need a role permission, as (where, label, the
 # permissions of which one is needed): the measurement panel's CSV (a file download) and
-# Create SR (stored through STOW-RS).
+# Create SR (stored through STOW-RS), and the segmentation panel's exports.
 MEASUREMENT_PANEL_BUTTONS = ("[data-cy='trackedMeasurements-panel'] button, "
                              "[data-cy='measurements-panel'] button")
+# The segmentation panel's menu (a Radix dropdown in a portal) has an "Export" submenu: "CSV
+# Report" (a file download), "DICOM SEG" and "DICOM RTSS" (OHIF's report dialog: stored
+# through STOW-RS, or downloaded, which _report_dialog_without_download takes away).
+MENU_ITEMS = "[role='menu'] [role='menuitem']"
 GUARDED_ACTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (MEASUREMENT_PANEL_BUTTONS, "CSV", ("download",)),
     (MEASUREMENT_PANEL_BUTTONS, "Create SR", ("save",)),
+    (MENU_ITEMS, "Export", ("download", "save")),
+    (MENU_ITEMS, "CSV Report", ("download",)),
+    (MENU_ITEMS, "DICOM SEG", ("download", "save")),
+    (MENU_ITEMS, "DICOM RTSS", ("download", "save")),
 )
 # OHIF's toolbar layouts (customization keys) whose primary bar may hold those buttons.
 TOOLBAR_LAYOUTS = ("cornerstone.toolbarSections", "cornerstone.segmentationModeToolbarSections")
@@ -225,7 +238,8 @@ def app_config_script(grant: Grant, app: PreparedApp, dicomweb_root: str,
         + _toolbar_sections(hidden_buttons(grant), toolbar_additions(grant))
         + _report_dialog_without_download(grant)
         + _action_guard(hidden_actions(grant))
-        + patient_switcher())
+        + patient_switcher()
+        + study_list_opening(grant))
 
 
 def _js(value: Any) -> str:

@@ -11,7 +11,10 @@ _JSON = {"content": {"application/json": {"schema": {"type": "object"}}}}
 _PAGE = {"get": {
     "summary": "OHIF Viewer's page for one of its routes (session cookie), e.g. "
                "/viewer/viewer?StudyInstanceUIDs=...",
-    "responses": {"200": {"description": "The page.", **_HTML},
+    "responses": {"200": {"description": "The page; the dark waiting page while the studies "
+                                         "it names are being retrieved (a study a searching "
+                                         "session found on a source node is added to the "
+                                         "session and retrieved first).", **_HTML},
                   "401": {"description": "No valid session: the dark refusal page.", **_HTML},
                   "503": {"description": "OHIF Viewer is not installed.", **_JSON}},
 }}

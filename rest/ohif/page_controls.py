@@ -1,8 +1,9 @@
 """The node's own controls in OHIF's page, written into the session's app-config.js: the
-"Download ISO" toolbar button and the patient switcher.
+"Download ISO" toolbar button, the patient switcher, and a study launched from the study
+list loaded as a page of its own.
 
-Both use only what OHIF 3.13 offers from outside its bundle: the button is one more entry of
-the `cornerstone.toolbarButtons` customization (its command a function, which OHIF's
+The first two use only what OHIF 3.13 offers from outside its bundle: the button is one more
+entry of the `cornerstone.toolbarButtons` customization (its command a function, which OHIF's
 CommandsManager runs as it is) placed in the toolbar's primary section; the switcher is an
 element of the page's own, outside OHIF's React tree (React never removes it), filled from
 GET /viewer/patients.
@@ -116,6 +117,37 @@ def patient_switcher() -> str:
         "} else {",
         "  viewnodeLoadPatients();",
         "}",
+    ]) + "\n"
+
+
+def study_list_opening(grant: Grant) -> str:
+    """For a session with OHIF's study list: a study launched from the list loads the
+    viewer's page anew rather than moving OHIF's router to it. The node's page route then
+    sees the study (a source node's is added to the session and retrieved behind the waiting
+    page, found_opening.py), and the window starts clean on that study's own patient.
+
+    OHIF 3.13's study list launches a workflow by its router's navigate(), which ends in
+    history.pushState: that one browser method is wrapped (OHIF itself is untouched), and a
+    move from the list (no StudyInstanceUIDs) to a viewer route (with them) becomes a page
+    load."""
+    if not grant.features.get("search"):
+        return ""
+    return "\n".join([
+        "(function () {",
+        "  var push = window.history.pushState;",
+        "  window.history.pushState = function (state, title, url) {",
+        "    if (url !== undefined && url !== null &&",
+        "        !new URLSearchParams(location.search).has('StudyInstanceUIDs')) {",
+        "      var next = new URL(String(url), location.href);",
+        "      if (next.origin === location.origin &&",
+        "          next.searchParams.has('StudyInstanceUIDs')) {",
+        "        location.assign(next.href);",
+        "        return;",
+        "      }",
+        "    }",
+        "    return push.apply(this, arguments);",
+        "  };",
+        "})();",
     ]) + "\n"
 
 

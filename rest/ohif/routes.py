@@ -5,7 +5,9 @@
 - `/viewer/app-config.js`: the session's configuration (app_config.py), never cached;
 - any other path under /viewer/ is one of OHIF's own routes (`/viewer/viewer?StudyInstanceUIDs=`)
   and gets the page, for a live session only; without one, the dark refusal page; while the
-  studies it names are still being retrieved, the dark waiting page (waiting.py).
+  studies it names are still being retrieved, the dark waiting page (waiting.py); a study a
+  searching session found on a source node is first added to its context and retrieved
+  (found_opening.py).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from rest.dicomweb.urls import base_url
 from rest.middleware import json_error, public
 from rest.ohif.app_config import app_config_script
 from rest.ohif.bundle import BASE_PATH, CONFIG_PATH, PreparedApp, served_file
+from rest.ohif.found_opening import open_found_studies
 from rest.ohif.ohif_state import OHIF
 from rest.ohif.protocols import session_protocol
 from rest.ohif.waiting import waiting_page, waiting_studies
@@ -101,6 +104,8 @@ async def page(request: web.Request) -> web.StreamResponse:
     grant = await request.app[GRANTS].live_grant(request)
     if grant is None:
         return refusal_page(401, *NO_SESSION)
-    if waiting_studies(grant, request.query.get("StudyInstanceUIDs", "")):
+    opened = request.query.get("StudyInstanceUIDs", "")
+    grant = await open_found_studies(request, grant, opened)
+    if waiting_studies(grant, opened):
         return waiting_page()
     return web.FileResponse(app.index_html, headers=PAGE_HEADERS)

@@ -1,0 +1,61 @@
+"""Opening, from OHIF's study list, a study the session found on a source node.
+
+The study list of a searching session lists the source nodes' studies beside the node's
+(rest/dicomweb/source_search.py); the node can show one only once it holds it. When the
+viewer's page names studies that are neither the session's nor in the index, and the session
+may search, the node looks for each on the source nodes (C-FIND by StudyInstanceUID, bounded
+by `[dicomweb] source_search_timeout`), adds those found to the session's context and has them
+retrieved (node/viewing/found_studies.py); the page is then the waiting page (waiting.py),
+which opens OHIF once they are here. A study found nowhere is left to OHIF, which says so.
+
+A study launched from the study list loads the page anew (page_controls.study_list_opening),
+so that this page route sees every study opened from the list, and each opens a window of its
+own on its own patient.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from aiohttp import web
+
+from node.viewing.found_studies import add_found_study, local_study_uids, locate_on_sources
+from rest.state import RETRIEVALS, SERVICES
+from rest.viewer.grants import Grant
+from rest.viewer.viewer_state import GRANTS
+
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+# At most this many studies of one URL are looked for on the source nodes: OHIF's study list
+# opens one, a hand-written URL gets no more C-FIND than this.
+MAX_LOOKED_FOR = 8
+
+
+def _named(query: str) -> list[str]:
+    """The valid study UIDs of OHIF's comma-separated StudyInstanceUIDs, each once."""
+    uids = (uid.strip() for uid in query.split(","))
+    return list(dict.fromkeys(uid for uid in uids if len(uid) <= 64 and _UID.match(uid)))
+
+
+async def open_found_studies(request: web.Request, grant: Grant, query: str) -> Grant:
+    """Add the studies `query` names that only a source node holds to a searching session's
+    context (retrieved in the background); the grant as it then is."""
+    if not grant.features.get("search"):
+        return grant
+    unknown = [uid for uid in _named(query) if uid not in grant.allowed][:MAX_LOOKED_FOR]
+    services = request.app[SERVICES]
+    if not unknown or not services.config.source_nodes:
+        return grant
+    missing = [uid for uid in unknown if uid not in await local_study_uids(services, unknown)]
+    timeout = services.config.dicomweb.source_search_timeout
+    sources = await asyncio.gather(*(locate_on_sources(services.config, uid, timeout)
+                                     for uid in missing))
+    found = [(uid, source) for uid, source in zip(missing, sources, strict=True) if source]
+    if not found:
+        return grant
+    position = len(grant.context["studies"])
+    for offset, (uid, source) in enumerate(found):
+        await add_found_study(services, request.app[RETRIEVALS], grant.context_pk,
+                              position + offset, uid, source)
+    request.app[GRANTS].forget(request)
+    return await request.app[GRANTS].for_request(request, fresh=True)
