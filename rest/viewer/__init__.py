@@ -13,13 +13,13 @@ from aiohttp import web
 
 from node.render import FrameRenderer
 from rest.state import SERVICES
-from rest.viewer import data, documents, download, frames, pages, search, session_slides
+from rest.viewer import data, documents, download, frames, search, session_slides, slide_page
 from rest.viewer.grants import GrantCache
 from rest.viewer.instances import InstanceLookup
 from rest.viewer.viewer_state import GRANTS, INSTANCES, RENDERER, TEMPLATES
 
 TEMPLATE_ROOT = Path(__file__).resolve().parent.parent / "templates"
-ROUTE_TABLES = (pages.routes, data.routes, frames.routes, documents.routes, search.routes,
+ROUTE_TABLES = (slide_page.routes, data.routes, frames.routes, documents.routes, search.routes,
                 download.routes)
 
 __all__ = ["ROUTE_TABLES", "setup"]
