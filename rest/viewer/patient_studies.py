@@ -1,12 +1,11 @@
-"""The studies a session may open, each with its patient, and one banner per patient.
+"""The studies of a session, each with its patient, and one banner per patient: the slide
+viewer's banner (slide_page.py, and the tray of session_slides.py once an import is over).
 
-A viewer window shows one patient at a time, so every study in the list names its patient and
-the page switches the banner with the study. Patients are the index's rows (grant.patient_of);
-a study not yet in the index goes with the session's row that the calling system named for it
-(its PatientID with its issuer, or the PatientID's only row when no issuer was given), or else
-stands as a patient of its own until it arrives. The page reads the list again before it shows
-images of a study that was still arriving, so what a claim said is never the last word.
-A study made only of slide files (NDPI, MRXS, SVS, TIFF, registered by the POST API) never
+Patients are the index's rows (grant.patient_of); a study not yet in the index goes with the
+session's row that the calling system named for it (its PatientID with its issuer, or the
+PatientID's only row when no issuer was given), or else stands as a patient of its own until it
+arrives. The tray is read again while an import runs, so what a claim said is never the last
+word. A study made only of slide files (NDPI, MRXS, SVS, TIFF, registered by the POST API) never
 arrives in the index: its patient is the one the POST request's JSON gave, the only source
 there is, shown once a slide file of it is registered.
 The browser sees patients by keys that mean something in one answer only ("p1", "p2", ... in
@@ -63,9 +62,6 @@ class StudyListing:
 
     def banner(self) -> PatientBanner:
         return next((p for p in self.patients if p.key == self.current), PatientBanner(""))
-
-    def studies_of(self, key: str) -> list[dict[str, Any]]:
-        return [s for s in self.studies if s["patient"] == key]
 
     def as_json(self, anonymize: bool) -> dict[str, Any]:
         return {"patients": [p.as_json(anonymize) for p in self.patients],
