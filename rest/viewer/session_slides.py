@@ -31,8 +31,8 @@ from rest import slide_routes
 from rest.json_body import read_json
 from rest.middleware import Handler, json_error, public
 from rest.state import SERVICES
+from rest.viewer.case_banner import case_banner
 from rest.viewer.grants import Grant
-from rest.viewer.patient_studies import study_listing
 from rest.viewer.slide_access import SLIDE_GRANTS, SlideGrants
 from rest.viewer.slide_names import SlideNames
 from rest.viewer.viewer_state import GRANTS
@@ -93,14 +93,14 @@ async def session_slides(request: web.Request) -> web.Response:
         found.append(names.metadata(metadata.to_json()))
     first = granted.selected or (granted.allowed[0] if granted.allowed else None)
     async with services.sessions() as session:
-        listing = await study_listing(session, grant)
+        banner = await case_banner(session, grant)
     options = grant.context["options"]
     body: dict[str, Any] = {
         "slides": found, "selected": names.shown(first) if first else None,
         # Still importing: more slides may come, the page waits for them.
         "pending": granted.pending,
         "accessionNumbers": [] if names.anonymized else list(granted.accessions),
-        "patient": listing.banner().as_json(grant.anonymize),
+        "patient": banner.as_json(grant.anonymize),
         "user": grant.context["username"],
         "annotationVisibility": options.get("annotationVisibility") or "ALL",
         "hideLayers": bool(options.get("hideLayers")),

@@ -17,7 +17,7 @@ from rest.middleware import public
 from rest.ohif.start import start_url, with_sticky
 from rest.refusal import NO_SESSION, refusal_page
 from rest.state import SERVICES
-from rest.viewer.patient_studies import study_listing
+from rest.viewer.case_banner import case_banner
 from rest.viewer.slide_access import opens_slides
 from rest.viewer.viewer_state import GRANTS, TEMPLATES
 
@@ -48,9 +48,9 @@ async def slide_page(request: web.Request) -> web.StreamResponse:
         raise web.HTTPFound(with_sticky(location, request.query.get("sticky", "")),
                             headers={"Cache-Control": "no-store"})
     async with services.sessions() as session:
-        listing = await study_listing(session, grant)
+        banner = await case_banner(session, grant)
     text = request.app[TEMPLATES].get_template("slides.html").render(
-        banner=listing.banner(), anonymize=grant.anonymize, user=grant.context["username"])
+        banner=banner, anonymize=grant.anonymize, user=grant.context["username"])
     return web.Response(text=text, content_type="text/html", headers=PAGE_HEADERS)
 
 
