@@ -22,6 +22,11 @@ _STYLE = (
     "#5e81ac;background:#11161d}h1{margin:0 0 .5em;font-size:1.4em;color:#eceff4}"
     "p{margin:.5em 0}.what-to-do{color:#a3b1c6}")
 
+# A viewer's page (OHIF's, the slide viewer's) asked for without a live session.
+NO_SESSION = ("No viewer session",
+              "This page needs a viewer session, and there is none (or it has ended).",
+              "Open the study again from the calling application.")
+
 
 def refusal_page(status: int, title: str, message: str, what_to_do: str,
                  script: str | None = None) -> web.Response:

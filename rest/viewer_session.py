@@ -20,8 +20,8 @@ from rest.ohif import start_url
 from rest.ohif.start import with_sticky
 from rest.refusal import refusal_page
 from rest.state import SERVICES
-from rest.viewer.pages import VIEWER_PATH
 from rest.viewer.slide_access import opens_slides
+from rest.viewer.slide_page import VIEWER_PATH
 
 routes = web.RouteTableDef()
 

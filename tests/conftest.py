@@ -23,8 +23,7 @@ from tests.postgres_peer import PostgresCluster
 DIALECT_NEUTRAL = frozenset({
     # browsers (Chromium)
     "test_ohif_browser.py", "test_ohif_static.py", "test_ohif_measurements.py",
-    "test_ohif_node_controls.py", "test_viewer_browser.py",
-    "test_viewer_patients_browser.py", "test_viewer_slides.py",
+    "test_ohif_node_controls.py", "test_viewer_slides.py",
     # units without a database
     "test_layout.py", "test_log_privacy.py", "test_header_scan.py", "test_token_secrets.py",
     "test_dimse_command_reader.py", "test_dimse_speedups.py", "test_dimse_wire.py",

@@ -48,14 +48,14 @@ async def sessions_for(api: Api, study_uid: str) -> list[dict[str, str]]:
 
 
 async def listed(api: Api, headers: dict[str, str]) -> list[str]:
-    response = await api.client.get("/ngv/api/studies", headers=headers)
+    """The studies the session's QIDO-RS lists (OHIF's study browser), newest first."""
+    response = await api.client.get("/dicom-web/studies", headers=headers)
     assert response.status == 200, await response.text()
-    body = await response.json()
-    return [s["studyInstanceUID"] for s in body["studies"]]
+    return [study["0020000D"]["Value"][0] for study in await response.json()]
 
 
 async def readable(api: Api, headers: dict[str, str], study_uid: str) -> bool:
-    response = await api.client.get(f"/ngv/api/studies/{study_uid}/series", headers=headers)
+    response = await api.client.get(f"/dicom-web/studies/{study_uid}/series", headers=headers)
     assert response.status in (200, 403), await response.text()
     return response.status == 200
 

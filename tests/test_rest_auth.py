@@ -149,8 +149,8 @@ def _access_bullets() -> dict[str, str]:
 
 
 def _named(path: str, text: str) -> bool:
-    """`path` up to its first parameter, neither continuing another path (`/api/studies` in
-    `/ngv/api/studies`) nor continued by more path, appears in `text`."""
+    """`path` up to its first parameter, neither continuing another path (`/viewer` in
+    `/ngv/viewer`) nor continued by more path, appears in `text`."""
     prefix = path.split("{", 1)[0].rstrip("/")
     return re.search(r"(?<![\w/-])" + re.escape(prefix) + r"(?![\w/-])", text) is not None
 

@@ -138,7 +138,7 @@ async def test_a_state_change_from_the_proxys_own_origin_passes_the_origin_check
     forwards (X-Forwarded-Host), so only another origin is refused."""
     async with aiohttp.ClientSession() as session:
         for origin, status in ((proxy, 401), ("http://attacker.example", 403)):
-            async with session.post(f"{proxy}/ngv/api/search/open", json={},
-                                    headers={"Origin": origin}) as response:
+            async with session.put(f"{proxy}/ngv/slides/S-1/layers/Margins", json={},
+                                   headers={"Origin": origin}) as response:
                 # 401: past the origin check, refused for want of a session.
                 assert response.status == status, (origin, await response.text())

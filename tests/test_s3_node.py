@@ -165,7 +165,7 @@ def test_c_get_from_the_bucket_delivers_the_stored_bytes(
     assert_the_stored_bytes(list(tmp_path.iterdir()), stored, moto)
 
 
-async def test_the_viewer_renders_a_frame_read_from_the_bucket(stored: Stored) -> None:
+async def test_a_viewer_session_renders_a_frame_read_from_the_bucket(stored: Stored) -> None:
     empty_cache(stored.node)
     node = stored.node
     sop_uid = sorted(stored.sent)[0]
@@ -177,9 +177,10 @@ async def test_the_viewer_renders_a_frame_read_from_the_bucket(stored: Stored) -
         async with http.get(f"/ngv?q={token}", allow_redirects=False) as r:
             assert r.status == 302
             cookie = r.cookies["ngv_session"].value
+        series = sop_uid.rsplit(".", 1)[0]
         async with http.get(
-                f"/ngv/api/studies/{STUDY.study_uid}/instances/{sop_uid}/frames/1",
-                headers={"Cookie": f"ngv_session={cookie}"}) as r:
+                f"/dicom-web/studies/{STUDY.study_uid}/series/{series}/instances/{sop_uid}"
+                "/frames/1/rendered", headers={"Cookie": f"ngv_session={cookie}"}) as r:
             assert r.status == 200, await r.text()
             assert r.content_type.startswith("image/")
             assert len(await r.read()) > 100

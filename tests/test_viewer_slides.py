@@ -163,22 +163,22 @@ async def test_colour_profile_is_on_from_the_start_when_the_slide_has_a_cube(
     await page.context.close()
 
 
-async def test_slides_have_the_workspace_without_radiology_tools(
+async def test_slides_have_the_page_without_radiology_tools(
         api: Api, browser: Browser) -> None:
     token = await api.token({"username": "path-a", "role": ROLE, "accNum": CASE,
                              "containerIdentifier": DICOM_SLIDE})
     page = await new_page(browser, 1280, 800)
-    studies: list[str] = []
-    page.on("request", lambda r: studies.append(r.url) if "/ngv/api/studies/" in r.url else None)
+    radiology: list[str] = []
+    page.on("request", lambda r: radiology.append(r.url)
+            if "/ngv/api/studies/" in r.url or "/dicom-web/" in r.url else None)
     await page.goto(str(api.client.make_url(f"/ngv?q={token}")))
     await page.wait_for_selector(READY)
-    assert "slide-mode" in (await page.get_attribute("body", "class") or "")
-    for radiology in ("#tool-window", "#tool-zoom", "#presets", "#cine", "#reset",
-                      "#tray-toggle", "#grid", "#studies", "#tray"):
-        assert await page.is_hidden(radiology) or not await page.locator(
-            radiology).is_visible(), radiology
+    assert "slide-page" in (await page.get_attribute("body", "class") or "")
+    for tool in ("#tool-window", "#tool-zoom", "#presets", "#cine", "#reset",
+                 "#tray-toggle", "#grid", "#studies", "#tray"):
+        assert await page.locator(tool).count() == 0, tool
     # The DICOM slide's levels are not opened as a radiology stack: no series, no frames.
-    assert studies == []
+    assert radiology == []
     await page.context.close()
 
 
@@ -546,3 +546,22 @@ async def test_deeply_nested_layer_bodies_are_400(api: Api) -> None:
         headers={"Authorization": API_KEY, "Content-Type": "application/json"})
     assert response.status == 400
     assert "nested" in (await response.json())["error"]
+
+
+async def test_the_slide_page_of_a_radiology_context_sends_the_browser_to_ohif(api: Api) -> None:
+    study = "1.2.826.0.1.3680043.8.498.77001"
+    headers = await api.session_headers({"username": "rad", "role": ROLE, "studyUID": study,
+                                         "sticky": "rad-1"})
+    response = await api.client.get("/ngv/viewer", params={"sticky": "rad-1"}, headers=headers,
+                                    allow_redirects=False)
+    assert response.status == 302
+    location = response.headers["Location"]
+    assert location.startswith("/viewer/viewer?StudyInstanceUIDs=") and study in location
+    assert location.endswith("&sticky=rad-1")
+
+
+async def test_the_slide_page_without_a_session_is_the_dark_refusal_page(api: Api) -> None:
+    response = await api.client.get("/ngv/viewer")
+    assert response.status == 401
+    text = await response.text()
+    assert "No viewer session" in text and "calling application" in text

@@ -93,34 +93,6 @@ async def series_stamp(sessions: async_sessionmaker[AsyncSession], study_uid: st
     return SeriesStamp(int(row[0]), int(row[1]), str(received))
 
 
-@dataclass(frozen=True)
-class InstanceLocation:
-    """Where one instance is: its study and series, what it is, and its file."""
-
-    study_uid: str
-    series_uid: str
-    sop_class_uid: str
-    transfer_syntax: str
-    frames: int
-    # Path relative to the storage root.
-    path: str
-
-
-async def instance_location(sessions: async_sessionmaker[AsyncSession], sop_uid: str
-                            ) -> InstanceLocation | None:
-    """The instance of this SOP Instance UID, whatever its study; None when not stored."""
-    async with sessions() as session:
-        row = (await session.execute(
-            select(Study.study_uid, Series.series_uid, Instance.sop_class_uid,
-                   Instance.transfer_syntax, Instance.number_of_frames, Instance.path)
-            .join(Series, Instance.series_pk == Series.id)
-            .join(Study, Series.study_pk == Study.id)
-            .where(Instance.sop_uid == sop_uid))).first()
-    if row is None:
-        return None
-    return InstanceLocation(row[0], row[1], row[2], row[3], max(row[4] or 1, 1), row[5])
-
-
 async def stored_instance_count(sessions: async_sessionmaker[AsyncSession], study_uid: str,
                                 series_uid: str | None = None) -> int:
     """How many instances of the study (of one of its series, when given) are stored."""

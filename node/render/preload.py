@@ -1,11 +1,6 @@
-"""A study made ready ahead of time (fullPreloadStudy), so that its first look is a cache hit.
-
-First what OHIF (which a token opens) reads: the series' metadata files, the instances' files
-made local and read, OHIF's thumbnails (study_warming.py). Then the server-rendered images of
-the hand-written viewer (which goes once OHIF covers it), in the order it asks for them: every
-series' thumbnail, then the first image of each series, then the rest of the study, image by
-image, up to a limit. Only what that viewer asks for by default is rendered (the
-file's own window, full size), so the preloaded images are exactly the ones it will request.
+"""A study made ready ahead of time (fullPreloadStudy), so that OHIF's first look at it is
+served from what is already made: the series' metadata files, the instances' files made local
+and read, OHIF's thumbnails (study_warming.py), as a job of the node's job board.
 """
 
 from __future__ import annotations
@@ -13,21 +8,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from node.errors import NodeError
 from node.process.jobs import ClaimedJob, JobBoard, JobRunner, JobStatus, worker_name
-from node.render.render_params import THUMBNAIL, VIEW, RenderParams
 from node.render.renderer import FrameRenderer
-from node.render.sop_classes import is_image
-from node.render.study_images import StoredImage, study_series
+from node.render.study_images import study_series
 from node.render.study_warming import WarmResult, warm_study
 from node.services import NodeServices
 
 log = logging.getLogger(__name__)
 
-PRELOAD_LIMIT = 2000
 # Preloading shares the machine with the viewers being served: a thread or two, no more.
 PRELOAD_WORKERS = 1
 # Studies preloaded at once by one instance.
@@ -38,64 +28,26 @@ RETRIEVE_KIND = "retrieve"
 REMEMBER_SECONDS = 300.0
 
 
-@dataclass(frozen=True)
-class PreloadResult:
-    warmed: WarmResult
-    rendered: int
-    cached: int
-    failed: int
-
-
 async def preload_study(services: NodeServices, study_uid: str,
-                        renderer: FrameRenderer | None = None,
-                        limit: int = PRELOAD_LIMIT) -> PreloadResult:
+                        renderer: FrameRenderer | None = None) -> WarmResult:
     own = renderer is None
     active = renderer or FrameRenderer(services.config.data_dir / "render-cache",
                                        PRELOAD_WORKERS)
     try:
-        return await _preload(services, study_uid, active, limit)
+        async with services.sessions() as session:
+            series = await study_series(session, study_uid)
+        return await warm_study(services, study_uid, series, active)
     finally:
         if own:
             await asyncio.to_thread(active.close)
 
 
-async def _preload(services: NodeServices, study_uid: str, renderer: FrameRenderer,
-                   limit: int) -> PreloadResult:
-    async with services.sessions() as session:
-        series = await study_series(session, study_uid)
-    warmed = await warm_study(services, study_uid, series, renderer)
-    work: list[tuple[StoredImage, RenderParams]] = []
-    images = [[i for i in s.instances if is_image(i.sop_class_uid, i.transfer_syntax)]
-              for s in series]
-    work += [(found[0], THUMBNAIL) for found in images if found]
-    work += [(found[0], VIEW) for found in images if found]
-    for found in images:
-        for image in found[1:]:
-            work.append((image, VIEW))
-        for image in found:
-            work += [(image, VIEW.with_frame(f)) for f in range(1, image.frames)]
-    rendered = cached = failed = 0
-    for image, params in work[:limit]:
-        try:
-            path = await services.storage.local_path_async(image.path)
-            result = await renderer.render(image.sop_uid, path, params)
-        except (NodeError, OSError):
-            failed += 1
-            continue
-        if result.cached:
-            cached += 1
-        else:
-            rendered += 1
-    log.info("preload: %d rendered, %d already cached, %d not renderable",
-             rendered, cached, failed)
-    return PreloadResult(warmed, rendered, cached, failed)
-
-
 class StudyPreloader:
-    """Background preloads as jobs (node/process/jobs.py): one instance renders each study, after
-    the study's retrieval (if any) has ended, whichever instance ran it. The rendered images land
-    in the render cache of the instance that claimed the job; the one that queued it looks
-    first, so with sticky routing that is nearly always the instance the viewer talks to."""
+    """Background preloads as jobs (node/process/jobs.py): one instance warms each study, after
+    the study's retrieval (if any) has ended, whichever instance ran it. The thumbnails land in
+    the render cache of the instance that claimed the job, and the files in its page cache; the
+    one that queued it looks first, so with sticky routing that is nearly always the instance
+    the viewer talks to."""
 
     def __init__(self, services: NodeServices) -> None:
         self._services = services
@@ -133,11 +85,9 @@ class StudyPreloader:
         if self._renderer is None:
             self._renderer = FrameRenderer(
                 self._services.config.data_dir / "render-cache", PRELOAD_WORKERS)
-        result = await preload_study(self._services, job.key, self._renderer)
-        warmed = result.warmed
+        warmed = await preload_study(self._services, job.key, self._renderer)
         return "done", (f"{warmed.series_metadata} series' metadata, {warmed.files} files "
-                        f"read, {warmed.thumbnails} thumbnails; {result.rendered} rendered, "
-                        f"{result.cached} cached, {result.failed} not renderable")
+                        f"read, {warmed.thumbnails} thumbnails")
 
     async def wait_idle(self) -> None:
         while self._queueing:
@@ -155,6 +105,6 @@ class StudyPreloader:
 
 
 def _recently_done(status: JobStatus) -> bool:
-    """A study preloaded a moment ago is not rendered again (its images are cached)."""
+    """A study preloaded a moment ago is not warmed again (it is still warm)."""
     return (status.state == "done" and status.finished_at is not None
             and (datetime.now(UTC) - status.finished_at).total_seconds() < REMEMBER_SECONDS)

@@ -7,7 +7,7 @@ would have produced the same bytes.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 from node.errors import InvalidInput
@@ -70,10 +70,6 @@ class RenderParams:
         quality = self.quality if self.format == "jpeg" else 0
         return f"v{RENDER_VERSION}|f{self.frame}|w{window}|{self.format}|q{quality}|s{self.size}"
 
-    def with_frame(self, frame: int) -> RenderParams:
-        return replace(self, frame=frame)
 
-
-# What the viewer asks for first, and so what preloading renders ahead of time.
-VIEW = RenderParams()
+# OHIF's thumbnail, as it asks for it (DICOMweb /thumbnail), and so what preloading renders.
 THUMBNAIL = RenderParams(format="jpeg", size=THUMBNAIL_SIDE)

@@ -26,7 +26,7 @@ from node.errors import InvalidInput, NotFound
 from node.render.cache import RenderCache
 from node.render.encode import encode
 from node.render.pixels import decode_frame, frame_count, to_display
-from node.render.render_params import RenderParams, Window
+from node.render.render_params import RenderParams
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +43,6 @@ class NotRenderable(InvalidInput):
 class Rendered:
     body: bytes
     media_type: str
-    etag: str
-    window: Window | None
-    # True when the image came from the cache rather than from a render just now.
-    cached: bool
 
 
 def cache_key(sop_uid: str, path: Path, params: RenderParams) -> str:
@@ -114,10 +110,8 @@ class FrameRenderer:
 
     def render_blocking(self, key: str, path: Path, params: RenderParams) -> Rendered:
         entry = self.cache.get(key)
-        etag = f'"{key[:40]}"'
         if entry is not None:
-            return Rendered(entry.body, params.media_type, etag,
-                            _window(entry.meta.get("window")), True)
+            return Rendered(entry.body, params.media_type)
         ds = self.headers.get(path)
         try:
             arr = decode_frame(path, ds, params.frame)
@@ -137,13 +131,8 @@ class FrameRenderer:
             self.cache.put(key, body, meta)
         except OSError as exc:
             log.warning("render cache write failed: %s", exc)
-        return Rendered(body, params.media_type, etag, window, False)
+        return Rendered(body, params.media_type)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-
-def _window(value: object) -> Window | None:
-    if not isinstance(value, list) or len(value) != 3:
-        return None
-    return Window(float(value[0]), float(value[1]), value[2])

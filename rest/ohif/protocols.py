@@ -86,8 +86,7 @@ def session_protocol(snapshot: dict[str, Any], study_uid: str,
     for index, cell in placed.items():
         if cells[cell - 1] is None:
             cells[cell - 1] = shown[index].series_uid
-    # Cells no rule filled take the study's other image series in order (as the hand-written
-    # viewer did).
+    # Cells no rule filled take the study's other image series in order.
     rest = [s.series_uid for s in shown if s.series_uid not in cells]
     cells = [cell if cell is not None else (rest.pop(0) if rest else None) for cell in cells]
     selectors = {f"cell{n}": _series_selector(uid) for n, uid in enumerate(cells, 1)

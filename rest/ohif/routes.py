@@ -25,7 +25,7 @@ from rest.ohif.found_opening import open_found_studies
 from rest.ohif.ohif_state import OHIF
 from rest.ohif.protocols import session_protocol
 from rest.ohif.waiting import waiting_page, waiting_studies
-from rest.refusal import refusal_page
+from rest.refusal import NO_SESSION, refusal_page
 from rest.state import SERVICES
 from rest.viewer.grants import Grant
 from rest.viewer.viewer_state import GRANTS
@@ -47,9 +47,6 @@ PAGE_HEADERS = {
         "frame-src 'self' blob:; object-src 'self' blob:; base-uri 'none'; "
         "form-action 'none'; frame-ancestors 'self'"),
 }
-NO_SESSION = ("No viewer session",
-              "This page needs a viewer session, and there is none (or it has ended).",
-              "Open the study again from the calling application.")
 
 
 def _prepared(request: web.Request) -> PreparedApp:

@@ -5,12 +5,9 @@
 // page does not ask), its specimen/block/slide metadata, and the annotation layers
 // (slide_layers.js). Everything goes through /ngv/slides, authorised by the session cookie; the
 // slides and layers shown and the user they are saved as are the server's decision, not this
-// page's. A case the page opens in slide mode (config.slides) has the image area to itself: the
-// radiology tools are hidden; while a POST request's import is still running, the tray waits
-// for its slides instead of saying there are none.
+// page's. While a POST request's import is still running, the tray waits for its slides instead
+// of saying there are none.
 
-import { viewerConfig } from "./api.js";
-import { Patients } from "./banner.js";
 import { SlideLayers } from "./slide_layers.js";
 import { imageZoomFor, nativeMagnification, presetsFor, scaleBar } from "./slide_measure.js";
 
@@ -296,25 +293,41 @@ function showCase(accessions) {
   node.firstChild.append(element("b", {}, accessions.join(", ")));
 }
 
-// Once an import is over the patient is known (a slide file's is the request's): the banner
-// is written again from the session's study list.
-async function refreshBanner(config) {
-  const banner = document.getElementById("patient");
-  if (!banner) return;
-  const answer = await getJSON("/ngv/api/studies");
-  const patients = new Patients(answer.patients, config.anonymize);
-  const opened = answer.studies.find((s) => s.purpose === "open") || answer.studies[0];
-  patients.renderBanner(banner, opened ? opened.patient : "");
+// DICOM DA (YYYYMMDD) as YYYY-MM-DD; anything else as it is.
+function formatDate(value) {
+  const text = value || "";
+  return /^\d{8}$/.test(text) ? `${text.slice(0, 4)}-${text.slice(4, 6)}-${text.slice(6, 8)}` : text;
 }
 
-async function follow(panel, config) {
+// Once an import is over the patient is known (a slide file's is the request's): the banner
+// is written again from the tray's patient. An anonymized session's has no identifier at all.
+function showPatient(patient) {
+  const banner = document.getElementById("patient");
+  if (!banner || !patient) return;
+  if (banner.dataset.anonymized === "true") {
+    banner.replaceChildren(element("span", { class: "patient-name" }, "Anonymized patient"));
+    return;
+  }
+  const name = patient.received ? (patient.name || "Unnamed patient") : "Unknown patient";
+  const nodes = [element("span", { class: "patient-name" }, name)];
+  for (const [title, value] of [["ID", patient.patientID], ["Born", formatDate(patient.birthDate)],
+    ["Sex", patient.sex]]) {
+    if (!value) continue;
+    const field = element("span", { class: "patient-field" }, `${title} `);
+    field.append(element("b", {}, value));
+    nodes.push(field);
+  }
+  banner.replaceChildren(...nodes);
+}
+
+async function follow(panel) {
   let tray = panel.tray;
   while (tray.pending) {
     await new Promise((resolve) => { setTimeout(resolve, POLL_MS); });
     tray = await getJSON("/ngv/slides");
     showCase(tray.accessionNumbers || []);
     await panel.addSlides(tray.slides);
-    if (!tray.pending) await refreshBanner(config);
+    if (!tray.pending) showPatient(tray.patient);
   }
   if (!panel.shown.size) panel.setMessage("This case has no slides.");
 }
@@ -322,23 +335,19 @@ async function follow(panel, config) {
 async function main() {
   const root = document.getElementById("slide-panel");
   if (!root) return;
-  const config = viewerConfig();
   let tray;
   try {
     tray = await getJSON("/ngv/slides");
   } catch (error) {
-    if (config.slides) setStatus(`Slide viewer: ${error.message}`);
+    setStatus(`Slide viewer: ${error.message}`);
     return;
   }
-  if (!tray.slides.length && !tray.pending && !config.slides) return;
-  document.body.classList.add("slide-mode");
-  root.hidden = false;
   showCase(tray.accessionNumbers || []);
   const panel = new SlidePanel(root, tray);
   window.slidePanel = panel;
   if (tray.pending && !tray.slides.length) panel.setMessage("Importing the slides…");
   await panel.start(await loadOpenSeadragon());
-  await follow(panel, config);
+  await follow(panel);
 }
 
 main().catch((error) => setStatus(`Slide viewer: ${error.message}`));

@@ -1,6 +1,10 @@
-"""The web viewer a redeemed token opens: its page, its data routes, its rendered frames.
+"""What a viewer session shares with both viewers, and the slide viewer itself.
 
-Every route is authorised by the viewer session cookie and limited to the session's studies.
+The session's grant (grants.py), read by OHIF's routes, DICOMweb and the slides; the frame
+renderer DICOMweb's /rendered and /thumbnail use; the ISO download of OHIF's "Download ISO"
+button (download.py); the slide viewer's page (slide_page.py) and its slide routes
+(session_slides.py). Every route is authorised by the viewer session cookie and limited to what
+the session's context grants.
 """
 
 from __future__ import annotations
@@ -13,14 +17,12 @@ from aiohttp import web
 
 from node.render import FrameRenderer
 from rest.state import SERVICES
-from rest.viewer import data, documents, download, frames, pages, search, session_slides
+from rest.viewer import download, session_slides, slide_page
 from rest.viewer.grants import GrantCache
-from rest.viewer.instances import InstanceLookup
-from rest.viewer.viewer_state import GRANTS, INSTANCES, RENDERER, TEMPLATES
+from rest.viewer.viewer_state import GRANTS, RENDERER, TEMPLATES
 
 TEMPLATE_ROOT = Path(__file__).resolve().parent.parent / "templates"
-ROUTE_TABLES = (pages.routes, data.routes, frames.routes, documents.routes, search.routes,
-                download.routes)
+ROUTE_TABLES = (slide_page.routes, download.routes)
 
 __all__ = ["ROUTE_TABLES", "setup"]
 
@@ -31,11 +33,10 @@ async def _renderer(app: web.Application) -> AsyncIterator[None]:
 
 
 def setup(app: web.Application) -> None:
-    """State and routes of the viewer; call after SERVICES is set."""
+    """State and routes of the viewer session; call after SERVICES is set."""
     services = app[SERVICES]
     app[RENDERER] = FrameRenderer(services.config.data_dir / "render-cache")
     app[GRANTS] = GrantCache(services)
-    app[INSTANCES] = InstanceLookup(services)
     app[TEMPLATES] = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE_ROOT),
         autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined)

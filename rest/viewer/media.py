@@ -1,6 +1,7 @@
-"""Getting the payload out of a stored instance: the video stream, the PDF, unchanged.
+"""Getting the video stream out of a stored video instance, unchanged (DICOMweb's /rendered of
+a video, which OHIF plays).
 
-Both are written once into the render cache's folder and then served from there as files, so
+It is written once into the render cache's folder and then served from there as a file, so
 that a video player's range requests (seeking) are answered by the server's file sending.
 """
 
@@ -87,21 +88,3 @@ def _skip_pixel_header(fp: BinaryIO) -> None:
     header = fp.read(12)
     if len(header) < 12 or header[:4] != b"\xe0\x7f\x10\x00":
         raise InvalidInput("this instance has no encapsulated pixel data")
-
-
-def extract_document(source: Path, target: Path) -> str:
-    """The encapsulated document's bytes (without the padding byte); its MIME type."""
-    ds = dcmread(source)
-    data = ds.get("EncapsulatedDocument")
-    if data is None:
-        raise InvalidInput("this instance holds no encapsulated document")
-    mime = str(ds.get("MIMETypeOfEncapsulatedDocument") or "application/octet-stream")
-    length = ds.get("EncapsulatedDocumentLength")
-    payload = bytes(data)
-    if isinstance(length, int) and 0 < length <= len(payload):
-        payload = payload[:length]
-    elif payload.endswith(b"\x00"):
-        payload = payload[:-1]
-    if not target.exists():
-        _write_atomically(target, lambda out: out.write(payload))
-    return mime

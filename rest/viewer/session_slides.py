@@ -31,6 +31,7 @@ from rest import slide_routes
 from rest.json_body import read_json
 from rest.middleware import Handler, json_error, public
 from rest.state import SERVICES
+from rest.viewer.case_banner import case_banner
 from rest.viewer.grants import Grant
 from rest.viewer.slide_access import SLIDE_GRANTS, SlideGrants
 from rest.viewer.slide_names import SlideNames
@@ -77,7 +78,8 @@ def _session_route(respond: SlideResponder, doc: str) -> Handler:
 @routes.get(PREFIX, allow_head=False)
 @public
 async def session_slides(request: web.Request) -> web.Response:
-    """The tray: the context's slides with their metadata, and which one to open first."""
+    """The tray: the context's slides with their metadata, which one to open first, and the
+    case's patient (the page's banner, written again once an import has brought it)."""
     grant = await _grant(request)
     names = SlideNames(request, grant)
     granted = await request.app[SLIDE_GRANTS].slides(request, grant.context_pk)
@@ -90,12 +92,15 @@ async def session_slides(request: web.Request) -> web.Response:
             continue
         found.append(names.metadata(metadata.to_json()))
     first = granted.selected or (granted.allowed[0] if granted.allowed else None)
+    async with services.sessions() as session:
+        banner = await case_banner(session, grant)
     options = grant.context["options"]
     body: dict[str, Any] = {
         "slides": found, "selected": names.shown(first) if first else None,
         # Still importing: more slides may come, the page waits for them.
         "pending": granted.pending,
         "accessionNumbers": [] if names.anonymized else list(granted.accessions),
+        "patient": banner.as_json(grant.anonymize),
         "user": grant.context["username"],
         "annotationVisibility": options.get("annotationVisibility") or "ALL",
         "hideLayers": bool(options.get("hideLayers")),

@@ -1,4 +1,4 @@
-"""The viewer's typed application state."""
+"""The viewer session's typed application state."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ from aiohttp import web
 
 from node.render import FrameRenderer
 from rest.viewer.grants import GrantCache
-from rest.viewer.instances import InstanceLookup
 
 RENDERER = web.AppKey("viewer_renderer", FrameRenderer)
 GRANTS = web.AppKey("viewer_grants", GrantCache)
-INSTANCES = web.AppKey("viewer_instances", InstanceLookup)
 TEMPLATES = web.AppKey("viewer_templates", jinja2.Environment)

@@ -1,9 +1,10 @@
-"""Rendered frames against pydicom's own transforms, through the HTTP route: modality LUT,
-VOI (window, sigmoid, VOI LUT), MONOCHROME1, RGB, YBR_FULL, palette colour, JPEG and RLE
-compressed, and one frame of a multi-frame file."""
+"""Rendered frames against pydicom's own transforms, through DICOMweb's /rendered as a viewer
+session asks for them: modality LUT, VOI (window, sigmoid, VOI LUT), MONOCHROME1, RGB, YBR_FULL,
+palette colour, JPEG and RLE compressed, and one frame of a multi-frame file."""
 
 from __future__ import annotations
 
+import copy
 import io
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -27,7 +28,7 @@ CASES = photometric_instances(SPEC)
 @pytest.fixture(scope="module")
 async def session(tmp_path_factory: pytest.TempPathFactory
                   ) -> AsyncIterator[tuple[Api, dict[str, str], dict[str, Dataset]]]:
-    folder = tmp_path_factory.mktemp("viewer-render")
+    folder = tmp_path_factory.mktemp("rendered-frames")
     async with running_app(folder) as api:
         paths = write_all(folder / "files", list(CASES.values()))
         stored = {}
@@ -39,17 +40,26 @@ async def session(tmp_path_factory: pytest.TempPathFactory
         yield api, {"Cookie": f"ngv_session={cookie}"}, stored
 
 
-async def rendered(session: tuple[Api, dict[str, str], Any], name: str, frame: int = 1,
-                   **query: str) -> tuple[np.ndarray, dict[str, str]]:
-    api, headers, _ = session
+def frame_path(name: str, frame: int) -> str:
     ds = CASES[name]
-    response = await api.client.get(
-        f"/ngv/api/studies/{SPEC.study_uid}/instances/{ds.SOPInstanceUID}/frames/{frame}",
-        params=query, headers=headers)
+    return (f"/dicom-web/studies/{SPEC.study_uid}/series/{ds.SeriesInstanceUID}/instances/"
+            f"{ds.SOPInstanceUID}/frames/{frame}/rendered")
+
+
+async def rendered(session: tuple[Api, dict[str, str], Any], name: str, frame: int = 1,
+                   **query: str) -> np.ndarray:
+    api, headers, _ = session
+    response = await api.client.get(frame_path(name, frame), params=query,
+                                    headers={**headers, "Accept": "image/png"})
     assert response.status == 200, await response.text()
     assert response.content_type == "image/png"
-    image = Image.open(io.BytesIO(await response.read()))
-    return np.asarray(image), dict(response.headers)
+    return np.asarray(Image.open(io.BytesIO(await response.read())))
+
+
+def own_range_window(frame: np.ndarray) -> tuple[float, float]:
+    """The window of a file without one: the frame's own range, as a LINEAR window."""
+    low, high = float(frame.min()), float(frame.max())
+    return (low + high + 1) / 2, high - low + 1
 
 
 def output_range(ds: Dataset) -> tuple[float, float]:
@@ -87,28 +97,31 @@ def assert_close(actual: np.ndarray, expected: np.ndarray) -> None:
                                   "JPEG", "RLE"])
 async def test_grey_frames_match_pydicom_modality_and_voi(session: Any, name: str) -> None:
     ds = session[2][name]
-    actual, _headers = await rendered(session, name)
+    actual = await rendered(session, name)
     assert_close(actual, expected_grey(ds, ds.pixel_array))
 
 
 async def test_the_request_window_replaces_the_files(session: Any) -> None:
     ds = session[2]["MONOCHROME2"]
-    actual, headers = await rendered(session, "MONOCHROME2", wc="40", ww="400")
-    assert headers["X-Window"] == "40 400"
-    windowed = Dataset(ds)
+    actual = await rendered(session, "MONOCHROME2", window="40,400")
+    windowed = copy.deepcopy(ds)
     windowed.WindowCenter, windowed.WindowWidth = 40, 400
     assert_close(actual, expected_grey(windowed, ds.pixel_array))
 
 
 async def test_the_first_of_several_file_windows_applies(session: Any) -> None:
-    _, headers = await rendered(session, "MONOCHROME2")
-    assert headers["X-Window"] == "300 1500"
+    ds = session[2]["MONOCHROME2"]
+    assert len(ds.WindowCenter) > 1
+    actual = await rendered(session, "MONOCHROME2")
+    windowed = copy.deepcopy(ds)
+    windowed.WindowCenter, windowed.WindowWidth = 300, 1500
+    assert_close(actual, expected_grey(windowed, ds.pixel_array))
 
 
 @pytest.mark.parametrize("name", ["RGB", "YBR_FULL"])
 async def test_colour_frames_are_rgb_as_pydicom_decodes_them(session: Any, name: str) -> None:
     ds = session[2][name]
-    actual, _ = await rendered(session, name)
+    actual = await rendered(session, name)
     assert actual.ndim == 3
     expected = ds.pixel_array  # pydicom converts YBR_FULL to RGB
     assert np.abs(actual.astype(int) - expected.astype(int)).max() <= 1
@@ -116,41 +129,36 @@ async def test_colour_frames_are_rgb_as_pydicom_decodes_them(session: Any, name:
 
 async def test_palette_colour_goes_through_its_lut(session: Any) -> None:
     ds = session[2]["PALETTE COLOR"]
-    actual, _ = await rendered(session, "PALETTE COLOR")
+    actual = await rendered(session, "PALETTE COLOR")
     expected = np.rint(apply_color_lut(ds.pixel_array, ds) / 257.0)
     assert np.abs(actual.astype(int) - expected.astype(int)).max() <= 1
 
 
 async def test_one_frame_of_a_multi_frame_file(session: Any) -> None:
     ds = session[2]["multi-frame"]
-    actual, headers = await rendered(session, "multi-frame", frame=3)
-    assert headers["X-Frames"] == "6"
+    actual = await rendered(session, "multi-frame", frame=3)
     frame = ds.pixel_array[2]
-    centre, width = (float(v) for v in headers["X-Window"].split())
-    # No window in the file: the frame's own range, as a LINEAR window.
-    assert (centre, width) == ((frame.min() + frame.max() + 1) / 2, frame.max() - frame.min() + 1)
-    windowed = Dataset(ds)
-    windowed.WindowCenter, windowed.WindowWidth = centre, width
+    windowed = copy.deepcopy(ds)
+    windowed.WindowCenter, windowed.WindowWidth = own_range_window(frame)
     assert_close(actual, expected_grey(windowed, frame))
-    other, _ = await rendered(session, "multi-frame", frame=5)
+    other = await rendered(session, "multi-frame", frame=5)
     assert not np.array_equal(actual, other)
 
 
 async def test_frame_past_the_last_is_400(session: Any) -> None:
     api, headers, _ = session
     ds = CASES["multi-frame"]
-    response = await api.client.get(
-        f"/ngv/api/studies/{SPEC.study_uid}/instances/{ds.SOPInstanceUID}/frames/7",
-        headers=headers)
+    assert int(ds.NumberOfFrames) == 6
+    response = await api.client.get(frame_path("multi-frame", 7),
+                                    headers={**headers, "Accept": "image/png"})
     assert response.status == 400 and (await response.json())["field"] == "frame"
 
 
 async def test_size_limits_the_larger_side_and_jpeg_is_available(session: Any) -> None:
     api, headers, _ = session
-    ds = CASES["MONOCHROME2"]
     response = await api.client.get(
-        f"/ngv/api/studies/{SPEC.study_uid}/instances/{ds.SOPInstanceUID}/frames/1",
-        params={"size": "24", "format": "jpeg", "quality": "80"}, headers=headers)
+        frame_path("MONOCHROME2", 1), params={"viewport": "24,24", "quality": "80"},
+        headers={**headers, "Accept": "image/jpeg"})
     assert response.status == 200 and response.content_type == "image/jpeg"
     image = Image.open(io.BytesIO(await response.read()))
     assert max(image.size) == 24 and image.size == (24, 20)
@@ -167,14 +175,14 @@ def test_compressed_syntaxes_render_as_pydicom_decodes(
         name: str, tmp_path_factory: pytest.TempPathFactory) -> None:
     from pydicom.data import get_testdata_file
 
-    from node.render import VIEW, FrameRenderer
+    from node.render import FrameRenderer, RenderParams
 
     path = get_testdata_file(name)
     assert isinstance(path, str)
     ds = dcmread(path)
     renderer = FrameRenderer(tmp_path_factory.mktemp("render-cache"), workers=1)
     try:
-        result = renderer.render_blocking(name, Path(path), VIEW)
+        result = renderer.render_blocking(name, Path(path), RenderParams())
     finally:
         renderer.close()
     actual = np.asarray(Image.open(io.BytesIO(result.body)))
@@ -183,7 +191,5 @@ def test_compressed_syntaxes_render_as_pydicom_decodes(
         assert np.abs(actual.astype(int) - arr.astype(int)).max() <= 1
     else:
         if "WindowCenter" not in ds and "VOILUTSequence" not in ds:
-            # No VOI in the file: the frame's range, as the server reports it.
-            assert result.window is not None
-            ds.WindowCenter, ds.WindowWidth = result.window.center, result.window.width
+            ds.WindowCenter, ds.WindowWidth = own_range_window(arr)
         assert_close(actual, expected_grey(ds, arr))
