@@ -45,6 +45,14 @@ async def context_opening(session: AsyncSession, context_pk: int,
     return ContextOpening(found.kind, found.request, found.options, studies)
 
 
+async def add_context_study(session: AsyncSession, context_pk: int, position: int,
+                            study_uid: str, purpose: str, state: str, source: str) -> None:
+    """Add a study to a context at `position` (not preloaded), committed."""
+    session.add(ContextStudy(context_pk=context_pk, position=position, study_uid=study_uid,
+                             purpose=purpose, preload=False, state=state, source=source))
+    await session.commit()
+
+
 async def context_with_studies(session: AsyncSession, context_pk: int
                                ) -> ViewingContext | None:
     """The context with its study rows loaded; None when there is no such context."""

@@ -95,6 +95,11 @@ class GrantCache:
         except web.HTTPUnauthorized:
             return None
 
+    def forget(self, request: web.Request) -> None:
+        cookie = request.cookies.get(COOKIE, "")
+        if cookie:
+            self._grants.pop(digest(cookie), None)
+
     async def _load(self, context_pk: int) -> Grant:
         """The context's studies, then the other local studies of their patients, matched by
         the index's patient row ((PatientID, issuer), or the study alone without PatientID),
