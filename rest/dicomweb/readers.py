@@ -47,8 +47,9 @@ class Reader:
     @property
     def reads_every_study(self) -> bool:
         """The API key, or a session whose role may search and whose token did not hide it:
-        OHIF's study list searches the whole index and opens what it finds, as the search of
-        the hand-written viewer could (an anonymized session never searches)."""
+        OHIF's study list searches the whole index (and the source nodes,
+        rest/dicomweb/source_search.py) and opens what it finds (an anonymized session never
+        searches)."""
         return self.grant is None or bool(self.grant.features.get("search"))
 
     def scope(self, limit: int | None = None, offset: int = 0,
