@@ -14,7 +14,6 @@ from aiohttp import ClientResponse
 from playwright.async_api import Browser, Page
 from pydicom import dcmread
 
-from rest.ohif.bundle import OHIF_PACKAGE
 from tests.browser import browser, screenshot
 from tests.factory import StudySpec, uid
 from tests.rest_support import ROLE, Api, running_app
@@ -110,6 +109,23 @@ async def test_a_document_is_served_as_octets_in_its_own_sandbox(api: Api, serie
     assert_sandboxed(response)
 
 
+@pytest.mark.parametrize(("series", "told"), [
+    (PDF, "application/pdf"), (HOSTILE, "application/octet-stream"),
+    (MISLABELLED, "application/pdf")], ids=["pdf", "text-html", "says-pdf"])
+async def test_metadata_names_no_document_type_a_browser_would_run(api: Api, series: int,
+                                                                    told: str) -> None:
+    """A viewer hands the document to the browser as the type the metadata names: a sender's
+    text/html is told as octets (a PDF that is not one stays a PDF: the PDF viewer shows
+    nothing of it, and runs nothing)."""
+    series_uid = f"{STUDY.study_uid}.{series}"
+    response = await api.client.get(
+        f"/dicom-web/studies/{STUDY.study_uid}/series/{series_uid}/metadata",
+        headers={**await session(api), "Accept": "application/dicom+json"})
+    assert response.status == 200
+    [instance] = await response.json()
+    assert instance["00420012"]["Value"] == [told]
+
+
 async def test_pages_and_errors_carry_a_policy_and_nosniff(api: Api) -> None:
     refused = await api.client.get("/ngv/viewer")
     unknown = await api.client.get("/ngv", params={"q": "0" * 64})
@@ -127,8 +143,6 @@ async def assert_nothing_ran(page: Page) -> None:
     assert state[0] != "pwned" and state[1] is None and state[2] is None, state
 
 
-@pytest.mark.skipif(not (OHIF_PACKAGE / "dist").is_dir(),
-                    reason="OHIF Viewer not installed (./manage.sh runs npm ci)")
 @pytest.mark.parametrize(("description", "magic"), [
     ("wrapped pdf", "%PDF-"), ("hostile html", "<!doc"), ("mislabelled", "<!doc")],
     ids=["pdf", "text-html", "says-pdf"])
@@ -145,9 +159,10 @@ async def test_ohif_shows_a_pdf_and_a_hostile_documents_script_never_runs(
     assert shown[1] == magic
     if description == "wrapped pdf":
         assert shown[0] == "application/pdf"
-    # OHIF gives the document the type its instance claims: a text/html one is loaded as a
-    # page of the node's origin, where only the page's Content-Security-Policy (no inline
-    # script) stops its script. Once it has loaded, nothing of it has run.
+    # OHIF gives the document the type the metadata names: never one a browser runs as a page
+    # of the node's origin (a sender's text/html is told as octets). Once loaded, nothing of
+    # it has run (the page's Content-Security-Policy would also stop an inline script).
+    assert shown[0] in ("application/pdf", "application/octet-stream"), shown
     await page.wait_for_function(LOADED_JS, arg=await document.element_handle())
     inner = await document.evaluate("(e) => e.contentDocument && e.contentDocument.title")
     assert inner != "pwned"

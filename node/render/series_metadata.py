@@ -63,8 +63,15 @@ REMEMBERED_BYTES = 256 * 1024**2
 # The folder under data_dir the metadata files are kept in.
 FOLDER = "dicomweb-metadata"
 # 2: Available Transfer Syntax UID added. 3: each instance's receipt (what was reused).
-FORMAT_VERSION = 3
+# 4: document MIME types outside SHOWN_DOCUMENT_TYPES given as octets.
+FORMAT_VERSION = 4
 AVAILABLE_TRANSFER_SYNTAX = "00083002"
+MIME_TYPE_OF_ENCAPSULATED_DOCUMENT = "00420012"
+# Document types a viewer may be told as they are: none of them runs script in a browser. A
+# viewer (OHIF) hands the document to the browser as the type the metadata names; a sender's
+# "text/html" or "image/svg+xml" would be a page of the node's origin built from patient data.
+SHOWN_DOCUMENT_TYPES = frozenset({"application/pdf", "model/stl", "model/obj", "model/mtl"})
+OCTETS = "application/octet-stream"
 
 
 @dataclass(frozen=True)
@@ -108,12 +115,23 @@ def dataset_json(ds: Dataset, row: StoredInstanceRow) -> dict[str, Any]:
             out[key] = ds[tag].to_json_dict(None, DEFER_BYTES * 16)
         except Exception:  # a malformed value: the element is left out, the rest served
             log.debug("instance %s: element %s left out of its metadata", row.sop_uid, key)
+    _harmless_document_type(out)
     if row.transfer_syntax:
         # How the instance is stored (PS3.18 metadata may carry it): a viewer tells a video
         # stream from frames it can decode by it.
         out[AVAILABLE_TRANSFER_SYNTAX] = {"vr": "UI", "Value": [row.transfer_syntax]}
         out = dict(sorted(out.items()))
     return out
+
+
+def _harmless_document_type(out: dict[str, Any]) -> None:
+    """The document's MIME type as it is when a browser cannot run it, else octets."""
+    element = out.get(MIME_TYPE_OF_ENCAPSULATED_DOCUMENT)
+    values = element.get("Value") if isinstance(element, dict) else None
+    if not values:
+        return
+    if str(values[0]).strip().lower() not in SHOWN_DOCUMENT_TYPES:
+        out[MIME_TYPE_OF_ENCAPSULATED_DOCUMENT] = {"vr": "LO", "Value": [OCTETS]}
 
 
 def _dictionary_vr(tag: int) -> str:
