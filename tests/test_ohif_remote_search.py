@@ -17,7 +17,6 @@ from playwright.async_api import Browser
 from sqlalchemy import select
 
 from node.index.viewing_models import ContextStudy
-from rest.ohif.bundle import OHIF_PACKAGE
 from tests.browser import browser, screenshot
 from tests.factory import StudySpec, uid
 from tests.peers import OrthancProcess, silent_listener
@@ -26,9 +25,6 @@ from tests.test_ohif_browser import first_image, open_url
 from tests.viewer_data import ct_instances, write_all
 
 __all__ = ["browser"]
-
-pytestmark = pytest.mark.skipif(not (OHIF_PACKAGE / "dist").is_dir(),
-                                reason="OHIF Viewer not installed (./manage.sh runs npm ci)")
 
 BASE = {"username": "radiologist", "role": ROLE}
 SEARCH_TIMEOUT = 1.0
