@@ -5,8 +5,11 @@ reused keys."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import itertools
 import json
 import os
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -16,7 +19,7 @@ from typing import Any
 
 import pytest
 from pydicom.dataset import Dataset
-from pynetdicom import AE
+from pynetdicom import AE, StoragePresentationContexts
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 from sqlalchemy import text
 
@@ -25,7 +28,7 @@ from node.index.deletion_queries import Requester, delete_studies
 from node.index.index_writer import AddOutcome, StoredFile
 from node.process.runtime import open_services
 from node.storage.folder_storage import Storage
-from tests.factory import StudySpec, uid, write_study
+from tests.factory import StudySpec, make_instance, uid, write_study
 from tests.index_db import rows
 from tests.peers import NodeProcess
 from tests.rest_support import config_dict
@@ -258,3 +261,46 @@ async def test_an_instance_of_a_deleted_study_received_again_keeps_its_own_study
                 "i.series_pk = se.id JOIN studies st ON se.study_pk = st.id"))).all()
     assert sorted(found) == sorted([(record(5, 0, 0, 0).study_uid, record(5, 0, 0, 0).sop_uid),
                                     (record(6, 0, 0, 0).study_uid, record(6, 0, 0, 0).sop_uid)])
+
+
+def test_the_files_of_a_deletion_wait_while_the_node_receives(
+        node: NodeProcess, tmp_path: Path) -> None:
+    """Removing files costs the disk about what storing them does: the deletion job removes
+    them once no worker of the node received anything for a moment, not meanwhile."""
+    study_uid = uid(6640)
+    imported_study(node, tmp_path, study_uid, instances=8)
+    sent = threading.Event()
+    stop = threading.Event()
+
+    def send() -> None:
+        ae = AE(ae_title="DELETER")
+        ae.requested_contexts = StoragePresentationContexts[:100]
+        assoc = ae.associate("127.0.0.1", node.dicom_port, ae_title=node.ae_title)
+        busy = StudySpec(study_uid=uid(6641), patient_id="DEL-BUSY", rows=8, columns=8)
+        try:
+            for i in itertools.count():
+                if stop.is_set():
+                    return
+                assert assoc.send_c_store(make_instance(busy, 0, i)).Status == 0x0000
+                sent.set()
+        finally:
+            assoc.release()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        sending = pool.submit(send)
+        try:
+            poll(sent.is_set)
+            assert http(node, "DELETE", f"/api/studies/{study_uid}")[0] == 202
+            poll(lambda: rows(node.data_dir, "SELECT state FROM jobs WHERE kind = 'delete' "
+                              "AND key LIKE :k", k=f"{study_uid}@%") in ([("running",)],
+                                                                        [("done",)]))
+            receiving_until = time.monotonic() + 1.5
+            while time.monotonic() < receiving_until:
+                assert len(stored_files(node, study_uid)) == 8, "removed while receiving"
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            sending.result()
+    poll(lambda: not stored_files(node, study_uid))
+    poll(lambda: rows(node.data_dir, "SELECT state FROM jobs WHERE kind = 'delete' AND key "
+                      "LIKE :k", k=f"{study_uid}@%") == [("done",)])
