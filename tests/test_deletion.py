@@ -33,6 +33,7 @@ from tests.index_db import rows
 from tests.peers import NodeProcess
 from tests.rest_support import config_dict
 from tests.test_index_concurrency import record
+from tests.test_quota_instances import shared_database
 
 INSTANCES = 2000
 FAST_JOBS = {"heartbeat_seconds": 0.5, "stale_seconds": 2.0, "poll_seconds": 0.2}
@@ -304,3 +305,39 @@ def test_the_files_of_a_deletion_wait_while_the_node_receives(
     poll(lambda: not stored_files(node, study_uid))
     poll(lambda: rows(node.data_dir, "SELECT state FROM jobs WHERE kind = 'delete' AND key "
                       "LIKE :k", k=f"{study_uid}@%") == [("done",)])
+
+
+def test_a_study_deleted_through_one_instance_leaves_no_metadata_in_the_other(
+        tmp_path: Path) -> None:
+    """Each instance keeps the series metadata it made in its own data folder; whichever
+    removes a deleted study's files, both drop that metadata."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    nodes = [NodeProcess(tmp_path / name, ae_title=name.upper(), extra={
+        "node": {"workers": 1}, "jobs": FAST_JOBS,
+        "database": {"url": shared_database(shared)},
+        "storage": {"root": str(shared / "storage")}}) for name in ("nodea", "nodeb")]
+    nodes[0].start()  # the first creates the schema
+    nodes[1].start()
+    try:
+        study_uid = uid(6650)
+        write_study(tmp_path / "sent", StudySpec(study_uid=study_uid, patient_id="DEL-TWO",
+                                                 instances_per_series=4, rows=8, columns=8))
+        imported = nodes[0].cli("import", str(tmp_path / "sent"))
+        assert imported.returncode == 0, imported.stdout + imported.stderr
+        [(series_uid,)] = rows(shared, "SELECT series_uid FROM series JOIN studies ON "
+                               "series.study_pk = studies.id WHERE study_uid = :u LIMIT 1",
+                               u=study_uid)
+        made = []
+        for node in nodes:
+            status, _ = http(node, "GET", f"/dicom-web/studies/{study_uid}/series/"
+                             f"{series_uid}/metadata")
+            assert status == 200
+            made.append(node.data_dir / "dicomweb-metadata" / series_uid[-2:]
+                        / f"{series_uid}.json")
+            assert made[-1].is_file()
+        assert http(nodes[0], "DELETE", f"/api/studies/{study_uid}")[0] == 202
+        poll(lambda: not any(path.exists() for path in made))
+    finally:
+        for node in nodes:
+            node.stop()
