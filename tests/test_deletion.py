@@ -5,8 +5,11 @@ reused keys."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import itertools
 import json
 import os
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -16,7 +19,7 @@ from typing import Any
 
 import pytest
 from pydicom.dataset import Dataset
-from pynetdicom import AE
+from pynetdicom import AE, StoragePresentationContexts
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 from sqlalchemy import text
 
@@ -25,11 +28,12 @@ from node.index.deletion_queries import Requester, delete_studies
 from node.index.index_writer import AddOutcome, StoredFile
 from node.process.runtime import open_services
 from node.storage.folder_storage import Storage
-from tests.factory import StudySpec, uid, write_study
+from tests.factory import StudySpec, make_instance, uid, write_study
 from tests.index_db import rows
 from tests.peers import NodeProcess
 from tests.rest_support import config_dict
 from tests.test_index_concurrency import record
+from tests.test_quota_instances import shared_database
 
 INSTANCES = 2000
 FAST_JOBS = {"heartbeat_seconds": 0.5, "stale_seconds": 2.0, "poll_seconds": 0.2}
@@ -258,3 +262,82 @@ async def test_an_instance_of_a_deleted_study_received_again_keeps_its_own_study
                 "i.series_pk = se.id JOIN studies st ON se.study_pk = st.id"))).all()
     assert sorted(found) == sorted([(record(5, 0, 0, 0).study_uid, record(5, 0, 0, 0).sop_uid),
                                     (record(6, 0, 0, 0).study_uid, record(6, 0, 0, 0).sop_uid)])
+
+
+def test_the_files_of_a_deletion_wait_while_the_node_receives(
+        node: NodeProcess, tmp_path: Path) -> None:
+    """Removing files costs the disk about what storing them does: the deletion job removes
+    them once no worker of the node received anything for a moment, not meanwhile."""
+    study_uid = uid(6640)
+    imported_study(node, tmp_path, study_uid, instances=8)
+    sent = threading.Event()
+    stop = threading.Event()
+
+    def send() -> None:
+        ae = AE(ae_title="DELETER")
+        ae.requested_contexts = StoragePresentationContexts[:100]
+        assoc = ae.associate("127.0.0.1", node.dicom_port, ae_title=node.ae_title)
+        busy = StudySpec(study_uid=uid(6641), patient_id="DEL-BUSY", rows=8, columns=8)
+        try:
+            for i in itertools.count():
+                if stop.is_set():
+                    return
+                assert assoc.send_c_store(make_instance(busy, 0, i)).Status == 0x0000
+                sent.set()
+        finally:
+            assoc.release()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        sending = pool.submit(send)
+        try:
+            poll(sent.is_set)
+            assert http(node, "DELETE", f"/api/studies/{study_uid}")[0] == 202
+            poll(lambda: rows(node.data_dir, "SELECT state FROM jobs WHERE kind = 'delete' "
+                              "AND key LIKE :k", k=f"{study_uid}@%") in ([("running",)],
+                                                                        [("done",)]))
+            receiving_until = time.monotonic() + 1.5
+            while time.monotonic() < receiving_until:
+                assert len(stored_files(node, study_uid)) == 8, "removed while receiving"
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            sending.result()
+    poll(lambda: not stored_files(node, study_uid))
+    poll(lambda: rows(node.data_dir, "SELECT state FROM jobs WHERE kind = 'delete' AND key "
+                      "LIKE :k", k=f"{study_uid}@%") == [("done",)])
+
+
+def test_a_study_deleted_through_one_instance_leaves_no_metadata_in_the_other(
+        tmp_path: Path) -> None:
+    """Each instance keeps the series metadata it made in its own data folder; whichever
+    removes a deleted study's files, both drop that metadata."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    nodes = [NodeProcess(tmp_path / name, ae_title=name.upper(), extra={
+        "node": {"workers": 1}, "jobs": FAST_JOBS,
+        "database": {"url": shared_database(shared)},
+        "storage": {"root": str(shared / "storage")}}) for name in ("nodea", "nodeb")]
+    nodes[0].start()  # the first creates the schema
+    nodes[1].start()
+    try:
+        study_uid = uid(6650)
+        write_study(tmp_path / "sent", StudySpec(study_uid=study_uid, patient_id="DEL-TWO",
+                                                 instances_per_series=4, rows=8, columns=8))
+        imported = nodes[0].cli("import", str(tmp_path / "sent"))
+        assert imported.returncode == 0, imported.stdout + imported.stderr
+        [(series_uid,)] = rows(shared, "SELECT series_uid FROM series JOIN studies ON "
+                               "series.study_pk = studies.id WHERE study_uid = :u LIMIT 1",
+                               u=study_uid)
+        made = []
+        for node in nodes:
+            status, _ = http(node, "GET", f"/dicom-web/studies/{study_uid}/series/"
+                             f"{series_uid}/metadata")
+            assert status == 200
+            made.append(node.data_dir / "dicomweb-metadata" / series_uid[-2:]
+                        / f"{series_uid}.json")
+            assert made[-1].is_file()
+        assert http(nodes[0], "DELETE", f"/api/studies/{study_uid}")[0] == 202
+        poll(lambda: not any(path.exists() for path in made))
+    finally:
+        for node in nodes:
+            node.stop()

@@ -4,6 +4,8 @@ a viewer session may read."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import time
 from pathlib import Path
@@ -19,8 +21,13 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit
 
+from node.config import config_from_dict
+from node.process.runtime import WorkerPlace, open_services
+from node.render.series_metadata import FOLDER as METADATA_FOLDER
+from node.render.series_metadata import MetadataWarmer, SeriesMetadata, metadata_file
 from tests.factory import StudySpec, make_instance, uid, write_jpeg_instance, write_study
 from tests.peers import NodeProcess, dcmtk
+from tests.rest_support import config_dict
 from tests.test_dicomweb_qido import session_client, value
 from tests.viewer_data import wrapped_file
 
@@ -314,3 +321,38 @@ def test_metadata_is_made_ahead_once_the_node_is_idle(node: NodeProcess,
         time.sleep(0.1)
     assert made.is_file(), "no metadata file 30 s after the series arrived"
     assert all(sop in made.read_text() for sop in (f"{series}.{n}" for n in range(1, 5)))
+
+
+async def test_metadata_waits_while_another_worker_of_the_node_receives(tmp_path: Path) -> None:
+    """A worker that received nothing itself does not read headers while another worker of the
+    same node receives (its incoming/ folder changes); it makes the metadata once all are
+    idle."""
+    spec = StudySpec(patient_id="WADO-BUSY", study_uid=uid(1960, 4), instances_per_series=2,
+                     rows=8, columns=8)
+    config = config_from_dict(config_dict(), base_dir=tmp_path)
+    async with open_services(config, worker=WorkerPlace(0, 2)) as services:
+        metadata = SeriesMetadata(services, config.data_dir / METADATA_FOLDER)
+        warmer = MetadataWarmer(services, metadata, idle_seconds=0.3, poll_seconds=0.05)
+        services.ingestor.listeners.append(warmer.instance_indexed)
+        for path in write_study(tmp_path / "sent", spec):
+            await services.ingestor.ingest_copy(path, "test")
+        series = f"{spec.study_uid}.1"
+        made = metadata_file(config.data_dir / METADATA_FOLDER, series)
+        other_worker = services.storage.incoming.parent / "worker-2"
+        other_worker.mkdir()
+        warming = asyncio.create_task(warmer.run())
+        try:
+            busy_until = time.monotonic() + 1.5  # five times the idle time, receiving
+            while time.monotonic() < busy_until:
+                (other_worker / "received.dcm").touch()
+                (other_worker / "received.dcm").unlink()
+                await asyncio.sleep(0.05)
+                assert not made.exists(), "metadata made while another worker received"
+            deadline = time.monotonic() + 30
+            while not made.is_file():
+                assert time.monotonic() < deadline, "no metadata once the node was idle"
+                await asyncio.sleep(0.05)
+        finally:
+            warming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await warming

@@ -178,6 +178,18 @@ async def forget_files(engine: AsyncEngine, ids: Sequence[int]) -> None:
         await conn.execute(delete(DeletionFile).where(DeletionFile.id.in_(list(ids))))
 
 
+async def deletions_after(engine: AsyncEngine, after: int, limit: int
+                          ) -> list[tuple[int, dict[str, Any]]]:
+    """The deletions (their jobs' ids and payloads) queued after the job `after`, oldest
+    first, whatever their state: every instance sharing the database follows them to drop
+    what it made from the deleted studies (node/retention/deletion.py)."""
+    async with engine.connect() as conn:
+        rows = (await conn.execute(
+            select(Job.id, Job.payload).where(Job.kind == DELETE_KIND, Job.id > after)
+            .order_by(Job.id).limit(limit))).all()
+    return [(int(pk), dict(payload or {})) for pk, payload in rows]
+
+
 async def pending_paths(engine: AsyncEngine, paths: Collection[str]) -> set[str]:
     """Which of `paths` belong to deleted studies whose files are still being removed."""
     found: set[str] = set()

@@ -42,6 +42,7 @@ from node.index.instance_queries import (
 from node.index.query import Scope
 from node.ingest.instance_record import InstanceRecord
 from node.services import NodeServices
+from node.storage.incoming_activity import seconds_since_incoming
 
 log = logging.getLogger(__name__)
 
@@ -292,6 +293,11 @@ class MetadataWarmer:
     series at a time, so that a viewer opening a study later finds its metadata ready instead
     of waiting for every header to be read. Ingest keeps the CPU while it is busy; a series
     made while still growing is made again from its new instances only.
+    Nothing means nothing in any worker of the instance (node/storage/incoming_activity.py): a
+    worker that received nothing itself warmed its series while another worker took one
+    association, reading headers on the core that ingest needed (a node at its storage quota
+    received 160 instead of 900 instances/s over one association while the other worker warmed
+    the series it had received before).
 
     Ingest only appends to a deque (Ingestor.listeners, in the ingesting thread): no lock and no
     wake-up on the hot path; the warmer looks every POLL_SECONDS.
@@ -324,11 +330,17 @@ class MetadataWarmer:
                 self._pending.setdefault(series_uid, (study_uid, now))
             while self._pending:
                 series_uid, (study_uid, since) = next(iter(self._pending.items()))
-                now = time.monotonic()
-                if now - self._last_arrival < self._idle and now - since < self._max_wait:
+                if time.monotonic() - since < self._max_wait and not await self._quiet():
                     break
                 del self._pending[series_uid]
                 await self._warm(study_uid, series_uid)
+
+    async def _quiet(self) -> bool:
+        """Nothing received for IDLE_SECONDS, here or by the instance's other workers."""
+        if time.monotonic() - self._last_arrival < self._idle:
+            return False
+        incoming = self._services.storage.incoming
+        return await asyncio.to_thread(seconds_since_incoming, incoming) >= self._idle
 
     async def _warm(self, study_uid: str, series_uid: str) -> None:
         await make_ahead(self._services, self._metadata, study_uid, series_uid)
