@@ -117,7 +117,8 @@ class Store:
     # Bytes the body may still bring (dicomweb.max_stow_bytes at first).
     remaining: int
     tasks: list[asyncio.Future[PartOutcome]] = field(default_factory=list)
-    running: set[asyncio.Future[PartOutcome]] = field(default_factory=set)
+    # One per part under way, at most IN_FLIGHT.
+    slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(IN_FLIGHT))
 
     def admit(self, record: InstanceRecord) -> None:
         """Raise Refused for an instance this request may not store (before it is kept)."""
@@ -176,12 +177,13 @@ class Store:
             done.set_result(received)
             self.tasks.append(done)
             return
-        while len(self.running) >= IN_FLIGHT:
-            await asyncio.wait(self.running, return_when=asyncio.FIRST_COMPLETED)
+        await self.slots.acquire()
         future = loop.run_in_executor(None, self._ingest, received, number)
         self.tasks.append(future)
-        self.running.add(future)
-        future.add_done_callback(self.running.discard)
+        future.add_done_callback(self._release)
+
+    def _release(self, _: asyncio.Future[PartOutcome]) -> None:
+        self.slots.release()
 
     async def settle(self) -> list[PartOutcome]:
         """Every started part's outcome, in the order of the body."""
