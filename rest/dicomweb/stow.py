@@ -159,8 +159,15 @@ class Store:
             self.remaining -= size
             if self.remaining < 0:
                 raise BodyError(413, "the body is larger than dicomweb.max_stow_bytes")
-            await self._start(Received(part.data, None, bytes(part.data[:HEAD_BYTES]), size),
-                              number)
+            received = Received(part.data, None, bytes(part.data[:HEAD_BYTES]), size)
+            if size <= IN_MEMORY_BYTES:
+                await self._start(received, number)
+                continue
+            # A large part is stored alone, as a streamed one is written before the next is
+            # read: on a nearly full disk it fails by itself, not the small parts beside it.
+            await self._drain()
+            await self._start(received, number)
+            await self._drain()
 
     def _count_part(self, number: int) -> None:
         self.remaining -= PART_OVERHEAD
@@ -184,6 +191,13 @@ class Store:
 
     def _release(self, _: asyncio.Future[PartOutcome]) -> None:
         self.slots.release()
+
+    async def _drain(self) -> None:
+        """Wait until no part of this request is under way."""
+        for _ in range(IN_FLIGHT):
+            await self.slots.acquire()
+        for _ in range(IN_FLIGHT):
+            self.slots.release()
 
     async def settle(self) -> list[PartOutcome]:
         """Every started part's outcome, in the order of the body."""
