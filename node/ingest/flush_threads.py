@@ -5,11 +5,7 @@ ThreadPoolExecutor builds a Future (a Condition and its locks), takes its shutdo
 looks at its idle threads on every submit, and `concurrent.futures.wait` installs a waiter on
 each future: ~6% of the node's time holding the GIL while ingesting small instances (py-spy).
 Here a call is a slotted object on a C queue, and its completion one lock, released by the
-thread that ran it. The threads are woken through an eventfd, written outside the GIL: woken
-by the queue itself, a thread of a loaded machine often ran at once in the waker's place while
-the waker still held the GIL, and every other thread of the process waited (py-spy, STOW-RS of
-small instances with four clients: 65% of the ingest threads' samples holding the GIL were at
-that `put`; none with the eventfd).
+thread that ran it.
 """
 
 from __future__ import annotations
@@ -57,10 +53,8 @@ class FlushThreads:
         self._name = name
         self._queue: queue.SimpleQueue[Flush] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        # A count of queued calls (an eventfd) the threads wait on, made with them in the
-        # process that uses them (`_pid`): a process forked after them has neither the threads
-        # nor a count of its own, and makes both.
-        self._ready = -1
+        # The process that started the threads: one forked after them has none, and starts
+        # its own (with a queue of its own).
         self._pid = 0
 
     def start(self, call: Callable[[Any], object], argument: Any) -> Flush:
@@ -68,11 +62,6 @@ class FlushThreads:
             self._start_threads()
         flush = Flush(call, argument)
         self._queue.put(flush)
-        # The wake-up outside the GIL: woken by a lock or a queue, a thread of a loaded machine
-        # often ran at once in the waker's place while the waker still held the GIL, and every
-        # thread of the process waited for it (py-spy: 65% of the ingest threads' GIL time
-        # at the put).
-        os.eventfd_write(self._ready, 1)
         return flush
 
     def _start_threads(self) -> None:
@@ -80,15 +69,12 @@ class FlushThreads:
             if self._pid == os.getpid():
                 return
             self._queue = queue.SimpleQueue()
-            self._ready = os.eventfd(0, os.EFD_SEMAPHORE | os.EFD_CLOEXEC)
             for index in range(self._count):
-                threading.Thread(target=_serve, args=(self._queue, self._ready),
+                threading.Thread(target=_serve, args=(self._queue,),
                                  name=f"{self._name}_{index}", daemon=True).start()
             self._pid = os.getpid()
 
 
-def _serve(calls: queue.SimpleQueue[Flush], ready: int) -> None:
-    """One thread: a call for each count taken from `ready` (one per call queued)."""
+def _serve(calls: queue.SimpleQueue[Flush]) -> None:
     while True:
-        os.eventfd_read(ready)
-        calls.get_nowait().run()
+        calls.get().run()
