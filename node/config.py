@@ -323,8 +323,9 @@ class DicomwebSection:
     # Origins of viewers served elsewhere that may call the DICOMweb routes from a browser
     # (CORS), e.g. ["https://viewer.hospital.example"]; empty: none (same origin only).
     cors_origins: tuple[Annotated[Str, checked(_origin_problem)], ...] = ()
-    # The largest STOW-RS body, in bytes: parts are streamed to incoming/ (http.max_body_bytes
-    # does not apply); a larger body is refused with 413.
+    # The largest STOW-RS body, in bytes (http.max_body_bytes does not apply: one of declared
+    # length up to 64 MiB is read whole, a larger one streamed part by part to incoming/); a
+    # larger body is refused with 413.
     max_stow_bytes: AtLeastOne = 4 * 1024**3
     # How long a searching viewer session's study search (OHIF's study list) waits for the
     # source nodes' C-FIND answers; one that has not answered by then is named in a Warning

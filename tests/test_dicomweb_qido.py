@@ -3,14 +3,17 @@ returned attributes, paging, negotiation, and what a viewer session may see."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from dicomweb_client.api import DICOMwebClient
+from pydicom.uid import ComprehensiveSRStorage, CTImageStorage, MRImageStorage
 
 from tests.factory import StudySpec, uid, write_study
 from tests.peers import NodeProcess, dcmtk
+from tests.viewer_data import sr_instance
 
 ROLE = "dicomweb-qido"
 ALPHA = StudySpec(patient_id="QIDO-A", patient_name="QIDO^ALPHA", study_uid=uid(1950, 1),
@@ -223,3 +226,33 @@ def test_wildcard_matching_is_case_sensitive_on_every_database(client: DICOMwebC
     assert study_uids(ours(client.search_for_studies(
         search_filters={"PatientName": "*alpha"}))) == sorted([ALPHA.study_uid,
                                                                ALPHA_PRIOR.study_uid])
+
+
+def test_documents_hidden_from_a_session_do_not_match_its_study_lists(
+        stored: NodeProcess, client: DICOMwebClient, tmp_path: Path) -> None:
+    """ModalitiesInStudy and SOPClassesInStudy match over what the session is shown, as their
+    values are: a study whose only SR is hidden does not match SR, nor the SR's class."""
+    study = StudySpec(patient_id="QIDO-D", patient_name="QIDO^DOCUMENT", study_uid=uid(1950, 4),
+                      modality="CT", instances_per_series=1, rows=8, columns=8)
+    write_study(tmp_path / "study", study)
+    sr_instance(study).save_as(tmp_path / "study" / "report.dcm", enforce_file_format=True)
+    sent = dcmtk("storescu", "-aec", stored.ae_title, "+sd", "+r", "127.0.0.1",
+                 str(stored.dicom_port), str(tmp_path / "study"))
+    assert sent.returncode == 0, sent.stderr
+    viewer, _ = session_client(stored, studyUID=study.study_uid)
+    mine = {"StudyInstanceUID": study.study_uid}
+    for filters, by_key, by_session in (
+            ({"ModalitiesInStudy": "SR"}, True, False),
+            ({"ModalitiesInStudy": "SR,MR"}, True, False),
+            ({"ModalitiesInStudy": "CT"}, True, True),
+            ({"SOPClassesInStudy": ComprehensiveSRStorage}, True, False),
+            ({"SOPClassesInStudy": f"{MRImageStorage},{CTImageStorage}"}, True, True),
+            ({"SOPClassesInStudy": MRImageStorage}, False, False)):
+        assert len(client.search_for_studies(search_filters={**mine, **filters})) == by_key, (
+            filters)
+        found = viewer.search_for_studies(search_filters=filters)
+        assert study_uids(found) == ([study.study_uid] if by_session else []), filters
+    [shown] = viewer.search_for_studies(search_filters={"ModalitiesInStudy": "CT"},
+                                        fields=["SOPClassesInStudy"])
+    assert shown["00080061"]["Value"] == ["CT"]
+    assert shown["00080062"]["Value"] == [CTImageStorage]

@@ -260,16 +260,19 @@ def returned_keys(request: FindRequest) -> list[str]:
 
 
 def build_find(request: FindRequest, dialect: str,
-               computed: Mapping[str, Expr] | None = None) -> AnySelect:
+               computed: Mapping[str, Expr] | None = None,
+               scope: Scope | None = None) -> AnySelect:
     """The one SELECT answering a C-FIND; result columns are labelled by keyword. `computed`
-    replaces the values of computed attributes (counts and lists within a Scope)."""
+    replaces the values of computed attributes (counts and lists within a Scope); `scope`:
+    the lists of a study (ModalitiesInStudy, SOPClassesInStudy) are matched over what it
+    shows, as their values are."""
     keys = returned_keys(request)
     replaced = computed or {}
     columns: list[Any] = [(replaced[k] if k in replaced else ATTRIBUTES[k].value(dialect))
                           .label(k) for k in keys]
     columns.append(_charset_column(request.level).label("_charset"))
     stmt = _from_level(select(*columns), request.level)
-    return stmt.where(*_conditions(request.keys, request.level))
+    return stmt.where(*_conditions(request.keys, request.level, scope))
 
 
 @dataclass(frozen=True)
@@ -298,7 +301,7 @@ class Scope:
 
 def build_scoped_find(request: FindRequest, dialect: str, scope: Scope) -> AnySelect:
     """build_find within a Scope (QIDO-RS): the same matching and values as C-FIND."""
-    stmt = build_find(request, dialect, _scoped_computed(dialect, scope))
+    stmt = build_find(request, dialect, _scoped_computed(dialect, scope), scope)
     if scope.studies is not None:
         stmt = stmt.where(Study.study_uid.in_(sorted(scope.studies)))
     if scope.patients is not None:
@@ -482,22 +485,26 @@ def _from_level(stmt: AnySelect, level: Level) -> AnySelect:
             .join(Patient, Study.patient_pk == Patient.id))
 
 
-def _conditions(keys: Mapping[str, tuple[str, ...]], level: Level) -> list[Expr]:
+def _conditions(keys: Mapping[str, tuple[str, ...]], level: Level,
+                scope: Scope | None = None) -> list[Expr]:
     """WHERE clauses for the matching keys; keys below the level or unknown are not matched."""
     conditions = []
     for keyword, values in keys.items():
         attribute = ATTRIBUTES.get(keyword)
         if attribute is None or attribute.level > level or attribute.kind == "count":
             continue
-        condition = _key_condition(attribute, values)
+        condition = _key_condition(attribute, values, scope or Scope())
         if condition is not None:
             conditions.append(condition)
     return conditions
 
 
-def _key_condition(attribute: Attribute, values: tuple[str, ...]) -> Expr | None:
+def _key_condition(attribute: Attribute, values: tuple[str, ...], scope: Scope
+                   ) -> Expr | None:
     if attribute.kind == "list":
-        return _modalities_condition(values) if attribute.keyword == "ModalitiesInStudy" else None
+        if attribute.keyword == "ModalitiesInStudy":
+            return _modalities_condition(values, scope)
+        return _sop_classes_condition(values, scope)
     target = attribute.match() if attribute.match else attribute.value("")
     if attribute.kind == "uid":
         uids = [v.strip() for v in values if v.strip()]
@@ -507,16 +514,33 @@ def _key_condition(attribute: Attribute, values: tuple[str, ...]) -> Expr | None
     return _any_of([_value_condition(attribute.kind, target, v) for v in values])
 
 
-_MODALITY_SERIES = aliased(Series)
+_LIST_SERIES = aliased(Series)
+_LIST_INSTANCE = aliased(Instance)
 
 
-def _modalities_condition(values: tuple[str, ...]) -> Expr | None:
-    """A study matches ModalitiesInStudy when one of its series has one of the modalities."""
-    s = _MODALITY_SERIES
+def _modalities_condition(values: tuple[str, ...], scope: Scope) -> Expr | None:
+    """A study matches ModalitiesInStudy when one of its series has one of the modalities
+    (within a scope that hides documents: a series it shows, one of whose instances it
+    shows)."""
+    s, i = _LIST_SERIES, _LIST_INSTANCE
     condition = _any_of([_value_condition("text", s.modality, v) for v in values])
     if condition is None:
         return None
+    if scope.without_sop_class_prefixes:
+        condition = and_(condition, exists().where(i.series_pk == s.id,
+                                                   *shown_instances(i, scope)))
     return exists().where(s.study_pk == Study.id, condition)
+
+
+def _sop_classes_condition(values: tuple[str, ...], scope: Scope) -> Expr | None:
+    """A study matches SOPClassesInStudy (list of UID matching) when one of its instances
+    (that the scope shows) is of one of the classes."""
+    s, i = _LIST_SERIES, _LIST_INSTANCE
+    uids = sorted({v.strip() for v in values if v.strip()})
+    if not uids or "*" in uids:
+        return None
+    return exists().where(i.series_pk == s.id, s.study_pk == Study.id,
+                          i.sop_class_uid.in_(uids), *shown_instances(i, scope))
 
 
 def _any_of(conditions: list[Expr | None]) -> Expr | None:

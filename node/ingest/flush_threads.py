@@ -10,6 +10,7 @@ thread that ran it.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -51,11 +52,13 @@ class FlushThreads:
         self._count = count
         self._name = name
         self._queue: queue.SimpleQueue[Flush] = queue.SimpleQueue()
-        self._started = False
         self._lock = threading.Lock()
+        # The process that started the threads: one forked after them has none, and starts
+        # its own (with a queue of its own).
+        self._pid = 0
 
     def start(self, call: Callable[[Any], object], argument: Any) -> Flush:
-        if not self._started:
+        if self._pid != os.getpid():
             self._start_threads()
         flush = Flush(call, argument)
         self._queue.put(flush)
@@ -63,13 +66,15 @@ class FlushThreads:
 
     def _start_threads(self) -> None:
         with self._lock:
-            if self._started:
+            if self._pid == os.getpid():
                 return
+            self._queue = queue.SimpleQueue()
             for index in range(self._count):
-                threading.Thread(target=self._serve, name=f"{self._name}_{index}",
-                                 daemon=True).start()
-            self._started = True
+                threading.Thread(target=_serve, args=(self._queue,),
+                                 name=f"{self._name}_{index}", daemon=True).start()
+            self._pid = os.getpid()
 
-    def _serve(self) -> None:
-        while True:
-            self._queue.get().run()
+
+def _serve(calls: queue.SimpleQueue[Flush]) -> None:
+    while True:
+        calls.get().run()

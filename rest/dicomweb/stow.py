@@ -1,12 +1,16 @@
 """STOW-RS (PS3.18 10.5): storing instances sent as `multipart/related; type="application/dicom"`,
 one DICOM Part 10 file per part, at POST /dicom-web/studies and /dicom-web/studies/{study}.
 
-A part up to IN_MEMORY_BYTES is read whole and written to incoming/ by the ingest thread that
-takes it (creating and writing a file cost the event loop more than parsing the body did); a
-larger one is written to incoming/ as its bytes arrive, never held whole in memory. The app's
-`http.max_body_bytes` bounds only bodies read whole, so `dicomweb.max_stow_bytes` bounds this one
-(413). A part goes to the one ingest path, which answers once the instance is durable and
-indexed; meanwhile the next part is read, so that the parts of a request share group commits.
+A body of declared length up to WHOLE_BODY_BYTES is read whole and split in memory
+(`stow_body`: one `bytes.find` per part, where aiohttp's streaming reader cost the event loop
+more than the rest of the request); each part's bytes, a view of the body, are written to
+incoming/ by the ingest thread that takes it. A larger or chunked body is streamed: a part up to
+IN_MEMORY_BYTES is read whole and handed over the same way, a larger one is written to incoming/
+as its bytes arrive, never held whole in memory. The app's `http.max_body_bytes` does not apply
+here; `dicomweb.max_stow_bytes` bounds the body (413). A part goes to the one ingest path, which
+answers once the instance is durable and indexed; meanwhile the next part is read, so that the
+parts of a request share group commits. A body read whole that ends early (the client went
+away) stores nothing; a streamed one keeps the parts it completed, never part of one.
 
 Who may store: the API key, anything; a viewer session, only if its role allows `save`, only into
 the studies its grant holds, and each request is audited with the session's user. On
@@ -38,6 +42,7 @@ from node.viewing import audit
 from rest.client_address import client_address
 from rest.dicomweb.negotiation import media_type, require_json
 from rest.dicomweb.readers import SAVED_BY_SESSIONS, Reader, reader
+from rest.dicomweb.stow_body import MalformedBody, split_body
 from rest.dicomweb.stow_response import (
     CANNOT_UNDERSTAND,
     DATASET_MISMATCH,
@@ -62,6 +67,9 @@ CHUNK_BYTES = 256 * 1024
 # commits; each waits in memory (at most IN_MEMORY_BYTES) or as a file in incoming/.
 IN_FLIGHT = 16
 IN_MEMORY_BYTES = 1 << 20
+# A body of declared length up to this is read whole and split in memory; the request holds it
+# until its last part is stored.
+WHOLE_BODY_BYTES = 64 << 20
 # SOP Instance UIDs named in a session's audit row; the count is always there.
 AUDITED_UIDS = 1000
 # Parts in one request (each costs a task and an item of the answer, even when empty), and
@@ -92,7 +100,7 @@ class BodyError(Exception):
 class Received:
     """One part: its bytes (a small part) or its file in incoming/, first bytes and size."""
 
-    data: bytes | None
+    data: bytes | memoryview | None
     path: Path | None
     head: bytes
     size: int
@@ -108,7 +116,9 @@ class Store:
     origin: str
     # Bytes the body may still bring (dicomweb.max_stow_bytes at first).
     remaining: int
-    tasks: list[asyncio.Task[PartOutcome]] = field(default_factory=list)
+    tasks: list[asyncio.Future[PartOutcome]] = field(default_factory=list)
+    # One per part under way, at most IN_FLIGHT.
+    slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(IN_FLIGHT))
 
     def admit(self, record: InstanceRecord) -> None:
         """Raise Refused for an instance this request may not store (before it is kept)."""
@@ -119,24 +129,75 @@ class Store:
             raise Refused(NOT_AUTHORIZED, "instance of a study outside the viewing session")
 
     async def read(self, body: MultipartReader) -> None:
-        """Write each part to incoming/ and start its ingest, until the closing boundary."""
+        """Read each part (a large one into incoming/) and start its ingest, until the
+        closing boundary."""
         number = 0
         while True:
             part = await _next_part(body, number)
             if part is None:
                 return
             number += 1
-            self.remaining -= PART_OVERHEAD
-            if number > MAX_PARTS or self.remaining < 0:
-                raise BodyError(413, f"the body is larger than dicomweb.max_stow_bytes or "
-                                     f"has more than {MAX_PARTS} parts")
-            received = await self._receive(_dicom_part(part, number), number)
-            if isinstance(received, PartOutcome):
-                self.tasks.append(asyncio.create_task(_done(received)))
+            self._count_part(number)
+            await self._start(await self._receive(_dicom_part(part, number), number), number)
+
+    async def read_whole(self, body: bytes, boundary: str) -> None:
+        """Start the ingest of each part of a body held whole, until the closing boundary."""
+        parts = split_body(body, boundary)
+        number = 0
+        while True:
+            try:
+                part = next(parts, None)
+            except MalformedBody as exc:
+                raise BodyError(400, f"malformed multipart body after part {number}: {exc}"
+                                [:200]) from exc
+            if part is None:
+                return
+            number += 1
+            self._count_part(number)
+            _require_dicom(part.headers.get("content-type"), number)
+            size = len(part.data)
+            self.remaining -= size
+            if self.remaining < 0:
+                raise BodyError(413, "the body is larger than dicomweb.max_stow_bytes")
+            received = Received(part.data, None, bytes(part.data[:HEAD_BYTES]), size)
+            if size <= IN_MEMORY_BYTES:
+                await self._start(received, number)
                 continue
-            await self._throttle()
-            self.tasks.append(asyncio.create_task(
-                asyncio.to_thread(self._ingest, received, number)))
+            # A large part is stored alone, as a streamed one is written before the next is
+            # read: on a nearly full disk it fails by itself, not the small parts beside it.
+            await self._drain()
+            await self._start(received, number)
+            await self._drain()
+
+    def _count_part(self, number: int) -> None:
+        self.remaining -= PART_OVERHEAD
+        if number > MAX_PARTS or self.remaining < 0:
+            raise BodyError(413, f"the body is larger than dicomweb.max_stow_bytes or "
+                                 f"has more than {MAX_PARTS} parts")
+
+    async def _start(self, received: Received | PartOutcome, number: int) -> None:
+        """Hand the part to an ingest thread, once fewer than IN_FLIGHT of this request's are
+        under way (a part that failed already is its outcome)."""
+        loop = asyncio.get_running_loop()
+        if isinstance(received, PartOutcome):
+            done = loop.create_future()
+            done.set_result(received)
+            self.tasks.append(done)
+            return
+        await self.slots.acquire()
+        future = loop.run_in_executor(None, self._ingest, received, number)
+        self.tasks.append(future)
+        future.add_done_callback(self._release)
+
+    def _release(self, _: asyncio.Future[PartOutcome]) -> None:
+        self.slots.release()
+
+    async def _drain(self) -> None:
+        """Wait until no part of this request is under way."""
+        for _ in range(IN_FLIGHT):
+            await self.slots.acquire()
+        for _ in range(IN_FLIGHT):
+            self.slots.release()
 
     async def settle(self) -> list[PartOutcome]:
         """Every started part's outcome, in the order of the body."""
@@ -178,13 +239,6 @@ class Store:
             return _failed(number, None, bytes(head), OUT_OF_RESOURCES, "storage error")
         return Received(None, path, bytes(head), size)
 
-    async def _throttle(self) -> None:
-        while True:
-            running = [task for task in self.tasks if not task.done()]
-            if len(running) < IN_FLIGHT:
-                return
-            await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-
     def _ingest(self, received: Received, number: int) -> PartOutcome:
         """The ingest path's answer for one part, as its outcome (in a worker thread; the
         file is consumed either way)."""
@@ -220,8 +274,7 @@ class Store:
         return PartOutcome(number, record.sop_class_uid, record.sop_uid, record.study_uid,
                            record.series_uid, warning=warning, note=note)
 
-
-    def _write_incoming(self, data: bytes) -> Path:
+    def _write_incoming(self, data: bytes | memoryview) -> Path:
         """A small part's file in incoming/ (in the ingest thread: off the event loop)."""
         out, path = self.ingestor.storage.new_incoming_file()
         try:
@@ -274,10 +327,6 @@ class _LargePart:
             self.path.unlink(missing_ok=True)
 
 
-async def _done(outcome: PartOutcome) -> PartOutcome:
-    return outcome
-
-
 def _failed(number: int, seen: list[InstanceRecord] | None, head: bytes, status: int,
             note: str) -> PartOutcome:
     """A failure item naming the instance as far as it could be read."""
@@ -316,20 +365,36 @@ async def _read_chunk(part: BodyPartReader, number: int) -> bytes:
 
 
 def _dicom_part(part: Any, number: int) -> BodyPartReader:
-    """The part, or 415 for one that is not application/dicom (a part without Content-Type is
-    taken to be of the body's declared type)."""
+    """The part, or 415 for one that is not application/dicom."""
     declared = part.headers.get("Content-Type")
     if not isinstance(part, BodyPartReader):
         declared = declared or "multipart"
-    if declared is not None and media_type(declared).media_type != DICOM:
-        raise BodyError(415, f"part {number} is {declared[:100]!r}, not {DICOM}", "Content-Type")
+    _require_dicom(declared, number)
     assert isinstance(part, BodyPartReader)
     return part
 
 
-def _check_content_type(request: web.Request) -> None:
-    """400 for a body that is not multipart/related with a boundary, 415 for one that declares
-    parts of another type than application/dicom."""
+def _require_dicom(declared: str | None, number: int) -> None:
+    """415 for a part that is not application/dicom (a part without Content-Type is taken to
+    be of the body's declared type)."""
+    if declared is not None and media_type(declared).media_type != DICOM:
+        raise BodyError(415, f"part {number} is {declared[:100]!r}, not {DICOM}", "Content-Type")
+
+
+async def _whole_body(request: web.Request, size: int) -> bytes:
+    """The body of declared length `size`, or 400 when it ends early (the client went away:
+    nothing of it is stored)."""
+    try:
+        return await request.content.readexactly(size)
+    except (asyncio.IncompleteReadError, HttpProcessingError, ConnectionError) as exc:
+        log.info("STOW-RS body ended early: %s", type(exc).__name__)
+        raise BodyError(400, f"the body ended before its Content-Length ({size} bytes)"
+                        ) from exc
+
+
+def _check_content_type(request: web.Request) -> str:
+    """The body's boundary; 400 for a body that is not multipart/related with a boundary, 415
+    for one that declares parts of another type than application/dicom."""
     declared = media_type(request.headers.get("Content-Type", ""))
     if declared.media_type != "multipart/related":
         raise InvalidInput('Content-Type: a STOW-RS body is multipart/related; '
@@ -338,9 +403,11 @@ def _check_content_type(request: web.Request) -> None:
     if inner is not None and inner.lower() != DICOM:
         raise web.HTTPUnsupportedMediaType(
             reason=f"Content-Type: parts of type {inner[:100]!r}: only {DICOM} is stored")
-    if not 0 < len(declared.params.get("boundary", "")) <= 70:
+    boundary = declared.params.get("boundary", "")
+    if not 0 < len(boundary) <= 70:
         raise InvalidInput("Content-Type: a boundary of 1 to 70 characters is needed",
                            field="Content-Type")
+    return boundary
 
 
 def _origin(who: Reader) -> str:
@@ -372,7 +439,7 @@ async def _store(request: web.Request, path_study: str | None) -> web.StreamResp
         who.grant.require_feature("save")
         if path_study is not None:
             who.require(path_study)
-    _check_content_type(request)
+    boundary = _check_content_type(request)
     require_json(request)
     services = request.app[SERVICES]
     limit = services.config.dicomweb.max_stow_bytes
@@ -382,7 +449,10 @@ async def _store(request: web.Request, path_study: str | None) -> web.StreamResp
     store = Store(who, path_study, services.ingestor, _origin(who), limit)
     error: BodyError | None = None
     try:
-        await store.read(await request.multipart())
+        if request.content_length is not None and request.content_length <= WHOLE_BODY_BYTES:
+            await store.read_whole(await _whole_body(request, request.content_length), boundary)
+        else:
+            await store.read(await request.multipart())
     except BodyError as exc:
         error = exc
     finally:
