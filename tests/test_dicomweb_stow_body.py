@@ -8,11 +8,15 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pydicom
 import pytest
 
+from rest.dicomweb import stow
+from rest.dicomweb.stow import WholeBodyBudget
 from tests.peers import NodeProcess
+from tests.rest_support import API_KEY, running_app
 from tests.test_dicomweb_stow import (
     BOUNDARY,
     as_read,
@@ -21,6 +25,7 @@ from tests.test_dicomweb_stow import (
     post,
     spec,
     stored_bytes,
+    stored_in,
     stored_row,
 )
 
@@ -176,3 +181,35 @@ def test_a_body_cut_short_by_the_client_stores_nothing(node: NodeProcess) -> Non
     assert [p for p in (node.data_dir / "incoming").rglob("*") if p.is_file()] == []
     # And the node serves on.
     assert post(node, layout(parts)).status_code == 200
+
+
+async def test_bodies_beyond_the_process_budget_are_streamed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many uploads at once hold no more than WHOLE_BODIES_BYTES of bodies in memory: with the
+    budget taken by others, a body is streamed through incoming/ and stored all the same; the
+    budget a body took is given back, also when the body ended early."""
+    class Watched(WholeBodyBudget):
+        answers: list[bool]
+
+        def take(self, size: int) -> bool:
+            taken = super().take(size)
+            self.answers.append(taken)
+            return taken
+    budget = Watched(1 << 20)
+    budget.answers = []
+    monkeypatch.setattr(stow, "WHOLE_BODIES", budget)
+    parts = instances(31)
+    data = layout(parts)
+    headers = {"Authorization": API_KEY, "Content-Type": CONTENT_TYPE}
+    async with running_app(tmp_path / "app") as api:
+        budget.held = budget.limit - len(data) + 1  # one byte short: streamed
+        response = await api.client.post("/dicom-web/studies", data=data, headers=headers)
+        assert response.status == 200, await response.text()
+        assert budget.answers == [False] and budget.held == budget.limit - len(data) + 1
+        budget.held = 0  # room again: held whole, and given back
+        response = await api.client.post("/dicom-web/studies", data=layout(instances(32)),
+                                         headers=headers)
+        assert response.status == 200, await response.text()
+        assert budget.answers == [False, True] and budget.held == 0
+        index = api.services.config.data_dir
+        assert all(stored_in(index, sop_uid(part)) for part in parts)

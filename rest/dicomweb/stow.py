@@ -70,6 +70,30 @@ IN_MEMORY_BYTES = 1 << 20
 # A body of declared length up to this is read whole and split in memory; the request holds it
 # until its last part is stored.
 WHOLE_BODY_BYTES = 64 << 20
+# Bodies held whole at once by one process, together: beyond it a request is streamed (through
+# incoming/) as a larger one is, so that many concurrent uploads cannot fill the memory.
+WHOLE_BODIES_BYTES = 256 << 20
+
+
+class WholeBodyBudget:
+    """The bytes of bodies this process holds whole at a time (one event loop: no lock)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def take(self, size: int) -> bool:
+        """Whether a body of `size` may be held whole; when True, `give` it back after."""
+        if self.held + size > self.limit:
+            return False
+        self.held += size
+        return True
+
+    def give(self, size: int) -> None:
+        self.held -= size
+
+
+WHOLE_BODIES = WholeBodyBudget(WHOLE_BODIES_BYTES)
 # SOP Instance UIDs named in a session's audit row; the count is always there.
 AUDITED_UIDS = 1000
 # Parts in one request (each costs a task and an item of the answer, even when empty), and
@@ -449,8 +473,12 @@ async def _store(request: web.Request, path_study: str | None) -> web.StreamResp
     store = Store(who, path_study, services.ingestor, _origin(who), limit)
     error: BodyError | None = None
     try:
-        if request.content_length is not None and request.content_length <= WHOLE_BODY_BYTES:
-            await store.read_whole(await _whole_body(request, request.content_length), boundary)
+        size = request.content_length
+        if size is not None and size <= WHOLE_BODY_BYTES and WHOLE_BODIES.take(size):
+            try:
+                await store.read_whole(await _whole_body(request, size), boundary)
+            finally:
+                WHOLE_BODIES.give(size)
         else:
             await store.read(await request.multipart())
     except BodyError as exc:
