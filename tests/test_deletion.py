@@ -140,7 +140,8 @@ def test_deleting_a_study_removes_its_series_metadata_files(
     assert written.is_file()
     assert http(node, "DELETE", f"/api/studies/{study_uid}")[0] == 202
     poll(lambda: not written.exists())
-    assert not stored_files(node, study_uid)
+    # The stored files follow once the node received nothing for a moment (deletion.py).
+    poll(lambda: not stored_files(node, study_uid))
 
 
 def test_deleting_an_unknown_or_malformed_study_is_refused(node: NodeProcess) -> None:
