@@ -70,6 +70,11 @@ READ_TIMEOUT = 30.0
 STALE_SECONDS = 300.0
 # Study UIDs known to be stored, per process (a new study counts against max_studies).
 KNOWN_STUDIES = 10_000
+# Within this many instances per process of a limit (past RECYCLE_AT), a process admits one
+# instance per reading of the totals: a share computed from older totals may hold room
+# another process has used since (two instances on one database passed a limit of 30
+# instances by 1.4 of them), and this close to it that is more than the limit allows.
+NEAR_LIMIT_INSTANCES = 2
 # Every process that admits instances tells the others so every this many seconds; one that
 # did within ADMITTER_WINDOW shares the room; announcements are forgotten after FORGET_ADMITTER.
 ANNOUNCE_SECONDS = 5.0
@@ -116,6 +121,8 @@ class StorageQuota:
         self._recycled: concurrent.futures.Future[Recycled] | None = None
         # Whether the last totals were below RECYCLE_AT of every limit (see _fits).
         self._below_soft = False
+        # Whether this process admitted anything since it last read the totals.
+        self._admitted_since_read = False
 
     def admit(self, item: StoredFile) -> None:
         """Return when the instance may be stored; raise StorageFull when it may not. Runs in
@@ -135,6 +142,7 @@ class StorageQuota:
                 if not self._fits(amount, hard=True):
                     self._make_room(amount, study_uid)
             self._in_flight[id(item)] = (amount, time.monotonic())
+            self._admitted_since_read = True
             if new_study:
                 self._remember(study_uid)
 
@@ -157,12 +165,22 @@ class StorageQuota:
         share = 1 if whole else self._processes
         used = self._settled + self._pending() + amount
         hard = hard or not self._below_soft
+        if hard and self._admitted_since_read and self._near_limit(totals, amount):
+            return False
         if self.max_bytes and used.bytes > (self._ceiling(self.max_bytes, hard)
                                             - totals.bytes) // share:
             return False
         return not (self.max_studies and amount.studies
                     and used.studies > (self._ceiling(self.max_studies, hard)
                                         - totals.studies) // share)
+
+    def _near_limit(self, totals: StoredTotals, amount: _Amount) -> bool:
+        """Whether the totals leave less than NEAR_LIMIT_INSTANCES such instances per process
+        before a limit."""
+        near = NEAR_LIMIT_INSTANCES * self._processes
+        return bool((self.max_bytes and self.max_bytes - totals.bytes < near * amount.bytes)
+                    or (self.max_studies and amount.studies
+                        and self.max_studies - totals.studies < near))
 
     def _ceiling(self, limit: int, hard: bool) -> int:
         return limit if hard or not self.recycling else int(limit * RECYCLE_AT)
@@ -206,6 +224,7 @@ class StorageQuota:
             self._processes = max(self._local_processes, reading.other_admitters + 1)
         self._totals = totals
         self._settled = _Amount()
+        self._admitted_since_read = False
 
     async def announce(self) -> None:
         """Tell the processes of every instance that this one admits instances: at its start,
