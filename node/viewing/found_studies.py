@@ -30,17 +30,22 @@ async def local_study_uids(services: NodeServices, uids: Sequence[str]) -> set[s
         return {match[0] for match in await StudyLookup(session).by_uids(uids)}
 
 
-async def locate_on_sources(config: Config, study_uid: str, timeout: float
-                            ) -> RemoteNode | None:
-    """The first configured source node (in configuration order) that holds the study, asked
-    by C-FIND all at once within `timeout`; None when none answered with it."""
-    if not config.source_nodes:
-        return None
+async def locate_on_sources(config: Config, study_uids: Sequence[str], timeout: float
+                            ) -> dict[str, RemoteNode]:
+    """Each of the studies a source node holds, with the first such node in configuration
+    order; asked by one C-FIND per node (the UIDs as a list), all at once within `timeout`."""
+    if not config.source_nodes or not study_uids:
+        return {}
     result = await scu.find(config, config.source_nodes, "STUDY",
-                            {"StudyInstanceUID": study_uid}, timeout=timeout)
-    holders = {ae_title for ae_title, ds in result.matches
-               if str(ds.get("StudyInstanceUID", "")) == study_uid}
-    return next((remote for remote in config.source_nodes if remote.ae_title in holders), None)
+                            {"StudyInstanceUID": "\\".join(study_uids)}, timeout=timeout)
+    wanted = set(study_uids)
+    holders: dict[str, set[str]] = {}
+    for ae_title, ds in result.matches:
+        uid = str(ds.get("StudyInstanceUID", ""))
+        if uid in wanted:
+            holders.setdefault(uid, set()).add(ae_title)
+    return {uid: next(r for r in config.source_nodes if r.ae_title in titles)
+            for uid, titles in holders.items()}
 
 
 async def add_found_study(services: NodeServices, retrievals: RetrievalRegistry,

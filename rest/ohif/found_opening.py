@@ -15,17 +15,14 @@ own on its own patient.
 
 from __future__ import annotations
 
-import asyncio
-import re
-
 from aiohttp import web
 
+from node.ingest.instance_record import is_valid_uid
 from node.viewing.found_studies import add_found_study, local_study_uids, locate_on_sources
 from rest.state import RETRIEVALS, SERVICES
 from rest.viewer.grants import Grant
 from rest.viewer.viewer_state import GRANTS
 
-_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 # At most this many studies of one URL are looked for on the source nodes: OHIF's study list
 # opens one, a hand-written URL gets no more C-FIND than this.
 MAX_LOOKED_FOR = 8
@@ -34,7 +31,7 @@ MAX_LOOKED_FOR = 8
 def _named(query: str) -> list[str]:
     """The valid study UIDs of OHIF's comma-separated StudyInstanceUIDs, each once."""
     uids = (uid.strip() for uid in query.split(","))
-    return list(dict.fromkeys(uid for uid in uids if len(uid) <= 64 and _UID.match(uid)))
+    return list(dict.fromkeys(uid for uid in uids if is_valid_uid(uid)))
 
 
 async def open_found_studies(request: web.Request, grant: Grant, query: str) -> Grant:
@@ -48,9 +45,8 @@ async def open_found_studies(request: web.Request, grant: Grant, query: str) -> 
         return grant
     missing = [uid for uid in unknown if uid not in await local_study_uids(services, unknown)]
     timeout = services.config.dicomweb.source_search_timeout
-    sources = await asyncio.gather(*(locate_on_sources(services.config, uid, timeout)
-                                     for uid in missing))
-    found = [(uid, source) for uid, source in zip(missing, sources, strict=True) if source]
+    located = await locate_on_sources(services.config, missing, timeout)
+    found = [(uid, located[uid]) for uid in missing if uid in located]
     if not found:
         return grant
     position = len(grant.context["studies"])
