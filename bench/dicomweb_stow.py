@@ -31,6 +31,7 @@ from typing import Any
 import requests
 
 from bench.common import (
+    RUNS,
     NodePeer,
     OrthancPeer,
     fresh_folder,
@@ -78,7 +79,11 @@ def timed(url: str, headers: dict[str, str], bodies: list[bytes], clients: int) 
 def measured(peer: NodePeer | OrthancPeer, count: int,
              send_all: Callable[[NodePeer | OrthancPeer], float]) -> tuple[float, float]:
     """Seconds `send_all` takes on the freshly started peer, which must then hold `count`, and
-    the CPU seconds the peer's processes spent meanwhile."""
+    the CPU seconds the peer's processes spent meanwhile. The peer's folder stays until the
+    end of the benchmark (`main`), as in bench.ingest: on this machine's ext4 (no journal) a
+    file created soon after thousands were deleted costs a scan over the recently freed
+    inodes (the kernel's `recently_deleted`: a tenth of the node's CPU in a profile taken
+    while other work deleted files), which made each peer pay for the one measured before."""
     peer.start()
     try:
         assert peer.process is not None and peer.process.proc is not None
@@ -91,7 +96,6 @@ def measured(peer: NodePeer | OrthancPeer, count: int,
         return seconds, cpu
     finally:
         peer.stop()
-        shutil.rmtree(peer.folder, ignore_errors=True)
 
 
 def stow_to_node(bodies: list[bytes], clients: int) -> Callable[[NodePeer | OrthancPeer], float]:
@@ -124,18 +128,25 @@ def main() -> None:
     bodies = batches(files, args.batch)
     best = {"node": float("inf"), "orthanc": float("inf"), "cstore": float("inf")}
     least_cpu = dict(best)
-    for _ in range(args.repeat):
-        runs: dict[str, tuple[NodePeer | OrthancPeer, Callable[[Any], float]]] = {
-            "node": (NodePeer(fresh_folder("stow-node")), stow_to_node(bodies, args.clients)),
-            "orthanc": (OrthancPeer(fresh_folder("stow-orthanc")),
-                        stow_to_orthanc(bodies, args.clients)),
-            "cstore": (NodePeer(fresh_folder("stow-cstore")),
-                       lambda peer: storescu(peer, [data.root])),
-        }
-        for name, (peer, send_all) in runs.items():
-            seconds, cpu = measured(peer, len(files), send_all)
-            best[name] = min(best[name], seconds)
-            least_cpu[name] = min(least_cpu[name], cpu)
+    try:
+        for run in range(args.repeat):
+            runs: dict[str, tuple[NodePeer | OrthancPeer, Callable[[Any], float]]] = {
+                "node": (NodePeer(fresh_folder(f"stow-node-{run}")),
+                         stow_to_node(bodies, args.clients)),
+                "orthanc": (OrthancPeer(fresh_folder(f"stow-orthanc-{run}")),
+                            stow_to_orthanc(bodies, args.clients)),
+                "cstore": (NodePeer(fresh_folder(f"stow-cstore-{run}")),
+                           lambda peer: storescu(peer, [data.root])),
+            }
+            for name, (peer, send_all) in runs.items():
+                seconds, cpu = measured(peer, len(files), send_all)
+                print(f"round {run + 1}: {name} {len(files) / seconds:.0f}/s, "
+                      f"{1000 * cpu / len(files):.2f} ms CPU per instance", flush=True)
+                best[name] = min(best[name], seconds)
+                least_cpu[name] = min(least_cpu[name], cpu)
+    finally:
+        for folder in RUNS.glob("stow-*"):
+            shutil.rmtree(folder, ignore_errors=True)
     rates = {name: len(files) / seconds for name, seconds in best.items()}
     cpu_ms = {name: 1000 * cpu / len(files) for name, cpu in least_cpu.items()}
     print_table(
