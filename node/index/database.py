@@ -38,8 +38,10 @@ def create_engine(url: str) -> AsyncEngine:
 
 def create_thread_reader(url: str) -> Engine | None:
     """On a SQLite file, a synchronous engine for reads made from pynetdicom's handler threads
-    (C-FIND, C-MOVE, C-GET): the thread reads the file itself, where the async engine took a
-    hop to the event loop and another to aiosqlite's thread and back for every batch of rows.
+    (C-FIND, C-MOVE, C-GET), and for the storage quota's recycling, a write transaction that
+    holds the writers' lock (node/index/recycling.py): the thread uses the file itself, where
+    the async engine took a hop to the event loop and another to aiosqlite's thread and back
+    for every statement or batch of rows.
     None for any other database (or in memory): handlers go through the event loop there."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):

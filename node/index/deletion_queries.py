@@ -7,6 +7,10 @@ it has no other study), each of its files gets a `deletion_files` row under the 
 token opened later retrieves it again), the deletion is audited, and the index's deletion
 stamp changes. That stamp tells the index writers of every process that the primary keys they
 keep may now name rows that are gone or, on SQLite, reused by other studies.
+
+The transaction's statements are written once, on a synchronous connection: a request's
+deletion runs them through the async engine (`run_sync`), a recycling on SQLite in the
+ingesting process's own thread (node/index/recycling.py).
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from typing import Any
 
 from sqlalchemy import String, delete, exists, insert, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from node.index.dicom_models import Instance, Patient, Series, Setting, Study
 from node.index.job_models import Job
@@ -60,24 +65,24 @@ async def delete_studies(engine: AsyncEngine, study_uids: Sequence[str], request
     deleted, the UIDs it did not hold)."""
     wanted = list(dict.fromkeys(study_uids))
     async with writing_on_loop(engine), engine.begin() as conn:
-        deleted = await delete_in(conn, Study.study_uid.in_(wanted), requester)
+        deleted = await conn.run_sync(delete_in, Study.study_uid.in_(wanted), requester)
     held = {d.study_uid for d in deleted}
     return deleted, [uid for uid in wanted if uid not in held]
 
 
-async def delete_in(conn: AsyncConnection, which: Any, requester: Requester,
+def delete_in(conn: Connection, which: Any, requester: Requester,
                     one_job: bool = False) -> list[DeletedStudy]:
     """Delete the studies `which` (a condition on Study) selects, in the caller's transaction
     (node/index/recycling.py deletes this way too). `one_job`: all their files under one
     deletion job (a recycling: its claim, batches and end are shared by its studies, where
     a job each cost every small study three more commits)."""
-    rows = (await conn.execute(
+    rows = (conn.execute(
         select(Study.id, Study.study_uid, Study.patient_pk, Study.size_bytes,
                Study.instance_count).where(which))).all()
     if not rows:
         return []
     now = datetime.now(UTC)
-    series = await conn.execute(select(Series.series_uid, Study.study_uid)
+    series = conn.execute(select(Series.series_uid, Study.study_uid)
                                 .join(Study, Series.study_pk == Study.id).where(which))
     series_of: dict[str, list[str]] = {}
     for series_uid, study_uid in series:
@@ -87,31 +92,31 @@ async def delete_in(conn: AsyncConnection, which: Any, requester: Requester,
     for pk, uid, _patient, size, count in rows:
         key = shared_key or f"{uid}@{time.time_ns()}"
         deleted.append(DeletedStudy(uid, int(count), int(size), key))
-        await conn.execute(insert(DeletionFile).from_select(
+        conn.execute(insert(DeletionFile).from_select(
             ["job_key", "sop_uid", "path"],
             select(literal(key, String), Instance.sop_uid, Instance.path)
             .join(Series, Instance.series_pk == Series.id).where(Series.study_pk == pk)))
-    await _remove_rows(conn, [row[0] for row in rows], {row[2] for row in rows})
-    await conn.execute(delete(Job).where(Job.kind.in_(_REMEMBERED_KINDS),
+    _remove_rows(conn, [row[0] for row in rows], {row[2] for row in rows})
+    conn.execute(delete(Job).where(Job.kind.in_(_REMEMBERED_KINDS),
                                          Job.key.in_([d.study_uid for d in deleted]),
                                          Job.state.not_in(("queued", "running"))))
     jobs = {d.job_key: [s.study_uid for s in deleted if s.job_key == d.job_key]
             for d in deleted}
-    await conn.execute(insert(Job), [
+    conn.execute(insert(Job), [
         _job(key, uids, [s for uid in uids for s in series_of.get(uid, [])], now, requester)
         for key, uids in jobs.items()])
-    await conn.execute(insert(AuditEvent), [_audit(d, now, requester) for d in deleted])
-    await stamp_deletion(conn)
+    conn.execute(insert(AuditEvent), [_audit(d, now, requester) for d in deleted])
+    stamp_deletion(conn)
     return deleted
 
 
-async def _remove_rows(conn: AsyncConnection, study_pks: list[int],
+def _remove_rows(conn: Connection, study_pks: list[int],
                        patient_pks: Collection[int]) -> None:
     series = select(Series.id).where(Series.study_pk.in_(study_pks))
-    await conn.execute(delete(Instance).where(Instance.series_pk.in_(series)))
-    await conn.execute(delete(Series).where(Series.study_pk.in_(study_pks)))
-    await conn.execute(delete(Study).where(Study.id.in_(study_pks)))
-    await conn.execute(delete(Patient).where(
+    conn.execute(delete(Instance).where(Instance.series_pk.in_(series)))
+    conn.execute(delete(Series).where(Series.study_pk.in_(study_pks)))
+    conn.execute(delete(Study).where(Study.id.in_(study_pks)))
+    conn.execute(delete(Patient).where(
         Patient.id.in_(list(patient_pks)),
         ~exists(select(Study.id).where(Study.patient_pk == Patient.id))))
 
@@ -133,12 +138,12 @@ def _audit(deleted: DeletedStudy, now: datetime, requester: Requester) -> dict[s
                        "bytes": deleted.bytes, "reason": requester.reason}}
 
 
-async def stamp_deletion(conn: AsyncConnection) -> None:
+def stamp_deletion(conn: Connection) -> None:
     """Change the deletion stamp (also the first write of a recycling transaction, which on
     SQLite makes it take the write lock before it reads the totals it decides on)."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     stamp = str(time.time_ns())
-    await conn.execute(dialect.insert(Setting).values(key=DELETION_STAMP, value=stamp)
+    conn.execute(dialect.insert(Setting).values(key=DELETION_STAMP, value=stamp)
                        .on_conflict_do_update(index_elements=["key"], set_={"value": stamp}))
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, case, delete, exists, func, insert, or_, select, text, update
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from node.index.deletion_queries import DeletedStudy, Requester, delete_in
@@ -31,7 +32,7 @@ from node.index.job_models import Job
 from node.index.retention_models import ProtectedStudy
 from node.index.study_usage import StoredTotals
 from node.index.viewing_models import ContextStudy, ViewerSession, ViewingContext
-from node.index.write_lock import writing_on_loop
+from node.index.write_lock import writing_in_thread, writing_on_loop
 
 _LOCK = zlib.crc32(b"viewnode-recycling")
 _ACTIVE = ("queued", "running")
@@ -51,66 +52,78 @@ class Targets:
     studies: int | None
 
 
-async def recycle(engine: AsyncEngine, targets: Targets, keep: Collection[str]
-                  ) -> tuple[list[DeletedStudy], StoredTotals]:
+Recycled = tuple[list[DeletedStudy], StoredTotals]
+
+
+async def recycle(engine: AsyncEngine, targets: Targets, keep: Collection[str]) -> Recycled:
     """Delete least recently used studies until the totals are within `targets` (or nothing
     more may go); what was deleted and the totals after."""
     async with writing_on_loop(engine), engine.begin() as conn:
-        await _one_at_a_time(conn)
-        totals = await _totals(conn)
-        excess_bytes = max(0, totals.bytes - targets.bytes) if targets.bytes is not None else 0
-        excess_studies = (max(0, totals.studies - targets.studies)
-                          if targets.studies is not None else 0)
-        if not excess_bytes and not excess_studies:
-            return [], totals
-        chosen: list[int] = []
-        freed = 0
-        for pk, size in await _candidates(conn, keep):
-            if freed >= excess_bytes and len(chosen) >= excess_studies:
-                break
-            chosen.append(pk)
-            freed += size
-        if not chosen:
-            return [], totals
-        reason = "max_bytes" if excess_bytes else "max_studies"
-        deleted = await delete_in(conn, Study.id.in_(chosen),
-                                  Requester("recycle", reason=reason), one_job=True)
+        return await conn.run_sync(_recycle_in, targets, keep)
+
+
+def recycle_in_thread(engine: Engine, targets: Targets, keep: Collection[str]) -> Recycled:
+    """`recycle` in the calling thread, on a SQLite file's synchronous engine."""
+    with writing_in_thread(engine), engine.begin() as conn:
+        return _recycle_in(conn, targets, keep)
+
+
+def _recycle_in(conn: Connection, targets: Targets, keep: Collection[str]) -> Recycled:
+    _one_at_a_time(conn)
+    totals = _totals(conn)
+    excess_bytes = max(0, totals.bytes - targets.bytes) if targets.bytes is not None else 0
+    excess_studies = (max(0, totals.studies - targets.studies)
+                      if targets.studies is not None else 0)
+    if not excess_bytes and not excess_studies:
+        return [], totals
+    chosen: list[int] = []
+    freed = 0
+    for pk, size in _candidates(conn, keep):
+        if freed >= excess_bytes and len(chosen) >= excess_studies:
+            break
+        chosen.append(pk)
+        freed += size
+    if not chosen:
+        return [], totals
+    reason = "max_bytes" if excess_bytes else "max_studies"
+    deleted = delete_in(conn, Study.id.in_(chosen), Requester("recycle", reason=reason),
+                        one_job=True)
     gone_bytes = sum(d.bytes for d in deleted)
     return deleted, StoredTotals(totals.studies - len(deleted),
                                  totals.instances - sum(d.instances for d in deleted),
                                  totals.bytes - gone_bytes)
 
 
-async def _one_at_a_time(conn: AsyncConnection) -> None:
+def _one_at_a_time(conn: Connection) -> None:
     if conn.dialect.name == "postgresql":
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK})
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK})
     else:
         # A write first: SQLite's write lock is held from here, so no other writer commits
         # between the totals read below and the deletion.
-        await conn.execute(text("UPDATE settings SET value = value WHERE key = 'recycling'"))
+        conn.execute(text("UPDATE settings SET value = value WHERE key = 'recycling'"))
 
 
-async def _totals(conn: AsyncConnection) -> StoredTotals:
-    row = (await conn.execute(select(
+def _totals(conn: Connection) -> StoredTotals:
+    row = (conn.execute(select(
         func.count(Study.id), func.coalesce(func.sum(Study.instance_count), 0),
         func.coalesce(func.sum(Study.size_bytes), 0)))).one()
     return StoredTotals(int(row[0]), int(row[1]), int(row[2]))
 
 
-async def _candidates(conn: AsyncConnection, keep: Collection[str]) -> list[tuple[int, int]]:
+def _candidates(conn: Connection, keep: Collection[str]) -> list[tuple[int, int]]:
     """(study pk, bytes) of the studies that may go, least recently used first."""
-    excluded = set(keep) | await _needed(conn)
+    excluded = set(keep) | _needed(conn)
     last_used = case((and_(Study.used_at.is_not(None), Study.used_at > Study.updated_at),
                       Study.used_at), else_=Study.updated_at)
     query = (select(Study.id, Study.study_uid, Study.size_bytes)
              .where(~exists(select(ProtectedStudy.study_uid)
                             .where(ProtectedStudy.study_uid == Study.study_uid)))
              .order_by(last_used, Study.id).limit(CANDIDATES + len(excluded)))
-    rows = (await conn.execute(query)).all()
+    rows = (conn.execute(query)).all()
     return [(int(pk), int(size)) for pk, uid, size in rows if uid not in excluded]
 
 
-async def _needed(conn: AsyncConnection) -> set[str]:
+def _needed(conn: Connection) -> set[str]:
     """Study UIDs a live viewing context, a running import, retrieval or preload needs."""
     now = datetime.now(UTC)
     live_session = exists(select(ViewerSession.id).where(
@@ -118,31 +131,31 @@ async def _needed(conn: AsyncConnection) -> set[str]:
         ViewerSession.expires_at > now))
     unredeemed = and_(ViewingContext.revoked_at.is_(None), ViewingContext.redeemed_at.is_(None),
                       ViewingContext.expires_at > now)
-    importing = [int(key) for key in (await conn.execute(
+    importing = [int(key) for key in (conn.execute(
         select(Job.key).where(Job.kind == "post-import", Job.state.in_(_ACTIVE)))).scalars()
         if key.isdigit()]
     contexts = select(ContextStudy.study_uid).join(
         ViewingContext, ContextStudy.context_pk == ViewingContext.id).where(
         or_(unredeemed, live_session, ViewingContext.id.in_(importing)))
-    needed = set((await conn.execute(contexts)).scalars())
-    needed.update((await conn.execute(select(Job.key).where(
+    needed = set((conn.execute(contexts)).scalars())
+    needed.update((conn.execute(select(Job.key).where(
         Job.kind.in_(("retrieve", "preload")), Job.state.in_(_ACTIVE)))).scalars())
-    needed.update(await _exported(conn, now))
+    needed.update(_exported(conn, now))
     return needed
 
 
-async def _exported(conn: AsyncConnection, now: datetime) -> set[str]:
+def _exported(conn: Connection, now: datetime) -> set[str]:
     """The studies of running exports; the holds of exports whose process died go."""
     exported: set[str] = set()
     lapsed = []
-    for pk, payload, beat in (await conn.execute(
+    for pk, payload, beat in (conn.execute(
             select(Job.id, Job.payload, Job.heartbeat_at).where(Job.kind == EXPORT_KIND))):
         if beat is not None and beat.replace(tzinfo=beat.tzinfo or UTC) > now - EXPORT_STALE:
             exported.update((payload or {}).get("study_uids", []))
         else:
             lapsed.append(pk)
     if lapsed:
-        await conn.execute(delete(Job).where(Job.id.in_(lapsed)))
+        conn.execute(delete(Job).where(Job.id.in_(lapsed)))
     return exported
 
 
@@ -150,7 +163,7 @@ async def hold_for_export(engine: AsyncEngine, study_uids: Sequence[str], holder
     """Keep the studies from recycling while an export reads them; the hold's id."""
     now = datetime.now(UTC)
     async with writing_on_loop(engine), engine.begin() as conn:
-        await _one_at_a_time(conn)
+        await conn.run_sync(_one_at_a_time)
         return int((await conn.execute(insert(Job).values(
             kind=EXPORT_KIND, key=f"{holder}@{time.time_ns()}"[:128], state="running",
             claimed_by=holder[:128], heartbeat_at=now, attempts=0, outcome="", created_at=now,

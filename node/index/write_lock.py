@@ -21,6 +21,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, nullcontext
 
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 
@@ -82,6 +83,23 @@ def writing_on_loop(engine: AsyncEngine) -> AbstractAsyncContextManager[None]:
         return nullcontext()
     assert url.database is not None
     return held_on_loop(url.database)
+
+
+@contextmanager
+def writing_in_thread(engine: Engine) -> Iterator[None]:
+    """The lock for a write transaction of a synchronous engine in the calling thread, on
+    SQLite (`writing_on_loop` for the async engine); nothing elsewhere."""
+    database = engine.url.database
+    if engine.url.get_backend_name() != "sqlite" or database in (None, "", ":memory:"):
+        yield
+        return
+    assert database is not None
+    lock = WriteLock(database)
+    try:
+        with lock.held():
+            yield
+    finally:
+        lock.close()
 
 
 @asynccontextmanager

@@ -44,9 +44,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from node import metrics
 from node.config import StorageSection
 from node.errors import StorageFull
-from node.index.deletion_queries import DeletedStudy
 from node.index.index_writer import StoredFile
-from node.index.recycling import Targets, recycle, study_exists
+from node.index.recycling import Recycled, Targets, recycle, recycle_in_thread, study_exists
 from node.index.study_usage import (
     StoredTotals,
     announce_admitter,
@@ -80,8 +79,6 @@ NEAR_LIMIT_INSTANCES = 2
 ANNOUNCE_SECONDS = 5.0
 ADMITTER_WINDOW = 30.0
 FORGET_ADMITTER = 3600.0
-
-Recycled = tuple[list[DeletedStudy], StoredTotals]
 
 
 @dataclass(frozen=True)
@@ -119,6 +116,8 @@ class StorageQuota:
         self._in_flight: dict[int, tuple[_Amount, float]] = {}
         self._known: OrderedDict[str, None] = OrderedDict()
         self._recycled: concurrent.futures.Future[Recycled] | None = None
+        # On SQLite, the thread recyclings run in (started at the first).
+        self._recycler: concurrent.futures.ThreadPoolExecutor | None = None
         # Whether the last totals were below RECYCLE_AT of every limit (see _fits).
         self._below_soft = False
         # Whether this process admitted anything since it last read the totals.
@@ -252,8 +251,15 @@ class StorageQuota:
         targets = Targets(
             int(self.max_bytes * RECYCLE_TO) - need.bytes if self.max_bytes else None,
             int(self.max_studies * RECYCLE_TO) - need.studies if self.max_studies else None)
-        self._recycled = asyncio.run_coroutine_threadsafe(
-            _recycle(self._engine, targets, study_uid), self._loop)
+        if self._thread_reader is not None:
+            if self._recycler is None:
+                self._recycler = concurrent.futures.ThreadPoolExecutor(
+                    1, thread_name_prefix="recycle")
+            self._recycled = self._recycler.submit(
+                _recycle_in_thread, self._thread_reader, targets, study_uid)
+        else:
+            self._recycled = asyncio.run_coroutine_threadsafe(
+                _recycle(self._engine, targets, study_uid), self._loop)
 
     def _make_room(self, amount: _Amount, study_uid: str) -> None:
         """The limit is reached: wait for the recycling under way (or one for this instance)
@@ -313,11 +319,22 @@ class StorageQuota:
 
 
 async def _recycle(engine: AsyncEngine, targets: Targets, study_uid: str) -> Recycled:
-    """One recycling, on the event loop; counted and logged here, whoever waits for it."""
-    deleted, totals = await recycle(engine, targets, {study_uid})
+    """One recycling, on the event loop (PostgreSQL); counted and logged, whoever waits."""
+    started = time.monotonic()
+    return _reported(await recycle(engine, targets, {study_uid}), started)
+
+
+def _recycle_in_thread(engine: Engine, targets: Targets, study_uid: str) -> Recycled:
+    """One recycling, in the recycler thread (SQLite, node/index/recycling.py says why)."""
+    started = time.monotonic()
+    return _reported(recycle_in_thread(engine, targets, {study_uid}), started)
+
+
+def _reported(recycled: Recycled, started: float) -> Recycled:
+    deleted, _totals = recycled
     if deleted:
         freed = sum(d.bytes for d in deleted)
         metrics.studies_deleted("recycle", len(deleted), freed)
-        log.info("recycled %d studies (%d bytes) to stay within the storage quota",
-                 len(deleted), freed)
-    return deleted, totals
+        log.info("recycled %d studies (%d bytes) in %.0f ms to stay within the storage quota",
+                 len(deleted), freed, 1000 * (time.monotonic() - started))
+    return recycled
