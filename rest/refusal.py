@@ -20,7 +20,9 @@ _STYLE = (
     "justify-content:center;background:#090c10;color:#d8dee9;"
     "font:16px/1.5 system-ui,sans-serif}main{max-width:34em;padding:2em;border-left:4px solid "
     "#5e81ac;background:#11161d}h1{margin:0 0 .5em;font-size:1.4em;color:#eceff4}"
-    "p{margin:.5em 0}.what-to-do{color:#a3b1c6}")
+    "p{margin:.5em 0}.what-to-do{color:#a3b1c6}a{color:#88c0d0}"
+    "button{font:inherit;color:#eceff4;background:#5e81ac;border:0;border-radius:3px;"
+    "padding:.2em 1.2em;cursor:pointer}")
 
 # A viewer's page (OHIF's, the slide viewer's) asked for without a live session.
 NO_SESSION = ("No viewer session",

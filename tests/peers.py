@@ -262,6 +262,23 @@ class OrthancProcess:
         with urllib.request.urlopen(f"{self.http_url}{route}", timeout=30) as response:
             return json.loads(response.read())
 
+    def set_modality(self, ae_title: str, host: str, port: int) -> None:
+        """Know `ae_title` at host:port from now on (a C-MOVE destination), until a restart."""
+        request = urllib.request.Request(
+            f"{self.http_url}/modalities/{ae_title}", method="PUT",
+            data=json.dumps({"AET": ae_title, "Host": host, "Port": port}).encode())
+        urllib.request.urlopen(request, timeout=30).close()
+
+    def remove_modality(self, ae_title: str) -> None:
+        """Forget `ae_title`: a C-MOVE to it is refused (0xA801). Known or not before."""
+        request = urllib.request.Request(f"{self.http_url}/modalities/{ae_title}",
+                                         method="DELETE")
+        try:
+            urllib.request.urlopen(request, timeout=30).close()
+        except urllib.error.HTTPError as exc:
+            if exc.code != 404:
+                raise
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()

@@ -35,7 +35,7 @@ async def main() -> None:
 
 asyncio.run(main())
 """
-HEADS = {"alembic_version": "0008_study_used_at",
+HEADS = {"alembic_version": "0009_retrieval_progress",
          "alembic_version_pathology": "p0001_pathology"}
 
 

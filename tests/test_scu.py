@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import re
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -206,12 +204,7 @@ def test_retrieve_by_c_move_without_a_serving_node_uses_a_temporary_scp(
     offline = NodeProcess(tmp_path / "offline", ae_title="OFFLINENODE",
                           source_nodes=[orthanc_source(orthanc, "C-MOVE")])
     offline.write_config()
-    request = urllib.request.Request(
-        f"{orthanc.http_url}/modalities/OFFLINENODE", method="PUT",
-        data=json.dumps({"AET": "OFFLINENODE", "Host": "127.0.0.1",
-                         "Port": offline.dicom_port}).encode(),
-    )
-    urllib.request.urlopen(request, timeout=10).close()
+    orthanc.set_modality("OFFLINENODE", "127.0.0.1", offline.dicom_port)
     result = offline.cli("retrieve", "ORTHANC", spec.study_uid)
     assert result.returncode == 0, result.stderr
     assert "C-MOVE completed 2, failed 0" in result.stdout

@@ -126,6 +126,24 @@ class FindResult:
     failed: list[NodeFailure]
 
 
+# Told, from the retrieval's thread, at each pending C-MOVE/C-GET response: the instances
+# received so far and how many the remote announced (received, failed and remaining).
+RetrieveProgress = Callable[[int, int], None]
+
+
+class _PendingSeen:
+    """The caller's RetrieveProgress (if any), and whether any pending response came."""
+
+    def __init__(self, forward: RetrieveProgress | None) -> None:
+        self._forward = forward
+        self.seen = False
+
+    def __call__(self, received: int, announced: int) -> None:
+        self.seen = True
+        if self._forward is not None:
+            self._forward(received, announced)
+
+
 @dataclass(frozen=True)
 class RetrieveResult:
     """Sub-operation counts as the remote reported them; `stored`: instances of the requested
@@ -503,15 +521,21 @@ def _retrieve_identifier(study_uid: str, series_uid: str | None) -> Dataset:
 
 
 def _final_status(
-    responses: Iterator[tuple[Dataset, Dataset | None]], remote: RemoteNode, service: str
+    responses: Iterator[tuple[Dataset, Dataset | None]], remote: RemoteNode, service: str,
+    progress: RetrieveProgress | None,
 ) -> Dataset:
-    """Consume a C-MOVE/C-GET's responses; the final one, or RemoteNodeError on failure."""
+    """Consume a C-MOVE/C-GET's responses, telling `progress` of each pending one's counts;
+    the final one, or RemoteNodeError on failure."""
     final: Dataset | None = None
     for status, _ in responses:
         if "Status" not in status:
             raise RemoteNodeError(remote.ae_title, f"{service} interrupted (aborted or timed out)")
         if code_to_category(int(status.Status)) != "Pending":
             final = status
+        elif progress is not None:
+            completed, failed, warning = _counts(status)
+            remaining = int(status.get("NumberOfRemainingSuboperations", 0) or 0)
+            progress(completed + warning, completed + failed + warning + remaining)
     if final is None:
         raise RemoteNodeError(remote.ae_title, f"{service} ended without a final response")
     return final
@@ -525,7 +549,8 @@ def _counts(status: Dataset) -> tuple[int, int, int]:
     )
 
 
-def _move(config: Config, attempt: _Attempt, identifier: Dataset, timeout: float) -> Dataset:
+def _move(config: Config, attempt: _Attempt, identifier: Dataset, timeout: float,
+          progress: RetrieveProgress | None) -> Dataset:
     ae = _ae(config, timeout, dimse_timeout=timeout)
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
     assoc = _associate(ae, attempt)
@@ -533,14 +558,15 @@ def _move(config: Config, attempt: _Attempt, identifier: Dataset, timeout: float
         return _final_status(
             assoc.send_c_move(identifier, config.node.ae_title,
                               StudyRootQueryRetrieveInformationModelMove),
-            attempt.remote, "C-MOVE",
+            attempt.remote, "C-MOVE", progress,
         )
     finally:
         if assoc.is_established:
             assoc.release()
 
 
-def _get(services: NodeServices, attempt: _Attempt, identifier: Dataset, timeout: float) -> Dataset:
+def _get(services: NodeServices, attempt: _Attempt, identifier: Dataset, timeout: float,
+         progress: RetrieveProgress | None) -> Dataset:
     ae = _ae(services.config, timeout, dimse_timeout=timeout)
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
     for sop_class in GET_STORAGE_SOP_CLASSES:
@@ -550,7 +576,7 @@ def _get(services: NodeServices, attempt: _Attempt, identifier: Dataset, timeout
     try:
         return _final_status(
             assoc.send_c_get(identifier, StudyRootQueryRetrieveInformationModelGet),
-            attempt.remote, "C-GET",
+            attempt.remote, "C-GET", progress,
         )
     finally:
         if assoc.is_established:
@@ -558,10 +584,12 @@ def _get(services: NodeServices, attempt: _Attempt, identifier: Dataset, timeout
 
 
 async def retrieve(
-    services: NodeServices, remote: RemoteNode, study_uid: str, series_uid: str | None = None
+    services: NodeServices, remote: RemoteNode, study_uid: str, series_uid: str | None = None,
+    progress: RetrieveProgress | None = None,
 ) -> RetrieveResult:
     """Retrieve a study (or one series) from `remote` into the node, within
     config.dicom.retrieve_timeout; RemoteNodeError when the remote fails or cannot be reached.
+    `progress` is told the counts of each pending response, from the retrieval's thread.
 
     C-GET: the instances come back on our own association and are ingested by its EVT_C_STORE
     handler. C-MOVE: the remote pushes them to our AE title, so something must listen on our
@@ -574,15 +602,17 @@ async def retrieve(
     identifier = _retrieve_identifier(study_uid, series_uid)
     timeout = services.config.dicom.retrieve_timeout
     started = time.monotonic()
+    pending = _PendingSeen(progress)
     if remote.retrieve == "C-GET":
         fastpath.receive_into(str(services.storage.incoming))
         final = await _under_deadline(
-            remote, timeout, "C-GET", lambda a: _get(services, a, identifier, timeout)
+            remote, timeout, "C-GET", lambda a: _get(services, a, identifier, timeout, pending)
         )
     else:
         async with _move_receiver.hold(services):
             final = await _under_deadline(
-                remote, timeout, "C-MOVE", lambda a: _move(services.config, a, identifier, timeout)
+                remote, timeout, "C-MOVE",
+                lambda a: _move(services.config, a, identifier, timeout, pending),
             )
     completed, failed, warning = _counts(final)
     code = int(final.Status)
@@ -594,11 +624,16 @@ async def retrieve(
             f"{services.config.dicom.port}",
         )
     if code_to_category(code) not in ("Success", "Warning"):
-        raise RemoteNodeError(
-            remote.ae_title,
-            f"{_status_text(final, remote.retrieve)} "
-            f"(completed {completed}, failed {failed}, warning {warning})",
-        )
+        # A remote that stops at a failed sub-operation may count nothing in its final answer.
+        counts = (f" (completed {completed}, failed {failed}, warning {warning})"
+                  if completed or failed or warning else "")
+        if remote.retrieve == "C-MOVE" and not counts and not pending.seen and \
+                "ErrorComment" not in final:
+            # Orthanc, for one, fails a C-MOVE to an AE title it does not know without a word.
+            counts = (f" with no instance reported sent: is {services.config.node.ae_title} "
+                      f"(port {services.config.dicom.port}) among {remote.ae_title}'s C-MOVE "
+                      "destinations?")
+        raise RemoteNodeError(remote.ae_title, f"{_status_text(final, remote.retrieve)}{counts}")
     stored = await stored_instance_count(services.sessions, study_uid, series_uid)
     log.info("%s of study %s from %s: completed %d, failed %d, warning %d, %d stored, %.0f ms",
              remote.retrieve, study_uid, remote.ae_title, completed, failed, warning, stored,

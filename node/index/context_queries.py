@@ -123,3 +123,27 @@ async def set_waiting_study_state(sessions: async_sessionmaker[AsyncSession], st
         await session.execute(waiting_update(study_uid, current).values(state=state,
                                                                         message=message))
         await session.commit()
+
+
+async def set_retrieval_progress(sessions: async_sessionmaker[AsyncSession], study_uid: str,
+                                 received: int, announced: int) -> None:
+    """Write a running retrieval's counts into the study's context rows it is retrieving for."""
+    async with sessions() as session:
+        await session.execute(waiting_update(study_uid, ("retrieving",)).values(
+            instances_received=received, instances_announced=announced))
+        await session.commit()
+
+
+async def reopen_failed_retrieval(session: AsyncSession, context_pk: int, study_uid: str
+                                  ) -> bool:
+    """Put the context's failed retrieval of the study back to pending, its message and
+    progress cleared, committed; False when there was none to reopen (the study is not
+    failed, was never retrieved, or another request reopened it first: one UPDATE decides,
+    so two requests at once reopen it once)."""
+    reopened = await session.execute(
+        update(ContextStudy)
+        .where(ContextStudy.context_pk == context_pk, ContextStudy.study_uid == study_uid,
+               ContextStudy.state == "failed", ContextStudy.source != "")
+        .values(state="pending", message="", instances_received=0, instances_announced=0))
+    await session.commit()
+    return int(getattr(reopened, "rowcount", 0)) > 0

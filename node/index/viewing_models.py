@@ -119,6 +119,10 @@ class ContextStudy(Base):
     study_date: Mapped[str] = mapped_column(String(8), default="")
     description: Mapped[str] = mapped_column(String(64), default="")
     message: Mapped[str] = mapped_column(Text, default="")
+    # A retrieval's progress as its source reports it: instances received so far, and how many
+    # the source announced (0: not yet known). Written while it runs, kept once it ended.
+    instances_received: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    instances_announced: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     context: Mapped[ViewingContext] = relationship(back_populates="studies")
 

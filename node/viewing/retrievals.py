@@ -3,8 +3,13 @@
 A retrieval is a row of the jobs table (node/process/jobs.py), so that a study is retrieved once
 however many viewing contexts and instances ask for it, by whichever instance claims the job, and
 finished by another one if that instance dies. Each retrieval's progress is written into every
-context naming the study (pending -> retrieving -> available | failed). A few retrievals run at
-a time per instance, so that a long history does not open dozens of associations at once.
+context naming the study (pending -> retrieving -> available | failed, with the instances
+received of those the source announced). A retrieval is available only whole: one that ended
+with fewer instances here than the source announced, or any it could not send, failed, and
+says how far it got. A failed retrieval is retried when a reader opens the study again
+(`reopen`); the jobs table starts it once however many readers, tabs and instances ask.
+A few retrievals run at a time per instance, so that a long history does not open dozens of
+associations at once.
 """
 
 from __future__ import annotations
@@ -12,14 +17,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from node.config import RemoteNode
 from node.dimse import scu
 from node.errors import ConfigError
-from node.index.context_queries import set_waiting_study_state
+from node.index.context_queries import reopen_failed_retrieval, set_waiting_study_state
 from node.process.jobs import ClaimedJob, JobBoard, JobRunner, JobStatus, worker_name
 from node.services import NodeServices
+from node.viewing.retrieval_progress import RetrievalProgress
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +40,15 @@ def _still_available(status: JobStatus) -> bool:
     return (status.state == "done" and status.outcome == "available"
             and status.finished_at is not None
             and (datetime.now(UTC) - status.finished_at).total_seconds() < REMEMBER_SECONDS)
+
+
+def _incomplete(ae_title: str, received: int, announced: int, failed: int) -> str:
+    """Why a retrieval that ended without an error is not available, for the waiting page."""
+    if announced == 0:
+        return f"{ae_title} sent no instance of the study"
+    failures = f", {failed} failed" if failed else ""
+    return (f"{ae_title}: the retrieval ended with {received} of the study's {announced} "
+            f"instances received{failures}")
 
 
 class RetrievalRegistry:
@@ -72,18 +88,46 @@ class RetrievalRegistry:
         elif status.state == "done":
             await self._set_state(study_uid, "available", ("pending", "retrieving"))
 
+    async def failed(self, study_uids: Sequence[str]) -> set[str]:
+        """The studies among these whose last retrieval failed: what the index holds of one
+        may be part of it only."""
+        return await self._board.failed(KIND, study_uids)
+
+    async def reopen(self, context_pk: int, sources: Mapping[str, str]) -> list[str]:
+        """Retrieve again the context's studies whose retrieval failed (study UID -> the AE
+        title it was retrieved from), as a reader opening them again asks; the studies this
+        call reopened. A study another request reopened first, or whose retrieval is already
+        running again for another context, is not started twice (`ensure`). A source no longer
+        configured is left failed."""
+        reopened = []
+        for study_uid, ae_title in sources.items():
+            try:
+                remote = self._services.config.source_node(ae_title)
+            except ConfigError:
+                continue
+            async with self._services.sessions() as session:
+                if not await reopen_failed_retrieval(session, context_pk, study_uid):
+                    continue
+            await self.ensure(remote, study_uid)
+            reopened.append(study_uid)
+        return reopened
+
     async def _retrieve(self, job: ClaimedJob) -> tuple[str, str]:
         study_uid = job.key
         outcome, message = "failed", ""
         try:
             remote = self._services.config.source_node(str(job.payload.get("source", "")))
             await self._set_state(study_uid, "retrieving", ("pending",))
-            result = await scu.retrieve(self._services, remote, study_uid)
-            if result.failed == 0 and (result.completed > 0 or result.stored > 0):
+            async with RetrievalProgress(self._services.sessions, study_uid) as progress:
+                result = await scu.retrieve(self._services, remote, study_uid,
+                                            progress=progress.report)
+                progress.report(result.completed + result.warning,
+                                result.completed + result.failed + result.warning)
+            received, announced = progress.counts
+            if result.failed == 0 and received + result.stored > 0 and result.stored >= announced:
                 outcome = "available"
             else:
-                message = (f"{remote.ae_title}: {result.completed} completed, "
-                           f"{result.failed} failed, {result.warning} warnings")
+                message = _incomplete(remote.ae_title, received, announced, result.failed)
         except asyncio.CancelledError:
             # Stopped with its instance: the job goes back to the queue, contexts keep waiting.
             raise
@@ -91,8 +135,11 @@ class RetrievalRegistry:
             message = f"{exc} on this instance"
         except Exception as exc:  # a failed retrieval is a state to show, not a crash
             message = str(exc) or type(exc).__name__
-            log.warning("retrieval of a study failed: %s", message)
-        return ("done", outcome) if outcome == "available" else ("failed", message)
+        if outcome == "available":
+            return "done", outcome
+        # The message names the source and the cause, never the patient.
+        log.warning("retrieval of a study failed: %s", message)
+        return "failed", message
 
     async def _retrieved(self, job: ClaimedJob, state: str, outcome: str) -> None:
         # After the job's row says it ended: a context committed from now on either finds the

@@ -146,6 +146,8 @@ async def _as_json(session: AsyncSession, context: ViewingContext) -> dict[str, 
             "accessionNumber": None if anonymize else (row.accession_number or None),
             "studyDate": row.study_date or None, "studyDescription": row.description or None,
             "message": row.message or None,
+            "instancesReceived": row.instances_received,
+            "instancesAnnounced": row.instances_announced or None,
         })
     return {
         "monitor": context.kind, "display": context.display,

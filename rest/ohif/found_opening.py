@@ -2,8 +2,9 @@
 
 The study list of a searching session lists the source nodes' studies beside the node's
 (rest/dicomweb/source_search.py); the node can show one only once it holds it. When the
-viewer's page names studies that are neither the session's nor in the index, and the session
-may search, the node looks for each on the source nodes (C-FIND by StudyInstanceUID, bounded
+viewer's page names studies that are neither the session's nor in the index (or there only in
+part: their last retrieval failed), and the session may search, the node looks for each on the
+source nodes (C-FIND by StudyInstanceUID, bounded
 by `[dicomweb] source_search_timeout`), adds those found to the session's context and has them
 retrieved (node/viewing/found_studies.py); the page is then the waiting page (waiting.py),
 which opens OHIF once they are here. A study found nowhere is left to OHIF, which says so.
@@ -35,15 +36,20 @@ def _named(query: str) -> list[str]:
 
 
 async def open_found_studies(request: web.Request, grant: Grant, query: str) -> Grant:
-    """Add the studies `query` names that only a source node holds to a searching session's
-    context (retrieved in the background); the grant as it then is."""
-    if not grant.features.get("search"):
-        return grant
-    unknown = [uid for uid in _named(query) if uid not in grant.allowed][:MAX_LOOKED_FOR]
+    """Add the studies `query` names that only a source node holds, whole, to a searching
+    session's context (retrieved in the background); the grant as it then is. A study whose
+    last retrieval failed counts as not held: the index may have only part of it."""
     services = request.app[SERVICES]
-    if not unknown or not services.config.source_nodes:
+    if not grant.features.get("search") or not services.config.source_nodes:
         return grant
-    missing = [uid for uid in unknown if uid not in await local_study_uids(services, unknown)]
+    own = {s["studyInstanceUID"] for s in grant.context["studies"]}
+    named = [uid for uid in _named(query) if uid not in own][:MAX_LOOKED_FOR]
+    if not named:
+        return grant
+    incomplete = await request.app[RETRIEVALS].failed(named)
+    unknown = [uid for uid in named if uid not in grant.allowed or uid in incomplete]
+    local = await local_study_uids(services, unknown)
+    missing = [uid for uid in unknown if uid not in local or uid in incomplete]
     timeout = services.config.dicomweb.source_search_timeout
     located = await locate_on_sources(services.config, missing, timeout)
     found = [(uid, located[uid]) for uid in missing if uid in located]

@@ -12,9 +12,11 @@ _PAGE = {"get": {
     "summary": "OHIF Viewer's page for one of its routes (session cookie), e.g. "
                "/viewer/viewer?StudyInstanceUIDs=...",
     "responses": {"200": {"description": "The page; the dark waiting page while the studies "
-                                         "it names are being retrieved (a study a searching "
-                                         "session found on a source node is added to the "
-                                         "session and retrieved first).", **_HTML},
+                                         "it names are being retrieved or their retrieval "
+                                         "failed (a study a searching session found on a "
+                                         "source node is added to the session and retrieved "
+                                         "first; one whose retrieval failed is retrieved "
+                                         "again).", **_HTML},
                   "401": {"description": "No valid session: the dark refusal page.", **_HTML},
                   "503": {"description": "OHIF Viewer is not installed.", **_JSON}},
 }}
@@ -39,11 +41,14 @@ OHIF_PATHS: dict[str, Any] = {
                               "content": {"text/javascript": {"schema": {"type": "string"}}}}},
     }},
     "/viewer/retrieval-state": {"get": {
-        "summary": "How many of the named studies of the session are still being retrieved "
-                   "(session cookie).",
+        "summary": "How many of the named studies of the session are still being retrieved, "
+                   "and each one's progress, or why its retrieval failed (session cookie).",
         "parameters": [{"name": "StudyInstanceUIDs", "in": "query", "required": False,
                         "schema": {"type": "string"}}],
-        "responses": {"200": {"description": "`{\"waiting\": n}`", **_JSON},
+        "responses": {"200": {"description": "`{\"waiting\": n, \"studies\": "
+                                             "[{\"studyInstanceUID\", \"state\", "
+                                             "\"source\", \"received\", \"announced\", "
+                                             "\"message\"}]}`", **_JSON},
                       "401": {"description": "No valid session.", **_JSON}},
     }},
     "/viewer/patients": {"get": {

@@ -5,9 +5,9 @@
 - `/viewer/app-config.js`: the session's configuration (app_config.py), never cached;
 - any other path under /viewer/ is one of OHIF's own routes (`/viewer/viewer?StudyInstanceUIDs=`)
   and gets the page, for a live session only; without one, the dark refusal page; while the
-  studies it names are still being retrieved, the dark waiting page (waiting.py); a study a
-  searching session found on a source node is first added to its context and retrieved
-  (found_opening.py).
+  studies it names are still being retrieved, or their retrieval failed, the dark waiting page
+  (waiting.py); a study a searching session found on a source node is first added to its
+  context and retrieved (found_opening.py), one whose retrieval failed is retrieved again.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from rest.ohif.bundle import BASE_PATH, CONFIG_PATH, PreparedApp, served_file
 from rest.ohif.found_opening import open_found_studies
 from rest.ohif.ohif_state import OHIF
 from rest.ohif.protocols import session_protocol
-from rest.ohif.waiting import waiting_page, waiting_studies
+from rest.ohif.waiting import failed_retrievals, reopen_failed, waiting_page, waiting_studies
 from rest.refusal import NO_SESSION, refusal_page
 from rest.state import SERVICES
 from rest.viewer.grants import Grant
@@ -103,6 +103,7 @@ async def page(request: web.Request) -> web.StreamResponse:
         return refusal_page(401, *NO_SESSION)
     opened = request.query.get("StudyInstanceUIDs", "")
     grant = await open_found_studies(request, grant, opened)
-    if waiting_studies(grant, opened):
+    grant = await reopen_failed(request, grant, opened)
+    if waiting_studies(grant, opened) or failed_retrievals(grant, opened):
         return waiting_page()
     return web.FileResponse(app.index_html, headers=PAGE_HEADERS)
