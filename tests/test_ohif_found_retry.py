@@ -50,6 +50,7 @@ TWO_TABS = spec(3, "TABBERT^TOVE")
 PARTIAL = spec(4, "PARTLOW^PIA")
 PARTIAL_AGAIN = spec(5, "PARTRIDGE^PER")
 IN_BROWSER = spec(6, "BROWNE^BO", rows=128)
+PARTIAL_TOKEN = spec(7, "PARTON^PAL")
 
 
 def partial_study(study: StudySpec) -> list[Dataset]:
@@ -67,7 +68,7 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancProcess
     orthanc = OrthancProcess(folder / "orthanc", ae_title=ARCHIVE).start()
     try:
         studies = [ct_instances(s, 3) for s in (REFUSED, DOWN, TWO_TABS, IN_BROWSER)]
-        partial = [partial_study(s) for s in (PARTIAL, PARTIAL_AGAIN)]
+        partial = [partial_study(s) for s in (PARTIAL, PARTIAL_AGAIN, PARTIAL_TOKEN)]
         for index, datasets in enumerate([*studies, *partial]):
             for path in write_all(folder / "files" / str(index), datasets):
                 orthanc.upload(path)
@@ -255,6 +256,22 @@ async def test_a_partial_study_opened_in_another_session_is_retrieved_again(
     second_reader = await searching(api)
     assert WAITING_TEXT in await open_study(api, second_reader, PARTIAL_AGAIN.study_uid)
     state = await state_when(api, second_reader, PARTIAL_AGAIN.study_uid, failed)
+    assert progress(state["studies"][0]) == (2, 3)
+
+
+async def test_a_token_naming_a_study_here_in_part_retrieves_it_again(
+        archive: OrthancProcess, instances: list[Api]) -> None:
+    api = instances[0]
+    knows_the_node(archive, api)
+    await failed_in_new_session(api, PARTIAL_TOKEN.study_uid)
+    # A token naming the study, as a RIS opens it: the index holds two of its three
+    # instances, and the last retrieval failed: it is retrieved again, never "available".
+    headers = await api.session_headers({**BASE, "studyUID": PARTIAL_TOKEN.study_uid})
+    study = await context_study(api, headers, PARTIAL_TOKEN.study_uid)
+    assert study["state"] != "available", study
+    assert study["source"] == ARCHIVE
+    assert WAITING_TEXT in await open_study(api, headers, PARTIAL_TOKEN.study_uid)
+    state = await state_when(api, headers, PARTIAL_TOKEN.study_uid, failed)
     assert progress(state["studies"][0]) == (2, 3)
 
 

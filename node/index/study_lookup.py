@@ -1,6 +1,11 @@
 """Which local studies a viewing request names: by Study Instance UID, by accession number,
 by Patient ID; each match is (Study UID, PatientID, issuer, accession number, study date,
-description), and the last two questions answer newest first.
+description, source), and the last two questions answer newest first.
+
+`source` is "" for a study the index holds whole, as far as the node knows; for one whose last
+retrieval from a source node failed (the index may hold part of it only), that node's AE title:
+the viewing request then retrieves it again (node/viewing/issue.py) instead of showing a part
+of the study as the whole of it.
 
 Two versions side by side, asked the same questions: `StudyLookup` on an async SQLAlchemy
 connection (any database), and `SqliteStudyLookup` on a sqlite3 connection of the thread that
@@ -14,16 +19,22 @@ import json
 import sqlite3
 from collections.abc import Sequence
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from node.index.dicom_models import Patient, Study
+from node.index.job_models import Job
 
-StudyMatch = tuple[str, str, str, str, str, str]
+StudyMatch = tuple[str, str, str, str, str, str, str]
 
+# The study's retrieval job ((kind, key) is unique), when it ended failed.
+_FAILED_RETRIEVAL = and_(Job.kind == "retrieve", Job.key == Study.study_uid,
+                         Job.state == "failed")
 _COLUMNS = (Study.study_uid, Patient.patient_id, Patient.issuer, Study.accession_number,
-            Study.study_date, Study.description)
-_BASE = select(*_COLUMNS).join(Patient, Study.patient_pk == Patient.id)
+            Study.study_date, Study.description,
+            func.coalesce(Job.payload["source"].as_string(), ""))
+_BASE = (select(*_COLUMNS).join(Patient, Study.patient_pk == Patient.id)
+         .outerjoin(Job, _FAILED_RETRIEVAL))
 _NEWEST_FIRST = (Study.study_date.desc(), Study.study_uid)
 # Built once: constructing a statement per request cost more than running it.
 _BY_UIDS = _BASE.where(Study.study_uid.in_(bindparam("uids", expanding=True)))
@@ -37,15 +48,18 @@ _BY_PATIENT = _BASE.where(Patient.patient_id == bindparam("patient_id")).order_b
 # thread then waits for the event loop's thread to offer the GIL back (up to the 5 ms switch
 # interval) once per row; one row is one wait.
 _SQLITE_MATCHES = ("SELECT json_group_array(json_array(s.study_uid, p.patient_id, p.issuer, "
-                   "s.accession_number, s.study_date, s.description)) "
-                   "FROM studies s JOIN patients p ON s.patient_pk = p.id")
+                   "s.accession_number, s.study_date, s.description, "
+                   "coalesce(json_extract(j.payload, '$.source'), ''))) "
+                   "FROM studies s JOIN patients p ON s.patient_pk = p.id "
+                   "LEFT JOIN jobs j ON j.kind = 'retrieve' AND j.key = s.study_uid "
+                   "AND j.state = 'failed'")
 _SQLITE_BY_UIDS = f"{_SQLITE_MATCHES} WHERE s.study_uid IN (SELECT value FROM json_each(?))"
 _SQLITE_BY_ACCESSION = f"{_SQLITE_MATCHES} WHERE s.accession_number = ?"
 _SQLITE_BY_PATIENT = f"{_SQLITE_MATCHES} WHERE p.patient_id = ?"
 
 
 def _match(row: Sequence[str]) -> StudyMatch:
-    return (row[0], row[1], row[2], row[3], row[4], row[5])
+    return (row[0], row[1], row[2], row[3], row[4], row[5], row[6])
 
 
 class StudyLookup:

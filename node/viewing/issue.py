@@ -193,8 +193,14 @@ class TokenIssuer:
 
     def _row(self, position: int, entry: arrange.Entry) -> dict[str, Any]:
         study = entry.study
+        message = ""
         if study is None:
             state, source = "not-found", ""
+        elif study.source and not self._is_source(study.source):
+            # Here in part (its retrieval failed) from a node no longer configured: shown
+            # as failed, never as the whole study.
+            state, source = "failed", study.source
+            message = f"{study.source} is no longer a source node: the study is here in part"
         elif study.source:
             state, source = "pending", study.source
         else:
@@ -205,8 +211,11 @@ class TokenIssuer:
             "patient_id": study.patient_id if study else "",
             "accession_number": study.accession if study else "",
             "study_date": study.study_date if study else "",
-            "description": study.description if study else "", "message": "",
+            "description": study.description if study else "", "message": message,
         }
+
+    def _is_source(self, ae_title: str) -> bool:
+        return any(node.ae_title == ae_title for node in self._services.config.source_nodes)
 
     async def _start_retrievals(self, arrangements: list[tuple[str, Arrangement]]) -> None:
         remote = {node.ae_title: node for node in self._services.config.source_nodes}

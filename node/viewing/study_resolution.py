@@ -62,7 +62,9 @@ class FoundStudy:
     accession: str
     study_date: str
     description: str
-    # "" when the study is in the local index, else the AE title it can be retrieved from.
+    # "" when the local index holds the study, else the AE title it is to be retrieved from:
+    # a source node's match, or a local study whose last retrieval from there failed (the
+    # index may hold part of it: node/index/study_lookup.py).
     source: str = ""
 
 
