@@ -18,14 +18,16 @@ from tests.rest_support import ROLE, Api, running_app
 CASE = "IDCASE-1"
 BANNER_SLIDE = "IDCASE-1-A-1-1"
 OTHER_SLIDE = "IDCASE-1-B-1-1"
+COLLIDING_CASE = "IDCASE-2"
+SHARED_SLIDE = "IDCASE-2-A-1-1"
 
 
 def patient_slide(folder: Path, study_uid: str, container: str, study_date: str,
-                  **patient: str) -> list[Path]:
+                  accession: str = CASE, **patient: str) -> list[Path]:
     """A DICOM WSI of the case, of the patient given (keyword -> value)."""
     files = factory.write_dicom_wsi(
         folder, specimen=factory.SpecimenSpec(container_identifier=container),
-        accession=CASE, study_uid=study_uid)
+        accession=accession, study_uid=study_uid)
     for path in files.paths:
         ds = dcmread(path)
         ds.StudyDate = study_date
@@ -45,6 +47,14 @@ async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
     paths += patient_slide(folder / "b", uid(12302), OTHER_SLIDE, "20230105",
                            PatientID="ID-PATH", IssuerOfPatientID="OTHER-HOSP",
                            PatientName="OMEGA^OTHERHOSP")
+    # Two patients' slides that carry one Container Identifier, in two cases; the other
+    # patient's arrives last, so a slide looked up by its identifier alone is that one.
+    paths += patient_slide(folder / "c", uid(12303), SHARED_SLIDE, "20240105",
+                           accession=COLLIDING_CASE, PatientID="ID-PATH-C",
+                           PatientName="GAMMA^FIRSTSCAN")
+    paths += patient_slide(folder / "d", uid(12304), SHARED_SLIDE, "20240105",
+                           accession="IDCASE-3", PatientID="ID-PATH-D",
+                           PatientName="DELTA^SECONDSCAN")
     async with running_app(folder / "node") as api:
         for path in paths:
             await api.services.ingestor.ingest_copy(path, "import")
@@ -79,3 +89,16 @@ async def test_a_slide_of_the_case_named_by_the_token_opens_its_own_patient(api:
     body = await tray(api, headers)
     assert [s["containerIdentifier"] for s in body["slides"]] == [OTHER_SLIDE]
     assert body["patient"]["name"] == "OMEGA, OTHERHOSP"
+
+
+async def test_a_container_identifier_of_two_patients_slides_shows_neither(api: Api) -> None:
+    """A slide is found by its Container Identifier, the latest scan first: GAMMA's case
+    would show DELTA's slide, scanned later under the same identifier, under GAMMA's name.
+    Whose slide it is cannot be told, so the case shows it to no one."""
+    headers = await api.session_headers({"username": "path", "role": ROLE,
+                                         "accNum": COLLIDING_CASE})
+    body = await tray(api, headers)
+    assert body["slides"] == [] and "DELTA" not in str(body)
+    for path in ("/dz.dzi", "/label.png"):
+        response = await api.client.get(f"/ngv/slides/{SHARED_SLIDE}{path}", headers=headers)
+        assert response.status == 403, path
