@@ -16,6 +16,7 @@ from pydicom.dataset import Dataset
 from sqlalchemy import select
 
 from node.index.dicom_models import Instance, Patient, Series, Study
+from node.sources.storage_mapping import add_mapping
 from tests.factory import StudySpec, make_instance, uid
 from tests.rest_support import API_KEY, Api, running_app
 from tests.source_fixtures import run_body, storage_table
@@ -149,3 +150,25 @@ async def test_an_import_confirming_the_files_patient_id_keeps_its_issuer(
     assert (progress.done, progress.failed) == (1, 0), progress.failures
     assert await patient_of_instance(api, f"{study_uid}.7.1") == (
         "ING-OWNER", "ING-HOSP-X", "NAMESAKE^OTHER")
+
+
+async def post_token(api: Api, volume: Path, body: dict[str, Any]) -> Any:
+    await add_mapping(api.services.sessions, "/storage", str(volume))
+    return await api.client.post("/ngv/v1/obscurl", json=body,
+                                 headers={"Authorization": API_KEY})
+
+
+async def test_a_post_naming_another_patients_study_is_refused(api: Api, tmp_path: Path) -> None:
+    """The POST API's patientID with a study the node holds for another patient is the
+    caller's wrong-patient error, as with GET /ngv/obscurl: 409, nothing opens (the session
+    would read the other patient's study and history)."""
+    ds = make_instance(StudySpec(study_uid=OWNER.study_uid, patient_id="ING-CLAIMED",
+                                 patient_name="CLAIMED^PERSON", rows=16, columns=16), 6, 0)
+    ds.save_as(tmp_path / "claimed.dcm", enforce_file_format=True)
+    body = post_body(OWNER.study_uid, "claimed.dcm", patientID="ING-CLAIMED",
+                     patientName="CLAIMED^PERSON")
+    response = await post_token(api, tmp_path, body)
+    assert response.status == 409, await response.text()
+    error = (await response.json())["error"]
+    assert error.startswith("studies[0].patientID") and OWNER.study_uid in error
+    assert "ING-OWNER" not in error and "FIRST" not in error
