@@ -5,6 +5,7 @@ instance under a (PatientID, issuer) pair nobody named."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from io import BytesIO
 from pathlib import Path
@@ -15,8 +16,10 @@ import pytest
 from pydicom.dataset import Dataset
 from sqlalchemy import select
 
+from node.errors import NotFound
 from node.index.dicom_models import Instance, Patient, Series, Study
-from node.sources.storage_mapping import add_mapping
+from node.sources.storage_mapping import add_mapping, remove_mapping
+from rest.obscurl_post import IMPORTS
 from tests.factory import StudySpec, make_instance, uid
 from tests.rest_support import API_KEY, Api, running_app
 from tests.source_fixtures import run_body, storage_table
@@ -153,6 +156,9 @@ async def test_an_import_confirming_the_files_patient_id_keeps_its_issuer(
 
 
 async def post_token(api: Api, volume: Path, body: dict[str, Any]) -> Any:
+    """POST /ngv/v1/obscurl with /storage mapped to `volume`."""
+    with contextlib.suppress(NotFound):
+        await remove_mapping(api.services.sessions, "/storage")
     await add_mapping(api.services.sessions, "/storage", str(volume))
     return await api.client.post("/ngv/v1/obscurl", json=body,
                                  headers={"Authorization": API_KEY})
@@ -172,3 +178,36 @@ async def test_a_post_naming_another_patients_study_is_refused(api: Api, tmp_pat
     error = (await response.json())["error"]
     assert error.startswith("studies[0].patientID") and OWNER.study_uid in error
     assert "ING-OWNER" not in error and "FIRST" not in error
+
+
+async def test_a_post_whose_files_are_refused_opens_nothing_of_the_other_patient(
+        api: Api, tmp_path: Path) -> None:
+    """Files (a folder, or studies named without patientID) of a study the node holds for
+    another patient are refused at import: the session must not open the node's copy of
+    that study, nor the rest of that patient's studies, in their place."""
+    owner_prior = StudySpec(study_uid=uid(12105), patient_id="ING-OWNER",
+                            patient_name="OWNER^FIRST", study_date="20200101", rows=16,
+                            columns=16, instances_per_series=1)
+    await api.ingest(owner_prior)
+    for n, ds in enumerate(intruders()):
+        ds.save_as(tmp_path / f"intruder-{n}.dcm", enforce_file_format=True)
+    bodies = [{"username": "u", "role": "physician", "folder": {"path": "/storage"}},
+              post_body(OWNER.study_uid, "intruder-0.dcm")]
+    for body in bodies:
+        response = await post_token(api, tmp_path, body)
+        assert response.status == 200, await response.text()
+        token = await response.text()
+        await api.client.app[IMPORTS].wait_idle()
+        headers = await redeemed(api, token)
+        for study_uid in (OWNER.study_uid, owner_prior.study_uid):
+            readable = await api.client.get(f"/dicom-web/studies/{study_uid}/series",
+                                            headers=headers)
+            assert readable.status == 403, (body, study_uid)
+        listed = await api.client.get("/dicom-web/studies", headers=headers)
+        assert "OWNER" not in await listed.text()
+
+
+async def redeemed(api: Api, token: str) -> dict[str, str]:
+    _, cookie = await api.redeem(token)
+    assert cookie is not None
+    return {"Cookie": f"ngv_session={cookie}"}

@@ -193,7 +193,9 @@ class ContextProgress:
             [(o.item, o.outcome, o.study_uid, o.sop_uid, o.message) for o in outcomes],
             forget=final and progress.state in ("done", "stopped"),
             study_uids=list(progress.studies),
-            state_of=lambda study_uid: _state(progress, study_uid, final))
+            state_of=lambda study_uid: _state(progress, study_uid, final),
+            dropped=[uid for uid, counts in progress.studies.items()
+                     if final and counts.another_patients])
 
 
 def _state(progress: ImportProgress, study_uid: str, final: bool) -> tuple[str, str]:
