@@ -74,3 +74,34 @@ async def test_an_order_from_the_source_does_not_open_another_patients_local_stu
     assert SHARED_UID not in context_uids(context)
     headers = await api.session_headers(query)
     assert not await readable(api, headers, SHARED_UID)
+
+
+async def test_a_named_study_arriving_as_another_patients_is_not_granted(api: Api) -> None:
+    """A token for SRC-C names a study the node holds nowhere yet (historyList,
+    fullPreloadStudy); it arrives later as SRC-D's (a modality sends it): the session for
+    SRC-C must not read it, nor the rest of SRC-D's studies through it."""
+    own = StudySpec(study_uid=uid(12211), patient_id="SRC-C", patient_name="OWNC^CARLA",
+                    study_date="20240101", rows=16, columns=16)
+    late = StudySpec(study_uid=uid(12212), patient_id="SRC-D", patient_name="LATED^DORA",
+                     study_date="20230101", rows=16, columns=16)
+    late_prior = StudySpec(study_uid=uid(12213), patient_id="SRC-D",
+                           patient_name="LATED^DORA", study_date="20200101", rows=16,
+                           columns=16)
+    await api.ingest(own)
+    tokens = [await api.token({**BASE, "patientID": "SRC-C", "studyUID": own.study_uid,
+                               field: late.study_uid, **extra})
+              for field, extra in (("historyList", {}),
+                                   ("fullPreloadStudy", {"idIssuer": "NONE"}))]
+    await api.ingest(late)
+    await api.ingest(late_prior)
+    for token in tokens:
+        _, cookie = await api.redeem(token)
+        headers = {"Cookie": f"ngv_session={cookie}"}
+        assert await readable(api, headers, own.study_uid)
+        assert not await readable(api, headers, late.study_uid)
+        assert not await readable(api, headers, late_prior.study_uid)
+        listed = await api.client.get("/dicom-web/studies", headers=headers)
+        assert "LATED" not in await listed.text()
+        context = await api.client.get("/ngv/api/context", headers=headers)
+        studies = (await context.json())["studies"]
+        assert [s["studyInstanceUID"] for s in studies] == [own.study_uid]
