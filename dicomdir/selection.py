@@ -126,7 +126,7 @@ async def retrieve_missing(services: NodeServices, study_uids: Sequence[str]) ->
         return
     request = StudyRequest(study_uids=tuple(study_uids))
     findings = Findings()
-    await find_remote(services.config, findings, request, services.config.source_nodes,
+    await find_remote(services, findings, request, services.config.source_nodes,
                       explicit=False)
     for uid in study_uids:
         found = findings.by_uid.get(uid)

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from node.errors import Conflict, InvalidInput, NotFound
 from node.index.slide_queries import (
     has_slide_instance,
+    slide_container_studies,
     slide_containers_of_case,
     slide_containers_of_studies,
     slide_instances,
@@ -250,6 +251,24 @@ async def slides_of_studies(sessions: Sessions, study_uids: list[str]) -> list[s
             .where(SlideFile.study_uid.in_(study_uids))
         )).scalars().all()
     return sorted(set(dicom) | set(files))
+
+
+async def studies_of_slides(sessions: Sessions, container_identifiers: list[str]
+                            ) -> dict[str, set[str]]:
+    """The studies each of these slides belongs to, DICOM and registered files (a file
+    registered without a study belongs to none)."""
+    found: dict[str, set[str]] = {}
+    if not container_identifiers:
+        return found
+    async with sessions() as session:
+        dicom = await slide_container_studies(session, container_identifiers, WSI_SOP_CLASS)
+        files = (await session.execute(
+            select(SlideFile.container_identifier, SlideFile.study_uid)
+            .where(SlideFile.container_identifier.in_(container_identifiers),
+                   SlideFile.study_uid != ""))).all()
+    for cid, uid in [*dicom, *files]:
+        found.setdefault(cid, set()).add(uid)
+    return found
 
 
 async def studies_with_slide_files(session: AsyncSession, study_uids: list[str]) -> set[str]:

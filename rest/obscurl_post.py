@@ -107,6 +107,10 @@ DOCUMENT["paths"]["/ngv/v1/obscurl"] = {"post": {
         "401": {"description": "Missing or wrong API key.",
                 "content": {"application/json": {"schema": {
                     "$ref": "#/components/schemas/Error"}}}},
+        "409": {"description": "A study given with a patientID is one the node holds for "
+                               "another PatientID.",
+                "content": {"application/json": {"schema": {
+                    "$ref": "#/components/schemas/Error"}}}},
         "413": {"description": "The body is larger than http.max_body_bytes."},
     },
 }}

@@ -4,7 +4,7 @@ sealed secrets (sealed and opened by node/sources/sealed_secrets.py, never here)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -63,12 +63,14 @@ async def import_request(sessions: async_sessionmaker[AsyncSession], context_pk:
 async def write_import_progress(
     sessions: async_sessionmaker[AsyncSession], context_pk: int, sources: dict[str, Any],
     outcomes: list[OutcomeRow], forget: bool, study_uids: Iterable[str],
-    state_of: Callable[[str], tuple[str, str]],
+    state_of: Callable[[str], tuple[str, str]], dropped: Collection[str] = (),
 ) -> None:
     """In one transaction: the context's sources; the new outcomes, or with `forget` (nothing
     is left to resume) the outcomes and sealed secrets deleted; a study row for each of
     `study_uids` the context lacks; every study row's (state, message) from `state_of`, and
-    what the index says of the study once it is there."""
+    what the index says of the study once it is there. The rows of `dropped` go: studies
+    whose every object was refused as another patient's, whose UID the index holds for that
+    other patient (the session must not open that patient's study in their place)."""
     async with sessions() as session:
         await session.execute(
             update(ViewingContext).where(ViewingContext.id == context_pk)
@@ -83,9 +85,13 @@ async def write_import_progress(
                 {"context_pk": context_pk, "item": item, "outcome": outcome,
                  "study_uid": study_uid[:64], "sop_uid": sop_uid[:64], "message": message}
                 for item, outcome, study_uid, sop_uid, message in outcomes])
+        if dropped:
+            await session.execute(delete(ContextStudy).where(
+                ContextStudy.context_pk == context_pk,
+                ContextStudy.study_uid.in_(list(dropped))))
         rows = {row.study_uid: row for row in (await session.scalars(
             select(ContextStudy).where(ContextStudy.context_pk == context_pk))).all()}
-        wanted = list(study_uids)
+        wanted = [uid for uid in study_uids if uid not in dropped]
         described = await _describe(session, set(wanted) | set(rows))
         for study_uid in wanted:
             if study_uid not in rows:

@@ -50,3 +50,13 @@ async def patients_with_id(session: AsyncSession, patient_id: str) -> list[int]:
     """The patient rows (one per issuer) that hold `patient_id`."""
     return list((await session.scalars(
         select(Patient.id).where(Patient.patient_id == patient_id))).all())
+
+
+async def patient_keys_of_studies(session: AsyncSession, study_uids: Collection[str]
+                                  ) -> dict[str, int]:
+    """Study UID -> its patient row, for the studies among `study_uids` in the index."""
+    if not study_uids:
+        return {}
+    rows = await session.execute(select(Study.study_uid, Study.patient_pk)
+                                 .where(Study.study_uid.in_(sorted(set(study_uids)))))
+    return {uid: pk for uid, pk in rows.all()}

@@ -22,7 +22,6 @@ from sqlalchemy import (
     Select,
     SQLColumnExpression,
     and_,
-    distinct,
     exists,
     func,
     literal,
@@ -250,12 +249,16 @@ def parse_level(value: str, model: Model) -> Level:
 
 def returned_keys(request: FindRequest) -> list[str]:
     """Keys whose values come back: every requested key the index knows at or above the
-    query level, plus the unique keys of the level and the ones above it (within the model)."""
+    query level, plus the unique keys of the level and the ones above it (within the model),
+    and IssuerOfPatientID with PatientID: a patient is the pair, and PatientID alone could
+    answer two patients of different issuers as two identical ones."""
     keys = [k for k in request.keys if k in ATTRIBUTES and ATTRIBUTES[k].level <= request.level]
     top = Level.PATIENT if request.model is Model.PATIENT_ROOT else Level.STUDY
     for level in Level:
         if top <= level <= request.level and UNIQUE_KEYS[level] not in keys:
             keys.append(UNIQUE_KEYS[level])
+    if "PatientID" in keys and "IssuerOfPatientID" not in keys:
+        keys.insert(keys.index("PatientID") + 1, "IssuerOfPatientID")
     return keys
 
 
@@ -411,13 +414,14 @@ def find_in_thread(engine: Engine, request: FindRequest,
 
 
 def _shared_patient_ids(level: Level, keys: Mapping[str, tuple[str, ...]]) -> AnySelect | None:
-    """For a PATIENT level retrieval without IssuerOfPatientID: the Patient IDs it names that
-    patients of several issuers share. A patient is (PatientID, issuer); such a request names
-    more than one, and is refused rather than moving two patients' images as one."""
-    if level is not Level.PATIENT or any(v.strip() for v in keys.get("IssuerOfPatientID", ())):
+    """For a PATIENT level retrieval: the Patient IDs it names that several of the patients it
+    matches share. A patient is (PatientID, issuer); a request whose IssuerOfPatientID is
+    absent, empty or a wildcard matching several issuers names more than one, and is refused
+    rather than moving two patients' images as one."""
+    if level is not Level.PATIENT:
         return None
-    return (select(Patient.patient_id).where(Patient.patient_id.in_(keys.get("PatientID", ())))
-            .group_by(Patient.patient_id).having(func.count(distinct(Patient.issuer)) > 1))
+    return (select(Patient.patient_id).where(*_conditions(keys, Level.PATIENT))
+            .group_by(Patient.patient_id).having(func.count(Patient.id) > 1))
 
 
 def _refuse_shared(shared: Sequence[str]) -> None:

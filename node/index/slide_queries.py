@@ -61,6 +61,22 @@ async def slide_containers_of_studies(session: AsyncSession, study_uids: list[st
     return await _containers(session, sop_class_uid, Study.study_uid.in_(study_uids))
 
 
+async def slide_container_studies(session: AsyncSession, container_identifiers: list[str],
+                                  sop_class_uid: str) -> list[tuple[str, str]]:
+    """(Container Identifier, Study Instance UID) of the instances of the SOP Class that carry
+    these Container Identifiers, each pair once: which studies, so which patients, a slide
+    belongs to."""
+    if not container_identifiers:
+        return []
+    rows = await session.execute(
+        select(Instance.container_identifier, Study.study_uid).distinct()
+        .join(Series, Instance.series_pk == Series.id)
+        .join(Study, Series.study_pk == Study.id)
+        .where(Instance.container_identifier.in_(container_identifiers),
+               Instance.sop_class_uid == sop_class_uid))
+    return [(str(cid), str(uid)) for cid, uid in rows.all()]
+
+
 async def _containers(session: AsyncSession, sop_class_uid: str,
                       studies: ColumnElement[bool]) -> list[str]:
     return list((await session.execute(

@@ -22,7 +22,7 @@ from typing import Protocol, TypeVar
 
 from node.config import Config
 from node.errors import NodeError
-from node.index.index_writer import AddOutcome
+from node.index.index_writer import AddOutcome, OtherPatientsStudy
 from node.index.instance_queries import stored_files
 from node.ingest.file_completeness import check_complete
 from node.ingest.ingestor import IngestResult
@@ -207,7 +207,7 @@ class Importer:
                 results = await self._import(source, item)
             except (SourceError, NodeError) as exc:
                 progress.fail(item.where, str(exc), _study_uid(item), _sop_uid(item),
-                              item=item.identity)
+                              item=item.identity, refused=isinstance(exc, OtherPatientsStudy))
                 return
             except asyncio.CancelledError:
                 raise

@@ -18,12 +18,16 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from node import metrics
-from node.errors import InvalidInput
+from node.errors import Conflict, InvalidInput
 from node.index.import_queries import add_import_context, write_import_progress
+from node.index.study_lookup import StudyLookup
 from node.services import NodeServices
 from node.sources.plan import ImportPlan
 from node.sources.progress import ImportProgress, ItemOutcome
+from node.sources.request import OpenRequest
 from node.sources.sealed_secrets import CredentialVault
 from node.viewing import audit
 from node.viewing.hanging_protocols import applicable_protocols
@@ -61,6 +65,20 @@ def context_options(plan: ImportPlan) -> dict[str, Any]:
     return {**options.as_json(), "collapsePreviews": opening.collapse_previews}
 
 
+async def refuse_another_patients_study(session: AsyncSession, request: OpenRequest) -> None:
+    """Conflict when the request names a study with a patientID and the index holds that
+    study for another PatientID. As with the GET API (study_resolution.another_patients_study)
+    it is the caller's wrong-patient error: the import would be refused instance by instance
+    (a study is one patient's), and the session would open the index's copy, the other
+    patient's images, with the rest of that patient's studies."""
+    claimed = {study.study_uid: study for study in request.studies if study.patient_id}
+    for uid, patient_id, *_ in await StudyLookup(session).by_uids(list(claimed)):
+        study = claimed[uid]
+        if patient_id != study.patient_id:
+            raise Conflict(f"{study.where}.patientID: study {uid} is another patient's than "
+                           "patientID")
+
+
 async def issue_context(services: NodeServices, plan: ImportPlan, progress: ImportProgress,
                         client_address: str = "", vault: CredentialVault | None = None
                         ) -> tuple[str, int]:
@@ -74,6 +92,7 @@ async def issue_context(services: NodeServices, plan: ImportPlan, progress: Impo
         role = await get_role(session, request.role)
         if role is None:
             raise InvalidInput(f"role: unknown role {request.role!r}", field="role")
+        await refuse_another_patients_study(session, request)
         scope, protocols = await applicable_protocols(session, request.username, role.name)
         request_json = request.as_json()
         expires_at = now + lifetime
@@ -174,7 +193,9 @@ class ContextProgress:
             [(o.item, o.outcome, o.study_uid, o.sop_uid, o.message) for o in outcomes],
             forget=final and progress.state in ("done", "stopped"),
             study_uids=list(progress.studies),
-            state_of=lambda study_uid: _state(progress, study_uid, final))
+            state_of=lambda study_uid: _state(progress, study_uid, final),
+            dropped=[uid for uid, counts in progress.studies.items()
+                     if final and counts.another_patients])
 
 
 def _state(progress: ImportProgress, study_uid: str, final: bool) -> tuple[str, str]:

@@ -21,12 +21,20 @@ MAX_FAILURES = 500
 class StudyCounts:
     done: int = 0
     failed: int = 0
+    # Of the failed: refused because the index holds the study for another patient.
+    refused: int = 0
+
+    @property
+    def another_patients(self) -> bool:
+        """Whether every object of the study was refused as another patient's: the study the
+        request names is not the one the index holds under its UID."""
+        return self.done == 0 and self.failed > 0 and self.refused == self.failed
 
 
 @dataclass(frozen=True)
 class ItemOutcome:
     item: str
-    # "done", "duplicate" or "failed".
+    # "done", "duplicate", "failed", or "refused" (failed: the study is another patient's).
     outcome: str
     study_uid: str = ""
     sop_uid: str = ""
@@ -79,16 +87,20 @@ class ImportProgress:
         self._changed()
 
     def fail(self, where: str, message: str, study_uid: str = "", sop_uid: str = "",
-             counted: bool = True, item: str = "") -> None:
+             counted: bool = True, item: str = "", refused: bool = False) -> None:
         """One object failed (`counted`), or a whole source could not be listed (not counted
         in `total`, so not in `failed` either). With `item`, the failure is final: a resumed
-        import does not try that object again."""
+        import does not try that object again. `refused`: the index holds the object's study
+        for another patient."""
         if item:
-            self._settle(ItemOutcome(item, "failed", study_uid, sop_uid, message))
+            self._settle(ItemOutcome(item, "refused" if refused else "failed", study_uid,
+                                     sop_uid, message))
         if counted:
             self.failed += 1
             if study_uid:
-                self.studies.setdefault(study_uid, StudyCounts()).failed += 1
+                counts = self.studies.setdefault(study_uid, StudyCounts())
+                counts.failed += 1
+                counts.refused += int(refused)
         if len(self.failures) < MAX_FAILURES:
             entry = {"where": where, "message": message}
             if study_uid:
@@ -109,9 +121,9 @@ class ImportProgress:
         for outcome in outcomes:
             if outcome.item in self.settled:
                 continue
-            if outcome.outcome == "failed":
+            if outcome.outcome in ("failed", "refused"):
                 self.fail(outcome.where, outcome.message, outcome.study_uid,
-                          outcome.sop_uid)
+                          outcome.sop_uid, refused=outcome.outcome == "refused")
             else:
                 self.succeed(outcome.study_uid, outcome.outcome == "duplicate")
             self.settled.add(outcome.item)

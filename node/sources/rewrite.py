@@ -22,12 +22,27 @@ from node.errors import InvalidInput
 UTF8 = "ISO_IR 192"
 
 
+# What qualifies a file's PatientID: it names the issuer of that ID, not of another.
+_ISSUER_KEYWORDS = ("IssuerOfPatientID", "IssuerOfPatientIDQualifiersSequence")
+
+
 def needs_rewrite(ds: Dataset, values: dict[str, str]) -> bool:
     return any(str(ds.get(keyword, "") or "") != value for keyword, value in values.items())
 
 
+def _replaces_patient_id(ds: Dataset, values: dict[str, str]) -> bool:
+    return "PatientID" in values and str(ds.get("PatientID", "") or "") != values["PatientID"]
+
+
 def apply_attributes(ds: Dataset, values: dict[str, str]) -> None:
-    """Set the values, switching the dataset to UTF-8 when one of them needs it."""
+    """Set the values, switching the dataset to UTF-8 when one of them needs it. A request
+    that gives another PatientID than the file's names its patient by that ID alone: the
+    file's issuer goes with the file's ID, since kept it would make a (PatientID, issuer)
+    pair nobody named, maybe another hospital's patient of the same ID."""
+    if _replaces_patient_id(ds, values):
+        for keyword in _ISSUER_KEYWORDS:
+            if keyword in ds:
+                delattr(ds, keyword)
     if any(not value.isascii() for value in values.values()) and _charset(ds) != UTF8:
         # Decode every text element with the old character set before relabelling the
         # dataset, so that nothing is written back as bytes of the wrong encoding.

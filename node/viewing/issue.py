@@ -129,7 +129,8 @@ class TokenIssuer:
 
         findings, prepared = await self._store.issue(request.studies, prepare_if_local)
         if prepared is None:
-            await find_remote(config, findings, request.studies, sources, explicit=explicit)
+            await find_remote(self._services, findings, request.studies, sources,
+                              explicit=explicit)
             prepared = prepare(findings)
             await self._store.write(prepared)
         if prepared.remote:

@@ -25,6 +25,7 @@ from node.index.viewer_session_queries import (
 )
 from node.services import NodeServices
 from node.viewing import audit
+from node.viewing.named_patient import studies_of_other_patients
 from node.viewing.options import ViewingOptions
 from node.viewing.roles import get_role
 from node.viewing.token_secrets import digest, looks_like_token, new_secret, token_keys
@@ -137,8 +138,12 @@ async def _as_json(session: AsyncSession, context: ViewingContext) -> dict[str, 
         hide_layers=bool(options.get("hideLayers")),
     )
     request = _anonymized(context.request) if anonymize else dict(context.request)
+    others = await studies_of_other_patients(
+        session, context.request, [(row.study_uid, row.purpose) for row in context.studies])
     studies = []
     for row in context.studies:
+        if row.study_uid in others:
+            continue
         studies.append({
             "studyInstanceUID": row.study_uid, "purpose": row.purpose, "preload": row.preload,
             "state": row.state, "source": row.source or None,

@@ -23,6 +23,8 @@ from node.config import Config, RemoteNode
 from node.dimse import scu
 from node.errors import Conflict, InvalidInput
 from node.index.study_lookup import SqliteStudyLookup, StudyLookup
+from node.services import NodeServices
+from node.viewing.found_studies import local_study_uids
 
 
 @dataclass(frozen=True)
@@ -216,12 +218,19 @@ def remote_queries(findings: Findings, request: StudyRequest,
 
 
 async def find_remote(
-    config: Config, findings: Findings, request: StudyRequest,
+    services: NodeServices, findings: Findings, request: StudyRequest,
     sources: Sequence[RemoteNode], explicit: bool,
 ) -> None:
-    """Complete `findings` from the source nodes, in place."""
+    """Complete `findings` from the source nodes, in place.
+
+    A study a source node names for the patient or the accession number that the index holds
+    already is the index's (whose copy the viewer shows and serves): when the index found it
+    for the request, it is there already; when it did not, the index holds it for another
+    patient or order (a PACS that corrected the patient after the node had stored the study),
+    and taking the source's word would grant and open that other patient's images."""
     if not sources:
         return
+    config = services.config
     queries = remote_queries(findings, request, explicit)
     if not queries:
         return
@@ -234,11 +243,16 @@ async def find_remote(
     ))
     answered: set[str] = set()
     failures: dict[str, str] = {}
-    for (kind, _), result in zip(queries, results, strict=True):
+    found = [(kind, _studies(result.matches, order)) for (kind, _), result in zip(
+        queries, results, strict=True)]
+    held = await local_study_uids(services, list(dict.fromkeys(
+        study.study_uid for kind, studies in found if kind != "uids" for study in studies)))
+    for (kind, remote), result in zip(found, results, strict=True):
         answered.update(result.answered)
         for failure in result.failed:
             failures.setdefault(failure.ae_title, failure.message)
-        remote = _studies(result.matches, order)
+        if kind != "uids":
+            remote = [study for study in remote if study.study_uid not in held]
         if kind == "uids":
             for study in remote:
                 if study.study_uid in missing:

@@ -12,7 +12,7 @@ or else is a patient whose name is not known yet: a claim is never shown as a na
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,10 +45,12 @@ class PatientBanner:
                 "birthDate": self.birth_date, "sex": self.sex, "received": self.received}
 
 
-async def case_banner(session: AsyncSession, grant: Grant) -> PatientBanner:
-    """The banner of the patient of the context's first opened study (an empty one without
-    any study). An anonymized session reads no name: its banner carries nothing."""
-    row = _opening_row(grant)
+async def case_banner(session: AsyncSession, grant: Grant, study_uid: str = ""
+                      ) -> PatientBanner:
+    """The banner of the patient of the context's first opened study, or of `study_uid` (the
+    study of the slide the viewer shows: slide_access.py); an empty one without any study. An
+    anonymized session reads no name: its banner carries nothing."""
+    row = _row_of(grant, study_uid) if study_uid else _opening_row(grant)
     if row is None:
         return PatientBanner()
     uid = row["studyInstanceUID"]
@@ -69,12 +71,25 @@ async def case_banner(session: AsyncSession, grant: Grant) -> PatientBanner:
     return PatientBanner(patient_id=patient_id, received=False)
 
 
+def opening_position(purposes: Sequence[str], monitor: str) -> int | None:
+    """Which of a context's studies (their purposes, in the context's order) the page opens
+    first: the first prior on a secondary monitor, else the first study opened by the context,
+    else its first study; None without any."""
+    wanted = PRIOR_PURPOSES if monitor == "secondary" else ("open",)
+    return next((i for i, purpose in enumerate(purposes) if purpose in wanted),
+                0 if purposes else None)
+
+
 def _opening_row(grant: Grant) -> Mapping[str, Any] | None:
-    """The study the page opens first: the first prior on a secondary monitor, else the first
-    study opened by the context, else its first study."""
     rows = grant.context["studies"]
-    purposes = PRIOR_PURPOSES if grant.context["monitor"] == "secondary" else ("open",)
-    return next((s for s in rows if s["purpose"] in purposes), rows[0] if rows else None)
+    position = opening_position([s["purpose"] for s in rows], grant.context["monitor"])
+    return None if position is None else rows[position]
+
+
+def _row_of(grant: Grant, study_uid: str) -> Mapping[str, Any]:
+    """The context's row of the study (a bare one when the context does not list it)."""
+    return next((s for s in grant.context["studies"] if s["studyInstanceUID"] == study_uid),
+                {"studyInstanceUID": study_uid})
 
 
 async def _declared_patient(session: AsyncSession, request: Mapping[str, Any], uid: str

@@ -93,7 +93,7 @@ async def session_slides(request: web.Request) -> web.Response:
         found.append(names.metadata(metadata.to_json()))
     first = granted.selected or (granted.allowed[0] if granted.allowed else None)
     async with services.sessions() as session:
-        banner = await case_banner(session, grant)
+        banner = await case_banner(session, grant, granted.banner_study)
     options = grant.context["options"]
     body: dict[str, Any] = {
         "slides": found, "selected": names.shown(first) if first else None,

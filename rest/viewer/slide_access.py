@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from node.index.context_queries import context_with_studies
+from node.index.patient_queries import patient_keys_of_studies
 from node.services import NodeServices
-from pathology.catalogue import slides_of_case, slides_of_studies
+from pathology.catalogue import slides_of_case, slides_of_studies, studies_of_slides
 from rest.state import SERVICES
+from rest.viewer.case_banner import opening_position
 
 if TYPE_CHECKING:
     from node.index.viewing_models import ViewingContext
@@ -36,12 +38,14 @@ IMPORT_OVER = ("done", "stopped")
 @dataclass(frozen=True)
 class SessionSlides:
     """The slides one context may read (containerIdentifiers), the one to open first ("" for
-    the first), the case's accession numbers, and whether its import may still bring more."""
+    the first), the case's accession numbers, whether its import may still bring more, and
+    the study whose patient the banner names ("": the study the context opens first)."""
 
     allowed: tuple[str, ...]
     selected: str
     accessions: tuple[str, ...]
     pending: bool
+    banner_study: str = ""
 
 
 def request_names_slides(request: Mapping[str, Any]) -> bool:
@@ -73,11 +77,37 @@ async def context_slides(services: NodeServices, context: ViewingContext) -> Ses
         found |= set(await slides_of_studies(
             services.sessions, [row.study_uid for row in context.studies]))
     allowed = tuple(sorted(cid for cid in found if not selected or cid == selected))
+    allowed, banner_study = await _one_patients_slides(services, context, allowed, selected)
     accessions = (accession,) if accession else tuple(dict.fromkeys(
         row.accession_number for row in context.studies if row.accession_number))
     state = (context.sources or {}).get("import", {}).get("state")
     pending = state is not None and state not in IMPORT_OVER
-    return SessionSlides(allowed, selected, accessions, pending)
+    return SessionSlides(allowed, selected, accessions, pending, banner_study)
+
+
+async def _one_patients_slides(services: NodeServices, context: ViewingContext,
+                               slides: tuple[str, ...], selected: str
+                               ) -> tuple[tuple[str, ...], str]:
+    """The slides of one patient, and the study whose patient the banner names ("": the
+    context's first opened study). The page shows one patient's banner: a case that two
+    patients' studies share (an accession number given twice, or by two hospitals) would
+    otherwise show one patient's slides under the other's name. The patient is that of the
+    slide the token names, else of the study the context opens first; a slide none of whose
+    studies is in the index (a registered file) has no patient the index knows, and stays."""
+    studies_of = await studies_of_slides(services.sessions, list(slides))
+    position = opening_position([row.purpose for row in context.studies], context.kind)
+    opening = "" if position is None else context.studies[position].study_uid
+    named = sorted(studies_of.get(selected, ())) if selected else [opening]
+    async with services.sessions() as session:
+        patient_of = await patient_keys_of_studies(
+            session, {opening, *named, *(uid for uids in studies_of.values() for uid in uids)})
+    banner_study = next((uid for uid in named if uid in patient_of), "")
+    shown = patient_of.get(banner_study)
+    if shown is None:
+        return slides, ""
+    kept = tuple(cid for cid in slides
+                 if all(patient_of.get(uid, shown) == shown for uid in studies_of.get(cid, ())))
+    return kept, banner_study
 
 
 async def opens_slides(services: NodeServices, context_pk: int) -> bool:

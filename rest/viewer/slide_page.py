@@ -18,7 +18,7 @@ from rest.ohif.start import start_url, with_sticky
 from rest.refusal import NO_SESSION, refusal_page
 from rest.state import SERVICES
 from rest.viewer.case_banner import case_banner
-from rest.viewer.slide_access import opens_slides
+from rest.viewer.slide_access import SLIDE_GRANTS, opens_slides
 from rest.viewer.viewer_state import GRANTS, TEMPLATES
 
 routes = web.RouteTableDef()
@@ -47,8 +47,9 @@ async def slide_page(request: web.Request) -> web.StreamResponse:
         location = await start_url(services, grant.context_pk)
         raise web.HTTPFound(with_sticky(location, request.query.get("sticky", "")),
                             headers={"Cache-Control": "no-store"})
+    slides = await request.app[SLIDE_GRANTS].slides(request, grant.context_pk)
     async with services.sessions() as session:
-        banner = await case_banner(session, grant)
+        banner = await case_banner(session, grant, slides.banner_study)
     text = request.app[TEMPLATES].get_template("slides.html").render(
         banner=banner, anonymize=grant.anonymize, user=grant.context["username"])
     return web.Response(text=text, content_type="text/html", headers=PAGE_HEADERS)
