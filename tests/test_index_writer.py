@@ -1,8 +1,10 @@
-"""The index writer's study stamp: a study's updated_at says when it last received an
-instance, written again once it is STUDY_STAMP_SECONDS old, not on every commit."""
+"""The index writer: a study's updated_at says when it last received an instance, written
+again once it is STUDY_STAMP_SECONDS old, not on every commit; each study keeps its sums; a
+commit checks the storage quota's ceiling it carries."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import datetime
 from pathlib import Path
@@ -13,7 +15,7 @@ from sqlalchemy import select
 from node.config import config_from_dict
 from node.index import index_writer
 from node.index.dicom_models import Study
-from node.index.index_writer import AddOutcome, StoredFile
+from node.index.index_writer import AddOutcome, Ceiling, LimitPassed, StoredFile
 from node.ingest.instance_record import InstanceRecord
 from node.process.runtime import open_services
 from node.services import NodeServices
@@ -79,3 +81,24 @@ async def test_each_study_keeps_the_bytes_and_count_of_its_instances(tmp_path: P
         found = await sizes(services)
         assert found[first.study_uid] == (80, 1)
         assert found[other_study.study_uid] == (17, 2)
+
+
+async def test_a_commit_that_would_pass_its_ceiling_commits_nothing(tmp_path: Path) -> None:
+    """The storage quota's check in the commit itself (index_writer.Ceiling): past the
+    ceiling nothing of the record stays, not even the new study's rows; at it, it commits."""
+    async with open_services(config_from_dict(config_dict(), base_dir=tmp_path)) as services:
+        def add(rec: InstanceRecord, size: int, ceiling: Ceiling | None) -> AddOutcome:
+            outcome, _ = services.writer.add_blocking(
+                StoredFile(rec, f"{rec.sop_uid}.dcm", size, "t"), False, 30.0, ceiling)
+            return outcome
+
+        first, second, other_study = record(3, 0, 0, 0), record(3, 0, 0, 1), record(3, 1, 0, 0)
+        assert await asyncio.to_thread(add, first, 100, Ceiling(150, 0)) is AddOutcome.ADDED
+        with pytest.raises(LimitPassed):
+            await asyncio.to_thread(add, second, 60, Ceiling(150, 0))
+        with pytest.raises(LimitPassed):
+            await asyncio.to_thread(add, other_study, 1, Ceiling(0, 1))
+        assert await sizes(services) == {first.study_uid: (100, 1)}
+        assert await asyncio.to_thread(add, second, 50, Ceiling(150, 0)) is AddOutcome.ADDED
+        assert await asyncio.to_thread(add, other_study, 1, None) is AddOutcome.ADDED
+        assert await sizes(services) == {first.study_uid: (150, 2), other_study.study_uid: (1, 1)}

@@ -13,6 +13,12 @@ compilation on the way (together measured at about 2 ms per instance here). Othe
 (PostgreSQL) get the same batches as SQLAlchemy Core statements, run on the event loop through
 the async engine.
 
+A record may carry a ceiling (the storage quota's limits, node/retention/quota.py): its commit
+then holds only if the stored totals stay within it, checked in the transaction itself, where
+every other writer's commits are either counted or waiting (SQLite's write lock; on PostgreSQL
+the recycling's advisory lock, taken first). The quota sets one close to a limit, where what
+other processes have admitted but not yet committed is more than the room left.
+
 The primary keys of patients, studies and series seen in committed batches are cached, so that a
 batch of instances of known series costs one SELECT (duplicates), one INSERT and one UPDATE (the
 study's `updated_at`). The caches are only filled after a commit succeeds and are dropped whenever
@@ -36,7 +42,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Table, insert, select, update
+from sqlalchemy import Connection, Table, func, insert, select, update
 from sqlalchemy.dialects import postgresql as postgresql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -45,6 +51,7 @@ from node.errors import InvalidInput
 from node.index.database import sqlite_pragmas
 from node.index.deletion_queries import DELETION_STAMP
 from node.index.dicom_models import Base
+from node.index.recycling import QUOTA_LOCK
 from node.index.write_lock import WriteLock
 from node.ingest.instance_record import InstanceRecord
 
@@ -94,10 +101,24 @@ class StoredFile:
 Outcome = tuple[AddOutcome, str]
 
 
+@dataclass(frozen=True)
+class Ceiling:
+    """Stored bytes and studies a commit must leave the index within (0: no limit)."""
+
+    bytes: int
+    studies: int
+
+
+class LimitPassed(Exception):
+    """The commit would have left the stored totals past its record's ceiling: nothing of the
+    record was committed."""
+
+
 @dataclass
 class _Pending:
     item: StoredFile
     overwrite: bool
+    ceiling: Ceiling | None = None
     future: concurrent.futures.Future[Outcome] = field(default_factory=concurrent.futures.Future)
 
 
@@ -172,7 +193,8 @@ class IndexWriter:
         (for a kept duplicate, the path of the instance already stored)."""
         return await asyncio.wrap_future(self.submit(item, overwrite))
 
-    def add_blocking(self, item: StoredFile, overwrite: bool, timeout: float | None) -> Outcome:
+    def add_blocking(self, item: StoredFile, overwrite: bool, timeout: float | None,
+                     ceiling: Ceiling | None = None) -> Outcome:
         """The same as `add`, for threads other than the event loop's (pynetdicom handlers).
 
         When no commit is running, the calling thread commits itself, with whatever else is
@@ -181,10 +203,10 @@ class IndexWriter:
         hand-over between threads costs a scheduling delay. When a commit is running, the
         record joins the next batch, which the writer thread commits (group commit): the
         committing thread wakes it when it is done (`_commit_round`), since it could do nothing
-        before."""
+        before. `ceiling`: raise LimitPassed rather than commit past it (the module says how)."""
         if self._thread is None:
             raise RuntimeError("IndexWriter used before start()")
-        pending = _Pending(item, overwrite)
+        pending = _Pending(item, overwrite, ceiling)
         with self._cond:
             self._pending.append(pending)
             lead = not self._committing
@@ -258,8 +280,9 @@ class IndexWriter:
                 except Exception as exc:
                     # A cached key may name a row deleted meanwhile, or another instance
                     # committed the same rows: again, from the database (caches dropped). A
-                    # record the index refuses is refused again: no retry.
-                    if attempt == BATCH_TRIES - 1 or isinstance(exc, InvalidInput):
+                    # record the index refuses is refused again, and a passed ceiling is
+                    # passed again: no retry.
+                    if attempt == BATCH_TRIES - 1 or isinstance(exc, InvalidInput | LimitPassed):
                         raise
                     time.sleep(0.002 * (attempt + 1))
         except Exception as exc:
@@ -268,8 +291,9 @@ class IndexWriter:
                 for pending in batch:
                     self._commit_group([pending], connection)
                 return
-            log.error("index commit failed for SOP Instance UID %s: %s",
-                      batch[0].item.record.sop_uid, exc)
+            if not isinstance(exc, LimitPassed):  # the quota's answer, not a failure
+                log.error("index commit failed for SOP Instance UID %s: %s",
+                          batch[0].item.record.sop_uid, exc)
             batch[0].future.set_exception(_disk_full(exc) or exc)
             return
         for pending, outcome in zip(batch, outcomes, strict=True):
@@ -355,6 +379,10 @@ class _Sql(Protocol):
 
     def add_to(self, table: Table, pk: int, amounts: dict[str, int]) -> None: ...
 
+    def lock_quota(self) -> None: ...
+
+    def stored(self) -> tuple[int, int]: ...
+
 
 # The unique key of each level above the instances: what a concurrent insert collides on.
 _UNIQUE_KEYS: dict[str, tuple[str, ...]] = {
@@ -402,6 +430,18 @@ class _CoreSql:
     def add_to(self, table: Table, pk: int, amounts: dict[str, int]) -> None:
         self.conn.execute(update(table).where(table.c.id == pk).values(
             **{name: table.c[name] + amount for name, amount in amounts.items()}))
+
+    def lock_quota(self) -> None:
+        """Wait for the other writers checking a ceiling, and the recycling (PostgreSQL;
+        SQLite's write lock already holds every other writer)."""
+        if self.conn.dialect.name == "postgresql":
+            self.conn.execute(select(func.pg_advisory_xact_lock(QUOTA_LOCK)))
+
+    def stored(self) -> tuple[int, int]:
+        """(bytes, studies) stored, as the storage quota counts them."""
+        row = self.conn.execute(select(func.coalesce(func.sum(STUDIES.c.size_bytes), 0),
+                                       func.count(STUDIES.c.id))).one()
+        return int(row[0]), int(row[1])
 
 
 class _SqliteSql:
@@ -461,6 +501,14 @@ class _SqliteSql:
         sets = ", ".join(f"{n} = {n} + :{n}" for n in amounts)
         self.connection.execute(f"UPDATE {table.name} SET {sets} WHERE id = :pk",
                                 {**amounts, "pk": pk})
+
+    def lock_quota(self) -> None:
+        """Nothing: the transaction holds SQLite's write lock (BEGIN IMMEDIATE)."""
+
+    def stored(self) -> tuple[int, int]:
+        row = self.connection.execute(
+            "SELECT coalesce(sum(size_bytes), 0), count(id) FROM studies").fetchone()
+        return int(row[0]), int(row[1])
 
 
 # --- what one batch writes ---
@@ -530,6 +578,9 @@ class _Upsert:
         self.now = datetime.now(UTC)
 
     def run(self, batch: list[_Pending]) -> list[Outcome]:
+        ceilings = [p.ceiling for p in batch if p.ceiling is not None]
+        if ceilings:  # first, as the recycling takes it: no row lock is held while waiting
+            self.sql.lock_quota()
         records = [p.item.record for p in batch]
         patient_pks = self._patients(records)
         study_pks = self._studies(records, patient_pks)
@@ -538,7 +589,19 @@ class _Upsert:
                                        for rec in records})
         outcomes = self._instances(batch, series_pks, usage)
         usage.write()
+        if ceilings:
+            self._within(ceilings)
         return outcomes
+
+    def _within(self, ceilings: list[Ceiling]) -> None:
+        """Raise LimitPassed when the totals, this batch counted, pass a ceiling (the batch
+        is then committed one record at a time: only the records carrying it fail)."""
+        stored_bytes, studies = self.sql.stored()
+        for ceiling in ceilings:
+            if ((ceiling.bytes and stored_bytes > ceiling.bytes)
+                    or (ceiling.studies and studies > ceiling.studies)):
+                raise LimitPassed(f"{stored_bytes} bytes in {studies} studies would pass the "
+                                  f"storage quota")
 
     def _patients(self, records: list[InstanceRecord]) -> dict[PatientKey, int]:
         wanted: dict[PatientKey, InstanceRecord] = {}

@@ -34,7 +34,9 @@ from node.index.study_usage import StoredTotals
 from node.index.viewing_models import ContextStudy, ViewerSession, ViewingContext
 from node.index.write_lock import writing_in_thread, writing_on_loop
 
-_LOCK = zlib.crc32(b"viewnode-recycling")
+# PostgreSQL's advisory lock of the recycling, also taken by a commit that checks the storage
+# quota's ceiling (node/index/index_writer.py).
+QUOTA_LOCK = zlib.crc32(b"viewnode-recycling")
 _ACTIVE = ("queued", "running")
 # The jobs table's kind of a running export's hold on its studies (never claimed by a runner).
 EXPORT_KIND = "export"
@@ -96,7 +98,7 @@ def _recycle_in(conn: Connection, targets: Targets, keep: Collection[str]) -> Re
 
 def _one_at_a_time(conn: Connection) -> None:
     if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK})
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": QUOTA_LOCK})
     else:
         # A write first: SQLite's write lock is held from here, so no other writer commits
         # between the totals read below and the deletion.

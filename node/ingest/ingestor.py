@@ -31,8 +31,15 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from node import metrics
-from node.errors import InvalidInput
-from node.index.index_writer import AddOutcome, IndexWriter, StoredFile
+from node.errors import InvalidInput, StorageFull
+from node.index.index_writer import (
+    AddOutcome,
+    Ceiling,
+    IndexWriter,
+    LimitPassed,
+    Outcome,
+    StoredFile,
+)
 from node.index.instance_queries import stored_files
 from node.ingest.flush_threads import Flush, FlushThreads
 from node.ingest.header_scan import read_record_fast
@@ -44,10 +51,15 @@ log = logging.getLogger(__name__)
 # fsyncs of incoming files and their published names, run while the index commit runs (see the
 # module's docstring); shared by all ingestors, like asyncio's default executor.
 _FLUSHERS = FlushThreads(8, "ingest-flush")
+# Commits of one instance that would pass the storage quota's ceiling before it is refused
+# (each after the quota made room again).
+CEILING_TRIES = 3
 
 
 class Admission(Protocol):
-    def admit(self, item: StoredFile) -> None: ...
+    def admit(self, item: StoredFile) -> Ceiling | None: ...
+
+    def passed(self, item: StoredFile) -> Ceiling: ...
 
     def settled(self, item: StoredFile) -> None: ...
 
@@ -76,7 +88,8 @@ class Ingestor:
         # quick and thread-safe (node/series_metadata.MetadataWarmer appends to a deque).
         self.listeners: list[Callable[[InstanceRecord], None]] = []
         # Asked before anything is published, told once the commit is over (the storage quota,
-        # node/retention/quota.py); what `admit` raises refuses the instance.
+        # node/retention/quota.py); what `admit` raises refuses the instance, the ceiling it
+        # may give is checked by the commit, and `passed` asked when the commit would pass it.
         self.admission: Admission | None = None
 
     async def ingest_incoming(self, incoming: Path, origin: str) -> IngestResult:
@@ -106,10 +119,10 @@ class Ingestor:
         published: str | None = None
         committed = False
         try:
-            item, published = self._prepare(incoming, origin, head, size, admit)
+            item, published, ceiling = self._prepare(incoming, origin, head, size, admit)
             flush = self._flush(incoming, published)
             try:
-                outcome, path = self.writer.add_blocking(item, self.overwrite_duplicates, timeout)
+                outcome, path = self._commit(item, ceiling, timeout)
                 committed = True
             finally:
                 error = flush.wait()
@@ -127,6 +140,22 @@ class Ingestor:
         metrics.instance_received(origin, outcome.value)
         return self._result(item.record, outcome, path)
 
+    def _commit(self, item: StoredFile, ceiling: Ceiling | None,
+                timeout: float | None) -> Outcome:
+        """The index commit. One that would pass the storage quota's ceiling waits for the
+        quota to make room and tries again; StorageFull after CEILING_TRIES."""
+        for _ in range(CEILING_TRIES - 1):
+            try:
+                return self.writer.add_blocking(item, self.overwrite_duplicates, timeout,
+                                                ceiling)
+            except LimitPassed:
+                assert self.admission is not None
+                ceiling = self.admission.passed(item)
+        try:
+            return self.writer.add_blocking(item, self.overwrite_duplicates, timeout, ceiling)
+        except LimitPassed as exc:
+            raise StorageFull() from exc
+
     def _flush(self, incoming: Path, published: str | None) -> Flush:
         """Start the fsync of the file, then of its published name, in a thread beside the
         commit. One thread for both: on this disk fsyncs do not overlap one another, and each
@@ -143,9 +172,9 @@ class Ingestor:
 
     def _prepare(self, incoming: Path, origin: str, head: bytes | None = None,
                  size: int | None = None, admit: Callable[[InstanceRecord], None] | None = None,
-                 ) -> tuple[StoredFile, str | None]:
-        """The file's index record, and where it was published (None: it is placed after the
-        commit)."""
+                 ) -> tuple[StoredFile, str | None, Ceiling | None]:
+        """The file's index record, where it was published (None: it is placed after the
+        commit), and the storage quota's ceiling for its commit, if any."""
         if size is None:
             size = incoming.stat().st_size
         record = read_record_fast(incoming, head, size)  # a whole file only
@@ -153,10 +182,9 @@ class Ingestor:
             admit(record)
         relative = self.storage.relative_path(record.study_uid, record.sop_uid)
         item = StoredFile(record, relative, size, origin)
-        if self.admission is not None:
-            self.admission.admit(item)
+        ceiling = self.admission.admit(item) if self.admission is not None else None
         published = self.storage.publish(incoming, relative, self.overwrite_duplicates)
-        return item, relative if published else None
+        return item, relative if published else None, ceiling
 
     def _flushed(
         self,

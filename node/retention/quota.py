@@ -44,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from node import metrics
 from node.config import StorageSection
 from node.errors import StorageFull
-from node.index.index_writer import StoredFile
+from node.index.index_writer import Ceiling, StoredFile
 from node.index.recycling import Recycled, Targets, recycle, recycle_in_thread, study_exists
 from node.index.study_usage import (
     StoredTotals,
@@ -123,13 +123,22 @@ class StorageQuota:
         # Whether this process admitted anything since it last read the totals.
         self._admitted_since_read = False
 
-    def admit(self, item: StoredFile) -> None:
-        """Return when the instance may be stored; raise StorageFull when it may not. Runs in
-        the ingesting thread, never on the event loop (it may wait for the database)."""
+    def admit(self, item: StoredFile) -> Ceiling | None:
+        """Return when the instance may be stored, with the ceiling its commit must check
+        (None: none needed); raise StorageFull when it may not. Runs in the ingesting thread,
+        never on the event loop (it may wait for the database).
+
+        The commit checks the limits itself (index_writer.Ceiling) when the instance was
+        admitted into the whole room a recycling made, or when the last totals leave less
+        than NEAR_LIMIT_INSTANCES per process: there, what the other processes admitted and
+        have not committed yet, which no totals read shows, may be more than the room left
+        (two instances on one PostgreSQL database under load passed a limit of 30 instances
+        by 1.4 of them)."""
         study_uid = item.record.study_uid
         with self._lock:
             new_study = self.max_studies > 0 and not self._is_known(study_uid)
             amount = _Amount(item.size, 1 if new_study else 0)
+            whole = False
             if not self._fits(amount):
                 self._collect()
                 self._refresh()
@@ -140,10 +149,28 @@ class StorageQuota:
                 # passed the limit by two instances).
                 if not self._fits(amount, hard=True):
                     self._make_room(amount, study_uid)
+                    whole = True
             self._in_flight[id(item)] = (amount, time.monotonic())
             self._admitted_since_read = True
             if new_study:
                 self._remember(study_uid)
+            assert self._totals is not None
+            if whole or self._near_limit(self._totals, amount):
+                return Ceiling(self.max_bytes, self.max_studies)
+            return None
+
+    def passed(self, item: StoredFile) -> Ceiling:
+        """The instance's commit would have passed a limit (index_writer.LimitPassed): return
+        once there may be room for it again, with its ceiling; raise StorageFull when there
+        may not."""
+        with self._lock:
+            amount, _since = self._in_flight.pop(id(item), (_Amount(item.size), 0.0))
+            try:
+                self._refresh()
+                self._make_room(amount, item.record.study_uid)
+            finally:
+                self._in_flight[id(item)] = (amount, time.monotonic())
+            return Ceiling(self.max_bytes, self.max_studies)
 
     def settled(self, item: StoredFile) -> None:
         """The instance's commit is over (done or failed)."""
