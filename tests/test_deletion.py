@@ -27,6 +27,10 @@ from node.config import config_from_dict
 from node.index.deletion_queries import Requester, delete_studies
 from node.index.index_writer import AddOutcome, StoredFile
 from node.process.runtime import open_services
+from node.render.series_metadata import FOLDER as METADATA_FOLDER
+from node.render.series_metadata import metadata_file
+from node.retention.deletion import StudyDeletions
+from node.retention.followed_deletions import FollowedDeletions
 from node.storage.folder_storage import Storage
 from tests.factory import StudySpec, make_instance, uid, write_study
 from tests.index_db import rows
@@ -263,6 +267,39 @@ async def test_an_instance_of_a_deleted_study_received_again_keeps_its_own_study
                 "i.series_pk = se.id JOIN studies st ON se.study_pk = st.id"))).all()
     assert sorted(found) == sorted([(record(5, 0, 0, 0).study_uid, record(5, 0, 0, 0).sop_uid),
                                     (record(6, 0, 0, 0).study_uid, record(6, 0, 0, 0).sop_uid)])
+
+
+async def test_the_workers_of_an_instance_follow_each_deletion_once_in_turn(
+        tmp_path: Path) -> None:
+    """Following deletions drops what the instance made from the deleted studies: one worker
+    at a time, each from the instance's progress whoever wrote it, so that a worker never
+    follows again a deletion another one followed (and drops the metadata of a series
+    received and made again since)."""
+    config = config_from_dict(config_dict(), base_dir=tmp_path)
+    async with open_services(config) as services:
+        made = []
+        for p in range(3):
+            rec = record(20 + p, 0, 0, 0)
+            await services.writer.add(StoredFile(rec, f"{rec.sop_uid}.dcm", 1, "t"))
+            deleted, _ = await delete_studies(services.engine, [rec.study_uid],
+                                              Requester("test"))
+            assert len(deleted) == 1
+            made.append(metadata_file(config.data_dir / METADATA_FOLDER, rec.series_uid))
+            made[-1].parent.mkdir(parents=True, exist_ok=True)
+            made[-1].write_bytes(b"{}")
+        [(last,)] = rows(config.data_dir, "SELECT max(id) FROM jobs WHERE kind = 'delete'")
+        first, second = StudyDeletions(services), StudyDeletions(services)
+        with FollowedDeletions(config.data_dir).turn() as turn:  # a third worker's turn
+            assert turn is not None and turn.seen == 0
+            assert await second.follow_deletions(FollowedDeletions(config.data_dir)) == 0
+        assert all(path.exists() for path in made)
+        assert await first.follow_deletions(FollowedDeletions(config.data_dir)) == 3
+        assert not any(path.exists() for path in made)
+        made[0].write_bytes(b"{}")  # the series received again, its metadata made again
+        assert await second.follow_deletions(FollowedDeletions(config.data_dir)) == 0
+        assert made[0].exists()
+        with FollowedDeletions(config.data_dir).turn() as turn:
+            assert turn is not None and turn.seen == last
 
 
 def test_the_files_of_a_deletion_wait_while_the_node_receives(
