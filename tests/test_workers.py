@@ -27,7 +27,7 @@ from pynetdicom.sop_class import Verification
 from node.index.write_lock import WriteLock
 from tests.factory import StudySpec, uid, write_study
 from tests.index_db import rows
-from tests.peers import PEER_ENV, NodeProcess, wait_for_port
+from tests.peers import PEER_ENV, NodeProcess, alive, wait_for_port
 
 WORKERS = 2
 
@@ -132,14 +132,6 @@ def until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> No
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.005)
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
 
 
 @pytest.fixture(scope="module")
