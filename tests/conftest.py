@@ -17,9 +17,10 @@ from tests.peers import NodeProcess, OrthancProcess, StoreSCP, free_port
 from tests.postgres_peer import PostgresCluster
 
 # Test modules whose outcome does not depend on the index's SQL dialect: units that touch no
-# database, and browser tests whose every query is one the HTTP tests already run on
-# PostgreSQL. `--dialect-only` (the PostgreSQL pass of `manage.sh test`) leaves them out, shown
-# as deselected, so that the second pass spends its time where the dialect matters.
+# database (or only one of their own), nodes whose index does nothing but start, and browser
+# tests whose every query is one the HTTP tests already run on PostgreSQL. `--dialect-only`
+# (the PostgreSQL pass of `manage.sh test`) leaves them out, shown as deselected, so that the
+# second pass spends its time where the dialect matters.
 DIALECT_NEUTRAL = frozenset({
     # browsers (Chromium)
     "test_ohif_browser.py", "test_ohif_static.py", "test_ohif_measurements.py",
@@ -33,6 +34,9 @@ DIALECT_NEUTRAL = frozenset({
     "test_sources_request.py", "test_sources_wrap.py",
     # the token store's own SQLite thread, on an SQLite file of its own in either pass
     "test_sqlite_batches.py",
+    # the fast path's installation, in fresh interpreters and in nodes whose index does nothing
+    # but start (PDU limits and C-ECHO)
+    "test_fast_path_fence.py",
 })
 
 
