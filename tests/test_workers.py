@@ -299,6 +299,7 @@ def test_a_killed_worker_is_replaced_and_the_node_keeps_serving(node: NodeProces
         assert echo.returncode == 0, echo.stderr
 
 
+@pytest.mark.dialect_neutral  # processes only: nothing asks the index anything
 def test_killing_the_supervisor_kills_every_worker(tmp_path: Path) -> None:
     process = NodeProcess(tmp_path / "node", extra={"node": {"workers": WORKERS}}).start()
     pids = workers_of(process)
@@ -336,6 +337,7 @@ def test_a_file_a_crashed_worker_left_in_its_incoming_folder_is_cleared_at_start
         process.stop()
 
 
+@pytest.mark.dialect_neutral  # an SQLite file of its own
 def test_one_write_lock_holder_keeps_another_out_until_it_commits(tmp_path: Path) -> None:
     import sqlite3
 
@@ -367,6 +369,7 @@ def test_one_write_lock_holder_keeps_another_out_until_it_commits(tmp_path: Path
     second.close()
 
 
+@pytest.mark.dialect_neutral  # an SQLite file of its own
 def test_a_transaction_inside_held_keeps_the_lock_until_held_ends(tmp_path: Path) -> None:
     """The index writer gathers its batch under `held()` and commits it with `transaction()`
     (and may retry record by record): the lock must stay its own throughout."""
