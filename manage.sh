@@ -78,9 +78,9 @@ case "${1:-}" in
         .venv/bin/ruff check .
         .venv/bin/mypy
         # The whole suite on SQLite (the default), then on PostgreSQL (a private cluster the
-        # tests start) every module whose outcome can depend on the SQL dialect
-        # (tests/conftest.py DIALECT_NEUTRAL lists the others), then the DICOM tests without
-        # the fast path; every pass runs even when an earlier one fails.
+        # tests start) every test whose outcome can depend on the SQL dialect (the others:
+        # tests/conftest.py's DIALECT_NEUTRAL modules and tests marked dialect_neutral), then
+        # the DICOM tests without the fast path; every pass runs even when an earlier one fails.
         status=0
         echo "== pytest on SQLite"
         .venv/bin/python -m pytest -q "$@" || status=$?

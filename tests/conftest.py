@@ -16,10 +16,12 @@ from tests.fast_path import receive_in
 from tests.peers import NodeProcess, OrthancProcess, StoreSCP, free_port
 from tests.postgres_peer import PostgresCluster
 
-# Test modules whose outcome does not depend on the index's SQL dialect: units that touch no
-# database, and browser tests whose every query is one the HTTP tests already run on
-# PostgreSQL. `--dialect-only` (the PostgreSQL pass of `manage.sh test`) leaves them out, shown
-# as deselected, so that the second pass spends its time where the dialect matters.
+# Test modules whose outcome does not depend on the SQL dialect the pass runs the index on:
+# units that touch no database (or only one of their own), nodes whose index does nothing but
+# start, browser tests whose every query is one the HTTP tests already run on PostgreSQL, and
+# tests that run on both databases themselves. `--dialect-only` (the PostgreSQL pass of
+# `manage.sh test`) leaves them out, shown as deselected, so that the second pass spends its
+# time where the dialect matters; so are single tests marked `dialect_neutral`.
 DIALECT_NEUTRAL = frozenset({
     # browsers (Chromium)
     "test_ohif_browser.py", "test_ohif_static.py", "test_ohif_measurements.py",
@@ -29,7 +31,15 @@ DIALECT_NEUTRAL = frozenset({
     "test_dimse_command_reader.py", "test_dimse_speedups.py", "test_dimse_wire.py",
     "test_find_identifiers.py", "test_pdu_read_ahead.py", "test_flush_threads.py",
     "test_pathology_colour.py", "test_pathology_readers.py", "test_deploy_files.py",
-    "test_config.py",
+    "test_config.py", "test_dicom_reactor.py", "test_store_direct.py", "test_store_receive.py",
+    "test_sources_request.py", "test_sources_wrap.py",
+    # the token store's own SQLite thread, on an SQLite file of its own in either pass
+    "test_sqlite_batches.py",
+    # the fast path's installation, in fresh interpreters and in nodes whose index does nothing
+    # but start (PDU limits and C-ECHO)
+    "test_fast_path_fence.py",
+    # every test on both databases already, each named by the test (its `engine` fixture)
+    "test_migrations.py",
 })
 
 
@@ -38,13 +48,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="leave out the test modules that do not depend on the SQL dialect")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "dialect_neutral: a test of a module not DIALECT_NEUTRAL whose outcome does "
+        "not depend on the SQL dialect either (left out by --dialect-only)")
+
+
+def is_dialect_neutral(item: pytest.Item) -> bool:
+    return (item.path.name in DIALECT_NEUTRAL
+            or item.get_closest_marker("dialect_neutral") is not None)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not config.getoption("--dialect-only"):
         return
-    neutral = [item for item in items if item.path.name in DIALECT_NEUTRAL]
+    neutral = [item for item in items if is_dialect_neutral(item)]
     if neutral:
         config.hook.pytest_deselected(items=neutral)
-        items[:] = [item for item in items if item.path.name not in DIALECT_NEUTRAL]
+        items[:] = [item for item in items if not is_dialect_neutral(item)]
 
 
 @pytest.fixture(scope="session")

@@ -181,7 +181,7 @@ class NodeProcess:
         self.proc = None
 
     def kill(self) -> None:
-        """SIGKILL the node; with worker processes, return once they are gone too (they die
+        """SIGKILL the node; with worker processes, return once they are dead too (they die
         with their supervisor, a moment after it)."""
         if self.proc is not None:
             pid = self.proc.pid
@@ -192,10 +192,29 @@ class NodeProcess:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
             deadline = time.monotonic() + 30
-            while any(Path(f"/proc/{w}").exists() for w in workers):
+            while any(alive(w) for w in workers):
                 assert time.monotonic() < deadline, f"workers {workers} outlived the supervisor"
                 time.sleep(0.02)
         self.proc = None
+
+
+def alive(pid: int | str) -> bool:
+    """Whether a thread of the process still runs. Its main thread shows as a zombie as soon as
+    it exits, while others may still end a system call (write a file); once every thread has
+    exited the process holds nothing any more (memory, files, sockets, locks), though it waits
+    to be reaped: orphaned workers wait for the container's init, ~1.5 s."""
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:
+        return False
+    for task in tasks:
+        try:
+            state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:  # that thread is gone
+            continue
+        if state != "Z":
+            return True
+    return False
 
 
 @dataclass

@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,11 @@ from node.config import config_from_dict
 from node.index.deletion_queries import Requester, delete_studies
 from node.index.index_writer import AddOutcome, StoredFile
 from node.process.runtime import open_services
-from node.storage.folder_storage import Storage
+from node.render.series_metadata import FOLDER as METADATA_FOLDER
+from node.render.series_metadata import metadata_file
+from node.retention.deletion import BATCH, StudyDeletions
+from node.retention.followed_deletions import FollowedDeletions
+from node.storage.folder_storage import Storage, aside_path
 from tests.factory import StudySpec, make_instance, uid, write_study
 from tests.index_db import rows
 from tests.peers import NodeProcess
@@ -186,25 +191,59 @@ def test_protect_and_unprotect_are_stored_and_audited(node: NodeProcess) -> None
     assert node.cli("protect", "--study", "not-a-uid").returncode != 0
 
 
+@contextmanager
+def receiving(node: NodeProcess) -> Iterator[None]:
+    """The node's incoming/ changed every 0.1 s, as while it receives: its deletion jobs wait
+    for a pause before each batch of files (node/retention/deletion.py). Each change is dated
+    a second ahead, so that this thread may be late by almost two."""
+    incoming = node.data_dir / "incoming"
+    stop = threading.Event()
+
+    def touch() -> None:
+        ahead = time.time() + 1
+        os.utime(incoming, (ahead, ahead))
+
+    def keep_touching() -> None:
+        while not stop.wait(0.1):
+            touch()
+
+    touch()
+    toucher = threading.Thread(target=keep_touching)
+    toucher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        toucher.join()
+
+
 def test_a_deletion_killed_midway_goes_on_at_the_next_start(tmp_path: Path) -> None:
+    """Killed with its first batch of files removed, part of the second set aside and the rest
+    in place, every time: the job is held there by a directory under the hidden name that one
+    file of the second batch would be set aside to (a storage failing: the job keeps its claim
+    and tries again). The file is chosen while the node, seemingly receiving, holds the job
+    before its first batch."""
     node = NodeProcess(tmp_path / "node", query_from=("DELETER",),
                        extra={"node": {"workers": 1}, "jobs": FAST_JOBS})
     node.start()
+    study_uid = uid(6630)
+    instances = BATCH + 200  # a second batch of 200 (4 series of 175 instances)
     try:
-        for attempt in range(3):
-            study_uid = uid(6630 + attempt)
-            imported_study(node, tmp_path / f"study{attempt}", study_uid)
+        imported_study(node, tmp_path / "study", study_uid, instances)
+        with receiving(node):
             assert http(node, "DELETE", f"/api/studies/{study_uid}")[0] == 202
-            left = INSTANCES
-            while left == INSTANCES:  # until the job has started removing files
-                left = len(stored_files(node, study_uid))
-            node.kill()
-            if left > 0:
-                break
-            node.start()  # it finished before the kill: again, with another study
-        else:
-            pytest.skip("the deletion always finished before the kill")
-        assert rows(node.data_dir, "SELECT count(*) FROM deletion_files")[0][0] > 0
+            paths = [path for (path,) in rows(node.data_dir, "SELECT path FROM deletion_files "
+                                              "ORDER BY id")]
+            assert len(paths) == instances
+            obstacle = aside_path(node.data_dir / "storage" / paths[BATCH + 100])
+            obstacle.mkdir()
+        poll(lambda: "removing files failed (IsADirectoryError)" in node.log_text())
+        node.kill()
+        assert rows(node.data_dir, "SELECT count(*) FROM deletion_files") == [(instances - BATCH,)]
+        left = stored_files(node, study_uid)
+        assert len(left) == instances - BATCH
+        assert len([p for p in left if p.name.startswith(".")]) == 100  # set aside
+        obstacle.rmdir()
         node.start()
         poll(lambda: not stored_files(node, study_uid))
         poll(lambda: rows(node.data_dir, "SELECT state FROM jobs WHERE kind = 'delete' AND "
@@ -263,6 +302,39 @@ async def test_an_instance_of_a_deleted_study_received_again_keeps_its_own_study
                 "i.series_pk = se.id JOIN studies st ON se.study_pk = st.id"))).all()
     assert sorted(found) == sorted([(record(5, 0, 0, 0).study_uid, record(5, 0, 0, 0).sop_uid),
                                     (record(6, 0, 0, 0).study_uid, record(6, 0, 0, 0).sop_uid)])
+
+
+async def test_the_workers_of_an_instance_follow_each_deletion_once_in_turn(
+        tmp_path: Path) -> None:
+    """Following deletions drops what the instance made from the deleted studies: one worker
+    at a time, each from the instance's progress whoever wrote it, so that a worker never
+    follows again a deletion another one followed (and drops the metadata of a series
+    received and made again since)."""
+    config = config_from_dict(config_dict(), base_dir=tmp_path)
+    async with open_services(config) as services:
+        made = []
+        for p in range(3):
+            rec = record(20 + p, 0, 0, 0)
+            await services.writer.add(StoredFile(rec, f"{rec.sop_uid}.dcm", 1, "t"))
+            deleted, _ = await delete_studies(services.engine, [rec.study_uid],
+                                              Requester("test"))
+            assert len(deleted) == 1
+            made.append(metadata_file(config.data_dir / METADATA_FOLDER, rec.series_uid))
+            made[-1].parent.mkdir(parents=True, exist_ok=True)
+            made[-1].write_bytes(b"{}")
+        [(last,)] = rows(config.data_dir, "SELECT max(id) FROM jobs WHERE kind = 'delete'")
+        first, second = StudyDeletions(services), StudyDeletions(services)
+        with FollowedDeletions(config.data_dir).turn() as turn:  # a third worker's turn
+            assert turn is not None and turn.seen == 0
+            assert await second.follow_deletions(FollowedDeletions(config.data_dir)) == 0
+        assert all(path.exists() for path in made)
+        assert await first.follow_deletions(FollowedDeletions(config.data_dir)) == 3
+        assert not any(path.exists() for path in made)
+        made[0].write_bytes(b"{}")  # the series received again, its metadata made again
+        assert await second.follow_deletions(FollowedDeletions(config.data_dir)) == 0
+        assert made[0].exists()
+        with FollowedDeletions(config.data_dir).turn() as turn:
+            assert turn is not None and turn.seen == last
 
 
 def test_the_files_of_a_deletion_wait_while_the_node_receives(

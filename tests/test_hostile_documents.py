@@ -143,6 +143,7 @@ async def assert_nothing_ran(page: Page) -> None:
     assert state[0] != "pwned" and state[1] is None and state[2] is None, state
 
 
+@pytest.mark.dialect_neutral  # OHIF asks what the HTTP tests above ask on both databases
 @pytest.mark.parametrize(("description", "magic"), [
     ("wrapped pdf", "%PDF-"), ("hostile html", "<!doc"), ("mislabelled", "<!doc")],
     ids=["pdf", "text-html", "says-pdf"])

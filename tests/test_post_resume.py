@@ -30,6 +30,7 @@ from node.sources.import_jobs import ImportJobs
 from node.sources.post_context import JOB_KIND, issue_context
 from node.sources.storage_mapping import MappingTable, StorageMapping, add_mapping
 from node.viewing.roles import add_role
+from tests import index_db
 from tests.cloud_peers import ServerProcess, moto, s3_put
 from tests.factory import StudySpec, make_instance, uid, write_study
 from tests.index_db import dump, rows
@@ -172,6 +173,8 @@ def test_a_node_killed_mid_import_finishes_it_after_a_restart(
         assert secret not in log_text
 
 
+@pytest.mark.skipif(index_db.on_postgresql(),
+                    reason="always on PostgreSQL; runs in the SQLite pass already")
 def test_another_instance_on_the_same_postgresql_takes_over_a_dead_ones_import(
     tmp_path: Path, moto: ServerProcess, bucket: tuple[str, dict[str, str]],
     postgres: PostgresCluster, tmp_path_factory: pytest.TempPathFactory

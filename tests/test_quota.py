@@ -240,11 +240,14 @@ def test_a_study_being_exported_is_not_recycled_until_the_export_ends(tmp_path: 
 
 
 def send_under_load(node: NodeProcess, studies: int, stop: threading.Event | None = None,
-                    also: NodeProcess | None = None) -> list[int]:
+                    also: NodeProcess | None = None, answer_within: float = 30.0) -> list[int]:
     """Four associations at once, each sending its own studies; every status answered.
-    `also`: a second node that takes every other association."""
+    `also`: a second node that takes every other association. `answer_within`: seconds a
+    sender waits for an answer (pynetdicom's DIMSE timeout) before it gives up on its
+    association."""
     ae = AE(ae_title="QUOTA")
     ae.requested_contexts = StoragePresentationContexts[:100]
+    ae.dimse_timeout = answer_within
     start = threading.Barrier(4, timeout=10)
 
     def sender(part: int) -> list[int]:
@@ -312,7 +315,10 @@ def test_a_node_killed_while_recycling_loses_nothing_it_still_indexes(tmp_path: 
     node = quota_node(tmp_path / "node", workers=2, max_bytes=20 * instance).start()
     stop = threading.Event()
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        sending = pool.submit(send_under_load, node, 6, stop)
+        # A request in flight when the node dies can go unanswered without the association
+        # seeing its connection close (pynetdicom then waits out its DIMSE timeout, 30 s by
+        # default): the senders give up after a few seconds instead.
+        sending = pool.submit(send_under_load, node, 6, stop, answer_within=5.0)
         poll(lambda: rows(node.data_dir, "SELECT count(*) FROM jobs WHERE kind = 'delete'")
              [0][0] >= 2)
         node.kill()

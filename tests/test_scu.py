@@ -57,12 +57,14 @@ def silent_port() -> Iterator[int]:
         yield port
 
 
+@pytest.mark.dialect_neutral  # echo and find speak to a source node, never to the index
 def test_echo_prints_ok_and_round_trip_time(node: NodeProcess) -> None:
     result = node.cli("echo", "ORTHANC")
     assert result.returncode == 0, result.stderr
     assert re.fullmatch(r"ORTHANC: OK \(\d+ ms\)\n", result.stdout), result.stdout
 
 
+@pytest.mark.dialect_neutral  # echo and find speak to a source node, never to the index
 def test_echo_to_a_node_that_is_down_fails_with_the_reason(tmp_path: Path) -> None:
     other = NodeProcess(tmp_path / "node", source_nodes=[
         {"ae_title": "DOWN", "host": "127.0.0.1", "port": free_port()}])
@@ -80,6 +82,7 @@ def test_unknown_node_on_the_cli_exits_2_naming_it(node: NodeProcess, command: t
     assert "NOSUCHNODE" in result.stderr
 
 
+@pytest.mark.dialect_neutral  # echo and find speak to a source node, never to the index
 def test_find_by_patient_id_lists_the_study(node: NodeProcess, find_study: StudySpec) -> None:
     result = node.cli("find", "ORTHANC", f"PatientID={find_study.patient_id}")
     assert result.returncode == 0, result.stderr
@@ -88,6 +91,7 @@ def test_find_by_patient_id_lists_the_study(node: NodeProcess, find_study: Study
     assert "1 match(es) at STUDY level; answered: ORTHANC" in result.stdout
 
 
+@pytest.mark.dialect_neutral  # echo and find speak to a source node, never to the index
 def test_find_by_accession_number_lists_the_study(node: NodeProcess, find_study: StudySpec
                                                   ) -> None:
     result = node.cli("find", "ORTHANC", f"AccessionNumber={find_study.accession}")
@@ -96,6 +100,7 @@ def test_find_by_accession_number_lists_the_study(node: NodeProcess, find_study:
     assert row.split()[:3] == ["ORTHANC", find_study.patient_id, "FIND^SCU"]
 
 
+@pytest.mark.dialect_neutral  # echo and find speak to a source node, never to the index
 def test_find_at_series_level_lists_each_series(node: NodeProcess, find_study: StudySpec
                                                 ) -> None:
     result = node.cli("find", "ORTHANC", f"StudyInstanceUID={find_study.study_uid}",
@@ -104,12 +109,14 @@ def test_find_at_series_level_lists_each_series(node: NodeProcess, find_study: S
     assert f"{find_study.study_uid}.1" in result.stdout
 
 
+@pytest.mark.dialect_neutral  # echo and find speak to a source node, never to the index
 def test_find_with_an_unknown_keyword_is_refused_naming_it(node: NodeProcess) -> None:
     result = node.cli("find", "ORTHANC", "PatientIdentity=1")
     assert result.returncode == 1
     assert "PatientIdentity" in result.stderr
 
 
+@pytest.mark.dialect_neutral  # echo and find speak to a source node, never to the index
 async def test_find_reports_down_and_silent_nodes_without_delaying_the_answer(
     orthanc: OrthancProcess, find_study: StudySpec, silent_port: int
 ) -> None:
@@ -136,6 +143,7 @@ async def test_find_reports_down_and_silent_nodes_without_delaying_the_answer(
     assert "timed out" in failures["SILENT"]
 
 
+@pytest.mark.dialect_neutral  # echo and find speak to a source node, never to the index
 async def test_find_on_a_down_node_fails_at_once() -> None:
     config = config_from_dict({"source_nodes": [
         {"ae_title": "DOWN", "host": "127.0.0.1", "port": free_port()}]})

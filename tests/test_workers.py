@@ -27,7 +27,7 @@ from pynetdicom.sop_class import Verification
 from node.index.write_lock import WriteLock
 from tests.factory import StudySpec, uid, write_study
 from tests.index_db import rows
-from tests.peers import PEER_ENV, NodeProcess, wait_for_port
+from tests.peers import PEER_ENV, NodeProcess, alive, wait_for_port
 
 WORKERS = 2
 
@@ -132,14 +132,6 @@ def until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> No
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.005)
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
 
 
 @pytest.fixture(scope="module")
@@ -307,6 +299,7 @@ def test_a_killed_worker_is_replaced_and_the_node_keeps_serving(node: NodeProces
         assert echo.returncode == 0, echo.stderr
 
 
+@pytest.mark.dialect_neutral  # processes only: nothing asks the index anything
 def test_killing_the_supervisor_kills_every_worker(tmp_path: Path) -> None:
     process = NodeProcess(tmp_path / "node", extra={"node": {"workers": WORKERS}}).start()
     pids = workers_of(process)
@@ -344,6 +337,7 @@ def test_a_file_a_crashed_worker_left_in_its_incoming_folder_is_cleared_at_start
         process.stop()
 
 
+@pytest.mark.dialect_neutral  # an SQLite file of its own
 def test_one_write_lock_holder_keeps_another_out_until_it_commits(tmp_path: Path) -> None:
     import sqlite3
 
@@ -375,6 +369,7 @@ def test_one_write_lock_holder_keeps_another_out_until_it_commits(tmp_path: Path
     second.close()
 
 
+@pytest.mark.dialect_neutral  # an SQLite file of its own
 def test_a_transaction_inside_held_keeps_the_lock_until_held_ends(tmp_path: Path) -> None:
     """The index writer gathers its batch under `held()` and commits it with `transaction()`
     (and may retry record by record): the lock must stay its own throughout."""

@@ -16,8 +16,8 @@ deletion stay on disk that long past it, beyond the storage quota (which counts 
 
 What an instance made from the deleted studies (series metadata files, S3 read caches) lies in
 its own data folder: the instance that runs the job drops its own, and every instance follows
-the deletion jobs in the database (every FOLLOW_POLLS job polls, from the last one it
-followed, kept in its data folder) to drop what it made too.
+the deletion jobs in the database (every FOLLOW_POLLS job polls, one of its workers at a time,
+from the last one it followed: node/retention/followed_deletions.py) to drop what it made too.
 
 Nothing half-deleted is ever served: readers find files through index rows, and those were
 gone before the first file. An instance received again meanwhile keeps its new file: each
@@ -29,10 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from node import metrics
@@ -49,6 +47,7 @@ from node.index.deletion_queries import (
 from node.process.jobs import ClaimedJob, JobBoard, JobRunner, worker_name
 from node.render.series_metadata import FOLDER as METADATA_FOLDER
 from node.render.series_metadata import forget_series
+from node.retention.followed_deletions import FollowedDeletions
 from node.services import NodeServices
 from node.storage.incoming_activity import seconds_since_incoming
 
@@ -64,10 +63,8 @@ QUIET_SECONDS = 1.0
 # ... and the files of a deletion wait for a pause at most this long after the deletion.
 DEFER_SECONDS = 30.0
 # Every instance looks for deletions (any instance's), to drop what it made from them, once
-# per this many of its job polls ([jobs] poll_seconds: every 10 s by default).
+# per this many of its job polls ([jobs] poll_seconds).
 FOLLOW_POLLS = 10
-# In data_dir: the id of the last deletion job this instance followed.
-FOLLOWED_FILE = "deletions-followed"
 
 
 async def delete_now(services: NodeServices, study_uids: Sequence[str], requester: Requester
@@ -144,22 +141,30 @@ class StudyDeletions:
             await asyncio.sleep(max(0.05, min(QUIET_SECONDS - quiet, until - time.time())))
 
     async def _follow_deletions(self) -> None:
-        """Drop what this instance made from studies deleted by any instance (the job's own
-        instance did already; doing it again finds nothing)."""
-        followed = self._services.config.data_dir / FOLLOWED_FILE
-        seen = await asyncio.to_thread(_read_followed, followed)
+        followed = FollowedDeletions(self._services.config.data_dir)
         while True:
             try:
-                while batch := await deletions_after(self._services.engine, seen, BATCH):
-                    for _job_id, payload in batch:
-                        await asyncio.to_thread(self._forget_derived, payload)
-                    seen = batch[-1][0]
-                    await asyncio.to_thread(_write_followed, followed, seen)
+                await self.follow_deletions(followed)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database away for a moment: again at the next look
                 log.warning("following deletions failed: %s", type(exc).__name__)
             await asyncio.sleep(self._services.config.jobs.poll_seconds * FOLLOW_POLLS)
+
+    async def follow_deletions(self, followed: FollowedDeletions) -> int:
+        """Drop what this instance made from studies deleted by any instance since the last
+        deletion it followed (the job's own instance did already; doing it again finds
+        nothing), unless another worker of the instance is at it; how many it followed."""
+        count = 0
+        with followed.turn() as turn:
+            if turn is None:
+                return 0
+            while batch := await deletions_after(self._services.engine, turn.seen, BATCH):
+                for _job_id, payload in batch:
+                    await asyncio.to_thread(self._forget_derived, payload)
+                await asyncio.to_thread(turn.advance, batch[-1][0])
+                count += len(batch)
+        return count
 
     def _forget_derived(self, payload: dict[str, Any]) -> None:
         """What was made from the deleted instances: this node's series metadata files and
@@ -179,16 +184,3 @@ class StudyDeletions:
             await asyncio.gather(following, return_exceptions=True)
         await self._runner.close()
 
-
-def _read_followed(path: Path) -> int:
-    try:
-        return int(path.read_text().strip() or 0)
-    except (FileNotFoundError, ValueError):
-        return 0
-
-
-def _write_followed(path: Path, job_id: int) -> None:
-    """Atomically (the workers of an instance share the file; each follows on its own)."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    temporary.write_text(str(job_id))
-    os.replace(temporary, path)

@@ -184,7 +184,7 @@ class Storage:
         aside = []
         for relative in relatives:
             target = self.root / relative
-            hidden = _aside(target)
+            hidden = aside_path(target)
             try:
                 os.rename(target, hidden)
             except FileNotFoundError:
@@ -202,7 +202,7 @@ class Storage:
         removed = kept = 0
         for relative in relatives:
             target = self.root / relative
-            hidden = _aside(target)
+            hidden = aside_path(target)
             try:
                 if relative in keep or hidden.stat().st_mtime >= deleted_at:
                     with contextlib.suppress(FileExistsError):
@@ -277,7 +277,7 @@ class Storage:
         return sorted(p for p in self.incoming.rglob("*") if p.is_file())
 
 
-def _aside(target: Path) -> Path:
+def aside_path(target: Path) -> Path:
     """The hidden name of a file set aside for removal (listings skip hidden names)."""
     return target.with_name(f".{target.name}.deleting")
 
