@@ -214,3 +214,24 @@ def test_a_seg_streamed_in_chunks_is_filled_in_too(roles: NodeProcess,
     assert pydicom.dcmread(BytesIO(kept)).IssuerOfPatientID == ISSUER
     assert len(kept) == len(sent) + 8 + len(ISSUER)
     assert patient_rows(roles, seg.SOPInstanceUID) == [(spec.patient_id, ISSUER)]
+
+
+def test_a_seg_of_a_long_series_is_filled_in_past_its_first_64_kib(
+        roles: NodeProcess, client: DICOMwebClient) -> None:
+    """OHIF's SEG lists every source image in group 0008 (SourceImageSequence), before the
+    patient module: for a long series that is past the first 64 KiB of the file."""
+    spec = study_spec(8)
+    sources = images(spec)
+    client.store_instances(sources)
+    seg = segmentation(spec, sources)
+    seg.SourceImageSequence = [Dataset() for _ in range(1000)]
+    for index, item in enumerate(seg.SourceImageSequence):
+        item.ReferencedSOPClassUID = sources[0].SOPClassUID
+        item.ReferencedSOPInstanceUID = f"{spec.study_uid}.1.{index + 1}"
+    sent = encoded(seg)
+    assert sent.index(spec.patient_id.encode()) > 1 << 16
+    response = saved_by_session(roles, "seg-reader-8", spec, seg)
+    assert response.status_code == 202, response.text
+    assert pydicom.dcmread(BytesIO(stored_bytes(roles, seg.SOPInstanceUID))
+                           ).IssuerOfPatientID == ISSUER
+    assert patient_rows(roles, seg.SOPInstanceUID) == [(spec.patient_id, ISSUER)]

@@ -32,7 +32,7 @@ def instance(syntax: str = ExplicitVRLittleEndian, rows: int = 8, **changes: str
 
 
 def filled(data: bytes) -> bytes:
-    gap = find_issuer_gap(data[:HEAD_BYTES])
+    gap = find_issuer_gap(BytesIO(data))
     assert gap is not None
     element = issuer_element(gap, ISSUER)
     assert element is not None
@@ -61,15 +61,15 @@ def test_an_empty_issuer_element_is_replaced() -> None:
     assert [e.tag for e in result].count(0x00100021) == 1
 
 
-def test_a_file_larger_than_the_head_is_filled_from_its_first_bytes(tmp_path: Path) -> None:
-    data = part10(instance(rows=256))  # 128 KiB of pixels: the head holds the header only
-    assert len(data) > HEAD_BYTES
-    gap = find_issuer_gap(data[:HEAD_BYTES])
+def test_a_file_is_filled_into_a_new_file(tmp_path: Path) -> None:
+    data = part10(instance(rows=256))  # 128 KiB of pixels
+    source = tmp_path / "sent.dcm"
+    source.write_bytes(data)
+    with source.open("rb") as sent:
+        gap = find_issuer_gap(sent)
     assert gap is not None and gap.patient_id == "PID-FILL"
     element = issuer_element(gap, ISSUER)
     assert element is not None
-    source = tmp_path / "sent.dcm"
-    source.write_bytes(data)
 
     def new_file() -> tuple[BinaryIO, Path]:
         path = tmp_path / "filled.dcm"
@@ -83,13 +83,28 @@ def test_a_file_larger_than_the_head_is_filled_from_its_first_bytes(tmp_path: Pa
 
 
 def test_nothing_to_fill_when_the_file_names_an_issuer_or_no_patient() -> None:
-    assert find_issuer_gap(part10(instance(issuer="OTHER"))) is None
-    assert find_issuer_gap(part10(instance(patient_id=""))) is None
-    assert find_issuer_gap(b"not dicom at all") is None
+    assert find_issuer_gap(BytesIO(part10(instance(issuer="OTHER")))) is None
+    assert find_issuer_gap(BytesIO(part10(instance(patient_id="")))) is None
+    assert find_issuer_gap(BytesIO(b"not dicom at all")) is None
 
 
 def test_an_issuer_the_files_character_set_cannot_carry_is_not_filled() -> None:
-    gap = find_issuer_gap(part10(instance()))
+    gap = find_issuer_gap(BytesIO(part10(instance())))
     assert gap is not None
     assert issuer_element(gap, "HÔPITAL-Ω") is None  # Latin-1 by default: no omega
     assert issuer_element(gap, "A\\B") is None
+
+
+def test_a_header_past_the_first_64_kib_is_filled() -> None:
+    """A SEG of a long series lists every source image in group 0008, before the patient
+    module: the place of the issuer is found wherever it is."""
+    ds = instance()
+    ds.SourceImageSequence = [Dataset() for _ in range(1000)]
+    for index, item in enumerate(ds.SourceImageSequence):
+        item.ReferencedSOPClassUID = ds.SOPClassUID
+        item.ReferencedSOPInstanceUID = f"{ds.StudyInstanceUID}.1.{index + 1}"
+    data = part10(ds)
+    assert data.index(b"PID-FILL") > HEAD_BYTES
+    result = pydicom.dcmread(BytesIO(filled(data)))
+    assert result.IssuerOfPatientID == ISSUER
+    assert len(result.SourceImageSequence) == 1000

@@ -7,10 +7,11 @@ patient. The bytes before the element's place and after it are copied as they we
 decoded or written anew, the pixel data least of all.
 
 Only what can be spliced is: a little endian data set that is not deflated, with the File Meta
-Information's group length (every Part 10 writer's), no group length of its own for group 0010
-(it would be wrong after the splice), and the element's place within the first bytes the door
-holds (`header_scan.HEAD_BYTES`). Anything else is left as it came, and the ingest path then
-refuses it as any other patient's would be.
+Information's group length (every Part 10 writer's) and no group length of its own for group
+0010 (it would be wrong after the splice). The header is read up to StudyInstanceUID, wherever
+that is: a SEG of a long series lists every source image in group 0008 (ReferencedSeriesSequence,
+SourceImageSequence), before the patient module. Anything else is left as it came, and the
+ingest path then refuses it as any other patient's would be.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import struct
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from io import BytesIO
 from pathlib import Path
 from typing import BinaryIO
 
@@ -40,6 +40,8 @@ _DATA_SET_AFTER_META = _META_START + 12
 _LONG_LENGTH_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"}
 _READ: list[BaseTag | int] = [Tag(keyword) for keyword in (
     "SpecificCharacterSet", "PatientID", "IssuerOfPatientID", "StudyInstanceUID")]
+# Values read whole while looking for the place; larger ones (in group 0008) are skipped.
+_DEFER_BYTES = 4096
 _NOT_SPLICED = {ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian}
 
 
@@ -57,11 +59,14 @@ class IssuerGap:
     charsets: tuple[str, ...]
 
 
-def find_issuer_gap(head: bytes) -> IssuerGap | None:
-    """The gap of a file whose first bytes are `head`: None when it names an issuer or no
-    PatientID, or cannot be spliced (the module's docstring says which can)."""
+def find_issuer_gap(source: BinaryIO) -> IssuerGap | None:
+    """The gap of the file `source` reads (seekable, from its start): None when it names an
+    issuer or no PatientID, or cannot be spliced (the module's docstring says which can).
+    Only the header up to StudyInstanceUID is read, large values skipped."""
     try:
-        ds = read_partial(BytesIO(head), stop_when=_past_study_uid, specific_tags=_READ)
+        source.seek(0)
+        ds = read_partial(source, stop_when=_past_study_uid, defer_size=_DEFER_BYTES,
+                          specific_tags=_READ)
         syntax = str(ds.file_meta.get("TransferSyntaxUID", "") or "")
         patient_id = str(ds.get("PatientID", "") or "").strip()
         issuer = str(ds.get("IssuerOfPatientID", "") or "").strip()
@@ -71,25 +76,27 @@ def find_issuer_gap(head: bytes) -> IssuerGap | None:
         return None
     if issuer or not patient_id or not study_uid or not syntax or syntax in _NOT_SPLICED:
         return None
-    if head[_META_START:_META_START + 8] != _META_GROUP_LENGTH:
+    source.seek(_META_START)
+    meta = source.read(12)
+    if meta[:8] != _META_GROUP_LENGTH or len(meta) != 12:
         return None
-    meta_length = struct.unpack_from("<I", head, _META_START + 8)[0]
+    meta_length = struct.unpack_from("<I", meta, 8)[0]
     implicit = syntax == ImplicitVRLittleEndian
-    place = _issuer_place(head, _DATA_SET_AFTER_META + meta_length, implicit)
+    place = _issuer_place(source, _DATA_SET_AFTER_META + meta_length, implicit)
     if place is None:
         return None
     return IssuerGap(patient_id, study_uid, place[0], place[1], implicit, charsets)
 
 
 def _past_study_uid(tag: BaseTag, vr: str | None, length: int) -> bool:
-    """Read no further than StudyInstanceUID: what follows (an image's functional groups) may
-    go on past the bytes held."""
+    """Read no further than StudyInstanceUID: what follows (an image's functional groups, its
+    pixel data) is not needed."""
     return tag > STUDY_UID_TAG
 
 
-def _issuer_place(head: bytes, data_set: int, implicit: bool) -> tuple[int, int] | None:
+def _issuer_place(source: BinaryIO, data_set: int, implicit: bool) -> tuple[int, int] | None:
     """(start, end) of the bytes the element replaces: where the first top-level element past
-    it starts, or an empty IssuerOfPatientID. None when that place is not within `head`."""
+    it starts, or an empty IssuerOfPatientID. None when the data set ends before."""
     stop: list[tuple[int, str | None, int]] = []
 
     def past_patient_id(tag: BaseTag, vr: str | None, length: int) -> bool:
@@ -98,25 +105,28 @@ def _issuer_place(head: bytes, data_set: int, implicit: bool) -> tuple[int, int]
             return True
         return False
 
-    source = BytesIO(head)
     source.seek(data_set)
     try:
-        for element in data_element_generator(source, implicit, True, stop_when=past_patient_id):
+        for element in data_element_generator(source, implicit, True, stop_when=past_patient_id,
+                                              defer_size=_DEFER_BYTES):
             if element.tag == GROUP_LENGTH_TAG:
                 return None
     except Exception:  # a damaged header: not spliced
         return None
     if not stop:
-        return None  # the data set (or the bytes held) ended before the place
+        return None  # the data set ended before the place
     start = source.tell()
     tag, vr, length = stop[0]
     if tag != ISSUER_TAG:
         return start, start
     header = 12 if not implicit and vr in _LONG_LENGTH_VRS else 8
-    end = start + header + length
-    if end > len(head) or head[start + header:end].strip(b" \x00"):
+    if length > LO_LIMIT * 4:
         return None
-    return start, end
+    source.seek(start + header)
+    value = source.read(length)
+    if len(value) != length or value.strip(b" \x00"):
+        return None
+    return start, start + header + length
 
 
 def issuer_element(gap: IssuerGap, issuer: str) -> bytes | None:

@@ -217,7 +217,8 @@ class Store:
             self.tasks.append(done)
             return
         if self.issuers is not None:
-            received = replace(received, fill=await self.issuers.fill_for(received.head))
+            part = received.data if received.path is None else received.path
+            received = replace(received, fill=await self.issuers.fill_for(part or b""))
         await self.slots.acquire()
         future = loop.run_in_executor(None, self._ingest, received, number)
         self.tasks.append(future)

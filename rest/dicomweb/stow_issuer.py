@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Collection
 from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -46,10 +48,10 @@ class MissingIssuers:
         self._allowed = allowed
         self._patients: dict[str, tuple[str, str] | None] = {}
 
-    async def fill_for(self, head: bytes) -> IssuerFill | None:
-        """The fill of a part whose first bytes are `head`, or None: it is stored, or refused,
-        as it came. (The header is parsed in a thread, off the event loop.)"""
-        gap = await asyncio.to_thread(find_issuer_gap, head)
+    async def fill_for(self, part: bytes | memoryview | Path) -> IssuerFill | None:
+        """The fill of a part (its bytes, or its file in incoming/), or None: it is stored, or
+        refused, as it came. (Its header is read in a thread, off the event loop.)"""
+        gap = await asyncio.to_thread(_gap_of, part)
         if gap is None or gap.study_uid not in self._allowed:
             return None
         patient = await self._patient(gap.study_uid)
@@ -67,3 +69,12 @@ class MissingIssuers:
                 self._patients[study_uid] = await patient_of_study(session, study_uid)
         return self._patients[study_uid]
 
+
+def _gap_of(part: bytes | memoryview | Path) -> IssuerGap | None:
+    if not isinstance(part, Path):
+        return find_issuer_gap(BytesIO(part))
+    try:
+        with part.open("rb") as source:
+            return find_issuer_gap(source)
+    except OSError:  # the ingest path meets it too, and answers for the part
+        return None
