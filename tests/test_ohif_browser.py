@@ -335,16 +335,21 @@ async def test_with_search_the_study_list_searches_the_node_and_opens_another_pa
 async def draw_length(page: Page) -> None:
     """A length across the middle of the first viewport, then the measurement panel open."""
     await page.locator("[data-cy='Length']").click()
-    box = await page.locator(VIEWPORT).bounding_box()
+    await drag_across_viewport(page)
+    await page.locator(MEASUREMENTS_BUTTON).click()
+    await page.get_by_role("button", name="Delete").wait_for()
+
+
+
+async def drag_across_viewport(page: Page) -> None:
+    """A drag of the active tool across the middle of the first viewport."""
+    box = await page.locator(VIEWPORT).first.bounding_box()
     assert box is not None
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     await page.mouse.move(x - 60, y)
     await page.mouse.down()
     await page.mouse.move(x + 60, y + 30, steps=8)
     await page.mouse.up()
-    await page.locator(MEASUREMENTS_BUTTON).click()
-    await page.get_by_role("button", name="Delete").wait_for()
-
 
 
 async def test_tools_the_role_does_not_allow_are_absent(api: Api, browser: Browser) -> None:

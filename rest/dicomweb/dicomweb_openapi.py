@@ -116,7 +116,9 @@ def _store(summary: str, path: list[dict[str, Any]]) -> dict[str, Any]:
             "200": {"description": "All stored: ReferencedSOPSequence, RetrieveURL.",
                     **_STORE_RESULT},
             "202": {"description": "Some failed (FailedSOPSequence) or warned (WarningReason, "
-                                   "e.g. a duplicate kept); a Warning header says why.",
+                                   "e.g. a duplicate kept, or a session's instance stored "
+                                   "with its study's patient's IssuerOfPatientID filled in); "
+                                   "a Warning header says why.",
                     **_STORE_RESULT},
             **_STORE_ANSWERS}}}
 

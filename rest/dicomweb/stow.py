@@ -13,7 +13,8 @@ parts of a request share group commits. A body read whole that ends early (the c
 away) stores nothing; a streamed one keeps the parts it completed, never part of one.
 
 Who may store: the API key, anything; a viewer session, only if its role allows `save`, only into
-the studies its grant holds, and each request is audited with the session's user. On
+the studies its grant holds, and each request is audited with the session's user; for it alone
+a missing IssuerOfPatientID of the study's patient is filled in (rest/dicomweb/stow_issuer.py). On
 /studies/{study} an instance of another study is refused (0xC122) and nothing of it is kept. The
 index records the origin as `stow` (API key) or `stow:USERNAME` (session).
 """
@@ -24,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from io import BytesIO
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -38,15 +39,18 @@ from node.index.index_writer import AddOutcome
 from node.ingest.header_scan import HEAD_BYTES
 from node.ingest.ingestor import Ingestor
 from node.ingest.instance_record import InstanceRecord, is_valid_uid
+from node.ingest.issuer_fill import fill_file, write_filled
 from node.viewing import audit
 from rest.client_address import client_address
 from rest.dicomweb.negotiation import media_type, require_json
 from rest.dicomweb.readers import SAVED_BY_SESSIONS, Reader, reader
 from rest.dicomweb.stow_body import MalformedBody, split_body
+from rest.dicomweb.stow_issuer import IssuerFill, MissingIssuers
 from rest.dicomweb.stow_response import (
     CANNOT_UNDERSTAND,
     DATASET_MISMATCH,
     DUPLICATE,
+    ISSUER_FILLED,
     NOT_AUTHORIZED,
     OUT_OF_RESOURCES,
     PROCESSING_FAILURE,
@@ -122,12 +126,14 @@ class BodyError(Exception):
 
 @dataclass(frozen=True)
 class Received:
-    """One part: its bytes (a small part) or its file in incoming/, first bytes and size."""
+    """One part: its bytes (a small part) or its file in incoming/, first bytes and size, and
+    the IssuerOfPatientID to fill in, if any."""
 
     data: bytes | memoryview | None
     path: Path | None
     head: bytes
     size: int
+    fill: IssuerFill | None = None
 
 
 @dataclass
@@ -140,6 +146,8 @@ class Store:
     origin: str
     # Bytes the body may still bring (dicomweb.max_stow_bytes at first).
     remaining: int
+    # A viewer session's: the missing issuers it fills in (None: the API key's request).
+    issuers: MissingIssuers | None = None
     tasks: list[asyncio.Future[PartOutcome]] = field(default_factory=list)
     # One per part under way, at most IN_FLIGHT.
     slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(IN_FLIGHT))
@@ -208,6 +216,9 @@ class Store:
             done.set_result(received)
             self.tasks.append(done)
             return
+        if self.issuers is not None:
+            part = received.data if received.path is None else received.path
+            received = replace(received, fill=await self.issuers.fill_for(part or b""))
         await self.slots.acquire()
         future = loop.run_in_executor(None, self._ingest, received, number)
         self.tasks.append(future)
@@ -267,15 +278,27 @@ class Store:
         """The ingest path's answer for one part, as its outcome (in a worker thread; the
         file is consumed either way)."""
         seen: list[InstanceRecord] = []
+        fill = received.fill
 
         def admit(record: InstanceRecord) -> None:
             seen.append(record)
+            if fill is not None and (record.issuer, record.patient_id) != (
+                    fill.issuer, fill.gap.patient_id):
+                raise Refused(PROCESSING_FAILURE, "IssuerOfPatientID could not be filled in")
             self.admit(record)
 
         try:
-            path = received.path or self._write_incoming(received.data or b"")
+            if received.path is None:
+                path = self._write_incoming(received.data or b"", fill)
+            elif fill is None:
+                path = received.path
+            else:  # a streamed part's file, written again with the issuer
+                path = fill_file(received.path, fill.gap, fill.element,
+                                 self.ingestor.storage.new_incoming_file)
+            # A filled file's first bytes and size are not the part's: the ingest reads them.
+            head, size = (received.head, received.size) if fill is None else (None, None)
             result = self.ingestor.ingest_incoming_blocking(
-                path, self.origin, None, received.head, received.size, admit)
+                path, self.origin, None, head, size, admit)
         except Refused as exc:
             return _failed(number, seen, received.head, exc.status, str(exc))
         except InvalidInput as exc:
@@ -295,15 +318,25 @@ class Store:
             warning, note = DUPLICATE, f"{record.sop_uid} was stored already: that one is kept"
         elif result.outcome is AddOutcome.DUPLICATE_REPLACED:
             warning, note = DUPLICATE, f"{record.sop_uid} was stored already: replaced"
+        elif fill is not None:
+            warning, note = ISSUER_FILLED, (f"{record.sop_uid} had no IssuerOfPatientID: its "
+                                            f"study's patient's was filled in")
+            log.info("STOW-RS part %d: IssuerOfPatientID of study %s filled in for %s", number,
+                     record.study_uid, record.sop_uid)
         return PartOutcome(number, record.sop_class_uid, record.sop_uid, record.study_uid,
-                           record.series_uid, warning=warning, note=note)
+                           record.series_uid, warning=warning, note=note,
+                           issuer_filled=fill is not None)
 
-    def _write_incoming(self, data: bytes | memoryview) -> Path:
-        """A small part's file in incoming/ (in the ingest thread: off the event loop)."""
+    def _write_incoming(self, data: bytes | memoryview, fill: IssuerFill | None) -> Path:
+        """A small part's file in incoming/ (in the ingest thread: off the event loop), with
+        its IssuerOfPatientID filled in when `fill` says so."""
         out, path = self.ingestor.storage.new_incoming_file()
         try:
             with out:
-                out.write(data)
+                if fill is None:
+                    out.write(data)
+                else:
+                    write_filled(out, data, fill.gap, fill.element)
         except BaseException:
             path.unlink(missing_ok=True)
             raise
@@ -445,6 +478,7 @@ async def _audit(request: web.Request, who: Reader, outcomes: list[PartOutcome])
     if who.grant is None or not outcomes:
         return
     stored = [o for o in outcomes if o.stored]
+    filled = [o.sop_uid for o in stored if o.issuer_filled][:AUDITED_UIDS]
     context = who.grant.context
     await audit.record_alone(
         request.app[SERVICES].sessions, "stow", username=context["username"],
@@ -452,7 +486,8 @@ async def _audit(request: web.Request, who: Reader, outcomes: list[PartOutcome])
         client_address=client_address(request),
         studyInstanceUIDs=sorted({o.study_uid for o in stored}),
         sopInstanceUIDs=[o.sop_uid for o in stored][:AUDITED_UIDS],
-        stored=len(stored), failed=len(outcomes) - len(stored))
+        stored=len(stored), failed=len(outcomes) - len(stored),
+        **({"issuerFilledSopInstanceUIDs": filled} if filled else {}))
 
 
 async def _store(request: web.Request, path_study: str | None) -> web.StreamResponse:
@@ -470,7 +505,8 @@ async def _store(request: web.Request, path_study: str | None) -> web.StreamResp
     if request.content_length is not None and request.content_length > limit:
         return json_error(413, f"the body ({request.content_length} bytes) is larger than "
                                f"dicomweb.max_stow_bytes ({limit})", "body")
-    store = Store(who, path_study, services.ingestor, _origin(who), limit)
+    issuers = None if who.grant is None else MissingIssuers(services.sessions, who.grant.allowed)
+    store = Store(who, path_study, services.ingestor, _origin(who), limit, issuers=issuers)
     error: BodyError | None = None
     try:
         size = request.content_length

@@ -28,6 +28,9 @@ WRONG_STUDY = 0xC122
 # WarningReason: the SOP Instance UID was already stored (kept or replaced as configured); as
 # with C-STORE, "coercion of data elements" is the nearest standard warning.
 DUPLICATE = 0xB000
+# WarningReason: a viewer session's instance had no IssuerOfPatientID and the node filled in its
+# study's patient's (rest/dicomweb/stow_issuer.py): the stored instance differs from the sent one.
+ISSUER_FILLED = 0xB000
 
 DICOM_JSON = "application/dicom+json"
 _MAX_WARNINGS = 20
@@ -47,6 +50,8 @@ class PartOutcome:
     warning: int | None = None
     # Why, in words (no patient data: UIDs and the reader's reason).
     note: str = ""
+    # A viewer session's instance stored with its study's patient's IssuerOfPatientID filled in.
+    issuer_filled: bool = False
 
     @property
     def stored(self) -> bool:
