@@ -51,6 +51,7 @@ PARTIAL = spec(4, "PARTLOW^PIA")
 PARTIAL_AGAIN = spec(5, "PARTRIDGE^PER")
 IN_BROWSER = spec(6, "BROWNE^BO", rows=128)
 PARTIAL_TOKEN = spec(7, "PARTON^PAL")
+PARTIAL_GONE = spec(8, "PARTWAY^PIPPA")
 
 
 def partial_study(study: StudySpec) -> list[Dataset]:
@@ -68,7 +69,8 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancProcess
     orthanc = OrthancProcess(folder / "orthanc", ae_title=ARCHIVE).start()
     try:
         studies = [ct_instances(s, 3) for s in (REFUSED, DOWN, TWO_TABS, IN_BROWSER)]
-        partial = [partial_study(s) for s in (PARTIAL, PARTIAL_AGAIN, PARTIAL_TOKEN)]
+        partial = [partial_study(s) for s in (PARTIAL, PARTIAL_AGAIN, PARTIAL_TOKEN,
+                                                    PARTIAL_GONE)]
         for index, datasets in enumerate([*studies, *partial]):
             for path in write_all(folder / "files" / str(index), datasets):
                 orthanc.upload(path)
@@ -273,6 +275,25 @@ async def test_a_token_naming_a_study_here_in_part_retrieves_it_again(
     assert WAITING_TEXT in await open_study(api, headers, PARTIAL_TOKEN.study_uid)
     state = await state_when(api, headers, PARTIAL_TOKEN.study_uid, failed)
     assert progress(state["studies"][0]) == (2, 3)
+
+
+async def test_a_study_here_in_part_from_a_node_no_longer_configured_is_failed_not_shown(
+        archive: OrthancProcess, instances: list[Api]) -> None:
+    api = instances[0]
+    knows_the_node(archive, api)
+    await failed_in_new_session(api, PARTIAL_GONE.study_uid)
+    # Another instance on the same database, configured without that source node.
+    config = config_from_dict(config_dict([], dicom={"port": free_port()},
+                                          http={"port": free_port()}), base_dir=api.folder)
+    async with running_app(api.folder, config=config) as without_sources:
+        headers = await without_sources.session_headers(
+            {**BASE, "studyUID": PARTIAL_GONE.study_uid})
+        study = await context_study(without_sources, headers, PARTIAL_GONE.study_uid)
+        assert (study["state"], study["source"]) == ("failed", ARCHIVE), study
+        assert study["message"] == (f"{ARCHIVE} is no longer a source node: the study is here "
+                                    "in part")
+        assert WAITING_TEXT in await open_study(without_sources, headers,
+                                                PARTIAL_GONE.study_uid)
 
 
 async def test_the_waiting_page_shows_the_failure_and_its_retry_button_opens_the_study(
