@@ -205,12 +205,13 @@ def alive(pid: int | str) -> bool:
     to be reaped: orphaned workers wait for the container's init, ~1.5 s."""
     try:
         tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         return False
     for task in tasks:
+        # A thread gone: its entry missing, or ESRCH when it exited while its stat was read.
         try:
             state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except FileNotFoundError:  # that thread is gone
+        except (FileNotFoundError, ProcessLookupError):
             continue
         if state != "Z":
             return True
