@@ -173,6 +173,15 @@ async def context_study(api: Api, headers: dict[str, str], study_uid: str) -> di
     return studies[0]
 
 
+async def fails_again_with_two_of_three(api: Api, headers: dict[str, str], study_uid: str
+                                        ) -> None:
+    """Opened again, a partial study is the waiting page (a retry), never the viewer on two of
+    its three instances; the retrieval fails again with the same progress."""
+    assert WAITING_TEXT in await open_study(api, headers, study_uid)
+    state = await state_when(api, headers, study_uid, failed)
+    assert progress(state["studies"][0]) == (2, 3)
+
+
 async def test_a_refused_retrieval_names_its_cause_and_opening_the_study_again_retrieves_it(
         archive: OrthancProcess, instances: list[Api]) -> None:
     api = instances[0]
@@ -242,10 +251,7 @@ async def test_a_partial_retrieval_is_not_shown_as_complete(
     assert study["message"] == f"{ARCHIVE}: C-MOVE failed with status 0xC000 (Failure)"
     # The two whole instances came, then the bad one ended the C-MOVE.
     assert progress(study) == (2, 3)
-    # Opened again: the waiting page (a retry), never the viewer on two of three instances.
-    assert WAITING_TEXT in await open_study(api, headers, PARTIAL.study_uid)
-    state = await state_when(api, headers, PARTIAL.study_uid, failed)
-    assert progress(state["studies"][0]) == (2, 3)
+    await fails_again_with_two_of_three(api, headers, PARTIAL.study_uid)
 
 
 async def test_a_partial_study_opened_in_another_session_is_retrieved_again(
@@ -255,10 +261,7 @@ async def test_a_partial_study_opened_in_another_session_is_retrieved_again(
     await failed_in_new_session(api, PARTIAL_AGAIN.study_uid)
     # The index now holds two of its three instances: for a new session it is neither
     # the session's nor whole, so it is retrieved again rather than shown.
-    second_reader = await searching(api)
-    assert WAITING_TEXT in await open_study(api, second_reader, PARTIAL_AGAIN.study_uid)
-    state = await state_when(api, second_reader, PARTIAL_AGAIN.study_uid, failed)
-    assert progress(state["studies"][0]) == (2, 3)
+    await fails_again_with_two_of_three(api, await searching(api), PARTIAL_AGAIN.study_uid)
 
 
 async def test_a_token_naming_a_study_here_in_part_retrieves_it_again(
@@ -272,9 +275,7 @@ async def test_a_token_naming_a_study_here_in_part_retrieves_it_again(
     study = await context_study(api, headers, PARTIAL_TOKEN.study_uid)
     assert study["state"] != "available", study
     assert study["source"] == ARCHIVE
-    assert WAITING_TEXT in await open_study(api, headers, PARTIAL_TOKEN.study_uid)
-    state = await state_when(api, headers, PARTIAL_TOKEN.study_uid, failed)
-    assert progress(state["studies"][0]) == (2, 3)
+    await fails_again_with_two_of_three(api, headers, PARTIAL_TOKEN.study_uid)
 
 
 async def test_a_study_here_in_part_from_a_node_no_longer_configured_is_failed_not_shown(
