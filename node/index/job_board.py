@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -188,15 +188,6 @@ class JobBoard:
         """An UPDATE of the jobs among `which` that this worker still runs."""
         return update(JOBS).where(which, JOBS.c.claimed_by == self.worker,
                                   JOBS.c.state == "running")
-
-    async def failed(self, kind: str, keys: Sequence[str]) -> set[str]:
-        """The keys among `keys` whose job of `kind` last ended failed."""
-        if not keys:
-            return set()
-        async with self._engine.connect() as conn:
-            rows = await conn.execute(select(JOBS.c.key).where(
-                JOBS.c.kind == kind, JOBS.c.key.in_(list(keys)), JOBS.c.state == "failed"))
-            return set(rows.scalars())
 
     async def active(self, kind: str) -> dict[str, str]:
         """Key -> state of every queued or running job of `kind`."""

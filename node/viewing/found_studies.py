@@ -22,12 +22,13 @@ from node.viewing.retrievals import RetrievalRegistry
 PURPOSE = "search"
 
 
-async def local_study_uids(services: NodeServices, uids: Sequence[str]) -> set[str]:
-    """The studies among `uids` that the index holds."""
+async def local_studies(services: NodeServices, uids: Sequence[str]) -> dict[str, str]:
+    """The studies among `uids` that the index holds, each with the source node its last
+    retrieval failed from ("" when none did: as far as the node knows, it holds it whole)."""
     if not uids:
-        return set()
+        return {}
     async with services.sessions() as session:
-        return {match[0] for match in await StudyLookup(session).by_uids(uids)}
+        return {match[0]: match[6] for match in await StudyLookup(session).by_uids(uids)}
 
 
 async def locate_on_sources(config: Config, study_uids: Sequence[str], timeout: float

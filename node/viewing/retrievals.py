@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from node.config import RemoteNode
@@ -87,11 +87,6 @@ class RetrievalRegistry:
             await self._set_state(study_uid, "retrieving", ("pending",))
         elif status.state == "done":
             await self._set_state(study_uid, "available", ("pending", "retrieving"))
-
-    async def failed(self, study_uids: Sequence[str]) -> set[str]:
-        """The studies among these whose last retrieval failed: what the index holds of one
-        may be part of it only."""
-        return await self._board.failed(KIND, study_uids)
 
     async def reopen(self, context_pk: int, sources: Mapping[str, str]) -> list[str]:
         """Retrieve again the context's studies whose retrieval failed (study UID -> the AE

@@ -24,7 +24,7 @@ from node.dimse import scu
 from node.errors import Conflict, InvalidInput
 from node.index.study_lookup import SqliteStudyLookup, StudyLookup
 from node.services import NodeServices
-from node.viewing.found_studies import local_study_uids
+from node.viewing.found_studies import local_studies
 
 
 @dataclass(frozen=True)
@@ -245,7 +245,7 @@ async def find_remote(
     failures: dict[str, str] = {}
     found = [(kind, _studies(result.matches, order)) for (kind, _), result in zip(
         queries, results, strict=True)]
-    held = await local_study_uids(services, list(dict.fromkeys(
+    held = await local_studies(services, list(dict.fromkeys(
         study.study_uid for kind, studies in found if kind != "uids" for study in studies)))
     for (kind, remote), result in zip(found, results, strict=True):
         answered.update(result.answered)

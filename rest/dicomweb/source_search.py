@@ -36,7 +36,7 @@ from pydicom.multival import MultiValue
 
 from node.dimse import scu
 from node.services import NodeServices
-from node.viewing.found_studies import local_study_uids
+from node.viewing.found_studies import local_studies
 from rest.dicomweb.dicom_json import dataset_json, element
 from rest.dicomweb.patient_scope import one_patient_id
 from rest.dicomweb.readers import Reader
@@ -111,7 +111,7 @@ async def search_sources(services: NodeServices, who: Reader,
         if uid and uid not in local_uids:
             by_uid.setdefault(uid, (ae_title, ds))
     # A study the index holds is the index's, even where its copy did not match locally.
-    held = await local_study_uids(services, list(by_uid))
+    held = await local_studies(services, list(by_uid))
     for uid, (ae_title, ds) in by_uid.items():
         if uid in held:
             continue

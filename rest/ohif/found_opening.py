@@ -19,7 +19,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from node.ingest.instance_record import is_valid_uid
-from node.viewing.found_studies import add_found_study, local_study_uids, locate_on_sources
+from node.viewing.found_studies import add_found_study, local_studies, locate_on_sources
 from rest.state import RETRIEVALS, SERVICES
 from rest.viewer.grants import Grant
 from rest.viewer.viewer_state import GRANTS
@@ -46,10 +46,10 @@ async def open_found_studies(request: web.Request, grant: Grant, query: str) -> 
     named = [uid for uid in _named(query) if uid not in own][:MAX_LOOKED_FOR]
     if not named:
         return grant
-    incomplete = await request.app[RETRIEVALS].failed(named)
-    unknown = [uid for uid in named if uid not in grant.allowed or uid in incomplete]
-    local = await local_study_uids(services, unknown)
-    missing = [uid for uid in unknown if uid not in local or uid in incomplete]
+    local = await local_studies(services, named)
+    incomplete = {uid for uid, failed_source in local.items() if failed_source}
+    missing = [uid for uid in named
+               if uid in incomplete or (uid not in grant.allowed and uid not in local)]
     timeout = services.config.dicomweb.source_search_timeout
     located = await locate_on_sources(services.config, missing, timeout)
     found = [(uid, located[uid]) for uid in missing if uid in located]
