@@ -389,6 +389,8 @@ async def test_shapes_are_measured_in_microns_edited_and_deleted(
         p[0] for p in shapes[1]["points"]) > max(xs) + 20)
     width = max(p[0] for p in grown[1]["points"]) - min(p[0] for p in grown[1]["points"])
     assert min(p[0] for p in grown[1]["points"]) == min(xs)
+    # The page has read the grown shape back before it is moved (as a reader sees it saved).
+    await page.wait_for_selector("#slide-panel:not([data-saving])", state="attached")
     await drag(page, "#slide-overlay .shape.rectangle", -50, 0)
     moved = await stored_until(api, "path-editor", lambda shapes: min(
         p[0] for p in shapes[1]["points"]) < min(xs) - 20)

@@ -198,13 +198,14 @@ export class SlideLayers {
       method, credentials: "same-origin", headers: { "Content-Type": "application/json" },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
-    delete root.dataset.saving;
     if (!response.ok) {
       let reason = String(response.status);
       try { reason = (await response.json()).error || reason; } catch { /* not JSON */ }
       this.panel.setStatus(`The layer was not saved: ${reason}`);
     }
     await this.load();
+    // Saving ends once the layers are read back: an edit begun before works on the old ones.
+    delete root.dataset.saving;
   }
 
   ownLayer() {
