@@ -5,6 +5,7 @@ make of it; duplicates and a filesystem without hard links.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import uuid
@@ -20,7 +21,7 @@ from sqlalchemy import func, select
 from node.config import config_from_dict
 from node.index.dicom_models import Instance
 from node.index.index_writer import AddOutcome
-from node.ingest.ingestor import recover_incoming
+from node.ingest.ingestor import Incoming, IngestResult, recover_incoming
 from node.process.runtime import open_services
 from node.services import NodeServices
 from node.storage.consistency import compare
@@ -137,7 +138,7 @@ async def test_a_failed_commit_takes_its_link_back(
         def failing_commit(*_args: Any) -> Any:
             raise OSError("disk I/O error")
 
-        monkeypatch.setattr(services.ingestor.writer, "add_blocking", failing_commit)
+        monkeypatch.setattr(services.ingestor.writer, "add_many_blocking", failing_commit)
         with pytest.raises(OSError, match="disk I/O error"):
             await services.ingestor.ingest_copy(study[0], "test")
         assert storage_files(services) == []
@@ -204,3 +205,54 @@ async def test_a_failed_fsync_fails_the_ingest_and_keeps_what_the_row_names(
         again = await services.ingestor.ingest_copy(study[0], "test")
         assert again.outcome is AddOutcome.DUPLICATE_KEPT
         assert services.storage.local_path(again.path).read_bytes() == study[0].read_bytes()
+
+
+async def test_a_batch_answers_each_file_alone(tmp_path: Path, study: list[Path]) -> None:
+    """A STOW-RS request's parts go through the ingest path together: a file that is not
+    DICOM, a kept duplicate and an instance of another patient's study each get their own
+    answer, and the others are stored as if they had come alone."""
+    other = write_study(tmp_path / "other", StudySpec(
+        study_uid=dcmread(study[0], stop_before_pixels=True).StudyInstanceUID,
+        patient_id="LINK-2", series=1, instances_per_series=1, rows=16, columns=16))
+    not_dicom = tmp_path / "not.dcm"
+    not_dicom.write_bytes(b"not a DICOM file at all" * 10)
+    async with folder_services(tmp_path / "n") as services:
+        sent = [study[0], not_dicom, study[1], study[0], other[0]]
+        files = [Incoming(services.storage.copy_to_incoming(path)) for path in sent]
+        results = await asyncio.to_thread(services.ingestor.ingest_batch_blocking, files,
+                                          "test")
+        assert [type(r).__name__ for r in results] == [
+            "IngestResult", "InvalidInput", "IngestResult", "IngestResult",
+            "OtherPatientsStudy"]
+        first, _, second, again, _ = results
+        assert isinstance(first, IngestResult) and isinstance(second, IngestResult)
+        assert isinstance(again, IngestResult)
+        assert [first.outcome, second.outcome, again.outcome] == [
+            AddOutcome.ADDED, AddOutcome.ADDED, AddOutcome.DUPLICATE_KEPT]
+        assert sorted(storage_files(services)) == sorted([first.path, second.path])
+        assert incoming_files(services) == []
+        assert await indexed(services) == 2
+        assert (await compare(services)).consistent
+
+
+async def test_a_failed_fsync_in_a_batch_fails_that_file_alone(
+        tmp_path: Path, study: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    async with folder_services(tmp_path / "n") as services:
+        files = [Incoming(services.storage.copy_to_incoming(path)) for path in study]
+        flush_path = services.storage.flush_path
+
+        def disk_error(target: Path) -> None:
+            if target == files[0].path:
+                raise OSError(5, "Input/output error")
+            flush_path(target)
+
+        monkeypatch.setattr(services.storage, "flush_path", disk_error)
+        failed, stored = await asyncio.to_thread(services.ingestor.ingest_batch_blocking,
+                                                 files, "test")
+        assert isinstance(failed, OSError) and isinstance(stored, IngestResult)
+        assert stored.outcome is AddOutcome.ADDED
+        # The failed one's row landed beside the fsync: its file is there, the sender sends
+        # it again and it is a duplicate then.
+        assert await indexed(services) == 2
+        assert incoming_files(services) == []
+        assert (await compare(services)).consistent

@@ -196,25 +196,33 @@ class IndexWriter:
     def add_blocking(self, item: StoredFile, overwrite: bool, timeout: float | None,
                      ceiling: Ceiling | None = None) -> Outcome:
         """The same as `add`, for threads other than the event loop's (pynetdicom handlers).
+        `ceiling`: raise LimitPassed rather than commit past it (the module says how)."""
+        return self.add_many_blocking([(item, ceiling)], overwrite)[0].result(timeout)
+
+    def add_many_blocking(self, items: Sequence[tuple[StoredFile, Ceiling | None]],
+                          overwrite: bool) -> list[concurrent.futures.Future[Outcome]]:
+        """Queue records for one commit, from a thread other than the event loop's; each
+        future is done once its record's commit is over.
 
         When no commit is running, the calling thread commits itself, with whatever else is
         queued, instead of waking the writer thread and waiting to be woken in turn: with one
         association every instance waits for its own commit, and on a busy machine each
         hand-over between threads costs a scheduling delay. When a commit is running, the
-        record joins the next batch, which the writer thread commits (group commit): the
+        records join the next batch, which the writer thread commits (group commit): the
         committing thread wakes it when it is done (`_commit_round`), since it could do nothing
-        before. `ceiling`: raise LimitPassed rather than commit past it (the module says how)."""
+        before. A door that has several instances at once (a STOW-RS request) queues them
+        together: one hand-over and one wait for all of them."""
         if self._thread is None:
             raise RuntimeError("IndexWriter used before start()")
-        pending = _Pending(item, overwrite, ceiling)
+        pending = [_Pending(item, overwrite, ceiling) for item, ceiling in items]
         with self._cond:
-            self._pending.append(pending)
+            self._pending.extend(pending)
             lead = not self._committing
             if lead:
                 self._committing = True
         if lead:
             self._commit_round()
-        return pending.future.result(timeout)
+        return [p.future for p in pending]
 
     # --- the writer thread ---
 

@@ -17,13 +17,19 @@ an uploaded object no row names is left to `check` (`check --repair` indexes it)
 between 4 and 5 is finished by recovery too: it places the file only when it is whole (same
 size as committed, header readable). A failed upload fails the ingest before anything is
 indexed.
+
+A door that has several instances at once (a STOW-RS request) hands them over as one batch: each
+is prepared and published in turn, then one fsync hand-over (a folder flushed once for all the
+files published into it) and one commit hand-over serve them all; each still gets its own
+answer, and one that fails fails alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import posixpath
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -62,6 +68,28 @@ class Admission(Protocol):
     def passed(self, item: StoredFile) -> Ceiling: ...
 
     def settled(self, item: StoredFile) -> None: ...
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A complete file in incoming/ for the ingest path, with what its door knows of it (see
+    Ingestor.ingest_incoming_blocking)."""
+
+    path: Path
+    head: bytes | None = None
+    size: int | None = None
+    admit: Callable[[InstanceRecord], None] | None = None
+
+
+@dataclass(frozen=True)
+class _Ready:
+    """A file of a batch prepared and published, on its way to its commit."""
+
+    index: int
+    incoming: Path
+    item: StoredFile
+    published: str | None
+    ceiling: Ceiling | None
 
 
 @dataclass(frozen=True)
@@ -110,65 +138,150 @@ class Ingestor:
     ) -> IngestResult:
         """The same as `ingest_incoming`, for pynetdicom's handler threads: the file work runs
         in the calling thread, and so does the index commit when no other commit is running
-        (IndexWriter.add_blocking): no event loop hop, since with one association each
+        (IndexWriter.add_many_blocking): no event loop hop, since with one association each
         instance waits for its own commit. `head` and `size`: the file's first bytes and its
         size, when the caller wrote it and knows them (header_scan.read_record_fast).
         `admit`: called with the header's record before anything is published, for a door
         that accepts only some instances (STOW-RS into one study); what it raises refuses
         the instance, which leaves nothing behind."""
-        published: str | None = None
-        committed = False
-        try:
-            item, published, ceiling = self._prepare(incoming, origin, head, size, admit)
-            flush = self._flush(incoming, published)
+        result = self.ingest_batch_blocking([Incoming(incoming, head, size, admit)], origin,
+                                            timeout)[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def ingest_batch_blocking(self, files: Sequence[Incoming], origin: str,
+                              timeout: float | None = None,
+                              ) -> list[IngestResult | Exception]:
+        """Ingest files a door has at once (the parts of a STOW-RS request) in the calling
+        thread: each is prepared and published, then one fsync hand-over and one commit
+        hand-over serve them all, where one at a time each instance paid its own thread
+        switches (futex waits and task switches were a quarter of the node's CPU under
+        STOW-RS). Each file's outcome is its own, in order: its result, or the exception
+        that refused or failed it (that file alone; the others go on)."""
+        results: list[IngestResult | Exception | None] = [None] * len(files)
+        ready: list[_Ready] = []
+        for index, file in enumerate(files):
             try:
-                outcome, path = self._commit(item, ceiling, timeout)
-                committed = True
+                item, published, ceiling = self._prepare(file.path, origin, file.head,
+                                                          file.size, file.admit)
+            except Exception as exc:
+                results[index] = self._failure(file.path, None, origin, exc)
+                continue
+            ready.append(_Ready(index, file.path, item, published, ceiling))
+        if ready:
+            # An interrupt (not an instance's failure) leaves what is prepared as a crash
+            # does, some of its commits perhaps landed: `recover_incoming` sorts it out.
+            errors: dict[Path, BaseException] = {}
+            flush = self._flush([(r.incoming, r.published) for r in ready], errors)
+            try:
+                committed = self._commit_many(ready, timeout)
             finally:
-                error = flush.wait()
+                failed = flush.wait()  # not an fsync's: every file's
+                if failed is not None:
+                    errors.update(dict.fromkeys((r.incoming for r in ready), failed))
                 if self.admission is not None:
-                    self.admission.settled(item)
-            self._flushed(error, incoming, outcome, path, published)
-            self._finish(incoming, outcome, path, published)
+                    for r in ready:
+                        self.admission.settled(r.item)
+            for r, outcome in zip(ready, committed, strict=True):
+                results[r.index] = self._finish_one(r, outcome, errors, origin)
+        return [r for r in results if r is not None]
+
+    def _finish_one(self, ready: _Ready, committed: Outcome | Exception,
+                    errors: dict[Path, BaseException], origin: str,
+                    ) -> IngestResult | Exception:
+        """One prepared file after the commit: placed (or discarded) and the listeners told;
+        or its failure."""
+        if isinstance(committed, Exception):
+            return self._failure(ready.incoming, ready.published, origin, committed)
+        outcome, path = committed
+        try:
+            self._flushed(errors.get(ready.incoming), ready.incoming, outcome, path,
+                          ready.published)
+            self._finish(ready.incoming, outcome, path, ready.published)
             if outcome is not AddOutcome.DUPLICATE_KEPT:
                 for listener in self.listeners:
-                    listener(item.record)
-        except BaseException:
-            self._failed(incoming, None if committed else published)
-            metrics.instance_failed(origin)
-            raise
+                    listener(ready.item.record)
+        except Exception as exc:
+            return self._failure(ready.incoming, None, origin, exc)
         metrics.instance_received(origin, outcome.value)
-        return self._result(item.record, outcome, path)
+        return self._result(ready.item.record, outcome, path)
 
-    def _commit(self, item: StoredFile, ceiling: Ceiling | None,
-                timeout: float | None) -> Outcome:
-        """The index commit. One that would pass the storage quota's ceiling waits for the
-        quota to make room and tries again; StorageFull after CEILING_TRIES."""
-        for _ in range(CEILING_TRIES - 1):
+    def _failure(self, incoming: Path, published: str | None, origin: str,
+                 exc: Exception) -> Exception:
+        """A file that is not stored: its incoming name and the link published for a commit
+        that did not land go, and it counts as failed."""
+        self._failed(incoming, published)
+        metrics.instance_failed(origin)
+        return exc
+
+    def _commit_many(self, ready: Sequence[_Ready], timeout: float | None,
+                     ) -> list[Outcome | Exception]:
+        """The index commits, queued together. One that would pass the storage quota's
+        ceiling waits for the quota to make room and tries again alone; StorageFull after
+        CEILING_TRIES."""
+        try:
+            futures = self.writer.add_many_blocking([(r.item, r.ceiling) for r in ready],
+                                                    self.overwrite_duplicates)
+        except Exception as exc:  # nothing queued: nothing committed
+            return [exc] * len(ready)
+        outcomes: list[Outcome | Exception] = []
+        for r, future in zip(ready, futures, strict=True):
+            try:
+                try:
+                    outcomes.append(future.result(timeout))
+                except LimitPassed:
+                    outcomes.append(self._commit_again(r.item, timeout))
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    def _commit_again(self, item: StoredFile, timeout: float | None) -> Outcome:
+        """The commit of an instance that would have passed its ceiling, each time once the
+        quota made room again."""
+        assert self.admission is not None
+        ceiling = self.admission.passed(item)
+        for _ in range(CEILING_TRIES - 2):
             try:
                 return self.writer.add_blocking(item, self.overwrite_duplicates, timeout,
                                                 ceiling)
             except LimitPassed:
-                assert self.admission is not None
                 ceiling = self.admission.passed(item)
         try:
             return self.writer.add_blocking(item, self.overwrite_duplicates, timeout, ceiling)
         except LimitPassed as exc:
             raise StorageFull() from exc
 
-    def _flush(self, incoming: Path, published: str | None) -> Flush:
-        """Start the fsync of the file, then of its published name, in a thread beside the
-        commit. One thread for both: on this disk fsyncs do not overlap one another, and each
-        hand-over costs thread switches (one thread for each: 13 per small instance over one
-        association; one for both: 10, at the same rate). A name durable a moment before
-        its data is harmless: with no row committed, recovery or `check` removes it."""
-        return _FLUSHERS.start(self._flush_file, (incoming, published))
+    def _flush(self, names: list[tuple[Path, str | None]],
+               errors: dict[Path, BaseException]) -> Flush:
+        """Start the fsyncs of the files, then of their published names, in a thread beside
+        the commit. One thread for them all: on this disk fsyncs do not overlap one another,
+        and each hand-over costs thread switches (one thread per fsync: 13 per small instance
+        over one association; one for both of an instance: 10, at the same rate). A name
+        durable a moment before its data is harmless: with no row committed, recovery or
+        `check` removes it. What fails is kept in `errors` by incoming file: one bad file
+        fails alone."""
+        return _FLUSHERS.start(self._flush_files, (names, errors))
 
-    def _flush_file(self, names: tuple[Path, str | None]) -> None:
-        incoming, published = names
-        self.storage.flush_path(incoming)
-        if published is not None:
-            self.storage.flush_published(published)
+    def _flush_files(self, work: tuple[list[tuple[Path, str | None]],
+                                       dict[Path, BaseException]]) -> None:
+        """The fsyncs. A folder the files were published into is flushed once for all."""
+        names, errors = work
+        folders: dict[str, tuple[str, list[Path]]] = {}
+        for incoming, published in names:
+            try:
+                self.storage.flush_path(incoming)
+            except OSError as exc:
+                errors[incoming] = exc
+                continue
+            if published is not None:
+                folder = folders.setdefault(posixpath.dirname(published), (published, []))
+                folder[1].append(incoming)
+        for published, incomings in folders.values():
+            try:
+                self.storage.flush_published(published)
+            except OSError as exc:
+                errors.update(dict.fromkeys(incomings, exc))
 
     def _prepare(self, incoming: Path, origin: str, head: bytes | None = None,
                  size: int | None = None, admit: Callable[[InstanceRecord], None] | None = None,

@@ -9,8 +9,12 @@ IN_MEMORY_BYTES is read whole and handed over the same way, a larger one is writ
 as its bytes arrive, never held whole in memory. The app's `http.max_body_bytes` does not apply
 here; `dicomweb.max_stow_bytes` bounds the body (413). A part goes to the one ingest path, which
 answers once the instance is durable and indexed; meanwhile the next part is read, so that the
-parts of a request share group commits. A body read whole that ends early (the client went
-away) stores nothing; a streamed one keeps the parts it completed, never part of one.
+parts of a request share group commits. The parts of a body held whole go in batches of
+BATCH_PARTS, each batch one ingest thread's (Ingestor.ingest_batch_blocking): handed over one
+by one, each part paid its own thread switches and folder fsync (bench.dicomweb_stow, four
+clients: 1.23 ms of CPU per instance one by one, 0.53 in batches; Orthanc 0.92). A body read
+whole that ends early (the client went away) stores nothing; a streamed one keeps the parts it
+completed, never part of one.
 
 Who may store: the API key, anything; a viewer session, only if its role allows `save`, only into
 the studies its grant holds, and each request is audited with the session's user; for it alone
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -37,7 +42,7 @@ from pydicom import dcmread
 from node.errors import InvalidInput
 from node.index.index_writer import AddOutcome
 from node.ingest.header_scan import HEAD_BYTES
-from node.ingest.ingestor import Ingestor
+from node.ingest.ingestor import Incoming, Ingestor, IngestResult
 from node.ingest.instance_record import InstanceRecord, is_valid_uid
 from node.ingest.issuer_fill import fill_file, write_filled
 from node.viewing import audit
@@ -70,6 +75,10 @@ CHUNK_BYTES = 256 * 1024
 # Parts read and waiting for the ingest path at once, per request: enough to fill group
 # commits; each waits in memory (at most IN_MEMORY_BYTES) or as a file in incoming/.
 IN_FLIGHT = 16
+# Parts of a body held whole that one ingest thread takes together (Ingestor.
+# ingest_batch_blocking): one hand-over to the thread, to the fsyncs and to the commit for them
+# all. Two such batches of a request are under way at once (IN_FLIGHT).
+BATCH_PARTS = 8
 IN_MEMORY_BYTES = 1 << 20
 # A body of declared length up to this is read whole and split in memory; the request holds it
 # until its last part is stored.
@@ -148,9 +157,11 @@ class Store:
     remaining: int
     # A viewer session's: the missing issuers it fills in (None: the API key's request).
     issuers: MissingIssuers | None = None
-    tasks: list[asyncio.Future[PartOutcome]] = field(default_factory=list)
+    tasks: list[asyncio.Future[list[PartOutcome]]] = field(default_factory=list)
     # One per part under way, at most IN_FLIGHT.
     slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(IN_FLIGHT))
+    # Parts of a body held whole, read and not yet handed to an ingest thread.
+    batch: list[tuple[Received, int]] = field(default_factory=list)
 
     def admit(self, record: InstanceRecord) -> None:
         """Raise Refused for an instance this request may not store (before it is kept)."""
@@ -171,6 +182,7 @@ class Store:
             number += 1
             self._count_part(number)
             await self._start(await self._receive(_dicom_part(part, number), number), number)
+            self._hand_over()
 
     async def read_whole(self, body: bytes, boundary: str) -> None:
         """Start the ingest of each part of a body held whole, until the closing boundary."""
@@ -183,6 +195,7 @@ class Store:
                 raise BodyError(400, f"malformed multipart body after part {number}: {exc}"
                                 [:200]) from exc
             if part is None:
+                self._hand_over()
                 return
             number += 1
             self._count_part(number)
@@ -194,11 +207,15 @@ class Store:
             received = Received(part.data, None, bytes(part.data[:HEAD_BYTES]), size)
             if size <= IN_MEMORY_BYTES:
                 await self._start(received, number)
+                if len(self.batch) >= BATCH_PARTS:
+                    self._hand_over()
                 continue
             # A large part is stored alone, as a streamed one is written before the next is
             # read: on a nearly full disk it fails by itself, not the small parts beside it.
+            self._hand_over()
             await self._drain()
             await self._start(received, number)
+            self._hand_over()
             await self._drain()
 
     def _count_part(self, number: int) -> None:
@@ -208,24 +225,32 @@ class Store:
                                  f"has more than {MAX_PARTS} parts")
 
     async def _start(self, received: Received | PartOutcome, number: int) -> None:
-        """Hand the part to an ingest thread, once fewer than IN_FLIGHT of this request's are
-        under way (a part that failed already is its outcome)."""
+        """Add the part to the batch for the next ingest thread, once fewer than IN_FLIGHT of
+        this request's parts are under way (a part that failed already is its outcome)."""
         loop = asyncio.get_running_loop()
         if isinstance(received, PartOutcome):
             done = loop.create_future()
-            done.set_result(received)
+            done.set_result([received])
             self.tasks.append(done)
             return
         if self.issuers is not None:
             part = received.data if received.path is None else received.path
             received = replace(received, fill=await self.issuers.fill_for(part or b""))
         await self.slots.acquire()
-        future = loop.run_in_executor(None, self._ingest, received, number)
-        self.tasks.append(future)
-        future.add_done_callback(self._release)
+        self.batch.append((received, number))
 
-    def _release(self, _: asyncio.Future[PartOutcome]) -> None:
-        self.slots.release()
+    def _hand_over(self) -> None:
+        """Hand the batch to an ingest thread."""
+        if not self.batch:
+            return
+        batch, self.batch = self.batch, []
+        future = asyncio.get_running_loop().run_in_executor(None, self._ingest, batch)
+        self.tasks.append(future)
+        future.add_done_callback(functools.partial(self._release, len(batch)))
+
+    def _release(self, parts: int, _: asyncio.Future[list[PartOutcome]]) -> None:
+        for _part in range(parts):
+            self.slots.release()
 
     async def _drain(self) -> None:
         """Wait until no part of this request is under way."""
@@ -236,7 +261,9 @@ class Store:
 
     async def settle(self) -> list[PartOutcome]:
         """Every started part's outcome, in the order of the body."""
-        return list(await asyncio.gather(*self.tasks))
+        self._hand_over()  # what a body error left read
+        batches = await asyncio.gather(*self.tasks)
+        return sorted((o for batch in batches for o in batch), key=lambda o: o.part)
 
     async def _receive(self, part: BodyPartReader, number: int) -> Received | PartOutcome:
         """Read the part: whole while it is small, else streamed into a new incoming file. A
@@ -274,10 +301,28 @@ class Store:
             return _failed(number, None, bytes(head), OUT_OF_RESOURCES, "storage error")
         return Received(None, path, bytes(head), size)
 
-    def _ingest(self, received: Received, number: int) -> PartOutcome:
-        """The ingest path's answer for one part, as its outcome (in a worker thread; the
-        file is consumed either way)."""
-        seen: list[InstanceRecord] = []
+    def _ingest(self, batch: list[tuple[Received, int]]) -> list[PartOutcome]:
+        """The ingest path's answers for a batch of parts, as their outcomes (in a worker
+        thread; every part's file is consumed either way)."""
+        outcomes: dict[int, PartOutcome] = {}
+        files: list[Incoming] = []
+        taken: list[tuple[Received, int, list[InstanceRecord]]] = []
+        for received, number in batch:
+            seen: list[InstanceRecord] = []
+            try:
+                files.append(self._incoming(received, seen))
+            except Exception as exc:
+                outcomes[number] = self._outcome(received, number, seen, exc)
+                continue
+            taken.append((received, number, seen))
+        results = self.ingestor.ingest_batch_blocking(files, self.origin)
+        for (received, number, seen), result in zip(taken, results, strict=True):
+            outcomes[number] = self._outcome(received, number, seen, result)
+        return [outcomes[number] for _, number in batch]
+
+    def _incoming(self, received: Received, seen: list[InstanceRecord]) -> Incoming:
+        """The part's file in incoming/ for the ingest path (written here for a part held in
+        memory), and its admission, which notes the header's record in `seen`."""
         fill = received.fill
 
         def admit(record: InstanceRecord) -> None:
@@ -287,29 +332,32 @@ class Store:
                 raise Refused(PROCESSING_FAILURE, "IssuerOfPatientID could not be filled in")
             self.admit(record)
 
-        try:
-            if received.path is None:
-                path = self._write_incoming(received.data or b"", fill)
-            elif fill is None:
-                path = received.path
-            else:  # a streamed part's file, written again with the issuer
-                path = fill_file(received.path, fill.gap, fill.element,
-                                 self.ingestor.storage.new_incoming_file)
-            # A filled file's first bytes and size are not the part's: the ingest reads them.
-            head, size = (received.head, received.size) if fill is None else (None, None)
-            result = self.ingestor.ingest_incoming_blocking(
-                path, self.origin, None, head, size, admit)
-        except Refused as exc:
-            return _failed(number, seen, received.head, exc.status, str(exc))
-        except InvalidInput as exc:
+        if received.path is None:
+            path = self._write_incoming(received.data or b"", fill)
+        elif fill is None:
+            path = received.path
+        else:  # a streamed part's file, written again with the issuer
+            path = fill_file(received.path, fill.gap, fill.element,
+                             self.ingestor.storage.new_incoming_file)
+        if fill is not None:  # a filled file's first bytes and size are not the part's
+            return Incoming(path, admit=admit)
+        return Incoming(path, received.head, received.size, admit)
+
+    def _outcome(self, received: Received, number: int, seen: list[InstanceRecord],
+                 result: IngestResult | Exception) -> PartOutcome:
+        """The part's outcome: stored (with a warning for a duplicate or a filled issuer), or
+        the failure item the exception that stopped it means."""
+        if isinstance(result, Refused):
+            return _failed(number, seen, received.head, result.status, str(result))
+        if isinstance(result, InvalidInput):
             # A missing or malformed unique key; a file that is not DICOM at all.
-            status = DATASET_MISMATCH if exc.field else CANNOT_UNDERSTAND
-            return _failed(number, seen, received.head, status, str(exc))
-        except OSError as exc:
-            log.error("STOW-RS part %d could not be stored: %s", number, exc)
+            status = DATASET_MISMATCH if result.field else CANNOT_UNDERSTAND
+            return _failed(number, seen, received.head, status, str(result))
+        if isinstance(result, OSError):
+            log.error("STOW-RS part %d could not be stored: %s", number, result)
             return _failed(number, seen, received.head, OUT_OF_RESOURCES, "storage error")
-        except Exception:
-            log.exception("STOW-RS part %d failed", number)
+        if isinstance(result, Exception):
+            log.error("STOW-RS part %d failed", number, exc_info=result)
             return _failed(number, seen, received.head, PROCESSING_FAILURE,
                            "internal error while storing")
         record = seen[0]
@@ -318,14 +366,14 @@ class Store:
             warning, note = DUPLICATE, f"{record.sop_uid} was stored already: that one is kept"
         elif result.outcome is AddOutcome.DUPLICATE_REPLACED:
             warning, note = DUPLICATE, f"{record.sop_uid} was stored already: replaced"
-        elif fill is not None:
+        elif received.fill is not None:
             warning, note = ISSUER_FILLED, (f"{record.sop_uid} had no IssuerOfPatientID: its "
                                             f"study's patient's was filled in")
             log.info("STOW-RS part %d: IssuerOfPatientID of study %s filled in for %s", number,
                      record.study_uid, record.sop_uid)
         return PartOutcome(number, record.sop_class_uid, record.sop_uid, record.study_uid,
                            record.series_uid, warning=warning, note=note,
-                           issuer_filled=fill is not None)
+                           issuer_filled=received.fill is not None)
 
     def _write_incoming(self, data: bytes | memoryview, fill: IssuerFill | None) -> Path:
         """A small part's file in incoming/ (in the ingest thread: off the event loop), with
