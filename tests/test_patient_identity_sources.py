@@ -105,3 +105,30 @@ async def test_a_named_study_arriving_as_another_patients_is_not_granted(api: Ap
         context = await api.client.get("/ngv/api/context", headers=headers)
         studies = (await context.json())["studies"]
         assert [s["studyInstanceUID"] for s in studies] == [own.study_uid]
+
+
+async def test_a_named_study_arriving_while_the_session_reads_is_never_shown(api: Api) -> None:
+    """The session reads before the named study arrives, so its grant is cached (for a few
+    seconds) with that study in it; the study then arrives as another patient's: at once,
+    neither a read of it nor a search shows it."""
+    own = StudySpec(study_uid=uid(12221), patient_id="SRC-E", patient_name="OWNE^EMMA",
+                    study_date="20240101", rows=16, columns=16)
+    late = StudySpec(study_uid=uid(12222), patient_id="SRC-F", patient_name="LATEF^FRIDA",
+                     study_date="20230101", rows=16, columns=16)
+    await api.ingest(own)
+    token = await api.token({**BASE, "patientID": "SRC-E", "studyUID": own.study_uid,
+                             "historyList": late.study_uid})
+    _, cookie = await api.redeem(token)
+    headers = {"Cookie": f"ngv_session={cookie}"}
+    assert await readable(api, headers, own.study_uid)
+    # Back in time: the grant just cached stays within its seconds however slow the machine.
+    api.clock.advance(-60)
+    try:
+        await api.ingest(late)
+        assert not await readable(api, headers, late.study_uid)
+        listed = await api.client.get("/dicom-web/studies", headers=headers)
+        assert listed.status == 200
+        assert "LATEF" not in await listed.text()
+        assert own.study_uid in await listed.text()
+    finally:
+        api.clock.advance(60)

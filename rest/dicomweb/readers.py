@@ -68,11 +68,12 @@ class Reader:
 
 
 async def reader(request: web.Request) -> Reader:
-    """The API key's reader, or the session's; 401 without either."""
+    """The API key's reader, or the session's (for the study the path names, or for a search
+    across studies: rest/viewer/grants.py, `for_study`); 401 without either."""
     sent = request.headers.get("Authorization")
     if sent is not None:
         if hmac.compare_digest(sent.encode("utf-8", "surrogateescape"),
                                request.app[API_KEY].encode("utf-8")):
             return Reader(None)
         raise web.HTTPUnauthorized(reason="unauthorized: wrong API key")
-    return Reader(await request.app[GRANTS].for_request(request))
+    return Reader(await request.app[GRANTS].for_study(request, request.match_info.get("study")))

@@ -20,8 +20,8 @@ routes = web.RouteTableDef()
 @routes.get("/ngv/api/studies/{study}/iso")
 @public
 async def study_iso(request: web.Request) -> web.StreamResponse:
-    grant = await request.app[GRANTS].for_request(request)
     study_uid = request.match_info["study"]
+    grant = await request.app[GRANTS].for_study(request, study_uid)
     grant.require(study_uid)
     grant.require_feature("download")
     return await iso_route.send_medium(request, [study_uid], AUTO)

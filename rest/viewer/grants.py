@@ -5,6 +5,12 @@ Every data request of the viewer page carries the session cookie set when the to
 redeemed. The grant it names is looked up once and kept for GRANT_SECONDS, so that scrolling
 through a stack does not cost two queries per image; a revoked session therefore stops within
 that time. A study outside the grant is 403, without saying whether it exists.
+
+A study of the context that the index did not hold when the grant was read (still on its way,
+or nowhere yet) may arrive as another patient's, and then leaves the context
+(node/viewing/named_patient.py): a request naming it, and a search across studies, read the
+grant afresh while there is such a study (`for_study`), so that the cached grant never shows
+it for those seconds.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ class Grant:
     # Study UID -> the index's patient row, for every readable study that is in the index: a
     # window shows one patient at a time, and this tells whose each study is.
     patient_of: Mapping[str, int] = field(default_factory=dict)
+    # The context's studies the index did not hold when the grant was read.
+    pending: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def anonymize(self) -> bool:
@@ -87,6 +95,14 @@ class GrantCache:
         self._grants[key] = (now, grant)
         return grant
 
+    async def for_study(self, request: web.Request, study_uid: str | None) -> Grant:
+        """The session's grant for a request that reads `study_uid` (None: searches across
+        the grant's studies), read afresh when that may be a study that arrived since."""
+        grant = await self.for_request(request)
+        if grant.pending and (study_uid is None or study_uid in grant.pending):
+            grant = await self.for_request(request, fresh=True)
+        return grant
+
     async def live_grant(self, request: web.Request) -> Grant | None:
         """The session's grant read afresh (a page or a state the browser polls must not see
         a revoked session for GRANT_SECONDS more), or None without a live session."""
@@ -112,4 +128,6 @@ class GrantCache:
         known = set(uids)
         history = tuple(row.study_uid for row in rows if row.study_uid not in known)
         patient_of = MappingProxyType({row.study_uid: row.patient_pk for row in rows})
-        return Grant(context_pk, context, frozenset(known | set(history)), history, patient_of)
+        pending = frozenset(uid for uid in known if uid not in patient_of)
+        return Grant(context_pk, context, frozenset(known | set(history)), history, patient_of,
+                     pending)
