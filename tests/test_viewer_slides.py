@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page, Response
+from playwright.async_api import Browser, Page, Response, Route
 
 from pathology.catalogue import register_slide_file
 from tests import slide_factory as factory
@@ -405,6 +405,42 @@ async def test_shapes_are_measured_in_microns_edited_and_deleted(
     await page.click("#slide-layers section[data-owner='path-editor'] .layer-delete")
     await page.wait_for_selector("#slide-panel[data-layers='0']")
     assert await stored_shapes(api, "path-editor") == []
+    await page.context.close()
+
+
+async def test_an_edit_made_while_the_last_is_saved_keeps_both(
+        api: Api, browser: Browser) -> None:
+    """A reader resizes a shape, then moves it before the resize's save is answered (a slow
+    network): the move works on the resized shape and both edits are kept, saved in order."""
+    page = await open_slides(api, browser, "path-quick", {"containerIdentifier": SVS_SLIDE})
+    await page.wait_for_selector(READY)
+    await draw_rectangle(page)
+    await page.wait_for_selector("#slide-panel[data-shapes='1']")
+    [drawn] = await stored_shapes(api, "path-quick")
+    xs = [p[0] for p in drawn["points"]]
+    held, release = asyncio.Event(), asyncio.Event()
+
+    async def hold_saves(route: Route) -> None:
+        if route.request.method == "PUT":
+            held.set()
+            await release.wait()
+        await route.continue_()
+
+    await page.route("**/ngv/slides/**/layers/**", hold_saves)
+    await page.click("#slide-tool-edit")
+    await drag(page, "#slide-overlay .shape.rectangle", 0, 0)
+    await page.wait_for_selector("#slide-overlay .shape.rectangle.selected")
+    await drag(page, "#slide-overlay .handle[data-handle='1']", 40, 30)
+    await asyncio.wait_for(held.wait(), 10)
+    # The resize is on its way and not answered: the move starts from the resized shape.
+    await drag(page, "#slide-overlay .shape.rectangle", -50, 0)
+    release.set()
+    [edited] = await stored_until(api, "path-quick", lambda shapes: min(
+        p[0] for p in shapes[0]["points"]) < min(xs) - 20)
+    await page.wait_for_selector("#slide-panel:not([data-saving])", state="attached")
+    [edited] = await stored_shapes(api, "path-quick")
+    edited_xs = [p[0] for p in edited["points"]]
+    assert max(edited_xs) - min(edited_xs) > max(xs) - min(xs) + 20, (xs, edited_xs)
     await page.context.close()
 
 

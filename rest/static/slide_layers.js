@@ -51,6 +51,9 @@ export class SlideLayers {
     this.draft = [];
     this.selected = null;  // {layer key, index}
     this.drag = null;
+    // Saves not yet answered, and the chain they are sent through (one at a time).
+    this.unsaved = 0;
+    this.saves = Promise.resolve();
     this.locked = Boolean(this.tray.hideLayers);
     this.buildTools(toolbar);
     this.buildList(listHost);
@@ -183,6 +186,8 @@ export class SlideLayers {
     const response = await fetch(this.url(), { credentials: "same-origin", cache: "no-store" });
     if (!response.ok) throw new Error(`annotation layers: ${response.status}`);
     const body = await response.json();
+    // A save made meanwhile is not in what was read: its own reading follows.
+    if (this.unsaved > 0) return;
     this.layers = body.layers;
     const root = this.panel.root;
     root.dataset.layers = String(this.layers.length);
@@ -191,21 +196,45 @@ export class SlideLayers {
     this.update();
   }
 
-  async send(method, name, body) {
-    const root = this.panel.root;
-    root.dataset.saving = "1";
-    const response = await fetch(this.url(name), {
-      method, credentials: "same-origin", headers: { "Content-Type": "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    if (!response.ok) {
-      let reason = String(response.status);
-      try { reason = (await response.json()).error || reason; } catch { /* not JSON */ }
-      this.panel.setStatus(`The layer was not saved: ${reason}`);
+  // A save of one's own layer: the layer as the edit leaves it is shown and built on at once,
+  // so that an edit made while an earlier one is being saved works on it (it worked on the
+  // shapes from before, and its save undid the earlier edit); the saves reach the server one
+  // after the other, in the order they were made, and the layers are read back once none is
+  // left. "saving" lasts until then.
+  send(method, name, body) {
+    const layer = this.layers.find((l) => l.owner === this.tray.user && l.name === name);
+    if (method === "DELETE") this.layers = this.layers.filter((l) => l !== layer);
+    else if (layer) layer.shapes = body.shapes;
+    if (!this.selectedShape()) this.selected = null;
+    this.update();
+    this.panel.root.dataset.saving = "1";
+    this.unsaved += 1;
+    this.saves = this.saves.then(() => this.save(method, name, body));
+    return this.saves;
+  }
+
+  async save(method, name, body) {
+    try {
+      const response = await fetch(this.url(name), {
+        method, credentials: "same-origin", headers: { "Content-Type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      if (!response.ok) {
+        let reason = String(response.status);
+        try { reason = (await response.json()).error || reason; } catch { /* not JSON */ }
+        this.panel.setStatus(`The layer was not saved: ${reason}`);
+      }
+    } catch (error) {
+      this.panel.setStatus(`The layer was not saved: ${error.message}`);
     }
-    await this.load();
-    // Saving ends once the layers are read back: an edit begun before works on the old ones.
-    delete root.dataset.saving;
+    this.unsaved -= 1;
+    if (this.unsaved > 0) return;
+    try {
+      await this.load();
+    } catch (error) {
+      this.panel.setStatus(`The layers could not be read back: ${error.message}`);
+    }
+    if (this.unsaved === 0) delete this.panel.root.dataset.saving;
   }
 
   ownLayer() {
