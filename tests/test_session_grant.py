@@ -21,6 +21,7 @@ from node.index.instance_queries import series_of_study
 from node.render import THUMBNAIL, FrameRenderer, RenderParams
 from node.render.renderer import cache_key
 from node.render.series_metadata import metadata_folder
+from node.render.sop_classes import ENCAPSULATED_PDF
 from node.viewing.roles import add_role
 from rest.state import ISSUER
 from rest.viewer.viewer_state import RENDERER
@@ -173,6 +174,18 @@ async def test_iso_download_for_the_session(api: Api) -> None:
     assert disposition.startswith('attachment; filename="DICOM_') and "QUILL" not in disposition
     body = await response.read()
     assert len(body) == int(response.headers["Content-Length"]) and body[32769:32774] == b"CD001"
+
+
+async def test_the_iso_of_a_session_hiding_documents_holds_none(api: Api) -> None:
+    """hideDocuments hides the study's reports and PDFs from the medium too, not only from
+    DICOMweb: the ISO is the same study through another route."""
+    hidden = await (await api.client.get(iso_path(OPEN), headers=await session(api))).read()
+    shown = await (await api.client.get(
+        iso_path(OPEN), headers=await session(api, hideDocuments="false"))).read()
+    for document in (b"HOUSE^GREGORY", ENCAPSULATED_PDF.encode()):
+        assert document in shown
+        assert document not in hidden
+    assert f"{OPEN.study_uid}.1.1".encode() in hidden
 
 
 async def test_full_preload_warms_what_ohif_reads_first(api: Api) -> None:
