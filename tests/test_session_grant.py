@@ -153,6 +153,25 @@ async def test_anonymized_sessions_get_no_burned_in_pixels_documents_or_download
     assert "PID-API-1" not in await listed.text()
 
 
+@pytest.mark.parametrize(("name", "value"), [
+    ("PatientName", "QUILL*"), ("00100020", "PID-API-1"), ("PatientBirthDate", "19000101-"),
+    ("AccessionNumber", "*")])
+async def test_an_anonymized_session_cannot_match_on_identifiers(
+        api: Api, name: str, value: str) -> None:
+    """Emptied values that still match would answer "is the patient QUILL...?" one query at a
+    time: an anonymized session's search on an identifying attribute is refused, naming it."""
+    headers = await session(api, anonymize="true")
+    for path in ("/dicom-web/studies", f"/dicom-web/studies/{OPEN.study_uid}/series"):
+        response = await api.client.get(path, params={name: value}, headers=headers)
+        assert response.status == 400, (path, await response.text())
+        assert (await response.json())["field"] == name
+    # Asking for the attribute back (its value emptied) is no match.
+    returned = await api.client.get("/dicom-web/studies", params={"includefield": name},
+                                    headers=headers)
+    assert returned.status == 200
+    assert "PID-API-1" not in await returned.text()
+
+
 async def test_a_role_without_search_or_download_reads_its_grant_only(api: Api) -> None:
     bare = await session(api, role=VIEWER_ONLY, hideSearch="false", hideDocuments="false")
     found = await api.client.get("/dicom-web/studies", params={"PatientID": "PID-API-2"},
