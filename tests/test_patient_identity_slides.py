@@ -102,3 +102,27 @@ async def test_a_container_identifier_of_two_patients_slides_shows_neither(api: 
     for path in ("/dz.dzi", "/label.png"):
         response = await api.client.get(f"/ngv/slides/{SHARED_SLIDE}{path}", headers=headers)
         assert response.status == 403, path
+
+
+async def test_a_named_study_arriving_as_another_patients_opens_none_of_its_slides(
+        api: Api) -> None:
+    """A token names a patient and a study the node holds nowhere yet; the study arrives
+    later as another patient's slides (a scanner sends it under another PatientID). The
+    session's grant leaves that study out (node/viewing/named_patient.py): its slides, tiles
+    and label are left out too."""
+    late_slide = "IDCASE-LATE-A-1-1"
+    token = await api.token({"username": "path", "role": ROLE, "patientID": "ID-PATH-NAMED",
+                             "studyUID": uid(12310)})
+    for path in patient_slide(api.folder / "late", uid(12310), late_slide, "20240105",
+                              accession="IDCASE-LATE", PatientID="ID-PATH-ARRIVED",
+                              PatientName="EPSILON^ARRIVED"):
+        await api.services.ingestor.ingest_copy(path, "import")
+    _, cookie = await api.redeem(token)
+    headers = {"Cookie": f"ngv_session={cookie}"}
+    response = await api.client.get("/ngv/slides", headers=headers)
+    assert response.status == 200
+    body = await response.json()
+    assert body["slides"] == [] and "EPSILON" not in str(body)
+    for path in ("", "/dz.dzi", "/thumbnail.jpeg", "/label.png", "/layers"):
+        response = await api.client.get(f"/ngv/slides/{late_slide}{path}", headers=headers)
+        assert response.status == 403, path
