@@ -126,3 +126,20 @@ async def test_a_named_study_arriving_as_another_patients_opens_none_of_its_slid
     for path in ("", "/dz.dzi", "/thumbnail.jpeg", "/label.png", "/layers"):
         response = await api.client.get(f"/ngv/slides/{late_slide}{path}", headers=headers)
         assert response.status == 403, path
+
+
+async def test_an_anonymized_case_reads_no_slide_barcode_through_dicomweb(api: Api) -> None:
+    """The slide viewer names an anonymized session's slides by alias (the barcode is as good
+    as the patient's name); DICOMweb, which the same cookie reads, must not answer it either."""
+    headers = await api.session_headers({"username": "path", "role": ROLE, "accNum": CASE,
+                                         "anonymize": "true"})
+    study = uid(12301)
+    found = await api.client.get(f"/dicom-web/studies/{study}/instances",
+                                 params={"includefield": "ContainerIdentifier"},
+                                 headers=headers)
+    assert found.status == 200
+    metadata = await api.client.get(f"/dicom-web/studies/{study}/metadata", headers=headers)
+    assert metadata.status == 200
+    for body in (await found.text(), await metadata.text()):
+        assert BANNER_SLIDE not in body
+        assert "C231606-1426-A" not in body
