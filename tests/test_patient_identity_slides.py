@@ -143,3 +143,12 @@ async def test_an_anonymized_case_reads_no_slide_barcode_through_dicomweb(api: A
     for body in (await found.text(), await metadata.text()):
         assert BANNER_SLIDE not in body
         assert "C231606-1426-A" not in body
+
+
+async def test_an_anonymized_context_shows_not_the_slide_its_token_named(api: Api) -> None:
+    """The token's containerIdentifier is the barcode too: the context JSON of an anonymized
+    session leaves it out of the options (the server still opens that slide)."""
+    token = await api.token({"username": "path", "role": ROLE, "accNum": CASE,
+                             "containerIdentifier": BANNER_SLIDE, "anonymize": "true"})
+    context = await api.context(token)
+    assert BANNER_SLIDE not in repr(context) and CASE not in repr(context)

@@ -170,7 +170,10 @@ async def _as_json(session: AsyncSession, context: ViewingContext) -> dict[str, 
         "monitor": context.kind, "display": context.display,
         "username": context.username, "role": context.role,
         "permissions": list(permissions), "features": viewing.features(permissions),
-        "request": request, "options": options, "sticky": context.sticky or None,
+        "request": request,
+        # The slide the token names is its barcode (the case's accession number and more).
+        "options": {**options, "containerIdentifier": None} if anonymize else options,
+        "sticky": context.sticky or None,
         "studies": studies,
         "notFound": all(s["state"] == "not-found" for s in studies),
         "sources": (_anonymized_sources(context.sources) if anonymize and context.sources
