@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -116,6 +116,22 @@ async def select_studies(
             ),
         ))
     return Selection(tuple(selected), tuple(uid for uid in wanted if uid not in studies))
+
+
+def without_sop_classes(selection: Selection, prefixes: tuple[str, ...]) -> Selection:
+    """The selection less the instances whose SOP Class UID starts with one of `prefixes` (a
+    viewer session's hidden documents: the medium holds no more than the session sees); a
+    series left empty is left out, a study left empty too."""
+    if not prefixes:
+        return selection
+    studies = []
+    for study in selection.studies:
+        series = tuple(replace(s, instances=kept) for s in study.series
+                       if (kept := tuple(i for i in s.instances
+                                         if not i.sop_class_uid.startswith(prefixes))))
+        if series:
+            studies.append(replace(study, series=series))
+    return Selection(tuple(studies), selection.missing)
 
 
 async def retrieve_missing(services: NodeServices, study_uids: Sequence[str]) -> None:

@@ -36,7 +36,8 @@ from pydantic import Field, field_validator
 
 from dicomdir.medium import Medium, build_medium, medium_options
 from dicomdir.profiles import AUTO, profile_named
-from dicomdir.selection import gather_studies
+from dicomdir.selection import gather_studies, without_sop_classes
+from node.errors import NotFound
 from node.index.recycling import mark_used
 from node.retention.export_hold import held_for_export
 from rest.params import QueryModel, QueryText, Uids, parse_query
@@ -78,16 +79,20 @@ async def get_iso(request: web.Request) -> web.StreamResponse:
     return await send_medium(request, study_uids, profile)
 
 
-async def send_medium(request: web.Request, study_uids: Sequence[str], profile: str
-                      ) -> web.StreamResponse:
-    """The studies' medium, streamed (or 413); the viewer's download button answers so too.
+async def send_medium(request: web.Request, study_uids: Sequence[str], profile: str,
+                      hidden_classes: tuple[str, ...] = ()) -> web.StreamResponse:
+    """The studies' medium, streamed (or 413); the viewer's download button answers so too,
+    without the SOP classes its session hides (`hidden_classes`: SOP Class UID prefixes).
     The studies are never recycled while they are read (storage quota), and are recycled
     last afterwards."""
     services = request.app[SERVICES]
     config = services.config
     limit = config.media.max_iso_bytes
     async with held_for_export(services, study_uids):
-        selection = await gather_studies(services, study_uids)
+        selection = without_sop_classes(await gather_studies(services, study_uids),
+                                        hidden_classes)
+        if not selection.studies:
+            raise NotFound("nothing of the studies may go on the medium")
         await mark_used(services.engine, study_uids)
         # The stored files are a lower bound of the image: refuse early, before reading
         # headers.

@@ -4,6 +4,7 @@ store, and a large instance streamed without the body in memory."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -20,6 +21,8 @@ from dicomweb_client.api import DICOMwebClient
 from pydicom.dataset import Dataset
 from requests import HTTPError
 
+from node.errors import Conflict
+from node.viewing.roles import add_role
 from tests.factory import StudySpec, make_instance, uid
 from tests.index_db import rows
 from tests.peers import NodeProcess
@@ -513,3 +516,35 @@ async def test_a_full_disk_fails_the_parts_it_hits_and_stores_again_once_freed(
                 [("application/dicom", encoded(small[2]))]))
             assert response.status == 200, await response.text()
             assert stored_in(index, small[2].SOPInstanceUID)
+
+
+# -- a session's store stays within its grant, in-process ------------------------------------
+
+
+async def test_a_session_cannot_replace_an_instance_of_a_study_outside_its_grant(
+        tmp_path: Path) -> None:
+    """With overwrite_duplicates on, an instance sent with the SOP Instance UID of another
+    patient's instance would replace that instance (and move it into the session's study):
+    a session's store is refused there, and the other study keeps its instance."""
+    own, other = spec(31), spec(32)
+    async with running_app(tmp_path / "app", node={"overwrite_duplicates": True}) as api:
+        with contextlib.suppress(Conflict):
+            await add_role(api.services.sessions, SAVE_ROLE, ["save"])
+        for study in (own, other):
+            await api.ingest(study)
+        victim = datasets(other, 1)[0]
+        forged = datasets(own, 1, series=5)[0]
+        forged.SOPInstanceUID = victim.SOPInstanceUID
+        headers = await api.session_headers({"username": "forger", "role": SAVE_ROLE,
+                                             "studyUID": own.study_uid})
+        response = await api.client.post(
+            f"/dicom-web/studies/{own.study_uid}", headers={
+                **headers, "Accept": "application/dicom+json", "Content-Type":
+                f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'},
+            data=body([("application/dicom", encoded(forged))]))
+        answer = await response.json()
+        assert [item["00081197"]["Value"][0] for item in items(answer, "00081198")] == [
+            NOT_AUTHORIZED], answer
+        kept = await api.get(f"/dicom-web/studies/{other.study_uid}/instances",
+                             {"SOPInstanceUID": victim.SOPInstanceUID})
+        assert kept.status == 200

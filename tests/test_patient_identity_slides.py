@@ -102,3 +102,53 @@ async def test_a_container_identifier_of_two_patients_slides_shows_neither(api: 
     for path in ("/dz.dzi", "/label.png"):
         response = await api.client.get(f"/ngv/slides/{SHARED_SLIDE}{path}", headers=headers)
         assert response.status == 403, path
+
+
+async def test_a_named_study_arriving_as_another_patients_opens_none_of_its_slides(
+        api: Api) -> None:
+    """A token names a patient and a study the node holds nowhere yet; the study arrives
+    later as another patient's slides (a scanner sends it under another PatientID). The
+    session's grant leaves that study out (node/viewing/named_patient.py): its slides, tiles
+    and label are left out too."""
+    late_slide = "IDCASE-LATE-A-1-1"
+    token = await api.token({"username": "path", "role": ROLE, "patientID": "ID-PATH-NAMED",
+                             "studyUID": uid(12310)})
+    for path in patient_slide(api.folder / "late", uid(12310), late_slide, "20240105",
+                              accession="IDCASE-LATE", PatientID="ID-PATH-ARRIVED",
+                              PatientName="EPSILON^ARRIVED"):
+        await api.services.ingestor.ingest_copy(path, "import")
+    _, cookie = await api.redeem(token)
+    headers = {"Cookie": f"ngv_session={cookie}"}
+    response = await api.client.get("/ngv/slides", headers=headers)
+    assert response.status == 200
+    body = await response.json()
+    assert body["slides"] == [] and "EPSILON" not in str(body)
+    for path in ("", "/dz.dzi", "/thumbnail.jpeg", "/label.png", "/layers"):
+        response = await api.client.get(f"/ngv/slides/{late_slide}{path}", headers=headers)
+        assert response.status == 403, path
+
+
+async def test_an_anonymized_case_reads_no_slide_barcode_through_dicomweb(api: Api) -> None:
+    """The slide viewer names an anonymized session's slides by alias (the barcode is as good
+    as the patient's name); DICOMweb, which the same cookie reads, must not answer it either."""
+    headers = await api.session_headers({"username": "path", "role": ROLE, "accNum": CASE,
+                                         "anonymize": "true"})
+    study = uid(12301)
+    found = await api.client.get(f"/dicom-web/studies/{study}/instances",
+                                 params={"includefield": "ContainerIdentifier"},
+                                 headers=headers)
+    assert found.status == 200
+    metadata = await api.client.get(f"/dicom-web/studies/{study}/metadata", headers=headers)
+    assert metadata.status == 200
+    for body in (await found.text(), await metadata.text()):
+        assert BANNER_SLIDE not in body
+        assert "C231606-1426-A" not in body
+
+
+async def test_an_anonymized_context_shows_not_the_slide_its_token_named(api: Api) -> None:
+    """The token's containerIdentifier is the barcode too: the context JSON of an anonymized
+    session leaves it out of the options (the server still opens that slide)."""
+    token = await api.token({"username": "path", "role": ROLE, "accNum": CASE,
+                             "containerIdentifier": BANNER_SLIDE, "anonymize": "true"})
+    context = await api.context(token)
+    assert BANNER_SLIDE not in repr(context) and CASE not in repr(context)

@@ -161,3 +161,21 @@ async def test_full_preload_study_warms_the_study_once_imported(
     warmed = re.fullmatch(r"(\d+) series' metadata, (\d+) files read, (\d+) thumbnails",
                           jobs[0][2])
     assert warmed is not None and all(int(n) > 0 for n in warmed.groups()), jobs[0][2]
+
+
+async def test_an_anonymized_context_names_no_file_of_its_import(
+    mapped: tuple[Api, Path]
+) -> None:
+    """A folder's file paths may name the patient (a folder per patient, as archives are
+    often laid out): an anonymized context's import progress keeps its counts and leaves out
+    where each failure was and its message, which names the file."""
+    api, volume = mapped
+    body = spec_body(volume, "folder")
+    broken = volume / "studies" / "study1" / "DOE^JANE-19821108"
+    broken.mkdir()
+    (broken / "scan.dcm").write_bytes(b"\x00" * 128 + b"DICM" + b"\x02\x00\x10\x00broken")
+    shown = (await opened(api, body))["sources"]["import"]
+    assert shown["failed"] == 1 and "DOE^JANE" in repr(shown)
+    hidden = (await opened(api, {**body, "openingParameters": {"anonymize": True}}))
+    assert hidden["sources"]["import"]["failed"] == 1
+    assert "DOE^JANE" not in repr(hidden) and "19821108" not in repr(hidden)

@@ -122,11 +122,15 @@ async def test_options_given_are_recorded_in_the_context(api: Api) -> None:
         "hideDocuments": "false", "hideLayers": "true", "annotationVisibility": "user",
         "containerIdentifier": "S0001", "sticky": "ah6799c",
     }))
+    # An anonymized session is not shown the slide's barcode (the server still opens it).
     assert context["options"] == {
         "anonymize": True, "hideSearch": False, "hideDocuments": False, "hideLayers": True,
-        "annotationVisibility": "USER", "containerIdentifier": "S0001",
+        "annotationVisibility": "USER", "containerIdentifier": None,
     }
     assert context["sticky"] == "ah6799c"
+    named = await api.context(await api.token({**BASE, "accNum": "ACC-OBS",
+                                               "containerIdentifier": "S0001"}))
+    assert named["options"]["containerIdentifier"] == "S0001"
     # The role allows search and documents, and the request did not hide them.
     assert context["features"]["search"] and context["features"]["documents"]
     assert not context["features"]["layers"]

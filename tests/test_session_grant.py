@@ -21,6 +21,7 @@ from node.index.instance_queries import series_of_study
 from node.render import THUMBNAIL, FrameRenderer, RenderParams
 from node.render.renderer import cache_key
 from node.render.series_metadata import metadata_folder
+from node.render.sop_classes import ENCAPSULATED_PDF
 from node.viewing.roles import add_role
 from rest.state import ISSUER
 from rest.viewer.viewer_state import RENDERER
@@ -152,6 +153,25 @@ async def test_anonymized_sessions_get_no_burned_in_pixels_documents_or_download
     assert "PID-API-1" not in await listed.text()
 
 
+@pytest.mark.parametrize(("name", "value"), [
+    ("PatientName", "QUILL*"), ("00100020", "PID-API-1"), ("PatientBirthDate", "19000101-"),
+    ("AccessionNumber", "*")])
+async def test_an_anonymized_session_cannot_match_on_identifiers(
+        api: Api, name: str, value: str) -> None:
+    """Emptied values that still match would answer "is the patient QUILL...?" one query at a
+    time: an anonymized session's search on an identifying attribute is refused, naming it."""
+    headers = await session(api, anonymize="true")
+    for path in ("/dicom-web/studies", f"/dicom-web/studies/{OPEN.study_uid}/series"):
+        response = await api.client.get(path, params={name: value}, headers=headers)
+        assert response.status == 400, (path, await response.text())
+        assert (await response.json())["field"] == name
+    # Asking for the attribute back (its value emptied) is no match.
+    returned = await api.client.get("/dicom-web/studies", params={"includefield": name},
+                                    headers=headers)
+    assert returned.status == 200
+    assert "PID-API-1" not in await returned.text()
+
+
 async def test_a_role_without_search_or_download_reads_its_grant_only(api: Api) -> None:
     bare = await session(api, role=VIEWER_ONLY, hideSearch="false", hideDocuments="false")
     found = await api.client.get("/dicom-web/studies", params={"PatientID": "PID-API-2"},
@@ -173,6 +193,18 @@ async def test_iso_download_for_the_session(api: Api) -> None:
     assert disposition.startswith('attachment; filename="DICOM_') and "QUILL" not in disposition
     body = await response.read()
     assert len(body) == int(response.headers["Content-Length"]) and body[32769:32774] == b"CD001"
+
+
+async def test_the_iso_of_a_session_hiding_documents_holds_none(api: Api) -> None:
+    """hideDocuments hides the study's reports and PDFs from the medium too, not only from
+    DICOMweb: the ISO is the same study through another route."""
+    hidden = await (await api.client.get(iso_path(OPEN), headers=await session(api))).read()
+    shown = await (await api.client.get(
+        iso_path(OPEN), headers=await session(api, hideDocuments="false"))).read()
+    for document in (b"HOUSE^GREGORY", ENCAPSULATED_PDF.encode()):
+        assert document in shown
+        assert document not in hidden
+    assert f"{OPEN.study_uid}.1.1".encode() in hidden
 
 
 async def test_full_preload_warms_what_ohif_reads_first(api: Api) -> None:

@@ -68,6 +68,17 @@ async def stored_instances(
                               str(r[8])) for r in rows]
 
 
+async def study_of_instance(sessions: async_sessionmaker[AsyncSession], sop_uid: str
+                            ) -> str | None:
+    """The Study Instance UID under which the index holds the instance, or None."""
+    async with sessions() as session:
+        found = await session.scalar(
+            select(Study.study_uid).join(Series, Series.study_pk == Study.id)
+            .join(Instance, Instance.series_pk == Series.id)
+            .where(Instance.sop_uid == sop_uid).limit(1))
+    return None if found is None else str(found)
+
+
 async def series_of_study(sessions: async_sessionmaker[AsyncSession], study_uid: str
                           ) -> list[str]:
     """The study's series UIDs in storage order."""

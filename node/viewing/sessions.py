@@ -127,6 +127,18 @@ def _anonymized(request: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _anonymized_sources(sources: dict[str, Any]) -> dict[str, Any]:
+    """The sources' answers without where a POST import's failures were and their messages:
+    a folder's file paths may name the patient (a folder per patient), and a message names
+    the file. The counts and each failure's UIDs stay."""
+    progress = sources.get("import")
+    if not isinstance(progress, dict) or not progress.get("failures"):
+        return sources
+    failures = [{k: v for k, v in failure.items() if k not in ("where", "message")}
+                for failure in progress["failures"]]
+    return {**sources, "import": {**progress, "failures": failures}}
+
+
 async def _as_json(session: AsyncSession, context: ViewingContext) -> dict[str, Any]:
     role = await get_role(session, context.role)
     permissions = role.permissions if role else ()
@@ -158,10 +170,15 @@ async def _as_json(session: AsyncSession, context: ViewingContext) -> dict[str, 
         "monitor": context.kind, "display": context.display,
         "username": context.username, "role": context.role,
         "permissions": list(permissions), "features": viewing.features(permissions),
-        "request": request, "options": options, "sticky": context.sticky or None,
+        "request": request,
+        # The slide the token names is its barcode (the case's accession number and more).
+        "options": {**options, "containerIdentifier": None} if anonymize else options,
+        "sticky": context.sticky or None,
         "studies": studies,
         "notFound": all(s["state"] == "not-found" for s in studies),
-        "sources": context.sources, "hangingProtocols": context.hanging_protocols,
+        "sources": (_anonymized_sources(context.sources) if anonymize and context.sources
+                    else context.sources),
+        "hangingProtocols": context.hanging_protocols,
         "createdAt": utc(context.created_at).isoformat(),
         "expiresAt": utc(context.expires_at).isoformat(),
     }

@@ -21,7 +21,9 @@ _SINGLE_VALUE_VRS = frozenset({"LT", "ST", "UT", "UR"})
 _PERSON_NAME_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
 
 # Attributes that identify the patient, emptied in an anonymized viewer session (the basic
-# de-identification profile's direct identifiers among those the node answers with).
+# de-identification profile's direct identifiers among those the node answers with). A slide's
+# container and specimen identifiers are its barcode, the case's accession number with the
+# part, block and slide: the slide viewer hides them too (rest/viewer/slide_names.py).
 PHI_KEYWORDS = frozenset({
     "PatientName", "PatientID", "IssuerOfPatientID", "OtherPatientIDs",
     "OtherPatientIDsSequence", "OtherPatientNames", "PatientBirthDate", "PatientBirthTime",
@@ -36,6 +38,7 @@ PHI_KEYWORDS = frozenset({
     "RequestAttributesSequence", "ReferencedPatientSequence", "PatientInsurancePlanCodeSequence",
     "ContentCreatorName", "VerifyingObserverSequence",
     "PersonName", "ScheduledPerformingPhysicianName", "ReviewerName",
+    "ContainerIdentifier", "AlternateContainerIdentifierSequence", "SpecimenIdentifier",
 })
 PHI_TAGS = frozenset(f"{tag_for_keyword(k):08X}" for k in PHI_KEYWORDS
                      if tag_for_keyword(k) is not None)

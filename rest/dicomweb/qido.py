@@ -6,6 +6,8 @@ named by keyword or by tag; `includefield` adds returned attributes (`all`: ever
 holds at those levels). A searching viewer session's study search also asks the source nodes
 (source_search.py). An attribute the index cannot match on is not matched, and a `Warning`
 header says so, as PS3.18 asks. `fuzzymatching` is accepted and not applied (the header says so).
+An anonymized session may not match on an identifying attribute (400 naming it): its values are
+emptied in the answer, and whether a study matched would tell them one query at a time.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pydicom.datadict import keyword_for_tag
 
 from node.errors import InvalidInput
 from node.index.query import ATTRIBUTES, FindMatch, FindRequest, Level, Model, scoped_find
-from rest.dicomweb.dicom_json import dataset_json, element
+from rest.dicomweb.dicom_json import PHI_KEYWORDS, dataset_json, element
 from rest.dicomweb.negotiation import DICOM_JSON, require_json
 from rest.dicomweb.patient_scope import NAMES_SEVERAL, patients_named
 from rest.dicomweb.readers import Reader, reader
@@ -89,7 +91,8 @@ def _values(keyword: str, text: str) -> tuple[str, ...]:
 class Search:
     """One QIDO-RS request, parsed: the FindRequest, what was ignored, and the paging."""
 
-    def __init__(self, request: web.Request, level: Level, path_keys: dict[str, str]) -> None:
+    def __init__(self, request: web.Request, level: Level, path_keys: dict[str, str],
+                 anonymized: bool = False) -> None:
         query = request.query
         keys: dict[str, tuple[str, ...]] = {}
         self.unmatched: list[str] = []
@@ -102,6 +105,10 @@ class Search:
                 self.unmatched.append(name)
                 continue
             texts = [t for t in query.getall(name) if t != ""]
+            if anonymized and texts and keyword in PHI_KEYWORDS:
+                # Values emptied in the answer would still say whether they matched.
+                raise InvalidInput(f"{name}: an anonymized session cannot match on an "
+                                   "identifying attribute", field=name)
             keys[keyword] = tuple(v for t in texts for v in _values(keyword, t))
         for keyword, value in path_keys.items():
             keys[keyword] = (_uid(value, keyword),)
@@ -158,7 +165,7 @@ async def _search(request: web.Request, level: Level,
     keys = path_keys(request)
     if "StudyInstanceUID" in keys:
         who.require(keys["StudyInstanceUID"])
-    search = Search(request, level, keys)
+    search = Search(request, level, keys, who.anonymize)
     sessions = request.app[SERVICES].sessions
     patients = await patients_named(sessions, who, search.find.keys)
     warnings = search.warnings()

@@ -18,7 +18,9 @@ completed, never part of one.
 
 Who may store: the API key, anything; a viewer session, only if its role allows `save`, only into
 the studies its grant holds, and each request is audited with the session's user; for it alone
-a missing IssuerOfPatientID of the study's patient is filled in (rest/dicomweb/stow_issuer.py). On
+a missing IssuerOfPatientID of the study's patient is filled in (rest/dicomweb/stow_issuer.py), and
+an instance whose SOP Instance UID the index holds under a study outside its grant is refused
+(as a duplicate it would replace that instance, with `node.overwrite_duplicates`). On
 /studies/{study} an instance of another study is refused (0xC122) and nothing of it is kept. The
 index records the origin as `stow` (API key) or `stow:USERNAME` (session).
 """
@@ -38,9 +40,11 @@ from typing import Any, BinaryIO
 from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydicom import dcmread
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from node.errors import InvalidInput
 from node.index.index_writer import AddOutcome
+from node.index.instance_queries import study_of_instance
 from node.ingest.header_scan import HEAD_BYTES
 from node.ingest.ingestor import Incoming, Ingestor, IngestResult
 from node.ingest.instance_record import InstanceRecord, is_valid_uid
@@ -157,6 +161,8 @@ class Store:
     remaining: int
     # A viewer session's: the missing issuers it fills in (None: the API key's request).
     issuers: MissingIssuers | None = None
+    # A viewer session's: the index, asked which study holds each part's SOP Instance UID.
+    sessions: async_sessionmaker[AsyncSession] | None = None
     tasks: list[asyncio.Future[list[PartOutcome]]] = field(default_factory=list)
     # One per part under way, at most IN_FLIGHT.
     slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(IN_FLIGHT))
@@ -233,11 +239,30 @@ class Store:
             done.set_result([received])
             self.tasks.append(done)
             return
+        outside = await self._replaces_outside_grant(received.head)
+        if outside:
+            await self._start(_failed(number, None, received.head, NOT_AUTHORIZED, outside),
+                              number)
+            if received.path is not None:
+                received.path.unlink(missing_ok=True)
+            return
         if self.issuers is not None:
             part = received.data if received.path is None else received.path
             received = replace(received, fill=await self.issuers.fill_for(part or b""))
         await self.slots.acquire()
         self.batch.append((received, number))
+
+    async def _replaces_outside_grant(self, head: bytes) -> str:
+        """For a viewer session, why a part may not be stored when its SOP Instance UID is one
+        the index holds under a study outside the grant ("" otherwise): as a duplicate it
+        would replace that instance (node.overwrite_duplicates) or tell that it exists."""
+        if self.sessions is None or self.who.grant is None:
+            return ""
+        _, sop_uid = _identify(head)
+        held = await study_of_instance(self.sessions, sop_uid) if sop_uid else None
+        if held is None or held in self.who.grant.allowed:
+            return ""
+        return "SOP Instance UID of an instance outside the viewing session"
 
     def _hand_over(self) -> None:
         """Hand the batch to an ingest thread."""
@@ -554,7 +579,8 @@ async def _store(request: web.Request, path_study: str | None) -> web.StreamResp
         return json_error(413, f"the body ({request.content_length} bytes) is larger than "
                                f"dicomweb.max_stow_bytes ({limit})", "body")
     issuers = None if who.grant is None else MissingIssuers(services.sessions, who.grant.allowed)
-    store = Store(who, path_study, services.ingestor, _origin(who), limit, issuers=issuers)
+    store = Store(who, path_study, services.ingestor, _origin(who), limit, issuers=issuers,
+                  sessions=None if who.grant is None else services.sessions)
     error: BodyError | None = None
     try:
         size = request.content_length

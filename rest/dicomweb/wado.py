@@ -57,6 +57,10 @@ OCTET_STREAM = "application/octet-stream"
 # MPEG-4 AVC/H.264 and HEVC/H.265 transfer syntaxes: the stream stored is an MP4 file.
 MP4_SYNTAXES = frozenset(f"1.2.840.10008.1.2.4.{n}" for n in range(102, 109))
 BURNED_IN = "00280301"
+# Content items (Concept Name Code Sequence, Code Value, Text Value) naming a specimen's or
+# its parent's identifier (DCM 121041, 111705).
+CONCEPT_NAME, CODE_VALUE, TEXT_VALUE = "0040A043", "00080100", "0040A160"
+IDENTIFIER_CONCEPTS = frozenset({"121041", "111705"})
 NO_STORE = {"Cache-Control": "private, no-store"}
 # Frames and rendered images of a stored instance never change (a replaced instance is another
 # file): the browser may keep them for the session.
@@ -137,14 +141,23 @@ async def retrieve(request: web.Request) -> web.StreamResponse:
 # -- metadata ------------------------------------------------------------------------------
 
 
+def _names_identifier(item: dict[str, Any]) -> bool:
+    """A content item whose concept is a specimen's (or its parent's) identifier: a slide's
+    preparation steps name the specimen, block and slide by their barcodes there."""
+    concept = item.get(CONCEPT_NAME, {}).get("Value") or [{}]
+    code = concept[0].get(CODE_VALUE, {}).get("Value") or [""]
+    return code[0] in IDENTIFIER_CONCEPTS
+
+
 def _anonymized(json: dict[str, Any]) -> dict[str, Any]:
     """Identifying values emptied at every depth: a person name anywhere (a report's observer
-    in its content tree, an operator in a sequence) and the listed attributes wherever they
-    are nested."""
+    in its content tree, an operator in a sequence), the listed attributes wherever they
+    are nested, and the text of a content item naming a specimen's identifier."""
     out: dict[str, Any] = {}
+    identifier_item = _names_identifier(json)
     for tag, body in json.items():
         vr = body.get("vr")
-        if tag in PHI_TAGS or vr == "PN":
+        if tag in PHI_TAGS or vr == "PN" or (identifier_item and tag == TEXT_VALUE):
             out[tag] = {"vr": vr}
         elif vr == "SQ" and "Value" in body:
             out[tag] = {"vr": vr, "Value": [_anonymized(item) for item in body["Value"]]}

@@ -10,7 +10,7 @@ more slides may come, so that the page waits for them rather than saying there a
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,12 +19,13 @@ from aiohttp import web
 from node.index.context_queries import context_with_studies
 from node.index.patient_queries import patient_keys_of_studies
 from node.services import NodeServices
+from node.viewing.named_patient import studies_of_other_patients
 from pathology.catalogue import slides_of_case, slides_of_studies, studies_of_slides
 from rest.state import SERVICES
 from rest.viewer.case_banner import opening_position
 
 if TYPE_CHECKING:
-    from node.index.viewing_models import ViewingContext
+    from node.index.viewing_models import ContextStudy, ViewingContext
 
 SLIDE_GRANT_SECONDS = 2.0
 MAX_CACHED = 4096
@@ -69,23 +70,31 @@ async def _load(services: NodeServices, context_pk: int) -> ViewingContext | Non
 
 async def context_slides(services: NodeServices, context: ViewingContext) -> SessionSlides:
     """What the context grants. The stored request, not the context JSON: anonymize hides
-    accNum from the browser, not from the grant."""
+    accNum from the browser, not from the grant. A study the index holds for another patient
+    than the one the request names for it is no more the session's here than in its grant
+    (node/viewing/named_patient.py): neither its slides nor its patient."""
+    async with services.sessions() as session:
+        others = await studies_of_other_patients(
+            session, context.request, [(row.study_uid, row.purpose) for row in context.studies])
+    studies = [row for row in context.studies if row.study_uid not in others]
     accession = str(context.request.get("accNum") or "")
     selected = str(context.options.get("containerIdentifier") or "")
     found = set(await slides_of_case(services.sessions, accession)) if accession else set()
     if not selected:
         found |= set(await slides_of_studies(
-            services.sessions, [row.study_uid for row in context.studies]))
+            services.sessions, [row.study_uid for row in studies]))
     allowed = tuple(sorted(cid for cid in found if not selected or cid == selected))
-    allowed, banner_study = await _one_patients_slides(services, context, allowed, selected)
+    allowed, banner_study = await _one_patients_slides(services, context, studies, others,
+                                                       allowed, selected)
     accessions = (accession,) if accession else tuple(dict.fromkeys(
-        row.accession_number for row in context.studies if row.accession_number))
+        row.accession_number for row in studies if row.accession_number))
     state = (context.sources or {}).get("import", {}).get("state")
     pending = state is not None and state not in IMPORT_OVER
     return SessionSlides(allowed, selected, accessions, pending, banner_study)
 
 
 async def _one_patients_slides(services: NodeServices, context: ViewingContext,
+                               studies: Sequence[ContextStudy], others: set[str],
                                slides: tuple[str, ...], selected: str
                                ) -> tuple[tuple[str, ...], str]:
     """The slides of one patient, and the study whose patient the banner names ("": the
@@ -95,8 +104,9 @@ async def _one_patients_slides(services: NodeServices, context: ViewingContext,
     slide the token names, else of the study the context opens first; a slide none of whose
     studies is in the index (a registered file) has no patient the index knows, and stays."""
     studies_of = await studies_of_slides(services.sessions, list(slides))
-    position = opening_position([row.purpose for row in context.studies], context.kind)
-    opening = "" if position is None else context.studies[position].study_uid
+    slides = tuple(cid for cid in slides if not others.intersection(studies_of.get(cid, ())))
+    position = opening_position([row.purpose for row in studies], context.kind)
+    opening = "" if position is None else studies[position].study_uid
     named = sorted(studies_of.get(selected, ())) if selected else [opening]
     async with services.sessions() as session:
         patient_of = await patient_keys_of_studies(
