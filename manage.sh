@@ -77,28 +77,18 @@ case "${1:-}" in
         setup
         .venv/bin/ruff check .
         .venv/bin/mypy
-        # The whole suite on SQLite (the default) and, beside it in a second process, on
-        # PostgreSQL (a private cluster the tests start) every test whose outcome can depend on
-        # the SQL dialect (the others: tests/conftest.py's DIALECT_NEUTRAL modules and tests
-        # marked dialect_neutral); then the DICOM tests without the fast path. Every test
-        # starts its own peers on ports of its own, so the two passes share nothing but the
-        # machine: side by side they take about the longer one's time, one after the other
-        # their sum. Every pass runs even when another fails; the PostgreSQL pass's output
-        # is shown once it ends.
+        # The whole suite on SQLite (the default), then on PostgreSQL (a private cluster the
+        # tests start) every test whose outcome can depend on the SQL dialect (the others:
+        # tests/conftest.py's DIALECT_NEUTRAL modules and tests marked dialect_neutral), then
+        # the DICOM tests without the fast path; every pass runs even when an earlier one fails.
         status=0
-        postgresql_log=$(mktemp)
-        VIEWNODE_TEST_DB=postgresql .venv/bin/python -m pytest -q -p no:cacheprovider \
-            --dialect-only "$@" >"$postgresql_log" 2>&1 &
-        postgresql_pass=$!
-        echo "== pytest on SQLite (and on PostgreSQL beside it)"
+        echo "== pytest on SQLite"
         .venv/bin/python -m pytest -q "$@" || status=$?
+        echo "== pytest on PostgreSQL"
+        VIEWNODE_TEST_DB=postgresql .venv/bin/python -m pytest -q --dialect-only "$@" || status=$?
         echo "== DICOM tests without the fast path (dicom.fast_path = false), on SQLite"
         VIEWNODE_TEST_FAST_PATH=0 .venv/bin/python -m pytest -q "${DICOM_TESTS[@]}" "$@" \
             || status=$?
-        wait "$postgresql_pass" || status=$?
-        echo "== pytest on PostgreSQL"
-        cat "$postgresql_log"
-        rm -f "$postgresql_log"
         exit "$status"
         ;;
     *)
