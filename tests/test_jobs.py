@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -151,3 +152,35 @@ async def test_an_orderly_stop_hands_running_jobs_back(services: NodeServices) -
     assert await second.active("retrieve") == {"1.4.1": "queued"}
     job = await second.claim("retrieve")
     assert job is not None and job.attempts == 1
+
+
+async def test_a_stop_during_a_claim_hands_the_claimed_job_back(services: NodeServices) -> None:
+    """The claim ends before the stop does: cancelled between its commit and its bookkeeping,
+    the job stayed claimed by the stopped instance until its heartbeat went stale."""
+    claimed, go_on = asyncio.Event(), asyncio.Event()
+    ran: list[str] = []
+
+    class HeldBoard(JobBoard):
+        async def claim(self, *args: Any, **kwargs: Any) -> ClaimedJob | None:
+            job = await super().claim(*args, **kwargs)
+            if job is not None:
+                claimed.set()
+                await go_on.wait()
+            return job
+
+    async def handler(job: ClaimedJob) -> tuple[str, str]:
+        ran.append(job.key)
+        return "done", ""
+
+    first = HeldBoard(services.engine, FAST, "instance-0", MovableClock())
+    second = boards(services, 1)[0]
+    stopping = JobRunner(first, FAST, "retrieve", handler, concurrency=1)
+    await first.enqueue("retrieve", "1.5.1", {})
+    stopping.start()
+    await asyncio.wait_for(claimed.wait(), 5)
+    closing = asyncio.create_task(stopping.close())
+    await asyncio.sleep(0)  # the stop starts (and, before, cancelled the claim here)
+    go_on.set()
+    await asyncio.wait_for(closing, 5)
+    assert ran == []
+    assert await second.active("retrieve") == {"1.5.1": "queued"}

@@ -24,6 +24,7 @@ from node.index.job_board import (
     JobStatus,
     worker_name,
 )
+from node.process.background import Periodic
 
 __all__ = ["GIVEN_UP", "ClaimedJob", "JobBoard", "JobFinished", "JobHandler", "JobRunner",
            "JobStatus", "worker_name"]
@@ -40,29 +41,29 @@ class JobRunner:
                  concurrency: int, blocked_by: str | None = None,
                  finished: JobFinished | None = None) -> None:
         self._board = board
-        self._settings = settings
         self._kind = kind
         self._handler = handler
         self._blocked_by = blocked_by
         self._finished = finished
         self._slots = asyncio.Semaphore(concurrency)
-        self._wake = asyncio.Event()
         self._running: dict[int, tuple[ClaimedJob, asyncio.Task[None]]] = {}
-        self._loops: list[asyncio.Task[None]] = []
+        self._claims = Periodic(self._claim_step, settings.poll_seconds, f"jobs-{kind}")
+        self._heartbeats = Periodic(self._heartbeat_step, settings.heartbeat_seconds,
+                                    f"jobs-{kind}-heartbeat", at_once=False)
         self._claiming = False
+        # Jobs claimed as the stop began, not started: handed back with the running ones.
+        self._unstarted: list[int] = []
         # What the last look at the table found active (any instance's), key -> state.
         self.seen_active: dict[str, str] = {}
 
     def start(self) -> None:
-        if not self._loops:
-            self._loops = [asyncio.create_task(self._claim_loop(), name=f"jobs-{self._kind}"),
-                           asyncio.create_task(self._heartbeat_loop(),
-                                               name=f"jobs-{self._kind}-heartbeat")]
+        self._claims.start()
+        self._heartbeats.start()
 
     def wake(self) -> None:
         """A job was queued here: look at once instead of at the next poll."""
         self.start()
-        self._wake.set()
+        self._claims.wake()
 
     def running_here(self, key: str) -> asyncio.Task[None] | None:
         for job, task in self._running.values():
@@ -70,22 +71,16 @@ class JobRunner:
                 return task
         return None
 
-    async def _claim_loop(self) -> None:
-        while True:
-            try:
-                await self._claim_available()
-                self.seen_active = await self._board.active(self._kind)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the database away for a moment: again at the next poll
-                log.warning("looking for %s jobs failed: %s", self._kind, exc)
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._settings.poll_seconds)
+    async def _claim_step(self) -> None:
+        await self._claim_available()
+        self.seen_active = await self._board.active(self._kind)
 
     async def _claim_available(self) -> None:
-        while True:
+        while not self._claims.stopping:
             await self._slots.acquire()
+            if self._claims.stopping:  # a slot freed by a job the stop cancelled
+                self._slots.release()
+                return
             self._claiming = True
             try:
                 job = await self._board.claim(self._kind, self._blocked_by, self._finished)
@@ -96,6 +91,10 @@ class JobRunner:
                 self._claiming = False
             if job is None:
                 self._slots.release()
+                return
+            if self._claims.stopping:  # claimed as the stop began: back to the queue
+                self._slots.release()
+                self._unstarted.append(job.id)
                 return
             task = asyncio.create_task(self._run(job), name=f"job-{self._kind}-{job.id}")
             self._running[job.id] = (job, task)
@@ -118,17 +117,11 @@ class JobRunner:
                 log.warning("%s job %d was taken over by another instance", self._kind, job.id)
         finally:
             self._running.pop(job.id, None)
-            self._wake.set()
+            self._claims.wake()
 
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._settings.heartbeat_seconds)
-            try:
-                await self._board.heartbeat(list(self._running))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # missed beats only matter once they reach stale_seconds
-                log.warning("job heartbeat failed: %s", exc)
+    async def _heartbeat_step(self) -> None:
+        # Missed beats only matter once they reach stale_seconds.
+        await self._board.heartbeat(list(self._running))
 
     async def wait_idle(self) -> None:
         """Wait until no job of this kind is queued or running on any instance."""
@@ -141,15 +134,23 @@ class JobRunner:
             await asyncio.sleep(0.05)
 
     async def close(self) -> None:
-        """Stop: jobs running here go back to the queue for the next instance."""
-        loops, self._loops = self._loops, []
-        for task in loops:
-            task.cancel()
+        """Stop: jobs running here go back to the queue for the next instance. A claim or a
+        heartbeat under way ends first (node/process/background.py): cancelled between its
+        commit and its bookkeeping, a claimed job waited for its heartbeat to go stale."""
+        self._claims.stop_soon()
+        running = await self._cancel_running()
+        await self._claims.stop()
+        running += self._unstarted
+        self._unstarted = []
+        await self._heartbeats.stop()
+        with contextlib.suppress(Exception):
+            await self._board.release(running)
+
+    async def _cancel_running(self) -> list[int]:
         running = list(self._running.items())
         for _, (_, task) in running:
             task.cancel()
-        await asyncio.gather(*loops, *(task for _, (_, task) in running),
-                             return_exceptions=True)
-        self._running.clear()
-        with contextlib.suppress(Exception):
-            await self._board.release([job_id for job_id, _ in running])
+        await asyncio.gather(*(task for _, (_, task) in running), return_exceptions=True)
+        for job_id, _ in running:
+            self._running.pop(job_id, None)
+        return [job_id for job_id, _ in running]

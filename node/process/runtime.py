@@ -20,6 +20,7 @@ from node.index.database import (
 )
 from node.index.index_writer import IndexWriter
 from node.ingest.ingestor import Ingestor, recover_incoming
+from node.process.background import Periodic
 from node.retention.quota import StorageQuota
 from node.services import NodeServices
 from node.storage.folder_storage import SHARED_INCOMING, Storage
@@ -98,19 +99,20 @@ async def open_services(config: Config, recover: bool = False,
         await writer.start()
         loop = asyncio.get_running_loop()
         ingestor = Ingestor(storage, writer, loop, config.node.overwrite_duplicates)
-        announcing: asyncio.Task[None] | None = None
+        announcing: Periodic | None = None
         if config.storage.max_bytes or config.storage.max_studies:
             quota = StorageQuota(config.storage, engine, loop,
                                  worker.count if worker is not None else 1, thread_reader)
             ingestor.admission = quota
             await quota.announce()
-            announcing = asyncio.create_task(quota.keep_announcing())
+            announcing = quota.announcing()
+            announcing.start()
         try:
             yield NodeServices(config, engine, sessions, storage, writer, ingestor, loop,
                                thread_reader, clock or Clock())
         finally:
             if announcing is not None:
-                announcing.cancel()
+                await announcing.stop()
             await writer.stop()
     finally:
         if thread_reader is not None:

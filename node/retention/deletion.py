@@ -44,6 +44,7 @@ from node.index.deletion_queries import (
     indexed_again,
     pending_files,
 )
+from node.process.background import Periodic
 from node.process.jobs import ClaimedJob, JobBoard, JobRunner, worker_name
 from node.render.series_metadata import FOLDER as METADATA_FOLDER
 from node.render.series_metadata import forget_series
@@ -88,13 +89,13 @@ class StudyDeletions:
         settings = services.config.jobs
         board = JobBoard(services.engine, settings, worker_name(services.config.instance_name))
         self._runner = JobRunner(board, settings, DELETE_KIND, self._remove_files, 1)
-        self._following: asyncio.Task[None] | None = None
+        self._followed = FollowedDeletions(services.config.data_dir)
+        self._following = Periodic(self._follow, settings.poll_seconds * FOLLOW_POLLS,
+                                   "following deletions")
 
     def start(self) -> None:
         self._runner.start()
-        if self._following is None:
-            self._following = asyncio.create_task(self._follow_deletions(),
-                                                  name="deletions-followed")
+        self._following.start()
 
     async def delete(self, study_uids: Sequence[str], requester: Requester
                      ) -> tuple[list[DeletedStudy], list[str]]:
@@ -140,16 +141,8 @@ class StudyDeletions:
                 return
             await asyncio.sleep(max(0.05, min(QUIET_SECONDS - quiet, until - time.time())))
 
-    async def _follow_deletions(self) -> None:
-        followed = FollowedDeletions(self._services.config.data_dir)
-        while True:
-            try:
-                await self.follow_deletions(followed)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the database away for a moment: again at the next look
-                log.warning("following deletions failed: %s", type(exc).__name__)
-            await asyncio.sleep(self._services.config.jobs.poll_seconds * FOLLOW_POLLS)
+    async def _follow(self) -> None:
+        await self.follow_deletions(self._followed)
 
     async def follow_deletions(self, followed: FollowedDeletions) -> int:
         """Drop what this instance made from studies deleted by any instance since the last
@@ -178,9 +171,6 @@ class StudyDeletions:
         await self._runner.wait_idle()
 
     async def close(self) -> None:
-        following, self._following = self._following, None
-        if following is not None:
-            following.cancel()
-            await asyncio.gather(following, return_exceptions=True)
+        await self._following.stop()
         await self._runner.close()
 

@@ -4,7 +4,6 @@ sent, renewing the hold while it streams; a process that dies leaves a hold that
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -15,6 +14,7 @@ from node.index.recycling import (
     release_export_hold,
     renew_export_hold,
 )
+from node.process.background import Periodic, to_completion
 from node.process.jobs import worker_name
 from node.services import NodeServices
 
@@ -30,23 +30,16 @@ async def held_for_export(services: NodeServices, study_uids: Sequence[str]
     """The studies stay while the body runs (on every instance sharing the database)."""
     engine = services.engine
     hold = await hold_for_export(engine, study_uids, worker_name(services.config.instance_name))
-    renewing = asyncio.create_task(_renew(services, hold))
+    async def renew() -> None:
+        await renew_export_hold(engine, hold)
+    # A failed renewal is logged and tried again at the next turn.
+    renewing = Periodic(renew, RENEW_SECONDS, f"renewing export hold {hold}", at_once=False)
+    renewing.start()
     try:
         yield
     finally:
-        renewing.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await renewing
+        await renewing.stop()
         try:
-            await asyncio.shield(release_export_hold(engine, hold))
+            await to_completion(release_export_hold(engine, hold))
         except Exception as exc:  # the hold lapses by itself
             log.warning("export hold %d not released (%s)", hold, type(exc).__name__)
-
-
-async def _renew(services: NodeServices, hold: int) -> None:
-    while True:
-        await asyncio.sleep(RENEW_SECONDS)
-        try:
-            await renew_export_hold(services.engine, hold)
-        except Exception as exc:  # the next renewal tries again
-            log.warning("export hold %d not renewed (%s)", hold, type(exc).__name__)

@@ -52,6 +52,7 @@ from node.index.study_usage import (
     read_for_quota,
     read_for_quota_in_thread,
 )
+from node.process.background import Periodic
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -256,16 +257,16 @@ class StorageQuota:
         """Tell the processes of every instance that this one admits instances: at its start,
         before it serves (a process that announced itself only once it admitted found the
         others dividing the room without it), then every ANNOUNCE_SECONDS
-        (`keep_announcing`)."""
+        (`announcing`)."""
         try:
             await announce_admitter(self._engine, self._me, FORGET_ADMITTER)
         except Exception as exc:  # the next one tries again; meanwhile the others count less
             log.warning("quota: announcing this process failed (%s)", type(exc).__name__)
 
-    async def keep_announcing(self) -> None:
-        while True:
-            await asyncio.sleep(ANNOUNCE_SECONDS)
-            await self.announce()
+    def announcing(self) -> Periodic:
+        """Announcing again every ANNOUNCE_SECONDS, once started."""
+        return Periodic(self.announce, ANNOUNCE_SECONDS, "quota: announcing this process",
+                        at_once=False)
 
     def _recycle(self, study_uid: str, need: _Amount) -> None:
         """Start recycling in the background, unless it runs already: down to RECYCLE_TO of

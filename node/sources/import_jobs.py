@@ -14,13 +14,13 @@ handed to `preload`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from node.errors import InvalidInput
 from node.index.import_queries import import_outcomes, import_request
+from node.process.background import Periodic, to_completion
 from node.process.jobs import GIVEN_UP, ClaimedJob, JobBoard, JobRunner, worker_name
 from node.services import NodeServices
 from node.sources.base import Source
@@ -53,25 +53,19 @@ class ImportJobs:
         self._runner = JobRunner(board, settings, JOB_KIND, self._import,
                                  services.config.sources.imports_at_once,
                                  finished=self._finished)
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeper = Periodic(self._sweep, SWEEP_SECONDS, "sweeping sealed credentials")
 
     def start(self) -> None:
         """Take part: claim queued imports and those an instance that died left."""
         self._runner.start()
-        if self._sweeper is None:
-            self._sweeper = asyncio.create_task(self._sweep_loop(), name="sealed-credentials")
+        self._sweeper.start()
 
     def wake(self) -> None:
         """An import was queued here: claim it now rather than at the next poll."""
         self._runner.wake()
 
-    async def _sweep_loop(self) -> None:
-        while True:
-            try:
-                await self.vault.sweep(self.services.sessions)
-            except Exception as exc:  # the database away for a moment: again later
-                log.warning("sweeping sealed credentials failed (%s)", type(exc).__name__)
-            await asyncio.sleep(SWEEP_SECONDS)
+    async def _sweep(self) -> None:
+        await self.vault.sweep(self.services.sessions)
 
     async def _finished(self, job: ClaimedJob, state: str, outcome: str) -> None:
         """An import whose instance died each time it ran is given up (node/process/jobs.py): its
@@ -115,7 +109,7 @@ class ImportJobs:
             # importer started, which would otherwise have said so itself).
             if not progress.finished:
                 progress.set_state("interrupted")
-            await asyncio.shield(writer.finish(progress))
+            await to_completion(writer.finish(progress))
             raise
         except InvalidInput as exc:
             # Its request cannot be rebuilt (its secrets expired with the token, a mapping or
@@ -165,11 +159,7 @@ class ImportJobs:
         return plan.sources
 
     async def close(self) -> None:
-        sweeper, self._sweeper = self._sweeper, None
-        if sweeper is not None:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+        await self._sweeper.stop()
         await self._runner.close()
 
     async def wait_idle(self) -> None:

@@ -10,13 +10,13 @@ thousands of instances is not thousands of writes), and once more as it ends.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from types import TracebackType
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from node.index.context_queries import set_retrieval_progress
+from node.process.background import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +31,8 @@ class RetrievalProgress:
                  write_seconds: float = WRITE_SECONDS) -> None:
         self._sessions = sessions
         self._study_uid = study_uid
-        self._write_seconds = write_seconds
-        self._loop = asyncio.get_running_loop()
-        self._changed = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
+        self._writer = Periodic(self._write, write_seconds, f"retrieval-progress-{study_uid}",
+                                at_once=False)
         self._written = (0, 0)
         # (instances received, instances announced); 0 announced: not known yet.
         self.counts = (0, 0)
@@ -42,30 +40,16 @@ class RetrievalProgress:
     def report(self, received: int, announced: int) -> None:
         """New counts, from any thread; they only grow (a source's final response may say 0)."""
         self.counts = (max(received, self.counts[0]), max(announced, self.counts[1]))
-        # RuntimeError: the loop closed under a retrieval thread still finishing.
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self._changed.set)
 
     async def __aenter__(self) -> RetrievalProgress:
-        self._writer = asyncio.create_task(self._write_while_running(),
-                                           name=f"retrieval-progress-{self._study_uid}")
+        self._writer.start()
         return self
 
     async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
                         traceback: TracebackType | None) -> None:
-        if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+        await self._writer.stop()
         if not isinstance(error, asyncio.CancelledError):
             await self._write()
-
-    async def _write_while_running(self) -> None:
-        while True:
-            await self._changed.wait()
-            self._changed.clear()
-            await self._write()
-            await asyncio.sleep(self._write_seconds)
 
     async def _write(self) -> None:
         counts = self.counts

@@ -24,6 +24,7 @@ from node.config import RemoteNode
 from node.dimse import scu
 from node.errors import ConfigError
 from node.index.context_queries import reopen_failed_retrieval, set_waiting_study_state
+from node.process.background import to_completion
 from node.process.jobs import ClaimedJob, JobBoard, JobRunner, JobStatus, worker_name
 from node.services import NodeServices
 from node.viewing.retrieval_progress import RetrievalProgress
@@ -141,7 +142,7 @@ class RetrievalRegistry:
         # outcome through `ensure` or is still pending and caught by this update.
         final, message = ("available", "") if state == "done" else ("failed", outcome)
         with contextlib.suppress(Exception):
-            await asyncio.shield(self._set_state(
+            await to_completion(self._set_state(
                 job.key, final, ("pending", "retrieving"), message))
 
     async def _set_state(
