@@ -361,3 +361,19 @@ def test_a_cli_import_past_the_limit_names_storage_full(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stdout.count("storage full") == PER_STUDY, result.stdout
     assert stored_studies(node) == {uid(5520)}
+
+
+def test_only_the_processes_that_store_share_the_room(tmp_path: Path) -> None:
+    """The supervisor preparing two workers announced itself too: for half a minute each worker
+    took a third of the room instead of half, and read the totals more often for it."""
+    node = quota_node(tmp_path / "node", workers=2, max_bytes=10**9).start()
+    try:
+        def admitters() -> set[str]:
+            return {str(key).rsplit(":", 1)[1] for (key,) in rows(
+                node.data_dir, "SELECT key FROM settings WHERE key LIKE 'quota-admitter:%'")}
+        poll(lambda: len(admitters()) >= 2)
+        assert node.proc is not None
+        assert str(node.proc.pid) not in admitters()
+        assert len(admitters()) == 2
+    finally:
+        node.stop()

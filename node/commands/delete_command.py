@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace, study_uids: list[str]) -> int:
-    async with open_services(load_config(args.config)) as services:
+    async with open_services(load_config(args.config), ingests=False) as services:
         deleted, missing = await delete_now(services, study_uids, Requester(cli_user()))
     for study in deleted:
         print(f"deleted {study.study_uid}: {study.instances} instance(s), {study.bytes} bytes; "

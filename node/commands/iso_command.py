@@ -41,7 +41,7 @@ async def _write(config: Config, args: argparse.Namespace) -> tuple[str, int, st
 
     if args.profile.lower() != AUTO:
         profile_named(args.profile)
-    async with open_services(config) as services:
+    async with open_services(config, ingests=False) as services:
         selection = await gather_studies(services, args.study)
     medium = await asyncio.to_thread(build_medium, selection, medium_options(config,
                                                                              args.profile))

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace, study_uids: list[str]) -> int:
     action = protect if args.protecting else unprotect
-    async with open_services(load_config(args.config)) as services:
+    async with open_services(load_config(args.config), ingests=False) as services:
         for uid in study_uids:
             changed = await action(services, uid, cli_user())
             state = "protected" if args.protecting else "not protected"

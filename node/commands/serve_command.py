@@ -100,7 +100,7 @@ async def prepare(config: Config) -> None:
         # Each worker says so again at its start; the node serves everything else.
         log.warning("the radiology viewer is not available: %s", exc)
 
-    async with open_services(config, recover=True) as services:
+    async with open_services(config, recover=True, ingests=False) as services:
         await ensure_schema(services.engine)
 
 

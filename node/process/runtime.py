@@ -80,11 +80,16 @@ def _incoming_folder(config: Config) -> Path:
 @asynccontextmanager
 async def open_services(config: Config, recover: bool = False,
                         worker: WorkerPlace | None = None,
-                        clock: Clock | None = None) -> AsyncIterator[NodeServices]:
+                        clock: Clock | None = None, ingests: bool = True
+                        ) -> AsyncIterator[NodeServices]:
     """The index, storage and ingest path, ready to use; everything queued is committed on exit.
 
     `recover` finishes what a crash left in incoming/ (a worker: in its own folder of it); only
     a serving process may do it, since another process's in-flight files live there too.
+    `ingests`: whether the process stores instances; only those share the storage quota's
+    room (node/retention/quota.py). The supervisor preparing the workers announced itself,
+    and for half a minute each worker took a third of the room instead of half, reading the
+    totals half as often again.
     """
     config.data_dir.mkdir(parents=True, exist_ok=True)
     storage = await asyncio.to_thread(open_storage, config, worker)
@@ -100,7 +105,7 @@ async def open_services(config: Config, recover: bool = False,
         loop = asyncio.get_running_loop()
         ingestor = Ingestor(storage, writer, loop, config.node.overwrite_duplicates)
         announcing: Periodic | None = None
-        if config.storage.max_bytes or config.storage.max_studies:
+        if ingests and (config.storage.max_bytes or config.storage.max_studies):
             quota = StorageQuota(config.storage, engine, loop,
                                  worker.count if worker is not None else 1, thread_reader)
             ingestor.admission = quota

@@ -70,6 +70,14 @@ READ_TIMEOUT = 30.0
 STALE_SECONDS = 300.0
 # Study UIDs known to be stored, per process (a new study counts against max_studies).
 KNOWN_STUDIES = 10_000
+# Below RECYCLE_AT, a process admits at least this share of each limit (divided among the
+# processes) before it reads the totals again: its share of the room left before RECYCLE_AT
+# halves with each reading, and near there the processes read the totals every few instances,
+# holding their quota lock each time (four associations at quota: a reading every 22
+# instances). All of them together pass RECYCLE_AT by this much at most, half of what is left
+# before the limit, and the reading that finds RECYCLE_AT passed starts the recycling (which
+# takes about as long as ingest takes for a tenth of this, node/index/recycling.py).
+SOFT_FLOOR = (1 - RECYCLE_AT) / 2
 # Within this many instances per process of a limit (past RECYCLE_AT), a process admits one
 # instance per reading of the totals: a share computed from older totals may hold room
 # another process has used since (two instances on one database passed a limit of 30
@@ -194,12 +202,20 @@ class StorageQuota:
         hard = hard or not self._below_soft
         if hard and self._admitted_since_read and self._near_limit(totals, amount):
             return False
-        if self.max_bytes and used.bytes > (self._ceiling(self.max_bytes, hard)
-                                            - totals.bytes) // share:
+        if self.max_bytes and used.bytes > self._room(self.max_bytes, totals.bytes, hard,
+                                                      share):
             return False
         return not (self.max_studies and amount.studies
-                    and used.studies > (self._ceiling(self.max_studies, hard)
-                                        - totals.studies) // share)
+                    and used.studies > self._room(self.max_studies, totals.studies, hard,
+                                                  share))
+
+    def _room(self, limit: int, total: int, hard: bool, share: int) -> int:
+        """This process's room under `limit` from `total`: its share of what is left, and
+        below RECYCLE_AT (soft) never less than its share of SOFT_FLOOR."""
+        room = (self._ceiling(limit, hard) - total) // share
+        if hard or not self.recycling:
+            return room
+        return max(room, int(limit * SOFT_FLOOR) // self._processes)
 
     def _near_limit(self, totals: StoredTotals, amount: _Amount) -> bool:
         """Whether the totals leave less than NEAR_LIMIT_INSTANCES such instances per process
