@@ -1,38 +1,56 @@
 """Annotation layers follow the session's role: `layers` to see them, `annotations` to save or
-delete one (both for a change: a save replaces the shapes of a layer the session must see). A
-refusal is 403 naming the missing permission, and nothing changes."""
+delete one (both for a change: a save replaces the shapes of a layer the session must see), and
+`annotations` to store a Microscopy Bulk Simple Annotations instance by STOW-RS, which the node
+reads into layers. A refusal is 403 naming the missing permission, and nothing changes."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from io import BytesIO
 from typing import Any
 
+import highdicom as hd
+import pydicom
 import pytest
 
+from node.index.instance_queries import study_of_instance
 from node.viewing.roles import add_role
 from pathology.annotation_store import list_layers, save_layer
-from pathology.annotations import Layer, Shape
+from pathology.annotations import ANN_SOP_CLASS, Layer, Shape, build_instance
 from pathology.catalogue import register_slide_file
+from rest.dicomweb.stow_response import NOT_AUTHORIZED
 from tests import slide_factory as factory
 from tests.rest_support import Api, running_app
 
 CASE = "C231606-1426"
+DICOM_SLIDE = factory.SpecimenSpec().container_identifier
 SVS_SLIDE = "C231606-1426-B-1-1"
 OWNER = "path-owner"
+BOUNDARY = "layer-permission-boundary"
 SHAPES = {"shapes": [{"type": "line", "points": [[10, 10], [60, 40]]}]}
 # Role name -> its permissions.
 ROLES = {
     "slide-annotator": ["layers", "annotations"],
     "slide-reader": ["layers"],
     "slide-drafter": ["annotations"],
+    "slide-saver": ["save"],
+    "slide-annotating-saver": ["save", "annotations"],
 }
 
 
 @pytest.fixture(scope="module")
-async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
+def dicom(tmp_path_factory: pytest.TempPathFactory) -> factory.DicomSlideFiles:
+    return factory.write_dicom_wsi(tmp_path_factory.mktemp("layer-permissions-wsi"))
+
+
+@pytest.fixture(scope="module")
+async def api(tmp_path_factory: pytest.TempPathFactory,
+              dicom: factory.DicomSlideFiles) -> AsyncIterator[Api]:
     folder = tmp_path_factory.mktemp("layer-permissions")
     svs = factory.write_svs(folder / "slide.svs")
     async with running_app(folder / "node") as api:
+        for path in dicom.paths:
+            await api.services.ingestor.ingest_copy(path, "import")
         await register_slide_file(api.services.sessions, api.services.storage, SVS_SLIDE, svs,
                                   accession_number=CASE)
         for name, permissions in ROLES.items():
@@ -45,9 +63,9 @@ async def session(api: Api, role: str, **params: str) -> dict[str, str]:
                                       **params})
 
 
-async def stored(api: Api) -> list[dict[str, Any]]:
+async def stored(api: Api, slide: str = SVS_SLIDE) -> list[dict[str, Any]]:
     """The slide's layers as the database holds them."""
-    return [layer.to_json() for layer in await list_layers(api.services.sessions, SVS_SLIDE)]
+    return [layer.to_json() for layer in await list_layers(api.services.sessions, slide)]
 
 
 async def with_layer(api: Api, name: str) -> None:
@@ -127,3 +145,48 @@ async def test_the_tray_tells_the_page_what_the_role_allows(
     response = await api.client.get("/ngv/slides", headers=await session(api, role))
     assert response.status == 200
     assert (await response.json())["features"] == features
+
+
+# --- STOW-RS of annotation instances ----------------------------------------------------------
+
+
+def annotation_instance(dicom: factory.DicomSlideFiles) -> pydicom.Dataset:
+    """A Microscopy Bulk Simple Annotations instance on the DICOM slide's level-0 image."""
+    headers = [pydicom.dcmread(path, stop_before_pixels=True) for path in dicom.paths]
+    volumes = [ds for ds in headers if list(ds.ImageType)[2] == "VOLUME"]
+    level_zero = max(volumes, key=lambda ds: int(ds.TotalPixelMatrixColumns))
+    layer = Layer(DICOM_SLIDE, "stow-author", "Stowed", (Shape("point", ((20.0, 30.0),)),))
+    return build_instance(level_zero, "stow-author", [layer], hd.UID(), 1)
+
+
+async def stow(api: Api, headers: dict[str, str], dataset: pydicom.Dataset) -> dict[str, Any]:
+    with BytesIO() as buffer:
+        dataset.save_as(buffer, enforce_file_format=True)
+        data = buffer.getvalue()
+    body = (f"--{BOUNDARY}\r\nContent-Type: application/dicom\r\n\r\n".encode() + data
+            + f"\r\n--{BOUNDARY}--\r\n".encode())
+    response = await api.client.post("/dicom-web/studies", data=body, headers={
+        **headers, "Accept": "application/dicom+json",
+        "Content-Type": f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'})
+    answer: dict[str, Any] = await response.json()
+    return answer
+
+
+async def test_storing_an_annotation_instance_needs_annotations(
+        api: Api, dicom: factory.DicomSlideFiles) -> None:
+    dataset = annotation_instance(dicom)
+    assert dataset.SOPClassUID == ANN_SOP_CLASS
+    answer = await stow(api, await session(api, "slide-saver"), dataset)
+    [failed] = answer["00081198"]["Value"]
+    assert failed["00081197"]["Value"] == [NOT_AUTHORIZED]
+    assert await study_of_instance(api.services.sessions, dataset.SOPInstanceUID) is None
+    assert await stored(api, DICOM_SLIDE) == []
+
+
+async def test_a_role_with_save_and_annotations_stores_an_annotation_instance(
+        api: Api, dicom: factory.DicomSlideFiles) -> None:
+    dataset = annotation_instance(dicom)
+    answer = await stow(api, await session(api, "slide-annotating-saver"), dataset)
+    assert "00081198" not in answer, answer
+    assert await study_of_instance(api.services.sessions,
+                                   dataset.SOPInstanceUID) == dataset.StudyInstanceUID
