@@ -140,7 +140,8 @@ async def running_app(folder: Path, source_nodes: list[dict[str, Any]] | None = 
     async with open_services(config, clock=clock) as services:
         # Instances sharing one database share its roles too.
         with contextlib.suppress(Conflict):
-            await add_role(services.sessions, ROLE, ["search", "download", "documents"])
+            await add_role(services.sessions, ROLE,
+                           ["search", "download", "documents", "layers", "annotations"])
         app = create_app(services, API_KEY)
         async with TestClient(TestServer(app, host="127.0.0.1")) as client:
             yield Api(client, services, folder, clock)

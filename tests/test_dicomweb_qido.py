@@ -102,8 +102,13 @@ def test_studies_match_by_patient_id_with_the_required_attributes(client: DICOMw
     ({"00080050": "QIDOACC3"}, [BETA]),
     ({"ModalitiesInStudy": "MR"}, [ALPHA_PRIOR]),
     ({"StudyInstanceUID": f"{ALPHA.study_uid},{BETA.study_uid}"}, [ALPHA, BETA]),
+    ({"StudyDate": "2023.01.05"}, [ALPHA]),
+    ({"StudyDate": "20230105-"}, [ALPHA, BETA]),
+    ({"StudyDate": "2019*"}, [ALPHA_PRIOR]),
+    ({"StudyDate": "20190610,20230301"}, [ALPHA_PRIOR, BETA]),
+    ({"StudyDate": "-20200101", "StudyTime": "1000-1015"}, [ALPHA_PRIOR]),
 ], ids=["date-range", "open-range", "wildcard", "case-insensitive-name", "tag", "modality",
-        "uid-list"])
+        "uid-list", "old-date-form", "range-from", "date-wildcard", "date-list", "time-range"])
 def test_studies_matching(client: DICOMwebClient, filters: dict[str, str],
                           expected: list[StudySpec]) -> None:
     found = ours(client.search_for_studies(search_filters=filters))
@@ -161,8 +166,8 @@ def test_negotiation_is_lenient_and_refuses_what_it_cannot_give(stored: NodeProc
 def test_bad_queries_are_400_naming_the_parameter(stored: NodeProcess) -> None:
     url = f"{stored.http_url}/dicom-web/studies"
     key = {"Authorization": stored.api_key}
-    for params, named in (({"limit": "many"}, "limit"), ({"StudyInstanceUID": "1.2.x"},
-                                                         "StudyInstanceUID"),
+    for params, named in (({"limit": "many"}, "limit"), ({"offset": "-1"}, "offset"),
+                          ({"StudyInstanceUID": "1.2.x"}, "StudyInstanceUID"),
                           ({"not-a-key": "1"}, "not-a-key")):
         response = requests.get(url, headers=key, params=params, timeout=30)
         assert response.status_code == 400, response.text
@@ -171,6 +176,35 @@ def test_bad_queries_are_400_naming_the_parameter(stored: NodeProcess) -> None:
                                params={"PatientID": "QIDO-B", "PatientWeight": "70"})
     assert unsupported.status_code == 200
     assert "PatientWeight" in unsupported.headers["Warning"]
+
+
+@pytest.mark.parametrize(("path", "name", "text"), [
+    ("/studies", "StudyDate", "2024-13-45"),
+    ("/studies", "StudyDate", "abc"),
+    ("/studies", "StudyDate", "20241345"),
+    ("/studies", "StudyDate", "20230229"),
+    ("/studies", "StudyDate", "20230101-2023"),
+    ("/studies", "StudyDate", "abc-20231231"),
+    ("/studies", "StudyDate", "-"),
+    ("/studies", "StudyDate", "20230105,abc"),
+    ("/studies", "00080020", "2023-01-05"),
+    ("/studies", "PatientBirthDate", "1970-01-01"),
+    ("/studies", "StudyTime", "2500"),
+    ("/studies", "StudyTime", "10:15"),
+    ("/studies", "StudyTime", "0800-1260"),
+    ("/instances", "NumberOfFrames", "abc"),
+    ("/instances", "NumberOfFrames", "99999999999"),
+])
+def test_a_malformed_date_time_or_number_is_400_naming_the_parameter(
+        stored: NodeProcess, path: str, name: str, text: str) -> None:
+    """PS3.18: an invalid query parameter value is 400, not a search that finds
+    nothing (204)."""
+    response = requests.get(f"{stored.http_url}/dicom-web{path}", timeout=30,
+                            headers={"Authorization": stored.api_key},
+                            params={"PatientID": "QIDO-A", name: text})
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert body["field"] == name and body["error"].startswith(f"{name}: not a")
 
 
 def test_no_match_is_204(client: DICOMwebClient, stored: NodeProcess) -> None:

@@ -131,7 +131,7 @@ async def test_options_given_are_recorded_in_the_context(api: Api) -> None:
     named = await api.context(await api.token({**BASE, "accNum": "ACC-OBS",
                                                "containerIdentifier": "S0001"}))
     assert named["options"]["containerIdentifier"] == "S0001"
-    # The role allows search and documents, and the request did not hide them.
+    # The role allows search, documents and layers; the request hid only the layers.
     assert context["features"]["search"] and context["features"]["documents"]
     assert not context["features"]["layers"]
 

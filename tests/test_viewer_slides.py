@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, Response, Route
 
+from node.viewing.roles import add_role
 from pathology.catalogue import register_slide_file
 from tests import slide_factory as factory
 from tests.browser import browser, new_page, screenshot, wait_until
@@ -28,6 +29,8 @@ DICOM_SLIDE = factory.SpecimenSpec().container_identifier
 SVS_SLIDE = "C231606-1426-B-1-1"
 OTHER_SLIDE = "C999999-1-A-1-1"
 READY = "#slide-panel[data-state='ready']"
+# A role that sees annotation layers and may not draw or change them.
+LAYER_READER = "slide-layer-reader"
 
 # Over the canvas's drawn (opaque) pixels: how red and blue follow x. The synthetic slide's red
 # is a left-to-right ramp and its blue a checkerboard, so swapping the two channels shows.
@@ -67,12 +70,13 @@ async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
             "/webdv/lut", params={"containerIdentifier": DICOM_SLIDE},
             data=factory.swap_red_blue_cube().encode(), headers={"Authorization": API_KEY})
         assert response.status == 200, await response.text()
+        await add_role(services.sessions, LAYER_READER, ["layers"])
         yield api
 
 
 async def open_slides(api: Api, browser: Browser, user: str, params: dict[str, Any],
-                      options: dict[str, Any] | None = None) -> Page:
-    token = await api.token({"username": user, "role": ROLE, "accNum": CASE, **params})
+                      options: dict[str, Any] | None = None, role: str = ROLE) -> Page:
+    token = await api.token({"username": user, "role": role, "accNum": CASE, **params})
     if options:
         await api.set_options(token, options)
     page = await new_page(browser, 1280, 800)
@@ -444,16 +448,21 @@ async def test_an_edit_made_while_the_last_is_saved_keeps_both(
     await page.context.close()
 
 
-async def test_drawing_is_off_with_a_message_when_layers_are_hidden(
-        api: Api, browser: Browser) -> None:
-    page = await open_slides(api, browser, "path-hidden",
-                             {"containerIdentifier": SVS_SLIDE, "hideLayers": "true"})
+async def drawing_off_note(page: Page) -> str:
+    """The page's message on why it draws nothing, once every drawing control is off."""
     await page.wait_for_selector(READY)
     for tool in ("edit", "point", "line", "polygon", "rectangle", "ellipse"):
         assert await page.is_disabled(f"#slide-tool-{tool}"), tool
     assert await page.is_disabled("#slide-layer")
-    note = await page.text_content("#slide-draw-note") or ""
-    assert await page.is_visible("#slide-draw-note") and "hides annotation layers" in note
+    assert await page.is_visible("#slide-draw-note")
+    return await page.text_content("#slide-draw-note") or ""
+
+
+async def test_drawing_is_off_with_a_message_when_layers_are_hidden(
+        api: Api, browser: Browser) -> None:
+    page = await open_slides(api, browser, "path-hidden",
+                             {"containerIdentifier": SVS_SLIDE, "hideLayers": "true"})
+    assert "hides annotation layers" in await drawing_off_note(page)
     # The server refuses it too: a layer the session cannot see would be overwritten.
     layer = url(api, f"/ngv/slides/{SVS_SLIDE}/layers/Annotations")
     for response in (await page.request.put(layer, data={"shapes": []}),
@@ -461,6 +470,19 @@ async def test_drawing_is_off_with_a_message_when_layers_are_hidden(
         assert response.status == 403
         assert "hidden" in (await response.json())["error"]
     assert await stored_shapes(api, "path-hidden") == []
+    await page.context.close()
+
+
+async def test_drawing_is_off_with_a_message_when_the_role_does_not_allow_annotations(
+        api: Api, browser: Browser) -> None:
+    page = await open_slides(api, browser, "path-reader", {"containerIdentifier": SVS_SLIDE},
+                             role=LAYER_READER)
+    assert "does not allow annotations" in await drawing_off_note(page)
+    layer = url(api, f"/ngv/slides/{SVS_SLIDE}/layers/Annotations")
+    response = await page.request.put(layer, data={"shapes": []})
+    assert response.status == 403
+    assert "annotations" in (await response.json())["error"]
+    assert await stored_shapes(api, "path-reader") == []
     await page.context.close()
 
 

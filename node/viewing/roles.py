@@ -16,6 +16,9 @@ from node.index.role_queries import delete_role, insert_role, role_row, role_row
 
 # What a role may be allowed; the request's hide* options can only take features away.
 # "save": store instances over STOW-RS into the session's studies (OHIF's saved measurements).
+# "layers": see a slide's annotation layers; "annotations": draw, save and delete them (a
+# change needs both: a save replaces the shapes of a layer the session must see), and store an
+# annotation instance over STOW-RS (with "save").
 PERMISSIONS = ("search", "download", "documents", "layers", "annotations", "export", "save")
 
 MAX_NAME = 64

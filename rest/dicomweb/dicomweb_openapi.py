@@ -16,8 +16,8 @@ _DICOM_JSON = {"content": {"application/dicom+json": {
     "schema": {"type": "array", "items": {"type": "object"}}}}}
 _ANSWERS = {
     "204": {"description": "Nothing matches."},
-    "400": {"description": "A parameter is not an attribute, UID or number; it is named.",
-            **_ERROR},
+    "400": {"description": "A parameter is not an attribute, or its value not a UID, date, "
+                           "time or number the attribute takes; it is named.", **_ERROR},
     "401": {"description": "Neither the API key nor a viewer session.", **_ERROR},
     "403": {"description": "A study outside the session's grant.", **_ERROR},
     "406": {"description": "The Accept header asks for what the node cannot give.", **_ERROR},

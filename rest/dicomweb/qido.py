@@ -24,6 +24,7 @@ from node.index.query import ATTRIBUTES, FindMatch, FindRequest, Level, Model, s
 from rest.dicomweb.dicom_json import PHI_KEYWORDS, dataset_json, element
 from rest.dicomweb.negotiation import DICOM_JSON, require_json
 from rest.dicomweb.patient_scope import NAMES_SEVERAL, patients_named
+from rest.dicomweb.qido_values import check_value
 from rest.dicomweb.readers import Reader, reader
 from rest.dicomweb.source_search import asks_sources, search_sources
 from rest.dicomweb.urls import BASE_PATH, base_url
@@ -78,14 +79,19 @@ def _count(query: Any, name: str, maximum: int) -> int | None:
     return int(text)
 
 
-def _values(keyword: str, text: str) -> tuple[str, ...]:
-    """Matching values: a comma-separated list is list matching (UID lists among them)."""
+def _values(name: str, keyword: str, text: str) -> tuple[str, ...]:
+    """Matching values: a comma-separated list is list matching (UID lists among them); each
+    date, time or number checked (400 naming the parameter `name`)."""
     if len(text) > MAX_VALUE:
         raise InvalidInput(f"{keyword}: at most {MAX_VALUE} characters", field=keyword)
-    if keyword in ATTRIBUTES and ATTRIBUTES[keyword].kind == "uid":
+    kind = ATTRIBUTES[keyword].kind
+    if kind == "uid":
         values = tuple(v for v in re.split(r"[,\\]", text) if v)
         return tuple(_uid(v, keyword) for v in values)
-    return tuple(v for v in text.split(",")) if "," in text else (text,)
+    values = tuple(text.split(",")) if "," in text else (text,)
+    for value in values:
+        check_value(kind, value, name)
+    return values
 
 
 class Search:
@@ -109,7 +115,7 @@ class Search:
                 # Values emptied in the answer would still say whether they matched.
                 raise InvalidInput(f"{name}: an anonymized session cannot match on an "
                                    "identifying attribute", field=name)
-            keys[keyword] = tuple(v for t in texts for v in _values(keyword, t))
+            keys[keyword] = tuple(v for t in texts for v in _values(name, keyword, t))
         for keyword, value in path_keys.items():
             keys[keyword] = (_uid(value, keyword),)
         returned = list(DEFAULT_KEYS[level])

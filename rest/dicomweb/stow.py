@@ -17,10 +17,12 @@ whole that ends early (the client went away) stores nothing; a streamed one keep
 completed, never part of one.
 
 Who may store: the API key, anything; a viewer session, only if its role allows `save`, only into
-the studies its grant holds, and each request is audited with the session's user; for it alone
-a missing IssuerOfPatientID of the study's patient is filled in (rest/dicomweb/stow_issuer.py), and
-an instance whose SOP Instance UID the index holds under a study outside its grant is refused
-(as a duplicate it would replace that instance, with `node.overwrite_duplicates`). On
+the studies its grant holds, a Microscopy Bulk Simple Annotations instance (read into the slide's
+annotation layers) only if its role allows `annotations` too, and each request is audited with
+the session's user; for it alone a missing IssuerOfPatientID of the study's patient is filled
+in (rest/dicomweb/stow_issuer.py), and an instance whose SOP Instance UID the index holds under a
+study outside its grant is refused (as a duplicate it would replace that instance, with
+`node.overwrite_duplicates`). On
 /studies/{study} an instance of another study is refused (0xC122) and nothing of it is kept. The
 index records the origin as `stow` (API key) or `stow:USERNAME` (session).
 """
@@ -50,6 +52,7 @@ from node.ingest.ingestor import Incoming, Ingestor, IngestResult
 from node.ingest.instance_record import InstanceRecord, is_valid_uid
 from node.ingest.issuer_fill import fill_file, write_filled
 from node.viewing import audit
+from pathology.annotations import ANN_SOP_CLASS
 from rest.client_address import client_address
 from rest.dicomweb.negotiation import media_type, require_json
 from rest.dicomweb.readers import SAVED_BY_SESSIONS, Reader, reader
@@ -176,6 +179,13 @@ class Store:
                                        f"{self.path_study} named by the URL")
         if self.who.grant is not None and record.study_uid not in self.who.grant.allowed:
             raise Refused(NOT_AUTHORIZED, "instance of a study outside the viewing session")
+        if (self.who.grant is not None and record.sop_class_uid == ANN_SOP_CLASS
+                and not self.who.grant.features.get("annotations")):
+            # Read into the slide's annotation layers (pathology/annotation_store.py): a way
+            # around the layer routes' check of the same permission.
+            raise Refused(NOT_AUTHORIZED, "a Microscopy Bulk Simple Annotations instance "
+                                          "becomes annotation layers: the viewing session's "
+                                          "role does not allow annotations")
 
     async def read(self, body: MultipartReader) -> None:
         """Read each part (a large one into incoming/) and start its ingest, until the

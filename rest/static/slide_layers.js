@@ -2,9 +2,10 @@
 // shape's length (µm) or area (mm²), and edited in place: the Edit tool selects one of the
 // user's own shapes, drags its points or the whole shape, and Delete removes it; a whole layer
 // of one's own is deleted from the list. Every change is saved at once (PUT of the layer) as the
-// session's user. A session with hideLayers sees no layer, so drawing is off there with a
-// message: saving into a layer it cannot see would replace the shapes already in it (the server
-// refuses it too).
+// session's user. A session with hideLayers, or whose role does not allow layers, sees no
+// layer, so drawing is off there with a message: saving into a layer it cannot see would
+// replace the shapes already in it. A role without annotations sees the layers and draws
+// nothing. The server refuses both; the page only does not offer what would be refused.
 
 import { measureText } from "./slide_measure.js";
 
@@ -12,6 +13,7 @@ const SVG = "http://www.w3.org/2000/svg";
 const DRAWING = ["point", "line", "polygon", "rectangle", "ellipse"];
 export const TOOLS = ["pan", "edit", ...DRAWING];
 const HIDDEN_MESSAGE = "Drawing is off: this session hides annotation layers.";
+const READ_ONLY_MESSAGE = "Drawing is off: this session's role does not allow annotations.";
 
 function element(tag, attrs = {}, text = "") {
   const node = document.createElement(tag);
@@ -54,7 +56,10 @@ export class SlideLayers {
     // Saves not yet answered, and the chain they are sent through (one at a time).
     this.unsaved = 0;
     this.saves = Promise.resolve();
-    this.locked = Boolean(this.tray.hideLayers);
+    // The tray's features are the role's permissions less what the token hid.
+    this.hidden = !this.tray.features.layers;
+    this.locked = this.hidden || !this.tray.features.annotations;
+    this.lockMessage = this.hidden ? HIDDEN_MESSAGE : READ_ONLY_MESSAGE;
     this.buildTools(toolbar);
     this.buildList(listHost);
     this.bind();
@@ -70,7 +75,7 @@ export class SlideLayers {
       button.onclick = () => this.setTool(name);
       if (this.locked && name !== "pan") {
         button.disabled = true;
-        button.title = HIDDEN_MESSAGE;
+        button.title = this.lockMessage;
       }
       this.toolButtons[name] = button;
       toolbar.append(button);
@@ -85,7 +90,7 @@ export class SlideLayers {
     toolbar.append(this.layerName, this.deleteButton);
     if (this.locked) {
       toolbar.append(element("span", { class: "slide-note", id: "slide-draw-note", role: "note" },
-        HIDDEN_MESSAGE));
+        this.lockMessage));
     }
   }
 
@@ -98,8 +103,11 @@ export class SlideLayers {
   renderList() {
     const heading = element("h2", {}, "Layers");
     const nodes = [heading];
-    if (this.locked) nodes.push(element("p", { class: "slide-note" }, "Annotation layers are hidden in this session."));
-    else if (!this.layers.length) nodes.push(element("p", { class: "slide-note" }, "No layers yet: pick a tool and draw."));
+    if (this.hidden) nodes.push(element("p", { class: "slide-note" }, "Annotation layers are hidden in this session."));
+    else if (!this.layers.length) {
+      nodes.push(element("p", { class: "slide-note" },
+        this.locked ? "No layers on this slide." : "No layers yet: pick a tool and draw."));
+    }
     const mpp = { x: this.panel.info.mppX, y: this.panel.info.mppY };
     for (const layer of this.layers) {
       const mine = layer.owner === this.tray.user;

@@ -5,9 +5,11 @@ A session may read the slides of its context's case (accNum), or the one slide i
 (rest/viewer/slide_access.py); any other slide is 403 without saying whether it exists.
 Tiles, the DeepZoom descriptor, thumbnails and labels are the /webdv answers themselves; the
 annotation layers are the session user's, shown by the context's annotationVisibility and
-hideLayers, never by what the browser sends. A session with hideLayers cannot save or delete
-a layer either: it does not see the user's own layers, and saving one it cannot see would
-replace the shapes already in it. OpenSeadragon is served from node_modules.
+hideLayers, never by what the browser sends. The role decides the rest: `layers` to see them
+(without it the session sees none, as with hideLayers), `annotations` to save or delete one.
+Saving or deleting needs both, and no hideLayers: a session that does not see the user's own
+layers would replace, by saving one, the shapes already in it. OpenSeadragon is served from
+node_modules.
 
 An anonymized session names slides by alias and sees no specimen, block or slide identifier
 (rest/viewer/slide_names.py), and gets no label or macro image (403): a label carries the
@@ -104,6 +106,8 @@ async def session_slides(request: web.Request) -> web.Response:
         "user": grant.context["username"],
         "annotationVisibility": options.get("annotationVisibility") or "ALL",
         "hideLayers": bool(options.get("hideLayers")),
+        # What the page offers: layers shown at all, and drawing (the server checks both).
+        "features": {name: bool(grant.features.get(name)) for name in ("layers", "annotations")},
         "collapsePreviews": bool(options.get("collapsePreviews")),
     }
     return web.json_response(body, headers={"Cache-Control": "no-store"})
@@ -163,7 +167,8 @@ async def session_layers(request: web.Request) -> web.Response:
     grant, cid, names = await _require_slide(request)
     options = grant.context["options"]
     visibility: Visibility = "USER" if options.get("annotationVisibility") == "USER" else "ALL"
-    hidden = bool(options.get("hideLayers"))
+    # hideLayers, or a role without `layers`: the session sees no layer.
+    hidden = not grant.features.get("layers")
     services = request.app[SERVICES]
     await import_instances(services.sessions, services.storage, cid)
     layers = visible_layers(await list_layers(services.sessions, cid),
@@ -175,10 +180,20 @@ async def session_layers(request: web.Request) -> web.Response:
     }, headers={"Cache-Control": "no-store"})
 
 
-def _refuse_hidden_layers(grant: Grant) -> None:
+def _require_layer_changes(grant: Grant) -> None:
+    """403 unless the session may save and delete its user's layers: its role allows
+    `annotations` (drawing) and `layers` (seeing them), and hideLayers is off; the answer names
+    what is missing."""
+    if not grant.features.get("annotations"):
+        raise web.HTTPForbidden(reason="the viewing session's role does not allow annotations: "
+                                       "annotation layers can be neither saved nor deleted")
     if grant.context["options"].get("hideLayers"):
         raise web.HTTPForbidden(reason="annotation layers are hidden in this viewing session: "
                                        "they can be neither saved nor deleted")
+    if not grant.features.get("layers"):
+        raise web.HTTPForbidden(reason="the viewing session's role does not allow layers: it "
+                                       "sees no annotation layer, so it can neither save nor "
+                                       "delete one")
 
 
 @routes.put(PREFIX + "/{slide_id}/layers/{name}")
@@ -186,7 +201,7 @@ def _refuse_hidden_layers(grant: Grant) -> None:
 async def session_put_layer(request: web.Request) -> web.Response:
     """Saved as the session's user: the browser cannot name another."""
     grant, cid, _ = await _require_slide(request)
-    _refuse_hidden_layers(grant)
+    _require_layer_changes(grant)
     name = check_name(request.match_info["name"], "name")
     _, slide, _ = await request.app[slide_routes.SLIDES].describe(cid)
     data = await read_json(request)
@@ -202,7 +217,7 @@ async def session_put_layer(request: web.Request) -> web.Response:
 @public
 async def session_delete_layer(request: web.Request) -> web.Response:
     grant, cid, names = await _require_slide(request)
-    _refuse_hidden_layers(grant)
+    _require_layer_changes(grant)
     name = check_name(request.match_info["name"], "name")
     user = grant.context["username"]
     if not await delete_layer(request.app[SERVICES].sessions, cid, user, name):
