@@ -198,11 +198,17 @@ def build_instance(source: Dataset, owner: str, layers: Sequence[Layer], series_
     )
 
 
+def layer_owner(dataset: Dataset) -> str:
+    """Whose layers an annotation instance holds: its content creator ("dicom" when unnamed).
+    A viewer session may store only its own user's (rest/dicomweb/stow.py)."""
+    return str(dataset.get("ContentCreatorName", "") or "").rstrip("^") or "dicom"
+
+
 def read_instance(dataset: Dataset, container_identifier: str) -> list[Layer]:
     """The layers of an annotation instance: groups with the same label are one layer, owned
     by the instance's content creator."""
     annotations = MicroscopyBulkSimpleAnnotations.from_dataset(dataset)
-    owner = str(dataset.get("ContentCreatorName", "") or "").rstrip("^") or "dicom"
+    owner = layer_owner(dataset)
     by_name: dict[str, list[Shape]] = {}
     for group in annotations.get_annotation_groups():
         kind = KINDS.get(str(group.graphic_type.value))

@@ -150,13 +150,14 @@ async def test_the_tray_tells_the_page_what_the_role_allows(
 # --- STOW-RS of annotation instances ----------------------------------------------------------
 
 
-def annotation_instance(dicom: factory.DicomSlideFiles) -> pydicom.Dataset:
-    """A Microscopy Bulk Simple Annotations instance on the DICOM slide's level-0 image."""
+def annotation_instance(dicom: factory.DicomSlideFiles, author: str = OWNER) -> pydicom.Dataset:
+    """A Microscopy Bulk Simple Annotations instance on the DICOM slide's level-0 image, its
+    layers `author`'s."""
     headers = [pydicom.dcmread(path, stop_before_pixels=True) for path in dicom.paths]
     volumes = [ds for ds in headers if list(ds.ImageType)[2] == "VOLUME"]
     level_zero = max(volumes, key=lambda ds: int(ds.TotalPixelMatrixColumns))
-    layer = Layer(DICOM_SLIDE, "stow-author", "Stowed", (Shape("point", ((20.0, 30.0),)),))
-    return build_instance(level_zero, "stow-author", [layer], hd.UID(), 1)
+    layer = Layer(DICOM_SLIDE, author, "Stowed", (Shape("point", ((20.0, 30.0),)),))
+    return build_instance(level_zero, author, [layer], hd.UID(), 1)
 
 
 async def stow(api: Api, headers: dict[str, str], dataset: pydicom.Dataset) -> dict[str, Any]:
@@ -190,3 +191,15 @@ async def test_a_role_with_save_and_annotations_stores_an_annotation_instance(
     assert "00081198" not in answer, answer
     assert await study_of_instance(api.services.sessions,
                                    dataset.SOPInstanceUID) == dataset.StudyInstanceUID
+
+
+async def test_a_session_stores_only_its_own_users_annotation_instance(
+        api: Api, dicom: factory.DicomSlideFiles) -> None:
+    """The instance's content creator owns the layers it becomes: a session naming another user
+    put layers under a name that never drew them."""
+    dataset = annotation_instance(dicom, author="another-reader")
+    answer = await stow(api, await session(api, "slide-annotating-saver"), dataset)
+    [failed] = answer["00081198"]["Value"]
+    assert failed["00081197"]["Value"] == [NOT_AUTHORIZED]
+    assert await study_of_instance(api.services.sessions, dataset.SOPInstanceUID) is None
+    assert await stored(api, DICOM_SLIDE) == []

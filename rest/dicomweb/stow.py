@@ -18,7 +18,8 @@ completed, never part of one.
 
 Who may store: the API key, anything; a viewer session, only if its role allows `save`, only into
 the studies its grant holds, a Microscopy Bulk Simple Annotations instance (read into the slide's
-annotation layers) only if its role allows `annotations` too, and each request is audited with
+annotation layers) only if its role allows `annotations` too and the instance's content creator
+is the session's user (who owns the layers it becomes), and each request is audited with
 the session's user; for it alone a missing IssuerOfPatientID of the study's patient is filled
 in (rest/dicomweb/stow_issuer.py), and an instance whose SOP Instance UID the index holds under a
 study outside its grant is refused (as a duplicate it would replace that instance, with
@@ -52,7 +53,7 @@ from node.ingest.ingestor import Incoming, Ingestor, IngestResult
 from node.ingest.instance_record import InstanceRecord, is_valid_uid
 from node.ingest.issuer_fill import fill_file, write_filled
 from node.viewing import audit
-from pathology.annotations import ANN_SOP_CLASS
+from pathology.annotations import ANN_SOP_CLASS, layer_owner
 from rest.client_address import client_address
 from rest.dicomweb.negotiation import media_type, require_json
 from rest.dicomweb.readers import SAVED_BY_SESSIONS, Reader, reader
@@ -355,6 +356,18 @@ class Store:
             outcomes[number] = self._outcome(received, number, seen, result)
         return [outcomes[number] for _, number in batch]
 
+    def _admit_layers_of(self, path: Path) -> None:
+        """A session's annotation instance becomes layers owned by its content creator
+        (pathology/annotations.py): only the session's own user's, as the layer routes save
+        them; another name would put layers under a user who never drew them."""
+        if self.who.grant is None:
+            return  # the API key's caller names its users, as on /webdv/slides
+        header = dcmread(path, stop_before_pixels=True, specific_tags=["ContentCreatorName"])
+        user = str(self.who.grant.context["username"])
+        if layer_owner(header) != user:
+            raise Refused(NOT_AUTHORIZED, "an annotation instance's ContentCreatorName must "
+                                          "be the viewing session's user")
+
     def _incoming(self, received: Received, seen: list[InstanceRecord]) -> Incoming:
         """The part's file in incoming/ for the ingest path (written here for a part held in
         memory), and its admission, which notes the header's record in `seen`."""
@@ -366,6 +379,8 @@ class Store:
                     fill.issuer, fill.gap.patient_id):
                 raise Refused(PROCESSING_FAILURE, "IssuerOfPatientID could not be filled in")
             self.admit(record)
+            if record.sop_class_uid == ANN_SOP_CLASS:
+                self._admit_layers_of(path)
 
         if received.path is None:
             path = self._write_incoming(received.data or b"", fill)
