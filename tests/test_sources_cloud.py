@@ -50,7 +50,7 @@ def bucket_objects(moto: ServerProcess) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def wado_study(orthanc: OrthancProcess) -> list[str]:
+def wado_study(orthanc: OrthancProcess, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     """The WADO examples' study on Orthanc: 2 series of 2 instances, the examples' UIDs."""
     spec = StudySpec(study_uid=WADO_STUDY, patient_id="WADO-PID", series=2,
                      instances_per_series=2)
@@ -60,7 +60,7 @@ def wado_study(orthanc: OrthancProcess) -> list[str]:
             ds = make_instance(spec, s, i)
             buffer = io.BytesIO()
             ds.save_as(buffer, enforce_file_format=True)
-            path = Path(f"/tmp/wado-{ds.SOPInstanceUID}.dcm")
+            path = tmp_path_factory.mktemp("wado") / f"{ds.SOPInstanceUID}.dcm"
             path.write_bytes(buffer.getvalue())
             orthanc.upload(path)
             path.unlink()
